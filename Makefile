@@ -1,0 +1,61 @@
+# Everything runs from virtualenvs built from the pinned requirements; nothing is installed by hand.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+TOOLS := .venv-tools
+# pip's notes about this machine's extra local indexes are noise, not errors.
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: setup tools test unit integration lint template demo bench lock clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements/dev.txt $(QUIET_PIP)
+	$(VENV)/bin/pip install -q --no-deps -e . $(QUIET_PIP)
+	touch $@
+
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: requirements/tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q -r requirements/tools.txt $(QUIET_PIP)
+	touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# The template must validate, lint and build (no Docker) at every commit.
+template: tools
+	$(TOOLS)/bin/sam validate --lint
+	$(TOOLS)/bin/sam build --cached --parallel
+
+test: lint template
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+
+unit: setup
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: setup
+	$(VENV)/bin/pytest -q -m integration
+
+demo: setup
+	rm -rf demo-drop
+	$(VENV)/bin/pcam synth demo-drop
+	$(VENV)/bin/pcam local run demo-drop --out pcam-output
+
+bench: setup
+	$(VENV)/bin/python bench/bench_ingest.py
+
+# Re-resolve the pins from the *.in files (needs the package registry).
+lock:
+	rm -rf /tmp/pcam-lock && $(PYTHON) -m venv /tmp/pcam-lock
+	/tmp/pcam-lock/bin/pip install -q -r requirements/dev.in $(QUIET_PIP)
+	( echo "# Every package of the development virtualenv (.venv), pinned. Regenerate from dev.in with 'make lock'."; \
+	  /tmp/pcam-lock/bin/pip freeze ) > requirements/dev.txt
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam demo-drop pcam-output .pytest_cache

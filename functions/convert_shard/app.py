@@ -1,0 +1,34 @@
+"""Convert shard: one message per shard of a dropped patch file; writes its JPEGs."""
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from pcam_pipeline.convert import ShardConverter, ShardTask
+from pcam_pipeline.notifications import is_last_attempt
+from pcam_pipeline.observability import logger, metrics, tracer
+from pcam_pipeline.settings import ConversionSettings
+
+settings = ConversionSettings.from_env()
+converter = ShardConverter(settings)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    task = ShardTask.from_message(record.json_body)
+    try:
+        result = converter.convert(task, claimer=record.message_id)
+    except Exception as exc:
+        logger.exception("shard failed; the queue will retry")
+        if is_last_attempt(record.attributes.approximate_receive_count, settings.max_receive_count):
+            converter.record_failure(task, str(exc))
+        raise
+    logger.info("shard converted", extra=result)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event, context):
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context)

@@ -1,0 +1,141 @@
+"""The whole local stack as one object: start it, drop files, wait, collect results, stop it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+from pcam_local.runtime import LocalRuntime
+from pcam_local.stack import (
+    REGION,
+    DeployedStack,
+    MotoServer,
+    client_environment,
+    deploy,
+    project_root,
+)
+from pcam_pipeline.state import StateStore
+
+RESULT_PREFIXES = ("manifests/", "quarantine/", "evaluations/", "predictions/")
+# Local concurrency per function: two conversion workers use both cores.
+DEFAULT_CONCURRENCY = {"IngestFunction": 1, "ConvertShardFunction": 2}
+
+
+@dataclass
+class LocalStack:
+    port: int | None = None
+    parameters: dict[str, str] = field(default_factory=dict)
+    work_dir: Path | None = None
+    concurrency: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
+
+    def start(self) -> LocalStack:
+        self.work_dir = Path(self.work_dir or tempfile.mkdtemp(prefix="pcam-local-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.server = MotoServer(self.port, log_path=self.work_dir / "moto.log").start()
+        self.endpoint = self.server.url
+        try:
+            self.deployed: DeployedStack = deploy(project_root(), self.endpoint, self.parameters)
+            self.runtime = LocalRuntime(self.deployed, self.endpoint, self.work_dir / "logs",
+                                        concurrency=self.concurrency).start()
+        except BaseException:
+            self.server.stop()
+            raise
+        config = Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5})
+        self._session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+        self.s3 = self._session.client("s3", endpoint_url=self.endpoint, config=config)
+        self.sqs = self._session.client("sqs", endpoint_url=self.endpoint)
+        self.state = StateStore(self.deployed.outputs["StateTableName"],
+                                self._session.resource("dynamodb", endpoint_url=self.endpoint))
+        self._seen_events: list[dict] = []
+        return self
+
+    def stop(self) -> None:
+        try:
+            self.runtime.stop()
+        finally:
+            self.server.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def bucket(self) -> str:
+        return self.deployed.bucket
+
+    def environment(self) -> dict[str, str]:
+        """Variables that point the aws CLI or boto3 at this stack."""
+        return client_environment(self.endpoint)
+
+    # ------------------------------------------------------------------ input
+    def drop(self, local_path: Path, key: str) -> None:
+        self.s3.upload_file(str(local_path), self.bucket, key)
+
+    def drop_directory(self, directory: Path) -> list[str]:
+        """Upload every file under ``directory`` to ``incoming/<relative path>``."""
+        files = sorted(p for p in Path(directory).rglob("*") if p.is_file())
+        keys = ["incoming/" + p.relative_to(directory).as_posix() for p in files]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(self.drop, files, keys))
+        return keys
+
+    def wait_until_idle(self, timeout: float = 900) -> bool:
+        return self.runtime.wait_until_idle(timeout)
+
+    # ------------------------------------------------------------------ output
+    def list_keys(self, prefix: str) -> list[str]:
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return keys
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def download_results(self, out_dir: Path, prefixes=RESULT_PREFIXES) -> list[Path]:
+        written = []
+        for prefix in prefixes:
+            for key in self.list_keys(prefix):
+                target = Path(out_dir) / key
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.s3.download_file(self.bucket, key, str(target))
+                written.append(target)
+        return written
+
+    def pipeline_events(self) -> list[dict]:
+        """Every event announced on the pipeline bus so far (read from the local tap queue)."""
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.deployed.events_tap_url, MaxNumberOfMessages=10,
+                                                WaitTimeSeconds=0).get("Messages", [])
+            if not messages:
+                return list(self._seen_events)
+            for message in messages:
+                self._seen_events.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.deployed.events_tap_url,
+                                        ReceiptHandle=message["ReceiptHandle"])
+
+    def dead_letters(self) -> dict[str, list[dict]]:
+        """Messages waiting in each dead-letter queue (left in place for a later redrive)."""
+        found = {}
+        for logical_id, url in self.deployed.dead_letter_queues.items():
+            messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                                                WaitTimeSeconds=0).get("Messages", [])
+            found[logical_id] = [json.loads(m["Body"]) for m in messages]
+        return found
+
+    def records(self) -> list[dict]:
+        return self.state.scan_all()
+
+
+def run_with_stack_environment(stack: LocalStack) -> None:
+    """Point this process's boto3 at the stack (for commands that reuse the cloud code paths)."""
+    os.environ.update(stack.environment())

@@ -1,0 +1,220 @@
+"""The local Lambda runtime: polls each queue of the deployed template and runs the handler it names.
+
+Each function runs in its own worker processes (os.environ is process-wide, as in Lambda) with the
+environment the template gives it. Batches, partial batch failures, retries and dead-letter queues
+behave as with Lambda's SQS event source; failed messages come back after a short delay instead of
+the queue's full visibility timeout so local runs finish quickly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+
+from pcam_local.stack import REGION, DeployedStack, FunctionSpec, QueueMapping, client_environment
+
+RETRY_DELAY_SECONDS = 1
+
+_handler = None
+_function: FunctionSpec | None = None
+
+
+class LocalContext:
+    """The parts of Lambda's context object that handlers and Powertools use."""
+
+    def __init__(self, function: FunctionSpec):
+        self.function_name = function.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function.name}"
+        self.memory_limit_in_mb = function.memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function.name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + function.timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _start_worker(function: FunctionSpec, environment: dict[str, str], log_path: str) -> None:
+    global _handler, _function
+    os.environ.update(environment)
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
+    sys.stdout = sys.stderr = log
+    module_name, handler_name = function.handler.rsplit(".", 1)
+    sys.path.insert(0, str(function.code_dir))  # Lambda's /var/task
+    _handler = getattr(importlib.import_module(module_name), handler_name)
+    _function = function
+
+
+def _reset_peak_memory() -> None:
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def _peak_memory_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _invoke(event: dict) -> dict:
+    _reset_peak_memory()
+    started = time.monotonic()
+    try:
+        result, error = _handler(event, LocalContext(_function)), None
+    except Exception:  # a function error fails the whole batch, as in Lambda
+        result, error = None, traceback.format_exc()
+    return {"result": result, "error": error, "seconds": time.monotonic() - started, "peak_mb": _peak_memory_mb()}
+
+
+@dataclass
+class Invocation:
+    function: str
+    records: int
+    seconds: float
+    peak_mb: float
+    failed_records: int
+    error: str | None
+
+
+@dataclass
+class LocalRuntime:
+    stack: DeployedStack
+    endpoint: str
+    log_dir: Path
+    concurrency: dict[str, int] = field(default_factory=dict)  # per logical id; default 1
+    invocations: list[Invocation] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._pools: dict[str, ProcessPoolExecutor] = {}
+        self._threads: list[threading.Thread] = []
+        self._sqs = boto3.client("sqs", endpoint_url=self.endpoint, region_name=REGION,
+                                 aws_access_key_id="local", aws_secret_access_key="local")
+
+    def start(self) -> LocalRuntime:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        spawn = multiprocessing.get_context("spawn")
+        for mapping in self.stack.mappings:
+            function = mapping.function
+            workers = self.concurrency.get(function.logical_id, 1)
+            if function.logical_id not in self._pools:
+                environment = {**function.environment, **client_environment(self.endpoint),
+                               "AWS_LAMBDA_FUNCTION_NAME": function.name,
+                               "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+                               "POWERTOOLS_TRACE_DISABLED": "true"}
+                self._pools[function.logical_id] = ProcessPoolExecutor(
+                    max_workers=workers, mp_context=spawn, initializer=_start_worker,
+                    initargs=(function, environment, str(self.log_dir / f"{function.logical_id}.log")))
+            for _ in range(workers):
+                thread = threading.Thread(target=self._poll, args=(mapping,), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _poll(self, mapping: QueueMapping) -> None:
+        pool = self._pools[mapping.function.logical_id]
+        while not self._stop.is_set():
+            try:
+                if not self._poll_once(mapping, pool):
+                    self._stop.wait(0.2)
+            except Exception:  # the poller must survive a hiccup of the local server
+                traceback.print_exc()
+                self._stop.wait(RETRY_DELAY_SECONDS)
+
+    def _poll_once(self, mapping: QueueMapping, pool: ProcessPoolExecutor) -> bool:
+        """Receive one batch and run the handler on it; False when the queue was empty."""
+        messages = self._sqs.receive_message(
+            QueueUrl=mapping.queue_url, MaxNumberOfMessages=min(mapping.batch_size, 10), WaitTimeSeconds=0,
+            AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+        if not messages:
+            return False
+        with self._lock:
+            self._busy += 1
+        try:
+            self._run_batch(mapping, pool, messages)
+        finally:
+            with self._lock:
+                self._busy -= 1
+        return True
+
+    def _run_batch(self, mapping: QueueMapping, pool: ProcessPoolExecutor, messages: list[dict]) -> None:
+        queue_arn = f"arn:aws:sqs:{REGION}:123456789012:{mapping.queue_url.rsplit('/', 1)[-1]}"
+        event = {"Records": [_sqs_record(message, queue_arn) for message in messages]}
+        outcome = pool.submit(_invoke, event).result()
+        failed_ids = _failed_message_ids(outcome, mapping, messages)
+        succeeded = [m for m in messages if m["MessageId"] not in failed_ids]
+        failed = [m for m in messages if m["MessageId"] in failed_ids]
+        if succeeded:
+            self._sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(succeeded)])
+        if failed:
+            self._sqs.change_message_visibility_batch(QueueUrl=mapping.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": RETRY_DELAY_SECONDS}
+                for i, m in enumerate(failed)])
+        with self._lock:
+            self.invocations.append(Invocation(mapping.function.logical_id, len(messages), outcome["seconds"],
+                                               outcome["peak_mb"], len(failed), outcome["error"]))
+
+    def queue_depths(self) -> dict[str, int]:
+        depths = {}
+        for mapping in self.stack.mappings:
+            attributes = self._sqs.get_queue_attributes(QueueUrl=mapping.queue_url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+            depths[mapping.queue_url] = sum(int(v) for v in attributes.values())
+        return depths
+
+    def wait_until_idle(self, timeout: float = 600, settle: float = 0.6) -> bool:
+        """Block until every queue is empty and no handler runs, twice in a row; False on timeout."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = self._busy
+            if busy == 0 and not any(self.queue_depths().values()):
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle:
+                    return True
+            else:
+                quiet_since = None
+            time.sleep(0.2)
+        return False
+
+
+def _sqs_record(message: dict, queue_arn: str) -> dict:
+    return {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
+            "attributes": message.get("Attributes", {}), "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody", ""), "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
+            "awsRegion": REGION}
+
+
+def _failed_message_ids(outcome: dict, mapping: QueueMapping, messages: list[dict]) -> set[str]:
+    if outcome["error"] is not None or not mapping.report_batch_item_failures:
+        return {m["MessageId"] for m in messages} if outcome["error"] is not None else set()
+    failures = (outcome["result"] or {}).get("batchItemFailures", [])
+    return {f["itemIdentifier"] for f in failures}

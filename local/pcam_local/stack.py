@@ -1,0 +1,272 @@
+"""The local AWS: a moto server on 127.0.0.1 with template.yaml itself deployed into it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import yaml
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+REGION = "us-east-1"
+STACK_NAME = "pcam-local"
+ARTIFACTS_BUCKET = "pcam-local-artifacts"
+EVENTS_TAP_QUEUE = "pcam-local-events-tap"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+
+
+def project_root() -> Path:
+    """The checkout holding template.yaml (the package is installed in editable mode from it)."""
+    configured = os.environ.get("PCAM_PROJECT_ROOT")
+    root = Path(configured) if configured else Path(__file__).resolve().parents[2]
+    if not (root / "template.yaml").is_file():
+        raise RuntimeError(f"template.yaml not found in {root}; set PCAM_PROJECT_ROOT to the project checkout")
+    return root
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that understands CloudFormation's short tags (!Ref, !Sub, !GetAtt …)."""
+
+
+def _short_tag(tag: str):
+    full = tag if tag in ("Ref", "Condition") else f"Fn::{tag}"
+
+    def construct(loader, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+            if tag == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {full: value}
+
+    return construct
+
+
+for _tag in ("Ref", "Condition", "GetAtt", "Sub", "Join", "If", "Not", "Equals", "And", "Or", "Select",
+             "Split", "FindInMap", "GetAZs", "ImportValue", "Base64", "Cidr"):
+    _CfnLoader.add_constructor(f"!{_tag}", _short_tag(_tag))
+
+
+def load_template(path: Path) -> dict:
+    with open(path) as handle:
+        return yaml.load(handle, _CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MotoServer:
+    """A separate moto server process (faster than an in-process one) bound to loopback only."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log_path = log_path
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> MotoServer:
+        log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        env = {**os.environ, "MOTO_LAMBDA_STUB_ECR": "TRUE"}
+        self._process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                         stdout=log, stderr=log, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto server exited at start (code {self._process.returncode})")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("moto server did not start within 30 s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+
+def client_environment(endpoint: str) -> dict[str, str]:
+    """What any process needs to talk to the local stack with plain boto3 (no local special-casing)."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, **CREDENTIALS}
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    name: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    timeout: int
+    memory_mb: int
+
+
+@dataclass
+class QueueMapping:
+    function: FunctionSpec
+    queue_url: str
+    batch_size: int
+    report_batch_item_failures: bool
+
+
+@dataclass
+class DeployedStack:
+    outputs: dict[str, str]
+    functions: dict[str, FunctionSpec]
+    mappings: list[QueueMapping]
+    dead_letter_queues: dict[str, str] = field(default_factory=dict)
+    events_tap_url: str = ""
+
+    @property
+    def bucket(self) -> str:
+        return self.outputs["DataBucketName"]
+
+
+def _zip_directory(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                archive.write(path, path.relative_to(directory))
+    return buffer.getvalue()
+
+
+def package_template(template: dict, root: Path, s3) -> tuple[dict, dict[str, Path]]:
+    """Like `sam package`: upload each code folder and point the template at it. Returns code folders."""
+    s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+    code_dirs: dict[str, Path] = {}
+    for logical_id, resource in template["Resources"].items():
+        prop = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}.get(
+            resource["Type"])
+        if prop is None:
+            continue
+        directory = root / resource["Properties"][prop]
+        key = f"{logical_id}.zip"
+        s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=_zip_directory(directory))
+        resource["Properties"][prop] = f"s3://{ARTIFACTS_BUCKET}/{key}"
+        code_dirs[logical_id] = directory
+    return template, code_dirs
+
+
+class _NoManagedPolicies:
+    """The translator looks up managed policy names only when a template uses them by name."""
+
+    def load(self) -> dict:
+        return {}
+
+
+def translate(template: dict, parameters: dict[str, str]) -> dict:
+    """SAM to CloudFormation, as `sam deploy` has CloudFormation do it."""
+    session = boto3.Session(region_name=REGION)
+    translator = Translator(_NoManagedPolicies(), Parser(), boto_session=session)
+    return translator.translate(template, parameter_values=dict(parameters))
+
+
+def deploy(root: Path, endpoint: str, parameters: dict[str, str] | None = None) -> DeployedStack:
+    """Deploy template.yaml into the local AWS and return what the runtime needs to run it."""
+    session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+    clients = {name: session.client(name, endpoint_url=endpoint)
+               for name in ("s3", "cloudformation", "lambda", "sqs", "events")}
+    parameters = parameters or {}
+    template, code_dirs = package_template(load_template(root / "template.yaml"), root, clients["s3"])
+    cfn_template = translate(template, parameters)
+    cfn = clients["cloudformation"]
+    cfn.create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(cfn_template),
+                     Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
+                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
+    stack = _wait_for_stack(cfn)
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    resources = {r["LogicalResourceId"]: r for r in cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+                 if "LogicalResourceId" in r}
+    _apply_bucket_settings_moto_skips(clients["s3"], outputs["DataBucketName"],
+                                      template["Resources"]["DataBucket"]["Properties"])
+    functions = _functions(clients["lambda"], resources, code_dirs)
+    mappings = _mappings(clients["lambda"], clients["sqs"], functions)
+    dead_letters = {logical: r["PhysicalResourceId"] for logical, r in resources.items()
+                    if r["ResourceType"] == "AWS::SQS::Queue" and "DeadLetter" in logical}
+    deployed = DeployedStack(outputs=outputs, functions=functions, mappings=mappings, dead_letter_queues=dead_letters)
+    deployed.events_tap_url = _tap_pipeline_events(clients["sqs"], clients["events"], outputs["PipelineBusName"])
+    return deployed
+
+
+def _apply_bucket_settings_moto_skips(s3, bucket: str, properties: dict) -> None:
+    """moto's CloudFormation ignores these bucket properties; apply them from the template as S3 would."""
+    if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    if properties.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+        s3.put_bucket_notification_configuration(Bucket=bucket,
+                                                 NotificationConfiguration={"EventBridgeConfiguration": {}})
+    if "PublicAccessBlockConfiguration" in properties:
+        s3.put_public_access_block(Bucket=bucket,
+                                   PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"])
+
+
+def _wait_for_stack(cfn) -> dict:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        stack = cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        if not stack["StackStatus"].endswith("IN_PROGRESS"):
+            break
+        time.sleep(0.2)
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        failures = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
+                    for e in cfn.describe_stack_events(StackName=STACK_NAME)["StackEvents"]
+                    if "FAILED" in e.get("ResourceStatus", "")]
+        raise RuntimeError(f"local deploy ended in {stack['StackStatus']}: {'; '.join(failures)}")
+    return stack
+
+
+def _functions(lambda_client, resources: dict, code_dirs: dict[str, Path]) -> dict[str, FunctionSpec]:
+    functions = {}
+    for logical_id, resource in resources.items():
+        if resource["ResourceType"] != "AWS::Lambda::Function":
+            continue
+        config = lambda_client.get_function_configuration(FunctionName=resource["PhysicalResourceId"])
+        functions[config["FunctionArn"]] = FunctionSpec(
+            logical_id=logical_id, name=config["FunctionName"], code_dir=code_dirs[logical_id],
+            handler=config["Handler"],
+            environment={k: str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()},
+            timeout=int(config.get("Timeout", 3)), memory_mb=int(config.get("MemorySize", 128)))
+    return functions
+
+
+def _mappings(lambda_client, sqs, functions: dict[str, FunctionSpec]) -> list[QueueMapping]:
+    mappings = []
+    for mapping in lambda_client.list_event_source_mappings()["EventSourceMappings"]:
+        queue_name = mapping["EventSourceArn"].rsplit(":", 1)[-1]
+        mappings.append(QueueMapping(
+            function=functions[mapping["FunctionArn"]],
+            queue_url=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
+            batch_size=int(mapping.get("BatchSize", 10)),
+            report_batch_item_failures="ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])))
+    return mappings
+
+
+def _tap_pipeline_events(sqs, events, bus_name: str) -> str:
+    """A local downstream consumer: every event the pipeline announces is copied to a queue we can read."""
+    url = sqs.create_queue(QueueName=EVENTS_TAP_QUEUE)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="pcam-local-events-tap", EventBusName=bus_name,
+                    EventPattern=json.dumps({"source": ["pcam.pipeline"]}))
+    events.put_targets(Rule="pcam-local-events-tap", EventBusName=bus_name, Targets=[{"Id": "tap", "Arn": arn}])
+    return url

@@ -1,0 +1,1 @@
+"""pcam_pipeline: the domain library of the PCam slide-scoring pipeline (the Lambda layer)."""

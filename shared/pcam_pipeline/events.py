@@ -1,0 +1,30 @@
+"""Announcements on the pipeline's event bus, for the next stages and downstream systems."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+from botocore.exceptions import ClientError
+
+from pcam_pipeline.errors import StorageError
+
+SOURCE = "pcam.pipeline"
+SPLIT_READY = "Split Ready"
+SLIDE_READY = "Slide Ready"
+
+
+class EventPublisher:
+    def __init__(self, bus_name: str, client=None):
+        self._bus = bus_name
+        self._client = client or boto3.client("events")
+
+    def publish(self, detail_type: str, detail: dict) -> None:
+        entry = {"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail, default=str),
+                 "EventBusName": self._bus}
+        try:
+            response = self._client.put_events(Entries=[entry])
+        except ClientError as exc:
+            raise StorageError(f"cannot publish {detail_type!r} on {self._bus}: {exc}") from exc
+        if response.get("FailedEntryCount"):
+            raise StorageError(f"{detail_type!r} was refused by {self._bus}: {response['Entries']}")

@@ -1,0 +1,139 @@
+"""The bucket's key layout: what labs drop where, and where the pipeline writes.
+
+Labs write only under ``incoming/``; the pipeline writes only under its own prefixes below,
+none of which triggers it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from pcam_pipeline.errors import InvalidInput
+
+INCOMING = "incoming/"
+IMAGES = "images/"
+MANIFESTS = "manifests/"
+QUARANTINE = "quarantine/"
+STAGING = "staging/"
+OUTPUT_PREFIXES = (IMAGES, MANIFESTS, QUARANTINE, STAGING)
+
+SPLITS = ("train", "valid", "test")
+_SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid",
+                  "val": "valid", "test": "test", "testing": "test"}
+_SPLIT_TOKEN = re.compile(r"(?:^|[_\-. ])(" + "|".join(_SPLIT_ALIASES) + r")(?=[_\-. ])", re.IGNORECASE)
+_ROLE_SUFFIX = re.compile(r"[_\-]([xy])$", re.IGNORECASE)
+_H5_SUFFIXES = (".h5.gz", ".hdf5.gz", ".h5", ".hdf5")
+
+
+@dataclass(frozen=True)
+class DroppedFile:
+    """A file a lab dropped, identified by its key and S3 version."""
+
+    bucket: str
+    key: str
+    version_id: str | None  # None where the bucket is not versioned
+    etag: str = ""
+
+    @property
+    def version(self) -> str:
+        """What tells this upload apart from another of the same key."""
+        return self.version_id or self.etag
+
+    @property
+    def run_id(self) -> str:
+        """Short id of this exact upload: outputs of different uploads never mix."""
+        return hashlib.sha256(f"{self.key}\n{self.version}".encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    dataset: str
+    split: Literal["train", "valid", "test"]
+    role: Literal["x", "y"]
+    compressed: bool
+
+    @property
+    def split_id(self) -> str:
+        return f"{self.dataset}/{self.split}"
+
+
+@dataclass(frozen=True)
+class SlideFile:
+    slide_id: str
+    compressed: bool
+
+
+def _strip_h5_suffix(name: str) -> tuple[str, bool] | None:
+    lowered = name.lower()
+    for suffix in _H5_SUFFIXES:
+        if lowered.endswith(suffix):
+            return name[: -len(suffix)], suffix.endswith(".gz")
+    return None
+
+
+def classify_incoming_key(key: str) -> DatasetFile | SlideFile:
+    """Tell what a dropped key is from its location and name, or explain why it is not usable."""
+    if not key.startswith(INCOMING):
+        raise InvalidInput("the file is outside incoming/", "a key under incoming/", repr(key))
+    parts = key[len(INCOMING):].split("/")
+    where = parts[0] if parts else ""
+    stripped = _strip_h5_suffix(parts[-1])
+    if where == "slides" and len(parts) == 2:
+        if stripped is None or not stripped[0]:
+            raise InvalidInput("a slide must be an HDF5 file", "incoming/slides/<slide_id>.h5 or .h5.gz",
+                               repr(parts[-1]))
+        return SlideFile(slide_id=stripped[0], compressed=stripped[1])
+    if where == "datasets" and len(parts) == 3 and parts[1]:
+        if stripped is None:
+            raise InvalidInput("a dataset file must be an HDF5 file", "a name ending in .h5 or .h5.gz",
+                               repr(parts[-1]))
+        stem, compressed = stripped
+        role = _ROLE_SUFFIX.search(stem)
+        split = _SPLIT_TOKEN.search(stem + "_")
+        if role is None or split is None:
+            raise InvalidInput(
+                "the file name does not say which split and which kind of data it holds",
+                "a name containing train, valid or test and ending in _x (images) or _y (labels), "
+                "e.g. camelyonpatch_level_2_split_train_x.h5",
+                repr(parts[-1]),
+            )
+        return DatasetFile(dataset=parts[1], split=_SPLIT_ALIASES[split.group(1).lower()],
+                           role=role.group(1).lower(), compressed=compressed)
+    raise InvalidInput("the file is not where the pipeline looks for data",
+                       "incoming/datasets/<dataset>/<file>.h5 or incoming/slides/<slide_id>.h5", repr(key))
+
+
+def staged_key(key: str) -> str:
+    """Where the decompressed copy of a dropped ``.gz`` file is written."""
+    return STAGING + key[len(INCOMING):-len(".gz")]
+
+
+def quarantine_key(key: str) -> str:
+    return QUARANTINE + key
+
+
+def quarantine_error_key(key: str) -> str:
+    return QUARANTINE + key + ".error.json"
+
+
+def dataset_image_prefix(dataset: str, split: str, run_id: str) -> str:
+    return f"{IMAGES}datasets/{dataset}/{split}/{run_id}/"
+
+
+def slide_image_prefix(slide_id: str, run_id: str) -> str:
+    return f"{IMAGES}slides/{slide_id}/{run_id}/"
+
+
+def patch_file_name(index: int) -> str:
+    return f"{index:07d}.jpg"
+
+
+def split_manifest_key(dataset: str, split: str) -> str:
+    return f"{MANIFESTS}{dataset}/{split}.manifest"
+
+
+def slide_manifest_key(slide_id: str) -> str:
+    return f"{MANIFESTS}slides/{slide_id}.manifest"

@@ -1,0 +1,39 @@
+"""Which dropped files a queue message announces. Pure.
+
+Accepts S3's EventBridge events (the template's wiring) and classic S3 notifications (an operator
+may wire S3 straight to the queue). Keys in S3 notifications are URL-encoded.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_plus
+
+from pcam_pipeline.keys import DroppedFile
+
+
+def dropped_files_in(body: dict) -> list[DroppedFile]:
+    """Return the files a message announces; test events and other event kinds announce none."""
+    if body.get("detail-type") == "Object Created" and body.get("source") == "aws.s3":
+        detail = body["detail"]
+        obj = detail["object"]
+        return [DroppedFile(bucket=detail["bucket"]["name"], key=unquote_plus(obj["key"]),
+                            version_id=_version_id(obj.get("version-id")), etag=obj.get("etag", ""))]
+    files = []
+    for record in body.get("Records", []):
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record["s3"]
+        obj = s3["object"]
+        files.append(DroppedFile(bucket=s3["bucket"]["name"], key=unquote_plus(obj["key"]),
+                                 version_id=_version_id(obj.get("versionId")), etag=obj.get("eTag", "")))
+    return files
+
+
+def _version_id(value: str | None) -> str | None:
+    """S3 reports "null" for objects written while versioning was off; they are addressed without one."""
+    return None if value in (None, "", "null") else value
+
+
+def is_last_attempt(approximate_receive_count: int | str, max_receive_count: int) -> bool:
+    """True when a failure now sends the message to its dead-letter queue."""
+    return int(approximate_receive_count) >= max_receive_count
