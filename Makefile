@@ -5,6 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 TOOLS := .venv-tools
 # pip's notes about this machine's extra local indexes are noise, not errors.
+export SAM_CLI_TELEMETRY := 0
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: setup tools test unit integration lint template demo bench lock clean

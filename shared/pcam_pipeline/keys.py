@@ -87,6 +87,9 @@ def classify_incoming_key(key: str) -> DatasetFile | SlideFile:
                                repr(parts[-1]))
         return SlideFile(slide_id=stripped[0], compressed=stripped[1])
     if where == "datasets" and len(parts) == 3 and parts[1]:
+        if parts[1] == "slides":
+            raise InvalidInput("the dataset name 'slides' is reserved for slide manifests",
+                               "any other dataset name", repr(parts[1]))
         if stripped is None:
             raise InvalidInput("a dataset file must be an HDF5 file", "a name ending in .h5 or .h5.gz",
                                repr(parts[-1]))

@@ -10,7 +10,7 @@ from PIL import Image
 
 def encode_jpeg(patch: np.ndarray, quality: int, resize_to: int = 0) -> bytes:
     """Encode one (H, W, 3) uint8 patch; ``resize_to`` > 0 scales it to a square of that edge."""
-    image = Image.fromarray(patch, mode="RGB") if patch.ndim == 3 else Image.fromarray(patch)
+    image = Image.fromarray(patch)
     if resize_to and image.size != (resize_to, resize_to):
         image = image.resize((resize_to, resize_to), Image.Resampling.BILINEAR)
     out = io.BytesIO()

@@ -1,0 +1,58 @@
+import pytest
+
+from pcam_pipeline.errors import InvalidInput
+from pcam_pipeline.keys import DatasetFile, DroppedFile, SlideFile, classify_incoming_key, staged_key
+
+
+@pytest.mark.parametrize(
+    ("name", "split", "role", "compressed"),
+    [
+        ("camelyonpatch_level_2_split_train_x.h5", "train", "x", False),
+        ("camelyonpatch_level_2_split_train_y.h5.gz", "train", "y", True),
+        ("camelyonpatch_level_2_split_valid_x.h5.gz", "valid", "x", True),
+        ("camelyonpatch_level_2_split_test_y.h5", "test", "y", False),
+        ("lab7_validation_x.hdf5", "valid", "x", False),
+        ("Test-Y.H5", "test", "y", False),
+    ],
+)
+def test_official_and_lab_dataset_names_are_recognised(name, split, role, compressed):
+    kind = classify_incoming_key(f"incoming/datasets/pcam/{name}")
+    assert kind == DatasetFile(dataset="pcam", split=split, role=role, compressed=compressed)
+
+
+def test_slide_id_is_the_file_name_without_extension_even_with_spaces_and_accents():
+    assert classify_incoming_key("incoming/slides/Patient 7 – lymph nødé.h5.gz") == SlideFile(
+        slide_id="Patient 7 – lymph nødé", compressed=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("incoming/datasets/pcam/train_images.h5", "does not say which split"),
+        ("incoming/datasets/pcam/notes.txt", "must be an HDF5 file"),
+        ("incoming/slides/scan.tiff", "must be an HDF5 file"),
+        ("incoming/elsewhere/a_train_x.h5", "not where the pipeline looks"),
+        ("incoming/datasets/a_train_x.h5", "not where the pipeline looks"),
+        ("incoming/datasets/slides/a_train_x.h5", "reserved"),
+    ],
+)
+def test_unusable_names_are_explained(key, problem):
+    with pytest.raises(InvalidInput, match=problem) as caught:
+        classify_incoming_key(key)
+    assert caught.value.expected, "a lab must be told what was expected"
+
+
+def test_staged_copy_of_a_gz_file_lives_outside_incoming():
+    assert staged_key("incoming/slides/s1.h5.gz") == "staging/slides/s1.h5"
+
+
+def test_run_id_differs_between_uploads_of_the_same_key():
+    first = DroppedFile("b", "incoming/slides/s.h5", "v1")
+    second = DroppedFile("b", "incoming/slides/s.h5", "v2")
+    assert first.run_id != second.run_id
+    assert first.run_id == DroppedFile("b", "incoming/slides/s.h5", "v1").run_id
+
+
+def test_version_falls_back_to_etag_when_the_bucket_is_not_versioned():
+    assert DroppedFile("b", "k", None, "abc").version == "abc"

@@ -1,0 +1,35 @@
+import json
+from pathlib import Path
+
+from pcam_pipeline.notifications import dropped_files_in, is_last_attempt
+
+EVENTS = Path(__file__).parents[2] / "events"
+
+
+def test_eventbridge_object_created_event_names_the_upload():
+    body = json.loads((EVENTS / "s3-object-created-eventbridge.json").read_text())
+    (dropped,) = dropped_files_in(body)
+    assert dropped.key == "incoming/datasets/pcam/camelyonpatch_level_2_split_train_x.h5"
+    assert dropped.version_id == "Rb_l2T8UHDkFEwCgJjhlgPOZC0qJ.vpD"
+
+
+def test_s3_notification_keys_are_url_decoded():
+    body = json.loads((EVENTS / "s3-notification-spaces.json").read_text())
+    (dropped,) = dropped_files_in(body)
+    assert dropped.key == "incoming/slides/patient 7 ü.h5"
+    assert dropped.version_id is None and dropped.version == "0123456789abcdef0123456789abcdef"
+
+
+def test_s3_test_event_announces_nothing():
+    assert dropped_files_in({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"}) == []
+
+
+def test_null_version_means_unversioned():
+    body = json.loads((EVENTS / "s3-object-created-eventbridge.json").read_text())
+    body["detail"]["object"]["version-id"] = "null"
+    assert dropped_files_in(body)[0].version_id is None
+
+
+def test_last_attempt_is_the_one_that_reaches_max_receive_count():
+    assert not is_last_attempt("2", 3)
+    assert is_last_attempt("3", 3)
