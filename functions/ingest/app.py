@@ -19,12 +19,16 @@ from pcam_pipeline.settings import IngestSettings
 settings = IngestSettings.from_env()
 ingestor = Ingestor(settings)
 processor = BatchProcessor(event_type=EventType.SQS)
-idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version_id, etag]",
-                                expires_after_seconds=7 * 24 * 3600)
+idempotency = IdempotencyConfig(
+    event_key_jmespath="[bucket, key, version_id, etag]", expires_after_seconds=7 * 24 * 3600
+)
 
 
-@idempotent_function(data_keyword_argument="dropped", config=idempotency,
-                     persistence_store=DynamoDBPersistenceLayer(table_name=settings.idempotency_table))
+@idempotent_function(
+    data_keyword_argument="dropped",
+    config=idempotency,
+    persistence_store=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+)
 def ingest_once(dropped: dict, claimer: str) -> dict:
     return ingestor.ingest(DroppedFile(**dropped), claimer)
 
@@ -47,5 +51,4 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 def handler(event, context):
     idempotency.register_lambda_context(context)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                    context=context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

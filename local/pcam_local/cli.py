@@ -17,8 +17,16 @@ def _synth(args) -> int:
     from pcam_local.synth import synth_drop
 
     started = time.monotonic()
-    written = synth_drop(Path(args.dir), dataset=args.dataset, train=args.train, valid=args.valid, test=args.test,
-                         slides=args.slides, slide_grid=(args.slide_rows, args.slide_cols), seed=args.seed)
+    written = synth_drop(
+        Path(args.dir),
+        dataset=args.dataset,
+        train=args.train,
+        valid=args.valid,
+        test=args.test,
+        slides=args.slides,
+        slide_grid=(args.slide_rows, args.slide_cols),
+        seed=args.seed,
+    )
     console.print(f"wrote {len(written)} files under {args.dir} in {time.monotonic() - started:.1f} s")
     return 0
 
@@ -75,8 +83,10 @@ def _local_up(args) -> int:
     with LocalStack(port=args.port) as stack:
         console.print(f"local stack running at [bold]{stack.endpoint}[/bold]")
         console.print(f"drop files into [bold]s3://{stack.bucket}/incoming/[/bold], for example:")
-        console.print(f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\\n"
-                      f"  aws --endpoint-url {stack.endpoint} s3 cp my_slide.h5 s3://{stack.bucket}/incoming/slides/")
+        console.print(
+            f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\\n"
+            f"  aws --endpoint-url {stack.endpoint} s3 cp my_slide.h5 s3://{stack.bucket}/incoming/slides/"
+        )
         console.print(f"logs: {stack.work_dir}/logs/   stop with Ctrl-C")
         try:
             while True:

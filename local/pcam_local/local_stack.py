@@ -42,8 +42,9 @@ class LocalStack:
         self.endpoint = self.server.url
         try:
             self.deployed: DeployedStack = deploy(project_root(), self.endpoint, self.parameters)
-            self.runtime = LocalRuntime(self.deployed, self.endpoint, self.work_dir / "logs",
-                                        concurrency=self.concurrency).start()
+            self.runtime = LocalRuntime(
+                self.deployed, self.endpoint, self.work_dir / "logs", concurrency=self.concurrency
+            ).start()
         except BaseException:
             self.server.stop()
             raise
@@ -51,8 +52,9 @@ class LocalStack:
         self._session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
         self.s3 = self._session.client("s3", endpoint_url=self.endpoint, config=config)
         self.sqs = self._session.client("sqs", endpoint_url=self.endpoint)
-        self.state = StateStore(self.deployed.outputs["StateTableName"],
-                                self._session.resource("dynamodb", endpoint_url=self.endpoint))
+        self.state = StateStore(
+            self.deployed.outputs["StateTableName"], self._session.resource("dynamodb", endpoint_url=self.endpoint)
+        )
         self._seen_events: list[dict] = []
         return self
 
@@ -114,21 +116,22 @@ class LocalStack:
     def pipeline_events(self) -> list[dict]:
         """Every event announced on the pipeline bus so far (read from the local tap queue)."""
         while True:
-            messages = self.sqs.receive_message(QueueUrl=self.deployed.events_tap_url, MaxNumberOfMessages=10,
-                                                WaitTimeSeconds=0).get("Messages", [])
+            messages = self.sqs.receive_message(
+                QueueUrl=self.deployed.events_tap_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
             if not messages:
                 return list(self._seen_events)
             for message in messages:
                 self._seen_events.append(json.loads(message["Body"]))
-                self.sqs.delete_message(QueueUrl=self.deployed.events_tap_url,
-                                        ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(QueueUrl=self.deployed.events_tap_url, ReceiptHandle=message["ReceiptHandle"])
 
     def dead_letters(self) -> dict[str, list[dict]]:
         """Messages waiting in each dead-letter queue (left in place for a later redrive)."""
         found = {}
         for logical_id, url in self.deployed.dead_letter_queues.items():
-            messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
-                                                WaitTimeSeconds=0).get("Messages", [])
+            messages = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0
+            ).get("Messages", [])
             found[logical_id] = [json.loads(m["Body"]) for m in messages]
         return found
 

@@ -10,21 +10,46 @@ PROBLEM_STATUSES = ("quarantined", "failed")
 
 def summarise(stack) -> dict:
     records = stack.records()
-    files = sorted(({"key": r["key"], "version": r["version"], "status": r.get("status", ""),
-                     "patches": r.get("patch_count", r.get("label_count", "")), "reason": r.get("reason", "")}
-                    for r in records if r["pk"].startswith("file#")), key=lambda f: f["key"])
+    files = sorted(
+        (
+            {
+                "key": r["key"],
+                "version": r["version"],
+                "status": r.get("status", ""),
+                "patches": r.get("patch_count", r.get("label_count", "")),
+                "reason": r.get("reason", ""),
+            }
+            for r in records
+            if r["pk"].startswith("file#")
+        ),
+        key=lambda f: f["key"],
+    )
     owners = [r for r in records if r["sk"] == "current"]
-    ready = [{"name": r.get("slide_id") or f"{r['dataset']}/{r['split']}", "patch_count": r.get("x_count"),
-              "manifest_key": r.get("manifest_key", "")} for r in owners if r.get("status") == "ready"]
+    ready = [
+        {
+            "name": r.get("slide_id") or f"{r['dataset']}/{r['split']}",
+            "patch_count": r.get("x_count"),
+            "manifest_key": r.get("manifest_key", ""),
+        }
+        for r in owners
+        if r.get("status") == "ready"
+    ]
     problems = [f"{f['key']}: {f['status']}: {f['reason']}" for f in files if f["status"] in PROBLEM_STATUSES]
-    problems += [f"{r['pk'].split('#', 1)[1]}: {r.get('failure', 'failed')}" for r in owners
-                 if r.get("status") == "failed"]
+    problems += [
+        f"{r['pk'].split('#', 1)[1]}: {r.get('failure', 'failed')}" for r in owners if r.get("status") == "failed"
+    ]
     waiting = [r["pk"].split("#", 1)[1] for r in owners if r.get("status") not in ("ready", "failed")]
     dead = {queue: messages for queue, messages in stack.dead_letters().items() if messages}
     for queue, messages in dead.items():
         problems.append(f"{len(messages)} message(s) in {queue}")
-    return {"files": files, "ready": ready, "waiting": waiting, "problems": problems,
-            "events": stack.pipeline_events(), "dead_letters": dead}
+    return {
+        "files": files,
+        "ready": ready,
+        "waiting": waiting,
+        "problems": problems,
+        "events": stack.pipeline_events(),
+        "dead_letters": dead,
+    }
 
 
 def write_summary(summary: dict, out_dir: Path) -> Path:

@@ -106,8 +106,13 @@ class LocalRuntime:
         self._lock = threading.Lock()
         self._pools: dict[str, ProcessPoolExecutor] = {}
         self._threads: list[threading.Thread] = []
-        self._sqs = boto3.client("sqs", endpoint_url=self.endpoint, region_name=REGION,
-                                 aws_access_key_id="local", aws_secret_access_key="local")
+        self._sqs = boto3.client(
+            "sqs",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
 
     def start(self) -> LocalRuntime:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -115,14 +120,22 @@ class LocalRuntime:
         for mapping in self.stack.mappings:
             function = mapping.function
             workers = self.concurrency.get(function.logical_id, 1)
+            if workers == 0:  # switched off, like a mapping that is disabled
+                continue
             if function.logical_id not in self._pools:
-                environment = {**function.environment, **client_environment(self.endpoint),
-                               "AWS_LAMBDA_FUNCTION_NAME": function.name,
-                               "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
-                               "POWERTOOLS_TRACE_DISABLED": "true"}
+                environment = {
+                    **function.environment,
+                    **client_environment(self.endpoint),
+                    "AWS_LAMBDA_FUNCTION_NAME": function.name,
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+                    "POWERTOOLS_TRACE_DISABLED": "true",
+                }
                 self._pools[function.logical_id] = ProcessPoolExecutor(
-                    max_workers=workers, mp_context=spawn, initializer=_start_worker,
-                    initargs=(function, environment, str(self.log_dir / f"{function.logical_id}.log")))
+                    max_workers=workers,
+                    mp_context=spawn,
+                    initializer=_start_worker,
+                    initargs=(function, environment, str(self.log_dir / f"{function.logical_id}.log")),
+                )
             for _ in range(workers):
                 thread = threading.Thread(target=self._poll, args=(mapping,), daemon=True)
                 thread.start()
@@ -149,8 +162,12 @@ class LocalRuntime:
     def _poll_once(self, mapping: QueueMapping, pool: ProcessPoolExecutor) -> bool:
         """Receive one batch and run the handler on it; False when the queue was empty."""
         messages = self._sqs.receive_message(
-            QueueUrl=mapping.queue_url, MaxNumberOfMessages=min(mapping.batch_size, 10), WaitTimeSeconds=0,
-            AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+            QueueUrl=mapping.queue_url,
+            MaxNumberOfMessages=min(mapping.batch_size, 10),
+            WaitTimeSeconds=0,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
         if not messages:
             return False
         with self._lock:
@@ -170,22 +187,41 @@ class LocalRuntime:
         succeeded = [m for m in messages if m["MessageId"] not in failed_ids]
         failed = [m for m in messages if m["MessageId"] in failed_ids]
         if succeeded:
-            self._sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(succeeded)])
+            self._sqs.delete_message_batch(
+                QueueUrl=mapping.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(succeeded)],
+            )
         if failed:
-            self._sqs.change_message_visibility_batch(QueueUrl=mapping.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": RETRY_DELAY_SECONDS}
-                for i, m in enumerate(failed)])
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=mapping.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": RETRY_DELAY_SECONDS}
+                    for i, m in enumerate(failed)
+                ],
+            )
         with self._lock:
-            self.invocations.append(Invocation(mapping.function.logical_id, len(messages), outcome["seconds"],
-                                               outcome["peak_mb"], len(failed), outcome["error"]))
+            self.invocations.append(
+                Invocation(
+                    mapping.function.logical_id,
+                    len(messages),
+                    outcome["seconds"],
+                    outcome["peak_mb"],
+                    len(failed),
+                    outcome["error"],
+                )
+            )
 
     def queue_depths(self) -> dict[str, int]:
         depths = {}
         for mapping in self.stack.mappings:
-            attributes = self._sqs.get_queue_attributes(QueueUrl=mapping.queue_url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=mapping.queue_url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
             depths[mapping.queue_url] = sum(int(v) for v in attributes.values())
         return depths
 
@@ -207,10 +243,17 @@ class LocalRuntime:
 
 
 def _sqs_record(message: dict, queue_arn: str) -> dict:
-    return {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
-            "attributes": message.get("Attributes", {}), "messageAttributes": message.get("MessageAttributes", {}),
-            "md5OfBody": message.get("MD5OfBody", ""), "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
-            "awsRegion": REGION}
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
 
 
 def _failed_message_ids(outcome: dict, mapping: QueueMapping, messages: list[dict]) -> set[str]:

@@ -55,8 +55,25 @@ def _short_tag(tag: str):
     return construct
 
 
-for _tag in ("Ref", "Condition", "GetAtt", "Sub", "Join", "If", "Not", "Equals", "And", "Or", "Select",
-             "Split", "FindInMap", "GetAZs", "ImportValue", "Base64", "Cidr"):
+for _tag in (
+    "Ref",
+    "Condition",
+    "GetAtt",
+    "Sub",
+    "Join",
+    "If",
+    "Not",
+    "Equals",
+    "And",
+    "Or",
+    "Select",
+    "Split",
+    "FindInMap",
+    "GetAZs",
+    "ImportValue",
+    "Base64",
+    "Cidr",
+):
     _CfnLoader.add_constructor(f"!{_tag}", _short_tag(_tag))
 
 
@@ -83,8 +100,9 @@ class MotoServer:
     def start(self) -> MotoServer:
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "MOTO_LAMBDA_STUB_ECR": "TRUE"}
-        self._process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                         stdout=log, stderr=log, env=env)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "pcam_local.moto_launcher", str(self.port)], stdout=log, stderr=log, env=env
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -157,7 +175,8 @@ def package_template(template: dict, root: Path, s3) -> tuple[dict, dict[str, Pa
     code_dirs: dict[str, Path] = {}
     for logical_id, resource in template["Resources"].items():
         prop = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}.get(
-            resource["Type"])
+            resource["Type"]
+        )
         if prop is None:
             continue
         directory = root / resource["Properties"][prop]
@@ -185,25 +204,37 @@ def translate(template: dict, parameters: dict[str, str]) -> dict:
 def deploy(root: Path, endpoint: str, parameters: dict[str, str] | None = None) -> DeployedStack:
     """Deploy template.yaml into the local AWS and return what the runtime needs to run it."""
     session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
-    clients = {name: session.client(name, endpoint_url=endpoint)
-               for name in ("s3", "cloudformation", "lambda", "sqs", "events")}
+    clients = {
+        name: session.client(name, endpoint_url=endpoint)
+        for name in ("s3", "cloudformation", "lambda", "sqs", "events")
+    }
     parameters = parameters or {}
     template, code_dirs = package_template(load_template(root / "template.yaml"), root, clients["s3"])
     cfn_template = translate(template, parameters)
     cfn = clients["cloudformation"]
-    cfn.create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(cfn_template),
-                     Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
-                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
+    cfn.create_stack(
+        StackName=STACK_NAME,
+        TemplateBody=json.dumps(cfn_template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
     stack = _wait_for_stack(cfn)
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    resources = {r["LogicalResourceId"]: r for r in cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
-                 if "LogicalResourceId" in r}
-    _apply_bucket_settings_moto_skips(clients["s3"], outputs["DataBucketName"],
-                                      template["Resources"]["DataBucket"]["Properties"])
+    resources = {
+        r["LogicalResourceId"]: r
+        for r in cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+        if "LogicalResourceId" in r
+    }
+    _apply_bucket_settings_moto_skips(
+        clients["s3"], outputs["DataBucketName"], template["Resources"]["DataBucket"]["Properties"]
+    )
     functions = _functions(clients["lambda"], resources, code_dirs)
     mappings = _mappings(clients["lambda"], clients["sqs"], functions)
-    dead_letters = {logical: r["PhysicalResourceId"] for logical, r in resources.items()
-                    if r["ResourceType"] == "AWS::SQS::Queue" and "DeadLetter" in logical}
+    dead_letters = {
+        logical: r["PhysicalResourceId"]
+        for logical, r in resources.items()
+        if r["ResourceType"] == "AWS::SQS::Queue" and "DeadLetter" in logical
+    }
     deployed = DeployedStack(outputs=outputs, functions=functions, mappings=mappings, dead_letter_queues=dead_letters)
     deployed.events_tap_url = _tap_pipeline_events(clients["sqs"], clients["events"], outputs["PipelineBusName"])
     return deployed
@@ -214,11 +245,13 @@ def _apply_bucket_settings_moto_skips(s3, bucket: str, properties: dict) -> None
     if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     if properties.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
-        s3.put_bucket_notification_configuration(Bucket=bucket,
-                                                 NotificationConfiguration={"EventBridgeConfiguration": {}})
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
     if "PublicAccessBlockConfiguration" in properties:
-        s3.put_public_access_block(Bucket=bucket,
-                                   PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"])
+        s3.put_public_access_block(
+            Bucket=bucket, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
+        )
 
 
 def _wait_for_stack(cfn) -> dict:
@@ -229,9 +262,11 @@ def _wait_for_stack(cfn) -> dict:
             break
         time.sleep(0.2)
     if stack["StackStatus"] != "CREATE_COMPLETE":
-        failures = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
-                    for e in cfn.describe_stack_events(StackName=STACK_NAME)["StackEvents"]
-                    if "FAILED" in e.get("ResourceStatus", "")]
+        failures = [
+            f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
+            for e in cfn.describe_stack_events(StackName=STACK_NAME)["StackEvents"]
+            if "FAILED" in e.get("ResourceStatus", "")
+        ]
         raise RuntimeError(f"local deploy ended in {stack['StackStatus']}: {'; '.join(failures)}")
     return stack
 
@@ -243,22 +278,32 @@ def _functions(lambda_client, resources: dict, code_dirs: dict[str, Path]) -> di
             continue
         config = lambda_client.get_function_configuration(FunctionName=resource["PhysicalResourceId"])
         functions[config["FunctionArn"]] = FunctionSpec(
-            logical_id=logical_id, name=config["FunctionName"], code_dir=code_dirs[logical_id],
+            logical_id=logical_id,
+            name=config["FunctionName"],
+            code_dir=code_dirs[logical_id],
             handler=config["Handler"],
             environment={k: str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()},
-            timeout=int(config.get("Timeout", 3)), memory_mb=int(config.get("MemorySize", 128)))
+            timeout=int(config.get("Timeout", 3)),
+            memory_mb=int(config.get("MemorySize", 128)),
+        )
     return functions
 
 
 def _mappings(lambda_client, sqs, functions: dict[str, FunctionSpec]) -> list[QueueMapping]:
     mappings = []
     for mapping in lambda_client.list_event_source_mappings()["EventSourceMappings"]:
+        # The local runtime is the poller. moto's own would receive the messages and try to run
+        # the function in Docker, using up their deliveries.
+        lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
         queue_name = mapping["EventSourceArn"].rsplit(":", 1)[-1]
-        mappings.append(QueueMapping(
-            function=functions[mapping["FunctionArn"]],
-            queue_url=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
-            batch_size=int(mapping.get("BatchSize", 10)),
-            report_batch_item_failures="ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])))
+        mappings.append(
+            QueueMapping(
+                function=functions[mapping["FunctionArn"]],
+                queue_url=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
+                batch_size=int(mapping.get("BatchSize", 10)),
+                report_batch_item_failures="ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []),
+            )
+        )
     return mappings
 
 
@@ -266,7 +311,8 @@ def _tap_pipeline_events(sqs, events, bus_name: str) -> str:
     """A local downstream consumer: every event the pipeline announces is copied to a queue we can read."""
     url = sqs.create_queue(QueueName=EVENTS_TAP_QUEUE)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="pcam-local-events-tap", EventBusName=bus_name,
-                    EventPattern=json.dumps({"source": ["pcam.pipeline"]}))
+    events.put_rule(
+        Name="pcam-local-events-tap", EventBusName=bus_name, EventPattern=json.dumps({"source": ["pcam.pipeline"]})
+    )
     events.put_targets(Rule="pcam-local-events-tap", EventBusName=bus_name, Targets=[{"Id": "tap", "Arn": arn}])
     return url

@@ -28,8 +28,15 @@ def _smooth_noise(rng: np.random.Generator, cells: int) -> np.ndarray:
     return rows[:, low] * (1 - frac)[None, :] + rows[:, low + 1] * frac[None, :]
 
 
-def _stamp_nuclei(image: np.ndarray, rng: np.random.Generator, centres: np.ndarray, radius: tuple[float, float],
-                  colour: np.ndarray, irregular: float, pale_core: float) -> None:
+def _stamp_nuclei(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    centres: np.ndarray,
+    radius: tuple[float, float],
+    colour: np.ndarray,
+    irregular: float,
+    pale_core: float,
+) -> None:
     for cy, cx in centres:
         ry, rx = rng.uniform(*radius, size=2)
         angle = rng.uniform(0, np.pi)
@@ -99,22 +106,35 @@ def synth_slide(rows: int, cols: int, rng: np.random.Generator) -> tuple[np.ndar
     return patches, coords, truth
 
 
-def write_patch_file(path: Path, x: np.ndarray, y: np.ndarray | None = None, coords: np.ndarray | None = None,
-                     chunked: bool = False) -> None:
+def write_patch_file(
+    path: Path, x: np.ndarray, y: np.ndarray | None = None, coords: np.ndarray | None = None, chunked: bool = False
+) -> None:
     """Write PCam's layout: x (N,96,96,3) uint8, y (N,1,1,1) uint8, optional coords (N,2)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as handle:
         if x is not None:
-            handle.create_dataset("x", data=x, chunks=(min(len(x), 32), EDGE, EDGE, 3) if chunked else None,
-                                  compression="gzip" if chunked else None)
+            handle.create_dataset(
+                "x",
+                data=x,
+                chunks=(min(len(x), 32), EDGE, EDGE, 3) if chunked else None,
+                compression="gzip" if chunked else None,
+            )
         if y is not None:
             handle.create_dataset("y", data=y.reshape(-1, 1, 1, 1))
         if coords is not None:
             handle.create_dataset("coords", data=coords)
 
 
-def synth_drop(out: Path, dataset: str = "synthetic", train: int = 2000, valid: int = 500, test: int = 500,
-               slides: int = 2, slide_grid: tuple[int, int] = (12, 16), seed: int = 0) -> list[Path]:
+def synth_drop(
+    out: Path,
+    dataset: str = "synthetic",
+    train: int = 2000,
+    valid: int = 500,
+    test: int = 500,
+    slides: int = 2,
+    slide_grid: tuple[int, int] = (12, 16),
+    seed: int = 0,
+) -> list[Path]:
     """Write a drop folder: datasets/<dataset>/…_{train,valid,test}_{x,y}.h5 and slides/<id>.h5."""
     rng = np.random.default_rng(seed)
     written = []

@@ -34,8 +34,9 @@ class Completer:
         if token is None:
             return False
         if record["kind"] == "split" and record["x_count"] != record["y_count"]:
-            self._state.mark_failed(owner_pk, f"images ({record['x_count']}) and labels ({record['y_count']}) "
-                                              "disagree in number")
+            self._state.mark_failed(
+                owner_pk, f"images ({record['x_count']}) and labels ({record['y_count']}) disagree in number"
+            )
             return False
         if not self._state.claim_ready(owner_pk, token, claimer):
             return False
@@ -47,8 +48,7 @@ class Completer:
             detail_type = events.SLIDE_READY
         self._events.publish(detail_type, detail)
         self._state.mark_ready(owner_pk, {"manifest_key": detail["manifest_key"]})
-        self._state.record_file(record["x_key"], record["x_version"], status="converted",
-                                patch_count=record["x_count"])
+        self._state.record_file(record["x_key"], record["x_version"], status="converted", patch_count=record["x_count"])
         logger.info(f"{detail_type}", extra=detail)
         return True
 
@@ -60,21 +60,42 @@ class Completer:
     def _write_split_manifest(self, record: dict) -> dict:
         labels = self._labels(record)
         key = keys.split_manifest_key(record["dataset"], record["split"])
-        storage.put_lines(self._s3, self._bucket, key,
-                          manifests.augmented_manifest_lines(self._bucket, record["image_prefix"], labels),
-                          "application/jsonlines")
-        return {"dataset": record["dataset"], "split": record["split"], "manifest_key": key,
-                "manifest_uri": f"s3://{self._bucket}/{key}", "patch_count": int(labels.size),
-                "tumour_count": int(labels.sum()), "image_prefix": record["image_prefix"],
-                "x_key": record["x_key"], "x_version": record["x_version"],
-                "y_key": record["y_key"], "y_version": record["y_version"], "run_id": record["x_run"]}
+        storage.put_lines(
+            self._s3,
+            self._bucket,
+            key,
+            manifests.augmented_manifest_lines(self._bucket, record["image_prefix"], labels),
+            "application/jsonlines",
+        )
+        return {
+            "dataset": record["dataset"],
+            "split": record["split"],
+            "manifest_key": key,
+            "manifest_uri": f"s3://{self._bucket}/{key}",
+            "patch_count": int(labels.size),
+            "tumour_count": int(labels.sum()),
+            "image_prefix": record["image_prefix"],
+            "x_key": record["x_key"],
+            "x_version": record["x_version"],
+            "y_key": record["y_key"],
+            "y_version": record["y_version"],
+            "run_id": record["x_run"],
+        }
 
     def _write_slide_manifest(self, record: dict) -> dict:
         key = keys.slide_manifest_key(record["slide_id"])
         body = manifests.transform_manifest(self._bucket, record["image_prefix"], record["x_count"])
         storage.put_lines(self._s3, self._bucket, key, [body], "application/json")
-        return {"slide_id": record["slide_id"], "manifest_key": key, "manifest_uri": f"s3://{self._bucket}/{key}",
-                "patch_count": record["x_count"], "has_coords": record["has_coords"],
-                "image_prefix": record["image_prefix"], "input_key": record["x_key"],
-                "input_version": record["x_version"], "source_key": record["x_source_key"],
-                "source_version": record.get("x_source_version"), "run_id": record["x_run"]}
+        return {
+            "slide_id": record["slide_id"],
+            "manifest_key": key,
+            "manifest_uri": f"s3://{self._bucket}/{key}",
+            "patch_count": record["x_count"],
+            "has_coords": record["has_coords"],
+            "image_prefix": record["image_prefix"],
+            "input_key": record["x_key"],
+            "input_version": record["x_version"],
+            "source_key": record["x_source_key"],
+            "source_version": record.get("x_source_version"),
+            "run_id": record["x_run"],
+        }

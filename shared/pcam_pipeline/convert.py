@@ -37,14 +37,20 @@ class ShardTask:
 
 
 class ShardConverter:
-    def __init__(self, settings: ConversionSettings, s3=None, state: StateStore | None = None,
-                 publisher: EventPublisher | None = None):
+    def __init__(
+        self,
+        settings: ConversionSettings,
+        s3=None,
+        state: StateStore | None = None,
+        publisher: EventPublisher | None = None,
+    ):
         self._settings = settings
         self._bucket = settings.bucket
         self._s3 = s3 or storage.s3_client()
         self._state = state or StateStore(settings.state_table)
-        self._completer = Completer(self._bucket, self._s3, self._state,
-                                    publisher or EventPublisher(settings.event_bus))
+        self._completer = Completer(
+            self._bucket, self._s3, self._state, publisher or EventPublisher(settings.event_bus)
+        )
 
     def convert(self, task: ShardTask, claimer: str) -> dict:
         logger.append_keys(file_key=task.file_key, run_id=task.run_id, shard=task.shard)
@@ -55,24 +61,38 @@ class ShardConverter:
             logger.info("shard belongs to a superseded upload; not counted")
             return {"status": "superseded", "patches": written}
         announced = self._completer.complete_if_ready(task.owner, claimer)
-        return {"status": "converted", "patches": written, "announced": announced,
-                "shards_done": len(progress.get("shards_done", [])), "shards_total": progress.get("shards_total")}
+        return {
+            "status": "converted",
+            "patches": written,
+            "announced": announced,
+            "shards_done": len(progress.get("shards_done", [])),
+            "shards_total": progress.get("shards_total"),
+        }
 
     def write_patches(self, task: ShardTask) -> int:
         quality, resize_to = self._settings.jpeg_quality, self._settings.resize_to
-        with storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f, \
-                open_hdf5(f, f.size) as handle, storage.ConcurrentUploader(self._s3, self._bucket) as uploader:
+        with (
+            storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
+            open_hdf5(f, f.size) as handle,
+            storage.ConcurrentUploader(self._s3, self._bucket) as uploader,
+        ):
             patches = handle["x"]
             for first in range(task.start, task.stop, READ_BATCH):
-                block = patches[first:min(first + READ_BATCH, task.stop)]
+                block = patches[first : min(first + READ_BATCH, task.stop)]
                 for offset, patch in enumerate(block):
-                    uploader.put(task.image_prefix + patch_file_name(first + offset),
-                                 encode_jpeg(patch, quality, resize_to), "image/jpeg")
+                    uploader.put(
+                        task.image_prefix + patch_file_name(first + offset),
+                        encode_jpeg(patch, quality, resize_to),
+                        "image/jpeg",
+                    )
         return task.stop - task.start
 
     def record_failure(self, task: ShardTask, reason: str) -> None:
         """The shard's last attempt failed: its split or slide and its file say so."""
         self._state.record_shard_failed(task.owner, task.run_id, task.shard, reason)
-        self._state.record_file(task.file_key, task.file_version, status="failed",
-                                reason=f"conversion shard {task.shard} failed: {reason} "
-                                       "(message moved to the convert dead-letter queue)")
+        self._state.record_file(
+            task.file_key,
+            task.file_version,
+            status="failed",
+            reason=f"conversion shard {task.shard} failed: {reason} (message moved to the convert dead-letter queue)",
+        )

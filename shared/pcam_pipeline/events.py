@@ -20,8 +20,12 @@ class EventPublisher:
         self._client = client or boto3.client("events")
 
     def publish(self, detail_type: str, detail: dict) -> None:
-        entry = {"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail, default=str),
-                 "EventBusName": self._bus}
+        entry = {
+            "Source": SOURCE,
+            "DetailType": detail_type,
+            "Detail": json.dumps(detail, default=str),
+            "EventBusName": self._bus,
+        }
         try:
             response = self._client.put_events(Entries=[entry])
         except ClientError as exc:

@@ -38,14 +38,18 @@ def open_hdf5(fileobj: BinaryIO, size: int) -> Iterator[h5py.File]:
     head = fileobj.read(8)
     fileobj.seek(0)
     if head != HDF5_SIGNATURE:
-        raise InvalidInput("the file is not an HDF5 file", "the HDF5 signature at the start of the file",
-                           f"the bytes {head[:8]!r}")
+        raise InvalidInput(
+            "the file is not an HDF5 file", "the HDF5 signature at the start of the file", f"the bytes {head[:8]!r}"
+        )
     try:
         handle = h5py.File(fileobj, "r")
     except OSError as exc:
         if "truncated" in str(exc):
-            raise InvalidInput("the HDF5 file is truncated (incomplete upload?)",
-                               "the whole file", f"{size} bytes, fewer than the file's header declares") from exc
+            raise InvalidInput(
+                "the HDF5 file is truncated (incomplete upload?)",
+                "the whole file",
+                f"{size} bytes, fewer than the file's header declares",
+            ) from exc
         raise InvalidInput("the HDF5 file cannot be opened", "a readable HDF5 file", str(exc)) from exc
     with handle:
         yield handle
@@ -75,16 +79,18 @@ def _check_readable(dataset: h5py.Dataset, what: str) -> None:
     try:
         dataset[-1]
     except (OSError, RuntimeError, ValueError) as exc:
-        raise InvalidInput(f"the {what} cannot be read to the end (the file is damaged or truncated)",
-                           "a complete file", str(exc)) from exc
+        raise InvalidInput(
+            f"the {what} cannot be read to the end (the file is damaged or truncated)", "a complete file", str(exc)
+        ) from exc
 
 
 def inspect_patches(handle: h5py.File) -> PatchFileInfo:
     """Check ``x`` (and ``coords`` if present) without reading the pixels."""
     x = _dataset(handle, "x")
     if x.ndim != 4 or tuple(x.shape[1:]) != PATCH_SHAPE:
-        raise InvalidInput("'x' has the wrong shape", "(N, 96, 96, 3): N RGB patches of 96x96 pixels",
-                           str(tuple(x.shape)))
+        raise InvalidInput(
+            "'x' has the wrong shape", "(N, 96, 96, 3): N RGB patches of 96x96 pixels", str(tuple(x.shape))
+        )
     if x.dtype != np.uint8:
         raise InvalidInput("'x' has the wrong data type", "uint8 pixel values 0-255", str(x.dtype))
     if x.shape[0] == 0:
@@ -100,20 +106,19 @@ def read_labels(handle: h5py.File) -> np.ndarray:
     """Return ``y`` as a flat uint8 array of 0/1, accepting (N,) and PCam's (N, 1, 1, 1)."""
     y = _dataset(handle, "y")
     if y.ndim == 0 or y.shape[0] == 0 or int(np.prod(y.shape[1:])) != 1:
-        raise InvalidInput("'y' has the wrong shape", "(N,) or (N, 1, 1, 1): one label per patch",
-                           str(tuple(y.shape)))
+        raise InvalidInput("'y' has the wrong shape", "(N,) or (N, 1, 1, 1): one label per patch", str(tuple(y.shape)))
     if not np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_:
         raise InvalidInput("'y' has the wrong data type", "integer labels 0 or 1", str(y.dtype))
     try:
         labels = np.asarray(y[...]).reshape(-1)
     except (OSError, RuntimeError) as exc:
-        raise InvalidInput("the labels cannot be read (the file is damaged or truncated)",
-                           "a complete file", str(exc)) from exc
+        raise InvalidInput(
+            "the labels cannot be read (the file is damaged or truncated)", "a complete file", str(exc)
+        ) from exc
     bad = np.setdiff1d(np.unique(labels), [0, 1])
     if bad.size:
         shown = ", ".join(str(v) for v in bad[:5])
-        raise InvalidInput("'y' has labels other than 0 and 1", "0 (normal) or 1 (tumour)",
-                           f"the values {shown}")
+        raise InvalidInput("'y' has labels other than 0 and 1", "0 (normal) or 1 (tumour)", f"the values {shown}")
     return labels.astype(np.uint8)
 
 

@@ -24,17 +24,48 @@ def plan_shards(count: int, patches_per_shard: int) -> list[tuple[int, int]]:
     return [(start, min(start + patches_per_shard, count)) for start in range(0, count, patches_per_shard)]
 
 
+LABEL_FIELDS = ("y_key", "y_version", "y_source_key", "y_source_version", "y_count", "y_tumour_count")
+IMAGE_FIELDS = (
+    "x_key",
+    "x_version",
+    "x_source_key",
+    "x_source_version",
+    "x_run",
+    "x_count",
+    "shards_total",
+    "image_prefix",
+    "storage",
+    "shards_done",
+)
+
+
+def _replaces_announced_pair(current: dict, partner_count_field: str, count: int) -> bool:
+    """A new file of a split already announced, whose partner has another count, starts a new pair.
+
+    The old partner is forgotten and the split waits for a matching one (a lab re-dropping a
+    whole split with more patches); until a split is announced, disagreeing counts are an error.
+    """
+    return current.get("status") == "ready" and current.get(partner_count_field) not in (None, count)
+
+
 class Ingestor:
-    def __init__(self, settings: IngestSettings, s3=None, state: StateStore | None = None,
-                 publisher: EventPublisher | None = None, sqs=None):
+    def __init__(
+        self,
+        settings: IngestSettings,
+        s3=None,
+        state: StateStore | None = None,
+        publisher: EventPublisher | None = None,
+        sqs=None,
+    ):
         conversion = settings.conversion
         self._settings = settings
         self._bucket = conversion.bucket
         self._s3 = s3 or storage.s3_client()
         self._state = state or StateStore(conversion.state_table)
         self._sqs = sqs or boto3.client("sqs")
-        self._completer = Completer(self._bucket, self._s3, self._state,
-                                    publisher or EventPublisher(conversion.event_bus))
+        self._completer = Completer(
+            self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus)
+        )
 
     def ingest(self, dropped: DroppedFile, claimer: str) -> dict:
         if dropped.bucket != self._bucket:
@@ -74,11 +105,21 @@ class Ingestor:
             return {"status": "already planned", "owner": owner}
         with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
             info = inspect_patches(handle)
-        if current.get("y_count") is not None:
+        labels_are_stale = _replaces_announced_pair(current, "y_count", info.count)
+        if current.get("y_count") is not None and not labels_are_stale:
             check_counts_agree(info.count, current["y_count"], arrived="images")
         prefix = keys.dataset_image_prefix(kind.dataset, kind.split, dropped.run_id)
         fields = {"kind": "split", "dataset": kind.dataset, "split": kind.split, "has_coords": False}
-        return self._plan(dropped, owner, fields, info, source_key, source_version, prefix)
+        return self._plan(
+            dropped,
+            owner,
+            fields,
+            info,
+            source_key,
+            source_version,
+            prefix,
+            forget=LABEL_FIELDS if labels_are_stale else (),
+        )
 
     def _ingest_slide(self, dropped, kind: SlideFile, source_key, source_version) -> dict:
         owner = slide_pk(kind.slide_id)
@@ -97,38 +138,83 @@ class Ingestor:
         if current.get("y_version") != dropped.version:
             with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
                 labels = read_labels(handle)
-            if current.get("x_count") is not None and current.get("status") != "failed":
+            images_are_stale = _replaces_announced_pair(current, "x_count", int(labels.size))
+            if current.get("x_count") is not None and not images_are_stale and current.get("status") != "failed":
                 check_counts_agree(current["x_count"], int(labels.size), arrived="labels")
-            self._state.record_labels(owner, {
-                "kind": "split", "dataset": kind.dataset, "split": kind.split, "y_key": dropped.key,
-                "y_version": dropped.version, "y_source_key": source_key, "y_source_version": source_version,
-                "y_count": int(labels.size), "y_tumour_count": int(labels.sum())})
-            self._state.record_file(dropped.key, dropped.version, status="labels recorded",
-                                    label_count=int(labels.size))
+            self._state.record_labels(
+                owner,
+                forget=IMAGE_FIELDS if images_are_stale else (),
+                fields={
+                    "kind": "split",
+                    "dataset": kind.dataset,
+                    "split": kind.split,
+                    "y_key": dropped.key,
+                    "y_version": dropped.version,
+                    "y_source_key": source_key,
+                    "y_source_version": source_version,
+                    "y_count": int(labels.size),
+                    "y_tumour_count": int(labels.sum()),
+                },
+            )
+            self._state.record_file(
+                dropped.key, dropped.version, status="labels recorded", label_count=int(labels.size)
+            )
         announced = self._completer.complete_if_ready(owner, claimer)
         return {"status": "labels recorded", "owner": owner, "announced": announced}
 
-    def _plan(self, dropped, owner, fields, info, source_key, source_version, prefix) -> dict:
+    def _plan(self, dropped, owner, fields, info, source_key, source_version, prefix, forget=()) -> dict:
         shards = plan_shards(info.count, self._settings.patches_per_shard)
-        self._state.start_patch_conversion(owner, {
-            **fields, "x_key": dropped.key, "x_version": dropped.version, "x_source_key": source_key,
-            "x_source_version": source_version, "x_run": dropped.run_id, "x_count": info.count,
-            "shards_total": len(shards), "image_prefix": prefix, "storage": info.storage})
-        messages = [{"owner": owner, "run_id": dropped.run_id, "shard": index, "start": start, "stop": stop,
-                     "source_key": source_key, "source_version": source_version, "image_prefix": prefix,
-                     "file_key": dropped.key, "file_version": dropped.version}
-                    for index, (start, stop) in enumerate(shards)]
+        self._state.start_patch_conversion(
+            owner,
+            forget=forget,
+            fields={
+                **fields,
+                "x_key": dropped.key,
+                "x_version": dropped.version,
+                "x_source_key": source_key,
+                "x_source_version": source_version,
+                "x_run": dropped.run_id,
+                "x_count": info.count,
+                "shards_total": len(shards),
+                "image_prefix": prefix,
+                "storage": info.storage,
+            },
+        )
+        messages = [
+            {
+                "owner": owner,
+                "run_id": dropped.run_id,
+                "shard": index,
+                "start": start,
+                "stop": stop,
+                "source_key": source_key,
+                "source_version": source_version,
+                "image_prefix": prefix,
+                "file_key": dropped.key,
+                "file_version": dropped.version,
+            }
+            for index, (start, stop) in enumerate(shards)
+        ]
         self._enqueue(messages)
-        self._state.record_file(dropped.key, dropped.version, status="converting", run_id=dropped.run_id,
-                                patch_count=info.count, shards=len(shards), owner=owner)
+        self._state.record_file(
+            dropped.key,
+            dropped.version,
+            status="converting",
+            run_id=dropped.run_id,
+            patch_count=info.count,
+            shards=len(shards),
+            owner=owner,
+        )
         metrics.add_metric(name="ShardsPlanned", unit="Count", value=len(shards))
-        logger.info("planned conversion", extra={"owner": owner, "patches": info.count, "shards": len(shards),
-                                                 "storage": info.storage})
+        logger.info(
+            "planned conversion",
+            extra={"owner": owner, "patches": info.count, "shards": len(shards), "storage": info.storage},
+        )
         return {"status": "converting", "owner": owner, "patches": info.count, "shards": len(shards)}
 
     def _enqueue(self, messages: list[dict]) -> None:
         for first in range(0, len(messages), SQS_BATCH):
-            batch = messages[first:first + SQS_BATCH]
+            batch = messages[first : first + SQS_BATCH]
             entries = [{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(batch)]
             response = self._sqs.send_message_batch(QueueUrl=self._settings.convert_queue_url, Entries=entries)
             if response.get("Failed"):
@@ -138,17 +224,27 @@ class Ingestor:
     def quarantine(self, dropped: DroppedFile, problem: InvalidInput) -> dict:
         """Move the upload to quarantine/ with a plain explanation beside it; nothing is lost."""
         target = keys.quarantine_key(dropped.key)
-        error = {"key": dropped.key, "version": dropped.version, "error": problem.describe(), **problem.as_dict(),
-                 "quarantined_at": now_iso(), "quarantined_as": target}
+        error = {
+            "key": dropped.key,
+            "version": dropped.version,
+            "error": problem.describe(),
+            **problem.as_dict(),
+            "quarantined_at": now_iso(),
+            "quarantined_as": target,
+        }
         storage.put_json(self._s3, self._bucket, keys.quarantine_error_key(dropped.key), error)
         storage.move_object(self._s3, self._bucket, dropped.key, dropped.version_id, target)
-        self._state.record_file(dropped.key, dropped.version, status="quarantined", reason=problem.describe(),
-                                quarantine_key=target)
+        self._state.record_file(
+            dropped.key, dropped.version, status="quarantined", reason=problem.describe(), quarantine_key=target
+        )
         metrics.add_metric(name="FilesQuarantined", unit="Count", value=1)
         logger.warning("quarantined", extra={"reason": problem.describe()})
         return {"status": "quarantined", "reason": problem.describe(), "quarantine_key": target}
 
     def record_failure(self, dropped: DroppedFile, reason: str) -> None:
-        self._state.record_file(dropped.key, dropped.version, status="failed",
-                                reason=f"{reason} (message moved to the ingest dead-letter queue)")
-
+        self._state.record_file(
+            dropped.key,
+            dropped.version,
+            status="failed",
+            reason=f"{reason} (message moved to the ingest dead-letter queue)",
+        )

@@ -21,8 +21,15 @@ STAGING = "staging/"
 OUTPUT_PREFIXES = (IMAGES, MANIFESTS, QUARANTINE, STAGING)
 
 SPLITS = ("train", "valid", "test")
-_SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid",
-                  "val": "valid", "test": "test", "testing": "test"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "valid": "valid",
+    "validation": "valid",
+    "val": "valid",
+    "test": "test",
+    "testing": "test",
+}
 _SPLIT_TOKEN = re.compile(r"(?:^|[_\-. ])(" + "|".join(_SPLIT_ALIASES) + r")(?=[_\-. ])", re.IGNORECASE)
 _ROLE_SUFFIX = re.compile(r"[_\-]([xy])$", re.IGNORECASE)
 _H5_SUFFIXES = (".h5.gz", ".hdf5.gz", ".h5", ".hdf5")
@@ -78,21 +85,22 @@ def classify_incoming_key(key: str) -> DatasetFile | SlideFile:
     """Tell what a dropped key is from its location and name, or explain why it is not usable."""
     if not key.startswith(INCOMING):
         raise InvalidInput("the file is outside incoming/", "a key under incoming/", repr(key))
-    parts = key[len(INCOMING):].split("/")
+    parts = key[len(INCOMING) :].split("/")
     where = parts[0] if parts else ""
     stripped = _strip_h5_suffix(parts[-1])
     if where == "slides" and len(parts) == 2:
         if stripped is None or not stripped[0]:
-            raise InvalidInput("a slide must be an HDF5 file", "incoming/slides/<slide_id>.h5 or .h5.gz",
-                               repr(parts[-1]))
+            raise InvalidInput(
+                "a slide must be an HDF5 file", "incoming/slides/<slide_id>.h5 or .h5.gz", repr(parts[-1])
+            )
         return SlideFile(slide_id=stripped[0], compressed=stripped[1])
     if where == "datasets" and len(parts) == 3 and parts[1]:
         if parts[1] == "slides":
-            raise InvalidInput("the dataset name 'slides' is reserved for slide manifests",
-                               "any other dataset name", repr(parts[1]))
+            raise InvalidInput(
+                "the dataset name 'slides' is reserved for slide manifests", "any other dataset name", repr(parts[1])
+            )
         if stripped is None:
-            raise InvalidInput("a dataset file must be an HDF5 file", "a name ending in .h5 or .h5.gz",
-                               repr(parts[-1]))
+            raise InvalidInput("a dataset file must be an HDF5 file", "a name ending in .h5 or .h5.gz", repr(parts[-1]))
         stem, compressed = stripped
         role = _ROLE_SUFFIX.search(stem)
         split = _SPLIT_TOKEN.search(stem + "_")
@@ -103,15 +111,22 @@ def classify_incoming_key(key: str) -> DatasetFile | SlideFile:
                 "e.g. camelyonpatch_level_2_split_train_x.h5",
                 repr(parts[-1]),
             )
-        return DatasetFile(dataset=parts[1], split=_SPLIT_ALIASES[split.group(1).lower()],
-                           role=role.group(1).lower(), compressed=compressed)
-    raise InvalidInput("the file is not where the pipeline looks for data",
-                       "incoming/datasets/<dataset>/<file>.h5 or incoming/slides/<slide_id>.h5", repr(key))
+        return DatasetFile(
+            dataset=parts[1],
+            split=_SPLIT_ALIASES[split.group(1).lower()],
+            role=role.group(1).lower(),
+            compressed=compressed,
+        )
+    raise InvalidInput(
+        "the file is not where the pipeline looks for data",
+        "incoming/datasets/<dataset>/<file>.h5 or incoming/slides/<slide_id>.h5",
+        repr(key),
+    )
 
 
 def staged_key(key: str) -> str:
     """Where the decompressed copy of a dropped ``.gz`` file is written."""
-    return STAGING + key[len(INCOMING):-len(".gz")]
+    return STAGING + key[len(INCOMING) : -len(".gz")]
 
 
 def quarantine_key(key: str) -> str:

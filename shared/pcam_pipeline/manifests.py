@@ -20,4 +20,3 @@ def transform_manifest(bucket: str, image_prefix: str, count: int) -> str:
     entries: list = [{"prefix": f"s3://{bucket}/{image_prefix}"}]
     entries.extend(patch_file_name(index) for index in range(count))
     return json.dumps(entries)
-

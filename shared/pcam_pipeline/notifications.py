@@ -16,16 +16,28 @@ def dropped_files_in(body: dict) -> list[DroppedFile]:
     if body.get("detail-type") == "Object Created" and body.get("source") == "aws.s3":
         detail = body["detail"]
         obj = detail["object"]
-        return [DroppedFile(bucket=detail["bucket"]["name"], key=unquote_plus(obj["key"]),
-                            version_id=_version_id(obj.get("version-id")), etag=obj.get("etag", ""))]
+        return [
+            DroppedFile(
+                bucket=detail["bucket"]["name"],
+                key=unquote_plus(obj["key"]),
+                version_id=_version_id(obj.get("version-id")),
+                etag=obj.get("etag", ""),
+            )
+        ]
     files = []
     for record in body.get("Records", []):
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):
             continue
         s3 = record["s3"]
         obj = s3["object"]
-        files.append(DroppedFile(bucket=s3["bucket"]["name"], key=unquote_plus(obj["key"]),
-                                 version_id=_version_id(obj.get("versionId")), etag=obj.get("eTag", "")))
+        files.append(
+            DroppedFile(
+                bucket=s3["bucket"]["name"],
+                key=unquote_plus(obj["key"]),
+                version_id=_version_id(obj.get("versionId")),
+                etag=obj.get("eTag", ""),
+            )
+        )
     return files
 
 

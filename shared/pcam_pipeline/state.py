@@ -57,9 +57,18 @@ class StateStore:
     def __init__(self, table_name: str, resource=None):
         self._table = (resource or boto3.resource("dynamodb")).Table(table_name)
 
-    def _update(self, pk: str, sk: str, sets: dict[str, Any], *, condition=None,
-                add: dict[str, set] | None = None, remove: tuple[str, ...] = (),
-                map_entry: tuple[str, str, Any] | None = None, return_new: bool = False) -> dict | None:
+    def _update(
+        self,
+        pk: str,
+        sk: str,
+        sets: dict[str, Any],
+        *,
+        condition=None,
+        add: dict[str, set] | None = None,
+        remove: tuple[str, ...] = (),
+        map_entry: tuple[str, str, Any] | None = None,
+        return_new: bool = False,
+    ) -> dict | None:
         """One UpdateItem; returns None when ``condition`` does not hold.
 
         Placeholders avoid #n/:v, which boto3 uses for the condition expression.
@@ -80,8 +89,12 @@ class StateStore:
             expression += " ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(add)))
         if remove:
             expression += " REMOVE " + ", ".join(remove)
-        kwargs: dict[str, Any] = {"Key": {"pk": pk, "sk": sk}, "UpdateExpression": expression,
-                                  "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+        kwargs: dict[str, Any] = {
+            "Key": {"pk": pk, "sk": sk},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
         if condition is not None:
             kwargs["ConditionExpression"] = condition
         if return_new:
@@ -115,32 +128,44 @@ class StateStore:
         self._update(file_pk(key), f"v#{version}", {"key": key, "version": version, **fields})
 
     # ------------------------------------------------------- splits and slides
-    def start_patch_conversion(self, owner_pk: str, fields: dict[str, Any]) -> None:
+    def start_patch_conversion(self, owner_pk: str, fields: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
         """Make this upload the owner's current images; progress of any earlier upload is dropped."""
-        self._update(owner_pk, CURRENT, {**fields, "status": "converting", "failed_shards": {}},
-                     remove=("shards_done", "ready_token", "ready_claimer", "failure"))
+        self._update(
+            owner_pk,
+            CURRENT,
+            {**fields, "status": "converting", "failed_shards": {}},
+            remove=("shards_done", "ready_token", "ready_claimer", "failure", *forget),
+        )
 
-    def record_labels(self, owner_pk: str, fields: dict[str, Any]) -> None:
-        self._update(owner_pk, CURRENT, fields, remove=("ready_token", "ready_claimer"))
+    def record_labels(self, owner_pk: str, fields: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
+        status = {"status": "waiting for images"} if forget else {}
+        self._update(owner_pk, CURRENT, {**fields, **status}, remove=("ready_token", "ready_claimer", *forget))
 
     def record_shard_done(self, owner_pk: str, run_id: str, shard: int) -> dict | None:
         """Count a finished shard (a set, so repeats count once); None if the upload was superseded."""
-        return self._update(owner_pk, CURRENT, {}, condition=Attr("x_run").eq(run_id),
-                            add={"shards_done": {shard}}, return_new=True)
+        return self._update(
+            owner_pk, CURRENT, {}, condition=Attr("x_run").eq(run_id), add={"shards_done": {shard}}, return_new=True
+        )
 
     def record_shard_failed(self, owner_pk: str, run_id: str, shard: int, reason: str) -> None:
-        self._update(owner_pk, CURRENT, {"status": "failed", "failure": f"shard {shard} failed: {reason}"},
-                     condition=Attr("x_run").eq(run_id), map_entry=("failed_shards", str(shard), reason))
+        self._update(
+            owner_pk,
+            CURRENT,
+            {"status": "failed", "failure": f"shard {shard} failed: {reason}"},
+            condition=Attr("x_run").eq(run_id),
+            map_entry=("failed_shards", str(shard), reason),
+        )
 
     def claim_ready(self, owner_pk: str, token: str, claimer: str) -> bool:
         """Let exactly one completer announce this combination of inputs (``token``).
 
         The same claimer may claim again, so a retried message finishes what it started.
         """
-        condition = (Attr("ready_token").not_exists() | Attr("ready_token").ne(token)
-                     | Attr("ready_claimer").eq(claimer))
-        return self._update(owner_pk, CURRENT, {"ready_token": token, "ready_claimer": claimer},
-                            condition=condition) is not None
+        condition = Attr("ready_token").not_exists() | Attr("ready_token").ne(token) | Attr("ready_claimer").eq(claimer)
+        return (
+            self._update(owner_pk, CURRENT, {"ready_token": token, "ready_claimer": claimer}, condition=condition)
+            is not None
+        )
 
     def mark_ready(self, owner_pk: str, fields: dict[str, Any]) -> None:
         self._update(owner_pk, CURRENT, {**fields, "status": "ready", "ready_at": now_iso()})

@@ -18,8 +18,7 @@ from pcam_pipeline.errors import InvalidInput, StorageError
 
 # Adaptive retries back off on S3 503 SlowDown; the pool matches the upload concurrency.
 UPLOAD_CONCURRENCY = 32
-S3_CONFIG = Config(max_pool_connections=UPLOAD_CONCURRENCY + 4,
-                   retries={"mode": "adaptive", "max_attempts": 10})
+S3_CONFIG = Config(max_pool_connections=UPLOAD_CONCURRENCY + 4, retries={"mode": "adaptive", "max_attempts": 10})
 
 
 def s3_client():
@@ -33,8 +32,9 @@ class S3RangeFile(io.RawIOBase):
     large reads (patch slices) go straight to S3, so memory stays bounded whatever the file size.
     """
 
-    def __init__(self, client, bucket: str, key: str, version: str | None = None,
-                 block_size: int = 1 << 20, max_blocks: int = 16):
+    def __init__(
+        self, client, bucket: str, key: str, version: str | None = None, block_size: int = 1 << 20, max_blocks: int = 16
+    ):
         super().__init__()
         self._client, self._bucket, self._key, self._version = client, bucket, key, version
         self._block_size, self._max_blocks = block_size, max_blocks
@@ -54,8 +54,9 @@ class S3RangeFile(io.RawIOBase):
 
     def _get(self, start: int, stop: int) -> bytes:
         try:
-            body = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{stop - 1}",
-                                           **self._version_args())["Body"].read()
+            body = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{stop - 1}", **self._version_args()
+            )["Body"].read()
         except ClientError as exc:
             raise StorageError(f"cannot read s3://{self._bucket}/{self._key} [{start}:{stop}]: {exc}") from exc
         self.bytes_fetched += len(body)
@@ -101,7 +102,7 @@ class S3RangeFile(io.RawIOBase):
                 block = self._block(pos // self._block_size)
                 offset = pos % self._block_size
                 take = min(wanted - filled, len(block) - offset)
-                view[filled:filled + take] = block[offset:offset + take]
+                view[filled : filled + take] = block[offset : offset + take]
                 filled += take
         self._pos = stop
         return wanted
@@ -119,13 +120,16 @@ class ConcurrentUploader:
     def put(self, key: str, body: bytes, content_type: str) -> None:
         if len(self._pending) >= self._limit:
             self._drain(keep=self._limit // 2)
-        self._pending.append(self._pool.submit(self._client.put_object, Bucket=self._bucket, Key=key,
-                                               Body=body, ContentType=content_type))
+        self._pending.append(
+            self._pool.submit(
+                self._client.put_object, Bucket=self._bucket, Key=key, Body=body, ContentType=content_type
+            )
+        )
 
     def _drain(self, keep: int = 0) -> None:
         done_first = self._pending[: len(self._pending) - keep]
         wait(done_first)
-        self._pending = self._pending[len(done_first):]
+        self._pending = self._pending[len(done_first) :]
         for future in done_first:
             exc = future.exception()
             if exc is not None:
@@ -164,8 +168,11 @@ class GunzipStream(io.RawIOBase):
             if not data:
                 if not self._compressed_seen:
                     raise InvalidInput("the file is empty (0 bytes)", "gzip-compressed HDF5")
-                raise InvalidInput("the .gz file is truncated (incomplete upload?)", "a complete gzip stream",
-                                   "the stream ends before its end marker")
+                raise InvalidInput(
+                    "the .gz file is truncated (incomplete upload?)",
+                    "a complete gzip stream",
+                    "the stream ends before its end marker",
+                )
             self._compressed_seen = True
             try:
                 self._buffer = self._inflater.decompress(data, self._chunk_size)
@@ -190,15 +197,20 @@ def decompress_to(client, bucket: str, key: str, version: str | None, target_key
     try:
         body = client.get_object(Bucket=bucket, Key=key, **extra)["Body"]
         stream = io.BufferedReader(GunzipStream(body), buffer_size=8 << 20)
-        client.upload_fileobj(stream, bucket, target_key,
-                              Config=TransferConfig(multipart_chunksize=64 << 20, max_concurrency=4))
+        client.upload_fileobj(
+            stream, bucket, target_key, Config=TransferConfig(multipart_chunksize=64 << 20, max_concurrency=4)
+        )
     except ClientError as exc:
         raise StorageError(f"cannot decompress s3://{bucket}/{key}: {exc}") from exc
 
 
 def put_json(client, bucket: str, key: str, document: Any) -> None:
-    client.put_object(Bucket=bucket, Key=key, Body=json.dumps(document, indent=2, default=str).encode(),
-                      ContentType="application/json")
+    client.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=json.dumps(document, indent=2, default=str).encode(),
+        ContentType="application/json",
+    )
 
 
 def put_lines(client, bucket: str, key: str, lines: Iterable[str], content_type: str) -> None:

@@ -1,0 +1,150 @@
+"""Ingestion through the local stack: drops become JPEGs, manifests and exactly one ready event."""
+
+import gzip
+import io
+
+import numpy as np
+from PIL import Image
+
+from tests.integration.conftest import h5_bytes
+
+OFFICIAL = "camelyonpatch_level_2_split_{split}_{role}.h5"
+
+
+def _drop_split(pipeline, dataset, split, x, y, order=("x", "y"), suffix=""):
+    for role in order:
+        body = h5_bytes(x=x) if role == "x" else h5_bytes(y=y.reshape(-1, 1, 1, 1))
+        if suffix == ".gz":
+            body = gzip.compress(body)
+        pipeline.drop(f"incoming/datasets/{dataset}/{OFFICIAL.format(split=split, role=role)}{suffix}", body)
+        pipeline.settle()
+
+
+def _assert_split_converted(pipeline, dataset, split, x, y):
+    bucket = pipeline.stack.bucket
+    manifest = pipeline.lines(f"manifests/{dataset}/{split}.manifest")
+    assert [int(r["class"]) for r in manifest] == y.tolist()
+    for index in (0, len(x) // 2, len(x) - 1):
+        key = manifest[index]["source-ref"].removeprefix(f"s3://{bucket}/")
+        decoded = np.asarray(Image.open(io.BytesIO(pipeline.stack.read(key))))
+        assert np.abs(decoded.astype(int) - x[index].astype(int)).mean() < 6, "patch order is kept"
+    (event,) = pipeline.events_for("Split Ready", dataset=dataset, split=split)
+    assert event["source"] == "pcam.pipeline"
+    assert event["detail"]["patch_count"] == len(x)
+    assert event["detail"]["tumour_count"] == int(y.sum())
+    assert event["detail"]["manifest_uri"] == f"s3://{bucket}/manifests/{dataset}/{split}.manifest"
+
+
+def test_a_dataset_split_becomes_jpegs_a_manifest_and_one_ready_event(pipeline, patches):
+    x, y = patches
+    _drop_split(pipeline, "full", "train", x, y)
+    _assert_split_converted(pipeline, "full", "train", x, y)
+    record = pipeline.owner_record("split#full/train")
+    assert record["status"] == "ready" and record["shards_total"] == 4  # 50 patches, 16 per shard
+    assert (
+        pipeline.file_record(f"incoming/datasets/full/{OFFICIAL.format(split='train', role='x')}")["status"]
+        == "converted"
+    )
+
+
+def test_labels_may_arrive_before_images(pipeline, patches):
+    x, y = patches
+    _drop_split(pipeline, "labels-first", "valid", x[:20], y[:20], order=("y", "x"))
+    _assert_split_converted(pipeline, "labels-first", "valid", x[:20], y[:20])
+
+
+def test_gzipped_official_downloads_are_converted_unchanged(pipeline, patches):
+    x, y = patches
+    _drop_split(pipeline, "gz", "test", x[:20], y[:20], suffix=".gz")
+    _assert_split_converted(pipeline, "gz", "test", x[:20], y[:20])
+    assert pipeline.stack.list_keys("staging/datasets/gz/"), "the decompressed copy is staged outside incoming/"
+
+
+def test_keys_with_spaces_and_non_ascii_characters_work(pipeline, patches):
+    x, y = patches
+    _drop_split(pipeline, "Lab Ålborg 2", "train", x[:10], y[:10])
+    _assert_split_converted(pipeline, "Lab Ålborg 2", "train", x[:10], y[:10])
+    coords = np.arange(20).reshape(10, 2)
+    pipeline.drop("incoming/slides/Patient 7 – nødé.h5", h5_bytes(x=x[:10], coords=coords))
+    pipeline.settle()
+    (event,) = pipeline.events_for("Slide Ready", slide_id="Patient 7 – nødé")
+    assert event["detail"]["patch_count"] == 10
+
+
+def test_a_slide_gets_a_transform_manifest_of_its_patches_in_order(pipeline, patches):
+    x, _ = patches
+    coords = np.stack([np.arange(50) * 96, np.zeros(50, int)], axis=1)
+    pipeline.drop("incoming/slides/slide-A.h5", h5_bytes(x=x, coords=coords))
+    pipeline.settle()
+    manifest = pipeline.json("manifests/slides/slide-A.manifest")
+    (event,) = pipeline.events_for("Slide Ready", slide_id="slide-A")
+    prefix = manifest[0]["prefix"]
+    assert prefix == f"s3://{pipeline.stack.bucket}/{event['detail']['image_prefix']}"
+    assert manifest[1:] == [f"{i:07d}.jpg" for i in range(50)]
+    assert event["detail"]["has_coords"] is True
+    last = np.asarray(Image.open(io.BytesIO(pipeline.stack.read(event["detail"]["image_prefix"] + "0000049.jpg"))))
+    assert np.abs(last.astype(int) - x[49].astype(int)).mean() < 6
+
+
+def test_a_slide_without_coords_is_fine(pipeline, patches):
+    pipeline.drop("incoming/slides/no-coords.h5.gz", gzip.compress(h5_bytes(x=patches[0][:5])))
+    pipeline.settle()
+    (event,) = pipeline.events_for("Slide Ready", slide_id="no-coords")
+    assert event["detail"]["has_coords"] is False
+
+
+def test_duplicate_deliveries_do_no_duplicate_work(pipeline, patches):
+    """S3 is at-least-once: replaying the same notifications changes nothing."""
+    x, y = patches
+    _drop_split(pipeline, "dupes", "train", x[:20], y[:20])
+    key = f"incoming/datasets/dupes/{OFFICIAL.format(split='train', role='x')}"
+    version = pipeline.stack.s3.head_object(Bucket=pipeline.stack.bucket, Key=key)["VersionId"]
+    images_before = pipeline.stack.list_keys("images/datasets/dupes/")
+    for _ in range(3):
+        pipeline.stack.sqs.send_message(
+            QueueUrl=_ingest_queue(pipeline), MessageBody=_object_created(pipeline.stack.bucket, key, version)
+        )
+    pipeline.settle()
+    assert len(pipeline.events_for("Split Ready", dataset="dupes")) == 1
+    assert pipeline.stack.list_keys("images/datasets/dupes/") == images_before
+
+
+def test_redropping_a_split_replaces_it_and_announces_again(pipeline, patches):
+    x, y = patches
+    _drop_split(pipeline, "redrop", "train", x[:10], y[:10])
+    _drop_split(pipeline, "redrop", "train", x[10:30], y[10:30])
+    events = pipeline.events_for("Split Ready", dataset="redrop")
+    assert [e["detail"]["patch_count"] for e in events] == [10, 20]
+    assert len(pipeline.lines("manifests/redrop/train.manifest")) == 20
+
+
+def test_outputs_never_trigger_the_pipeline(pipeline):
+    written = [r["key"] for r in pipeline.stack.records() if r["pk"].startswith("file#")]
+    assert written and all(key.startswith("incoming/") for key in written)
+
+
+def _ingest_queue(pipeline) -> str:
+    return next(m.queue_url for m in pipeline.stack.deployed.mappings if m.function.logical_id == "IngestFunction")
+
+
+def _object_created(bucket: str, key: str, version: str) -> str:
+    import json
+
+    return json.dumps(
+        {
+            "version": "0",
+            "id": "replayed",
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "123456789012",
+            "time": "2026-11-25T00:00:00Z",
+            "region": "us-east-1",
+            "resources": [f"arn:aws:s3:::{bucket}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": bucket},
+                "object": {"key": key, "size": 1, "etag": "x", "version-id": version},
+                "reason": "PutObject",
+            },
+        }
+    )
