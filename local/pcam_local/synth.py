@@ -143,10 +143,9 @@ def synth_drop(
             continue
         x, y = synth_split(count, rng)
         stem = out / "datasets" / dataset / f"camelyonpatch_level_2_split_{split}"
-        for role, data in (("x", x), ("y", y)):
-            path = stem.with_name(f"{stem.name}_{role}.h5")
-            write_patch_file(path, x if role == "x" else None, y if role == "y" else None)
-            written.append(path)
+        write_patch_file(stem.with_name(f"{stem.name}_x.h5"), x)
+        write_patch_file(stem.with_name(f"{stem.name}_y.h5"), None, y)
+        written += [stem.with_name(f"{stem.name}_x.h5"), stem.with_name(f"{stem.name}_y.h5")]
     for number in range(slides):
         x, coords, _ = synth_slide(*slide_grid, rng)
         path = out / "slides" / f"slide-{number + 1:03d}.h5"
