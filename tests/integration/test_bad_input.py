@@ -1,0 +1,118 @@
+"""Bad input is quarantined with a plain reason, nothing is lost, and the pipeline carries on."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from tests.integration.conftest import h5_bytes
+
+X = "camelyonpatch_level_2_split_train_x.h5"
+Y = "camelyonpatch_level_2_split_train_y.h5"
+
+
+def _assert_quarantined(pipeline, key: str, body: bytes, *reason_parts: str) -> dict:
+    assert not pipeline.stack.list_keys(key), "the bad file no longer sits in incoming/"
+    assert pipeline.stack.read(f"quarantine/{key}") == body, "the file is kept, byte for byte"
+    error = pipeline.json(f"quarantine/{key}.error.json")
+    for part in reason_parts:
+        assert part in error["error"], error
+    assert error["key"] == key and error["expected"]
+    assert pipeline.file_record(key)["status"] == "quarantined"
+    return error
+
+
+def _patches(count: int) -> np.ndarray:
+    return np.random.default_rng(count).integers(0, 255, (count, 96, 96, 3), dtype=np.uint8)
+
+
+BAD_SLIDES = {
+    "not-hdf5": (b"slide_id,patch\nA,1\n", ["not an HDF5 file"]),
+    "empty": (b"", ["empty (0 bytes)"]),
+    "no-x": (h5_bytes(images=_patches(3)), ["no 'x' dataset", "found images"]),
+    "wrong-shape": (h5_bytes(x=np.zeros((3, 64, 64, 3), np.uint8)), ["wrong shape", "(3, 64, 64, 3)"]),
+    "wrong-dtype": (h5_bytes(x=np.zeros((3, 96, 96, 3), np.float32)), ["wrong data type", "float32"]),
+    "bad-coords": (h5_bytes(x=_patches(3), coords=np.zeros((2, 2), np.int64)), ["'coords' has the wrong shape"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SLIDES))
+def test_unusable_slides_are_quarantined_with_a_reason(pipeline, name):
+    body, reason = BAD_SLIDES[name]
+    key = f"incoming/slides/bad-{name}.h5"
+    pipeline.drop(key, body)
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, body, *reason)
+    assert not pipeline.events_for("Slide Ready", slide_id=f"bad-{name}")
+
+
+def test_a_truncated_upload_is_quarantined(pipeline):
+    whole = h5_bytes(x=_patches(20))
+    body = whole[: len(whole) // 2]
+    key = "incoming/slides/bad-truncated.h5"
+    pipeline.drop(key, body)
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, body, "truncated")
+
+
+def test_a_truncated_gzip_download_is_quarantined(pipeline):
+    body = gzip.compress(h5_bytes(x=_patches(5)))[:-40]
+    key = "incoming/slides/bad-gz.h5.gz"
+    pipeline.drop(key, body)
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, body, ".gz file is truncated")
+
+
+def test_labels_outside_0_and_1_are_quarantined(pipeline):
+    key = f"incoming/datasets/badlabels/{Y}"
+    body = h5_bytes(y=np.array([0, 1, 3, 1], np.int64))
+    pipeline.drop(key, body)
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, body, "labels other than 0 and 1", "the values 3")
+
+
+def test_labels_that_disagree_with_the_images_in_number_are_quarantined_and_the_split_waits(pipeline, patches):
+    x, y = patches
+    pipeline.drop(f"incoming/datasets/mismatch/{X}", h5_bytes(x=x[:12]))
+    pipeline.settle()
+    key = f"incoming/datasets/mismatch/{Y}"
+    body = h5_bytes(y=y[:11])
+    pipeline.drop(key, body)
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, body, "disagree in number", "(12)", "found 11")
+    assert not pipeline.events_for("Split Ready", dataset="mismatch")
+    good = y[:12].reshape(-1, 1, 1, 1)
+    pipeline.drop(key, h5_bytes(y=good))
+    pipeline.settle()
+    assert len(pipeline.events_for("Split Ready", dataset="mismatch")) == 1, "a corrected file completes the split"
+
+
+def test_files_in_unknown_places_are_quarantined(pipeline):
+    key = "incoming/datasets/somelab/notes about the run.txt"
+    pipeline.drop(key, b"notes")
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, b"notes", "must be an HDF5 file")
+
+
+def test_a_shard_that_keeps_failing_ends_in_the_dead_letter_queue_and_the_state_says_so(pipeline, patches):
+    x, _ = patches
+    key = "incoming/slides/shard-fails.h5"
+    pipeline.drop(key, h5_bytes(x=x[:20]))
+    pipeline.settle()
+    record = pipeline.owner_record("slide#shard-fails")
+    poisoned = {"owner": "slide#shard-fails", "run_id": record["x_run"], "shard": 7, "start": 0, "stop": 5,
+                "source_key": "incoming/slides/vanished.h5", "source_version": None,
+                "image_prefix": record["image_prefix"], "file_key": key, "file_version": record["x_version"]}
+    queue = next(m.queue_url for m in pipeline.stack.deployed.mappings if m.function.logical_id ==
+                 "ConvertShardFunction")
+    pipeline.stack.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(poisoned))
+    pipeline.settle()
+    dead = pipeline.stack.dead_letters()["ConvertDeadLetterQueue"]
+    assert any(m.get("owner") == "slide#shard-fails" for m in dead)
+    record = pipeline.owner_record("slide#shard-fails")
+    assert record["status"] == "failed" and "shard 7 failed" in record["failure"]
+    assert "dead-letter" in pipeline.file_record(key)["reason"]
+    attempts = [i for i in pipeline.stack.runtime.invocations if i.function == "ConvertShardFunction" and
+                i.failed_records]
+    assert len(attempts) >= 3, "the shard was retried before it was dead-lettered"
