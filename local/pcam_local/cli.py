@@ -62,13 +62,13 @@ def _local_run(args) -> int:
 def _print_summary(summary: dict, elapsed: float, out_dir: Path) -> None:
     table = Table(title=f"Dropped files ({elapsed:.1f} s)")
     for column in ("file", "status", "patches", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for item in summary["files"]:
         table.add_row(item["key"], item["status"], str(item.get("patches", "")), item.get("reason", ""))
     console.print(table)
     ready = Table(title="Ready for the next stages")
     for column in ("what", "patches", "manifest"):
-        ready.add_column(column)
+        ready.add_column(column, overflow="fold")
     for item in summary["ready"]:
         ready.add_row(item["name"], str(item["patch_count"]), item["manifest_key"])
     console.print(ready)

@@ -74,12 +74,13 @@ def _peak_memory_mb() -> float:
 
 def _invoke(event: dict) -> dict:
     _reset_peak_memory()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     try:
         result, error = _handler(event, LocalContext(_function)), None
     except Exception:  # a function error fails the whole batch, as in Lambda
         result, error = None, traceback.format_exc()
-    return {"result": result, "error": error, "seconds": time.monotonic() - started, "peak_mb": _peak_memory_mb()}
+    return {"result": result, "error": error, "seconds": time.monotonic() - started,
+            "cpu_seconds": time.process_time() - cpu_started, "peak_mb": _peak_memory_mb()}
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Invocation:
     function: str
     records: int
     seconds: float
+    cpu_seconds: float
     peak_mb: float
     failed_records: int
     error: str | None
@@ -202,12 +204,13 @@ class LocalRuntime:
         with self._lock:
             self.invocations.append(
                 Invocation(
-                    mapping.function.logical_id,
-                    len(messages),
-                    outcome["seconds"],
-                    outcome["peak_mb"],
-                    len(failed),
-                    outcome["error"],
+                    function=mapping.function.logical_id,
+                    records=len(messages),
+                    seconds=outcome["seconds"],
+                    cpu_seconds=outcome["cpu_seconds"],
+                    peak_mb=outcome["peak_mb"],
+                    failed_records=len(failed),
+                    error=outcome["error"],
                 )
             )
 
