@@ -33,8 +33,14 @@ CLOUD_PATCHES_PER_SHARD = 16_384
 
 
 def _put_worker(endpoint: str, bucket: str, prefix: str, count: int, queue) -> None:
-    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-                       "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
     from pcam_pipeline.storage import ConcurrentUploader, s3_client
 
     body = np.random.default_rng(0).integers(0, 255, 3000, dtype=np.uint8).tobytes()
@@ -50,8 +56,10 @@ def raw_put_rate(stack: LocalStack, processes: int = 2) -> float:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     per_process = RAW_PUT_OBJECTS // processes
-    workers = [context.Process(target=_put_worker, args=(stack.endpoint, stack.bucket, f"bench/raw/{i}/",
-                                                         per_process, queue)) for i in range(processes)]
+    workers = [
+        context.Process(target=_put_worker, args=(stack.endpoint, stack.bucket, f"bench/raw/{i}/", per_process, queue))
+        for i in range(processes)
+    ]
     started = time.monotonic()
     for worker in workers:
         worker.start()
@@ -77,19 +85,25 @@ def convert(stack: LocalStack, path: Path, slide_id: str) -> dict:
     elapsed = time.monotonic() - started
     shards = [i for i in stack.runtime.invocations[seen:] if i.function == "ConvertShardFunction"]
     assert shards and not any(i.failed_records for i in shards)
-    return {"patches": int(ready[-1]["detail"]["patch_count"]), "seconds": elapsed,
-            "patches_per_second": ready[-1]["detail"]["patch_count"] / elapsed,
-            "peak_worker_mb": max(i.peak_mb for i in shards), "shards": len(shards),
-            "shard_seconds_mean": float(np.mean([i.seconds for i in shards])),
-            "shard_cpu_seconds_mean": float(np.mean([i.cpu_seconds for i in shards]))}
+    return {
+        "patches": int(ready[-1]["detail"]["patch_count"]),
+        "seconds": elapsed,
+        "patches_per_second": ready[-1]["detail"]["patch_count"] / elapsed,
+        "peak_worker_mb": max(i.peak_mb for i in shards),
+        "shards": len(shards),
+        "shard_seconds_mean": float(np.mean([i.seconds for i in shards])),
+        "shard_cpu_seconds_mean": float(np.mean([i.cpu_seconds for i in shards])),
+    }
 
 
 def main() -> int:
     out = Path("bench-output")
     out.mkdir(exist_ok=True)
     results: dict = {"patches_per_shard": PATCHES_PER_SHARD}
-    with tempfile.TemporaryDirectory() as tmp, LocalStack(parameters={"PatchesPerShard": str(PATCHES_PER_SHARD)},
-                                                          work_dir=Path(tmp) / "stack") as stack:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalStack(parameters={"PatchesPerShard": str(PATCHES_PER_SHARD)}, work_dir=Path(tmp) / "stack") as stack,
+    ):
         results["raw_put_per_second"] = raw_put_rate(stack)
         print(f"raw PUT rate (3 KB objects, 2 processes x 32 threads): {results['raw_put_per_second']:.0f}/s")
         for count in SIZES:
@@ -98,26 +112,34 @@ def main() -> int:
             result = convert(stack, path, f"bench-{count}")
             result["ratio_to_raw_put"] = result["patches_per_second"] / results["raw_put_per_second"]
             results[str(count)] = result
-            print(f"{count:>6} patches: {result['patches_per_second']:.0f} patches/s "
-                  f"({result['ratio_to_raw_put']:.2f} x raw PUT), {result['seconds']:.1f} s, "
-                  f"peak worker memory {result['peak_worker_mb']:.0f} MB, {result['shards']} shards, "
-                  f"{result['shard_seconds_mean']:.1f} s/shard ({result['shard_cpu_seconds_mean']:.1f} s CPU)")
+            print(
+                f"{count:>6} patches: {result['patches_per_second']:.0f} patches/s "
+                f"({result['ratio_to_raw_put']:.2f} x raw PUT), {result['seconds']:.1f} s, "
+                f"peak worker memory {result['peak_worker_mb']:.0f} MB, {result['shards']} shards, "
+                f"{result['shard_seconds_mean']:.1f} s/shard ({result['shard_cpu_seconds_mean']:.1f} s CPU)"
+            )
     small, large = results[str(SIZES[0])], results[str(SIZES[1])]
     results["memory_ratio_64k_to_8k"] = large["peak_worker_mb"] / small["peak_worker_mb"]
     per_patch_wall = large["shard_seconds_mean"] / PATCHES_PER_SHARD
     per_patch_cpu = large["shard_cpu_seconds_mean"] / PATCHES_PER_SHARD
     shards = -(-PCAM_TRAIN // CLOUD_PATCHES_PER_SHARD)
     results["pcam_train_on_lambda"] = {
-        "patches_per_shard": CLOUD_PATCHES_PER_SHARD, "shards": shards,
+        "patches_per_shard": CLOUD_PATCHES_PER_SHARD,
+        "shards": shards,
         "shard_seconds_at_local_put_ceiling": per_patch_wall * CLOUD_PATCHES_PER_SHARD,
-        "shard_cpu_seconds": per_patch_cpu * CLOUD_PATCHES_PER_SHARD, "lambda_timeout": LAMBDA_TIMEOUT}
+        "shard_cpu_seconds": per_patch_cpu * CLOUD_PATCHES_PER_SHARD,
+        "lambda_timeout": LAMBDA_TIMEOUT,
+    }
     print(f"memory 64k / 8k: {results['memory_ratio_64k_to_8k']:.2f} (target <= 1.2)")
-    print(f"conversion / raw PUT: 8k {small['ratio_to_raw_put']:.2f}, 64k {large['ratio_to_raw_put']:.2f} "
-          "(target >= 0.8)")
+    print(
+        f"conversion / raw PUT: 8k {small['ratio_to_raw_put']:.2f}, 64k {large['ratio_to_raw_put']:.2f} (target >= 0.8)"
+    )
     lam = results["pcam_train_on_lambda"]
-    print(f"PCam train split (262,144 patches) on Lambda: {lam['shards']} shards of {CLOUD_PATCHES_PER_SHARD}; "
-          f"one shard costs {lam['shard_cpu_seconds']:.0f} s CPU and {lam['shard_seconds_at_local_put_ceiling']:.0f} s "
-          f"at this machine's local PUT ceiling, vs the {LAMBDA_TIMEOUT} s limit")
+    print(
+        f"PCam train split (262,144 patches) on Lambda: {lam['shards']} shards of {CLOUD_PATCHES_PER_SHARD}; "
+        f"one shard costs {lam['shard_cpu_seconds']:.0f} s CPU and {lam['shard_seconds_at_local_put_ceiling']:.0f} s "
+        f"at this machine's local PUT ceiling, vs the {LAMBDA_TIMEOUT} s limit"
+    )
     (out / "ingest.json").write_text(json.dumps(results, indent=2))
     return 0
 

@@ -79,8 +79,13 @@ def _invoke(event: dict) -> dict:
         result, error = _handler(event, LocalContext(_function)), None
     except Exception:  # a function error fails the whole batch, as in Lambda
         result, error = None, traceback.format_exc()
-    return {"result": result, "error": error, "seconds": time.monotonic() - started,
-            "cpu_seconds": time.process_time() - cpu_started, "peak_mb": _peak_memory_mb()}
+    return {
+        "result": result,
+        "error": error,
+        "seconds": time.monotonic() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "peak_mb": _peak_memory_mb(),
+    }
 
 
 @dataclass

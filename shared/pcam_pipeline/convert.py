@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pcam_pipeline import storage
@@ -70,15 +71,25 @@ class ShardConverter:
         }
 
     def write_patches(self, task: ShardTask) -> int:
+        """Encode and upload the shard's patches while the next block is being read (read-ahead)."""
         quality, resize_to = self._settings.jpeg_quality, self._settings.resize_to
+        starts = range(task.start, task.stop, READ_BATCH)
         with (
             storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
             open_hdf5(f, f.size) as handle,
             storage.ConcurrentUploader(self._s3, self._bucket) as uploader,
+            ThreadPoolExecutor(max_workers=1) as reader,
         ):
             patches = handle["x"]
-            for first in range(task.start, task.stop, READ_BATCH):
-                block = patches[first : min(first + READ_BATCH, task.stop)]
+
+            def read(first: int):
+                return patches[first : min(first + READ_BATCH, task.stop)]
+
+            pending = reader.submit(read, starts[0])
+            for position, first in enumerate(starts):
+                block = pending.result()
+                if position + 1 < len(starts):
+                    pending = reader.submit(read, starts[position + 1])
                 for offset, patch in enumerate(block):
                     uploader.put(
                         task.image_prefix + patch_file_name(first + offset),

@@ -71,6 +71,10 @@ class Ingestor:
         if dropped.bucket != self._bucket:
             raise StorageError(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
+        if not storage.object_exists(self._s3, self._bucket, dropped.key, dropped.version_id):
+            # A late duplicate of an event for a file already quarantined, or one deleted meanwhile.
+            logger.info("the dropped file is no longer there; nothing to do")
+            return {"status": "gone"}
         self._state.record_file(dropped.key, dropped.version, status="received", received_at=now_iso())
         try:
             kind = keys.classify_incoming_key(dropped.key)

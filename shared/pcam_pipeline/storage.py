@@ -231,11 +231,11 @@ def move_object(client, bucket: str, key: str, version: str | None, target_key: 
         raise StorageError(f"cannot move s3://{bucket}/{key} to {target_key}: {exc}") from exc
 
 
-def object_exists(client, bucket: str, key: str) -> bool:
+def object_exists(client, bucket: str, key: str, version: str | None = None) -> bool:
     try:
-        client.head_object(Bucket=bucket, Key=key)
+        client.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchVersion", "405"):
             return False
         raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
     return True

@@ -1,6 +1,5 @@
 import io
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -8,15 +7,11 @@ import pytest
 
 from pcam_local.local_stack import LocalStack
 
+# Every integration test file sets: pytestmark = INTEGRATION (one local stack per xdist worker group).
+INTEGRATION = [pytest.mark.integration, pytest.mark.xdist_group("local-stack")]
+
 # Small shards so that even small test files fan out over several conversion invocations.
 TEST_PARAMETERS = {"PatchesPerShard": "16"}
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if Path(str(item.fspath)).parent.name == "integration":
-            item.add_marker(pytest.mark.integration)
-            item.add_marker(pytest.mark.xdist_group("local-stack"))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.integration.conftest import h5_bytes
+from tests.integration.conftest import INTEGRATION, h5_bytes
+
+pytestmark = INTEGRATION
 
 X = "camelyonpatch_level_2_split_train_x.h5"
 Y = "camelyonpatch_level_2_split_train_y.h5"
@@ -101,11 +103,21 @@ def test_a_shard_that_keeps_failing_ends_in_the_dead_letter_queue_and_the_state_
     pipeline.drop(key, h5_bytes(x=x[:20]))
     pipeline.settle()
     record = pipeline.owner_record("slide#shard-fails")
-    poisoned = {"owner": "slide#shard-fails", "run_id": record["x_run"], "shard": 7, "start": 0, "stop": 5,
-                "source_key": "incoming/slides/vanished.h5", "source_version": None,
-                "image_prefix": record["image_prefix"], "file_key": key, "file_version": record["x_version"]}
-    queue = next(m.queue_url for m in pipeline.stack.deployed.mappings if m.function.logical_id ==
-                 "ConvertShardFunction")
+    poisoned = {
+        "owner": "slide#shard-fails",
+        "run_id": record["x_run"],
+        "shard": 7,
+        "start": 0,
+        "stop": 5,
+        "source_key": "incoming/slides/vanished.h5",
+        "source_version": None,
+        "image_prefix": record["image_prefix"],
+        "file_key": key,
+        "file_version": record["x_version"],
+    }
+    queue = next(
+        m.queue_url for m in pipeline.stack.deployed.mappings if m.function.logical_id == "ConvertShardFunction"
+    )
     pipeline.stack.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(poisoned))
     pipeline.settle()
     dead = pipeline.stack.dead_letters()["ConvertDeadLetterQueue"]
@@ -113,6 +125,23 @@ def test_a_shard_that_keeps_failing_ends_in_the_dead_letter_queue_and_the_state_
     record = pipeline.owner_record("slide#shard-fails")
     assert record["status"] == "failed" and "shard 7 failed" in record["failure"]
     assert "dead-letter" in pipeline.file_record(key)["reason"]
-    attempts = [i for i in pipeline.stack.runtime.invocations if i.function == "ConvertShardFunction" and
-                i.failed_records]
+    attempts = [
+        i for i in pipeline.stack.runtime.invocations if i.function == "ConvertShardFunction" and i.failed_records
+    ]
     assert len(attempts) >= 3, "the shard was retried before it was dead-lettered"
+
+
+def test_a_late_duplicate_event_for_a_quarantined_file_changes_nothing(pipeline):
+    from tests.integration.test_ingestion import _ingest_queue, _object_created
+
+    key = "incoming/slides/bad-late-duplicate.h5"
+    pipeline.drop(key, b"junk")
+    pipeline.settle()
+    versions = pipeline.stack.s3.list_object_versions(Bucket=pipeline.stack.bucket, Prefix=key)["Versions"]
+    pipeline.stack.sqs.send_message(
+        QueueUrl=_ingest_queue(pipeline), MessageBody=_object_created(pipeline.stack.bucket, key, "a-version-gone")
+    )
+    pipeline.settle()
+    assert pipeline.file_record(key)["status"] == "quarantined"
+    assert not pipeline.stack.dead_letters()["IngestDeadLetterQueue"]
+    assert versions, "the original upload is still in the bucket's version history"

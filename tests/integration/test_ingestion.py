@@ -6,7 +6,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from tests.integration.conftest import h5_bytes
+from tests.integration.conftest import INTEGRATION, h5_bytes
+
+pytestmark = INTEGRATION
 
 OFFICIAL = "camelyonpatch_level_2_split_{split}_{role}.h5"
 

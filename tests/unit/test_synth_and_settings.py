@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from pcam_local.synth import synth_slide, synth_split
+from pcam_pipeline.errors import SettingsError
+from pcam_pipeline.settings import ConversionSettings, IngestSettings
+
+BASE_ENV = {"DATA_BUCKET": "b", "STATE_TABLE": "t", "EVENT_BUS": "bus"}
+
+
+def test_synthetic_patches_look_like_he_tissue_with_balanced_labels():
+    x, y = synth_split(200, np.random.default_rng(0))
+    assert x.shape == (200, 96, 96, 3) and x.dtype == np.uint8
+    assert 0.35 < y.mean() < 0.65
+    red, green, blue = x.reshape(-1, 3).mean(axis=0)
+    assert red > green and blue > green, "pink/purple: haematoxylin and eosin, not green"
+
+
+def test_the_tumour_signal_sits_in_the_centre_and_is_not_one_colour_per_class():
+    x, y = synth_split(300, np.random.default_rng(1))
+    centre_darkness = 255 - x[:, 32:64, 32:64].mean(axis=(1, 2, 3))
+    whole_colour = x.mean(axis=(1, 2))
+    # the centre differs on average between classes ...
+    assert centre_darkness[y == 1].mean() > centre_darkness[y == 0].mean()
+    # ... but the classes' mean colours overlap: no single colour gives the label away
+    tumour, normal = whole_colour[y == 1], whole_colour[y == 0]
+    overlap = (tumour[:, 0] < np.percentile(normal[:, 0], 90)).mean()
+    assert overlap > 0.3
+
+
+def test_synthetic_slides_have_coords_on_a_grid_and_a_tumour_region():
+    x, coords, truth = synth_slide(4, 5, np.random.default_rng(2))
+    assert x.shape[0] == coords.shape[0] == truth.shape[0] == 20
+    assert coords[:, 0].max() == 4 * 96 and coords[:, 1].max() == 3 * 96
+    assert 0 < truth.sum() < 20
+
+
+def test_settings_are_parsed_once_and_bad_values_are_named():
+    settings = IngestSettings.from_env(
+        {
+            **BASE_ENV,
+            "IDEMPOTENCY_TABLE": "i",
+            "CONVERT_QUEUE_URL": "q",
+            "PATCHES_PER_SHARD": "4096",
+            "JPEG_QUALITY": "85",
+        }
+    )
+    assert settings.patches_per_shard == 4096 and settings.conversion.jpeg_quality == 85
+    with pytest.raises(SettingsError, match="JPEG_QUALITY must be between 1 and 100, not 0"):
+        ConversionSettings.from_env({**BASE_ENV, "JPEG_QUALITY": "0"})
+    with pytest.raises(SettingsError, match="RESIZE_TO must be a whole number"):
+        ConversionSettings.from_env({**BASE_ENV, "RESIZE_TO": "big"})
+    with pytest.raises(SettingsError, match="DATA_BUCKET is not set"):
+        ConversionSettings.from_env({"STATE_TABLE": "t", "EVENT_BUS": "bus"})
