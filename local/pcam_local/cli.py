@@ -83,9 +83,11 @@ def _local_up(args) -> int:
     with LocalStack(port=args.port) as stack:
         console.print(f"local stack running at [bold]{stack.endpoint}[/bold]")
         console.print(f"drop files into [bold]s3://{stack.bucket}/incoming/[/bold], for example:")
-        console.print(
-            f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\\n"
-            f"  aws --endpoint-url {stack.endpoint} s3 cp my_slide.h5 s3://{stack.bucket}/incoming/slides/"
+        # plain print: the command must stay copy-pasteable, unwrapped
+        print(
+            "  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 "
+            f"aws --endpoint-url {stack.endpoint} s3 cp my_slide.h5 s3://{stack.bucket}/incoming/slides/",
+            flush=True,
         )
         console.print(f"logs: {stack.work_dir}/logs/   stop with Ctrl-C")
         try:

@@ -16,8 +16,12 @@ def _region_stats(rgb: np.ndarray) -> list[np.ndarray]:
     """Colour, darkness and texture statistics of a (B, H, W, 3) float32 region."""
     gray = rgb.mean(axis=3)
     flat = gray.reshape(len(gray), -1)
-    stats = [rgb.mean(axis=(1, 2)), rgb.std(axis=(1, 2)), flat.mean(axis=1, keepdims=True),
-             flat.std(axis=1, keepdims=True)]
+    stats = [
+        rgb.mean(axis=(1, 2)),
+        rgb.std(axis=(1, 2)),
+        flat.mean(axis=1, keepdims=True),
+        flat.std(axis=1, keepdims=True),
+    ]
     stats.append(np.stack([(flat < edge).mean(axis=1) for edge in GRAY_BINS], axis=1))
     purple = (rgb[..., 2] - rgb[..., 1]).reshape(len(rgb), -1)
     stats.append(np.stack([(purple > edge).mean(axis=1) for edge in (30, 50, 70)], axis=1))
