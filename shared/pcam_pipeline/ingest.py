@@ -72,9 +72,14 @@ class Ingestor:
             raise StorageError(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
         if not storage.object_exists(self._s3, self._bucket, dropped.key, dropped.version_id):
-            # A late duplicate of an event for a file already quarantined, or one deleted meanwhile.
-            logger.info("the dropped file is no longer there; nothing to do")
-            return {"status": "gone"}
+            spelled = dropped.as_spelled_in_event()
+            if spelled.key == dropped.key or not storage.object_exists(
+                self._s3, self._bucket, spelled.key, spelled.version_id
+            ):
+                # A late duplicate of an event for a file already quarantined, or one deleted meanwhile.
+                logger.info("the dropped file is no longer there; nothing to do")
+                return {"status": "gone"}
+            dropped = spelled  # the event did not URL-encode this key
         self._state.record_file(dropped.key, dropped.version, status="received", received_at=now_iso())
         try:
             kind = keys.classify_incoming_key(dropped.key)

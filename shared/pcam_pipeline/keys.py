@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pcam_pipeline.errors import InvalidInput
@@ -43,6 +43,10 @@ class DroppedFile:
     key: str
     version_id: str | None  # None where the bucket is not versioned
     etag: str = ""
+    event_key: str = ""  # the key as the event spelled it, before URL-decoding
+
+    def as_spelled_in_event(self) -> DroppedFile:
+        return replace(self, key=self.event_key or self.key)
 
     @property
     def version(self) -> str:

@@ -1,7 +1,8 @@
 """Which dropped files a queue message announces. Pure.
 
 Accepts S3's EventBridge events (the template's wiring) and classic S3 notifications (an operator
-may wire S3 straight to the queue). Keys in S3 notifications are URL-encoded.
+may wire S3 straight to the queue). Keys in S3 notifications are URL-encoded, so keys are decoded;
+the spelling in the event is kept too, for a key that only exists as spelled (see Ingestor).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def dropped_files_in(body: dict) -> list[DroppedFile]:
             DroppedFile(
                 bucket=detail["bucket"]["name"],
                 key=unquote_plus(obj["key"]),
+                event_key=obj["key"],
                 version_id=_version_id(obj.get("version-id")),
                 etag=obj.get("etag", ""),
             )
@@ -34,6 +36,7 @@ def dropped_files_in(body: dict) -> list[DroppedFile]:
             DroppedFile(
                 bucket=s3["bucket"]["name"],
                 key=unquote_plus(obj["key"]),
+                event_key=obj["key"],
                 version_id=_version_id(obj.get("versionId")),
                 etag=obj.get("eTag", ""),
             )

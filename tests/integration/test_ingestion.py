@@ -73,6 +73,14 @@ def test_keys_with_spaces_and_non_ascii_characters_work(pipeline, patches):
     assert event["detail"]["patch_count"] == 10
 
 
+def test_keys_with_plus_signs_and_percent_signs_work(pipeline, patches):
+    for slide_id in ("c++ 50% tumour", "a+b"):
+        pipeline.drop(f"incoming/slides/{slide_id}.h5", h5_bytes(x=patches[0][:4]))
+        pipeline.settle()
+        (event,) = pipeline.events_for("Slide Ready", slide_id=slide_id)
+        assert event["detail"]["input_key"] == f"incoming/slides/{slide_id}.h5"
+
+
 def test_a_slide_gets_a_transform_manifest_of_its_patches_in_order(pipeline, patches):
     x, _ = patches
     coords = np.stack([np.arange(50) * 96, np.zeros(50, int)], axis=1)

@@ -33,3 +33,11 @@ def test_null_version_means_unversioned():
 def test_last_attempt_is_the_one_that_reaches_max_receive_count():
     assert not is_last_attempt("2", 3)
     assert is_last_attempt("3", 3)
+
+
+def test_the_key_as_spelled_in_the_event_is_kept_for_keys_that_exist_only_so():
+    body = json.loads((EVENTS / "s3-object-created-eventbridge.json").read_text())
+    body["detail"]["object"]["key"] = "incoming/slides/c++ 50%.h5"
+    (dropped,) = dropped_files_in(body)
+    assert dropped.key == "incoming/slides/c   50%.h5"
+    assert dropped.as_spelled_in_event().key == "incoming/slides/c++ 50%.h5"
