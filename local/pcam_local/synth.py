@@ -61,7 +61,7 @@ def _stamp_nuclei(
 
 def synth_patch(rng: np.random.Generator, tumour_in_centre: bool) -> np.ndarray:
     """One 96x96 RGB patch; tumour cells in the centre region iff ``tumour_in_centre``."""
-    stain = rng.normal(0, 12, size=3).astype(np.float32)
+    stain = rng.normal(0, 15, size=3).astype(np.float32)
     stroma = np.array([236, 170, 205], np.float32) + stain
     texture = _smooth_noise(rng, int(rng.integers(4, 9)))
     gaps = _smooth_noise(rng, 3) > rng.uniform(0.72, 0.95)
@@ -72,10 +72,13 @@ def synth_patch(rng: np.random.Generator, tumour_in_centre: bool) -> np.ndarray:
     lymphocytes = rng.uniform(0, EDGE, size=(int(rng.poisson(70 * density)), 2))
     _stamp_nuclei(image, rng, lymphocytes, (1.6, 2.8), lymphocyte, 0.05, 0.0)
     tumour_colour = np.array([125, 70, 150], np.float32) + stain * 0.5
+    if rng.random() < 0.35:  # histiocytes: large pale benign nuclei anywhere, a confounder
+        histiocytes = rng.uniform(8, 88, size=(int(rng.integers(1, 4)), 2))
+        _stamp_nuclei(image, rng, histiocytes, (3.0, 5.5), tumour_colour + 25, 0.1, 0.6)
     if tumour_in_centre:
-        cluster = rng.uniform(36, 60, size=2) + rng.normal(0, 10, size=(int(rng.integers(3, 9)), 2))
-        _stamp_nuclei(image, rng, cluster.clip(30, 66), (3.5, 7.0), tumour_colour, 0.25, 0.5)
-    if rng.random() < 0.3:  # tumour cells at the border only: still label 0, as in PCam
+        cluster = rng.uniform(38, 58, size=2) + rng.normal(0, 8, size=(int(rng.integers(1, 7)), 2))
+        _stamp_nuclei(image, rng, cluster.clip(32, 64), (3.0, 6.5), tumour_colour, 0.25, 0.45)
+    if rng.random() < 0.4:  # tumour cells at the border only: still label 0, as in PCam
         n = int(rng.integers(2, 6))
         band = rng.choice([rng.uniform(2, 18), rng.uniform(78, 94)])
         border = np.column_stack([band + rng.normal(0, 3, n), rng.uniform(0, EDGE, n)])
