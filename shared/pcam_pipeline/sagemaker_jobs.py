@@ -1,0 +1,155 @@
+"""Requests for SageMaker training and tuning jobs with the built-in image classification algorithm.
+
+Pure: builds request dictionaries and checks them against botocore's SageMaker service model, the
+same check boto3 makes before sending, so a request AWS would reject fails here and in the local
+stand-in alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+from pcam_pipeline.errors import PipelineError
+from pcam_training import config
+
+TRAINING_JOB_NAME_LIMIT = 63
+TUNING_JOB_NAME_LIMIT = 32
+_NOT_ALLOWED = re.compile(r"[^a-zA-Z0-9-]+")
+
+
+class InvalidSageMakerRequest(PipelineError):
+    """A request SageMaker's API model rejects (what boto3 would refuse to send)."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    role_arn: str
+    region: str
+    bucket: str
+    instance_type: str = "ml.p3.2xlarge"
+    instance_count: int = 1
+    volume_size_gb: int = 50
+    max_runtime_seconds: int = 4 * 3600
+    output_prefix: str = "models/"
+    hyperparameter_overrides: dict[str, Any] = field(default_factory=dict)
+    tuning_max_jobs: int = 0  # 0: train directly, no tuning job
+    tuning_parallel_jobs: int = 2
+
+
+def job_name(dataset: str, identity: str, limit: int = TRAINING_JOB_NAME_LIMIT) -> str:
+    """A valid, unique job name that says which dataset it trains: ``pcam-<dataset>-<hash>``.
+
+    ``identity`` names the exact inputs (the train and valid uploads), so the same inputs always get
+    the same name, and SageMaker itself refuses a second job for them.
+    """
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    slug = _NOT_ALLOWED.sub("-", dataset).strip("-").lower() or "dataset"
+    room = limit - len("pcam--") - len(digest)
+    return f"pcam-{slug[:room].strip('-')}-{digest}"
+
+
+def _channel(name: str, manifest_uri: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "AugmentedManifestFile",
+                "S3Uri": manifest_uri,
+                "S3DataDistributionType": "FullyReplicated",
+                "AttributeNames": ["source-ref", "class"],
+            }
+        },
+        "ContentType": "application/x-recordio",
+        "RecordWrapperType": "RecordIO",
+        "CompressionType": "None",
+        "InputMode": "Pipe",
+    }
+
+
+def _training_definition(settings: TrainingSettings, train_uri: str, valid_uri: str) -> dict[str, Any]:
+    return {
+        "AlgorithmSpecification": {
+            "TrainingImage": config.image_uri(settings.region),
+            "TrainingInputMode": "Pipe",
+        },
+        "RoleArn": settings.role_arn,
+        "InputDataConfig": [_channel("train", train_uri), _channel("validation", valid_uri)],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{settings.bucket}/{settings.output_prefix}"},
+        "ResourceConfig": {
+            "InstanceType": settings.instance_type,
+            "InstanceCount": settings.instance_count,
+            "VolumeSizeInGB": settings.volume_size_gb,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_seconds},
+    }
+
+
+def training_job_request(
+    settings: TrainingSettings,
+    name: str,
+    train_uri: str,
+    valid_uri: str,
+    train_count: int,
+    image_edge: int,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    request = {
+        "TrainingJobName": name,
+        "HyperParameters": config.training_hyperparameters(train_count, image_edge, settings.hyperparameter_overrides),
+        **_training_definition(settings, train_uri, valid_uri),
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+    }
+    validate("CreateTrainingJob", request)
+    return request
+
+
+def tuning_job_request(
+    settings: TrainingSettings,
+    name: str,
+    train_uri: str,
+    valid_uri: str,
+    train_count: int,
+    image_edge: int,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    static = config.training_hyperparameters(train_count, image_edge, settings.hyperparameter_overrides)
+    ranges = config.tuning_ranges()
+    tuned = {r["Name"] for kind in ranges.values() for r in kind}
+    request = {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": config.TUNING_OBJECTIVE,
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": settings.tuning_max_jobs,
+                "MaxParallelTrainingJobs": settings.tuning_parallel_jobs,
+            },
+            "ParameterRanges": ranges,
+        },
+        "TrainingJobDefinition": {
+            **_training_definition(settings, train_uri, valid_uri),
+            "StaticHyperParameters": {k: v for k, v in static.items() if k not in tuned},
+        },
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+    }
+    validate("CreateHyperParameterTuningJob", request)
+    return request
+
+
+@cache
+def _sagemaker_model():
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def validate(operation: str, request: dict[str, Any]) -> None:
+    """Raise InvalidSageMakerRequest with botocore's own report if SageMaker's model rejects ``request``."""
+    report = ParamValidator().validate(request, _sagemaker_model().operation_model(operation).input_shape)
+    if report.has_errors():
+        raise InvalidSageMakerRequest(f"{operation}: {report.generate_report()}")

@@ -1,0 +1,111 @@
+import re
+
+import pytest
+
+from pcam_pipeline.sagemaker_jobs import (
+    InvalidSageMakerRequest,
+    TrainingSettings,
+    job_name,
+    training_job_request,
+    tuning_job_request,
+    validate,
+)
+from pcam_training import config
+
+SETTINGS = TrainingSettings(
+    role_arn="arn:aws:iam::111122223333:role/pcam-sagemaker", region="eu-west-1", bucket="pcam-data"
+)
+TRAIN, VALID = "s3://pcam-data/manifests/pcam/train.manifest", "s3://pcam-data/manifests/pcam/valid.manifest"
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def test_image_uri_registry_equals_the_sagemaker_sdk_for_every_region():
+    from sagemaker.core import image_uris
+
+    sdk_config = image_uris.config_for_framework("image-classification")
+    sdk_regions = sdk_config["versions"]["1"]["registries"]
+    ours = config._data("image_uris.json")["accounts"]
+    assert set(ours) == set(sdk_regions)
+    for region in sdk_regions:
+        assert config.image_uri(region) == image_uris.retrieve("image-classification", region=region, version="1")
+
+
+def test_unknown_region_is_refused():
+    with pytest.raises(config.TrainingConfigError, match="not listed for region 'mars-1'"):
+        config.image_uri("mars-1")
+
+
+def test_hyperparameters_carry_the_real_sample_count_and_image_shape_as_strings():
+    hyperparameters = config.training_hyperparameters(262_144, 96, {"epochs": 12, "early_stopping": False})
+    assert hyperparameters["num_training_samples"] == "262144"
+    assert hyperparameters["image_shape"] == "3,96,96"
+    assert hyperparameters["num_classes"] == "2"
+    assert hyperparameters["epochs"] == "12" and hyperparameters["early_stopping"] == "false"
+    assert all(isinstance(v, str) for v in hyperparameters.values())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "edge", "problem"),
+    [
+        ({"num_training_samples": 5}, 96, "derived from the dataset"),
+        ({"num_layers": 18}, 96, "num_layers must be one of"),
+        ({"use_pretrained_model": 1, "num_layers": 50}, 96, "pretrained weights need 224x224"),
+    ],
+)
+def test_overrides_the_algorithm_cannot_use_are_refused(overrides, edge, problem):
+    with pytest.raises(config.TrainingConfigError, match=problem):
+        config.training_hyperparameters(1000, edge, overrides)
+
+
+def test_pretrained_resnet_is_allowed_on_224_pixel_patches():
+    hyperparameters = config.training_hyperparameters(1000, 224, {"use_pretrained_model": 1, "num_layers": 50})
+    assert hyperparameters["image_shape"] == "3,224,224"
+
+
+def test_job_names_are_valid_traceable_and_stable():
+    name = job_name("Lab Ålborg / run #2", "train-v1|valid-v1")
+    assert NAME_PATTERN.match(name) and len(name) <= 63
+    assert name.startswith("pcam-lab-")
+    assert name == job_name("Lab Ålborg / run #2", "train-v1|valid-v1")
+    assert name != job_name("Lab Ålborg / run #2", "train-v2|valid-v1")
+    tuning = job_name("a" * 80, "x", limit=32)
+    assert NAME_PATTERN.match(tuning) and len(tuning) <= 32
+
+
+def test_training_request_uses_pipe_mode_augmented_manifests_in_the_algorithm_order():
+    request = training_job_request(SETTINGS, "pcam-pcam-0123456789", TRAIN, VALID, 262_144, 96, {"dataset": "pcam"})
+    channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
+    assert set(channels) == {"train", "validation"}
+    for channel, uri in ((channels["train"], TRAIN), (channels["validation"], VALID)):
+        source = channel["DataSource"]["S3DataSource"]
+        assert source["S3DataType"] == "AugmentedManifestFile" and source["S3Uri"] == uri
+        assert source["AttributeNames"] == ["source-ref", "class"]
+        assert channel["RecordWrapperType"] == "RecordIO"
+        assert channel["ContentType"] == "application/x-recordio"
+        assert channel["InputMode"] == "Pipe"
+    assert request["AlgorithmSpecification"] == {
+        "TrainingImage": "685385470294.dkr.ecr.eu-west-1.amazonaws.com/image-classification:1",
+        "TrainingInputMode": "Pipe",
+    }
+    assert request["OutputDataConfig"]["S3OutputPath"] == "s3://pcam-data/models/"
+    assert request["HyperParameters"]["num_training_samples"] == "262144"
+
+
+def test_tuning_request_maximises_validation_accuracy_and_keeps_tuned_values_out_of_the_static_ones():
+    settings = TrainingSettings(**{**SETTINGS.__dict__, "tuning_max_jobs": 8})
+    request = tuning_job_request(settings, job_name("pcam", "x", 32), TRAIN, VALID, 1000, 96, {})
+    job_config = request["HyperParameterTuningJobConfig"]
+    assert job_config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:accuracy"}
+    assert job_config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 2}
+    static = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert "learning_rate" not in static and static["num_training_samples"] == "1000"
+    assert len(request["HyperParameterTuningJobName"]) <= 32
+
+
+def test_a_request_sagemaker_would_reject_is_refused_with_botocores_report():
+    request = training_job_request(SETTINGS, "pcam-x-1", TRAIN, VALID, 10, 96, {})
+    request["ResourceConfig"]["InstanceCount"] = "one"
+    del request["RoleArn"]
+    with pytest.raises(InvalidSageMakerRequest, match="RoleArn") as caught:
+        validate("CreateTrainingJob", request)
+    assert "InstanceCount" in str(caught.value)

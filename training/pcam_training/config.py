@@ -1,0 +1,87 @@
+"""Training configuration: hyperparameters, tuning ranges and the algorithm's image, kept as data here.
+
+Pure (it needs only botocore's partition data), so the Lambda layer, the tests and the local
+SageMaker stand-in all read the same values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+ALGORITHM = "image-classification"
+ALGORITHM_VERSION = "1"
+SMALL_IMAGE_RESNET_LAYERS = (20, 32, 44, 56, 110)
+PRETRAINED_RESNET_LAYERS = (18, 34, 50, 101, 152, 200)
+TUNING_OBJECTIVE = {"Type": "Maximize", "MetricName": "validation:accuracy"}
+
+
+class TrainingConfigError(ValueError):
+    """A hyperparameter override or region the algorithm cannot use."""
+
+
+@cache
+def _data(name: str) -> dict[str, Any]:
+    document = json.loads(resources.files("pcam_training").joinpath(name).read_text())
+    return {key: value for key, value in document.items() if not key.startswith("_")}
+
+
+def default_hyperparameters() -> dict[str, Any]:
+    return dict(_data("hyperparameters.json"))
+
+
+def _as_sagemaker_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def training_hyperparameters(
+    num_training_samples: int, image_edge: int, overrides: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """The HyperParameters map of a training job: defaults, then overrides, then the dataset's facts."""
+    if num_training_samples <= 0:
+        raise TrainingConfigError("num_training_samples must be the real, positive count of training patches")
+    merged = {**default_hyperparameters(), **(overrides or {})}
+    for fixed in ("num_training_samples", "image_shape"):
+        if fixed in (overrides or {}):
+            raise TrainingConfigError(f"{fixed} is derived from the dataset and cannot be overridden")
+    layers = int(merged["num_layers"])
+    pretrained = int(merged.get("use_pretrained_model", 0)) == 1
+    if pretrained and (image_edge != 224 or layers not in PRETRAINED_RESNET_LAYERS):
+        raise TrainingConfigError(
+            f"pretrained weights need 224x224 inputs (ResizeTo=224) and num_layers in {PRETRAINED_RESNET_LAYERS}; "
+            f"got {image_edge}x{image_edge} and {layers}"
+        )
+    if not pretrained and image_edge < 224 and layers not in SMALL_IMAGE_RESNET_LAYERS:
+        raise TrainingConfigError(
+            f"for {image_edge}x{image_edge} images num_layers must be one of {SMALL_IMAGE_RESNET_LAYERS}, not {layers}"
+        )
+    merged.update(num_training_samples=num_training_samples, image_shape=f"3,{image_edge},{image_edge}")
+    return {key: _as_sagemaker_string(value) for key, value in merged.items()}
+
+
+def tuning_ranges() -> dict[str, list]:
+    return dict(_data("tuning.json"))
+
+
+def image_uri(region: str) -> str:
+    """ECR image of the built-in image classification algorithm in ``region``."""
+    accounts = _data("image_uris.json")["accounts"]
+    if region not in accounts:
+        raise TrainingConfigError(f"the built-in {ALGORITHM} algorithm is not listed for region {region!r}")
+    return f"{accounts[region]}.dkr.ecr.{region}.{_dns_suffix(region)}/{ALGORITHM}:{ALGORITHM_VERSION}"
+
+
+@cache
+def _dns_suffix(region: str) -> str:
+    """amazonaws.com, amazonaws.com.cn, c2s.ic.gov …: the DNS suffix of the region's partition (botocore's data)."""
+    import botocore.loaders
+
+    for partition in botocore.loaders.create_loader().load_data("endpoints")["partitions"]:
+        if region in partition["regions"] or re.match(partition["regionRegex"], region):
+            return partition["dnsSuffix"]
+    return "amazonaws.com"
