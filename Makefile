@@ -50,6 +50,7 @@ demo: setup
 
 bench: setup
 	$(VENV)/bin/python bench/bench_ingest.py
+	$(VENV)/bin/python bench/bench_local_model.py
 
 # Re-resolve the pins from the *.in files (needs the package registry).
 lock:

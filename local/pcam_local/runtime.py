@@ -26,6 +26,7 @@ import boto3
 from pcam_local.stack import REGION, DeployedStack, FunctionSpec, QueueMapping, client_environment
 
 RETRY_DELAY_SECONDS = 1
+PROCESS_START_VARIABLES = {"MALLOC_ARENA_MAX"}
 
 _handler = None
 _function: FunctionSpec | None = None
@@ -124,6 +125,10 @@ class LocalRuntime:
     def start(self) -> LocalRuntime:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         spawn = multiprocessing.get_context("spawn")
+        # Read by the C library when a process starts, so they must be set before workers spawn.
+        for function in self.stack.functions.values():
+            for name in PROCESS_START_VARIABLES & function.environment.keys():
+                os.environ[name] = function.environment[name]
         for mapping in self.stack.mappings:
             function = mapping.function
             workers = self.concurrency.get(function.logical_id, 1)

@@ -16,32 +16,22 @@ def dropped_files_in(body: dict) -> list[DroppedFile]:
     """Return the files a message announces; test events and other event kinds announce none."""
     if body.get("detail-type") == "Object Created" and body.get("source") == "aws.s3":
         detail = body["detail"]
-        obj = detail["object"]
-        return [
-            DroppedFile(
-                bucket=detail["bucket"]["name"],
-                key=unquote_plus(obj["key"]),
-                event_key=obj["key"],
-                version_id=_version_id(obj.get("version-id")),
-                etag=obj.get("etag", ""),
-            )
-        ]
-    files = []
-    for record in body.get("Records", []):
-        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
-            continue
-        s3 = record["s3"]
-        obj = s3["object"]
-        files.append(
-            DroppedFile(
-                bucket=s3["bucket"]["name"],
-                key=unquote_plus(obj["key"]),
-                event_key=obj["key"],
-                version_id=_version_id(obj.get("versionId")),
-                etag=obj.get("eTag", ""),
-            )
-        )
-    return files
+        return [_dropped(detail["bucket"]["name"], detail["object"], "version-id", "etag")]
+    return [
+        _dropped(record["s3"]["bucket"]["name"], record["s3"]["object"], "versionId", "eTag")
+        for record in body.get("Records", [])
+        if str(record.get("eventName", "")).startswith("ObjectCreated")
+    ]
+
+
+def _dropped(bucket: str, obj: dict, version_field: str, etag_field: str) -> DroppedFile:
+    return DroppedFile(
+        bucket=bucket,
+        key=unquote_plus(obj["key"]),
+        event_key=obj["key"],
+        version_id=_version_id(obj.get(version_field)),
+        etag=obj.get(etag_field, ""),
+    )
 
 
 def _version_id(value: str | None) -> str | None:

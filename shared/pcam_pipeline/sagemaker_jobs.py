@@ -91,39 +91,41 @@ def _training_definition(settings: TrainingSettings, train_uri: str, valid_uri: 
     }
 
 
-def training_job_request(
-    settings: TrainingSettings,
-    name: str,
-    train_uri: str,
-    valid_uri: str,
-    train_count: int,
-    image_edge: int,
-    tags: dict[str, str],
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What one job trains on: the dataset's manifests and the facts the algorithm must be told."""
+
+    job_name: str
+    train_uri: str
+    valid_uri: str
+    train_count: int
+    image_edge: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def hyperparameters(self, settings: TrainingSettings) -> dict[str, str]:
+        return config.training_hyperparameters(self.train_count, self.image_edge, settings.hyperparameter_overrides)
+
+    def tag_list(self) -> list[dict[str, str]]:
+        return [{"Key": k, "Value": v} for k, v in self.tags.items()]
+
+
+def training_job_request(settings: TrainingSettings, inputs: TrainingInputs) -> dict[str, Any]:
     request = {
-        "TrainingJobName": name,
-        "HyperParameters": config.training_hyperparameters(train_count, image_edge, settings.hyperparameter_overrides),
-        **_training_definition(settings, train_uri, valid_uri),
-        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        "TrainingJobName": inputs.job_name,
+        "HyperParameters": inputs.hyperparameters(settings),
+        **_training_definition(settings, inputs.train_uri, inputs.valid_uri),
+        "Tags": inputs.tag_list(),
     }
     validate("CreateTrainingJob", request)
     return request
 
 
-def tuning_job_request(
-    settings: TrainingSettings,
-    name: str,
-    train_uri: str,
-    valid_uri: str,
-    train_count: int,
-    image_edge: int,
-    tags: dict[str, str],
-) -> dict[str, Any]:
-    static = config.training_hyperparameters(train_count, image_edge, settings.hyperparameter_overrides)
+def tuning_job_request(settings: TrainingSettings, inputs: TrainingInputs) -> dict[str, Any]:
+    static = inputs.hyperparameters(settings)
     ranges = config.tuning_ranges()
     tuned = {r["Name"] for kind in ranges.values() for r in kind}
     request = {
-        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobName": inputs.job_name,
         "HyperParameterTuningJobConfig": {
             "Strategy": "Bayesian",
             "HyperParameterTuningJobObjective": config.TUNING_OBJECTIVE,
@@ -134,10 +136,10 @@ def tuning_job_request(
             "ParameterRanges": ranges,
         },
         "TrainingJobDefinition": {
-            **_training_definition(settings, train_uri, valid_uri),
+            **_training_definition(settings, inputs.train_uri, inputs.valid_uri),
             "StaticHyperParameters": {k: v for k, v in static.items() if k not in tuned},
         },
-        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        "Tags": inputs.tag_list(),
     }
     validate("CreateHyperParameterTuningJob", request)
     return request

@@ -4,6 +4,7 @@ import pytest
 
 from pcam_pipeline.sagemaker_jobs import (
     InvalidSageMakerRequest,
+    TrainingInputs,
     TrainingSettings,
     job_name,
     training_job_request,
@@ -73,7 +74,8 @@ def test_job_names_are_valid_traceable_and_stable():
 
 
 def test_training_request_uses_pipe_mode_augmented_manifests_in_the_algorithm_order():
-    request = training_job_request(SETTINGS, "pcam-pcam-0123456789", TRAIN, VALID, 262_144, 96, {"dataset": "pcam"})
+    inputs = TrainingInputs("pcam-pcam-0123456789", TRAIN, VALID, 262_144, 96, {"dataset": "pcam"})
+    request = training_job_request(SETTINGS, inputs)
     channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
     assert set(channels) == {"train", "validation"}
     for channel, uri in ((channels["train"], TRAIN), (channels["validation"], VALID)):
@@ -93,7 +95,7 @@ def test_training_request_uses_pipe_mode_augmented_manifests_in_the_algorithm_or
 
 def test_tuning_request_maximises_validation_accuracy_and_keeps_tuned_values_out_of_the_static_ones():
     settings = TrainingSettings(**{**SETTINGS.__dict__, "tuning_max_jobs": 8})
-    request = tuning_job_request(settings, job_name("pcam", "x", 32), TRAIN, VALID, 1000, 96, {})
+    request = tuning_job_request(settings, TrainingInputs(job_name("pcam", "x", 32), TRAIN, VALID, 1000, 96))
     job_config = request["HyperParameterTuningJobConfig"]
     assert job_config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:accuracy"}
     assert job_config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 2}
@@ -103,7 +105,7 @@ def test_tuning_request_maximises_validation_accuracy_and_keeps_tuned_values_out
 
 
 def test_a_request_sagemaker_would_reject_is_refused_with_botocores_report():
-    request = training_job_request(SETTINGS, "pcam-x-1", TRAIN, VALID, 10, 96, {})
+    request = training_job_request(SETTINGS, TrainingInputs("pcam-x-1", TRAIN, VALID, 10, 96))
     request["ResourceConfig"]["InstanceCount"] = "one"
     del request["RoleArn"]
     with pytest.raises(InvalidSageMakerRequest, match="RoleArn") as caught:
