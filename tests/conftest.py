@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcam_local.synth import synth_split, write_patch_file
+from pcam_local.synth import synth_split
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,3 @@ def write_h5(tmp_path: Path):
         return path
 
     return write
-
-
-__all__ = ["write_patch_file"]

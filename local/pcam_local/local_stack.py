@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -137,8 +136,3 @@ class LocalStack:
 
     def records(self) -> list[dict]:
         return self.state.scan_all()
-
-
-def run_with_stack_environment(stack: LocalStack) -> None:
-    """Point this process's boto3 at the stack (for commands that reuse the cloud code paths)."""
-    os.environ.update(stack.environment())

@@ -270,7 +270,9 @@ def _sqs_record(message: dict, queue_arn: str) -> dict:
 
 
 def _failed_message_ids(outcome: dict, mapping: QueueMapping, messages: list[dict]) -> set[str]:
-    if outcome["error"] is not None or not mapping.report_batch_item_failures:
-        return {m["MessageId"] for m in messages} if outcome["error"] is not None else set()
-    failures = (outcome["result"] or {}).get("batchItemFailures", [])
-    return {f["itemIdentifier"] for f in failures}
+    """A function error fails the whole batch; otherwise only the records the handler reports, if it may."""
+    if outcome["error"] is not None:
+        return {m["MessageId"] for m in messages}
+    if not mapping.report_batch_item_failures:
+        return set()
+    return {f["itemIdentifier"] for f in (outcome["result"] or {}).get("batchItemFailures", [])}

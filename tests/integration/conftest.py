@@ -40,9 +40,6 @@ class Pipeline:
     def settle(self) -> None:
         assert self.stack.wait_until_idle(timeout=180), "the pipeline did not go idle"
 
-    def exists(self, key: str) -> bool:
-        return bool(self.stack.list_keys(key)) and key in self.stack.list_keys(key)
-
     def json(self, key: str):
         return json.loads(self.stack.read(key))
 
