@@ -36,3 +36,51 @@ def test_local_run_exits_zero_when_every_input_is_usable(tmp_path):
     main(["synth", str(drop), *args])
     assert main(["local", "run", str(drop), "--out", str(out), "--timeout", "300"]) == 0
     assert (out / "manifests/synthetic/train.manifest").exists()
+
+
+def test_local_up_serves_a_stack_a_lab_can_drop_into(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+    import numpy as np
+
+    from pcam_local.stack import free_port
+    from tests.integration.conftest import h5_bytes
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pcam_local.cli", "local", "up", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        printed = ""
+        deadline = time.monotonic() + 60
+        while "s3 cp" not in printed and time.monotonic() < deadline:
+            printed += server.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in printed
+        bucket = re.search(r"s3://(pcam-local-databucket-[a-z0-9]+)/incoming/", printed).group(1)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        patches = np.random.default_rng(1).integers(0, 255, (6, 96, 96, 3), dtype=np.uint8)
+        s3.put_object(Bucket=bucket, Key="incoming/slides/from-the-cli.h5", Body=h5_bytes(x=patches))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if s3.list_objects_v2(Bucket=bucket, Prefix="manifests/slides/from-the-cli").get("KeyCount"):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the dropped slide was not converted")
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0
