@@ -18,9 +18,7 @@ IMAGES = "images/"
 MANIFESTS = "manifests/"
 QUARANTINE = "quarantine/"
 STAGING = "staging/"
-OUTPUT_PREFIXES = (IMAGES, MANIFESTS, QUARANTINE, STAGING)
 
-SPLITS = ("train", "valid", "test")
 _SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
