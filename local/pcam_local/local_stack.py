@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from pcam_local.local_sagemaker import LocalSageMaker
 from pcam_local.runtime import LocalRuntime
 from pcam_local.stack import (
     REGION,
@@ -24,7 +25,7 @@ from pcam_pipeline.state import StateStore
 
 RESULT_PREFIXES = ("manifests/", "quarantine/", "evaluations/", "predictions/")
 # Local concurrency per function: two conversion workers use both cores.
-DEFAULT_CONCURRENCY = {"IngestFunction": 1, "ConvertShardFunction": 2}
+DEFAULT_CONCURRENCY = {"IngestFunction": 1, "ConvertShardFunction": 2, "ModelLifecycleFunction": 1}
 
 
 @dataclass
@@ -41,10 +42,18 @@ class LocalStack:
         self.endpoint = self.server.url
         try:
             self.deployed: DeployedStack = deploy(project_root(), self.endpoint, self.parameters)
+            self.sagemaker = LocalSageMaker(self.endpoint, self.work_dir).start()
             self.runtime = LocalRuntime(
-                self.deployed, self.endpoint, self.work_dir / "logs", concurrency=self.concurrency
+                self.deployed,
+                self.endpoint,
+                self.work_dir / "logs",
+                concurrency=self.concurrency,
+                extra_environment={"AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker.url},
+                also_busy=self.sagemaker.busy,
             ).start()
         except BaseException:
+            if getattr(self, "sagemaker", None):
+                self.sagemaker.stop()
             self.server.stop()
             raise
         config = Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5})
@@ -60,6 +69,7 @@ class LocalStack:
     def stop(self) -> None:
         try:
             self.runtime.stop()
+            self.sagemaker.stop()
         finally:
             self.server.stop()
 
@@ -75,7 +85,7 @@ class LocalStack:
 
     def environment(self) -> dict[str, str]:
         """Variables that point the aws CLI or boto3 at this stack."""
-        return client_environment(self.endpoint)
+        return {**client_environment(self.endpoint), "AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker.url}
 
     # ------------------------------------------------------------------ input
     def drop(self, local_path: Path, key: str) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,8 @@ class LocalRuntime:
     log_dir: Path
     concurrency: dict[str, int] = field(default_factory=dict)  # per logical id; default 1
     invocations: list[Invocation] = field(default_factory=list)
+    extra_environment: dict[str, str] = field(default_factory=dict)  # e.g. where the local SageMaker listens
+    also_busy: Callable[[], bool] = lambda: False  # other work (local SageMaker jobs) that will send events
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -138,6 +141,7 @@ class LocalRuntime:
                 environment = {
                     **function.environment,
                     **client_environment(self.endpoint),
+                    **self.extra_environment,
                     "AWS_LAMBDA_FUNCTION_NAME": function.name,
                     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
                     "POWERTOOLS_TRACE_DISABLED": "true",
@@ -239,13 +243,13 @@ class LocalRuntime:
         return depths
 
     def wait_until_idle(self, timeout: float = 600, settle: float = 0.6) -> bool:
-        """Block until every queue is empty and no handler runs, twice in a row; False on timeout."""
+        """Block until every queue is empty and nothing runs, for ``settle`` seconds; False on timeout."""
         deadline = time.monotonic() + timeout
         quiet_since = None
         while time.monotonic() < deadline:
             with self._lock:
                 busy = self._busy
-            if busy == 0 and not any(self.queue_depths().values()):
+            if busy == 0 and not self.also_busy() and not any(self.queue_depths().values()):
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since >= settle:
                     return True

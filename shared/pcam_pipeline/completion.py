@@ -41,7 +41,7 @@ class Completer:
         if not self._state.claim_ready(owner_pk, token, claimer):
             return False
         if record["kind"] == "split":
-            detail = self._write_split_manifest(record)
+            detail = self._write_split_manifest(record, token)
             detail_type = events.SPLIT_READY
         else:
             detail = self._write_slide_manifest(record)
@@ -57,9 +57,9 @@ class Completer:
             with open_hdf5(f, f.size) as handle:
                 return read_labels(handle)
 
-    def _write_split_manifest(self, record: dict) -> dict:
+    def _write_split_manifest(self, record: dict, token: str) -> dict:
         labels = self._labels(record)
-        key = keys.split_manifest_key(record["dataset"], record["split"])
+        key = keys.split_manifest_key(record["dataset"], record["split"], token)
         storage.put_lines(
             self._s3,
             self._bucket,
@@ -75,6 +75,7 @@ class Completer:
             "patch_count": int(labels.size),
             "tumour_count": int(labels.sum()),
             "image_prefix": record["image_prefix"],
+            "image_edge": record["image_edge"],
             "x_key": record["x_key"],
             "x_version": record["x_version"],
             "y_key": record["y_key"],
@@ -83,7 +84,7 @@ class Completer:
         }
 
     def _write_slide_manifest(self, record: dict) -> dict:
-        key = keys.slide_manifest_key(record["slide_id"])
+        key = keys.slide_manifest_key(record["slide_id"], record["x_run"])
         body = manifests.transform_manifest(self._bucket, record["image_prefix"], record["x_count"])
         storage.put_lines(self._s3, self._bucket, key, [body], "application/json")
         return {

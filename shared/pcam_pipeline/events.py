@@ -12,6 +12,8 @@ from pcam_pipeline.errors import StorageError
 SOURCE = "pcam.pipeline"
 SPLIT_READY = "Split Ready"
 SLIDE_READY = "Slide Ready"
+MODEL_EVALUATED = "Model Evaluated"
+MODEL_PROMOTED = "Model Promoted"
 
 
 class EventPublisher:

@@ -13,6 +13,7 @@ from pcam_pipeline.events import EventPublisher
 from pcam_pipeline.hdf5_input import check_counts_agree, inspect_patches, open_hdf5, read_labels
 from pcam_pipeline.keys import DatasetFile, DroppedFile, SlideFile
 from pcam_pipeline.observability import logger, metrics
+from pcam_pipeline.patches import image_shape
 from pcam_pipeline.settings import IngestSettings
 from pcam_pipeline.state import StateStore, now_iso, slide_pk, split_pk
 
@@ -34,6 +35,7 @@ IMAGE_FIELDS = (
     "x_count",
     "shards_total",
     "image_prefix",
+    "image_edge",
     "storage",
     "shards_done",
 )
@@ -186,6 +188,7 @@ class Ingestor:
                 "x_count": info.count,
                 "shards_total": len(shards),
                 "image_prefix": prefix,
+                "image_edge": image_shape(self._settings.conversion.resize_to)[1],
                 "storage": info.storage,
             },
         )

@@ -18,6 +18,9 @@ IMAGES = "images/"
 MANIFESTS = "manifests/"
 QUARANTINE = "quarantine/"
 STAGING = "staging/"
+EVALUATIONS = "evaluations/"
+MODELS = "models/"
+CODE = "code/"
 
 _SPLIT_ALIASES = {
     "train": "train",
@@ -151,9 +154,18 @@ def patch_file_name(index: int) -> str:
     return f"{index:07d}.jpg"
 
 
-def split_manifest_key(dataset: str, split: str) -> str:
-    return f"{MANIFESTS}{dataset}/{split}.manifest"
+def short_id(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
-def slide_manifest_key(slide_id: str) -> str:
-    return f"{MANIFESTS}slides/{slide_id}.manifest"
+def split_manifest_key(dataset: str, split: str, readiness_token: str) -> str:
+    """One manifest per combination of inputs, so a job never sees its manifest change under it."""
+    return f"{MANIFESTS}{dataset}/{split}/{short_id(readiness_token)}.manifest"
+
+
+def slide_manifest_key(slide_id: str, run_id: str) -> str:
+    return f"{MANIFESTS}slides/{slide_id}/{run_id}.manifest"
+
+
+def evaluation_prefix(model_name: str) -> str:
+    return f"{EVALUATIONS}{model_name}/"

@@ -1,4 +1,5 @@
-"""Requests for SageMaker training and tuning jobs with the built-in image classification algorithm.
+"""Requests for the SageMaker jobs the pipeline starts: training or tuning with the built-in image
+classification algorithm, its model, Batch Transform, and the scikit-learn evaluation job.
 
 Pure: builds request dictionaries and checks them against botocore's SageMaker service model, the
 same check boto3 makes before sending, so a request AWS would reject fails here and in the local
@@ -29,7 +30,7 @@ class InvalidSageMakerRequest(PipelineError):
 
 
 @dataclass(frozen=True)
-class TrainingSettings:
+class SageMakerSettings:
     role_arn: str
     region: str
     bucket: str
@@ -41,18 +42,24 @@ class TrainingSettings:
     hyperparameter_overrides: dict[str, Any] = field(default_factory=dict)
     tuning_max_jobs: int = 0  # 0: train directly, no tuning job
     tuning_parallel_jobs: int = 2
+    transform_instance_type: str = "ml.m5.xlarge"
+    transform_instance_count: int = 1
+    max_concurrent_transforms: int = 4
+    max_payload_mb: int = 6
+    evaluation_instance_type: str = "ml.m5.large"
 
 
-def job_name(dataset: str, identity: str, limit: int = TRAINING_JOB_NAME_LIMIT) -> str:
-    """A valid, unique job name that says which dataset it trains: ``pcam-<dataset>-<hash>``.
+def job_name(dataset: str, identity: str, limit: int = TRAINING_JOB_NAME_LIMIT, kind: str = "") -> str:
+    """A valid, unique job name that says which dataset it is for: ``pcam-<dataset>[-<kind>]-<hash>``.
 
-    ``identity`` names the exact inputs (the train and valid uploads), so the same inputs always get
-    the same name, and SageMaker itself refuses a second job for them.
+    ``identity`` names the exact inputs (for training, the train and valid uploads), so the same
+    inputs always get the same name, and SageMaker itself refuses a second job for them.
     """
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{kind}|{identity}".encode()).hexdigest()[:10]
+    suffix = f"-{kind}-{digest}" if kind else f"-{digest}"
     slug = _NOT_ALLOWED.sub("-", dataset).strip("-").lower() or "dataset"
-    room = limit - len("pcam--") - len(digest)
-    return f"pcam-{slug[:room].strip('-')}-{digest}"
+    room = limit - len("pcam-") - len(suffix)
+    return f"pcam-{slug[:room].strip('-') or 'dataset'}{suffix}"
 
 
 def _channel(name: str, manifest_uri: str) -> dict[str, Any]:
@@ -73,7 +80,7 @@ def _channel(name: str, manifest_uri: str) -> dict[str, Any]:
     }
 
 
-def _training_definition(settings: TrainingSettings, train_uri: str, valid_uri: str) -> dict[str, Any]:
+def _training_definition(settings: SageMakerSettings, train_uri: str, valid_uri: str) -> dict[str, Any]:
     return {
         "AlgorithmSpecification": {
             "TrainingImage": config.image_uri(settings.region),
@@ -102,14 +109,14 @@ class TrainingInputs:
     image_edge: int
     tags: dict[str, str] = field(default_factory=dict)
 
-    def hyperparameters(self, settings: TrainingSettings) -> dict[str, str]:
+    def hyperparameters(self, settings: SageMakerSettings) -> dict[str, str]:
         return config.training_hyperparameters(self.train_count, self.image_edge, settings.hyperparameter_overrides)
 
     def tag_list(self) -> list[dict[str, str]]:
-        return [{"Key": k, "Value": v} for k, v in self.tags.items()]
+        return _tag_list(self.tags)
 
 
-def training_job_request(settings: TrainingSettings, inputs: TrainingInputs) -> dict[str, Any]:
+def training_job_request(settings: SageMakerSettings, inputs: TrainingInputs) -> dict[str, Any]:
     request = {
         "TrainingJobName": inputs.job_name,
         "HyperParameters": inputs.hyperparameters(settings),
@@ -120,7 +127,7 @@ def training_job_request(settings: TrainingSettings, inputs: TrainingInputs) -> 
     return request
 
 
-def tuning_job_request(settings: TrainingSettings, inputs: TrainingInputs) -> dict[str, Any]:
+def tuning_job_request(settings: SageMakerSettings, inputs: TrainingInputs) -> dict[str, Any]:
     static = inputs.hyperparameters(settings)
     ranges = config.tuning_ranges()
     tuned = {r["Name"] for kind in ranges.values() for r in kind}
@@ -142,6 +149,125 @@ def tuning_job_request(settings: TrainingSettings, inputs: TrainingInputs) -> di
         "Tags": inputs.tag_list(),
     }
     validate("CreateHyperParameterTuningJob", request)
+    return request
+
+
+def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v[:256]} for k, v in tags.items()]
+
+
+def model_request(settings: SageMakerSettings, name: str, model_data_uri: str, tags: dict[str, str]) -> dict:
+    """A Model serving a trained job's artefacts with the same algorithm image it was trained with."""
+    request = {
+        "ModelName": name,
+        "PrimaryContainer": {"Image": config.image_uri(settings.region), "ModelDataUrl": model_data_uri},
+        "ExecutionRoleArn": settings.role_arn,
+        "Tags": _tag_list(tags),
+    }
+    validate("CreateModel", request)
+    return request
+
+
+def transform_request(
+    settings: SageMakerSettings,
+    name: str,
+    model_name: str,
+    input_uri: str,
+    output_uri: str,
+    tags: dict[str, str],
+    input_is_manifest: bool = False,
+) -> dict:
+    """Batch Transform with the built-in algorithm: one JPEG per request, one ``<name>.out`` per input."""
+    request = {
+        "TransformJobName": name,
+        "ModelName": model_name,
+        "MaxConcurrentTransforms": settings.max_concurrent_transforms,
+        "MaxPayloadInMB": settings.max_payload_mb,
+        "BatchStrategy": "SingleRecord",
+        "TransformInput": {
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "ManifestFile" if input_is_manifest else "S3Prefix",
+                    "S3Uri": input_uri,
+                }
+            },
+            "ContentType": "application/x-image",
+            "SplitType": "None",
+            "CompressionType": "None",
+        },
+        "TransformOutput": {"S3OutputPath": output_uri, "AssembleWith": "None"},
+        "TransformResources": {
+            "InstanceType": settings.transform_instance_type,
+            "InstanceCount": settings.transform_instance_count,
+        },
+        "Tags": _tag_list(tags),
+    }
+    if settings.max_payload_mb * settings.max_concurrent_transforms > 100:
+        raise InvalidSageMakerRequest("MaxPayloadInMB x MaxConcurrentTransforms must not exceed 100")
+    validate("CreateTransformJob", request)
+    return request
+
+
+PROCESSING_ROOT = "/opt/ml/processing"
+
+
+def _processing_input(name: str, uri: str) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "S3Input": {
+            "S3Uri": uri,
+            "LocalPath": f"{PROCESSING_ROOT}/input/{name}",
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        },
+    }
+
+
+def evaluation_request(
+    settings: SageMakerSettings, name: str, script_uri: str, inputs: dict[str, str], output_uri: str, tags: dict
+) -> dict:
+    """A processing job running the evaluation script in SageMaker's scikit-learn container.
+
+    ``inputs`` maps input names (labels, predictions, context) to S3 URIs; each is downloaded to
+    /opt/ml/processing/input/<name>, and /opt/ml/processing/output is uploaded to ``output_uri``.
+    """
+    script = script_uri.rsplit("/", 1)[-1]
+    request = {
+        "ProcessingJobName": name,
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": settings.evaluation_instance_type,
+                "VolumeSizeInGB": 30,
+            }
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "AppSpecification": {
+            "ImageUri": config.evaluation_image_uri(settings.region),
+            "ContainerEntrypoint": ["python3", f"{PROCESSING_ROOT}/input/code/{script}"],
+            "ContainerArguments": ["--base-dir", PROCESSING_ROOT],
+        },
+        "ProcessingInputs": [
+            _processing_input("code", script_uri),
+            *(_processing_input(input_name, uri) for input_name, uri in inputs.items()),
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "evaluation",
+                    "S3Output": {
+                        "S3Uri": output_uri,
+                        "LocalPath": f"{PROCESSING_ROOT}/output",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+        "RoleArn": settings.role_arn,
+        "Tags": _tag_list(tags),
+    }
+    validate("CreateProcessingJob", request)
     return request
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pcam_pipeline.errors import SettingsError
+
+if TYPE_CHECKING:  # the conversion functions carry no training configuration layer
+    from pcam_pipeline.sagemaker_jobs import SageMakerSettings
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -65,3 +70,73 @@ class IngestSettings:
             convert_queue_url=_required(env, "CONVERT_QUEUE_URL"),
             patches_per_shard=_int(env, "PATCHES_PER_SHARD", 16384, 1, 10_000_000),
         )
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = str(env.get(name, default)).strip()
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from exc
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict:
+    raw = env.get(name, "").strip() or "{}"
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f'{name} must be a JSON object such as {{"epochs": 20}}, not {raw!r}') from exc
+    if not isinstance(value, dict):
+        raise SettingsError(f'{name} must be a JSON object such as {{"epochs": 20}}, not {raw!r}')
+    return value
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Settings of the functions that train, evaluate and promote models."""
+
+    bucket: str
+    state_table: str
+    event_bus: str
+    alert_topic_arn: str
+    minimum_auc: float
+    decision_threshold: float
+    sagemaker: SageMakerSettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ModelSettings:
+        from pcam_pipeline.sagemaker_jobs import SageMakerSettings
+
+        bucket = _required(env, "DATA_BUCKET")
+        return cls(
+            bucket=bucket,
+            state_table=_required(env, "STATE_TABLE"),
+            event_bus=_required(env, "EVENT_BUS"),
+            alert_topic_arn=_required(env, "ALERT_TOPIC_ARN"),
+            minimum_auc=_float(env, "MINIMUM_AUC", 0.90, 0.0, 1.0),
+            decision_threshold=_float(env, "DECISION_THRESHOLD", 0.5, 0.0, 1.0),
+            sagemaker=SageMakerSettings(
+                role_arn=_required(env, "SAGEMAKER_ROLE_ARN"),
+                region=env.get("AWS_REGION") or _required(env, "AWS_DEFAULT_REGION"),
+                bucket=bucket,
+                instance_type=_required(env, "TRAINING_INSTANCE_TYPE"),
+                instance_count=_int(env, "TRAINING_INSTANCE_COUNT", 1, 1, 100),
+                volume_size_gb=_int(env, "TRAINING_VOLUME_GB", 50, 1, 16384),
+                max_runtime_seconds=_int(env, "TRAINING_MAX_RUNTIME_SECONDS", 4 * 3600, 60, 28 * 24 * 3600),
+                hyperparameter_overrides=_json_object(env, "HYPERPARAMETER_OVERRIDES"),
+                tuning_max_jobs=_int(env, "TUNING_MAX_JOBS", 0, 0, 500),
+                tuning_parallel_jobs=_int(env, "TUNING_PARALLEL_JOBS", 2, 1, 100),
+                transform_instance_type=_required(env, "TRANSFORM_INSTANCE_TYPE"),
+                transform_instance_count=_int(env, "TRANSFORM_INSTANCE_COUNT", 1, 1, 100),
+                max_concurrent_transforms=_int(env, "MAX_CONCURRENT_TRANSFORMS", 4, 1, 100),
+                max_payload_mb=_int(env, "MAX_PAYLOAD_MB", 6, 1, 100),
+                evaluation_instance_type=_required(env, "EVALUATION_INSTANCE_TYPE"),
+            ),
+        )
+
+
+def idempotency_table(env: Mapping[str, str] = os.environ) -> str:
+    return _required(env, "IDEMPOTENCY_TABLE")

@@ -5,6 +5,10 @@ Records (pk, sk):
 - ``split#<dataset>/<split>``, ``current``: the split's current images (x) and labels (y), conversion
   progress of x, and whether the split is ready.
 - ``slide#<slide_id>``, ``current``: the slide's current upload and its conversion progress.
+- ``job#<name>``, ``current``: a SageMaker job the pipeline started (kind, dataset, status, reason, times).
+- ``models``, ``model#<name>``: a trained model, its evaluation and the promotion decision.
+- ``models``, ``current``: which model scores slides, with its metrics, lineage and the models it replaced.
+- ``models``, ``history#<time>``: every promotion and rollback, by whom and why.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from pcam_pipeline.errors import StorageError
@@ -38,6 +42,17 @@ def slide_pk(slide_id: str) -> str:
     return f"slide#{slide_id}"
 
 
+def job_pk(name: str) -> str:
+    return f"job#{name}"
+
+
+MODELS_PK = "models"
+
+
+def model_sk(name: str) -> str:
+    return f"model#{name}"
+
+
 def _plain(value: Any) -> Any:
     """DynamoDB numbers come back as Decimal; callers want ints and lists."""
     if isinstance(value, Decimal):
@@ -46,6 +61,17 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, set)):
         return sorted(_plain(v) for v in value)
+    return value
+
+
+def _storable(value: Any) -> Any:
+    """DynamoDB takes no floats: store them as Decimal (metrics, thresholds)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
     return value
 
 
@@ -75,7 +101,7 @@ class StateStore:
         """
         sets = {**sets, "updated_at": now_iso()}
         names = {f"#s{i}": name for i, name in enumerate(sets)}
-        values = {f":s{i}": value for i, value in enumerate(sets.values())}
+        values = {f":s{i}": _storable(value) for i, value in enumerate(sets.values())}
         set_parts = [f"#s{i} = :s{i}" for i in range(len(sets))]
         if map_entry is not None:
             map_name, entry, value = map_entry
@@ -113,6 +139,34 @@ class StateStore:
         except ClientError as exc:
             raise StorageError(f"cannot read state {pk}: {exc}") from exc
         return _plain(item) if item else None
+
+    def query(self, pk: str, sk_prefix: str = "") -> list[dict]:
+        condition = Key("pk").eq(pk) & Key("sk").begins_with(sk_prefix) if sk_prefix else Key("pk").eq(pk)
+        items, kwargs = [], {}
+        try:
+            while True:
+                page = self._table.query(KeyConditionExpression=condition, ConsistentRead=True, **kwargs)
+                items.extend(_plain(item) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return items
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise StorageError(f"cannot read state {pk}: {exc}") from exc
+
+    def put_new(self, pk: str, sk: str, fields: dict[str, Any]) -> bool:
+        """Create a record only if it does not exist yet; False if it did."""
+        item = {**_storable(fields), "pk": pk, "sk": sk, "created_at": now_iso(), "updated_at": now_iso()}
+        try:
+            self._table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise StorageError(f"cannot write state {pk}: {exc}") from exc
+        return True
+
+    def update(self, pk: str, sk: str, fields: dict[str, Any], condition=None, remove: tuple[str, ...] = ()) -> bool:
+        """Set ``fields``; False (nothing written) if ``condition`` does not hold."""
+        return self._update(pk, sk, fields, condition=condition, remove=remove) is not None
 
     def scan_all(self) -> list[dict]:
         items, kwargs = [], {}

@@ -19,9 +19,11 @@ def test_local_run_converts_a_drop_folder_and_reports_a_bad_file(tmp_path, capsy
     printed = capsys.readouterr().out
     assert code == 1, "a quarantined input makes the run fail"
     assert "broken.h5" in printed and "not an HDF5 file" in printed
-    assert (out / "manifests/synthetic/train.manifest").read_text().count("\n") == 24
-    assert (out / "manifests/synthetic/valid.manifest").read_text().count("\n") == 12
-    assert len(json.loads((out / "manifests/slides/slide-001.manifest").read_text())) == 1 + 12
+    (train,) = (out / "manifests/synthetic/train").glob("*.manifest")
+    (valid,) = (out / "manifests/synthetic/valid").glob("*.manifest")
+    (slide,) = (out / "manifests/slides/slide-001").glob("*.manifest")
+    assert train.read_text().count("\n") == 24 and valid.read_text().count("\n") == 12
+    assert len(json.loads(slide.read_text())) == 1 + 12
     assert (out / "quarantine/incoming/slides/broken.h5").read_bytes() == b"not really hdf5"
     error = json.loads((out / "quarantine/incoming/slides/broken.h5.error.json").read_text())
     assert error["problem"] == "the file is not an HDF5 file"
@@ -35,7 +37,7 @@ def test_local_run_exits_zero_when_every_input_is_usable(tmp_path):
     args = ["--train", "8", "--valid", "0", "--test", "0", "--slides", "0"]
     main(["synth", str(drop), *args])
     assert main(["local", "run", str(drop), "--out", str(out), "--timeout", "300"]) == 0
-    assert (out / "manifests/synthetic/train.manifest").exists()
+    assert list((out / "manifests/synthetic/train").glob("*.manifest"))
 
 
 def test_local_up_serves_a_stack_a_lab_can_drop_into(tmp_path):

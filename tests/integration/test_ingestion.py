@@ -24,17 +24,19 @@ def _drop_split(pipeline, dataset, split, x, y, order=("x", "y"), suffix=""):
 
 def _assert_split_converted(pipeline, dataset, split, x, y):
     bucket = pipeline.stack.bucket
-    manifest = pipeline.lines(f"manifests/{dataset}/{split}.manifest")
+    (event,) = pipeline.events_for("Split Ready", dataset=dataset, split=split)
+    manifest = pipeline.lines(event["detail"]["manifest_key"])
     assert [int(r["class"]) for r in manifest] == y.tolist()
     for index in (0, len(x) // 2, len(x) - 1):
         key = manifest[index]["source-ref"].removeprefix(f"s3://{bucket}/")
         decoded = np.asarray(Image.open(io.BytesIO(pipeline.stack.read(key))))
         assert np.abs(decoded.astype(int) - x[index].astype(int)).mean() < 6, "patch order is kept"
-    (event,) = pipeline.events_for("Split Ready", dataset=dataset, split=split)
     assert event["source"] == "pcam.pipeline"
     assert event["detail"]["patch_count"] == len(x)
     assert event["detail"]["tumour_count"] == int(y.sum())
-    assert event["detail"]["manifest_uri"] == f"s3://{bucket}/manifests/{dataset}/{split}.manifest"
+    assert event["detail"]["manifest_uri"] == f"s3://{bucket}/{event['detail']['manifest_key']}"
+    assert event["detail"]["manifest_key"].startswith(f"manifests/{dataset}/{split}/")
+    assert event["detail"]["image_edge"] == 96
 
 
 def test_a_dataset_split_becomes_jpegs_a_manifest_and_one_ready_event(pipeline, patches):
@@ -86,8 +88,8 @@ def test_a_slide_gets_a_transform_manifest_of_its_patches_in_order(pipeline, pat
     coords = np.stack([np.arange(50) * 96, np.zeros(50, int)], axis=1)
     pipeline.drop("incoming/slides/slide-A.h5", h5_bytes(x=x, coords=coords))
     pipeline.settle()
-    manifest = pipeline.json("manifests/slides/slide-A.manifest")
     (event,) = pipeline.events_for("Slide Ready", slide_id="slide-A")
+    manifest = pipeline.json(event["detail"]["manifest_key"])
     prefix = manifest[0]["prefix"]
     assert prefix == f"s3://{pipeline.stack.bucket}/{event['detail']['image_prefix']}"
     assert manifest[1:] == [f"{i:07d}.jpg" for i in range(50)]
@@ -125,7 +127,9 @@ def test_redropping_a_split_replaces_it_and_announces_again(pipeline, patches):
     _drop_split(pipeline, "redrop", "train", x[10:30], y[10:30])
     events = pipeline.events_for("Split Ready", dataset="redrop")
     assert [e["detail"]["patch_count"] for e in events] == [10, 20]
-    assert len(pipeline.lines("manifests/redrop/train.manifest")) == 20
+    first, second = (e["detail"]["manifest_key"] for e in events)
+    assert first != second, "a job trained on the first upload keeps its manifest"
+    assert len(pipeline.lines(first)) == 10 and len(pipeline.lines(second)) == 20
 
 
 def test_outputs_never_trigger_the_pipeline(pipeline):

@@ -5,7 +5,7 @@ import pytest
 
 from pcam_local.local_trainer import TrainingFailed, load_model, run_training_job
 from pcam_local.synth import synth_split
-from pcam_pipeline.sagemaker_jobs import TrainingInputs, TrainingSettings, job_name, training_job_request
+from pcam_pipeline.sagemaker_jobs import SageMakerSettings, TrainingInputs, job_name, training_job_request
 from tests.integration.conftest import INTEGRATION, h5_bytes
 
 pytestmark = INTEGRATION
@@ -27,7 +27,7 @@ def trainable(stack):
     x, y = synth_split(700, np.random.default_rng(8))
     train = _ingest_split(pipeline, "trainable", "train", x[:500], y[:500])
     valid = _ingest_split(pipeline, "trainable", "valid", x[500:], y[500:])
-    settings = TrainingSettings(
+    settings = SageMakerSettings(
         role_arn="arn:aws:iam::123456789012:role/pcam-sagemaker", region="us-east-1", bucket=stack.bucket
     )
     return stack, settings, train, valid

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from pcam_pipeline.evaluation import evaluate, promotion_decision, roc_csv, roc_png
+from pcam_pipeline.evaluate_model import evaluate, roc_csv
+from pcam_pipeline.evaluation import promotion_decision, roc_png
 
 
 def test_metrics_match_a_hand_computed_case():

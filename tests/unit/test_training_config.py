@@ -4,8 +4,8 @@ import pytest
 
 from pcam_pipeline.sagemaker_jobs import (
     InvalidSageMakerRequest,
+    SageMakerSettings,
     TrainingInputs,
-    TrainingSettings,
     job_name,
     training_job_request,
     tuning_job_request,
@@ -13,7 +13,7 @@ from pcam_pipeline.sagemaker_jobs import (
 )
 from pcam_training import config
 
-SETTINGS = TrainingSettings(
+SETTINGS = SageMakerSettings(
     role_arn="arn:aws:iam::111122223333:role/pcam-sagemaker", region="eu-west-1", bucket="pcam-data"
 )
 TRAIN, VALID = "s3://pcam-data/manifests/pcam/train.manifest", "s3://pcam-data/manifests/pcam/valid.manifest"
@@ -23,16 +23,24 @@ NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 def test_image_uri_registry_equals_the_sagemaker_sdk_for_every_region():
     from sagemaker.core import image_uris
 
-    sdk_config = image_uris.config_for_framework("image-classification")
-    sdk_regions = sdk_config["versions"]["1"]["registries"]
-    ours = config._data("image_uris.json")["accounts"]
-    assert set(ours) == set(sdk_regions)
+    sdk_regions = image_uris.config_for_framework("image-classification")["versions"]["1"]["registries"]
+    assert set(config._data("image_uris.json")["image-classification"]["accounts"]) == set(sdk_regions)
     for region in sdk_regions:
         assert config.image_uri(region) == image_uris.retrieve("image-classification", region=region, version="1")
 
 
+def test_evaluation_image_registry_equals_the_sagemaker_sdks_scikit_learn_images():
+    from sagemaker.core import image_uris
+
+    sdk = image_uris.config_for_framework("sklearn")["training"]["versions"]["1.2-1"]["registries"]
+    assert set(config._data("image_uris.json")["sagemaker-scikit-learn"]["accounts"]) == set(sdk)
+    for region in sdk:
+        expected = image_uris.retrieve("sklearn", region=region, version="1.2-1", instance_type="ml.m5.large")
+        assert config.evaluation_image_uri(region) == expected
+
+
 def test_unknown_region_is_refused():
-    with pytest.raises(config.TrainingConfigError, match="not listed for region 'mars-1'"):
+    with pytest.raises(config.TrainingConfigError, match="image is not listed for region 'mars-1'"):
         config.image_uri("mars-1")
 
 
@@ -94,7 +102,7 @@ def test_training_request_uses_pipe_mode_augmented_manifests_in_the_algorithm_or
 
 
 def test_tuning_request_maximises_validation_accuracy_and_keeps_tuned_values_out_of_the_static_ones():
-    settings = TrainingSettings(**{**SETTINGS.__dict__, "tuning_max_jobs": 8})
+    settings = SageMakerSettings(**{**SETTINGS.__dict__, "tuning_max_jobs": 8})
     request = tuning_job_request(settings, TrainingInputs(job_name("pcam", "x", 32), TRAIN, VALID, 1000, 96))
     job_config = request["HyperParameterTuningJobConfig"]
     assert job_config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:accuracy"}

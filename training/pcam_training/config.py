@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 ALGORITHM = "image-classification"
-ALGORITHM_VERSION = "1"
+EVALUATION_REPOSITORY = "sagemaker-scikit-learn"
 SMALL_IMAGE_RESNET_LAYERS = (20, 32, 44, 56, 110)
 PRETRAINED_RESNET_LAYERS = (18, 34, 50, 101, 152, 200)
 TUNING_OBJECTIVE = {"Type": "Maximize", "MetricName": "validation:accuracy"}
@@ -68,12 +68,21 @@ def tuning_ranges() -> dict[str, list]:
     return dict(_data("tuning.json"))
 
 
+def _image_uri(repository: str, region: str) -> str:
+    registry = _data("image_uris.json")[repository]
+    if region not in registry["accounts"]:
+        raise TrainingConfigError(f"the {repository} image is not listed for region {region!r}")
+    return f"{registry['accounts'][region]}.dkr.ecr.{region}.{_dns_suffix(region)}/{repository}:{registry['tag']}"
+
+
 def image_uri(region: str) -> str:
-    """ECR image of the built-in image classification algorithm in ``region``."""
-    accounts = _data("image_uris.json")["accounts"]
-    if region not in accounts:
-        raise TrainingConfigError(f"the built-in {ALGORITHM} algorithm is not listed for region {region!r}")
-    return f"{accounts[region]}.dkr.ecr.{region}.{_dns_suffix(region)}/{ALGORITHM}:{ALGORITHM_VERSION}"
+    """ECR image of the built-in image classification algorithm in ``region`` (training and transform)."""
+    return _image_uri(ALGORITHM, region)
+
+
+def evaluation_image_uri(region: str) -> str:
+    """ECR image of SageMaker's scikit-learn container, which runs the test-set evaluation script."""
+    return _image_uri(EVALUATION_REPOSITORY, region)
 
 
 @cache

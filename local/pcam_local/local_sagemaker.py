@@ -1,0 +1,424 @@
+"""Local stand-in for SageMaker: its JSON API on 127.0.0.1, jobs that really run, the same events.
+
+The pipeline's functions reach it through ``AWS_ENDPOINT_URL_SAGEMAKER`` with plain boto3. Each
+request is checked against botocore's SageMaker model (what AWS would reject fails here too); jobs run
+in background threads and report "SageMaker … Job State Change" events (source aws.sagemaker) on the
+local default event bus, where the template's rule picks them up.
+
+- Training: ``local_trainer`` (same manifests and JPEGs, model.tar.gz under the job's output path).
+- Tuning: trials named ``<tuning job>-NNN-<hash>`` as SageMaker names them, each a training job with
+  sampled hyperparameters; the best by validation:accuracy is reported.
+- Transform: reads the S3Prefix or ManifestFile input, writes ``<name>.out`` = {"prediction": [p0, p1]}.
+- Processing: downloads the inputs, runs the container entrypoint with this Python (the local venv has
+  what the scikit-learn image has), uploads the outputs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import numpy as np
+from botocore.config import Config
+from PIL import Image
+
+from pcam_local.local_trainer import TrainingFailed, load_model, run_training_job
+from pcam_local.stack import REGION
+from pcam_pipeline import storage
+from pcam_pipeline.sagemaker_jobs import PROCESSING_ROOT, InvalidSageMakerRequest, validate
+
+ACCOUNT = "123456789012"
+PROCESSING_ENTRY_PYTHON = {"python3", "python"}
+TRANSFORM_BATCH = 256
+
+
+class JobEnded(Exception):
+    """A job ending other than Completed, with SageMaker's status and reason."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+class SageMakerError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass
+class Job:
+    kind: str  # TrainingJob, HyperParameterTuningJob, TransformJob, ProcessingJob
+    name: str
+    request: dict
+    status: str = "InProgress"
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ended: datetime | None = None
+    failure_reason: str = ""
+    outputs: dict = field(default_factory=dict)
+
+    @property
+    def arn(self) -> str:
+        resource = {
+            "TrainingJob": "training-job",
+            "HyperParameterTuningJob": "hyper-parameter-tuning-job",
+            "TransformJob": "transform-job",
+            "ProcessingJob": "processing-job",
+        }[self.kind]
+        return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{resource}/{self.name}"
+
+    def describe(self) -> dict:
+        request = {k: v for k, v in self.request.items() if k != "Tags"}
+        if self.kind == "HyperParameterTuningJob":
+            status_field, name_field = "HyperParameterTuningJobStatus", "HyperParameterTuningJobName"
+        else:
+            status_field, name_field = f"{self.kind}Status", f"{self.kind}Name"
+        description = {
+            **request,
+            name_field: self.name,
+            f"{self.kind}Arn": self.arn,
+            status_field: self.status,
+            "CreationTime": self.created,
+            "LastModifiedTime": self.ended or self.created,
+            **self.outputs,
+        }
+        if self.failure_reason:
+            description["FailureReason"] = self.failure_reason
+        if self.ended:
+            description[
+                {"TrainingJob": "TrainingEndTime", "TransformJob": "TransformEndTime"}.get(self.kind, "EndTime")
+            ] = self.ended
+        return description
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return value.timestamp()
+    raise TypeError(f"cannot serialise {type(value)}")
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+class LocalSageMaker:
+    def __init__(self, aws_endpoint: str, work_dir: Path, max_parallel_jobs: int = 2):
+        session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+        config = Config(max_pool_connections=48, retries={"mode": "standard", "max_attempts": 5})
+        self.s3 = session.client("s3", endpoint_url=aws_endpoint, config=config)
+        self._events = session.client("events", endpoint_url=aws_endpoint)
+        self._work_dir = Path(work_dir)
+        self._jobs: dict[tuple[str, str], Job] = {}
+        self._models: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._runner = ThreadPoolExecutor(max_workers=max_parallel_jobs, thread_name_prefix="local-sagemaker")
+        self.events_sent: list[dict] = []
+        # job kind → (final status, reason): the next job of that kind ends so, to rehearse failures.
+        self.outcome_next: dict[str, tuple[str, str]] = {}
+
+    # ------------------------------------------------------------------ server
+    def start(self) -> LocalSageMaker:
+        executor = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)) or 0)
+                operation = self.headers.get("X-Amz-Target", "").removeprefix("SageMaker.")
+                try:
+                    status, payload = 200, executor.call(operation, json.loads(body or b"{}"))
+                except SageMakerError as exc:
+                    status, payload = 400, {"__type": exc.code, "message": exc.message}
+                data = json.dumps(payload, default=_json_default).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._runner.shutdown(wait=True, cancel_futures=True)
+
+    def busy(self) -> bool:
+        with self._lock:
+            return any(job.status in ("InProgress", "Stopping") for job in self._jobs.values())
+
+    # -------------------------------------------------------------- operations
+    def call(self, operation: str, request: dict) -> dict:
+        try:
+            validate(operation, request)
+        except InvalidSageMakerRequest as exc:
+            raise SageMakerError("ValidationException", str(exc)) from exc
+        except Exception as exc:  # an operation botocore does not know
+            raise SageMakerError("UnknownOperationException", f"{operation} is not a SageMaker operation") from exc
+        if operation == "CreateModel":
+            return self._create_model(request)
+        if operation == "DescribeModel":
+            return self._describe_model(request["ModelName"])
+        for job_kind in ("TrainingJob", "HyperParameterTuningJob", "TransformJob", "ProcessingJob"):
+            name_field = f"{job_kind}Name"
+            if operation == f"Create{job_kind}":
+                return self._create_job(job_kind, request[name_field], request)
+            if operation == f"Describe{job_kind}":
+                return self._job(job_kind, request[name_field]).describe()
+        raise SageMakerError("UnknownOperationException", f"the local SageMaker does not implement {operation}")
+
+    def _create_model(self, request: dict) -> dict:
+        name = request["ModelName"]
+        with self._lock:
+            if name in self._models:
+                raise SageMakerError(
+                    "ValidationException", f'Cannot create already existing model "arn:aws:sagemaker:{name}".'
+                )
+            self._models[name] = {**request, "CreationTime": datetime.now(UTC)}
+        return {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{name}"}
+
+    def _describe_model(self, name: str) -> dict:
+        with self._lock:
+            if name not in self._models:
+                raise SageMakerError("ValidationException", f'Could not find model "{name}".')
+            return {k: v for k, v in self._models[name].items() if k != "Tags"}
+
+    def _job(self, kind: str, name: str) -> Job:
+        with self._lock:
+            job = self._jobs.get((kind, name))
+        if job is None:
+            raise SageMakerError("ValidationException", f"Requested resource not found: {kind} {name}")
+        return job
+
+    def _create_job(self, kind: str, name: str, request: dict, run: bool = True) -> dict:
+        if kind == "TransformJob" and request["ModelName"] not in self._models:
+            raise SageMakerError("ValidationException", f'Could not find model "{request["ModelName"]}".')
+        job = Job(kind, name, request)
+        with self._lock:
+            if (kind, name) in self._jobs:
+                raise SageMakerError("ResourceInUse", f"{kind} names must be unique; {name} already exists")
+            self._jobs[(kind, name)] = job
+        if run:
+            self._runner.submit(self._run, job)
+        return {f"{kind}Arn": job.arn}
+
+    # ------------------------------------------------------------------- jobs
+    def _run(self, job: Job) -> None:
+        self._emit(job)
+        try:
+            if job.kind in self.outcome_next:
+                raise JobEnded(*self.outcome_next.pop(job.kind))
+            {
+                "TrainingJob": self._train,
+                "HyperParameterTuningJob": self._tune,
+                "TransformJob": self._transform,
+                "ProcessingJob": self._process,
+            }[job.kind](job)
+            job.status = "Completed"
+        except JobEnded as exc:
+            job.status, job.failure_reason = exc.status, exc.reason
+        except TrainingFailed as exc:
+            job.status, job.failure_reason = "Failed", str(exc)
+        except Exception as exc:
+            job.status = "Failed"
+            job.failure_reason = f"InternalServerError: {exc}"
+            traceback.print_exc()
+        job.ended = datetime.now(UTC)
+        self._emit(job)
+
+    def _emit(self, job: Job) -> None:
+        detail_type = {
+            "TrainingJob": "SageMaker Training Job State Change",
+            "HyperParameterTuningJob": "SageMaker HyperParameter Tuning Job State Change",
+            "TransformJob": "SageMaker Transform Job State Change",
+            "ProcessingJob": "SageMaker Processing Job State Change",
+        }[job.kind]
+        detail = json.loads(json.dumps(job.describe(), default=lambda v: v.isoformat()))
+        entry = {"Source": "aws.sagemaker", "DetailType": detail_type, "Detail": json.dumps(detail)}
+        self._events.put_events(Entries=[{**entry, "Resources": [job.arn]}])
+        self.events_sent.append({"detail-type": detail_type, "detail": detail})
+
+    def _train(self, job: Job) -> None:
+        result = run_training_job(self.s3, job.request)
+        job.outputs = {
+            "ModelArtifacts": {"S3ModelArtifacts": result.model_uri},
+            "FinalMetricDataList": [
+                {"MetricName": "validation:accuracy", "Value": result.validation_accuracy, "Timestamp": job.created}
+            ],
+            "SecondaryStatus": "Completed",
+        }
+
+    def _tune(self, job: Job) -> None:
+        config = job.request["HyperParameterTuningJobConfig"]
+        definition = job.request["TrainingJobDefinition"]
+        rng = random.Random(job.name)
+        trials = []
+        for index in range(1, config["ResourceLimits"]["MaxNumberOfTrainingJobs"] + 1):
+            sampled = _sample(config.get("ParameterRanges", {}), rng)
+            name = f"{job.name}-{index:03d}-{rng.getrandbits(32):08x}"
+            request = {
+                "TrainingJobName": name,
+                "HyperParameters": {**definition.get("StaticHyperParameters", {}), **sampled},
+                **{k: v for k, v in definition.items() if k != "StaticHyperParameters"},
+                "AlgorithmSpecification": definition["AlgorithmSpecification"],
+            }
+            trial = Job("TrainingJob", name, request)
+            with self._lock:
+                self._jobs[("TrainingJob", name)] = trial
+            self._run(trial)
+            if trial.status == "Completed":
+                accuracy = trial.outputs["FinalMetricDataList"][0]["Value"]
+                trials.append((accuracy, index, trial))
+        if not trials:
+            raise TrainingFailed("All training jobs failed")
+        accuracy, _, best = max(trials, key=lambda t: (t[0], -t[1]))
+        job.outputs = {
+            "BestTrainingJob": {
+                "TrainingJobName": best.name,
+                "TrainingJobArn": best.arn,
+                "CreationTime": best.created,
+                "TrainingJobStatus": "Completed",
+                "TunedHyperParameters": {k: best.request["HyperParameters"][k] for k in _tuned_names(config)},
+                "FinalHyperParameterTuningJobObjectiveMetric": {
+                    "MetricName": config["HyperParameterTuningJobObjective"]["MetricName"],
+                    "Value": accuracy,
+                },
+            },
+            "TrainingJobStatusCounters": {"Completed": len(trials)},
+        }
+
+    def _transform(self, job: Job) -> None:
+        request = job.request
+        model = load_model(self.s3, self._models[request["ModelName"]]["PrimaryContainer"]["ModelDataUrl"])
+        if request["TransformInput"].get("ContentType") != "application/x-image":
+            raise TrainingFailed("ClientError: the image classification algorithm takes application/x-image input")
+        source = request["TransformInput"]["DataSource"]["S3DataSource"]
+        inputs = self._transform_inputs(source["S3DataType"], source["S3Uri"])
+        out_bucket, out_prefix = _split_uri(request["TransformOutput"]["S3OutputPath"])
+        out_prefix = out_prefix.rstrip("/") + "/" if out_prefix else ""
+        with ThreadPoolExecutor(max_workers=16) as readers, storage.ConcurrentUploader(self.s3, out_bucket) as writer:
+            for start in range(0, len(inputs), TRANSFORM_BATCH):
+                batch = inputs[start : start + TRANSFORM_BATCH]
+                images = list(readers.map(lambda item: self._read_image(*item[:2]), batch))
+                probabilities = model.predict_proba(np.stack(images))
+                for (_, _, relative), p in zip(batch, probabilities, strict=True):
+                    body = json.dumps({"prediction": [float(p[0]), float(p[1])]})
+                    writer.put(f"{out_prefix}{relative}.out", body.encode(), "application/json")
+
+    def _transform_inputs(self, data_type: str, uri: str) -> list[tuple[str, str, str]]:
+        """(bucket, key, output name relative to the input prefix) of every input object, in order."""
+        bucket, key = _split_uri(uri)
+        if data_type == "ManifestFile":
+            entries = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            prefix_bucket, prefix = _split_uri(entries[0]["prefix"])
+            return [(prefix_bucket, prefix + name, name) for name in entries[1:]]
+        found = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            found.extend(obj["Key"] for obj in page.get("Contents", []))
+        base = key[: key.rfind("/") + 1]
+        return [(bucket, k, k[len(base) :]) for k in sorted(found)]
+
+    def _read_image(self, bucket: str, key: str) -> np.ndarray:
+        try:
+            data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        except Exception as exc:
+            raise TrainingFailed(f"ClientError: s3://{bucket}/{key} could not be read as an image: {exc}") from exc
+
+    def _process(self, job: Job) -> None:
+        request = job.request
+        root = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=self._work_dir))
+
+        def local(path: str) -> str:
+            return str(root) + path[len(PROCESSING_ROOT) :] if path.startswith(PROCESSING_ROOT) else path
+
+        try:
+            for item in request.get("ProcessingInputs", []):
+                self._download(item["S3Input"]["S3Uri"], Path(local(item["S3Input"]["LocalPath"])))
+            outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+            for item in outputs:
+                Path(local(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
+            spec = request["AppSpecification"]
+            command = [
+                local(part) for part in [*spec.get("ContainerEntrypoint", []), *spec.get("ContainerArguments", [])]
+            ]
+            if command and command[0] in PROCESSING_ENTRY_PYTHON:
+                command[0] = sys.executable
+            timeout = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400)
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+            if completed.returncode != 0:
+                last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+                raise TrainingFailed(f"AlgorithmError: {last}, exit code: {completed.returncode}")
+            for item in outputs:
+                self._upload(Path(local(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
+            job.outputs = {"ExitMessage": completed.stdout.strip()[-1024:]}
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _download(self, uri: str, target: Path) -> None:
+        bucket, prefix = _split_uri(uri)
+        base = prefix[: prefix.rfind("/") + 1]
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        if not keys:
+            raise TrainingFailed(f"ClientError: no objects found under {uri}")
+
+        def fetch(key: str) -> None:
+            path = target / key[len(base) :]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(fetch, keys))
+
+    def _upload(self, directory: Path, uri: str) -> None:
+        bucket, prefix = _split_uri(uri)
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            self.s3.put_object(
+                Bucket=bucket, Key=prefix + path.relative_to(directory).as_posix(), Body=path.read_bytes()
+            )
+
+
+def _tuned_names(config: dict) -> list[str]:
+    return [r["Name"] for ranges in config.get("ParameterRanges", {}).values() for r in ranges]
+
+
+def _sample(ranges: dict, rng: random.Random) -> dict[str, str]:
+    """One trial's hyperparameters, drawn from the tuning job's ranges (random search stands in for Bayesian)."""
+    sampled = {}
+    for spec in ranges.get("ContinuousParameterRanges", []):
+        low, high = float(spec["MinValue"]), float(spec["MaxValue"])
+        if spec.get("ScalingType") == "Logarithmic":
+            value = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        else:
+            value = rng.uniform(low, high)
+        sampled[spec["Name"]] = f"{value:.6g}"
+    for spec in ranges.get("IntegerParameterRanges", []):
+        sampled[spec["Name"]] = str(rng.randint(int(spec["MinValue"]), int(spec["MaxValue"])))
+    for spec in ranges.get("CategoricalParameterRanges", []):
+        sampled[spec["Name"]] = rng.choice(spec["Values"])
+    return sampled

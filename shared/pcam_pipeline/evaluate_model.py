@@ -1,0 +1,131 @@
+"""Test-set evaluation of one model: the script a SageMaker Processing job runs in the scikit-learn container.
+
+Standalone on purpose (numpy and scikit-learn only, Python 3.8+): scikit-learn with SciPy does not fit
+beside the domain layer within Lambda's 250 MB, so the metrics are computed where scikit-learn already
+is. The model-events function uploads this file as the job's code; the local stand-in runs the same file.
+
+Inputs under ``<base>/input/``: ``labels/`` (the test split's augmented manifest), ``predictions/``
+(the Batch Transform's ``<name>.jpg.out`` files) and ``context/context.json`` (model, dataset, threshold,
+images prefix, lineage). Output: ``<base>/output/metrics.json`` and ``roc.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics
+
+
+class EvaluationInputError(Exception):
+    """The job's inputs do not fit together; the message becomes the job's failure reason."""
+
+
+def evaluate(labels, tumour_probability, threshold: float = 0.5) -> dict:
+    """Recall, precision, F1, AUC, accuracy, confusion matrix and ROC points of one model on one test set."""
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(tumour_probability, dtype=float)
+    predicted = (scores >= threshold).astype(int)
+    (tn, fp), (fn, tp) = metrics.confusion_matrix(labels, predicted, labels=[0, 1])
+    both_classes = len(set(labels.tolist())) == 2
+    fpr, tpr, thresholds = metrics.roc_curve(labels, scores) if both_classes else ([], [], [])
+    return {
+        "count": int(labels.size),
+        "tumour_count": int(labels.sum()),
+        "threshold": threshold,
+        # AUC is undefined on a test set holding one class only; the promotion gate then refuses the model.
+        "auc": float(metrics.roc_auc_score(labels, scores)) if both_classes else None,
+        "accuracy": float(metrics.accuracy_score(labels, predicted)),
+        "recall": float(metrics.recall_score(labels, predicted, zero_division=0)),
+        "precision": float(metrics.precision_score(labels, predicted, zero_division=0)),
+        "f1": float(metrics.f1_score(labels, predicted, zero_division=0)),
+        "confusion_matrix": {
+            "true_negative": int(tn),
+            "false_positive": int(fp),
+            "false_negative": int(fn),
+            "true_positive": int(tp),
+        },
+        "roc": {
+            "false_positive_rate": [float(v) for v in fpr],
+            "true_positive_rate": [float(v) for v in tpr],
+            "thresholds": [float(min(t, 1.0)) for t in thresholds],
+        },
+    }
+
+
+def roc_csv(evaluation: dict) -> str:
+    roc = evaluation["roc"]
+    rows = zip(roc["thresholds"], roc["false_positive_rate"], roc["true_positive_rate"])
+    return "threshold,false_positive_rate,true_positive_rate\n" + "".join(
+        "{:.6f},{:.6f},{:.6f}\n".format(*row) for row in rows
+    )
+
+
+def tumour_probability(prediction_file: Path) -> float:
+    """The built-in algorithm's output for one image: {"prediction": [p_normal, p_tumour]}."""
+    try:
+        prediction = json.loads(prediction_file.read_text())["prediction"]
+        return float(prediction[1])
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise EvaluationInputError(f"{prediction_file.name} is not a prediction of two classes: {exc}") from exc
+
+
+def read_test_set(base: Path, images_prefix: str) -> tuple[list[int], list[float]]:
+    """Labels from the manifest and the matching prediction of every listed image, in manifest order."""
+    manifests = sorted((base / "input" / "labels").rglob("*.manifest"))
+    if len(manifests) != 1:
+        raise EvaluationInputError(f"expected one labels manifest, found {len(manifests)}")
+    predictions_dir = base / "input" / "predictions"
+    labels, scores, missing = [], [], []
+    for line in manifests[0].read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        relative = record["source-ref"][len(images_prefix) :]
+        prediction_file = predictions_dir / (relative + ".out")
+        if not record["source-ref"].startswith(images_prefix) or not prediction_file.is_file():
+            missing.append(relative)
+            continue
+        labels.append(int(record["class"]))
+        scores.append(tumour_probability(prediction_file))
+    if missing:
+        raise EvaluationInputError(f"{len(missing)} test images have no prediction, e.g. {missing[0]}")
+    if not labels:
+        raise EvaluationInputError("the test manifest lists no images")
+    return labels, scores
+
+
+def run(base: Path) -> dict:
+    context = json.loads((base / "input" / "context" / "context.json").read_text())
+    labels, scores = read_test_set(base, context["images_prefix"])
+    figures = evaluate(labels, scores, float(context.get("threshold", 0.5)))
+    document = dict(context)
+    document.update(figures)
+    document["evaluated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    output = base / "output"
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "metrics.json").write_text(json.dumps(document, indent=2))
+    (output / "roc.csv").write_text(roc_csv(figures))
+    return document
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-dir", default="/opt/ml/processing")
+    args = parser.parse_args(argv)
+    try:
+        document = run(Path(args.base_dir))
+    except EvaluationInputError as exc:
+        # SageMaker reports the last lines of output as the job's failure reason.
+        print(f"evaluation failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: document[k] for k in ("model_name", "count", "auc", "accuracy")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
