@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Piped output (make, CI logs) gets a wide console so that tables stay readable.
+console = Console(width=None if sys.stdout.isatty() else 150)
+DEFAULT_STACK = "pcam-pipeline"  # samconfig.toml's stack_name
 
 
 def _synth(args) -> int:
@@ -45,7 +48,7 @@ def _local_run(args) -> int:
         started = time.monotonic()
         keys = stack.drop_directory(drop_dir)
         console.print(f"dropped {len(keys)} files under s3://{stack.bucket}/incoming/")
-        with console.status("pipeline running (ingest, convert)…"):
+        with console.status("pipeline running (ingest, convert, train, evaluate, promote)…"):
             idle = stack.wait_until_idle(timeout=args.timeout)
         elapsed = time.monotonic() - started
         stack.download_results(out_dir)
@@ -55,7 +58,7 @@ def _local_run(args) -> int:
     if not idle:
         console.print(f"[red]the pipeline was still busy after {args.timeout} s[/red]")
         return 1
-    console.print("[yellow]Training and scoring are not built yet: the run stops after ingestion.[/yellow]")
+    console.print("[yellow]Slide scoring is not built yet: the run stops at the promoted model.[/yellow]")
     return 1 if summary["problems"] else 0
 
 
@@ -72,9 +75,23 @@ def _print_summary(summary: dict, elapsed: float, out_dir: Path) -> None:
     for item in summary["ready"]:
         ready.add_row(item["name"], str(item["patch_count"]), item["manifest_key"])
     console.print(ready)
+    if summary["models"]:
+        console.print(_models_table(summary["models"], summary["current_model"]))
+    current = summary["current_model"]
+    if current:
+        figures = current.get("metrics", {})
+        console.print(
+            f"current model [bold]{current['model_name']}[/bold]: test AUC {figures.get('auc', 0):.3f}, "
+            f"accuracy {figures.get('accuracy', 0):.3f} on {figures.get('count', 0)} patches "
+            f"(evaluations/{current['model_name']}/metrics.json, roc.png)"
+        )
+    else:
+        console.print("no model is current yet (none trained, or none passed the promotion gate)")
     for problem in summary["problems"]:
         console.print(f"[red]problem:[/red] {problem}")
-    console.print(f"results in {out_dir}/ (manifests/, quarantine/, summary.json; logs in .local-stack/logs/)")
+    console.print(
+        f"results in {out_dir}/ (manifests/, evaluations/, quarantine/, summary.json; logs in .local-stack/logs/)"
+    )
 
 
 def _local_up(args) -> int:
@@ -89,12 +106,78 @@ def _local_up(args) -> int:
             f"aws --endpoint-url {stack.endpoint} s3 cp my_slide.h5 s3://{stack.bucket}/incoming/slides/",
             flush=True,
         )
+        console.print("operator commands (pcam models, promote, rollback) work against it with:")
+        exports = " ".join(f"{k}={v}" for k, v in stack.environment().items())
+        print(f"  export {exports}", flush=True)
+        print("  pcam models --stack pcam-local", flush=True)
         console.print(f"logs: {stack.work_dir}/logs/   stop with Ctrl-C")
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             console.print("stopping")
+    return 0
+
+
+def _models_table(models: list[dict], current: dict | None) -> Table:
+    table = Table(title="Models (★ scores slides)")
+    for column in ("", "model", "dataset", "status", "AUC", "accuracy", "recall", "precision", "F1", "decision"):
+        table.add_column(column, overflow="fold")
+    current_name = (current or {}).get("model_name")
+    for model in models:
+        figures = model.get("metrics", {})
+
+        def figure(name: str, figures=figures) -> str:
+            return "" if figures.get(name) is None else f"{figures[name]:.3f}"
+
+        table.add_row(
+            "★" if model["model_name"] == current_name else "",
+            model["model_name"],
+            model.get("dataset", ""),
+            model.get("status", ""),
+            figure("auc"),
+            figure("accuracy"),
+            figure("recall"),
+            figure("precision"),
+            figure("f1"),
+            model.get("decision", {}).get("reason", model.get("failure_reason", "")),
+        )
+    return table
+
+
+def _models(args) -> int:
+    from pcam_local.operations import StackNotFound, model_registry
+
+    try:
+        registry = model_registry(args.stack)
+        models, current = registry.models(), registry.current()
+    except StackNotFound as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    if args.json:
+        print(json.dumps({"current": current, "models": models}, indent=2, default=str))
+        return 0
+    console.print(_models_table(models, current))
+    if current:
+        console.print(f"current: {current['model_name']} since {current['promoted_at']} by {current['promoted_by']}")
+    return 0
+
+
+def _change_current(args) -> int:
+    from pcam_local.operations import StackNotFound, model_registry, who_is_calling
+    from pcam_pipeline.promotion import PromotionError
+
+    try:
+        registry = model_registry(args.stack)
+        by = args.by or who_is_calling()
+        if args.command == "promote":
+            current = registry.promote(args.model, by, args.reason)
+        else:
+            current = registry.rollback(by, args.reason)
+    except (StackNotFound, PromotionError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    console.print(f"current model is now [bold]{current['model_name']}[/bold] ({current['reason']}; by {by})")
     return 0
 
 
@@ -124,6 +207,20 @@ def build_parser() -> argparse.ArgumentParser:
     up = local.add_parser("up", help="keep the local stack running in the foreground")
     up.add_argument("--port", type=int, default=None)
     up.set_defaults(run=_local_up)
+
+    stack_help = "the deployed stack's name (AWS, or pcam-local for `pcam local up`)"
+    models = commands.add_parser("models", help="list models with their test-set metrics and which is current")
+    models.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+    models.add_argument("--json", action="store_true", help="print JSON for scripts")
+    models.set_defaults(run=_models)
+    promote = commands.add_parser("promote", help="make MODEL the current model by hand (recorded)")
+    promote.add_argument("model")
+    rollback = commands.add_parser("rollback", help="go back to the model that was current before this one")
+    for command in (promote, rollback):
+        command.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+        command.add_argument("--reason", default="", help="why, kept in the promotion history")
+        command.add_argument("--by", default="", help="who decided (default: your AWS identity)")
+        command.set_defaults(run=_change_current)
     return parser
 
 

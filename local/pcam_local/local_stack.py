@@ -116,6 +116,8 @@ class LocalStack:
         written = []
         for prefix in prefixes:
             for key in self.list_keys(prefix):
+                if key.startswith("evaluations/") and "/predictions/" in key:
+                    continue  # raw test-set transform outputs: metrics.json summarises them
                 target = Path(out_dir) / key
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.s3.download_file(self.bucket, key, str(target))

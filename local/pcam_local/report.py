@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 PROBLEM_STATUSES = ("quarantined", "failed")
+FAILED_JOB = ("Failed", "Stopped")
 
 
 def summarise(stack) -> dict:
@@ -24,7 +25,7 @@ def summarise(stack) -> dict:
         ),
         key=lambda f: f["key"],
     )
-    owners = [r for r in records if r["sk"] == "current"]
+    owners = [r for r in records if r["pk"].startswith(("split#", "slide#"))]
     ready = [
         {
             "name": r.get("slide_id") or f"{r['dataset']}/{r['split']}",
@@ -39,6 +40,29 @@ def summarise(stack) -> dict:
         f"{r['pk'].split('#', 1)[1]}: {r.get('failure', 'failed')}" for r in owners if r.get("status") == "failed"
     ]
     waiting = [r["pk"].split("#", 1)[1] for r in owners if r.get("status") not in ("ready", "failed")]
+    jobs = sorted(
+        (
+            {
+                "name": r["pk"].split("#", 1)[1],
+                "kind": r.get("kind"),
+                "dataset": r.get("dataset"),
+                "status": r.get("status"),
+                "reason": r.get("reason", ""),
+                "started_at": r.get("started_at"),
+                "ended_at": r.get("ended_at"),
+            }
+            for r in records
+            if r["pk"].startswith("job#")
+        ),
+        key=lambda j: j["started_at"] or "",
+    )
+    problems += [
+        f"{j['kind']} job {j['name']}: {j['status']}: {j['reason']}" for j in jobs if j["status"] in FAILED_JOB
+    ]
+    models = sorted(
+        (r for r in records if r["pk"] == "models" and r["sk"].startswith("model#")), key=lambda m: m["created_at"]
+    )
+    current = next((r for r in records if r["pk"] == "models" and r["sk"] == "current"), None)
     dead = {queue: messages for queue, messages in stack.dead_letters().items() if messages}
     for queue, messages in dead.items():
         problems.append(f"{len(messages)} message(s) in {queue}")
@@ -46,6 +70,9 @@ def summarise(stack) -> dict:
         "files": files,
         "ready": ready,
         "waiting": waiting,
+        "jobs": jobs,
+        "models": models,
+        "current_model": current,
         "problems": problems,
         "events": stack.pipeline_events(),
         "dead_letters": dead,
