@@ -1,10 +1,12 @@
 import io
+import json
 
 import numpy as np
 import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from pcam_pipeline import evaluate_model
 from pcam_pipeline.evaluate_model import evaluate, roc_csv
 from pcam_pipeline.evaluation import promotion_decision, roc_png
 
@@ -59,3 +61,59 @@ def test_roc_points_are_written_as_csv_and_a_picture():
 def test_promotion_gate(candidate, current, promote, reason):
     decision = promotion_decision(candidate, 0.90, current)
     assert decision.promote is promote and reason in decision.reason
+
+
+PREFIX = "s3://b/images/datasets/pcam/test/run1/"
+
+
+def _job_inputs(base, labels, predictions, context=None):
+    """Lay out a processing job's inputs as SageMaker downloads them."""
+    (base / "input/labels").mkdir(parents=True)
+    (base / "input/predictions").mkdir(parents=True)
+    (base / "input/context").mkdir(parents=True)
+    lines = [json.dumps({"source-ref": f"{PREFIX}{i:07d}.jpg", "class": str(c)}) for i, c in enumerate(labels)]
+    (base / "input/labels/abc.manifest").write_text("\n".join(lines) + "\n")
+    for index, body in predictions.items():
+        (base / f"input/predictions/{index:07d}.jpg.out").write_text(body)
+    document = {"model_name": "m", "dataset": "pcam", "images_prefix": PREFIX, "threshold": 0.5, **(context or {})}
+    (base / "input/context/context.json").write_text(json.dumps(document))
+
+
+def _prediction(p: float) -> str:
+    return json.dumps({"prediction": [1 - p, p]})
+
+
+def test_the_evaluation_job_joins_predictions_to_labels_and_writes_metrics_and_roc(tmp_path):
+    labels = [1, 1, 1, 0, 0, 0, 0, 1]
+    scores = [0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.4, 0.7]
+    _job_inputs(tmp_path, labels, {i: _prediction(p) for i, p in enumerate(scores)}, {"training_job": "t1"})
+    assert evaluate_model.main(["--base-dir", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "output/metrics.json").read_text())
+    assert metrics["auc"] == pytest.approx(14 / 16) and metrics["count"] == 8
+    assert metrics["training_job"] == "t1" and metrics["model_name"] == "m" and metrics["evaluated_at"]
+    assert (tmp_path / "output/roc.csv").read_text().startswith("threshold,")
+
+
+@pytest.mark.parametrize(
+    ("predictions", "problem"),
+    [
+        ({0: _prediction(0.9)}, "1 test images have no prediction, e.g. 0000001.jpg"),
+        ({0: _prediction(0.9), 1: "{not json"}, "0000001.jpg.out is not a prediction of two classes"),
+        ({0: _prediction(0.9), 1: json.dumps({"prediction": [1.0]})}, "is not a prediction of two classes"),
+    ],
+    ids=["missing-out", "unreadable-out", "one-class-out"],
+)
+def test_the_evaluation_job_fails_with_a_plain_reason_on_bad_predictions(tmp_path, capsys, predictions, problem):
+    _job_inputs(tmp_path, [1, 0], predictions)
+    assert evaluate_model.main(["--base-dir", str(tmp_path)]) == 1
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "output/metrics.json").exists()
+
+
+def test_a_test_set_of_one_class_has_no_auc_and_cannot_be_promoted(tmp_path):
+    _job_inputs(tmp_path, [0, 0, 0], {i: _prediction(0.2) for i in range(3)})
+    assert evaluate_model.main(["--base-dir", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "output/metrics.json").read_text())
+    assert metrics["auc"] is None and metrics["accuracy"] == 1.0
+    assert not promotion_decision(metrics["auc"], 0.9, None).promote
+    assert Image.open(io.BytesIO(roc_png(metrics, "m"))).format == "PNG"

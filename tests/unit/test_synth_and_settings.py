@@ -3,7 +3,7 @@ import pytest
 
 from pcam_local.synth import synth_slide, synth_split
 from pcam_pipeline.errors import SettingsError
-from pcam_pipeline.settings import ConversionSettings, IngestSettings
+from pcam_pipeline.settings import ConversionSettings, IngestSettings, ModelSettings
 
 BASE_ENV = {"DATA_BUCKET": "b", "STATE_TABLE": "t", "EVENT_BUS": "bus"}
 
@@ -52,3 +52,41 @@ def test_settings_are_parsed_once_and_bad_values_are_named():
         ConversionSettings.from_env({**BASE_ENV, "RESIZE_TO": "big"})
     with pytest.raises(SettingsError, match="DATA_BUCKET is not set"):
         ConversionSettings.from_env({"STATE_TABLE": "t", "EVENT_BUS": "bus"})
+
+
+MODEL_ENV = {
+    "DATA_BUCKET": "b",
+    "STATE_TABLE": "t",
+    "EVENT_BUS": "bus",
+    "ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-1:1:alerts",
+    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::1:role/sm",
+    "AWS_REGION": "eu-west-1",
+    "TRAINING_INSTANCE_TYPE": "ml.p3.2xlarge",
+    "TRANSFORM_INSTANCE_TYPE": "ml.m5.xlarge",
+    "EVALUATION_INSTANCE_TYPE": "ml.m5.large",
+    "HYPERPARAMETER_OVERRIDES": '{"epochs": 12}',
+    "TUNING_MAX_JOBS": "4",
+    "MINIMUM_AUC": "0.93",
+}
+
+
+def test_model_settings_come_from_the_template_environment():
+    settings = ModelSettings.from_env(MODEL_ENV)
+    assert settings.minimum_auc == 0.93 and settings.decision_threshold == 0.5
+    assert settings.sagemaker.hyperparameter_overrides == {"epochs": 12}
+    assert settings.sagemaker.tuning_max_jobs == 4 and settings.sagemaker.region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("HYPERPARAMETER_OVERRIDES", "epochs=12", "must be a JSON object"),
+        ("HYPERPARAMETER_OVERRIDES", "[1, 2]", "must be a JSON object"),
+        ("MINIMUM_AUC", "high", "must be a number"),
+        ("MINIMUM_AUC", "1.5", "between 0.0 and 1.0"),
+        ("SAGEMAKER_ROLE_ARN", "", "SAGEMAKER_ROLE_ARN is not set"),
+    ],
+)
+def test_bad_model_settings_are_refused_plainly(name, value, problem):
+    with pytest.raises(SettingsError, match=problem):
+        ModelSettings.from_env({**MODEL_ENV, name: value})

@@ -6,8 +6,11 @@ from pcam_pipeline.sagemaker_jobs import (
     InvalidSageMakerRequest,
     SageMakerSettings,
     TrainingInputs,
+    evaluation_request,
     job_name,
+    model_request,
     training_job_request,
+    transform_request,
     tuning_job_request,
     validate,
 )
@@ -119,3 +122,56 @@ def test_a_request_sagemaker_would_reject_is_refused_with_botocores_report():
     with pytest.raises(InvalidSageMakerRequest, match="RoleArn") as caught:
         validate("CreateTrainingJob", request)
     assert "InstanceCount" in str(caught.value)
+
+
+def test_model_request_serves_the_training_artefacts_with_the_algorithm_image():
+    request = model_request(SETTINGS, "pcam-pcam-train-1", "s3://pcam-data/models/j/output/model.tar.gz", {"a": "b"})
+    assert request["PrimaryContainer"] == {
+        "Image": "685385470294.dkr.ecr.eu-west-1.amazonaws.com/image-classification:1",
+        "ModelDataUrl": "s3://pcam-data/models/j/output/model.tar.gz",
+    }
+    assert request["ExecutionRoleArn"] == SETTINGS.role_arn
+
+
+@pytest.mark.parametrize("manifest", [True, False], ids=["manifest-file", "s3-prefix"])
+def test_transform_request_sends_one_jpeg_per_request(manifest):
+    source = "s3://pcam-data/manifests/slides/s1/r.manifest" if manifest else "s3://pcam-data/images/x/"
+    request = transform_request(SETTINGS, "pcam-x-test-1", "m", source, "s3://pcam-data/out/", {}, manifest)
+    data_input = request["TransformInput"]
+    assert data_input["DataSource"]["S3DataSource"] == {
+        "S3DataType": "ManifestFile" if manifest else "S3Prefix",
+        "S3Uri": source,
+    }
+    assert (data_input["ContentType"], data_input["SplitType"]) == ("application/x-image", "None")
+    assert request["BatchStrategy"] == "SingleRecord"
+    assert request["MaxPayloadInMB"] * request["MaxConcurrentTransforms"] <= 100
+
+
+def test_transform_payload_times_concurrency_over_100_mb_is_refused():
+    settings = SageMakerSettings(**{**SETTINGS.__dict__, "max_payload_mb": 50, "max_concurrent_transforms": 4})
+    with pytest.raises(InvalidSageMakerRequest, match="must not exceed 100"):
+        transform_request(settings, "pcam-x-test-1", "m", "s3://b/p/", "s3://b/o/", {})
+
+
+def test_evaluation_request_runs_the_script_in_the_scikit_learn_container():
+    inputs = {"labels": "s3://b/manifests/t.manifest", "predictions": "s3://b/e/m/predictions/"}
+    request = evaluation_request(
+        SETTINGS, "pcam-x-metrics-1", "s3://b/code/v/evaluate_model.py", inputs, "s3://b/e/m", {}
+    )
+    spec = request["AppSpecification"]
+    assert spec["ImageUri"] == "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    assert spec["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/evaluate_model.py"]
+    local_paths = {i["InputName"]: i["S3Input"]["LocalPath"] for i in request["ProcessingInputs"]}
+    assert local_paths == {
+        "code": "/opt/ml/processing/input/code",
+        "labels": "/opt/ml/processing/input/labels",
+        "predictions": "/opt/ml/processing/input/predictions",
+    }
+    (output,) = request["ProcessingOutputConfig"]["Outputs"]
+    assert output["S3Output"]["S3Uri"] == "s3://b/e/m"
+
+
+def test_job_names_of_every_kind_stay_within_sagemakers_limits():
+    for kind, limit in (("train", 63), ("tune", 32), ("test", 63), ("metrics", 63)):
+        name = job_name("a-very-long-dataset-name-" * 4, "inputs", limit, kind=kind)
+        assert NAME_PATTERN.match(name) and len(name) <= limit and f"-{kind}-" in name
