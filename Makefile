@@ -35,7 +35,7 @@ template: tools
 	$(TOOLS)/bin/sam build --cached --parallel
 
 test: lint template
-	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 unit: setup
 	$(VENV)/bin/pytest -q tests/unit

@@ -21,15 +21,24 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _number(env: Mapping[str, str], name: str, default, low, high, parse=int):
     raw = str(env.get(name, default)).strip()
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from exc
+        kind = "a whole number" if parse is int else "a number"
+        raise SettingsError(f"{name} must be {kind}, not {raw!r}") from exc
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _number(env, name, default, low, high)
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    return _number(env, name, default, low, high, parse=float)
 
 
 @dataclass(frozen=True)
@@ -70,17 +79,6 @@ class IngestSettings:
             convert_queue_url=_required(env, "CONVERT_QUEUE_URL"),
             patches_per_shard=_int(env, "PATCHES_PER_SHARD", 16384, 1, 10_000_000),
         )
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = str(env.get(name, default)).strip()
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a number, not {raw!r}") from exc
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
-    return value
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict:

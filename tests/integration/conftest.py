@@ -7,8 +7,10 @@ import pytest
 
 from pcam_local.local_stack import LocalStack
 
-# Every integration test file sets: pytestmark = INTEGRATION (one local stack per xdist worker group).
-INTEGRATION = [pytest.mark.integration, pytest.mark.xdist_group("local-stack")]
+# Every integration test file sets: pytestmark = INTEGRATION. `make test` runs with --dist loadfile: a
+# file's tests run in order on one worker, and each worker starts at most one shared session stack.
+# (xdist's loadgroup no longer groups under pytest 9: it rewrites a node id attribute pytest 9 ignores.)
+INTEGRATION = [pytest.mark.integration]
 
 # Small shards so that even small test files fan out over several conversion invocations.
 TEST_PARAMETERS = {"PatchesPerShard": "16"}

@@ -14,9 +14,9 @@ from PIL import Image
 from pcam_local.cli import main
 from pcam_local.local_stack import LocalStack
 from pcam_local.synth import synth_split
-from tests.integration.conftest import TEST_PARAMETERS, Pipeline, h5_bytes
+from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline, h5_bytes
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("model-stack")]
+pytestmark = INTEGRATION
 
 SIZES = {"train": 300, "valid": 100, "test": 160}
 

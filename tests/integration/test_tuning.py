@@ -1,13 +1,12 @@
 """With TuningMaxJobs set, a complete dataset starts a tuning job whose best trial becomes the model."""
 
 import numpy as np
-import pytest
 
 from pcam_local.local_stack import LocalStack
 from pcam_local.synth import synth_split
-from tests.integration.conftest import TEST_PARAMETERS, Pipeline, h5_bytes
+from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline, h5_bytes
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("model-stack")]
+pytestmark = INTEGRATION
 
 
 def test_a_tuning_job_runs_its_trials_and_its_best_training_job_continues_the_flow(tmp_path):
