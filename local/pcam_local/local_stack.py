@@ -25,7 +25,7 @@ from pcam_pipeline.state import StateStore
 
 RESULT_PREFIXES = ("manifests/", "quarantine/", "evaluations/", "predictions/")
 # Local concurrency per function: two conversion workers use both cores.
-DEFAULT_CONCURRENCY = {"IngestFunction": 1, "ConvertShardFunction": 2, "ModelLifecycleFunction": 1}
+DEFAULT_CONCURRENCY = {"IngestFunction": 1, "ConvertShardFunction": 2, "SageMakerFlowFunction": 1}
 
 
 @dataclass

@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sklearn import metrics
 
 
 class EvaluationInputError(Exception):
@@ -27,6 +26,8 @@ class EvaluationInputError(Exception):
 
 def evaluate(labels, tumour_probability, threshold: float = 0.5) -> dict:
     """Recall, precision, F1, AUC, accuracy, confusion matrix and ROC points of one model on one test set."""
+    from sklearn import metrics  # here, so Lambda can import the prediction parser without scikit-learn
+
     labels = np.asarray(labels).astype(int)
     scores = np.asarray(tumour_probability, dtype=float)
     predicted = (scores >= threshold).astype(int)
@@ -65,13 +66,15 @@ def roc_csv(evaluation: dict) -> str:
     )
 
 
-def tumour_probability(prediction_file: Path) -> float:
-    """The built-in algorithm's output for one image: {"prediction": [p_normal, p_tumour]}."""
+def tumour_probability(body, name: str) -> float:
+    """The built-in algorithm's output for one image, ``{"prediction": [p_normal, p_tumour]}``: p_tumour."""
     try:
-        prediction = json.loads(prediction_file.read_text())["prediction"]
+        prediction = json.loads(body)["prediction"]
+        if len(prediction) != 2:
+            raise ValueError(f"{len(prediction)} classes")
         return float(prediction[1])
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise EvaluationInputError(f"{prediction_file.name} is not a prediction of two classes: {exc}") from exc
+        raise EvaluationInputError(f"{name} is not a prediction of two classes: {exc}") from exc
 
 
 def read_test_set(base: Path, images_prefix: str) -> tuple[list[int], list[float]]:
@@ -91,7 +94,7 @@ def read_test_set(base: Path, images_prefix: str) -> tuple[list[int], list[float
             missing.append(relative)
             continue
         labels.append(int(record["class"]))
-        scores.append(tumour_probability(prediction_file))
+        scores.append(tumour_probability(prediction_file.read_bytes(), prediction_file.name))
     if missing:
         raise EvaluationInputError(f"{len(missing)} test images have no prediction, e.g. {missing[0]}")
     if not labels:

@@ -14,6 +14,7 @@ SPLIT_READY = "Split Ready"
 SLIDE_READY = "Slide Ready"
 MODEL_EVALUATED = "Model Evaluated"
 MODEL_PROMOTED = "Model Promoted"
+SLIDE_SCORED = "Slide Scored"
 
 
 class EventPublisher:

@@ -21,6 +21,8 @@ STAGING = "staging/"
 EVALUATIONS = "evaluations/"
 MODELS = "models/"
 CODE = "code/"
+SCORES = "scores/"
+PREDICTIONS = "predictions/"
 
 _SPLIT_ALIASES = {
     "train": "train",
@@ -165,6 +167,10 @@ def split_manifest_key(dataset: str, split: str, readiness_token: str) -> str:
 
 def slide_manifest_key(slide_id: str, run_id: str) -> str:
     return f"{MANIFESTS}slides/{slide_id}/{run_id}.manifest"
+
+
+def prediction_key(slide_id: str, extension: str) -> str:
+    return f"{PREDICTIONS}{slide_id}.{extension}"
 
 
 def evaluation_prefix(model_name: str) -> str:

@@ -1,7 +1,8 @@
-"""From a complete dataset to a promoted model, driven by "Split Ready" and SageMaker's state-change events.
+"""The SageMaker side of the pipeline, driven by its own events and SageMaker's state-change events.
 
 dataset train+valid ready → training (or tuning) job → Model → Batch Transform of the test split
-→ evaluation job (scikit-learn) → ROC picture → promotion gate.
+→ evaluation job (scikit-learn) → ROC picture → promotion gate; slide ready (or a model promoted while
+slides wait) → Batch Transform of the slide → predictions (``slide_scoring``).
 
 Every step is idempotent: job names are derived from their inputs (SageMaker refuses a second job of
 the same name), records are created conditionally, and a repeated event repeats no work.
@@ -26,6 +27,7 @@ from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.promotion import ModelRegistry, metric_summary
 from pcam_pipeline.sagemaker_jobs import InvalidSageMakerRequest, TrainingInputs
 from pcam_pipeline.settings import ModelSettings
+from pcam_pipeline.slide_scoring import SLIDE_SCORING, ScoringFailed, SlideScorer
 from pcam_pipeline.state import CURRENT, MODELS_PK, StateStore, job_pk, model_sk, now_iso, split_pk
 from pcam_training.config import TrainingConfigError
 
@@ -68,6 +70,9 @@ class ModelLifecycle:
         self._events = publisher
         self._alerts = alerter or Alerter(settings.alert_topic_arn)
         self.registry = ModelRegistry(self._state, publisher)
+        self.slides = SlideScorer(
+            settings, self._s3, self._sagemaker, self._state, publisher, self.registry, self._start_once
+        )
 
     def _uri(self, key: str) -> str:
         return f"s3://{self._bucket}/{key}"
@@ -76,6 +81,10 @@ class ModelLifecycle:
         """One event from either bus: a split became ready, or a SageMaker job changed state."""
         if detail_type == events.SPLIT_READY:
             return self.on_split_ready(detail)
+        if detail_type == events.SLIDE_READY:
+            return self.slides.on_slide_ready(detail)
+        if detail_type == events.MODEL_PROMOTED:
+            return self.slides.score_waiting_slides()
         if detail_type in SAGEMAKER_EVENTS:
             return self.on_sagemaker_event(detail_type, detail)
         return {"status": "ignored", "reason": f"not an event this function handles: {detail_type!r}"}
@@ -184,13 +193,17 @@ class ModelLifecycle:
             TUNING: lambda: self._tuning_completed(name, job),
             TEST_TRANSFORM: lambda: self.start_evaluation(job["model_name"], name),
             EVALUATION: lambda: self.conclude_evaluation(job["model_name"]),
+            SLIDE_SCORING: lambda: self._slide_transform_completed(name),
         }[job["kind"]]
         return {"status": "completed", "job": name, **follow_up()}
 
     def _job_failed(self, name: str, reason: str, job: dict) -> None:
         self._state.update(job_pk(name), CURRENT, {"status": job["status"], "reason": reason, "ended_at": now_iso()})
+        subject = job.get("dataset") or f"slide {job.get('slide_id')}"
         if job["kind"] in (TRAINING, TUNING):
             self._record_dataset(job["dataset"], training_status=job["status"], failure_reason=reason)
+        elif job["kind"] == SLIDE_SCORING:
+            self.slides.scoring_failed(job, f"transform {name}: {reason}")
         else:
             self._state.update(
                 MODELS_PK,
@@ -198,12 +211,20 @@ class ModelLifecycle:
                 {"status": "evaluation failed", "failure_reason": f"{job['kind']} {name}: {reason}"},
             )
         metrics.add_metric(name="SageMakerJobsFailed", unit="Count", value=1)
-        subject = f"{job['kind']} job {job['status'].lower()} for {job['dataset']}"
+        consequence = "No result is written for the slide." if job["kind"] == SLIDE_SCORING else "No model is promoted."
         self._alerts.alert(
-            subject,
-            f"SageMaker {job['kind']} job {name} ({job['status']}) for dataset {job['dataset']}.\n"
-            f"Reason: {reason}\nNo model is promoted from it.",
+            f"{job['kind']} job {job['status'].lower()} for {subject}",
+            f"SageMaker {job['kind']} job {name} ({job['status']}) for {subject}.\nReason: {reason}\n{consequence}",
         )
+
+    def _slide_transform_completed(self, name: str) -> dict:
+        """A finished slide transform whose outputs cannot be assembled fails the slide (no partial CSV)."""
+        job = self._state.get(job_pk(name))
+        try:
+            return self.slides.transform_completed(name, job)
+        except ScoringFailed as exc:
+            self._job_failed(name, str(exc), {**job, "status": "Failed"})
+            return {"status": "failed", "slide_id": job["slide_id"], "reason": str(exc)}
 
     # ================================================================ models
     def _training_completed(self, name: str, job: dict, detail: dict) -> dict:

@@ -9,6 +9,7 @@ Records (pk, sk):
 - ``models``, ``model#<name>``: a trained model, its evaluation and the promotion decision.
 - ``models``, ``current``: which model scores slides, with its metrics, lineage and the models it replaced.
 - ``models``, ``history#<time>``: every promotion and rollback, by whom and why.
+- ``waiting-slides``, ``<slide_id>``: a ready slide waiting for a model to be promoted.
 """
 
 from __future__ import annotations
@@ -167,6 +168,12 @@ class StateStore:
     def update(self, pk: str, sk: str, fields: dict[str, Any], condition=None, remove: tuple[str, ...] = ()) -> bool:
         """Set ``fields``; False (nothing written) if ``condition`` does not hold."""
         return self._update(pk, sk, fields, condition=condition, remove=remove) is not None
+
+    def delete(self, pk: str, sk: str) -> None:
+        try:
+            self._table.delete_item(Key={"pk": pk, "sk": sk})
+        except ClientError as exc:
+            raise StorageError(f"cannot delete state {pk}/{sk}: {exc}") from exc
 
     def scan_all(self) -> list[dict]:
         items, kwargs = [], {}

@@ -1,0 +1,92 @@
+"""What downstream systems get for a scored slide: the prediction CSV, its summary and a heatmap. Pure."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CSV_HEADER = "slide_id,patch_index,coord_x,coord_y,tumor_probability,label"
+PATCH_EDGE = 96
+# Viridis-like anchors (dark blue → green → yellow): readable in grey scale and by most colour-blind readers.
+_COLOUR_ANCHORS = np.array(
+    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
+    dtype=float,
+)
+
+
+def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    return (probabilities >= threshold).astype(np.uint8)
+
+
+def prediction_csv(slide_id: str, probabilities: np.ndarray, coords: np.ndarray | None, threshold: float) -> bytes:
+    """One row per patch in patch order; coords empty when the slide has none."""
+    labels = labels_at(probabilities, threshold)
+    lines = [CSV_HEADER]
+    for index, (probability, label) in enumerate(zip(probabilities.tolist(), labels.tolist(), strict=True)):
+        x, y = ("", "") if coords is None else (int(coords[index, 0]), int(coords[index, 1]))
+        lines.append(f"{slide_id},{index},{x},{y},{probability:.6f},{label}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def summary_figures(probabilities: np.ndarray, threshold: float) -> dict:
+    tumour = int(labels_at(probabilities, threshold).sum())
+    return {
+        "patch_count": int(probabilities.size),
+        "tumour_patch_count": tumour,
+        "tumour_fraction": tumour / probabilities.size if probabilities.size else 0.0,
+        "max_probability": float(probabilities.max()) if probabilities.size else 0.0,
+        "mean_probability": float(probabilities.mean()) if probabilities.size else 0.0,
+        "threshold": threshold,
+    }
+
+
+def colour_of(probabilities: np.ndarray) -> np.ndarray:
+    """RGB (uint8) for each probability in [0, 1], interpolated between the colour anchors."""
+    position = np.clip(probabilities, 0, 1) * (len(_COLOUR_ANCHORS) - 1)
+    low = np.floor(position).astype(int).clip(0, len(_COLOUR_ANCHORS) - 2)
+    fraction = (position - low)[..., None]
+    return (_COLOUR_ANCHORS[low] * (1 - fraction) + _COLOUR_ANCHORS[low + 1] * fraction).round().astype(np.uint8)
+
+
+def heatmap_png(coords: np.ndarray, probabilities: np.ndarray, title: str, threshold: float) -> bytes:
+    """Tumour probability laid out at the patch positions, with a colour bar a pathologist can read."""
+    columns = np.round(coords[:, 0] / PATCH_EDGE).astype(int)
+    rows = np.round(coords[:, 1] / PATCH_EDGE).astype(int)
+    columns -= columns.min()
+    rows -= rows.min()
+    grid_w, grid_h = int(columns.max()) + 1, int(rows.max()) + 1
+    cell = int(max(2, min(24, 720 // max(grid_w, grid_h))))
+    map_w, map_h = grid_w * cell, grid_h * cell
+    margin, bar_w, top = 20, 24, 60
+    width = max(map_w + 3 * margin + bar_w + 60, 420)
+    height = max(map_h + top + margin + 40, 260)
+    image = Image.new("RGB", (width, height), "white")
+    tiles = np.full((grid_h, grid_w, 3), 235, dtype=np.uint8)  # light grey: no patch here (background)
+    tiles[rows, columns] = colour_of(probabilities)
+    image.paste(Image.fromarray(tiles).resize((map_w, map_h), Image.Resampling.NEAREST), (margin, top))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([margin - 1, top - 1, margin + map_w, top + map_h], outline="black")
+    tumour = int(labels_at(probabilities, threshold).sum())
+    draw.text((margin, 12), title, fill="black")
+    draw.text(
+        (margin, 30),
+        f"{probabilities.size} patches, {tumour} at or above {threshold:.2f} ({tumour / probabilities.size:.1%})",
+        fill="black",
+    )
+    bar_x, bar_h = margin * 2 + map_w, max(map_h, 160)
+    ramp = colour_of(np.linspace(1, 0, bar_h))[:, None, :].repeat(bar_w, axis=1)
+    image.paste(Image.fromarray(ramp), (bar_x, top))
+    draw.rectangle([bar_x - 1, top - 1, bar_x + bar_w, top + bar_h], outline="black")
+    for value in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = top + round((1 - value) * (bar_h - 1))
+        draw.line([bar_x + bar_w, y, bar_x + bar_w + 4, y], fill="black")
+        draw.text((bar_x + bar_w + 7, y - 6), f"{value:.2f}", fill="black")
+    threshold_y = top + round((1 - threshold) * (bar_h - 1))
+    draw.line([bar_x - 4, threshold_y, bar_x + bar_w, threshold_y], fill=(200, 0, 0), width=2)
+    draw.text((bar_x - 2, top + bar_h + 6), "tumour probability", fill="black")
+    draw.text((bar_x - 2, top + bar_h + 20), "red line: threshold", fill=(200, 0, 0))
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
