@@ -129,6 +129,8 @@ class LocalSageMaker:
         self.events_sent: list[dict] = []
         # job kind → (final status, reason): the next job of that kind ends so, to rehearse failures.
         self.outcome_next: dict[str, tuple[str, str]] = {}
+        # The next transform completes but loses this many of its last outputs (a lost .out object).
+        self.lose_outputs_next = 0
 
     # ------------------------------------------------------------------ server
     def start(self) -> LocalSageMaker:
@@ -318,12 +320,16 @@ class LocalSageMaker:
         inputs = self._transform_inputs(source["S3DataType"], source["S3Uri"])
         out_bucket, out_prefix = _split_uri(request["TransformOutput"]["S3OutputPath"])
         out_prefix = out_prefix.rstrip("/") + "/" if out_prefix else ""
+        lost, self.lose_outputs_next = self.lose_outputs_next, 0
+        inputs_kept = len(inputs) - lost
         with ThreadPoolExecutor(max_workers=16) as readers, storage.ConcurrentUploader(self.s3, out_bucket) as writer:
             for start in range(0, len(inputs), TRANSFORM_BATCH):
                 batch = inputs[start : start + TRANSFORM_BATCH]
                 images = list(readers.map(lambda item: self._read_image(*item[:2]), batch))
                 probabilities = model.predict_proba(np.stack(images))
-                for (_, _, relative), p in zip(batch, probabilities, strict=True):
+                for position, ((_, _, relative), p) in enumerate(zip(batch, probabilities, strict=True), start):
+                    if position >= inputs_kept:
+                        continue
                     body = json.dumps({"prediction": [float(p[0]), float(p[1])]})
                     writer.put(f"{out_prefix}{relative}.out", body.encode(), "application/json")
 

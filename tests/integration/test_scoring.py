@@ -1,0 +1,166 @@
+"""Scoring slides through the local stack: predictions/<slide_id>.csv|json|png and the Slide Scored event.
+
+A stack of its own: the first test needs a deployment where no model is current yet.
+"""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pcam_local.local_stack import LocalStack
+from pcam_local.synth import synth_slide, synth_split
+from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline, h5_bytes
+
+pytestmark = INTEGRATION
+
+HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with LocalStack(parameters=TEST_PARAMETERS, work_dir=tmp_path_factory.mktemp("scoring-stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack):
+    return Pipeline(stack)
+
+
+@pytest.fixture(scope="module")
+def mailbox(stack):
+    sqs = stack.sqs
+    url = sqs.create_queue(QueueName="scoring-mailbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns = stack._session.client("sns", endpoint_url=stack.endpoint)
+    sns.subscribe(TopicArn=stack.deployed.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn)
+
+    def read() -> list[str]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(m["Body"])["Message"] for m in messages]
+
+    return read
+
+
+def drop_slide(pipeline, slide_id, rows=4, cols=5, seed=0, with_coords=True):
+    patches, coords, _ = synth_slide(rows, cols, np.random.default_rng(seed))
+    body = h5_bytes(x=patches, coords=coords) if with_coords else h5_bytes(x=patches)
+    pipeline.drop(f"incoming/slides/{slide_id}.h5", body)
+    pipeline.settle()
+    return patches, coords
+
+
+def drop_dataset(pipeline):
+    rng = np.random.default_rng(21)
+    for split, count in (("train", 300), ("valid", 100), ("test", 160)):
+        x, y = synth_split(count, rng)
+        for role, body in (("x", h5_bytes(x=x)), ("y", h5_bytes(y=y.reshape(-1, 1, 1, 1)))):
+            pipeline.drop(f"incoming/datasets/scorer/camelyonpatch_level_2_split_{split}_{role}.h5", body)
+    pipeline.settle()
+
+
+def read_csv(stack, slide_id) -> list[dict]:
+    rows = list(csv.reader(io.StringIO(stack.read(f"predictions/{slide_id}.csv").decode())))
+    assert rows[0] == HEADER, "the CSV header is a contract"
+    return [dict(zip(HEADER, row, strict=True)) for row in rows[1:]]
+
+
+def slide_record(stack, slide_id):
+    return stack.state.get(f"slide#{slide_id}")
+
+
+def scoring_jobs(stack, slide_id):
+    return [r for r in stack.records() if r["pk"].startswith("job#") and r.get("slide_id") == slide_id]
+
+
+def test_a_slide_before_any_model_waits_and_is_scored_once_a_model_is_promoted(stack, pipeline):
+    patches, coords = drop_slide(pipeline, "early", seed=1)
+    assert slide_record(stack, "early")["scoring_status"] == "waiting for a model"
+    assert not stack.list_keys("predictions/")
+
+    drop_dataset(pipeline)
+    current = stack.state.get("models", "current")
+    assert current is not None, "the dataset's model is promoted"
+    assert slide_record(stack, "early")["scoring_status"] == "scored"
+
+    rows = read_csv(stack, "early")
+    assert [int(r["patch_index"]) for r in rows] == list(range(len(patches))), "one row per patch, in order"
+    assert [(int(r["coord_x"]), int(r["coord_y"])) for r in rows] == [tuple(c) for c in coords.tolist()]
+    for row in rows:
+        probability = float(row["tumor_probability"])
+        assert 0 <= probability <= 1 and int(row["label"]) == int(probability >= 0.5)
+
+    summary = pipeline.json("predictions/early.json")
+    assert summary["patch_count"] == len(patches) and summary["model_name"] == current["model_name"]
+    assert summary["tumour_patch_count"] == sum(int(r["label"]) for r in rows)
+    assert summary["input_key"] == "incoming/slides/early.h5" and summary["input_version"]
+    assert summary["model_metrics"]["auc"] > 0.9 and summary["threshold"] == 0.5
+    assert Image.open(io.BytesIO(stack.read("predictions/early.png"))).format == "PNG"
+
+    (event,) = pipeline.events_for("Slide Scored", slide_id="early")
+    assert event["source"] == "pcam.pipeline"
+    assert event["detail"]["csv_uri"] == f"s3://{stack.bucket}/predictions/early.csv"
+    assert event["detail"]["tumour_fraction"] == summary["tumour_fraction"]
+
+
+def test_a_slide_after_the_model_is_scored_and_without_coords_gets_empty_coords_and_no_heatmap(stack, pipeline):
+    patches, _ = drop_slide(pipeline, "plain", rows=3, cols=3, seed=2, with_coords=False)
+    rows = read_csv(stack, "plain")
+    assert len(rows) == len(patches)
+    assert all(r["coord_x"] == "" and r["coord_y"] == "" for r in rows)
+    assert pipeline.json("predictions/plain.json")["heatmap_uri"] is None
+    assert not stack.list_keys("predictions/plain.png")
+
+
+def test_a_slide_dropped_again_is_scored_again_and_the_new_result_replaces_the_old(stack, pipeline):
+    drop_slide(pipeline, "again", rows=3, cols=4, seed=3)
+    first = pipeline.json("predictions/again.json")
+    drop_slide(pipeline, "again", rows=5, cols=4, seed=4)
+    second = pipeline.json("predictions/again.json")
+    assert (first["patch_count"], second["patch_count"]) == (12, 20)
+    assert second["input_version"] != first["input_version"]
+    assert len(read_csv(stack, "again")) == 20
+    assert len(pipeline.events_for("Slide Scored", slide_id="again")) == 2
+
+
+def test_duplicate_slide_ready_events_start_no_second_transform(stack, pipeline):
+    drop_slide(pipeline, "dupe", rows=2, cols=3, seed=5)
+    events = stack._session.client("events", endpoint_url=stack.endpoint)
+    (ready,) = pipeline.events_for("Slide Ready", slide_id="dupe")
+    entry = {
+        "Source": ready["source"],
+        "DetailType": ready["detail-type"],
+        "Detail": json.dumps(ready["detail"]),
+        "EventBusName": stack.deployed.outputs["PipelineBusName"],
+    }
+    events.put_events(Entries=[entry, entry])
+    pipeline.settle()
+    assert len(scoring_jobs(stack, "dupe")) == 1
+    assert len(pipeline.events_for("Slide Scored", slide_id="dupe")) == 1
+
+
+def test_a_failed_transform_marks_the_slide_failed_alerts_and_writes_no_csv(stack, pipeline, mailbox):
+    mailbox()
+    stack.sagemaker.outcome_next["TransformJob"] = ("Failed", "ClientError: unable to decode an image")
+    drop_slide(pipeline, "unlucky", rows=2, cols=2, seed=6)
+    record = slide_record(stack, "unlucky")
+    assert record["scoring_status"] == "failed" and "unable to decode" in record["scoring_failure"]
+    assert not stack.list_keys("predictions/unlucky")
+    assert any("slide unlucky" in message and "unable to decode" in message for message in mailbox())
+
+
+def test_a_missing_prediction_output_fails_the_slide_without_a_partial_csv(stack, pipeline, mailbox):
+    mailbox()
+    stack.sagemaker.lose_outputs_next = 1
+    drop_slide(pipeline, "lossy", rows=2, cols=3, seed=7)
+    record = slide_record(stack, "lossy")
+    assert record["scoring_status"] == "failed" and "prediction of patch 5" in record["scoring_failure"]
+    assert not stack.list_keys("predictions/lossy")
+    assert not pipeline.events_for("Slide Scored", slide_id="lossy")
+    assert any("slide lossy" in message for message in mailbox())
