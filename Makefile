@@ -44,9 +44,7 @@ integration: setup
 	$(VENV)/bin/pytest -q -m integration
 
 demo: setup
-	rm -rf demo-drop
-	$(VENV)/bin/pcam synth demo-drop
-	$(VENV)/bin/pcam local run demo-drop --out pcam-output
+	$(VENV)/bin/pcam demo --drop demo-drop --out pcam-output
 
 bench: setup
 	$(VENV)/bin/python bench/bench_ingest.py

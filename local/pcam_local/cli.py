@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 # Piped output (make, CI logs) gets a wide console so that tables stay readable.
@@ -34,36 +36,78 @@ def _synth(args) -> int:
     return 0
 
 
-def _local_run(args) -> int:
+def _wait_with_progress(stack, timeout: float) -> bool:
+    """Wait until the pipeline is idle, showing a progress bar per long step (read from the state table)."""
+    from pcam_local.report import progress
+
+    done = threading.Event()
+    outcome: list[bool] = []
+
+    def wait() -> None:
+        outcome.append(stack.wait_until_idle(timeout=timeout))
+        done.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bars:
+        tasks: dict[str, int] = {}
+        while True:
+            finished = done.wait(timeout=1.0)
+            for step, (completed, total) in progress(stack.records()).items():
+                if step not in tasks:
+                    tasks[step] = bars.add_task(step, total=None)
+                bars.update(tasks[step], completed=completed, total=total or None)
+            if finished:
+                return outcome[0]
+
+
+def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: float) -> int:
     from pcam_local.local_stack import LocalStack
     from pcam_local.report import summarise, write_summary
 
-    drop_dir, out_dir = Path(args.drop_dir), Path(args.out)
     if not drop_dir.is_dir():
         console.print(f"[red]{drop_dir} is not a folder[/red]")
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)
-    with LocalStack(port=args.port, work_dir=out_dir / ".local-stack") as stack:
+    with LocalStack(port=port, work_dir=out_dir / ".local-stack") as stack:
         console.print(f"local stack up at {stack.endpoint}, bucket s3://{stack.bucket}")
         started = time.monotonic()
         keys = stack.drop_directory(drop_dir)
         console.print(f"dropped {len(keys)} files under s3://{stack.bucket}/incoming/")
-        with console.status("pipeline running (ingest, convert, train, evaluate, promote)…"):
-            idle = stack.wait_until_idle(timeout=args.timeout)
+        idle = _wait_with_progress(stack, timeout)
         elapsed = time.monotonic() - started
         stack.download_results(out_dir)
         summary = summarise(stack)
     write_summary(summary, out_dir)
     _print_summary(summary, elapsed, out_dir)
     if not idle:
-        console.print(f"[red]the pipeline was still busy after {args.timeout} s[/red]")
+        console.print(f"[red]the pipeline was still busy after {timeout} s[/red]")
         return 1
-    console.print("[yellow]Slide scoring is not built yet: the run stops at the promoted model.[/yellow]")
     return 1 if summary["problems"] else 0
 
 
+def _local_run(args) -> int:
+    return _run_pipeline(Path(args.drop_dir), Path(args.out), args.port, args.timeout)
+
+
+def _demo(args) -> int:
+    import shutil
+
+    started = time.monotonic()
+    drop_dir = Path(args.drop)
+    for owned in (drop_dir, Path(args.out)):  # the demo's own folders: start from nothing
+        shutil.rmtree(owned, ignore_errors=True)
+    args.dir, args.dataset, args.seed = str(drop_dir), "synthetic", 0
+    args.train, args.valid, args.test, args.slides, args.slide_rows, args.slide_cols = 2000, 500, 500, 2, 12, 16
+    with console.status("synthesising a dataset and two slides…"):
+        _synth(args)
+    code = _run_pipeline(drop_dir, Path(args.out), args.port, args.timeout)
+    console.print(f"demo finished in {time.monotonic() - started:.0f} s")
+    return code
+
+
 def _print_summary(summary: dict, elapsed: float, out_dir: Path) -> None:
-    table = Table(title=f"Dropped files ({elapsed:.1f} s)")
+    table = Table(title=f"Dropped files (whole pipeline: {elapsed:.1f} s)")
     for column in ("file", "status", "patches", "detail"):
         table.add_column(column, overflow="fold")
     for item in summary["files"]:
@@ -87,10 +131,22 @@ def _print_summary(summary: dict, elapsed: float, out_dir: Path) -> None:
         )
     else:
         console.print("no model is current yet (none trained, or none passed the promotion gate)")
+    if summary["slides"]:
+        slides = Table(title="Slides")
+        for column in ("slide", "patches", "tumour fraction", "status", "predictions"):
+            slides.add_column(column, overflow="fold")
+        for item in summary["slides"]:
+            fraction = "" if item["tumour_fraction"] is None else f"{item['tumour_fraction']:.1%}"
+            where = item["predictions_key"] or item["reason"]
+            if item["predictions_key"]:
+                where = f"{out_dir / item['predictions_key']} (+ .json, .png)"
+            slides.add_row(item["slide_id"], str(item["patch_count"]), fraction, item["scoring_status"], where)
+        console.print(slides)
     for problem in summary["problems"]:
         console.print(f"[red]problem:[/red] {problem}")
     console.print(
-        f"results in {out_dir}/ (manifests/, evaluations/, quarantine/, summary.json; logs in .local-stack/logs/)"
+        f"results in {out_dir}/: predictions/ (CSV, JSON, heatmaps), evaluations/ (metrics, ROC), manifests/, "
+        "quarantine/, summary.json; logs in .local-stack/logs/"
     )
 
 
@@ -204,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=None)
     run.add_argument("--timeout", type=float, default=1800)
     run.set_defaults(run=_local_run)
+    demo = commands.add_parser("demo", help="the whole product on the local stack: synthesise, train, score")
+    demo.add_argument("--drop", default="demo-drop", help="where the synthetic drop is written")
+    demo.add_argument("--out", default="pcam-output", help="where the results are copied")
+    demo.add_argument("--port", type=int, default=None)
+    demo.add_argument("--timeout", type=float, default=1800)
+    demo.set_defaults(run=_demo)
     up = local.add_parser("up", help="keep the local stack running in the foreground")
     up.add_argument("--port", type=int, default=None)
     up.set_defaults(run=_local_up)

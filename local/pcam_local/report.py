@@ -63,6 +63,21 @@ def summarise(stack) -> dict:
         (r for r in records if r["pk"] == "models" and r["sk"].startswith("model#")), key=lambda m: m["created_at"]
     )
     current = next((r for r in records if r["pk"] == "models" and r["sk"] == "current"), None)
+    slides = [
+        {
+            "slide_id": r["slide_id"],
+            "patch_count": r.get("x_count"),
+            "scoring_status": r.get("scoring_status", "not ready"),
+            "tumour_fraction": r.get("tumour_fraction"),
+            "predictions_key": r.get("predictions_key", ""),
+            "reason": r.get("scoring_failure", ""),
+        }
+        for r in owners
+        if r.get("kind") == "slide"
+    ]
+    problems += [
+        f"slide {s['slide_id']}: scoring failed: {s['reason']}" for s in slides if s["scoring_status"] == "failed"
+    ]
     dead = {queue: messages for queue, messages in stack.dead_letters().items() if messages}
     for queue, messages in dead.items():
         problems.append(f"{len(messages)} message(s) in {queue}")
@@ -73,9 +88,27 @@ def summarise(stack) -> dict:
         "jobs": jobs,
         "models": models,
         "current_model": current,
+        "slides": sorted(slides, key=lambda s: s["slide_id"]),
         "problems": problems,
         "events": stack.pipeline_events(),
         "dead_letters": dead,
+    }
+
+
+def progress(records: list[dict]) -> dict[str, tuple[int, int]]:
+    """(done, total) of each long step, from the state table, for progress bars."""
+    owners = [r for r in records if r["pk"].startswith(("split#", "slide#"))]
+    shards_total = sum(r.get("shards_total", 0) for r in owners)
+    shards_done = sum(len(r.get("shards_done", [])) for r in owners)
+    model_jobs = [r for r in records if r["pk"].startswith("job#") and r.get("kind") != "slide scoring"]
+    slides = [r for r in owners if r.get("kind") == "slide"]
+    return {
+        "convert patches (shards)": (shards_done, shards_total),
+        "train, evaluate, promote (SageMaker jobs)": (
+            sum(r.get("status") in ("Completed", "Failed", "Stopped") for r in model_jobs),
+            len(model_jobs),
+        ),
+        "score slides": (sum(r.get("scoring_status") in ("scored", "failed") for r in slides), len(slides)),
     }
 
 

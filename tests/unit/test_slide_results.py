@@ -1,0 +1,90 @@
+"""The files downstream systems read for a scored slide, and how predictions are gathered."""
+
+import csv
+import io
+import json
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+from PIL import Image
+
+from pcam_pipeline.slide_results import CSV_HEADER, colour_of, heatmap_png, prediction_csv, summary_figures
+from pcam_pipeline.slide_scoring import ScoringFailed, gather_tumour_probabilities
+
+PROBABILITIES = np.array([0.1, 0.5, 0.49, 0.97])
+COORDS = np.array([[0, 0], [96, 0], [0, 96], [96, 96]])
+
+
+def test_csv_has_the_contract_header_one_row_per_patch_in_order_and_labels_at_the_threshold():
+    rows = list(csv.reader(io.StringIO(prediction_csv("s1", PROBABILITIES, COORDS, 0.5).decode())))
+    assert ",".join(rows[0]) == CSV_HEADER == "slide_id,patch_index,coord_x,coord_y,tumor_probability,label"
+    assert rows[1:] == [
+        ["s1", "0", "0", "0", "0.100000", "0"],
+        ["s1", "1", "96", "0", "0.500000", "1"],
+        ["s1", "2", "0", "96", "0.490000", "0"],
+        ["s1", "3", "96", "96", "0.970000", "1"],
+    ]
+
+
+def test_csv_leaves_coords_empty_when_the_slide_has_none():
+    rows = prediction_csv("s1", PROBABILITIES[:2], None, 0.5).decode().splitlines()
+    assert rows[1:] == ["s1,0,,,0.100000,0", "s1,1,,,0.500000,1"]
+
+
+def test_summary_figures():
+    figures = summary_figures(PROBABILITIES, 0.5)
+    assert figures["patch_count"] == 4 and figures["tumour_patch_count"] == 2
+    assert figures["tumour_fraction"] == 0.5 and figures["max_probability"] == pytest.approx(0.97)
+    assert figures["mean_probability"] == pytest.approx(PROBABILITIES.mean())
+
+
+def test_heatmap_places_each_patch_at_its_position_with_the_colour_of_its_probability():
+    picture = np.asarray(Image.open(io.BytesIO(heatmap_png(COORDS, PROBABILITIES, "s1", 0.5))).convert("RGB"))
+    cell = 24  # 2x2 grid → the largest cell size
+    low = picture[60 + cell // 2, 20 + cell // 2]  # patch 0 at (0, 0): top-left cell
+    high = picture[60 + cell + cell // 2, 20 + cell + cell // 2]  # patch 3 at (96, 96)
+    assert tuple(low) == tuple(colour_of(np.array([0.1]))[0])
+    assert tuple(high) == tuple(colour_of(np.array([0.97]))[0])
+
+
+def test_colour_scale_runs_from_dark_to_bright():
+    dark, bright = colour_of(np.array([0.0, 1.0]))
+    assert dark.sum() < bright.sum()
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="bkt")
+        yield client
+
+
+def put_outputs(s3, probabilities, skip=()):
+    for index, p in enumerate(probabilities):
+        if index not in skip:
+            body = json.dumps({"prediction": [1 - p, p]})
+            s3.put_object(Bucket="bkt", Key=f"scores/s1/job/{index:07d}.jpg.out", Body=body)
+
+
+def test_gathering_reads_every_output_in_patch_order(s3):
+    probabilities = np.linspace(0, 1, 50)
+    put_outputs(s3, probabilities)
+    gathered = gather_tumour_probabilities(s3, "bkt", "scores/s1/job/", 50, threads=8)
+    assert gathered == pytest.approx(probabilities)
+
+
+def test_a_missing_output_is_named(s3):
+    put_outputs(s3, np.full(5, 0.5), skip={3})
+    with pytest.raises(ScoringFailed, match=r"prediction of patch 3 \(scores/s1/job/0000003.jpg.out\) is missing"):
+        gather_tumour_probabilities(s3, "bkt", "scores/s1/job/", 5)
+
+
+def test_an_unreadable_output_is_named(s3):
+    put_outputs(s3, np.full(2, 0.5))
+    s3.put_object(Bucket="bkt", Key="scores/s1/job/0000001.jpg.out", Body=b"<html>")
+    with pytest.raises(ScoringFailed, match="0000001.jpg.out is not a prediction of two classes"):
+        gather_tumour_probabilities(s3, "bkt", "scores/s1/job/", 2)
