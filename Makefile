@@ -49,6 +49,7 @@ demo: setup
 bench: setup
 	$(VENV)/bin/python bench/bench_ingest.py
 	$(VENV)/bin/python bench/bench_local_model.py
+	$(VENV)/bin/python bench/bench_scoring.py
 
 # Re-resolve the pins from the *.in files (needs the package registry).
 lock:

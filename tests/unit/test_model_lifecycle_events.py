@@ -91,6 +91,6 @@ def test_a_failed_job_records_its_reason(lifecycle, aws_pipeline):
 
 
 def test_other_events_are_ignored(lifecycle):
-    assert lifecycle.on_event("Slide Ready", {"slide_id": "s"})["status"] == "ignored"
+    assert lifecycle.on_event("Slide Scored", {"slide_id": "s"})["status"] == "ignored"
     detail_type, detail = training_event("Completed")
     assert lifecycle.on_event(detail_type, {**detail, "TrainingJobName": "not-ours"})["status"] == "ignored"
