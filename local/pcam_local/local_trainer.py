@@ -18,7 +18,6 @@ import numpy as np
 from PIL import Image
 
 from pcam_pipeline.sagemaker_jobs import validate
-from pcam_training.local_model import LocalImageClassifier
 
 MODEL_FILE = "local-image-classifier.pkl"
 
@@ -74,7 +73,7 @@ def run_training_job(s3, request: dict) -> TrainingResult:
     x_train, y_train = load_patches(s3, train_records)
     x_valid, y_valid = load_patches(s3, read_augmented_manifest(s3, channels["validation"]))
     # The ResNet's optimiser settings do not carry over to gradient boosting: the local model keeps its own.
-    model = LocalImageClassifier().fit(x_train, y_train)
+    model = _classifier()().fit(x_train, y_train)
     accuracy = float((model.predict_proba(x_valid).argmax(axis=1) == y_valid).mean())
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
@@ -88,7 +87,15 @@ def run_training_job(s3, request: dict) -> TrainingResult:
     return TrainingResult(f"s3://{bucket}/{key}", len(y_train), len(y_valid), accuracy)
 
 
-def load_model(s3, model_uri: str) -> LocalImageClassifier:
+def _classifier():
+    """Imported when a job runs: the local stack's spawned Lambda workers re-import whatever the main
+    module imported, and scikit-learn would add ~100 MB to each of them."""
+    from pcam_training.local_model import LocalImageClassifier
+
+    return LocalImageClassifier
+
+
+def load_model(s3, model_uri: str):
     bucket, key = _split_uri(model_uri)
     with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
-        return LocalImageClassifier.loads(tar.extractfile(MODEL_FILE).read())
+        return _classifier().loads(tar.extractfile(MODEL_FILE).read())

@@ -22,6 +22,35 @@ def stack(tmp_path_factory):
         yield running
 
 
+@pytest.fixture(scope="module")
+def private_stack(tmp_path_factory, request):
+    """A stack for one module only, for tests that need to know which model is current.
+
+    Use it by overriding ``stack`` in the module: ``def stack(private_stack): return private_stack``.
+    """
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    with LocalStack(parameters=TEST_PARAMETERS, work_dir=tmp_path_factory.mktemp(name)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def alerts(stack):
+    """An operator's mailbox: a queue subscribed to the alert topic; returns the SNS messages received."""
+    sqs = stack.sqs
+    url = sqs.create_queue(QueueName=f"operator-mailbox-{id(stack)}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns = stack._session.client("sns", endpoint_url=stack.endpoint)
+    sns.subscribe(TopicArn=stack.deployed.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn)
+
+    def read() -> list[dict]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(m["Body"]) for m in messages]
+
+    return read
+
+
 def h5_bytes(**datasets) -> bytes:
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
@@ -38,6 +67,21 @@ class Pipeline:
 
     def drop(self, key: str, body: bytes) -> None:
         self.stack.s3.put_object(Bucket=self.stack.bucket, Key=key, Body=body)
+
+    def drop_split(self, dataset: str, split: str, x, y) -> None:
+        """Drop a split's images and labels under the official PCam file names."""
+        for role, body in (("x", h5_bytes(x=x)), ("y", h5_bytes(y=y.reshape(-1, 1, 1, 1)))):
+            self.drop(f"incoming/datasets/{dataset}/camelyonpatch_level_2_split_{split}_{role}.h5", body)
+
+    def publish_again(self, event: dict, times: int = 2) -> None:
+        """Deliver a pipeline event again, as EventBridge's at-least-once delivery may."""
+        entry = {
+            "Source": event["source"],
+            "DetailType": event["detail-type"],
+            "Detail": json.dumps(event["detail"]),
+            "EventBusName": self.stack.deployed.outputs["PipelineBusName"],
+        }
+        self.stack._session.client("events", endpoint_url=self.stack.endpoint).put_events(Entries=[entry] * times)
 
     def settle(self) -> None:
         assert self.stack.wait_until_idle(timeout=180), "the pipeline did not go idle"

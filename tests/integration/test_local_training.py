@@ -6,14 +6,13 @@ import pytest
 from pcam_local.local_trainer import TrainingFailed, load_model, run_training_job
 from pcam_local.synth import synth_split
 from pcam_pipeline.sagemaker_jobs import SageMakerSettings, TrainingInputs, job_name, training_job_request
-from tests.integration.conftest import INTEGRATION, h5_bytes
+from tests.integration.conftest import INTEGRATION
 
 pytestmark = INTEGRATION
 
 
 def _ingest_split(pipeline, dataset, split, x, y):
-    for role, body in (("x", h5_bytes(x=x)), ("y", h5_bytes(y=y.reshape(-1, 1, 1, 1)))):
-        pipeline.drop(f"incoming/datasets/{dataset}/camelyonpatch_level_2_split_{split}_{role}.h5", body)
+    pipeline.drop_split(dataset, split, x, y)
     pipeline.settle()
     (event,) = pipeline.events_for("Split Ready", dataset=dataset, split=split)
     return event["detail"]

@@ -12,9 +12,8 @@ import pytest
 from PIL import Image
 
 from pcam_local.cli import main
-from pcam_local.local_stack import LocalStack
 from pcam_local.synth import synth_split
-from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline, h5_bytes
+from tests.integration.conftest import INTEGRATION
 
 pytestmark = INTEGRATION
 
@@ -22,32 +21,8 @@ SIZES = {"train": 300, "valid": 100, "test": 160}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with LocalStack(parameters=TEST_PARAMETERS, work_dir=tmp_path_factory.mktemp("model-stack")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def pipeline(stack):
-    return Pipeline(stack)
-
-
-@pytest.fixture(scope="module")
-def alerts(stack):
-    """An operator's mailbox: a queue subscribed to the alert topic."""
-    sqs = stack.sqs
-    url = sqs.create_queue(QueueName="operator-mailbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns = stack._session.client("sns", endpoint_url=stack.endpoint)
-    sns.subscribe(TopicArn=stack.deployed.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn)
-
-    def read() -> list[dict]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-        for message in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return [json.loads(m["Body"]) for m in messages]
-
-    return read
+def stack(private_stack):
+    return private_stack
 
 
 def drop_dataset(pipeline, dataset, splits=("train", "valid", "test"), seed=0, shuffle_labels=False):
@@ -56,8 +31,7 @@ def drop_dataset(pipeline, dataset, splits=("train", "valid", "test"), seed=0, s
         x, y = synth_split(SIZES[split], rng)
         if shuffle_labels and split != "test":
             y = rng.permutation(y)  # a model that learns nothing
-        for role, body in (("x", h5_bytes(x=x)), ("y", h5_bytes(y=y.reshape(-1, 1, 1, 1)))):
-            pipeline.drop(f"incoming/datasets/{dataset}/camelyonpatch_level_2_split_{split}_{role}.h5", body)
+        pipeline.drop_split(dataset, split, x, y)
     pipeline.settle()
 
 
@@ -110,15 +84,8 @@ def test_a_complete_dataset_trains_evaluates_and_promotes_the_first_model(stack,
 def test_duplicate_ready_events_start_no_second_training_job(stack, pipeline):
     """EventBridge is at-least-once: replaying a dataset's Split Ready events changes nothing."""
     before = len([e for e in stack.sagemaker.events_sent if "Training" in e["detail-type"]])
-    events = stack._session.client("events", endpoint_url=stack.endpoint)
     for ready in pipeline.events_for("Split Ready", dataset="first"):
-        entry = {
-            "Source": ready["source"],
-            "DetailType": ready["detail-type"],
-            "Detail": json.dumps(ready["detail"]),
-            "EventBusName": stack.deployed.outputs["PipelineBusName"],
-        }
-        events.put_events(Entries=[entry, entry])
+        pipeline.publish_again(ready)
     pipeline.settle()
     assert len(jobs_of(stack, "first", "training")) == 1
     assert len([e for e in stack.sagemaker.events_sent if "Training" in e["detail-type"]]) == before

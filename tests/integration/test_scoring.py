@@ -5,15 +5,13 @@ A stack of its own: the first test needs a deployment where no model is current 
 
 import csv
 import io
-import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pcam_local.local_stack import LocalStack
 from pcam_local.synth import synth_slide, synth_split
-from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline, h5_bytes
+from tests.integration.conftest import INTEGRATION, h5_bytes
 
 pytestmark = INTEGRATION
 
@@ -21,31 +19,8 @@ HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", 
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with LocalStack(parameters=TEST_PARAMETERS, work_dir=tmp_path_factory.mktemp("scoring-stack")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def pipeline(stack):
-    return Pipeline(stack)
-
-
-@pytest.fixture(scope="module")
-def mailbox(stack):
-    sqs = stack.sqs
-    url = sqs.create_queue(QueueName="scoring-mailbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns = stack._session.client("sns", endpoint_url=stack.endpoint)
-    sns.subscribe(TopicArn=stack.deployed.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn)
-
-    def read() -> list[str]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-        for message in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return [json.loads(m["Body"])["Message"] for m in messages]
-
-    return read
+def stack(private_stack):
+    return private_stack
 
 
 def drop_slide(pipeline, slide_id, rows=4, cols=5, seed=0, with_coords=True):
@@ -59,9 +34,7 @@ def drop_slide(pipeline, slide_id, rows=4, cols=5, seed=0, with_coords=True):
 def drop_dataset(pipeline):
     rng = np.random.default_rng(21)
     for split, count in (("train", 300), ("valid", 100), ("test", 160)):
-        x, y = synth_split(count, rng)
-        for role, body in (("x", h5_bytes(x=x)), ("y", h5_bytes(y=y.reshape(-1, 1, 1, 1)))):
-            pipeline.drop(f"incoming/datasets/scorer/camelyonpatch_level_2_split_{split}_{role}.h5", body)
+        pipeline.drop_split("scorer", split, *synth_split(count, rng))
     pipeline.settle()
 
 
@@ -131,36 +104,29 @@ def test_a_slide_dropped_again_is_scored_again_and_the_new_result_replaces_the_o
 
 def test_duplicate_slide_ready_events_start_no_second_transform(stack, pipeline):
     drop_slide(pipeline, "dupe", rows=2, cols=3, seed=5)
-    events = stack._session.client("events", endpoint_url=stack.endpoint)
     (ready,) = pipeline.events_for("Slide Ready", slide_id="dupe")
-    entry = {
-        "Source": ready["source"],
-        "DetailType": ready["detail-type"],
-        "Detail": json.dumps(ready["detail"]),
-        "EventBusName": stack.deployed.outputs["PipelineBusName"],
-    }
-    events.put_events(Entries=[entry, entry])
+    pipeline.publish_again(ready)
     pipeline.settle()
     assert len(scoring_jobs(stack, "dupe")) == 1
     assert len(pipeline.events_for("Slide Scored", slide_id="dupe")) == 1
 
 
-def test_a_failed_transform_marks_the_slide_failed_alerts_and_writes_no_csv(stack, pipeline, mailbox):
-    mailbox()
+def test_a_failed_transform_marks_the_slide_failed_alerts_and_writes_no_csv(stack, pipeline, alerts):
+    alerts()
     stack.sagemaker.outcome_next["TransformJob"] = ("Failed", "ClientError: unable to decode an image")
     drop_slide(pipeline, "unlucky", rows=2, cols=2, seed=6)
     record = slide_record(stack, "unlucky")
     assert record["scoring_status"] == "failed" and "unable to decode" in record["scoring_failure"]
     assert not stack.list_keys("predictions/unlucky")
-    assert any("slide unlucky" in message and "unable to decode" in message for message in mailbox())
+    assert any("slide unlucky" in a["Message"] and "unable to decode" in a["Message"] for a in alerts())
 
 
-def test_a_missing_prediction_output_fails_the_slide_without_a_partial_csv(stack, pipeline, mailbox):
-    mailbox()
+def test_a_missing_prediction_output_fails_the_slide_without_a_partial_csv(stack, pipeline, alerts):
+    alerts()
     stack.sagemaker.lose_outputs_next = 1
     drop_slide(pipeline, "lossy", rows=2, cols=3, seed=7)
     record = slide_record(stack, "lossy")
     assert record["scoring_status"] == "failed" and "prediction of patch 5" in record["scoring_failure"]
     assert not stack.list_keys("predictions/lossy")
     assert not pipeline.events_for("Slide Scored", slide_id="lossy")
-    assert any("slide lossy" in message for message in mailbox())
+    assert any("slide lossy" in a["Message"] for a in alerts())

@@ -4,7 +4,7 @@ import numpy as np
 
 from pcam_local.local_stack import LocalStack
 from pcam_local.synth import synth_split
-from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline, h5_bytes
+from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline
 
 pytestmark = INTEGRATION
 
@@ -15,9 +15,7 @@ def test_a_tuning_job_runs_its_trials_and_its_best_training_job_continues_the_fl
         pipeline = Pipeline(stack)
         rng = np.random.default_rng(7)
         for split, count in (("train", 240), ("valid", 80), ("test", 120)):
-            x, y = synth_split(count, rng)
-            for role, body in (("x", h5_bytes(x=x)), ("y", h5_bytes(y=y.reshape(-1, 1, 1, 1)))):
-                pipeline.drop(f"incoming/datasets/tuned/camelyonpatch_level_2_split_{split}_{role}.h5", body)
+            pipeline.drop_split("tuned", split, *synth_split(count, rng))
         pipeline.settle()
 
         jobs = [r for r in stack.records() if r["pk"].startswith("job#")]
