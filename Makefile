@@ -4,11 +4,12 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 TOOLS := .venv-tools
+CHECKOV := .venv-checkov
 # pip's notes about this machine's extra local indexes are noise, not errors.
 export SAM_CLI_TELEMETRY := 0
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup tools test unit integration lint template demo bench lock clean
+.PHONY: setup tools test unit integration lint template checkov demo bench lock clean
 
 setup: $(VENV)/.installed
 
@@ -25,16 +26,26 @@ $(TOOLS)/.installed: requirements/tools.txt
 	$(TOOLS)/bin/pip install -q -r requirements/tools.txt $(QUIET_PIP)
 	touch $@
 
+$(CHECKOV)/.installed: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/pip install -q -r requirements/checkov.txt $(QUIET_PIP)
+	touch $@
+
+# Security checks of the template; every skip is justified inline (Metadata: checkov: skip).
+checkov: $(CHECKOV)/.installed
+	$(CHECKOV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 # The template must validate, lint and build (no Docker) at every commit.
-template: tools
+template: setup tools
 	$(TOOLS)/bin/sam validate --lint
 	$(TOOLS)/bin/sam build --cached --parallel
+	$(VENV)/bin/python scripts/check_bundle_sizes.py
 
-test: lint template
+test: lint template checkov
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 unit: setup
@@ -59,4 +70,4 @@ lock:
 	  /tmp/pcam-lock/bin/pip freeze ) > requirements/dev.txt
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam demo-drop pcam-output .pytest_cache
+	rm -rf $(VENV) $(TOOLS) $(CHECKOV) .aws-sam demo-drop pcam-output .pytest_cache

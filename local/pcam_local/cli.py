@@ -77,7 +77,8 @@ def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: floa
         idle = _wait_with_progress(stack, timeout)
         elapsed = time.monotonic() - started
         stack.download_results(out_dir)
-        summary = summarise(stack)
+        dead_letters = {queue: len(messages) for queue, messages in stack.dead_letters().items()}
+        summary = summarise(stack.records(), dead_letters, stack.pipeline_events())
     write_summary(summary, out_dir)
     _print_summary(summary, elapsed, out_dir)
     if not idle:
@@ -106,8 +107,10 @@ def _demo(args) -> int:
     return code
 
 
-def _print_summary(summary: dict, elapsed: float, out_dir: Path) -> None:
-    table = Table(title=f"Dropped files (whole pipeline: {elapsed:.1f} s)")
+def _print_summary(summary: dict, elapsed: float | None, out_dir: Path | None) -> None:
+    """The tables of `pcam local run` and `pcam status`; out_dir is where results were copied, if anywhere."""
+    title = "Dropped files" if elapsed is None else f"Dropped files (whole pipeline: {elapsed:.1f} s)"
+    table = Table(title=title)
     for column in ("file", "status", "patches", "detail"):
         table.add_column(column, overflow="fold")
     for item in summary["files"]:
@@ -119,6 +122,14 @@ def _print_summary(summary: dict, elapsed: float, out_dir: Path) -> None:
     for item in summary["ready"]:
         ready.add_row(item["name"], str(item["patch_count"]), item["manifest_key"])
     console.print(ready)
+    if summary["jobs"]:
+        jobs = Table(title="SageMaker jobs")
+        for column in ("job", "kind", "for", "status", "started", "ended", "reason"):
+            jobs.add_column(column, overflow="fold")
+        for job in summary["jobs"]:
+            started, ended = (str(job.get(k) or "")[:19].replace("T", " ") for k in ("started_at", "ended_at"))
+            jobs.add_row(job["name"], job["kind"], job["for"], job["status"], started, ended, job["reason"])
+        console.print(jobs)
     if summary["models"]:
         console.print(_models_table(summary["models"], summary["current_model"]))
     current = summary["current_model"]
@@ -139,11 +150,14 @@ def _print_summary(summary: dict, elapsed: float, out_dir: Path) -> None:
             fraction = "" if item["tumour_fraction"] is None else f"{item['tumour_fraction']:.1%}"
             where = item["predictions_key"] or item["reason"]
             if item["predictions_key"]:
-                where = f"{out_dir / item['predictions_key']} (+ .json, .png)"
+                place = out_dir / item["predictions_key"] if out_dir else item["predictions_key"]
+                where = f"{place} (+ .json, .png)"
             slides.add_row(item["slide_id"], str(item["patch_count"]), fraction, item["scoring_status"], where)
         console.print(slides)
     for problem in summary["problems"]:
         console.print(f"[red]problem:[/red] {problem}")
+    if out_dir is None:
+        return
     console.print(
         f"results in {out_dir}/: predictions/ (CSV, JSON, heatmaps), evaluations/ (metrics, ROC), manifests/, "
         "quarantine/, summary.json; logs in .local-stack/logs/"
@@ -237,6 +251,36 @@ def _change_current(args) -> int:
     return 0
 
 
+def _status(args) -> int:
+    from pcam_local.operations import DeployedStackView, StackNotFound
+    from pcam_local.report import summarise
+
+    try:
+        view = DeployedStackView(args.stack)
+        summary = summarise(view.records(), view.dead_letter_counts())
+    except StackNotFound as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary, None, None)
+    return 1 if summary["problems"] else 0
+
+
+def _redrive(args) -> int:
+    from pcam_local.operations import DeployedStackView, StackNotFound
+
+    try:
+        moved = DeployedStackView(args.stack).redrive(args.queue)
+    except StackNotFound as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    for queue, count in moved.items():
+        console.print(f"{queue}: {count} message(s) moved back to the queue they came from")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcam", description="PCam slide-scoring pipeline")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--reason", default="", help="why, kept in the promotion history")
         command.add_argument("--by", default="", help="who decided (default: your AWS identity)")
         command.set_defaults(run=_change_current)
+    status = commands.add_parser("status", help="every file, dataset, job, model and slide with its state")
+    status.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.set_defaults(run=_status)
+    redrive = commands.add_parser("redrive", help="move dead-lettered messages back to their queues (after a fix)")
+    redrive.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+    redrive.add_argument("--queue", default=None, help="only the dead-letter queue whose name contains this")
+    redrive.set_defaults(run=_redrive)
     return parser
 
 

@@ -35,3 +35,60 @@ def who_is_calling() -> str:
         return boto3.client("sts").get_caller_identity()["Arn"]
     except (ClientError, BotoCoreError):
         return getpass.getuser()
+
+
+class DeployedStackView:
+    """What operators read and fix in a deployed stack: its state records and dead-letter queues."""
+
+    def __init__(self, stack_name: str):
+        self.outputs = stack_outputs(stack_name)
+        self._sqs = boto3.client("sqs")
+
+    def records(self) -> list[dict]:
+        return StateStore(self.outputs["StateTableName"]).scan_all()
+
+    def dead_letter_queues(self) -> dict[str, str]:
+        """Output name without "Url" → queue URL, for every dead-letter queue of the stack."""
+        return {
+            name.removesuffix("Url"): url for name, url in self.outputs.items() if name.endswith("DeadLetterQueueUrl")
+        }
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        counts = {}
+        for name, url in self.dead_letter_queues().items():
+            attributes = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            counts[name] = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+        return counts
+
+    def redrive(self, only: str | None = None) -> dict[str, int]:
+        """Move every dead-lettered message back to the queue it came from; returns how many per queue."""
+        moved = {}
+        for name, url in self.dead_letter_queues().items():
+            if only and only not in name:
+                continue
+            (source,) = self._sqs.list_dead_letter_source_queues(QueueUrl=url)["queueUrls"]
+            moved[name] = self._move_all(url, source)
+        return moved
+
+    def _move_all(self, dead_letter_url: str, source_url: str) -> int:
+        moved = 0
+        while True:
+            messages = self._sqs.receive_message(
+                QueueUrl=dead_letter_url, MaxNumberOfMessages=10, VisibilityTimeout=120, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                return moved
+            entries = [{"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(messages)]
+            sent = self._sqs.send_message_batch(QueueUrl=source_url, Entries=entries)
+            delivered = {entry["Id"] for entry in sent.get("Successful", [])}
+            self._sqs.delete_message_batch(
+                QueueUrl=dead_letter_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                    if str(i) in delivered
+                ],
+            )
+            moved += len(delivered)
+            if len(delivered) < len(messages):
+                raise RuntimeError(f"could not send some messages back to {source_url}: {sent.get('Failed')}")

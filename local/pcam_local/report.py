@@ -9,8 +9,8 @@ PROBLEM_STATUSES = ("quarantined", "failed")
 FAILED_JOB = ("Failed", "Stopped")
 
 
-def summarise(stack) -> dict:
-    records = stack.records()
+def summarise(records: list[dict], dead_letter_counts: dict[str, int], events: list[dict] | None = None) -> dict:
+    """Every file, split, slide, job and model of a deployment, and what went wrong, from its state table."""
     files = sorted(
         (
             {
@@ -45,7 +45,7 @@ def summarise(stack) -> dict:
             {
                 "name": r["pk"].split("#", 1)[1],
                 "kind": r.get("kind"),
-                "dataset": r.get("dataset"),
+                "for": r.get("dataset") or f"slide {r.get('slide_id')}",
                 "status": r.get("status"),
                 "reason": r.get("reason", ""),
                 "started_at": r.get("started_at"),
@@ -78,9 +78,9 @@ def summarise(stack) -> dict:
     problems += [
         f"slide {s['slide_id']}: scoring failed: {s['reason']}" for s in slides if s["scoring_status"] == "failed"
     ]
-    dead = {queue: messages for queue, messages in stack.dead_letters().items() if messages}
-    for queue, messages in dead.items():
-        problems.append(f"{len(messages)} message(s) in {queue}")
+    dead = {queue: count for queue, count in dead_letter_counts.items() if count}
+    for queue, count in dead.items():
+        problems.append(f"{count} message(s) in {queue} (fix the cause, then `pcam redrive`)")
     return {
         "files": files,
         "ready": ready,
@@ -90,7 +90,7 @@ def summarise(stack) -> dict:
         "current_model": current,
         "slides": sorted(slides, key=lambda s: s["slide_id"]),
         "problems": problems,
-        "events": stack.pipeline_events(),
+        "events": events or [],
         "dead_letters": dead,
     }
 

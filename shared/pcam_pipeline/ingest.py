@@ -82,7 +82,7 @@ class Ingestor:
                 logger.info("the dropped file is no longer there; nothing to do")
                 return {"status": "gone"}
             dropped = spelled  # the event did not URL-encode this key
-        self._state.record_file(dropped.key, dropped.version, status="received", received_at=now_iso())
+        self._state.record_file_received(dropped.key, dropped.version)
         try:
             kind = keys.classify_incoming_key(dropped.key)
             source_key, source_version = self._source_of(dropped, kind.compressed)

@@ -188,6 +188,11 @@ class StateStore:
     def record_file(self, key: str, version: str, **fields: Any) -> None:
         self._update(file_pk(key), f"v#{version}", {"key": key, "version": version, **fields})
 
+    def record_file_received(self, key: str, version: str) -> None:
+        """First sight of an upload; a repeated event (a redrive, another notification) changes nothing."""
+        fields = {"key": key, "version": version, "status": "received", "received_at": now_iso()}
+        self._update(file_pk(key), f"v#{version}", fields, condition=Attr("status").not_exists())
+
     # ------------------------------------------------------- splits and slides
     def start_patch_conversion(self, owner_pk: str, fields: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
         """Make this upload the owner's current images; progress of any earlier upload is dropped."""

@@ -1,0 +1,60 @@
+"""Operator commands against the local stack: `pcam status` and `pcam redrive`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pcam_local.cli import main
+from pcam_local.synth import synth_split
+from tests.integration.conftest import INTEGRATION, h5_bytes
+
+pytestmark = INTEGRATION
+
+EVENTS = Path(__file__).parents[2] / "events"
+
+
+def use_stack(stack, monkeypatch):
+    for name, value in stack.environment().items():
+        monkeypatch.setenv(name, value)
+
+
+def object_created(bucket: str, key: str, version: str) -> str:
+    event = json.loads((EVENTS / "s3-object-created-eventbridge.json").read_text())
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"].update(key=key, **{"version-id": version})
+    return json.dumps(event)
+
+
+def test_status_lists_files_datasets_and_problems_as_json(pipeline, monkeypatch, capsys):
+    x, y = synth_split(12, np.random.default_rng(3))
+    pipeline.drop_split("status-check", "train", x, y)
+    pipeline.drop("incoming/slides/not-hdf5.h5", b"plain text")
+    pipeline.settle()
+    use_stack(pipeline.stack, monkeypatch)
+
+    code = main(["status", "--stack", "pcam-local", "--json"])
+
+    status = json.loads(capsys.readouterr().out)
+    assert code == 1, "a quarantined file is a problem operators should see"
+    assert any(f["key"] == "incoming/slides/not-hdf5.h5" and f["status"] == "quarantined" for f in status["files"])
+    ready = {r["name"]: r for r in status["ready"]}
+    assert ready["status-check/train"]["patch_count"] == 12
+    assert any("not-hdf5.h5" in problem for problem in status["problems"])
+
+
+def test_redrive_moves_dead_lettered_messages_back_to_their_queue(pipeline, monkeypatch, capsys):
+    stack = pipeline.stack
+    key = "incoming/slides/redriven.h5"
+    pipeline.drop(key, h5_bytes(x=synth_split(4, np.random.default_rng(4))[0]))
+    pipeline.settle()
+    version = stack.s3.head_object(Bucket=stack.bucket, Key=key)["VersionId"]
+    dead_letter_url = stack.deployed.dead_letter_queues["IngestDeadLetterQueue"]
+    stack.sqs.send_message(QueueUrl=dead_letter_url, MessageBody=object_created(stack.bucket, key, version))
+    use_stack(stack, monkeypatch)
+
+    assert main(["redrive", "--stack", "pcam-local", "--queue", "Ingest"]) == 0
+    assert "IngestDeadLetterQueue: 1 message(s) moved back" in capsys.readouterr().out
+    pipeline.settle()
+    assert not stack.dead_letters()["IngestDeadLetterQueue"]
+    assert pipeline.file_record(key)["status"] == "converted", "the redriven event was handled (idempotently)"

@@ -1,0 +1,86 @@
+"""Static checks of template.yaml that moto cannot enforce: least privilege, encryption, dead letters."""
+
+from pathlib import Path
+
+import pytest
+
+from pcam_local.stack import load_template
+
+TEMPLATE = load_template(Path(__file__).parents[2] / "template.yaml")
+RESOURCES = TEMPLATE["Resources"]
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def allow_statements():
+    """(owner, statement) for every Allow statement of a function's inline policies or an IAM role."""
+    for name, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            for policy in resource["Properties"].get("Policies", []):
+                for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                    yield name, statement
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                yield from ((name, s) for s in policy["PolicyDocument"]["Statement"])
+
+
+def test_no_statement_grants_every_action_or_a_service_wildcard():
+    for owner, statement in allow_statements():
+        for action in _listed(statement["Action"]):
+            assert action != "*" and not action.endswith(":*"), f"{owner}: {action}"
+
+
+def test_only_metric_publishing_has_an_unscoped_resource_and_only_under_a_namespace_condition():
+    for owner, statement in allow_statements():
+        if "*" in _listed(statement["Resource"]):
+            assert _listed(statement["Action"]) == ["cloudwatch:PutMetricData"], owner
+            assert "cloudwatch:namespace" in statement["Condition"]["StringLike"]
+
+
+def test_pass_role_only_passes_the_sagemaker_role_and_only_to_sagemaker():
+    passes = [(o, s) for o, s in allow_statements() if "iam:PassRole" in _listed(s["Action"])]
+    assert passes
+    for _, statement in passes:
+        assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+        assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
+
+
+def test_nothing_the_pipeline_runs_can_write_where_labs_drop_files():
+    for owner, statement in allow_statements():
+        writes = {a for a in _listed(statement["Action"]) if a in ("s3:PutObject", "s3:AbortMultipartUpload")}
+        for resource in _listed(statement["Resource"]) if writes else []:
+            assert "/incoming/" not in str(resource), f"{owner} may write under incoming/"
+
+
+def test_s3_access_is_scoped_to_prefixes_of_the_data_bucket():
+    for owner, statement in allow_statements():
+        for action in _listed(statement["Action"]):
+            if action.startswith("s3:") and action != "s3:ListBucket":
+                for resource in _listed(statement["Resource"]):
+                    text = str(resource)
+                    assert "${DataBucket.Arn}/" in text and not text.endswith("}/*"), f"{owner}: {action} {text}"
+
+
+def test_the_data_bucket_is_versioned_encrypted_private_and_tls_only():
+    bucket = RESOURCES["DataBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    (deny,) = RESOURCES["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+
+
+@pytest.mark.parametrize(
+    "queue", [n for n, r in RESOURCES.items() if r["Type"] == "AWS::SQS::Queue" and "Dead" not in n]
+)
+def test_every_work_queue_has_a_dead_letter_queue_with_an_alarm(queue):
+    dead_letter = RESOURCES[queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    alarms = [
+        r
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": [dead_letter, "QueueName"]}
+    ]
+    assert alarms and alarms[0]["Properties"]["AlarmActions"] == [{"Ref": "AlertTopic"}]
