@@ -84,3 +84,13 @@ def test_every_work_queue_has_a_dead_letter_queue_with_an_alarm(queue):
         and r["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": [dead_letter, "QueueName"]}
     ]
     assert alarms and alarms[0]["Properties"]["AlarmActions"] == [{"Ref": "AlertTopic"}]
+
+
+def test_the_optional_bucket_key_rotates_and_is_usable_only_through_s3_in_this_account():
+    key = RESOURCES["DataKey"]
+    assert key["Condition"] == "UseKms" and key["Properties"]["EnableKeyRotation"] is True
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+        if statement["Principal"]["AWS"] == "*":
+            conditions = statement["Condition"]["StringEquals"]
+            assert {"kms:ViaService", "kms:CallerAccount"} <= set(conditions)
+            assert set(statement["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"}
