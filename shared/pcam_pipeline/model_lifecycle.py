@@ -91,6 +91,7 @@ class ModelLifecycle:
 
     # ================================================================ datasets
     def on_split_ready(self, detail: dict) -> dict:
+        logger.append_keys(dataset=detail["dataset"], split=detail["split"], run_id=detail.get("run_id"))
         if detail["split"] == "test":
             return self.evaluate_waiting_models(detail["dataset"])
         return self.start_training(detail["dataset"])
@@ -171,6 +172,11 @@ class ModelLifecycle:
         job = self._state.get(job_pk(name))
         if job is None:
             return {"status": "ignored", "job": name, "reason": "not started by this pipeline"}
+        # Correlation: the job, and the dataset or slide (and its upload) and model it belongs to.
+        logger.append_keys(
+            job=name,
+            **{k: job[k] for k in ("dataset", "slide_id", "run_id", "model_name") if job.get(k)},
+        )
         reason = (detail.get("FailureReason") or detail.get("ExitMessage") or "") if status != "Completed" else ""
         terminal_already = job["status"] in TERMINAL
         if not terminal_already:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import numpy as np
 from boto3.dynamodb.conditions import Attr
@@ -21,7 +22,7 @@ from pcam_pipeline.hdf5_input import open_hdf5, read_coords
 from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.promotion import ModelRegistry
 from pcam_pipeline.settings import ModelSettings
-from pcam_pipeline.state import CURRENT, StateStore, job_pk, now_iso, slide_pk
+from pcam_pipeline.state import CURRENT, StateStore, file_pk, job_pk, now_iso, slide_pk
 
 SLIDE_SCORING = "slide scoring"
 WAITING_PK = "waiting-slides"
@@ -74,6 +75,7 @@ class SlideScorer:
 
     # ------------------------------------------------------------ starting
     def on_slide_ready(self, detail: dict) -> dict:
+        logger.append_keys(slide_id=detail["slide_id"], run_id=detail["run_id"], file_key=detail.get("input_key"))
         return self.score(detail["slide_id"], detail["run_id"])
 
     def score_waiting_slides(self) -> dict:
@@ -139,10 +141,12 @@ class SlideScorer:
         threshold = self._settings.decision_threshold
         figures = slide_results.summary_figures(probabilities, threshold)
         csv_key, summary_key, heatmap_key = (keys.prediction_key(slide_id, ext) for ext in ("csv", "json", "png"))
+        dropped = self._state.get(file_pk(slide["x_key"]), f"v#{slide['x_version']}") or {}
         summary = {
             "slide_id": slide_id,
             "input_key": slide["x_key"],
             "input_version": slide["x_version"],
+            "dropped_at": dropped.get("received_at"),
             **figures,
             "model_name": job["model_name"],
             "model_metrics": model.get("metrics", {}),
@@ -177,6 +181,9 @@ class SlideScorer:
             remove=("scoring_failure",),
         )
         metrics.add_metric(name="SlidesScored", unit="Count", value=1)
+        if dropped.get("received_at"):
+            latency = datetime.fromisoformat(summary["scored_at"]) - datetime.fromisoformat(dropped["received_at"])
+            metrics.add_metric(name="SlideDropToResultSeconds", unit="Seconds", value=latency.total_seconds())
         logger.info("slide scored", extra={"slide_id": slide_id, **figures})
         return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
 
