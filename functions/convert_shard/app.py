@@ -1,19 +1,16 @@
 """Convert shard: one message per shard of a dropped patch file; writes its JPEGs."""
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pcam_pipeline.convert import ShardConverter, ShardTask
 from pcam_pipeline.notifications import is_last_attempt
-from pcam_pipeline.observability import logger, metrics, tracer
+from pcam_pipeline.observability import logger, sqs_batch_handler
 from pcam_pipeline.settings import ConversionSettings
 
 settings = ConversionSettings.from_env()
 converter = ShardConverter(settings)
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     task = ShardTask.from_message(record.json_body)
     try:
@@ -26,8 +23,4 @@ def record_handler(record: SQSRecord) -> None:
     logger.info("shard converted", extra=result)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event, context):
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+handler = sqs_batch_handler(record_handler)

@@ -2,7 +2,6 @@
 
 from dataclasses import asdict
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -13,12 +12,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 from pcam_pipeline.ingest import Ingestor
 from pcam_pipeline.keys import DroppedFile
 from pcam_pipeline.notifications import dropped_files_in, is_last_attempt
-from pcam_pipeline.observability import logger, metrics, tracer
+from pcam_pipeline.observability import logger, sqs_batch_handler
 from pcam_pipeline.settings import IngestSettings
 
 settings = IngestSettings.from_env()
 ingestor = Ingestor(settings)
-processor = BatchProcessor(event_type=EventType.SQS)
 idempotency = IdempotencyConfig(
     event_key_jmespath="[bucket, key, version_id, etag]", expires_after_seconds=7 * 24 * 3600
 )
@@ -33,7 +31,6 @@ def ingest_once(dropped: dict, claimer: str) -> dict:
     return ingestor.ingest(DroppedFile(**dropped), claimer)
 
 
-@tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     for dropped in dropped_files_in(record.json_body):
         try:
@@ -46,9 +43,4 @@ def record_handler(record: SQSRecord) -> None:
         logger.info("ingested", extra={"key": dropped.key, **result})
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event, context):
-    idempotency.register_lambda_context(context)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+handler = sqs_batch_handler(record_handler, idempotency)

@@ -1,7 +1,20 @@
 import pytest
 
 from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.keys import DatasetFile, DroppedFile, SlideFile, classify_incoming_key, staged_key
+from pcam_pipeline.keys import (
+    DatasetFile,
+    DroppedFile,
+    SlideFile,
+    classify_incoming_key,
+    dataset_image_prefix,
+    prediction_key,
+    quarantine_error_key,
+    quarantine_key,
+    slide_image_prefix,
+    slide_manifest_key,
+    split_manifest_key,
+    staged_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +69,25 @@ def test_run_id_differs_between_uploads_of_the_same_key():
 
 def test_version_falls_back_to_etag_when_the_bucket_is_not_versioned():
     assert DroppedFile("b", "k", None, "abc").version == "abc"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "incoming/datasets/../camelyonpatch_level_2_split_train_x.h5",
+        "incoming/datasets/%2e%2e/a_test_y.h5.gz",
+        "incoming/slides/..h5",
+        "incoming/slides/ünïcode slide #1.h5",
+    ],
+)
+def test_whatever_a_lab_names_a_file_the_pipeline_writes_only_under_its_own_prefixes(key):
+    """S3 keys are literal strings: '..' is a name, not a way out of a prefix."""
+    own = ("images/", "manifests/", "staging/", "quarantine/", "predictions/", "scores/", "evaluations/")
+    kind = classify_incoming_key(key)
+    written = [quarantine_key(key), quarantine_error_key(key), staged_key(key + ".gz")]
+    if isinstance(kind, DatasetFile):
+        written += [dataset_image_prefix(kind.dataset, kind.split, "run"), split_manifest_key(kind.dataset, "x", "t")]
+    else:
+        written += [slide_image_prefix(kind.slide_id, "run"), slide_manifest_key(kind.slide_id, "run")]
+        written += [prediction_key(kind.slide_id, ext) for ext in ("csv", "json", "png")]
+    assert all(k.startswith(own) and not k.startswith("incoming/") for k in written)
