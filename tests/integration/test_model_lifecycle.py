@@ -137,21 +137,29 @@ def test_a_failed_test_transform_marks_the_model_and_alerts(stack, pipeline, ale
     assert any("bad-transform" in a["Message"] for a in alerts())
 
 
-def test_events_for_jobs_the_pipeline_did_not_start_are_ignored(stack, pipeline):
-    events = stack._session.client("events", endpoint_url=stack.endpoint)
-    detail = {"TrainingJobName": "someone-elses-job", "TrainingJobStatus": "Failed", "FailureReason": "not ours"}
-    events.put_events(
-        Entries=[
-            {
-                "Source": "aws.sagemaker",
-                "DetailType": "SageMaker Training Job State Change",
-                "Detail": json.dumps(detail),
-            }
-        ]
-    )
+@pytest.mark.parametrize(
+    ("job", "reaches_the_function"),
+    [("someone-elses-job", False), ("pcam-lookalike-train-0000000000", True)],
+    ids=["filtered-by-the-rule", "ignored-by-the-function"],
+)
+def test_events_for_jobs_the_pipeline_did_not_start_are_ignored(stack, pipeline, alerts, job, reaches_the_function):
+    alerts()
+
+    def flow_invocations() -> int:
+        return sum(i.function == "SageMakerFlowFunction" for i in stack.runtime.invocations)
+
+    before = flow_invocations()
+    detail = {"TrainingJobName": job, "TrainingJobStatus": "Failed", "FailureReason": "not ours"}
+    entry = {
+        "Source": "aws.sagemaker",
+        "DetailType": "SageMaker Training Job State Change",
+        "Detail": json.dumps(detail),
+    }
+    stack._session.client("events", endpoint_url=stack.endpoint).put_events(Entries=[entry])
     pipeline.settle()
-    assert stack.state.get("job#someone-elses-job") is None
-    assert not any(stack.dead_letters().values())
+    assert (flow_invocations() > before) is reaches_the_function
+    assert stack.state.get(f"job#{job}") is None
+    assert not alerts() and not any(stack.dead_letters().values())
 
 
 def test_operators_list_promote_and_roll_back_models(stack, pipeline, monkeypatch, capsys):
