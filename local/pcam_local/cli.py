@@ -98,10 +98,8 @@ def _demo(args) -> int:
     drop_dir = Path(args.drop)
     for owned in (drop_dir, Path(args.out)):  # the demo's own folders: start from nothing
         shutil.rmtree(owned, ignore_errors=True)
-    args.dir, args.dataset, args.seed = str(drop_dir), "synthetic", 0
-    args.train, args.valid, args.test, args.slides, args.slide_rows, args.slide_cols = 2000, 500, 500, 2, 12, 16
     with console.status("synthesising a dataset and two slides…"):
-        _synth(args)
+        _synth(build_parser().parse_args(["synth", str(drop_dir)]))  # synth's defaults are the demo's sizes
     code = _run_pipeline(drop_dir, Path(args.out), args.port, args.timeout)
     console.print(f"demo finished in {time.monotonic() - started:.0f} s")
     return code

@@ -35,7 +35,7 @@ import numpy as np
 from botocore.config import Config
 from PIL import Image
 
-from pcam_local.local_trainer import TrainingFailed, load_model, run_training_job
+from pcam_local.local_trainer import TrainingFailed, load_model, run_training_job, split_s3_uri
 from pcam_local.stack import REGION
 from pcam_pipeline import storage
 from pcam_pipeline.sagemaker_jobs import PROCESSING_ROOT, InvalidSageMakerRequest, validate
@@ -108,11 +108,6 @@ def _json_default(value):
     if isinstance(value, datetime):
         return value.timestamp()
     raise TypeError(f"cannot serialise {type(value)}")
-
-
-def _split_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
 class LocalSageMaker:
@@ -318,7 +313,7 @@ class LocalSageMaker:
             raise TrainingFailed("ClientError: the image classification algorithm takes application/x-image input")
         source = request["TransformInput"]["DataSource"]["S3DataSource"]
         inputs = self._transform_inputs(source["S3DataType"], source["S3Uri"])
-        out_bucket, out_prefix = _split_uri(request["TransformOutput"]["S3OutputPath"])
+        out_bucket, out_prefix = split_s3_uri(request["TransformOutput"]["S3OutputPath"])
         out_prefix = out_prefix.rstrip("/") + "/" if out_prefix else ""
         lost, self.lose_outputs_next = self.lose_outputs_next, 0
         inputs_kept = len(inputs) - lost
@@ -335,10 +330,10 @@ class LocalSageMaker:
 
     def _transform_inputs(self, data_type: str, uri: str) -> list[tuple[str, str, str]]:
         """(bucket, key, output name relative to the input prefix) of every input object, in order."""
-        bucket, key = _split_uri(uri)
+        bucket, key = split_s3_uri(uri)
         if data_type == "ManifestFile":
             entries = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            prefix_bucket, prefix = _split_uri(entries[0]["prefix"])
+            prefix_bucket, prefix = split_s3_uri(entries[0]["prefix"])
             return [(prefix_bucket, prefix + name, name) for name in entries[1:]]
         found = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
@@ -384,7 +379,7 @@ class LocalSageMaker:
             shutil.rmtree(root, ignore_errors=True)
 
     def _download(self, uri: str, target: Path) -> None:
-        bucket, prefix = _split_uri(uri)
+        bucket, prefix = split_s3_uri(uri)
         base = prefix[: prefix.rfind("/") + 1]
         keys = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -401,7 +396,7 @@ class LocalSageMaker:
             list(pool.map(fetch, keys))
 
     def _upload(self, directory: Path, uri: str) -> None:
-        bucket, prefix = _split_uri(uri)
+        bucket, prefix = split_s3_uri(uri)
         prefix = prefix.rstrip("/") + "/" if prefix else ""
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
             self.s3.put_object(

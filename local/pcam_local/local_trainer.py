@@ -34,13 +34,13 @@ class TrainingResult:
     validation_accuracy: float
 
 
-def _split_uri(uri: str) -> tuple[str, str]:
+def split_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
 
 
 def read_augmented_manifest(s3, uri: str) -> list[dict]:
-    bucket, key = _split_uri(uri)
+    bucket, key = split_s3_uri(uri)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
     return [json.loads(line) for line in body.splitlines() if line.strip()]
 
@@ -49,7 +49,7 @@ def load_patches(s3, records: list[dict], threads: int = 16) -> tuple[np.ndarray
     """Fetch and decode every JPEG a manifest lists, in manifest order."""
 
     def fetch(record: dict) -> np.ndarray:
-        bucket, key = _split_uri(record["source-ref"])
+        bucket, key = split_s3_uri(record["source-ref"])
         data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
@@ -81,7 +81,7 @@ def run_training_job(s3, request: dict) -> TrainingResult:
         info = tarfile.TarInfo(MODEL_FILE)
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
-    bucket, prefix = _split_uri(request["OutputDataConfig"]["S3OutputPath"])
+    bucket, prefix = split_s3_uri(request["OutputDataConfig"]["S3OutputPath"])
     key = f"{prefix.rstrip('/')}/{request['TrainingJobName']}/output/model.tar.gz".lstrip("/")
     s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
     return TrainingResult(f"s3://{bucket}/{key}", len(y_train), len(y_valid), accuracy)
@@ -96,6 +96,6 @@ def _classifier():
 
 
 def load_model(s3, model_uri: str):
-    bucket, key = _split_uri(model_uri)
+    bucket, key = split_s3_uri(model_uri)
     with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
         return _classifier().loads(tar.extractfile(MODEL_FILE).read())

@@ -28,7 +28,7 @@ from pcam_pipeline.promotion import ModelRegistry, metric_summary
 from pcam_pipeline.sagemaker_jobs import InvalidSageMakerRequest, TrainingInputs
 from pcam_pipeline.settings import ModelSettings
 from pcam_pipeline.slide_scoring import SLIDE_SCORING, ScoringFailed, SlideScorer
-from pcam_pipeline.state import CURRENT, MODELS_PK, StateStore, job_pk, model_sk, now_iso, split_pk
+from pcam_pipeline.state import CURRENT, MODELS_PK, StateStore, dataset_pk, job_pk, model_sk, now_iso, split_pk
 from pcam_training.config import TrainingConfigError
 
 TRAINING, TUNING, TEST_TRANSFORM, EVALUATION = "training", "tuning", "test transform", "evaluation"
@@ -163,7 +163,7 @@ class ModelLifecycle:
         return True
 
     def _record_dataset(self, dataset: str, **fields) -> None:
-        self._state.update(f"dataset#{dataset}", CURRENT, {"dataset": dataset, **fields})
+        self._state.update(dataset_pk(dataset), CURRENT, {"dataset": dataset, **fields})
 
     # ========================================================== SageMaker events
     def on_sagemaker_event(self, detail_type: str, detail: dict) -> dict:

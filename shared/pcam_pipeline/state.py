@@ -5,6 +5,7 @@ Records (pk, sk):
 - ``split#<dataset>/<split>``, ``current``: the split's current images (x) and labels (y), conversion
   progress of x, and whether the split is ready.
 - ``slide#<slide_id>``, ``current``: the slide's current upload and its conversion progress.
+- ``dataset#<dataset>``, ``current``: its latest training job, that job's status and failure, its latest model.
 - ``job#<name>``, ``current``: a SageMaker job the pipeline started (kind, dataset, status, reason, times).
 - ``models``, ``model#<name>``: a trained model, its evaluation and the promotion decision.
 - ``models``, ``current``: which model scores slides, with its metrics, lineage and the models it replaced.
@@ -41,6 +42,10 @@ def split_pk(dataset: str, split: str) -> str:
 
 def slide_pk(slide_id: str) -> str:
     return f"slide#{slide_id}"
+
+
+def dataset_pk(dataset: str) -> str:
+    return f"dataset#{dataset}"
 
 
 def job_pk(name: str) -> str:
