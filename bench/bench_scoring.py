@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pcam_local.local_stack import LocalStack
-from pcam_pipeline.slide_scoring import GATHER_THREADS, gather_tumour_probabilities
+from pcam_pipeline.blob_store import S3BlobStore
+from pcam_pipeline.prediction_gathering import GATHER_THREADS, gather_tumour_probabilities
 
 OUTPUTS = 20_000
 PREFIX = "scores/bench-slide/bench-job/"
@@ -50,7 +51,7 @@ def raw_get_rate(stack: LocalStack) -> float:
 
 def gather_rate(stack: LocalStack) -> float:
     started = time.monotonic()
-    probabilities = gather_tumour_probabilities(stack.s3, stack.bucket, PREFIX, OUTPUTS)
+    probabilities = gather_tumour_probabilities(S3BlobStore(stack.bucket, stack.s3), PREFIX, OUTPUTS)
     elapsed = time.monotonic() - started
     assert probabilities.size == OUTPUTS
     return OUTPUTS / elapsed

@@ -6,30 +6,21 @@ stopped jobs are recorded and alert operators. Jobs the pipeline did not start a
 
 from aws_lambda_powertools.utilities.data_classes.event_bridge_event import EventBridgeEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 
-from pcam_pipeline.model_lifecycle import ModelLifecycle
-from pcam_pipeline.observability import logger, sqs_batch_handler
+from pcam_pipeline.observability import idempotent_once, logger, sqs_batch_handler
+from pcam_pipeline.sagemaker_flow import SageMakerFlow
 from pcam_pipeline.settings import ModelSettings, idempotency_table
 
 settings = ModelSettings.from_env()
-lifecycle = ModelLifecycle(settings)
+flow = SageMakerFlow(settings)
 # EventBridge may deliver an event twice; its id identifies it.
-idempotency = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=7 * 24 * 3600)
+idempotency, once = idempotent_once("id", idempotency_table())
 
 
-@idempotent_function(
-    data_keyword_argument="event",
-    config=idempotency,
-    persistence_store=DynamoDBPersistenceLayer(table_name=idempotency_table()),
-)
+@once(data_keyword_argument="event")
 def handle_once(event: dict) -> dict:
     parsed = EventBridgeEvent(event)
-    return lifecycle.on_event(parsed.detail_type, parsed.detail)
+    return flow.on_event(parsed.detail_type, parsed.detail)
 
 
 def record_handler(record: SQSRecord) -> None:

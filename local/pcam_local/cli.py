@@ -213,52 +213,61 @@ def _models_table(models: list[dict], current: dict | None) -> Table:
     return table
 
 
+def _operator_command(run):
+    """An operator command against a deployed stack: a stack that cannot be read is a plain error (exit 2)."""
+
+    def command(args) -> int:
+        from pcam_local.operations import StackNotFound
+        from pcam_pipeline.promotion import PromotionError
+
+        try:
+            return run(args)
+        except (StackNotFound, PromotionError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            return 2
+
+    return command
+
+
+@_operator_command
 def _models(args) -> int:
-    from pcam_local.operations import StackNotFound, model_registry
+    from dataclasses import asdict
 
-    try:
-        registry = model_registry(args.stack)
-        models, current = registry.models(), registry.current()
-    except StackNotFound as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 2
+    from pcam_local.operations import model_registry
+
+    registry = model_registry(args.stack)
+    models, current = registry.models(), registry.current()
     if args.json:
-        print(json.dumps({"current": current, "models": models}, indent=2, default=str))
+        document = {"current": current and asdict(current), "models": [asdict(m) for m in models]}
+        print(json.dumps(document, indent=2, default=str))
         return 0
-    console.print(_models_table(models, current))
+    console.print(_models_table([asdict(m) for m in models], current and asdict(current)))
     if current:
-        console.print(f"current: {current['model_name']} since {current['promoted_at']} by {current['promoted_by']}")
+        console.print(f"current: {current.model_name} since {current.promoted_at} by {current.promoted_by}")
     return 0
 
 
+@_operator_command
 def _change_current(args) -> int:
-    from pcam_local.operations import StackNotFound, model_registry, who_is_calling
-    from pcam_pipeline.promotion import PromotionError
+    from pcam_local.operations import model_registry, who_is_calling
 
-    try:
-        registry = model_registry(args.stack)
-        by = args.by or who_is_calling()
-        if args.command == "promote":
-            current = registry.promote(args.model, by, args.reason)
-        else:
-            current = registry.rollback(by, args.reason)
-    except (StackNotFound, PromotionError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 2
-    console.print(f"current model is now [bold]{current['model_name']}[/bold] ({current['reason']}; by {by})")
+    registry = model_registry(args.stack)
+    by = args.by or who_is_calling()
+    if args.command == "promote":
+        current = registry.promote(args.model, by, args.reason)
+    else:
+        current = registry.rollback(by, args.reason)
+    console.print(f"current model is now [bold]{current.model_name}[/bold] ({current.reason}; by {by})")
     return 0
 
 
+@_operator_command
 def _status(args) -> int:
-    from pcam_local.operations import DeployedStackView, StackNotFound
+    from pcam_local.operations import DeployedStackView
     from pcam_local.report import summarise
 
-    try:
-        view = DeployedStackView(args.stack)
-        summary = summarise(view.records(), view.dead_letter_counts())
-    except StackNotFound as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 2
+    view = DeployedStackView(args.stack)
+    summary = summarise(view.records(), view.dead_letter_counts())
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -266,14 +275,11 @@ def _status(args) -> int:
     return 1 if summary["problems"] else 0
 
 
+@_operator_command
 def _redrive(args) -> int:
-    from pcam_local.operations import DeployedStackView, StackNotFound
+    from pcam_local.operations import DeployedStackView
 
-    try:
-        moved = DeployedStackView(args.stack).redrive(args.queue)
-    except StackNotFound as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 2
+    moved = DeployedStackView(args.stack).redrive(args.queue)
     for queue, count in moved.items():
         console.print(f"{queue}: {count} message(s) moved back to the queue they came from")
     return 0

@@ -35,10 +35,12 @@ import numpy as np
 from botocore.config import Config
 from PIL import Image
 
-from pcam_local.local_trainer import TrainingFailed, load_model, run_training_job, split_s3_uri
+from pcam_local.job_failures import LocalJobFailed, ProcessingFailed, TransformFailed, TuningFailed
+from pcam_local.local_trainer import load_model, run_training_job, split_s3_uri
 from pcam_local.stack import REGION
 from pcam_pipeline import storage
-from pcam_pipeline.sagemaker_jobs import PROCESSING_ROOT, InvalidSageMakerRequest, validate
+from pcam_pipeline.errors import InvalidJobRequest
+from pcam_pipeline.sagemaker_jobs import PROCESSING_ROOT, validate
 
 ACCOUNT = "123456789012"
 PROCESSING_ENTRY_PYTHON = {"python3", "python"}
@@ -170,7 +172,7 @@ class LocalSageMaker:
     def call(self, operation: str, request: dict) -> dict:
         try:
             validate(operation, request)
-        except InvalidSageMakerRequest as exc:
+        except InvalidJobRequest as exc:
             raise SageMakerError("ValidationException", str(exc)) from exc
         except Exception as exc:  # an operation botocore does not know
             raise SageMakerError("UnknownOperationException", f"{operation} is not a SageMaker operation") from exc
@@ -236,7 +238,7 @@ class LocalSageMaker:
             job.status = "Completed"
         except JobEnded as exc:
             job.status, job.failure_reason = exc.status, exc.reason
-        except TrainingFailed as exc:
+        except LocalJobFailed as exc:
             job.status, job.failure_reason = "Failed", str(exc)
         except Exception as exc:
             job.status = "Failed"
@@ -289,7 +291,7 @@ class LocalSageMaker:
                 accuracy = trial.outputs["FinalMetricDataList"][0]["Value"]
                 trials.append((accuracy, index, trial))
         if not trials:
-            raise TrainingFailed("All training jobs failed")
+            raise TuningFailed("All training jobs failed")
         accuracy, _, best = max(trials, key=lambda t: (t[0], -t[1]))
         job.outputs = {
             "BestTrainingJob": {
@@ -310,7 +312,7 @@ class LocalSageMaker:
         request = job.request
         model = load_model(self.s3, self._models[request["ModelName"]]["PrimaryContainer"]["ModelDataUrl"])
         if request["TransformInput"].get("ContentType") != "application/x-image":
-            raise TrainingFailed("ClientError: the image classification algorithm takes application/x-image input")
+            raise TransformFailed("ClientError: the image classification algorithm takes application/x-image input")
         source = request["TransformInput"]["DataSource"]["S3DataSource"]
         inputs = self._transform_inputs(source["S3DataType"], source["S3Uri"])
         out_bucket, out_prefix = split_s3_uri(request["TransformOutput"]["S3OutputPath"])
@@ -346,7 +348,7 @@ class LocalSageMaker:
             data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         except Exception as exc:
-            raise TrainingFailed(f"ClientError: s3://{bucket}/{key} could not be read as an image: {exc}") from exc
+            raise TransformFailed(f"ClientError: s3://{bucket}/{key} could not be read as an image: {exc}") from exc
 
     def _process(self, job: Job) -> None:
         request = job.request
@@ -371,7 +373,7 @@ class LocalSageMaker:
             completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
             if completed.returncode != 0:
                 last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-                raise TrainingFailed(f"AlgorithmError: {last}, exit code: {completed.returncode}")
+                raise ProcessingFailed(f"AlgorithmError: {last}, exit code: {completed.returncode}")
             for item in outputs:
                 self._upload(Path(local(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
             job.outputs = {"ExitMessage": completed.stdout.strip()[-1024:]}
@@ -385,7 +387,7 @@ class LocalSageMaker:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         if not keys:
-            raise TrainingFailed(f"ClientError: no objects found under {uri}")
+            raise ProcessingFailed(f"ClientError: no objects found under {uri}")
 
         def fetch(key: str) -> None:
             path = target / key[len(base) :]

@@ -17,13 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from pcam_local.job_failures import TrainingFailed
 from pcam_pipeline.sagemaker_jobs import validate
 
 MODEL_FILE = "local-image-classifier.pkl"
-
-
-class TrainingFailed(Exception):
-    """What SageMaker would report as the job's FailureReason."""
 
 
 @dataclass(frozen=True)

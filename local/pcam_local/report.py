@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PROBLEM_STATUSES = ("quarantined", "failed")
-FAILED_JOB = ("Failed", "Stopped")
+from pcam_pipeline.records import TERMINAL_JOB_STATUSES, FileStatus, JobKind, JobStatus, OwnerStatus, ScoringStatus
+
+PROBLEM_STATUSES = (FileStatus.QUARANTINED, FileStatus.FAILED)
+FAILED_JOB = (JobStatus.FAILED, JobStatus.STOPPED)
 
 
 def summarise(records: list[dict], dead_letter_counts: dict[str, int], events: list[dict] | None = None) -> dict:
@@ -33,13 +35,17 @@ def summarise(records: list[dict], dead_letter_counts: dict[str, int], events: l
             "manifest_key": r.get("manifest_key", ""),
         }
         for r in owners
-        if r.get("status") == "ready"
+        if r.get("status") == OwnerStatus.READY
     ]
     problems = [f"{f['key']}: {f['status']}: {f['reason']}" for f in files if f["status"] in PROBLEM_STATUSES]
     problems += [
-        f"{r['pk'].split('#', 1)[1]}: {r.get('failure', 'failed')}" for r in owners if r.get("status") == "failed"
+        f"{r['pk'].split('#', 1)[1]}: {r.get('failure', 'failed')}"
+        for r in owners
+        if r.get("status") == OwnerStatus.FAILED
     ]
-    waiting = [r["pk"].split("#", 1)[1] for r in owners if r.get("status") not in ("ready", "failed")]
+    waiting = [
+        r["pk"].split("#", 1)[1] for r in owners if r.get("status") not in (OwnerStatus.READY, OwnerStatus.FAILED)
+    ]
     jobs = sorted(
         (
             {
@@ -76,7 +82,9 @@ def summarise(records: list[dict], dead_letter_counts: dict[str, int], events: l
         if r.get("kind") == "slide"
     ]
     problems += [
-        f"slide {s['slide_id']}: scoring failed: {s['reason']}" for s in slides if s["scoring_status"] == "failed"
+        f"slide {s['slide_id']}: scoring failed: {s['reason']}"
+        for s in slides
+        if s["scoring_status"] == ScoringStatus.FAILED
     ]
     dead = {queue: count for queue, count in dead_letter_counts.items() if count}
     for queue, count in dead.items():
@@ -100,15 +108,18 @@ def progress(records: list[dict]) -> dict[str, tuple[int, int]]:
     owners = [r for r in records if r["pk"].startswith(("split#", "slide#"))]
     shards_total = sum(r.get("shards_total", 0) for r in owners)
     shards_done = sum(len(r.get("shards_done", [])) for r in owners)
-    model_jobs = [r for r in records if r["pk"].startswith("job#") and r.get("kind") != "slide scoring"]
+    model_jobs = [r for r in records if r["pk"].startswith("job#") and r.get("kind") != JobKind.SLIDE_SCORING]
     slides = [r for r in owners if r.get("kind") == "slide"]
     return {
         "convert patches (shards)": (shards_done, shards_total),
         "train, evaluate, promote (SageMaker jobs)": (
-            sum(r.get("status") in ("Completed", "Failed", "Stopped") for r in model_jobs),
+            sum(r.get("status") in TERMINAL_JOB_STATUSES for r in model_jobs),
             len(model_jobs),
         ),
-        "score slides": (sum(r.get("scoring_status") in ("scored", "failed") for r in slides), len(slides)),
+        "score slides": (
+            sum(r.get("scoring_status") in (ScoringStatus.SCORED, ScoringStatus.FAILED) for r in slides),
+            len(slides),
+        ),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 from botocore.exceptions import ClientError
 
-from pcam_pipeline.errors import StorageError
+from pcam_pipeline.errors import RetryableError
 
 SUBJECT_LIMIT = 100
 
@@ -21,4 +21,4 @@ class Alerter:
                 TopicArn=self._topic, Subject=f"PCam pipeline: {subject}"[:SUBJECT_LIMIT], Message=message
             )
         except ClientError as exc:
-            raise StorageError(f"cannot alert operators on {self._topic}: {exc}") from exc
+            raise RetryableError(f"cannot alert operators on {self._topic}: {exc}") from exc

@@ -12,6 +12,7 @@ from pcam_pipeline.hdf5_input import open_hdf5
 from pcam_pipeline.keys import patch_file_name
 from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.patches import encode_jpeg
+from pcam_pipeline.records import FileStatus
 from pcam_pipeline.settings import ConversionSettings
 from pcam_pipeline.state import StateStore
 
@@ -104,6 +105,6 @@ class ShardConverter:
         self._state.record_file(
             task.file_key,
             task.file_version,
-            status="failed",
+            FileStatus.FAILED,
             reason=f"conversion shard {task.shard} failed: {reason} (message moved to the convert dead-letter queue)",
         )

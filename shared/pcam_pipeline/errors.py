@@ -1,4 +1,14 @@
-"""Domain exceptions. AWS errors are wrapped where they are caught (``raise X(...) from exc``)."""
+"""Domain exceptions, named for what the caller should do. AWS errors are wrapped where they are caught.
+
+- ``InvalidInput``: a dropped file cannot be used → quarantine it with the explanation; never retry.
+- ``RetryableError``: AWS refused or failed for now (throttling, a permission, a network fault) →
+  let the queue deliver the message again; after the last attempt it goes to the dead-letter queue.
+- ``JobFailed``: a SageMaker job, or what it left behind, is unusable → record it, alert operators,
+  and do not retry (the same job would fail the same way).
+- ``InvalidJobRequest``: a request SageMaker would refuse, from a deployment setting → record the job
+  as failed with the reason; operators must change the setting.
+- ``SettingsError``: a function's environment is wrong → the function cannot start.
+"""
 
 
 class PipelineError(Exception):
@@ -26,8 +36,16 @@ class InvalidInput(PipelineError):
         return {"problem": self.problem, "expected": self.expected, "found": self.found}
 
 
-class StorageError(PipelineError):
-    """Reading or writing the data bucket failed (retried by the queue)."""
+class RetryableError(PipelineError):
+    """An AWS call failed or was refused for now; the queue retries the message."""
+
+
+class JobFailed(PipelineError):
+    """A SageMaker job's outcome cannot be used; it is recorded and alerted, not retried."""
+
+
+class InvalidJobRequest(PipelineError):
+    """A request SageMaker's API model rejects (what boto3 would refuse to send)."""
 
 
 class SettingsError(PipelineError):

@@ -7,7 +7,7 @@ import json
 import boto3
 from botocore.exceptions import ClientError
 
-from pcam_pipeline.errors import StorageError
+from pcam_pipeline.errors import RetryableError
 
 SOURCE = "pcam.pipeline"
 SPLIT_READY = "Split Ready"
@@ -32,6 +32,6 @@ class EventPublisher:
         try:
             response = self._client.put_events(Entries=[entry])
         except ClientError as exc:
-            raise StorageError(f"cannot publish {detail_type!r} on {self._bus}: {exc}") from exc
+            raise RetryableError(f"cannot publish {detail_type!r} on {self._bus}: {exc}") from exc
         if response.get("FailedEntryCount"):
-            raise StorageError(f"{detail_type!r} was refused by {self._bus}: {response['Entries']}")
+            raise RetryableError(f"{detail_type!r} was refused by {self._bus}: {response['Entries']}")

@@ -8,12 +8,13 @@ import boto3
 
 from pcam_pipeline import keys, storage
 from pcam_pipeline.completion import Completer
-from pcam_pipeline.errors import InvalidInput, StorageError
+from pcam_pipeline.errors import InvalidInput, RetryableError
 from pcam_pipeline.events import EventPublisher
 from pcam_pipeline.hdf5_input import check_counts_agree, inspect_patches, open_hdf5, read_labels
 from pcam_pipeline.keys import DatasetFile, DroppedFile, SlideFile
 from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.patches import image_shape
+from pcam_pipeline.records import IMAGE_FIELDS, LABEL_FIELDS, FileStatus, OwnerStatus, PatchOwner, SplitRecord
 from pcam_pipeline.settings import IngestSettings
 from pcam_pipeline.state import StateStore, now_iso, slide_pk, split_pk
 
@@ -25,29 +26,13 @@ def plan_shards(count: int, patches_per_shard: int) -> list[tuple[int, int]]:
     return [(start, min(start + patches_per_shard, count)) for start in range(0, count, patches_per_shard)]
 
 
-LABEL_FIELDS = ("y_key", "y_version", "y_source_key", "y_source_version", "y_count", "y_tumour_count")
-IMAGE_FIELDS = (
-    "x_key",
-    "x_version",
-    "x_source_key",
-    "x_source_version",
-    "x_run",
-    "x_count",
-    "shards_total",
-    "image_prefix",
-    "image_edge",
-    "storage",
-    "shards_done",
-)
-
-
-def _replaces_announced_pair(current: dict, partner_count_field: str, count: int) -> bool:
+def _replaces_announced_pair(current: PatchOwner, partner_count: int | None, count: int) -> bool:
     """A new file of a split already announced, whose partner has another count, starts a new pair.
 
     The old partner is forgotten and the split waits for a matching one (a lab re-dropping a
     whole split with more patches); until a split is announced, disagreeing counts are an error.
     """
-    return current.get("status") == "ready" and current.get(partner_count_field) not in (None, count)
+    return current.status is OwnerStatus.READY and partner_count not in (None, count)
 
 
 class Ingestor:
@@ -71,7 +56,7 @@ class Ingestor:
 
     def ingest(self, dropped: DroppedFile, claimer: str) -> dict:
         if dropped.bucket != self._bucket:
-            raise StorageError(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
+            raise RetryableError(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
         if not storage.object_exists(self._s3, self._bucket, dropped.key, dropped.version_id):
             spelled = dropped.as_spelled_in_event()
@@ -102,7 +87,7 @@ class Ingestor:
         target = keys.staged_key(dropped.key)
         storage.decompress_to(self._s3, self._bucket, dropped.key, dropped.version_id, target)
         head = self._s3.head_object(Bucket=self._bucket, Key=target)
-        self._state.record_file(dropped.key, dropped.version, status="staged", staged_key=target)
+        self._state.record_file(dropped.key, dropped.version, status=FileStatus.STAGED, staged_key=target)
         return target, head.get("VersionId")
 
     def _open(self, key: str, version: str | None):
@@ -111,14 +96,14 @@ class Ingestor:
     # ------------------------------------------------------------------ kinds
     def _ingest_dataset_images(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
         owner = split_pk(kind.dataset, kind.split)
-        current = self._state.get(owner) or {}
-        if current.get("x_run") == dropped.run_id:
+        current = self._state.split(kind.dataset, kind.split) or SplitRecord()
+        if current.x_run == dropped.run_id:
             return {"status": "already planned", "owner": owner}
         with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
             info = inspect_patches(handle)
-        labels_are_stale = _replaces_announced_pair(current, "y_count", info.count)
-        if current.get("y_count") is not None and not labels_are_stale:
-            check_counts_agree(info.count, current["y_count"], arrived="images")
+        labels_are_stale = _replaces_announced_pair(current, current.y_count, info.count)
+        if current.y_count is not None and not labels_are_stale:
+            check_counts_agree(info.count, current.y_count, arrived="images")
         prefix = keys.dataset_image_prefix(kind.dataset, kind.split, dropped.run_id)
         fields = {"kind": "split", "dataset": kind.dataset, "split": kind.split, "has_coords": False}
         return self._plan(
@@ -134,8 +119,8 @@ class Ingestor:
 
     def _ingest_slide(self, dropped, kind: SlideFile, source_key, source_version) -> dict:
         owner = slide_pk(kind.slide_id)
-        current = self._state.get(owner) or {}
-        if current.get("x_run") == dropped.run_id:
+        current = self._state.slide(kind.slide_id)
+        if current and current.x_run == dropped.run_id:
             return {"status": "already planned", "owner": owner}
         with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
             info = inspect_patches(handle)
@@ -145,13 +130,13 @@ class Ingestor:
 
     def _ingest_dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version, claimer) -> dict:
         owner = split_pk(kind.dataset, kind.split)
-        current = self._state.get(owner) or {}
-        if current.get("y_version") != dropped.version:
+        current = self._state.split(kind.dataset, kind.split) or SplitRecord()
+        if current.y_version != dropped.version:
             with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
                 labels = read_labels(handle)
-            images_are_stale = _replaces_announced_pair(current, "x_count", int(labels.size))
-            if current.get("x_count") is not None and not images_are_stale and current.get("status") != "failed":
-                check_counts_agree(current["x_count"], int(labels.size), arrived="labels")
+            images_are_stale = _replaces_announced_pair(current, current.x_count, int(labels.size))
+            if current.x_count is not None and not images_are_stale and current.status is not OwnerStatus.FAILED:
+                check_counts_agree(current.x_count, int(labels.size), arrived="labels")
             self._state.record_labels(
                 owner,
                 forget=IMAGE_FIELDS if images_are_stale else (),
@@ -168,7 +153,7 @@ class Ingestor:
                 },
             )
             self._state.record_file(
-                dropped.key, dropped.version, status="labels recorded", label_count=int(labels.size)
+                dropped.key, dropped.version, status=FileStatus.LABELS_RECORDED, label_count=int(labels.size)
             )
         announced = self._completer.complete_if_ready(owner, claimer)
         return {"status": "labels recorded", "owner": owner, "announced": announced}
@@ -211,7 +196,7 @@ class Ingestor:
         self._state.record_file(
             dropped.key,
             dropped.version,
-            status="converting",
+            status=FileStatus.CONVERTING,
             run_id=dropped.run_id,
             patch_count=info.count,
             shards=len(shards),
@@ -230,7 +215,7 @@ class Ingestor:
             entries = [{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(batch)]
             response = self._sqs.send_message_batch(QueueUrl=self._settings.convert_queue_url, Entries=entries)
             if response.get("Failed"):
-                raise StorageError(f"could not enqueue shards: {response['Failed']}")
+                raise RetryableError(f"could not enqueue shards: {response['Failed']}")
 
     # ------------------------------------------------------------------ quarantine
     def quarantine(self, dropped: DroppedFile, problem: InvalidInput) -> dict:
@@ -247,7 +232,11 @@ class Ingestor:
         storage.put_json(self._s3, self._bucket, keys.quarantine_error_key(dropped.key), error)
         storage.move_object(self._s3, self._bucket, dropped.key, dropped.version_id, target)
         self._state.record_file(
-            dropped.key, dropped.version, status="quarantined", reason=problem.describe(), quarantine_key=target
+            dropped.key,
+            dropped.version,
+            status=FileStatus.QUARANTINED,
+            reason=problem.describe(),
+            quarantine_key=target,
         )
         metrics.add_metric(name="FilesQuarantined", unit="Count", value=1)
         logger.warning("quarantined", extra={"reason": problem.describe()})
@@ -257,6 +246,6 @@ class Ingestor:
         self._state.record_file(
             dropped.key,
             dropped.version,
-            status="failed",
+            status=FileStatus.FAILED,
             reason=f"{reason} (message moved to the ingest dead-letter queue)",
         )

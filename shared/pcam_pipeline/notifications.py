@@ -37,8 +37,3 @@ def _dropped(bucket: str, obj: dict, version_field: str, etag_field: str) -> Dro
 def _version_id(value: str | None) -> str | None:
     """S3 reports "null" for objects written while versioning was off; they are addressed without one."""
     return None if value in (None, "", "null") else value
-
-
-def is_last_attempt(approximate_receive_count: int | str, max_receive_count: int) -> bool:
-    """True when a failure now sends the message to its dead-letter queue."""
-    return int(approximate_receive_count) >= max_receive_count

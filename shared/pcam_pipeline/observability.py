@@ -1,10 +1,55 @@
-"""Logger, Tracer and Metrics, created once; service names come from POWERTOOLS_SERVICE_NAME."""
+"""Logger, Tracer and Metrics, created once; service names come from POWERTOOLS_SERVICE_NAME.
+
+Also the one way a queue-fed function is put together: the decorator stack, idempotency and what
+happens on a message's last attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+
+IDEMPOTENCY_SECONDS = 7 * 24 * 3600
+
+
+def idempotent_once(event_key_jmespath: str, table_name: str):
+    """Powertools idempotency on the DynamoDB table: (config for ``sqs_batch_handler``, decorator).
+
+    The decorator takes ``data_keyword_argument``: the argument whose ``event_key_jmespath`` identifies it.
+    """
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    config = IdempotencyConfig(event_key_jmespath=event_key_jmespath, expires_after_seconds=IDEMPOTENCY_SECONDS)
+    store = DynamoDBPersistenceLayer(table_name=table_name)
+    return config, partial(idempotent_function, config=config, persistence_store=store)
+
+
+def is_last_attempt(approximate_receive_count: int | str, max_receive_count: int) -> bool:
+    """True when a failure now sends the message to its dead-letter queue."""
+    return int(approximate_receive_count) >= max_receive_count
+
+
+@contextmanager
+def failure_recorded_on_last_attempt(record, max_receive_count: int, record_failure: Callable[[str], None]) -> Iterator:
+    """Let a failure reach the queue (it retries); on the message's last attempt, record it first."""
+    try:
+        yield
+    except Exception as exc:
+        logger.exception("failed; the queue will retry")
+        if is_last_attempt(record.attributes.approximate_receive_count, max_receive_count):
+            record_failure(str(exc))
+        raise
 
 
 def sqs_batch_handler(record_handler, idempotency=None):

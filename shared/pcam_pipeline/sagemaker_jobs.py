@@ -17,16 +17,12 @@ from typing import Any
 import botocore.session
 from botocore.validate import ParamValidator
 
-from pcam_pipeline.errors import PipelineError
+from pcam_pipeline.errors import InvalidJobRequest
 from pcam_training import config
 
 TRAINING_JOB_NAME_LIMIT = 63
 TUNING_JOB_NAME_LIMIT = 32
 _NOT_ALLOWED = re.compile(r"[^a-zA-Z0-9-]+")
-
-
-class InvalidSageMakerRequest(PipelineError):
-    """A request SageMaker's API model rejects (what boto3 would refuse to send)."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +199,7 @@ def transform_request(
         "Tags": _tag_list(tags),
     }
     if settings.max_payload_mb * settings.max_concurrent_transforms > 100:
-        raise InvalidSageMakerRequest("MaxPayloadInMB x MaxConcurrentTransforms must not exceed 100")
+        raise InvalidJobRequest("MaxPayloadInMB x MaxConcurrentTransforms must not exceed 100")
     validate("CreateTransformJob", request)
     return request
 
@@ -277,7 +273,7 @@ def _sagemaker_model():
 
 
 def validate(operation: str, request: dict[str, Any]) -> None:
-    """Raise InvalidSageMakerRequest with botocore's own report if SageMaker's model rejects ``request``."""
+    """Raise InvalidJobRequest with botocore's own report if SageMaker's model rejects ``request``."""
     report = ParamValidator().validate(request, _sagemaker_model().operation_model(operation).input_shape)
     if report.has_errors():
-        raise InvalidSageMakerRequest(f"{operation}: {report.generate_report()}")
+        raise InvalidJobRequest(f"{operation}: {report.generate_report()}")

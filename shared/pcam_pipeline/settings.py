@@ -108,6 +108,7 @@ class ModelSettings:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ModelSettings:
         from pcam_pipeline.sagemaker_jobs import SageMakerSettings
 
+        default = SageMakerSettings(role_arn="", region="", bucket="")  # the defaults live there
         bucket = _required(env, "DATA_BUCKET")
         return cls(
             bucket=bucket,
@@ -121,16 +122,22 @@ class ModelSettings:
                 region=env.get("AWS_REGION") or _required(env, "AWS_DEFAULT_REGION"),
                 bucket=bucket,
                 instance_type=_required(env, "TRAINING_INSTANCE_TYPE"),
-                instance_count=_int(env, "TRAINING_INSTANCE_COUNT", 1, 1, 100),
-                volume_size_gb=_int(env, "TRAINING_VOLUME_GB", 50, 1, 16384),
-                max_runtime_seconds=_int(env, "TRAINING_MAX_RUNTIME_SECONDS", 4 * 3600, 60, 28 * 24 * 3600),
+                instance_count=_int(env, "TRAINING_INSTANCE_COUNT", default.instance_count, 1, 100),
+                volume_size_gb=_int(env, "TRAINING_VOLUME_GB", default.volume_size_gb, 1, 16384),
+                max_runtime_seconds=_int(
+                    env, "TRAINING_MAX_RUNTIME_SECONDS", default.max_runtime_seconds, 60, 28 * 24 * 3600
+                ),
                 hyperparameter_overrides=_json_object(env, "HYPERPARAMETER_OVERRIDES"),
-                tuning_max_jobs=_int(env, "TUNING_MAX_JOBS", 0, 0, 500),
-                tuning_parallel_jobs=_int(env, "TUNING_PARALLEL_JOBS", 2, 1, 100),
+                tuning_max_jobs=_int(env, "TUNING_MAX_JOBS", default.tuning_max_jobs, 0, 500),
+                tuning_parallel_jobs=_int(env, "TUNING_PARALLEL_JOBS", default.tuning_parallel_jobs, 1, 100),
                 transform_instance_type=_required(env, "TRANSFORM_INSTANCE_TYPE"),
-                transform_instance_count=_int(env, "TRANSFORM_INSTANCE_COUNT", 1, 1, 100),
-                max_concurrent_transforms=_int(env, "MAX_CONCURRENT_TRANSFORMS", 4, 1, 100),
-                max_payload_mb=_int(env, "MAX_PAYLOAD_MB", 6, 1, 100),
+                transform_instance_count=_int(
+                    env, "TRANSFORM_INSTANCE_COUNT", default.transform_instance_count, 1, 100
+                ),
+                max_concurrent_transforms=_int(
+                    env, "MAX_CONCURRENT_TRANSFORMS", default.max_concurrent_transforms, 1, 100
+                ),
+                max_payload_mb=_int(env, "MAX_PAYLOAD_MB", default.max_payload_mb, 1, 100),
                 evaluation_instance_type=_required(env, "EVALUATION_INSTANCE_TYPE"),
             ),
         )

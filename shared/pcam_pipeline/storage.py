@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from pcam_pipeline.errors import InvalidInput, StorageError
+from pcam_pipeline.errors import InvalidInput, RetryableError
 
 # Adaptive retries back off on S3 503 SlowDown; the pool matches the upload concurrency.
 UPLOAD_CONCURRENCY = 32
@@ -50,7 +50,7 @@ class S3RangeFile(io.RawIOBase):
         try:
             return self._client.head_object(Bucket=self._bucket, Key=self._key, **self._version_args())
         except ClientError as exc:
-            raise StorageError(f"cannot read s3://{self._bucket}/{self._key}: {exc}") from exc
+            raise RetryableError(f"cannot read s3://{self._bucket}/{self._key}: {exc}") from exc
 
     def _get(self, start: int, stop: int) -> bytes:
         try:
@@ -58,7 +58,7 @@ class S3RangeFile(io.RawIOBase):
                 Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{stop - 1}", **self._version_args()
             )["Body"].read()
         except ClientError as exc:
-            raise StorageError(f"cannot read s3://{self._bucket}/{self._key} [{start}:{stop}]: {exc}") from exc
+            raise RetryableError(f"cannot read s3://{self._bucket}/{self._key} [{start}:{stop}]: {exc}") from exc
         self.bytes_fetched += len(body)
         return body
 
@@ -133,7 +133,7 @@ class ConcurrentUploader:
         for future in done_first:
             exc = future.exception()
             if exc is not None:
-                raise StorageError(f"upload to s3://{self._bucket} failed: {exc}") from exc
+                raise RetryableError(f"upload to s3://{self._bucket} failed: {exc}") from exc
 
     def close(self) -> None:
         try:
@@ -201,7 +201,7 @@ def decompress_to(client, bucket: str, key: str, version: str | None, target_key
             stream, bucket, target_key, Config=TransferConfig(multipart_chunksize=64 << 20, max_concurrency=4)
         )
     except ClientError as exc:
-        raise StorageError(f"cannot decompress s3://{bucket}/{key}: {exc}") from exc
+        raise RetryableError(f"cannot decompress s3://{bucket}/{key}: {exc}") from exc
 
 
 def put_json(client, bucket: str, key: str, document: Any) -> None:
@@ -228,7 +228,7 @@ def move_object(client, bucket: str, key: str, version: str | None, target_key: 
         client.copy(source, bucket, target_key)
         client.delete_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        raise StorageError(f"cannot move s3://{bucket}/{key} to {target_key}: {exc}") from exc
+        raise RetryableError(f"cannot move s3://{bucket}/{key} to {target_key}: {exc}") from exc
 
 
 def object_exists(client, bucket: str, key: str, version: str | None = None) -> bool:
@@ -237,5 +237,5 @@ def object_exists(client, bucket: str, key: str, version: str | None = None) -> 
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchVersion", "405"):
             return False
-        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+        raise RetryableError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
     return True

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from pcam_local.local_trainer import TrainingFailed, load_model, run_training_job
+from pcam_local.job_failures import TrainingFailed
+from pcam_local.local_trainer import load_model, run_training_job
 from pcam_local.synth import synth_split
 from pcam_pipeline.sagemaker_jobs import SageMakerSettings, TrainingInputs, job_name, training_job_request
 from tests.integration.conftest import INTEGRATION

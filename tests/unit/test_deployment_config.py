@@ -41,3 +41,36 @@ def test_every_override_is_a_template_parameter_with_an_accepted_value(environme
             import json
 
             assert isinstance(json.loads(value), dict)
+
+
+SETTINGS_OF_FUNCTION = {
+    "functions/ingest/": "IngestSettings",
+    "functions/convert_shard/": "ConversionSettings",
+    "functions/sagemaker_flow/": "ModelSettings",
+}
+
+
+def function_environment(function: dict, use_parameter_defaults: bool) -> dict[str, str]:
+    """The function's environment as deployed: parameters at their defaults, other references as placeholders."""
+    variables = {**TEMPLATE["Globals"]["Function"]["Environment"]["Variables"], **function["Environment"]["Variables"]}
+    environment = {"AWS_REGION": "eu-west-1"}
+    for name, value in variables.items():
+        parameter = TEMPLATE["Parameters"].get(value.get("Ref")) if isinstance(value, dict) else None
+        if parameter is None:
+            environment[name] = value if isinstance(value, str) else f"placeholder-{name.lower()}"
+        elif use_parameter_defaults or "Default" not in parameter or parameter["Type"] == "String":
+            environment[name] = str(parameter.get("Default", ""))
+    return environment
+
+
+@pytest.mark.parametrize("code_uri", sorted(SETTINGS_OF_FUNCTION))
+def test_the_template_defaults_are_the_code_defaults(code_uri):
+    """Defaults live in the settings classes (SageMaker's in sagemaker_jobs.SageMakerSettings); the template's
+    parameters must pass the same values, or a function would behave differently deployed than tested."""
+    from pcam_pipeline import settings
+
+    (function,) = (
+        r["Properties"] for r in TEMPLATE["Resources"].values() if r["Properties"].get("CodeUri") == code_uri
+    )
+    parse = getattr(settings, SETTINGS_OF_FUNCTION[code_uri]).from_env
+    assert parse(function_environment(function, True)) == parse(function_environment(function, False))

@@ -1,7 +1,8 @@
 import json
 from pathlib import Path
 
-from pcam_pipeline.notifications import dropped_files_in, is_last_attempt
+from pcam_pipeline.notifications import dropped_files_in
+from pcam_pipeline.observability import is_last_attempt
 
 EVENTS = Path(__file__).parents[2] / "events"
 

@@ -10,8 +10,10 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
+from pcam_pipeline.blob_store import S3BlobStore
+from pcam_pipeline.errors import JobFailed
+from pcam_pipeline.prediction_gathering import gather_tumour_probabilities
 from pcam_pipeline.slide_results import CSV_HEADER, colour_of, heatmap_png, prediction_csv, summary_figures
-from pcam_pipeline.slide_scoring import ScoringFailed, gather_tumour_probabilities
 
 PROBABILITIES = np.array([0.1, 0.5, 0.49, 0.97])
 COORDS = np.array([[0, 0], [96, 0], [0, 96], [96, 96]])
@@ -73,18 +75,18 @@ def put_outputs(s3, probabilities, skip=()):
 def test_gathering_reads_every_output_in_patch_order(s3):
     probabilities = np.linspace(0, 1, 50)
     put_outputs(s3, probabilities)
-    gathered = gather_tumour_probabilities(s3, "bkt", "scores/s1/job/", 50, threads=8)
+    gathered = gather_tumour_probabilities(S3BlobStore("bkt", s3), "scores/s1/job/", 50, threads=8)
     assert gathered == pytest.approx(probabilities)
 
 
 def test_a_missing_output_is_named(s3):
     put_outputs(s3, np.full(5, 0.5), skip={3})
-    with pytest.raises(ScoringFailed, match=r"prediction of patch 3 \(scores/s1/job/0000003.jpg.out\) is missing"):
-        gather_tumour_probabilities(s3, "bkt", "scores/s1/job/", 5)
+    with pytest.raises(JobFailed, match=r"prediction of patch 3 \(scores/s1/job/0000003.jpg.out\) is missing"):
+        gather_tumour_probabilities(S3BlobStore("bkt", s3), "scores/s1/job/", 5)
 
 
 def test_an_unreadable_output_is_named(s3):
     put_outputs(s3, np.full(2, 0.5))
     s3.put_object(Bucket="bkt", Key="scores/s1/job/0000001.jpg.out", Body=b"<html>")
-    with pytest.raises(ScoringFailed, match="0000001.jpg.out is not a prediction of two classes"):
-        gather_tumour_probabilities(s3, "bkt", "scores/s1/job/", 2)
+    with pytest.raises(JobFailed, match="0000001.jpg.out is not a prediction of two classes"):
+        gather_tumour_probabilities(S3BlobStore("bkt", s3), "scores/s1/job/", 2)

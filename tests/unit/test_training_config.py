@@ -2,8 +2,8 @@ import re
 
 import pytest
 
+from pcam_pipeline.errors import InvalidJobRequest
 from pcam_pipeline.sagemaker_jobs import (
-    InvalidSageMakerRequest,
     SageMakerSettings,
     TrainingInputs,
     evaluation_request,
@@ -119,7 +119,7 @@ def test_a_request_sagemaker_would_reject_is_refused_with_botocores_report():
     request = training_job_request(SETTINGS, TrainingInputs("pcam-x-1", TRAIN, VALID, 10, 96))
     request["ResourceConfig"]["InstanceCount"] = "one"
     del request["RoleArn"]
-    with pytest.raises(InvalidSageMakerRequest, match="RoleArn") as caught:
+    with pytest.raises(InvalidJobRequest, match="RoleArn") as caught:
         validate("CreateTrainingJob", request)
     assert "InstanceCount" in str(caught.value)
 
@@ -149,7 +149,7 @@ def test_transform_request_sends_one_jpeg_per_request(manifest):
 
 def test_transform_payload_times_concurrency_over_100_mb_is_refused():
     settings = SageMakerSettings(**{**SETTINGS.__dict__, "max_payload_mb": 50, "max_concurrent_transforms": 4})
-    with pytest.raises(InvalidSageMakerRequest, match="must not exceed 100"):
+    with pytest.raises(InvalidJobRequest, match="must not exceed 100"):
         transform_request(settings, "pcam-x-test-1", "m", "s3://b/p/", "s3://b/o/", {})
 
 

@@ -1,0 +1,106 @@
+"""The SageMaker side of the pipeline, driven by its own events and SageMaker's state-change events.
+
+dataset train+valid ready → training (or tuning) job → Model → Batch Transform of the test split
+→ evaluation job (scikit-learn) → ROC picture → promotion gate (``model_training``,
+``model_evaluation``); slide ready (or a model promoted while slides wait) → Batch Transform of the
+slide → predictions (``slide_scoring``). ``job_tracker`` keeps the books every job kind shares.
+
+Every step is idempotent: job names are derived from their inputs (SageMaker refuses a second job of
+the same name), records are created conditionally, and a repeated event repeats no work.
+"""
+
+from __future__ import annotations
+
+from pcam_pipeline import events
+from pcam_pipeline.alerts import Alerter
+from pcam_pipeline.blob_store import S3BlobStore
+from pcam_pipeline.errors import JobFailed
+from pcam_pipeline.job_launcher import SageMakerLauncher
+from pcam_pipeline.job_tracker import SAGEMAKER_EVENTS, JobKindHandler, JobTracker, failed
+from pcam_pipeline.model_evaluation import ModelEvaluation
+from pcam_pipeline.model_training import ModelTraining
+from pcam_pipeline.observability import logger
+from pcam_pipeline.promotion import ModelRegistry
+from pcam_pipeline.records import JobKind, JobStatus
+from pcam_pipeline.settings import ModelSettings
+from pcam_pipeline.slide_scoring import SlideScoring
+from pcam_pipeline.state import StateStore
+
+
+class SageMakerFlow:
+    def __init__(
+        self,
+        settings: ModelSettings,
+        state: StateStore | None = None,
+        blobs: S3BlobStore | None = None,
+        launcher: SageMakerLauncher | None = None,
+        publisher: events.EventPublisher | None = None,
+        alerter: Alerter | None = None,
+    ):
+        state = state or StateStore(settings.state_table)
+        blobs = blobs or S3BlobStore(settings.bucket)
+        launcher = launcher or SageMakerLauncher()
+        publisher = publisher or events.EventPublisher(settings.event_bus)
+        self.jobs = JobTracker(state, launcher, alerter or Alerter(settings.alert_topic_arn))
+        self.registry = ModelRegistry(state, publisher)
+        sagemaker = settings.sagemaker
+        self.evaluation = ModelEvaluation(
+            sagemaker,
+            state,
+            blobs,
+            self.jobs,
+            self.registry,
+            publisher,
+            settings.minimum_auc,
+            settings.decision_threshold,
+        )
+        self.training = ModelTraining(sagemaker, state, blobs, launcher, self.jobs, self.evaluation)
+        self.slides = SlideScoring(
+            sagemaker, state, blobs, self.jobs, self.registry, publisher, settings.decision_threshold
+        )
+        self._kinds: dict[JobKind, JobKindHandler] = {
+            JobKind.TRAINING: self.training,
+            JobKind.TUNING: self.training,
+            JobKind.TEST_TRANSFORM: self.evaluation,
+            JobKind.EVALUATION: self.evaluation,
+            JobKind.SLIDE_SCORING: self.slides,
+        }
+
+    def on_event(self, detail_type: str, detail: dict) -> dict:
+        """One event from either bus: a split or slide became ready, a model was promoted, a job changed."""
+        if detail_type == events.SPLIT_READY:
+            return self.on_split_ready(detail)
+        if detail_type == events.SLIDE_READY:
+            return self.slides.on_slide_ready(detail)
+        if detail_type == events.MODEL_PROMOTED:
+            return self.slides.score_waiting_slides()
+        if detail_type in SAGEMAKER_EVENTS:
+            return self.on_sagemaker_event(detail_type, detail)
+        return {"status": "ignored", "reason": f"not an event this function handles: {detail_type!r}"}
+
+    def on_split_ready(self, detail: dict) -> dict:
+        logger.append_keys(dataset=detail["dataset"], split=detail["split"], run_id=detail.get("run_id"))
+        if detail["split"] == "test":
+            return self.evaluation.evaluate_waiting_models(detail["dataset"])
+        return self.training.start_training(detail["dataset"])
+
+    def on_sagemaker_event(self, detail_type: str, detail: dict) -> dict:
+        change = self.jobs.observe(detail_type, detail)
+        if change.ignored:
+            return {"status": "ignored", "job": change.name, "reason": change.ignored}
+        job, kind = change.job, self._kinds[change.job.kind]
+        if change.first_report:
+            kind.on_progress(job, change.status)
+        if change.status.unsuccessful:
+            if change.first_report:
+                self.jobs.fail(job, kind, change.reason or f"the job was {change.status.lower()}")
+            return {"status": "recorded", "job": job.name, "job_status": change.status}
+        if change.status is not JobStatus.COMPLETED:
+            return {"status": "recorded", "job": job.name, "job_status": change.status}
+        # A repeated Completed runs the follow-up again: each step is idempotent, and a retried
+        # message must finish what a crashed attempt started.
+        try:
+            return {"status": "completed", "job": job.name, **kind.on_completed(job, detail)}
+        except JobFailed as exc:
+            self.jobs.fail(failed(job), kind, str(exc))
+            return {"status": "failed", "job": job.name, "reason": str(exc)}

@@ -1,0 +1,37 @@
+"""The state table, the data-access layer: typed records out, named writes in (see ``access`` for the keys).
+
+Nothing outside this package writes to the table.
+"""
+
+from pcam_pipeline.state.access import (
+    CURRENT,
+    MODELS_PK,
+    WAITING_SLIDES_PK,
+    dataset_pk,
+    file_pk,
+    job_pk,
+    model_sk,
+    slide_pk,
+    split_pk,
+)
+from pcam_pipeline.state.ingestion import IngestionRecords
+from pcam_pipeline.state.model_side import ModelSideRecords
+from pcam_pipeline.state.table import now_iso
+
+__all__ = [
+    "CURRENT",
+    "MODELS_PK",
+    "WAITING_SLIDES_PK",
+    "StateStore",
+    "dataset_pk",
+    "file_pk",
+    "job_pk",
+    "model_sk",
+    "now_iso",
+    "slide_pk",
+    "split_pk",
+]
+
+
+class StateStore(IngestionRecords, ModelSideRecords):
+    """Every record of one deployment's state table."""

@@ -1,0 +1,77 @@
+"""Named reads and writes of the ingestion side: dropped files, and the conversion of splits and slides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pcam_pipeline.records import FileRecord, FileStatus, OwnerStatus, SlideRecord, SplitRecord, owner_record
+from pcam_pipeline.state.access import CURRENT, TableAccess, file_pk, slide_pk, split_pk
+from pcam_pipeline.state.table import Either, Equals, Missing, Not, now_iso
+
+
+class IngestionRecords(TableAccess):
+    # ------------------------------------------------------------------ files
+    def file_version(self, key: str, version: str) -> FileRecord | None:
+        return FileRecord.from_item(self.get(file_pk(key), f"v#{version}"))
+
+    def record_file(self, key: str, version: str, status: FileStatus, **fields: Any) -> None:
+        self._set(file_pk(key), f"v#{version}", {"key": key, "version": version, "status": status, **fields})
+
+    def record_file_received(self, key: str, version: str) -> None:
+        """First sight of an upload; a repeated event (a redrive, another notification) changes nothing."""
+        fields = {"key": key, "version": version, "status": FileStatus.RECEIVED, "received_at": now_iso()}
+        self._set(file_pk(key), f"v#{version}", fields, condition=Missing("status"))
+
+    # ------------------------------------------------------- splits and slides
+    def owner(self, owner_pk: str) -> SplitRecord | SlideRecord | None:
+        return owner_record(self.get(owner_pk))
+
+    def split(self, dataset: str, split: str) -> SplitRecord | None:
+        return SplitRecord.from_item(self.get(split_pk(dataset, split)))
+
+    def slide(self, slide_id: str) -> SlideRecord | None:
+        return SlideRecord.from_item(self.get(slide_pk(slide_id)))
+
+    def start_patch_conversion(self, owner_pk: str, fields: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
+        """Make this upload the owner's current images; progress of any earlier upload is dropped."""
+        self._set(
+            owner_pk,
+            CURRENT,
+            {**fields, "status": OwnerStatus.CONVERTING, "failed_shards": {}},
+            remove=("shards_done", "ready_token", "ready_claimer", "failure", *forget),
+        )
+
+    def record_labels(self, owner_pk: str, fields: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
+        status = {"status": OwnerStatus.WAITING_FOR_IMAGES} if forget else {}
+        self._set(owner_pk, CURRENT, {**fields, **status}, remove=("ready_token", "ready_claimer", *forget))
+
+    def record_shard_done(self, owner_pk: str, run_id: str, shard: int) -> dict | None:
+        """Count a finished shard (a set, so repeats count once); None if the upload was superseded."""
+        return self._set(
+            owner_pk, CURRENT, {}, condition=Equals("x_run", run_id), add={"shards_done": {shard}}, return_new=True
+        )
+
+    def record_shard_failed(self, owner_pk: str, run_id: str, shard: int, reason: str) -> None:
+        self._set(
+            owner_pk,
+            CURRENT,
+            {"status": OwnerStatus.FAILED, "failure": f"shard {shard} failed: {reason}"},
+            condition=Equals("x_run", run_id),
+            map_entry=("failed_shards", str(shard), reason),
+        )
+
+    def claim_ready(self, owner_pk: str, token: str, claimer: str) -> bool:
+        """Let exactly one completer announce this combination of inputs (``token``).
+
+        The same claimer may claim again, so a retried message finishes what it started.
+        """
+        condition = Either(
+            Either(Missing("ready_token"), Not(Equals("ready_token", token))), Equals("ready_claimer", claimer)
+        )
+        return self._set(owner_pk, CURRENT, {"ready_token": token, "ready_claimer": claimer}, condition) is not None
+
+    def mark_ready(self, owner_pk: str, manifest_key: str) -> None:
+        self._set(owner_pk, CURRENT, {"manifest_key": manifest_key, "status": OwnerStatus.READY, "ready_at": now_iso()})
+
+    def mark_failed(self, owner_pk: str, reason: str) -> None:
+        self._set(owner_pk, CURRENT, {"status": OwnerStatus.FAILED, "failure": reason})

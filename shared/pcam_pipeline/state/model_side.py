@@ -1,0 +1,133 @@
+"""Named reads and writes of the model side: SageMaker jobs, datasets' training, models, the current
+model and its history, and the scoring of slides. Every transition names the state it leaves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pcam_pipeline.records import (
+    TERMINAL_JOB_STATUSES,
+    CurrentModel,
+    JobRecord,
+    JobStatus,
+    ModelRecord,
+    ModelStatus,
+    ScoringStatus,
+)
+from pcam_pipeline.state.access import (
+    CURRENT,
+    MODELS_PK,
+    WAITING_SLIDES_PK,
+    TableAccess,
+    dataset_pk,
+    job_pk,
+    model_sk,
+    slide_pk,
+)
+from pcam_pipeline.state.table import Equals, Missing, Not, OneOf, now_iso
+
+
+class ModelSideRecords(TableAccess):
+    # ------------------------------------------------------------------- jobs
+    def job(self, name: str) -> JobRecord | None:
+        return JobRecord.from_item(self.get(job_pk(name)), name=name)
+
+    def create_job(self, job: JobRecord) -> bool:
+        """Record a job about to be started; False if a record of that name exists already."""
+        return self._put_new(job_pk(job.name), CURRENT, job.to_item())
+
+    def mark_job_started(self, name: str, **fields: Any) -> bool:
+        started = {**fields, "status": JobStatus.IN_PROGRESS, "started_at": now_iso()}
+        return self._set(job_pk(name), CURRENT, started, Equals("status", JobStatus.STARTING)) is not None
+
+    def record_job_status(self, name: str, status: JobStatus, reason: str = "") -> bool:
+        """A state change SageMaker reported; False (nothing written) once the job has ended."""
+        fields: dict[str, Any] = {"status": status, **({"reason": reason} if reason else {})}
+        if status.terminal:
+            fields["ended_at"] = now_iso()
+        return self._set(job_pk(name), CURRENT, fields, Not(OneOf("status", TERMINAL_JOB_STATUSES))) is not None
+
+    def record_job_failure(self, name: str, status: JobStatus, reason: str) -> None:
+        self._set(job_pk(name), CURRENT, {"status": status, "reason": reason, "ended_at": now_iso()})
+
+    # --------------------------------------------------------------- datasets
+    def record_training_status(self, dataset: str, status: JobStatus, **fields: Any) -> None:
+        """The dataset's latest training: ``latest_job`` when starting, ``failure_reason`` when it failed."""
+        self._set(dataset_pk(dataset), CURRENT, {"dataset": dataset, "training_status": status, **fields})
+
+    def record_latest_model(self, dataset: str, model_name: str) -> None:
+        self._set(dataset_pk(dataset), CURRENT, {"dataset": dataset, "latest_model": model_name})
+
+    # ----------------------------------------------------------------- models
+    def model(self, name: str) -> ModelRecord | None:
+        return ModelRecord.from_item(self.get(MODELS_PK, model_sk(name)))
+
+    def models(self) -> list[ModelRecord]:
+        items = sorted(self.query(MODELS_PK, "model#"), key=lambda m: m.get("created_at", ""))
+        return [ModelRecord.from_item(item) for item in items]
+
+    def create_model(self, model: ModelRecord) -> bool:
+        return self._put_new(MODELS_PK, model_sk(model.model_name), model.to_item())
+
+    def mark_model_awaiting_test_split(self, name: str) -> None:
+        fields = {"status": ModelStatus.AWAITING_TEST_SPLIT}
+        self._set(MODELS_PK, model_sk(name), fields, Equals("status", ModelStatus.CREATED))
+
+    def mark_model_evaluating(self, name: str, evaluation_prefix: str, test_transform_job: str) -> None:
+        fields = {
+            "status": ModelStatus.EVALUATING,
+            "evaluation_prefix": evaluation_prefix,
+            "test_transform_job": test_transform_job,
+        }
+        self._set(MODELS_PK, model_sk(name), fields)
+
+    def record_model_evaluated(self, name: str, metrics: dict, evaluated_at: str | None) -> None:
+        fields = {"status": ModelStatus.EVALUATED, "metrics": metrics, "evaluated_at": evaluated_at}
+        self._set(MODELS_PK, model_sk(name), fields)
+
+    def record_model_evaluation_failed(self, name: str, reason: str) -> None:
+        fields = {"status": ModelStatus.EVALUATION_FAILED, "failure_reason": reason}
+        self._set(MODELS_PK, model_sk(name), fields)
+
+    def record_promotion_decision(self, name: str, promote: bool, reason: str) -> None:
+        self._set(MODELS_PK, model_sk(name), {"decision": {"promote": promote, "reason": reason}})
+
+    # ---------------------------------------------------------- current model
+    def current_model(self) -> CurrentModel | None:
+        return CurrentModel.from_item(self.get(MODELS_PK, CURRENT))
+
+    def replace_current_model(self, current: CurrentModel, expected: str | None) -> bool:
+        """Make ``current`` the current model if ``expected`` (None: no model) still is; False if not."""
+        condition = Missing("model_name") if expected is None else Equals("model_name", expected)
+        return self._set(MODELS_PK, CURRENT, current.all_fields(), condition) is not None
+
+    def record_promotion_history(self, model_name: str, **fields: Any) -> None:
+        # Microseconds in the key keep changes made within one millisecond in order.
+        when = datetime.now(UTC).isoformat(timespec="microseconds")
+        self._put_new(MODELS_PK, f"history#{when}#{model_name}", {"model_name": model_name, **fields})
+
+    def promotion_history(self) -> list[dict]:
+        return self.query(MODELS_PK, "history#")
+
+    # ---------------------------------------------------------- slide scoring
+    def waiting_slides(self) -> list[str]:
+        return [item["sk"] for item in self.query(WAITING_SLIDES_PK)]
+
+    def mark_slide_waiting_for_model(self, slide_id: str, run_id: str) -> None:
+        self._put_new(WAITING_SLIDES_PK, slide_id, {"slide_id": slide_id, "run_id": run_id})
+        self._set(slide_pk(slide_id), CURRENT, {"scoring_status": ScoringStatus.WAITING_FOR_MODEL})
+
+    def mark_slide_scoring(self, slide_id: str, run_id: str, job_name: str, model_name: str) -> None:
+        fields = {"scoring_status": ScoringStatus.SCORING, "scoring_job": job_name, "scoring_model": model_name}
+        self._set(slide_pk(slide_id), CURRENT, fields, Equals("x_run", run_id))
+        self._delete(WAITING_SLIDES_PK, slide_id)
+
+    def record_slide_scored(self, slide_id: str, run_id: str, job_name: str, **result: Any) -> None:
+        """``result``: scored_at, predictions_key, tumour_fraction."""
+        fields = {"scoring_status": ScoringStatus.SCORED, "scored_job": job_name, "scored_run": run_id, **result}
+        self._set(slide_pk(slide_id), CURRENT, fields, remove=("scoring_failure",))
+
+    def record_slide_scoring_failed(self, slide_id: str, run_id: str, reason: str) -> None:
+        fields = {"scoring_status": ScoringStatus.FAILED, "scoring_failure": reason}
+        self._set(slide_pk(slide_id), CURRENT, fields, Equals("x_run", run_id))

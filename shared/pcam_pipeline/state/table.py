@@ -1,0 +1,201 @@
+"""The state table's storage: the few DynamoDB operations the named reads and writes need.
+
+Conditions are written in ``Condition`` terms, which translate to DynamoDB condition expressions and
+can also be evaluated against an item, so tests can run the same logic on an in-memory table
+(``tests/fakes.py``) that a contract test holds to DynamoDB's behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from pcam_pipeline.errors import RetryableError
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# ------------------------------------------------------------------ conditions
+class Condition:
+    def holds(self, item: dict | None) -> bool:
+        raise NotImplementedError
+
+    def expression(self):
+        raise NotImplementedError
+
+    def __or__(self, other: Condition) -> Condition:
+        return Either(self, other)
+
+    def __invert__(self) -> Condition:
+        return Not(self)
+
+
+@dataclass(frozen=True)
+class Equals(Condition):
+    name: str
+    value: Any
+
+    def holds(self, item):
+        return item is not None and self.name in item and item[self.name] == self.value
+
+    def expression(self):
+        return Attr(self.name).eq(self.value)
+
+
+@dataclass(frozen=True)
+class OneOf(Condition):
+    name: str
+    values: tuple
+
+    def holds(self, item):
+        return item is not None and item.get(self.name) in self.values
+
+    def expression(self):
+        return Attr(self.name).is_in(list(self.values))
+
+
+@dataclass(frozen=True)
+class Missing(Condition):
+    name: str
+
+    def holds(self, item):
+        return item is None or self.name not in item
+
+    def expression(self):
+        return Attr(self.name).not_exists()
+
+
+@dataclass(frozen=True)
+class Not(Condition):
+    inner: Condition
+
+    def holds(self, item):
+        return not self.inner.holds(item)
+
+    def expression(self):
+        return ~self.inner.expression()
+
+
+@dataclass(frozen=True)
+class Either(Condition):
+    left: Condition
+    right: Condition
+
+    def holds(self, item):
+        return self.left.holds(item) or self.right.holds(item)
+
+    def expression(self):
+        return self.left.expression() | self.right.expression()
+
+
+# ------------------------------------------------------------------ changes
+@dataclass(frozen=True)
+class Change:
+    """One UpdateItem: set attributes, add to number sets, remove attributes, set one entry of a map."""
+
+    sets: dict[str, Any] = field(default_factory=dict)
+    add: dict[str, set] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+    map_entry: tuple[str, str, Any] | None = None
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; callers want ints and lists."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, set)):
+        return sorted(plain(v) for v in value) if isinstance(value, set) else [plain(v) for v in value]
+    return value
+
+
+def storable(value: Any) -> Any:
+    """DynamoDB takes no floats: store them as Decimal (metrics, thresholds)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------ DynamoDB
+class DynamoDBTable:
+    def __init__(self, table):
+        self._table = table
+
+    def _call(self, what: str, operation, **kwargs):
+        try:
+            return operation(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise RetryableError(f"cannot {what} the state table: {exc}") from exc
+
+    def get(self, pk: str, sk: str) -> dict | None:
+        response = self._call("read", self._table.get_item, Key={"pk": pk, "sk": sk}, ConsistentRead=True)
+        return plain(response["Item"]) if response and "Item" in response else None
+
+    def _pages(self, operation, **kwargs) -> list[dict]:
+        items = []
+        while True:
+            page = self._call("read", operation, ConsistentRead=True, **kwargs)
+            items.extend(plain(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def query(self, pk: str, sk_prefix: str = "") -> list[dict]:
+        condition = Key("pk").eq(pk) & Key("sk").begins_with(sk_prefix) if sk_prefix else Key("pk").eq(pk)
+        return self._pages(self._table.query, KeyConditionExpression=condition)
+
+    def scan(self) -> list[dict]:
+        return self._pages(self._table.scan)
+
+    def put_if_absent(self, item: dict) -> bool:
+        kwargs = {"Item": storable(item), "ConditionExpression": Attr("pk").not_exists()}
+        return self._call("write", self._table.put_item, **kwargs) is not None
+
+    def update(self, pk: str, sk: str, change: Change, condition: Condition | None, return_new: bool):
+        # Placeholders avoid #n/:v, which boto3 uses for the condition expression.
+        names = {f"#s{i}": name for i, name in enumerate(change.sets)}
+        values = {f":s{i}": storable(value) for i, value in enumerate(change.sets.values())}
+        parts = [f"#s{i} = :s{i}" for i in range(len(change.sets))]
+        if change.map_entry is not None:
+            map_name, entry, value = change.map_entry
+            names.update({"#map": map_name, "#entry": entry})
+            values[":entry"] = value
+            parts.append("#map.#entry = :entry")
+        expression = "SET " + ", ".join(parts)
+        if change.add:
+            names.update({f"#a{i}": name for i, name in enumerate(change.add)})
+            values.update({f":a{i}": value for i, value in enumerate(change.add.values())})
+            expression += " ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(change.add)))
+        if change.remove:
+            expression += " REMOVE " + ", ".join(change.remove)
+        kwargs: dict[str, Any] = {
+            "Key": {"pk": pk, "sk": sk},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if condition is not None:
+            kwargs["ConditionExpression"] = condition.expression()
+        if return_new:
+            kwargs["ReturnValues"] = "ALL_NEW"
+        response = self._call("write", self._table.update_item, **kwargs)
+        if response is None:
+            return None
+        return plain(response.get("Attributes", {})) if return_new else {}
+
+    def delete(self, pk: str, sk: str) -> None:
+        self._call("write", self._table.delete_item, Key={"pk": pk, "sk": sk})

@@ -1,0 +1,160 @@
+"""In-memory stand-ins for the model side's ports (state table, bucket, SageMaker, bus, alert topic).
+
+They let the lifecycle logic run in unit tests without any emulator. ``InMemoryTable`` is held to
+DynamoDB's behaviour by ``tests/unit/test_state_table.py``, which runs the same cases on both.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import threading
+
+from pcam_pipeline.blob_store import MissingObject
+from pcam_pipeline.records import JobKind
+from pcam_pipeline.state import StateStore
+from pcam_pipeline.state.table import Change, Condition, plain, storable
+
+
+class InMemoryTable:
+    """The state table's operations on a dict, each atomic under one lock as DynamoDB's item writes are."""
+
+    def __init__(self):
+        self._items: dict[tuple[str, str], dict] = {}
+        self._lock = threading.Lock()
+
+    def _copy(self, item: dict) -> dict:
+        return plain(copy.deepcopy(item))
+
+    def get(self, pk: str, sk: str) -> dict | None:
+        with self._lock:
+            item = self._items.get((pk, sk))
+            return self._copy(item) if item is not None else None
+
+    def query(self, pk: str, sk_prefix: str = "") -> list[dict]:
+        with self._lock:
+            found = [v for (p, s), v in sorted(self._items.items()) if p == pk and s.startswith(sk_prefix)]
+            return [self._copy(item) for item in found]
+
+    def scan(self) -> list[dict]:
+        with self._lock:
+            return [self._copy(item) for item in self._items.values()]
+
+    def put_if_absent(self, item: dict) -> bool:
+        with self._lock:
+            if (item["pk"], item["sk"]) in self._items:
+                return False
+            self._items[(item["pk"], item["sk"])] = storable(copy.deepcopy(item))
+            return True
+
+    def update(self, pk: str, sk: str, change: Change, condition: Condition | None, return_new: bool):
+        with self._lock:
+            existing = self._items.get((pk, sk))
+            if condition is not None and not condition.holds(self._copy(existing) if existing else None):
+                return None
+            item = copy.deepcopy(existing) if existing is not None else {"pk": pk, "sk": sk}
+            item.update(storable(copy.deepcopy(change.sets)))
+            if change.map_entry is not None:
+                map_name, entry, value = change.map_entry
+                item.setdefault(map_name, {})[entry] = value
+            for name, values in change.add.items():
+                item[name] = set(item.get(name, set())) | set(values)
+            for name in change.remove:
+                item.pop(name, None)
+            self._items[(pk, sk)] = item
+            return self._copy(item) if return_new else {}
+
+    def delete(self, pk: str, sk: str) -> None:
+        with self._lock:
+            self._items.pop((pk, sk), None)
+
+
+def in_memory_state() -> StateStore:
+    return StateStore(table=InMemoryTable())
+
+
+class SizedBytesIO(io.BytesIO):
+    @property
+    def size(self) -> int:
+        return len(self.getbuffer())
+
+
+class InMemoryBlobStore:
+    def __init__(self, bucket: str = "data"):
+        self.bucket = bucket
+        self.objects: dict[str, bytes] = {}
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def get_bytes(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise MissingObject(f"{key}: NoSuchKey")
+        return self.objects[key]
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.objects[key] = bytes(body)
+
+    def put_json(self, key: str, document) -> None:
+        self.put_bytes(key, json.dumps(document, default=str).encode(), "application/json")
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def open(self, key: str, version: str | None = None) -> SizedBytesIO:
+        return SizedBytesIO(self.get_bytes(key))
+
+
+class FakeLauncher:
+    """Accepts every job once per name, as SageMaker does; tells what it was asked."""
+
+    def __init__(self, bucket: str = "data"):
+        self.bucket = bucket
+        self.started: dict[str, tuple[JobKind, dict]] = {}
+        self.models: dict[str, dict] = {}
+        self.best_of_tuning: dict[str, str] = {}
+
+    def start(self, kind: JobKind, name: str, request: dict) -> bool:
+        if name in self.started:
+            return False
+        self.started[name] = (kind, request)
+        return True
+
+    def create_model(self, request: dict) -> bool:
+        if request["ModelName"] in self.models:
+            return False
+        self.models[request["ModelName"]] = request
+        return True
+
+    def names(self, kind: JobKind) -> list[str]:
+        return [name for name, (started_kind, _) in self.started.items() if started_kind is kind]
+
+    def describe_training_job(self, name: str) -> dict:
+        return {
+            "TrainingJobName": name,
+            "ModelArtifacts": {"S3ModelArtifacts": f"s3://{self.bucket}/models/{name}/output/model.tar.gz"},
+            "HyperParameters": {"epochs": "2"},
+        }
+
+    def best_training_job(self, tuning_job: str) -> str:
+        return self.best_of_tuning[tuning_job]
+
+
+class RecordingPublisher:
+    def __init__(self):
+        self.published: list[tuple[str, dict]] = []
+
+    def publish(self, detail_type: str, detail: dict) -> None:
+        self.published.append((detail_type, json.loads(json.dumps(detail, default=str))))
+
+    def of_type(self, detail_type: str) -> list[dict]:
+        return [detail for kind, detail in self.published if kind == detail_type]
+
+
+class RecordingAlerter:
+    def __init__(self):
+        self.alerts: list[tuple[str, str]] = []
+
+    def alert(self, subject: str, message: str) -> None:
+        self.alerts.append((subject, message))

@@ -1,0 +1,91 @@
+"""How the SageMaker flow reacts to each job status (in-memory fakes for state, bucket, SageMaker, bus, topic)."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from pcam_pipeline.records import JobKind, JobRecord, JobStatus, ModelStatus
+from pcam_pipeline.sagemaker_flow import SageMakerFlow
+from pcam_pipeline.sagemaker_jobs import SageMakerSettings
+from pcam_pipeline.settings import ModelSettings
+from tests.fakes import FakeLauncher, InMemoryBlobStore, RecordingAlerter, RecordingPublisher, in_memory_state
+
+EVENTS = Path(__file__).parents[2] / "events"
+JOB = "pcam-pcam-train-0123456789"
+SETTINGS = ModelSettings(
+    bucket="data",
+    state_table="state",
+    event_bus="bus",
+    alert_topic_arn="arn:aws:sns:us-east-1:123456789012:alerts",
+    minimum_auc=0.9,
+    decision_threshold=0.5,
+    sagemaker=SageMakerSettings(role_arn="arn:aws:iam::123456789012:role/sm", region="us-east-1", bucket="data"),
+)
+
+
+@pytest.fixture
+def world():
+    world = SimpleNamespace(
+        state=in_memory_state(),
+        blobs=InMemoryBlobStore(),
+        launcher=FakeLauncher(),
+        publisher=RecordingPublisher(),
+        alerter=RecordingAlerter(),
+    )
+    world.flow = SageMakerFlow(SETTINGS, world.state, world.blobs, world.launcher, world.publisher, world.alerter)
+    world.state.create_job(JobRecord(JOB, JobKind.TRAINING, JobStatus.IN_PROGRESS, dataset="pcam"))
+    return world
+
+
+def training_event(status: str, **extra) -> tuple[str, dict]:
+    event = json.loads((EVENTS / "sagemaker-training-job-state-change.json").read_text())
+    event["detail"].update(TrainingJobName=JOB, TrainingJobStatus=status, **extra)
+    return event["detail-type"], event["detail"]
+
+
+def test_a_completed_job_becomes_a_model_that_waits_for_a_test_split(world):
+    result = world.flow.on_event(*training_event("Completed"))
+    assert result["model"] == JOB
+    model = world.state.model(JOB)
+    assert model.status is ModelStatus.AWAITING_TEST_SPLIT
+    assert model.model_data_uri == f"s3://data/models/{JOB}/output/model.tar.gz"
+    assert world.launcher.models[JOB]["PrimaryContainer"]["ModelDataUrl"].endswith("model.tar.gz")
+
+
+def test_a_repeated_completed_event_creates_nothing_twice(world):
+    world.flow.on_event(*training_event("Completed"))
+    world.flow.on_event(*training_event("Completed"))
+    assert len(world.state.models()) == 1 and len(world.launcher.models) == 1
+
+
+def test_a_late_in_progress_event_does_not_undo_completion(world):
+    world.flow.on_event(*training_event("Completed"))
+    result = world.flow.on_event(*training_event("InProgress"))
+    assert result["status"] == "ignored" and "late InProgress" in result["reason"]
+    assert world.state.job(JOB).status is JobStatus.COMPLETED
+
+
+def test_stopping_is_recorded_and_stopped_alerts_once(world):
+    world.flow.on_event(*training_event("Stopping"))
+    assert world.state.job(JOB).status is JobStatus.STOPPING
+    world.flow.on_event(*training_event("Stopped"))
+    world.flow.on_event(*training_event("Stopped"))
+    ((subject, message),) = world.alerter.alerts
+    assert "training job stopped for pcam" in subject and JOB in message
+    assert world.state.get("dataset#pcam")["training_status"] == "Stopped"
+
+
+def test_a_failed_job_records_its_reason(world):
+    world.flow.on_event(*training_event("Failed", FailureReason="ClientError: Unable to read the manifest"))
+    job = world.state.job(JOB)
+    assert job.status is JobStatus.FAILED and "Unable to read the manifest" in job.reason
+    assert world.state.get("dataset#pcam")["failure_reason"] == "ClientError: Unable to read the manifest"
+    assert "Unable to read the manifest" in world.alerter.alerts[0][1]
+
+
+def test_other_events_are_ignored(world):
+    assert world.flow.on_event("Slide Scored", {"slide_id": "s"})["status"] == "ignored"
+    detail_type, detail = training_event("Completed")
+    assert world.flow.on_event(detail_type, {**detail, "TrainingJobName": "not-ours"})["status"] == "ignored"
