@@ -40,7 +40,8 @@ from pcam_local.local_trainer import load_model, run_training_job, split_s3_uri
 from pcam_local.stack import REGION
 from pcam_pipeline import storage
 from pcam_pipeline.errors import InvalidJobRequest
-from pcam_pipeline.sagemaker_jobs import PROCESSING_ROOT, validate
+from pcam_pipeline.inference_requests import PROCESSING_ROOT
+from pcam_pipeline.sagemaker_jobs import validate
 
 ACCOUNT = "123456789012"
 PROCESSING_ENTRY_PYTHON = {"python3", "python"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pcam_pipeline.records import TERMINAL_JOB_STATUSES, FileStatus, JobKind, JobStatus, OwnerStatus, ScoringStatus
+from pcam_pipeline.statuses import TERMINAL_JOB_STATUSES, FileStatus, JobKind, JobStatus, OwnerStatus, ScoringStatus
 
 PROBLEM_STATUSES = (FileStatus.QUARANTINED, FileStatus.FAILED)
 FAILED_JOB = (JobStatus.FAILED, JobStatus.STOPPED)

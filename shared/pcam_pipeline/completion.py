@@ -6,8 +6,9 @@ from pcam_pipeline import events, keys, manifests, storage
 from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.hdf5_input import open_hdf5, read_labels
 from pcam_pipeline.observability import logger
-from pcam_pipeline.records import FileStatus, OwnerStatus, PatchOwner, SlideRecord, SplitRecord
+from pcam_pipeline.records import PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.statuses import FileStatus, OwnerStatus
 
 
 def readiness_token(record: PatchOwner) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from pcam_pipeline import storage
 from pcam_pipeline.completion import Completer
@@ -14,28 +13,11 @@ from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.patches import encode_jpeg
 from pcam_pipeline.records import FileStatus
 from pcam_pipeline.settings import ConversionSettings
+from pcam_pipeline.shard_planning import ShardTask
 from pcam_pipeline.state import StateStore
 
 # Patches read from HDF5 at once: 512 x 27 KB = 14 MB, whatever the shard or file size.
 READ_BATCH = 512
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    owner: str
-    run_id: str
-    shard: int
-    start: int
-    stop: int
-    source_key: str
-    source_version: str | None
-    image_prefix: str
-    file_key: str
-    file_version: str
-
-    @classmethod
-    def from_message(cls, body: dict) -> ShardTask:
-        return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})
 
 
 class ShardConverter:

@@ -48,5 +48,10 @@ class InvalidJobRequest(PipelineError):
     """A request SageMaker's API model rejects (what boto3 would refuse to send)."""
 
 
+class MisroutedEvent(PipelineError):
+    """An event this deployment should never have received (another bucket): it fails to the
+    dead-letter queue, where operators see the wiring mistake."""
+
+
 class SettingsError(PipelineError):
     """A function's environment is missing or has an invalid setting."""

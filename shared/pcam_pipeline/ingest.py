@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 import boto3
 
 from pcam_pipeline import keys, storage
 from pcam_pipeline.completion import Completer
-from pcam_pipeline.errors import InvalidInput, RetryableError
+from pcam_pipeline.errors import InvalidInput, MisroutedEvent
 from pcam_pipeline.events import EventPublisher
 from pcam_pipeline.hdf5_input import check_counts_agree, inspect_patches, open_hdf5, read_labels
 from pcam_pipeline.keys import DatasetFile, DroppedFile, SlideFile
-from pcam_pipeline.observability import logger, metrics
+from pcam_pipeline.observability import logger
 from pcam_pipeline.patches import image_shape
-from pcam_pipeline.records import IMAGE_FIELDS, LABEL_FIELDS, FileStatus, OwnerStatus, PatchOwner, SplitRecord
+from pcam_pipeline.quarantine import quarantine
+from pcam_pipeline.records import IMAGE_FIELDS, LABEL_FIELDS, PatchOwner, SplitRecord
 from pcam_pipeline.settings import IngestSettings
-from pcam_pipeline.state import StateStore, now_iso, slide_pk, split_pk
-
-SQS_BATCH = 10
-
-
-def plan_shards(count: int, patches_per_shard: int) -> list[tuple[int, int]]:
-    """Split [0, count) into consecutive [start, stop) ranges of at most ``patches_per_shard``."""
-    return [(start, min(start + patches_per_shard, count)) for start in range(0, count, patches_per_shard)]
+from pcam_pipeline.shard_planning import PatchSource, ShardPlanner
+from pcam_pipeline.state import StateStore, slide_pk, split_pk
+from pcam_pipeline.statuses import FileStatus, OwnerStatus
 
 
 def _replaces_announced_pair(current: PatchOwner, partner_count: int | None, count: int) -> bool:
@@ -49,14 +43,18 @@ class Ingestor:
         self._bucket = conversion.bucket
         self._s3 = s3 or storage.s3_client()
         self._state = state or StateStore(conversion.state_table)
-        self._sqs = sqs or boto3.client("sqs")
+        # The edge of the JPEGs written (Split Ready tells training the image shape).
+        self._image_edge = {"image_edge": image_shape(conversion.resize_to)[1]}
+        self._planner = ShardPlanner(
+            self._state, sqs or boto3.client("sqs"), settings.convert_queue_url, settings.patches_per_shard
+        )
         self._completer = Completer(
             self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus)
         )
 
     def ingest(self, dropped: DroppedFile, claimer: str) -> dict:
         if dropped.bucket != self._bucket:
-            raise RetryableError(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
+            raise MisroutedEvent(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
         if not storage.object_exists(self._s3, self._bucket, dropped.key, dropped.version_id):
             spelled = dropped.as_spelled_in_event()
@@ -77,7 +75,7 @@ class Ingestor:
                 return self._ingest_dataset_images(dropped, kind, source_key, source_version)
             return self._ingest_dataset_labels(dropped, kind, source_key, source_version, claimer)
         except InvalidInput as problem:
-            return self.quarantine(dropped, problem)
+            return quarantine(self._s3, self._bucket, self._state, dropped, problem)
 
     # ------------------------------------------------------------------ sources
     def _source_of(self, dropped: DroppedFile, compressed: bool) -> tuple[str, str | None]:
@@ -105,17 +103,10 @@ class Ingestor:
         if current.y_count is not None and not labels_are_stale:
             check_counts_agree(info.count, current.y_count, arrived="images")
         prefix = keys.dataset_image_prefix(kind.dataset, kind.split, dropped.run_id)
+        source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
         fields = {"kind": "split", "dataset": kind.dataset, "split": kind.split, "has_coords": False}
-        return self._plan(
-            dropped,
-            owner,
-            fields,
-            info,
-            source_key,
-            source_version,
-            prefix,
-            forget=LABEL_FIELDS if labels_are_stale else (),
-        )
+        forget = LABEL_FIELDS if labels_are_stale else ()
+        return self._planner.plan(dropped, owner, source, {**fields, **self._image_edge}, forget)
 
     def _ingest_slide(self, dropped, kind: SlideFile, source_key, source_version) -> dict:
         owner = slide_pk(kind.slide_id)
@@ -125,8 +116,9 @@ class Ingestor:
         with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
             info = inspect_patches(handle)
         prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
+        source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
         fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords}
-        return self._plan(dropped, owner, fields, info, source_key, source_version, prefix)
+        return self._planner.plan(dropped, owner, source, {**fields, **self._image_edge})
 
     def _ingest_dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version, claimer) -> dict:
         owner = split_pk(kind.dataset, kind.split)
@@ -157,90 +149,6 @@ class Ingestor:
             )
         announced = self._completer.complete_if_ready(owner, claimer)
         return {"status": "labels recorded", "owner": owner, "announced": announced}
-
-    def _plan(self, dropped, owner, fields, info, source_key, source_version, prefix, forget=()) -> dict:
-        shards = plan_shards(info.count, self._settings.patches_per_shard)
-        self._state.start_patch_conversion(
-            owner,
-            forget=forget,
-            fields={
-                **fields,
-                "x_key": dropped.key,
-                "x_version": dropped.version,
-                "x_source_key": source_key,
-                "x_source_version": source_version,
-                "x_run": dropped.run_id,
-                "x_count": info.count,
-                "shards_total": len(shards),
-                "image_prefix": prefix,
-                "image_edge": image_shape(self._settings.conversion.resize_to)[1],
-                "storage": info.storage,
-            },
-        )
-        messages = [
-            {
-                "owner": owner,
-                "run_id": dropped.run_id,
-                "shard": index,
-                "start": start,
-                "stop": stop,
-                "source_key": source_key,
-                "source_version": source_version,
-                "image_prefix": prefix,
-                "file_key": dropped.key,
-                "file_version": dropped.version,
-            }
-            for index, (start, stop) in enumerate(shards)
-        ]
-        self._enqueue(messages)
-        self._state.record_file(
-            dropped.key,
-            dropped.version,
-            status=FileStatus.CONVERTING,
-            run_id=dropped.run_id,
-            patch_count=info.count,
-            shards=len(shards),
-            owner=owner,
-        )
-        metrics.add_metric(name="ShardsPlanned", unit="Count", value=len(shards))
-        logger.info(
-            "planned conversion",
-            extra={"owner": owner, "patches": info.count, "shards": len(shards), "storage": info.storage},
-        )
-        return {"status": "converting", "owner": owner, "patches": info.count, "shards": len(shards)}
-
-    def _enqueue(self, messages: list[dict]) -> None:
-        for first in range(0, len(messages), SQS_BATCH):
-            batch = messages[first : first + SQS_BATCH]
-            entries = [{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(batch)]
-            response = self._sqs.send_message_batch(QueueUrl=self._settings.convert_queue_url, Entries=entries)
-            if response.get("Failed"):
-                raise RetryableError(f"could not enqueue shards: {response['Failed']}")
-
-    # ------------------------------------------------------------------ quarantine
-    def quarantine(self, dropped: DroppedFile, problem: InvalidInput) -> dict:
-        """Move the upload to quarantine/ with a plain explanation beside it; nothing is lost."""
-        target = keys.quarantine_key(dropped.key)
-        error = {
-            "key": dropped.key,
-            "version": dropped.version,
-            "error": problem.describe(),
-            **problem.as_dict(),
-            "quarantined_at": now_iso(),
-            "quarantined_as": target,
-        }
-        storage.put_json(self._s3, self._bucket, keys.quarantine_error_key(dropped.key), error)
-        storage.move_object(self._s3, self._bucket, dropped.key, dropped.version_id, target)
-        self._state.record_file(
-            dropped.key,
-            dropped.version,
-            status=FileStatus.QUARANTINED,
-            reason=problem.describe(),
-            quarantine_key=target,
-        )
-        metrics.add_metric(name="FilesQuarantined", unit="Count", value=1)
-        logger.warning("quarantined", extra={"reason": problem.describe()})
-        return {"status": "quarantined", "reason": problem.describe(), "quarantine_key": target}
 
     def record_failure(self, dropped: DroppedFile, reason: str) -> None:
         self._state.record_file(

@@ -11,8 +11,9 @@ from typing import Protocol
 from pcam_pipeline.alerts import Alerter
 from pcam_pipeline.job_launcher import SageMakerLauncher
 from pcam_pipeline.observability import logger, metrics
-from pcam_pipeline.records import JobKind, JobRecord, JobStatus
+from pcam_pipeline.records import JobRecord
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.statuses import JobKind, JobStatus
 
 # detail-type → (field naming the job, field holding its status)
 SAGEMAKER_EVENTS = {

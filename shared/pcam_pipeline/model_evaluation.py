@@ -8,15 +8,16 @@ import hashlib
 import json
 from importlib import resources
 
-from pcam_pipeline import events, keys, sagemaker_jobs
+from pcam_pipeline import events, inference_requests, keys, sagemaker_jobs
 from pcam_pipeline.blob_store import MissingObject, S3BlobStore
 from pcam_pipeline.errors import JobFailed
 from pcam_pipeline.evaluation import roc_png
 from pcam_pipeline.job_tracker import JobTracker
 from pcam_pipeline.promotion import ModelRegistry, metric_summary
-from pcam_pipeline.records import JobKind, JobRecord, JobStatus, ModelStatus
+from pcam_pipeline.records import JobRecord
 from pcam_pipeline.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus
 
 EVALUATION_SCRIPT = "evaluate_model.py"
 
@@ -71,7 +72,7 @@ class ModelEvaluation:
         )
         self._jobs.record(job)
         self._state.mark_model_evaluating(model_name, prefix, name)
-        request = sagemaker_jobs.transform_request(
+        request = inference_requests.transform_request(
             self._settings,
             name,
             model_name,
@@ -114,7 +115,7 @@ class ModelEvaluation:
         name = sagemaker_jobs.job_name(model.dataset, f"{model_name}|{transform.name}", kind="metrics")
         job = JobRecord(name=name, kind=JobKind.EVALUATION, dataset=model.dataset, model_name=model_name)
         self._jobs.record(job)
-        request = sagemaker_jobs.evaluation_request(
+        request = inference_requests.evaluation_request(
             self._settings,
             name,
             self._evaluation_script_uri(),

@@ -3,15 +3,16 @@ handed to evaluation. One job per combination of uploads: its name derives from 
 
 from __future__ import annotations
 
-from pcam_pipeline import sagemaker_jobs
+from pcam_pipeline import inference_requests, sagemaker_jobs
 from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.errors import InvalidJobRequest
 from pcam_pipeline.job_launcher import SageMakerLauncher
 from pcam_pipeline.job_tracker import JobTracker, failed
 from pcam_pipeline.model_evaluation import ModelEvaluation
-from pcam_pipeline.records import JobKind, JobRecord, JobStatus, ModelRecord
+from pcam_pipeline.records import JobRecord, ModelRecord
 from pcam_pipeline.sagemaker_jobs import SageMakerSettings, TrainingInputs
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.statuses import JobKind, JobStatus
 from pcam_training.config import TrainingConfigError
 
 
@@ -91,7 +92,9 @@ class ModelTraining:
     def register_model(self, training_job: str, job: JobRecord, description: dict, tuning_job: str | None = None):
         """Create the SageMaker Model of a finished training job, then evaluate it if a test split exists."""
         model_data = description["ModelArtifacts"]["S3ModelArtifacts"]
-        request = sagemaker_jobs.model_request(self._settings, training_job, model_data, {"pcam:dataset": job.dataset})
+        request = inference_requests.model_request(
+            self._settings, training_job, model_data, {"pcam:dataset": job.dataset}
+        )
         self._launcher.create_model(request)  # an existing model of this name is this model
         self._state.create_model(
             ModelRecord(

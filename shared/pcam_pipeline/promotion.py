@@ -10,8 +10,9 @@ from pcam_pipeline import events
 from pcam_pipeline.errors import PipelineError, RetryableError
 from pcam_pipeline.evaluation import PromotionDecision, promotion_decision
 from pcam_pipeline.observability import logger
-from pcam_pipeline.records import SERVABLE_MODEL_STATUSES, CurrentModel, ModelRecord
+from pcam_pipeline.records import CurrentModel, ModelRecord
 from pcam_pipeline.state import StateStore, now_iso
+from pcam_pipeline.statuses import SERVABLE_MODEL_STATUSES
 
 PIPELINE = "pipeline (automatic promotion gate)"
 _CHANGE_ATTEMPTS = 5

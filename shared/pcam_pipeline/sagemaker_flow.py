@@ -21,10 +21,10 @@ from pcam_pipeline.model_evaluation import ModelEvaluation
 from pcam_pipeline.model_training import ModelTraining
 from pcam_pipeline.observability import logger
 from pcam_pipeline.promotion import ModelRegistry
-from pcam_pipeline.records import JobKind, JobStatus
 from pcam_pipeline.settings import ModelSettings
 from pcam_pipeline.slide_scoring import SlideScoring
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.statuses import JobKind, JobStatus
 
 
 class SageMakerFlow:

@@ -11,16 +11,17 @@ from datetime import datetime
 
 import numpy as np
 
-from pcam_pipeline import events, keys, sagemaker_jobs, slide_results
+from pcam_pipeline import events, inference_requests, keys, sagemaker_jobs, slide_results
 from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.hdf5_input import open_hdf5, read_coords
 from pcam_pipeline.job_tracker import JobTracker
 from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.prediction_gathering import gather_tumour_probabilities
 from pcam_pipeline.promotion import ModelRegistry
-from pcam_pipeline.records import JobKind, JobRecord, JobStatus, OwnerStatus, SlideRecord
+from pcam_pipeline.records import JobRecord, SlideRecord
 from pcam_pipeline.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.state import StateStore, now_iso
+from pcam_pipeline.statuses import JobKind, JobStatus, OwnerStatus
 
 
 class SlideScoring:
@@ -72,7 +73,7 @@ class SlideScoring:
         )
         self._jobs.record(job)
         self._state.mark_slide_scoring(slide_id, slide.x_run, name, model_name)
-        request = sagemaker_jobs.transform_request(
+        request = inference_requests.transform_request(
             self._settings,
             name,
             model_name,

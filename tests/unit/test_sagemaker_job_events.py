@@ -6,10 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from pcam_pipeline.records import JobKind, JobRecord, JobStatus, ModelStatus
+from pcam_pipeline.records import JobRecord
 from pcam_pipeline.sagemaker_flow import SageMakerFlow
 from pcam_pipeline.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.settings import ModelSettings
+from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus
 from tests.fakes import FakeLauncher, InMemoryBlobStore, RecordingAlerter, RecordingPublisher, in_memory_state
 
 EVENTS = Path(__file__).parents[2] / "events"

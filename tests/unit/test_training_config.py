@@ -3,14 +3,12 @@ import re
 import pytest
 
 from pcam_pipeline.errors import InvalidJobRequest
+from pcam_pipeline.inference_requests import evaluation_request, model_request, transform_request
 from pcam_pipeline.sagemaker_jobs import (
     SageMakerSettings,
     TrainingInputs,
-    evaluation_request,
     job_name,
-    model_request,
     training_job_request,
-    transform_request,
     tuning_job_request,
     validate,
 )

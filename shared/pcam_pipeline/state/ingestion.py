@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.records import FileRecord, FileStatus, OwnerStatus, SlideRecord, SplitRecord, owner_record
+from pcam_pipeline.records import FileRecord, SlideRecord, SplitRecord, owner_record
 from pcam_pipeline.state.access import CURRENT, TableAccess, file_pk, slide_pk, split_pk
 from pcam_pipeline.state.table import Either, Equals, Missing, Not, now_iso
+from pcam_pipeline.statuses import FileStatus, OwnerStatus
 
 
 class IngestionRecords(TableAccess):

@@ -6,15 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pcam_pipeline.records import (
-    TERMINAL_JOB_STATUSES,
-    CurrentModel,
-    JobRecord,
-    JobStatus,
-    ModelRecord,
-    ModelStatus,
-    ScoringStatus,
-)
+from pcam_pipeline.records import CurrentModel, JobRecord, ModelRecord
 from pcam_pipeline.state.access import (
     CURRENT,
     MODELS_PK,
@@ -26,6 +18,7 @@ from pcam_pipeline.state.access import (
     slide_pk,
 )
 from pcam_pipeline.state.table import Equals, Missing, Not, OneOf, now_iso
+from pcam_pipeline.statuses import TERMINAL_JOB_STATUSES, JobStatus, ModelStatus, ScoringStatus
 
 
 class ModelSideRecords(TableAccess):

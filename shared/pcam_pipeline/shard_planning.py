@@ -1,0 +1,115 @@
+"""Fanning a dropped patch file out into conversion shards: one queue message per slice of patches."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from pcam_pipeline.errors import RetryableError
+from pcam_pipeline.keys import DroppedFile
+from pcam_pipeline.observability import logger, metrics
+from pcam_pipeline.records import FileStatus
+from pcam_pipeline.state import StateStore
+
+SQS_BATCH = 10  # entries per SendMessageBatch, SQS's maximum
+
+
+def plan_shards(count: int, patches_per_shard: int) -> list[tuple[int, int]]:
+    """Split [0, count) into consecutive [start, stop) ranges of at most ``patches_per_shard``."""
+    return [(start, min(start + patches_per_shard, count)) for start in range(0, count, patches_per_shard)]
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """The message a conversion shard receives: which patches of which object, written where."""
+
+    owner: str
+    run_id: str
+    shard: int
+    start: int
+    stop: int
+    source_key: str
+    source_version: str | None
+    image_prefix: str
+    file_key: str
+    file_version: str
+
+    @classmethod
+    def from_message(cls, body: dict) -> ShardTask:
+        return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class PatchSource:
+    """The HDF5 object a dropped file's patches are read from, and where their JPEGs go."""
+
+    key: str
+    version: str | None
+    count: int
+    storage: str
+    image_prefix: str
+
+
+class ShardPlanner:
+    def __init__(self, state: StateStore, sqs, convert_queue_url: str, patches_per_shard: int):
+        self._state, self._sqs = state, sqs
+        self._queue_url, self._patches_per_shard = convert_queue_url, patches_per_shard
+
+    def plan(self, dropped: DroppedFile, owner: str, source: PatchSource, fields: dict, forget=()) -> dict:
+        """Make this upload the owner's current images and enqueue one message per shard."""
+        shards = plan_shards(source.count, self._patches_per_shard)
+        self._state.start_patch_conversion(
+            owner,
+            forget=forget,
+            fields={
+                **fields,
+                "x_key": dropped.key,
+                "x_version": dropped.version,
+                "x_source_key": source.key,
+                "x_source_version": source.version,
+                "x_run": dropped.run_id,
+                "x_count": source.count,
+                "shards_total": len(shards),
+                "image_prefix": source.image_prefix,
+                "storage": source.storage,
+            },
+        )
+        tasks = [
+            ShardTask(
+                owner,
+                dropped.run_id,
+                index,
+                start,
+                stop,
+                source.key,
+                source.version,
+                source.image_prefix,
+                dropped.key,
+                dropped.version,
+            )  # fmt: skip
+            for index, (start, stop) in enumerate(shards)
+        ]
+        self._enqueue(tasks)
+        self._state.record_file(
+            dropped.key,
+            dropped.version,
+            FileStatus.CONVERTING,
+            run_id=dropped.run_id,
+            patch_count=source.count,
+            shards=len(shards),
+            owner=owner,
+        )
+        metrics.add_metric(name="ShardsPlanned", unit="Count", value=len(shards))
+        logger.info(
+            "planned conversion",
+            extra={"owner": owner, "patches": source.count, "shards": len(shards), "storage": source.storage},
+        )
+        return {"status": "converting", "owner": owner, "patches": source.count, "shards": len(shards)}
+
+    def _enqueue(self, tasks: list[ShardTask]) -> None:
+        for first in range(0, len(tasks), SQS_BATCH):
+            batch = tasks[first : first + SQS_BATCH]
+            entries = [{"Id": str(i), "MessageBody": json.dumps(asdict(task))} for i, task in enumerate(batch)]
+            response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            if response.get("Failed"):
+                raise RetryableError(f"could not enqueue shards: {response['Failed']}")

@@ -1,0 +1,83 @@
+"""The statuses of the state table's records. Their values are the strings stored in the table and
+shown by ``pcam status``; enums compare equal to those strings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FileStatus(StrEnum):
+    RECEIVED = "received"
+    STAGED = "staged"
+    LABELS_RECORDED = "labels recorded"
+    CONVERTING = "converting"
+    CONVERTED = "converted"
+    QUARANTINED = "quarantined"
+    FAILED = "failed"
+
+
+class OwnerStatus(StrEnum):
+    """Of a split or slide: its patches' conversion and readiness."""
+
+    CONVERTING = "converting"
+    WAITING_FOR_IMAGES = "waiting for images"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class JobKind(StrEnum):
+    TRAINING = "training"
+    TUNING = "tuning"
+    TEST_TRANSFORM = "test transform"
+    EVALUATION = "evaluation"
+    SLIDE_SCORING = "slide scoring"
+
+    @property
+    def trains(self) -> bool:
+        return self in (JobKind.TRAINING, JobKind.TUNING)
+
+
+class JobStatus(StrEnum):
+    """SageMaker's job statuses, and ``Starting`` between the pipeline's record and SageMaker's answer."""
+
+    STARTING = "Starting"
+    IN_PROGRESS = "InProgress"
+    STOPPING = "Stopping"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_JOB_STATUSES
+
+    @property
+    def unsuccessful(self) -> bool:
+        return self in (JobStatus.FAILED, JobStatus.STOPPED)
+
+
+TERMINAL_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED)
+
+
+class ModelStatus(StrEnum):
+    CREATED = "created"
+    AWAITING_TEST_SPLIT = "awaiting test split"
+    EVALUATING = "evaluating"
+    EVALUATED = "evaluated"
+    EVALUATION_FAILED = "evaluation failed"
+
+
+# Statuses of a model that has a SageMaker Model behind it and may score slides.
+SERVABLE_MODEL_STATUSES = (
+    ModelStatus.EVALUATING,
+    ModelStatus.EVALUATED,
+    ModelStatus.AWAITING_TEST_SPLIT,
+    ModelStatus.EVALUATION_FAILED,
+)
+
+
+class ScoringStatus(StrEnum):
+    WAITING_FOR_MODEL = "waiting for a model"
+    SCORING = "scoring"
+    SCORED = "scored"
+    FAILED = "failed"

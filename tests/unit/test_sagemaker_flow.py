@@ -1,0 +1,218 @@
+"""The SageMaker side end to end on in-memory fakes: dataset → training → model → evaluation → promotion,
+and slides scored with the current model. Behaviour, not SageMaker: the fakes accept each job once."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pcam_pipeline import events, keys
+from pcam_pipeline.evaluate_model import evaluate
+from pcam_pipeline.sagemaker_flow import SageMakerFlow
+from pcam_pipeline.sagemaker_jobs import SageMakerSettings
+from pcam_pipeline.settings import ModelSettings
+from pcam_pipeline.state import slide_pk, split_pk
+from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus, ScoringStatus
+from tests.fakes import FakeLauncher, InMemoryBlobStore, RecordingAlerter, RecordingPublisher, in_memory_state
+
+
+def settings(minimum_auc: float, **sagemaker) -> ModelSettings:
+    return ModelSettings(
+        bucket="data",
+        state_table="state",
+        event_bus="bus",
+        alert_topic_arn="arn:aws:sns:us-east-1:123456789012:alerts",
+        minimum_auc=minimum_auc,
+        decision_threshold=0.5,
+        sagemaker=SageMakerSettings(
+            role_arn="arn:aws:iam::123456789012:role/sm", region="us-east-1", bucket="data", **sagemaker
+        ),
+    )
+
+
+def make_world(minimum_auc: float = 0.85, **sagemaker):
+    world = SimpleNamespace(
+        state=in_memory_state(),
+        blobs=InMemoryBlobStore(),
+        launcher=FakeLauncher(),
+        publisher=RecordingPublisher(),
+        alerter=RecordingAlerter(),
+    )
+    world.flow = SageMakerFlow(
+        settings(minimum_auc, **sagemaker), world.state, world.blobs, world.launcher, world.publisher, world.alerter
+    )
+    return world
+
+
+@pytest.fixture
+def world():
+    return make_world()
+
+
+def make_ready(state, owner: str, fields: dict, count: int, token: str) -> None:
+    state.start_patch_conversion(
+        owner, {**fields, "x_run": token, "x_count": count, "shards_total": 1, "image_prefix": f"images/{token}/"}
+    )
+    state.record_shard_done(owner, token, 0)
+    state.claim_ready(owner, token, "claimer")
+    state.mark_ready(owner, f"manifests/{token}.manifest")
+
+
+def split_ready(world, split: str, count: int = 10, dataset: str = "ds") -> dict:
+    fields = {"kind": "split", "dataset": dataset, "split": split}
+    make_ready(world.state, split_pk(dataset, split), fields, count, f"{dataset}-{split}")
+    return world.flow.on_event(events.SPLIT_READY, {"dataset": dataset, "split": split})
+
+
+def job_event(world, kind: JobKind, status: str, name: str | None = None, **extra) -> dict:
+    name = name or world.launcher.names(kind)[-1]
+    detail_type, name_field, status_field = {
+        JobKind.TRAINING: ("Training", "TrainingJobName", "TrainingJobStatus"),
+        JobKind.TEST_TRANSFORM: ("Transform", "TransformJobName", "TransformJobStatus"),
+        JobKind.SLIDE_SCORING: ("Transform", "TransformJobName", "TransformJobStatus"),
+        JobKind.EVALUATION: ("Processing", "ProcessingJobName", "ProcessingJobStatus"),
+    }[kind]
+    detail = {name_field: name, status_field: status, **extra}
+    return world.flow.on_event(f"SageMaker {detail_type} Job State Change", detail)
+
+
+def train_and_promote(world) -> str:
+    split_ready(world, "train")
+    split_ready(world, "valid")
+    split_ready(world, "test")
+    job_event(world, JobKind.TRAINING, "Completed")
+    job_event(world, JobKind.TEST_TRANSFORM, "Completed")
+    (model_name,) = [m.model_name for m in world.state.models()]
+    labels, scores = np.array([0, 0, 1, 1, 0, 1]), np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    metrics = {**evaluate(labels, scores), "dataset": "ds"}  # what the evaluation job writes; AUC 8/9
+    world.blobs.put_json(keys.evaluation_prefix(model_name) + "metrics.json", metrics)
+    job_event(world, JobKind.EVALUATION, "Completed")
+    return model_name
+
+
+def test_training_waits_for_both_train_and_valid_then_starts_once(world):
+    assert split_ready(world, "train")["status"] == "waiting for both train and valid"
+    started = split_ready(world, "valid")
+    assert started["status"] == "started" and started["kind"] == JobKind.TRAINING
+    assert world.flow.on_event(events.SPLIT_READY, {"dataset": "ds", "split": "valid"})["status"] == "already started"
+    (name,) = world.launcher.names(JobKind.TRAINING)
+    request = world.launcher.started[name][1]
+    assert request["HyperParameters"]["num_training_samples"] == "10"
+    assert world.state.get("dataset#ds")["latest_job"] == name
+
+
+def test_tuning_is_started_instead_when_configured_and_its_best_trial_becomes_the_model():
+    world = make_world(tuning_max_jobs=3)
+    split_ready(world, "train")
+    split_ready(world, "valid")
+    (tuning,) = world.launcher.names(JobKind.TUNING)
+    world.launcher.best_of_tuning[tuning] = f"{tuning}-002-abc"
+    world.flow.on_event(
+        "SageMaker HyperParameter Tuning Job State Change",
+        {"HyperParameterTuningJobName": tuning, "HyperParameterTuningJobStatus": "Completed"},
+    )
+    (model,) = world.state.models()
+    assert (model.model_name, model.tuning_job) == (f"{tuning}-002-abc", tuning)
+
+
+def test_an_invalid_job_request_fails_the_job_and_alerts_instead_of_retrying():
+    world = make_world(max_runtime_seconds=0)  # SageMaker's model requires at least 1
+    split_ready(world, "train")
+    result = split_ready(world, "valid")
+    assert result["status"] == "failed" and "MaxRuntimeInSeconds" in result["reason"]
+    assert world.launcher.started == {}
+    assert world.state.job(result["job"]).status is JobStatus.FAILED
+    assert "the job request is invalid" in world.alerter.alerts[0][1]
+
+
+def test_a_model_is_evaluated_and_promoted_and_each_step_is_announced(world):
+    model_name = train_and_promote(world)
+    model = world.state.model(model_name)
+    assert model.status is ModelStatus.EVALUATED and model.decision["promote"]
+    assert world.state.current_model().model_name == model_name
+    assert world.blobs.exists(keys.evaluation_prefix(model_name) + "roc.png")
+    context = json.loads(world.blobs.get_bytes(keys.evaluation_prefix(model_name) + "context.json"))
+    assert context["model_name"] == model_name and context["test_manifest"].endswith("ds-test.manifest")
+    (evaluated,) = world.publisher.of_type(events.MODEL_EVALUATED)
+    assert evaluated["promoted"] and evaluated["metrics"]["auc"] == pytest.approx(8 / 9)
+    assert world.publisher.of_type(events.MODEL_PROMOTED)[0]["model_name"] == model_name
+
+
+def test_an_evaluation_without_metrics_fails_the_model_and_alerts(world):
+    split_ready(world, "train")
+    split_ready(world, "valid")
+    split_ready(world, "test")
+    job_event(world, JobKind.TRAINING, "Completed")
+    job_event(world, JobKind.TEST_TRANSFORM, "Completed")
+    result = job_event(world, JobKind.EVALUATION, "Completed")
+    assert result["status"] == "failed" and "no readable metrics.json" in result["reason"]
+    (model,) = world.state.models()
+    assert model.status is ModelStatus.EVALUATION_FAILED
+    assert world.state.current_model() is None
+    assert "evaluation job failed for ds" in world.alerter.alerts[0][0]
+
+
+def test_a_model_without_a_test_split_waits_and_a_later_test_split_evaluates_it(world):
+    split_ready(world, "train")
+    split_ready(world, "valid")
+    job_event(world, JobKind.TRAINING, "Completed")
+    assert world.state.models()[0].status is ModelStatus.AWAITING_TEST_SPLIT
+    assert split_ready(world, "test")["models"] == [world.state.models()[0].model_name]
+    assert world.state.models()[0].status is ModelStatus.EVALUATING
+
+
+def slide_ready(world, slide_id: str = "s1", count: int = 6) -> dict:
+    key = f"incoming/slides/{slide_id}.h5"
+    world.state.record_file_received(key, "v1")
+    fields = {"kind": "slide", "slide_id": slide_id, "x_key": key, "x_version": "v1"}
+    make_ready(world.state, slide_pk(slide_id), fields, count, f"{slide_id}-r")
+    return world.flow.on_event(events.SLIDE_READY, {"slide_id": slide_id, "run_id": f"{slide_id}-r"})
+
+
+def write_outputs(world, job_name: str, probabilities) -> None:
+    prefix = world.state.job(job_name).output_prefix
+    for index, p in enumerate(probabilities):
+        world.blobs.put_json(f"{prefix}{keys.patch_file_name(index)}.out", {"prediction": [1 - p, p]})
+
+
+def test_a_slide_waits_for_a_model_and_is_scored_when_one_is_promoted(world):
+    assert slide_ready(world)["status"] == "waiting for a model"
+    assert world.state.slide("s1").scoring_status is ScoringStatus.WAITING_FOR_MODEL
+    train_and_promote(world)
+    world.flow.on_event(events.MODEL_PROMOTED, {})
+    (name,) = world.launcher.names(JobKind.SLIDE_SCORING)
+    probabilities = np.linspace(0, 1, 6)
+    write_outputs(world, name, probabilities)
+    assert job_event(world, JobKind.SLIDE_SCORING, "Completed")["status"] == "scored"
+    rows = world.blobs.get_bytes("predictions/s1.csv").decode().splitlines()
+    assert len(rows) == 7 and rows[1].startswith("s1,0,,,0.000000,0")
+    (scored,) = world.publisher.of_type(events.SLIDE_SCORED)
+    assert scored["tumour_patch_count"] == 3 and scored["summary_uri"] == "s3://data/predictions/s1.json"
+    assert scored["dropped_at"] is not None and scored["input_key"] == "incoming/slides/s1.h5"
+    assert world.state.slide("s1").scoring_status is ScoringStatus.SCORED
+    assert job_event(world, JobKind.SLIDE_SCORING, "Completed")["status"] == "already scored"
+    assert len(world.publisher.of_type(events.SLIDE_SCORED)) == 1
+
+
+def test_a_missing_prediction_fails_the_slide_without_a_partial_csv(world):
+    train_and_promote(world)
+    slide_ready(world)
+    (name,) = world.launcher.names(JobKind.SLIDE_SCORING)
+    write_outputs(world, name, [0.2] * 5)  # one of six lost
+    result = job_event(world, JobKind.SLIDE_SCORING, "Completed")
+    assert result["status"] == "failed" and "prediction of patch 5" in result["reason"]
+    assert not world.blobs.exists("predictions/s1.csv")
+    slide = world.state.slide("s1")
+    assert slide.scoring_status is ScoringStatus.FAILED and name in slide.scoring_failure
+    assert "No result is written for the slide." in world.alerter.alerts[-1][1]
+
+
+def test_a_late_transform_of_an_older_upload_writes_nothing(world):
+    train_and_promote(world)
+    slide_ready(world)
+    (old,) = world.launcher.names(JobKind.SLIDE_SCORING)
+    make_ready(world.state, slide_pk("s1"), {"kind": "slide", "slide_id": "s1"}, 6, "s1-new")
+    write_outputs(world, old, [0.9] * 6)
+    assert job_event(world, JobKind.SLIDE_SCORING, "Completed", name=old)["status"] == "superseded"
+    assert not world.blobs.exists("predictions/s1.csv")

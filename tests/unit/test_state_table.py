@@ -1,0 +1,93 @@
+"""The in-memory state table used by fast unit tests behaves like DynamoDB (moto) for every operation
+the state package uses: the same cases run on both."""
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from pcam_pipeline.records import JobRecord
+from pcam_pipeline.state import StateStore, split_pk
+from pcam_pipeline.statuses import JobKind, JobStatus
+from tests.fakes import InMemoryTable
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def state(request, monkeypatch):
+    if request.param == "memory":
+        yield StateStore(table=InMemoryTable())
+        return
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb")
+        dynamodb.create_table(
+            TableName="state",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield StateStore("state", dynamodb)
+
+
+OWNER = split_pk("ds", "train")
+
+
+def test_a_record_is_created_once(state):
+    job = JobRecord("pcam-j", JobKind.TRAINING, dataset="ds", train_count=3)
+    assert state.create_job(job)
+    assert not state.create_job(JobRecord("pcam-j", JobKind.TUNING))
+    assert state.job("pcam-j") == job
+
+
+def test_a_transition_is_written_only_from_the_state_it_leaves(state):
+    state.create_job(JobRecord("pcam-j", JobKind.TRAINING))
+    assert state.mark_job_started("pcam-j", hyperparameters={"epochs": "2"})
+    assert not state.mark_job_started("pcam-j")
+    assert state.record_job_status("pcam-j", JobStatus.COMPLETED)
+    assert not state.record_job_status("pcam-j", JobStatus.IN_PROGRESS)
+    job = state.job("pcam-j")
+    assert (job.status, job.hyperparameters) == (JobStatus.COMPLETED, {"epochs": "2"})
+    assert job.ended_at is not None
+
+
+def test_shards_count_once_and_only_for_the_current_upload(state):
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1", "shards_total": 2})
+    state.record_shard_done(OWNER, "r1", 0)
+    state.record_shard_done(OWNER, "r1", 0)
+    assert state.record_shard_done(OWNER, "old-run", 1) is None
+    assert state.record_shard_done(OWNER, "r1", 1)["shards_done"] == [0, 1]
+    assert state.owner(OWNER).shards_complete
+
+
+def test_exactly_one_claimer_announces_but_the_same_claimer_may_claim_again(state):
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"})
+    assert state.claim_ready(OWNER, "token", "first")
+    assert not state.claim_ready(OWNER, "token", "second")
+    assert state.claim_ready(OWNER, "token", "first")
+    assert state.claim_ready(OWNER, "new token", "second")
+
+
+def test_a_failed_shard_is_kept_in_a_map_and_fails_its_owner(state):
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"})
+    state.record_shard_failed(OWNER, "r1", 3, "broken")
+    assert state.get(OWNER)["failed_shards"] == {"3": "broken"}
+    assert state.owner(OWNER).failure == "shard 3 failed: broken"
+
+
+def test_floats_survive_and_lists_keep_their_order(state):
+    from pcam_pipeline.records import CurrentModel
+
+    current = CurrentModel("m3", "t", "ops", "why", metrics={"auc": 0.9375}, replaced=["m2", "m1"])
+    assert state.replace_current_model(current, expected=None)
+    assert not state.replace_current_model(current, expected=None)
+    stored = state.current_model()
+    assert stored.metrics == {"auc": 0.9375} and stored.replaced == ["m2", "m1"]
+
+
+def test_removed_attributes_are_gone(state):
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"})
+    state.claim_ready(OWNER, "token", "first")
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r2"})
+    assert "ready_token" not in state.get(OWNER)
