@@ -130,3 +130,14 @@ def test_a_missing_prediction_output_fails_the_slide_without_a_partial_csv(stack
     assert not stack.list_keys("predictions/lossy")
     assert not pipeline.events_for("Slide Scored", slide_id="lossy")
     assert any("slide lossy" in a["Message"] for a in alerts())
+
+
+def test_every_event_the_stack_published_matches_its_documented_schema(stack):
+    from tests.event_contracts import contract_violations
+
+    published = stack.pipeline_events()
+    kinds = {event["detail-type"] for event in published}
+    assert {"Split Ready", "Slide Ready", "Model Evaluated", "Model Promoted", "Slide Scored"} <= kinds
+    for event in published:
+        assert event["source"] == "pcam.pipeline"
+        assert contract_violations(event["detail-type"], event["detail"]) == []

@@ -74,3 +74,9 @@ def test_the_template_defaults_are_the_code_defaults(code_uri):
     )
     parse = getattr(settings, SETTINGS_OF_FUNCTION[code_uri]).from_env
     assert parse(function_environment(function, True)) == parse(function_environment(function, False))
+
+
+def test_every_parameter_is_documented_for_operators():
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    missing = [name for name in TEMPLATE["Parameters"] if f"| `{name}` |" not in documented]
+    assert missing == [], f"add these parameters to the table in docs/operations.md: {missing}"

@@ -1,0 +1,91 @@
+"""Every event the pipeline publishes conforms to its JSON Schema in docs/integrators.md."""
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from pcam_pipeline import events
+from pcam_pipeline.completion import Completer
+from pcam_pipeline.state import slide_pk, split_pk
+from tests.event_contracts import contract_violations, documented_schemas
+from tests.fakes import RecordingPublisher, in_memory_state
+from tests.integration.conftest import h5_bytes
+from tests.unit.test_sagemaker_flow import (
+    JobKind,
+    make_world,
+    slide_ready,
+    train_and_promote,
+    write_outputs,
+)
+
+EVENT_TYPES = [
+    events.SPLIT_READY,
+    events.SLIDE_READY,
+    events.MODEL_EVALUATED,
+    events.MODEL_PROMOTED,
+    events.SLIDE_SCORED,
+]
+
+
+def test_every_event_type_has_a_valid_schema_on_the_page():
+    assert sorted(documented_schemas()) == sorted(EVENT_TYPES)
+
+
+def published_by_the_model_side() -> list[tuple[str, dict]]:
+    world = make_world()
+    slide_ready(world)
+    train_and_promote(world)
+    world.flow.on_event(events.MODEL_PROMOTED, {})
+    (name,) = world.launcher.names(JobKind.SLIDE_SCORING)
+    write_outputs(world, name, np.linspace(0, 1, 6))
+    world.flow.on_event(
+        "SageMaker Transform Job State Change", {"TransformJobName": name, "TransformJobStatus": "Completed"}
+    )
+    return world.publisher.published
+
+
+def published_by_ingestion(monkeypatch) -> list[tuple[str, dict]]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="data")
+        s3.put_object(Bucket="data", Key="incoming/datasets/ds/train_y.h5", Body=h5_bytes(y=np.array([0, 1, 1])))
+        state, publisher = in_memory_state(), RecordingPublisher()
+        split = {"kind": "split", "dataset": "ds", "split": "train", "x_key": "incoming/datasets/ds/train_x.h5",
+                 "x_version": "v1", "y_key": "incoming/datasets/ds/train_y.h5", "y_version": "v2",
+                 "y_source_key": "incoming/datasets/ds/train_y.h5", "y_count": 3}  # fmt: skip
+        slide = {"kind": "slide", "slide_id": "s 1", "x_key": "incoming/slides/s 1.h5", "x_version": "v3",
+                 "x_source_key": "incoming/slides/s 1.h5", "has_coords": True}  # fmt: skip
+        for owner, fields in ((split_pk("ds", "train"), split), (slide_pk("s 1"), slide)):
+            state.start_patch_conversion(
+                owner,
+                {
+                    **fields,
+                    "x_run": "r",
+                    "x_count": 3,
+                    "shards_total": 1,
+                    "image_prefix": "images/x/",
+                    "image_edge": 96,
+                },
+            )
+            state.record_shard_done(owner, "r", 0)
+            assert Completer("data", s3, state, publisher).complete_if_ready(owner, "claimer")
+        return publisher.published
+
+
+@pytest.fixture
+def published(monkeypatch):
+    return published_by_the_model_side() + published_by_ingestion(monkeypatch)
+
+
+def test_the_events_the_code_publishes_match_their_documented_schemas(published):
+    assert {detail_type for detail_type, _ in published} == set(EVENT_TYPES)
+    for detail_type, detail in published:
+        assert contract_violations(detail_type, detail) == []
+
+
+def test_a_drifting_event_is_caught(published):
+    detail_type, detail = next(event for event in published if event[0] == events.SLIDE_SCORED)
+    assert contract_violations(detail_type, {**detail, "undocumented": 1})
+    assert contract_violations(detail_type, {k: v for k, v in detail.items() if k != "csv_uri"})
