@@ -10,11 +10,15 @@ import copy
 import io
 import json
 import threading
+from types import SimpleNamespace
 
 from pcam_pipeline.blob_store import MissingObject
-from pcam_pipeline.records import JobKind
+from pcam_pipeline.sagemaker_flow import SageMakerFlow
+from pcam_pipeline.sagemaker_jobs import SageMakerSettings
+from pcam_pipeline.settings import ModelSettings
 from pcam_pipeline.state import StateStore
 from pcam_pipeline.state.table import Change, Condition, plain, storable
+from pcam_pipeline.statuses import JobKind
 
 
 class InMemoryTable:
@@ -158,3 +162,31 @@ class RecordingAlerter:
 
     def alert(self, subject: str, message: str) -> None:
         self.alerts.append((subject, message))
+
+
+def model_settings(minimum_auc: float = 0.85, **sagemaker) -> ModelSettings:
+    return ModelSettings(
+        bucket="data",
+        state_table="state",
+        event_bus="bus",
+        alert_topic_arn="arn:aws:sns:us-east-1:123456789012:alerts",
+        minimum_auc=minimum_auc,
+        decision_threshold=0.5,
+        sagemaker=SageMakerSettings(
+            role_arn="arn:aws:iam::123456789012:role/sm", region="us-east-1", bucket="data", **sagemaker
+        ),
+    )
+
+
+def flow_on_fakes(settings: ModelSettings | None = None) -> SimpleNamespace:
+    """The SageMaker side wired to fakes; the fakes are attributes to inspect."""
+    world = SimpleNamespace(
+        state=in_memory_state(),
+        blobs=InMemoryBlobStore(),
+        launcher=FakeLauncher(),
+        publisher=RecordingPublisher(),
+        alerter=RecordingAlerter(),
+    )
+    parts = (world.state, world.blobs, world.launcher, world.publisher, world.alerter)
+    world.flow = SageMakerFlow(settings or model_settings(), *parts)
+    return world

@@ -2,47 +2,19 @@
 and slides scored with the current model. Behaviour, not SageMaker: the fakes accept each job once."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from pcam_pipeline import events, keys
 from pcam_pipeline.evaluate_model import evaluate
-from pcam_pipeline.sagemaker_flow import SageMakerFlow
-from pcam_pipeline.sagemaker_jobs import SageMakerSettings
-from pcam_pipeline.settings import ModelSettings
 from pcam_pipeline.state import slide_pk, split_pk
 from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus, ScoringStatus
-from tests.fakes import FakeLauncher, InMemoryBlobStore, RecordingAlerter, RecordingPublisher, in_memory_state
-
-
-def settings(minimum_auc: float, **sagemaker) -> ModelSettings:
-    return ModelSettings(
-        bucket="data",
-        state_table="state",
-        event_bus="bus",
-        alert_topic_arn="arn:aws:sns:us-east-1:123456789012:alerts",
-        minimum_auc=minimum_auc,
-        decision_threshold=0.5,
-        sagemaker=SageMakerSettings(
-            role_arn="arn:aws:iam::123456789012:role/sm", region="us-east-1", bucket="data", **sagemaker
-        ),
-    )
+from tests.fakes import flow_on_fakes, model_settings
 
 
 def make_world(minimum_auc: float = 0.85, **sagemaker):
-    world = SimpleNamespace(
-        state=in_memory_state(),
-        blobs=InMemoryBlobStore(),
-        launcher=FakeLauncher(),
-        publisher=RecordingPublisher(),
-        alerter=RecordingAlerter(),
-    )
-    world.flow = SageMakerFlow(
-        settings(minimum_auc, **sagemaker), world.state, world.blobs, world.launcher, world.publisher, world.alerter
-    )
-    return world
+    return flow_on_fakes(model_settings(minimum_auc, **sagemaker))
 
 
 @pytest.fixture

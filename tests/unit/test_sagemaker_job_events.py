@@ -2,40 +2,20 @@
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from pcam_pipeline.records import JobRecord
-from pcam_pipeline.sagemaker_flow import SageMakerFlow
-from pcam_pipeline.sagemaker_jobs import SageMakerSettings
-from pcam_pipeline.settings import ModelSettings
 from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus
-from tests.fakes import FakeLauncher, InMemoryBlobStore, RecordingAlerter, RecordingPublisher, in_memory_state
+from tests.fakes import flow_on_fakes
 
 EVENTS = Path(__file__).parents[2] / "events"
 JOB = "pcam-pcam-train-0123456789"
-SETTINGS = ModelSettings(
-    bucket="data",
-    state_table="state",
-    event_bus="bus",
-    alert_topic_arn="arn:aws:sns:us-east-1:123456789012:alerts",
-    minimum_auc=0.9,
-    decision_threshold=0.5,
-    sagemaker=SageMakerSettings(role_arn="arn:aws:iam::123456789012:role/sm", region="us-east-1", bucket="data"),
-)
 
 
 @pytest.fixture
 def world():
-    world = SimpleNamespace(
-        state=in_memory_state(),
-        blobs=InMemoryBlobStore(),
-        launcher=FakeLauncher(),
-        publisher=RecordingPublisher(),
-        alerter=RecordingAlerter(),
-    )
-    world.flow = SageMakerFlow(SETTINGS, world.state, world.blobs, world.launcher, world.publisher, world.alerter)
+    world = flow_on_fakes()
     world.state.create_job(JobRecord(JOB, JobKind.TRAINING, JobStatus.IN_PROGRESS, dataset="pcam"))
     return world
 
