@@ -9,9 +9,13 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from pcam_pipeline.alerts import Alerter
+from pcam_pipeline.blob_store import S3BlobStore
+from pcam_pipeline.events import EventPublisher
 from pcam_pipeline.job_launcher import SageMakerLauncher
 from pcam_pipeline.observability import logger, metrics
+from pcam_pipeline.promotion import ModelRegistry
 from pcam_pipeline.records import JobRecord
+from pcam_pipeline.settings import ModelSettings
 from pcam_pipeline.state import StateStore
 from pcam_pipeline.statuses import JobKind, JobStatus
 
@@ -101,8 +105,42 @@ class JobTracker:
         )
 
 
+@dataclass(frozen=True)
+class FlowParts:
+    """What every kind of job works with: the settings and the ports to AWS, wired once."""
+
+    settings: ModelSettings
+    state: StateStore
+    blobs: S3BlobStore
+    launcher: SageMakerLauncher
+    publisher: EventPublisher
+    jobs: JobTracker
+    registry: ModelRegistry
+
+
+class JobKindBase:
+    """The wiring every job kind shares; a kind that records progress overrides ``on_progress``."""
+
+    def __init__(self, parts: FlowParts):
+        self._settings = parts.settings.sagemaker
+        self._state, self._blobs, self._launcher = parts.state, parts.blobs, parts.launcher
+        self._jobs, self._registry, self._events = parts.jobs, parts.registry, parts.publisher
+
+    def on_progress(self, job: JobRecord, status: JobStatus) -> None:
+        pass  # most kinds change their records only when a job ends
+
+
 def failed(job: JobRecord) -> JobRecord:
     return replace(job, status=JobStatus.FAILED)
 
 
-__all__ = ["SAGEMAKER_EVENTS", "JobKind", "JobKindHandler", "JobTracker", "StateChange", "failed"]
+__all__ = [
+    "SAGEMAKER_EVENTS",
+    "FlowParts",
+    "JobKind",
+    "JobKindBase",
+    "JobKindHandler",
+    "JobTracker",
+    "StateChange",
+    "failed",
+]

@@ -9,36 +9,23 @@ import json
 from importlib import resources
 
 from pcam_pipeline import events, inference_requests, keys, sagemaker_jobs
-from pcam_pipeline.blob_store import MissingObject, S3BlobStore
+from pcam_pipeline.blob_store import MissingObject
 from pcam_pipeline.errors import JobFailed
 from pcam_pipeline.evaluation import roc_png
-from pcam_pipeline.job_tracker import JobTracker
-from pcam_pipeline.promotion import ModelRegistry, metric_summary
+from pcam_pipeline.job_tracker import FlowParts, JobKindBase
+from pcam_pipeline.promotion import metric_summary
 from pcam_pipeline.records import JobRecord
-from pcam_pipeline.sagemaker_jobs import SageMakerSettings
-from pcam_pipeline.state import StateStore
-from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus
+from pcam_pipeline.statuses import JobKind, ModelStatus
 
 EVALUATION_SCRIPT = "evaluate_model.py"
 
 
-class ModelEvaluation:
+class ModelEvaluation(JobKindBase):
     failure_consequence = "No model is promoted."
 
-    def __init__(
-        self,
-        settings: SageMakerSettings,
-        state: StateStore,
-        blobs: S3BlobStore,
-        jobs: JobTracker,
-        registry: ModelRegistry,
-        publisher: events.EventPublisher,
-        minimum_auc: float,
-        decision_threshold: float,
-    ):
-        self._settings, self._state, self._blobs, self._jobs = settings, state, blobs, jobs
-        self._registry, self._events = registry, publisher
-        self._minimum_auc, self._threshold = minimum_auc, decision_threshold
+    def __init__(self, parts: FlowParts):
+        super().__init__(parts)
+        self._minimum_auc, self._threshold = parts.settings.minimum_auc, parts.settings.decision_threshold
 
     def evaluate_waiting_models(self, dataset: str) -> dict:
         """A test split arrived: evaluate the dataset's models that were waiting for one."""
@@ -155,9 +142,6 @@ class ModelEvaluation:
         return {"promoted": decision.promote, "reason": decision.reason, "auc": summary.get("auc")}
 
     # ------------------------------------------------------------ job kind
-    def on_progress(self, job: JobRecord, status: JobStatus) -> None:
-        pass  # the model record changes only when a job ends
-
     def on_completed(self, job: JobRecord, detail: dict) -> dict:
         if job.kind is JobKind.TEST_TRANSFORM:
             return self.start_evaluation(job.model_name, self._state.job(job.name))

@@ -4,32 +4,21 @@ handed to evaluation. One job per combination of uploads: its name derives from 
 from __future__ import annotations
 
 from pcam_pipeline import inference_requests, sagemaker_jobs
-from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.errors import InvalidJobRequest
-from pcam_pipeline.job_launcher import SageMakerLauncher
-from pcam_pipeline.job_tracker import JobTracker, failed
+from pcam_pipeline.job_tracker import FlowParts, JobKindBase, failed
 from pcam_pipeline.model_evaluation import ModelEvaluation
 from pcam_pipeline.records import JobRecord, ModelRecord
-from pcam_pipeline.sagemaker_jobs import SageMakerSettings, TrainingInputs
-from pcam_pipeline.state import StateStore
+from pcam_pipeline.sagemaker_jobs import TrainingInputs
 from pcam_pipeline.statuses import JobKind, JobStatus
 from pcam_training.config import TrainingConfigError
 
 
-class ModelTraining:
+class ModelTraining(JobKindBase):
     failure_consequence = "No model is promoted."
 
-    def __init__(
-        self,
-        settings: SageMakerSettings,
-        state: StateStore,
-        blobs: S3BlobStore,
-        launcher: SageMakerLauncher,
-        jobs: JobTracker,
-        evaluation: ModelEvaluation,
-    ):
-        self._settings, self._state, self._blobs = settings, state, blobs
-        self._launcher, self._jobs, self._evaluation = launcher, jobs, evaluation
+    def __init__(self, parts: FlowParts, evaluation: ModelEvaluation):
+        super().__init__(parts)
+        self._evaluation = evaluation
 
     def start_training(self, dataset: str) -> dict:
         """Start one training (or tuning) job for the dataset's current train and valid splits."""

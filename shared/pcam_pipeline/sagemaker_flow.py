@@ -16,7 +16,7 @@ from pcam_pipeline.alerts import Alerter
 from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.errors import JobFailed
 from pcam_pipeline.job_launcher import SageMakerLauncher
-from pcam_pipeline.job_tracker import SAGEMAKER_EVENTS, JobKindHandler, JobTracker, failed
+from pcam_pipeline.job_tracker import SAGEMAKER_EVENTS, FlowParts, JobKindHandler, JobTracker, failed
 from pcam_pipeline.model_evaluation import ModelEvaluation
 from pcam_pipeline.model_training import ModelTraining
 from pcam_pipeline.observability import logger
@@ -43,21 +43,10 @@ class SageMakerFlow:
         publisher = publisher or events.EventPublisher(settings.event_bus)
         self.jobs = JobTracker(state, launcher, alerter or Alerter(settings.alert_topic_arn))
         self.registry = ModelRegistry(state, publisher)
-        sagemaker = settings.sagemaker
-        self.evaluation = ModelEvaluation(
-            sagemaker,
-            state,
-            blobs,
-            self.jobs,
-            self.registry,
-            publisher,
-            settings.minimum_auc,
-            settings.decision_threshold,
-        )
-        self.training = ModelTraining(sagemaker, state, blobs, launcher, self.jobs, self.evaluation)
-        self.slides = SlideScoring(
-            sagemaker, state, blobs, self.jobs, self.registry, publisher, settings.decision_threshold
-        )
+        parts = FlowParts(settings, state, blobs, launcher, publisher, self.jobs, self.registry)
+        self.evaluation = ModelEvaluation(parts)
+        self.training = ModelTraining(parts, self.evaluation)
+        self.slides = SlideScoring(parts)
         self._kinds: dict[JobKind, JobKindHandler] = {
             JobKind.TRAINING: self.training,
             JobKind.TUNING: self.training,

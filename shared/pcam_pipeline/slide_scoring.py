@@ -12,33 +12,21 @@ from datetime import datetime
 import numpy as np
 
 from pcam_pipeline import events, inference_requests, keys, sagemaker_jobs, slide_results
-from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.hdf5_input import open_hdf5, read_coords
-from pcam_pipeline.job_tracker import JobTracker
+from pcam_pipeline.job_tracker import FlowParts, JobKindBase
 from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.prediction_gathering import gather_tumour_probabilities
-from pcam_pipeline.promotion import ModelRegistry
 from pcam_pipeline.records import JobRecord, SlideRecord
-from pcam_pipeline.sagemaker_jobs import SageMakerSettings
-from pcam_pipeline.state import StateStore, now_iso
-from pcam_pipeline.statuses import JobKind, JobStatus, OwnerStatus
+from pcam_pipeline.state import now_iso
+from pcam_pipeline.statuses import JobKind, OwnerStatus
 
 
-class SlideScoring:
+class SlideScoring(JobKindBase):
     failure_consequence = "No result is written for the slide."
 
-    def __init__(
-        self,
-        settings: SageMakerSettings,
-        state: StateStore,
-        blobs: S3BlobStore,
-        jobs: JobTracker,
-        registry: ModelRegistry,
-        publisher: events.EventPublisher,
-        decision_threshold: float,
-    ):
-        self._settings, self._state, self._blobs, self._jobs = settings, state, blobs, jobs
-        self._registry, self._events, self._threshold = registry, publisher, decision_threshold
+    def __init__(self, parts: FlowParts):
+        super().__init__(parts)
+        self._threshold = parts.settings.decision_threshold
 
     # ------------------------------------------------------------ starting
     def on_slide_ready(self, detail: dict) -> dict:
@@ -86,9 +74,6 @@ class SlideScoring:
         return {"status": "scoring" if started else "already scoring", "slide_id": slide_id, "transform_job": name}
 
     # ------------------------------------------------------------ job kind
-    def on_progress(self, job: JobRecord, status: JobStatus) -> None:
-        pass  # the slide's record changes only when its job ends
-
     def on_completed(self, job: JobRecord, detail: dict) -> dict:
         """Gather the predictions and write the CSV, summary and heatmap; then announce "Slide Scored".
 
