@@ -12,7 +12,9 @@ import json
 import threading
 from types import SimpleNamespace
 
+from pcam_pipeline import aws_rules
 from pcam_pipeline.blob_store import MissingObject
+from pcam_pipeline.errors import RetryableError
 from pcam_pipeline.sagemaker_flow import SageMakerFlow
 from pcam_pipeline.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.settings import ModelSettings
@@ -110,22 +112,41 @@ class InMemoryBlobStore:
         return SizedBytesIO(self.get_bytes(key))
 
 
+OPERATIONS = {
+    JobKind.TRAINING: "CreateTrainingJob",
+    JobKind.TUNING: "CreateHyperParameterTuningJob",
+    JobKind.TEST_TRANSFORM: "CreateTransformJob",
+    JobKind.SLIDE_SCORING: "CreateTransformJob",
+    JobKind.EVALUATION: "CreateProcessingJob",
+}
+
+
 class FakeLauncher:
-    """Accepts every job once per name, as SageMaker does; tells what it was asked."""
+    """Accepts every job once per name, as SageMaker does, and refuses what SageMaker's API would
+    (the strict request checker); tells what it was asked."""
 
     def __init__(self, bucket: str = "data"):
         self.bucket = bucket
         self.started: dict[str, tuple[JobKind, dict]] = {}
         self.models: dict[str, dict] = {}
         self.best_of_tuning: dict[str, str] = {}
+        self.refused: list[tuple[str, list[str]]] = []
+
+    def _check(self, operation: str, request: dict) -> None:
+        problems = aws_rules.violations("sagemaker", operation, request)
+        if problems:
+            self.refused.append((operation, problems))
+            raise RetryableError(f"SageMaker refused {operation}: ValidationException: {problems}")
 
     def start(self, kind: JobKind, name: str, request: dict) -> bool:
+        self._check(OPERATIONS[kind], request)
         if name in self.started:
             return False
         self.started[name] = (kind, request)
         return True
 
     def create_model(self, request: dict) -> bool:
+        self._check("CreateModel", request)
         if request["ModelName"] in self.models:
             return False
         self.models[request["ModelName"]] = request
@@ -178,14 +199,14 @@ def model_settings(minimum_auc: float = 0.85, **sagemaker) -> ModelSettings:
     )
 
 
-def flow_on_fakes(settings: ModelSettings | None = None) -> SimpleNamespace:
+def flow_on_fakes(settings: ModelSettings | None = None, alerter=None) -> SimpleNamespace:
     """The SageMaker side wired to fakes; the fakes are attributes to inspect."""
     world = SimpleNamespace(
         state=in_memory_state(),
         blobs=InMemoryBlobStore(),
         launcher=FakeLauncher(),
         publisher=RecordingPublisher(),
-        alerter=RecordingAlerter(),
+        alerter=alerter or RecordingAlerter(),
     )
     parts = (world.state, world.blobs, world.launcher, world.publisher, world.alerter)
     world.flow = SageMakerFlow(settings or model_settings(), *parts)

@@ -42,8 +42,15 @@ from pcam_pipeline import storage
 from pcam_pipeline.errors import InvalidJobRequest
 from pcam_pipeline.inference_requests import PROCESSING_ROOT
 from pcam_pipeline.sagemaker_jobs import validate
+from pcam_training import algorithm_rules
 
 ACCOUNT = "123456789012"
+# The built-in algorithm's documented rules, applied as the job starts (training/README.md).
+# (Training jobs are checked by local_trainer, which tuning trials run through too.)
+ALGORITHM_RULES = {
+    "HyperParameterTuningJob": algorithm_rules.tuning_request_problems,
+    "TransformJob": algorithm_rules.transform_request_problems,
+}
 PROCESSING_ENTRY_PYTHON = {"python3", "python"}
 TRANSFORM_BATCH = 256
 
@@ -230,6 +237,9 @@ class LocalSageMaker:
         try:
             if job.kind in self.outcome_next:
                 raise JobEnded(*self.outcome_next.pop(job.kind))
+            refused = ALGORITHM_RULES.get(job.kind, lambda _: [])(job.request)
+            if refused:  # SageMaker accepts the request, then the algorithm fails the job
+                raise JobEnded("Failed", "ClientError: " + "; ".join(refused))
             {
                 "TrainingJob": self._train,
                 "HyperParameterTuningJob": self._tune,
@@ -312,8 +322,6 @@ class LocalSageMaker:
     def _transform(self, job: Job) -> None:
         request = job.request
         model = load_model(self.s3, self._models[request["ModelName"]]["PrimaryContainer"]["ModelDataUrl"])
-        if request["TransformInput"].get("ContentType") != "application/x-image":
-            raise TransformFailed("ClientError: the image classification algorithm takes application/x-image input")
         source = request["TransformInput"]["DataSource"]["S3DataSource"]
         inputs = self._transform_inputs(source["S3DataType"], source["S3Uri"])
         out_bucket, out_prefix = split_s3_uri(request["TransformOutput"]["S3OutputPath"])

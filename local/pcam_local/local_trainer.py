@@ -19,6 +19,7 @@ from PIL import Image
 
 from pcam_local.job_failures import TrainingFailed
 from pcam_pipeline.sagemaker_jobs import validate
+from pcam_training import algorithm_rules
 
 MODEL_FILE = "local-image-classifier.pkl"
 
@@ -57,9 +58,10 @@ def load_patches(s3, records: list[dict], threads: int = 16) -> tuple[np.ndarray
 
 def run_training_job(s3, request: dict) -> TrainingResult:
     validate("CreateTrainingJob", request)
+    refused = algorithm_rules.training_request_problems(request)
+    if refused:
+        raise TrainingFailed("ClientError: " + "; ".join(refused))
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
-    if set(channels) != {"train", "validation"}:
-        raise TrainingFailed(f"ClientError: channels must be train and validation, got {sorted(channels)}")
     hyperparameters = request["HyperParameters"]
     train_records = read_augmented_manifest(s3, channels["train"])
     if int(hyperparameters["num_training_samples"]) != len(train_records):

@@ -25,6 +25,7 @@ from pathlib import Path
 import boto3
 
 from pcam_local.stack import REGION, DeployedStack, FunctionSpec, QueueMapping, client_environment
+from pcam_pipeline import aws_rules
 
 RETRY_DELAY_SECONDS = 1
 PROCESS_START_VARIABLES = {"MALLOC_ARENA_MAX"}
@@ -55,6 +56,9 @@ def _start_worker(function: FunctionSpec, environment: dict[str, str], log_path:
     os.environ.update(environment)
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
     sys.stdout = sys.stderr = log
+    # Every client the function creates refuses what AWS would refuse, with AWS's error code.
+    boto3.setup_default_session()
+    aws_rules.install(boto3.DEFAULT_SESSION)
     module_name, handler_name = function.handler.rsplit(".", 1)
     sys.path.insert(0, str(function.code_dir))  # Lambda's /var/task
     _handler = getattr(importlib.import_module(module_name), handler_name)

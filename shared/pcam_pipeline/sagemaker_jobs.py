@@ -1,8 +1,9 @@
 """Requests for the SageMaker jobs the pipeline starts: training or tuning with the built-in image
 classification algorithm, its model, Batch Transform, and the scikit-learn evaluation job.
 
-Pure: builds request dictionaries and checks them against botocore's SageMaker service model, the
-same check boto3 makes before sending, so a request AWS would reject fails here and in the local
+Pure: builds request dictionaries and checks them against everything SageMaker's service model
+declares (``aws_rules``: botocore's own checks plus maximum lengths, enums and patterns, which boto3
+does not check), so a request AWS would refuse fails here, before it is sent, and in the local
 stand-in alike.
 """
 
@@ -11,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
-import botocore.session
-from botocore.validate import ParamValidator
+import regex
 
+from pcam_pipeline import aws_rules
 from pcam_pipeline.errors import InvalidJobRequest
 from pcam_training import config
 
@@ -148,17 +148,24 @@ def tuning_job_request(settings: SageMakerSettings, inputs: TrainingInputs) -> d
     return request
 
 
+# SageMaker's TagValue: letters, separators and numbers of any script, and _ . : / = + - @ (service model).
+_NOT_IN_TAG_VALUES = regex.compile(r"[^\p{L}\p{Z}\p{N}_.:/=+\-@]")
+TAG_VALUE_LIMIT = 256
+
+
+def tag_value(text: str) -> str:
+    """``text`` as a tag value SageMaker accepts: other characters become ``_``, at most 256 characters.
+
+    Tags are for finding jobs in the console and the bill; the full name lives in the state table."""
+    return _NOT_IN_TAG_VALUES.sub("_", text)[:TAG_VALUE_LIMIT]
+
+
 def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v[:256]} for k, v in tags.items()]
-
-
-@cache
-def _sagemaker_model():
-    return botocore.session.get_session().get_service_model("sagemaker")
+    return [{"Key": key, "Value": tag_value(value)} for key, value in tags.items()]
 
 
 def validate(operation: str, request: dict[str, Any]) -> None:
-    """Raise InvalidJobRequest with botocore's own report if SageMaker's model rejects ``request``."""
-    report = ParamValidator().validate(request, _sagemaker_model().operation_model(operation).input_shape)
-    if report.has_errors():
-        raise InvalidJobRequest(f"{operation}: {report.generate_report()}")
+    """Raise InvalidJobRequest, saying what is wrong, if SageMaker would refuse ``request``."""
+    problems = aws_rules.violations("sagemaker", operation, request)
+    if problems:
+        raise InvalidJobRequest(f"{operation}: " + "; ".join(problems))

@@ -12,7 +12,7 @@ from pcam_pipeline.sagemaker_jobs import (
     tuning_job_request,
     validate,
 )
-from pcam_training import config
+from pcam_training import algorithm_rules, config
 
 SETTINGS = SageMakerSettings(
     role_arn="arn:aws:iam::111122223333:role/pcam-sagemaker", region="eu-west-1", bucket="pcam-data"
@@ -50,7 +50,7 @@ def test_hyperparameters_carry_the_real_sample_count_and_image_shape_as_strings(
     assert hyperparameters["num_training_samples"] == "262144"
     assert hyperparameters["image_shape"] == "3,96,96"
     assert hyperparameters["num_classes"] == "2"
-    assert hyperparameters["epochs"] == "12" and hyperparameters["early_stopping"] == "false"
+    assert hyperparameters["epochs"] == "12" and hyperparameters["early_stopping"] == "False"
     assert all(isinstance(v, str) for v in hyperparameters.values())
 
 
@@ -58,13 +58,22 @@ def test_hyperparameters_carry_the_real_sample_count_and_image_shape_as_strings(
     ("overrides", "edge", "problem"),
     [
         ({"num_training_samples": 5}, 96, "derived from the dataset"),
-        ({"num_layers": 18}, 96, "num_layers must be one of"),
+        ({"num_layers": 20}, 96, "num_layers 20 does not exist for 96x96 images"),
+        ({"num_layers": 18}, 28, "num_layers 18 does not exist for 28x28 images"),
+        ({"num_layers": 19}, 96, "num_layers must be a documented ResNet depth"),
+        ({"optimizer": "adagrad"}, 96, "optimizer must be sgd, adam, rmsprop or nag"),
+        ({"learning_rate": 2}, 96, r"learning_rate must be a number in \[0, 1\]"),
+        ({"early_stopping": "yes"}, 96, "early_stopping must be True or False"),
+        ({"dropout": 0.5}, 96, "'dropout' is not a hyperparameter of the algorithm"),
         ({"use_pretrained_model": 1, "num_layers": 50}, 96, "pretrained weights need 224x224"),
     ],
 )
 def test_overrides_the_algorithm_cannot_use_are_refused(overrides, edge, problem):
     with pytest.raises(config.TrainingConfigError, match=problem):
         config.training_hyperparameters(1000, edge, overrides)
+    if edge == 96 and "num_training_samples" not in overrides:  # the local SageMaker applies the same rules
+        hyperparameters = {**config.training_hyperparameters(1000, 96), **{k: str(v) for k, v in overrides.items()}}
+        assert algorithm_rules.hyperparameter_problems(hyperparameters)
 
 
 def test_pretrained_resnet_is_allowed_on_224_pixel_patches():

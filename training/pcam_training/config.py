@@ -12,10 +12,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from pcam_training import algorithm_rules
+
 ALGORITHM = "image-classification"
 EVALUATION_REPOSITORY = "sagemaker-scikit-learn"
-SMALL_IMAGE_RESNET_LAYERS = (20, 32, 44, 56, 110)
-PRETRAINED_RESNET_LAYERS = (18, 34, 50, 101, 152, 200)
 TUNING_OBJECTIVE = {"Type": "Maximize", "MetricName": "validation:accuracy"}
 
 
@@ -34,9 +34,7 @@ def default_hyperparameters() -> dict[str, Any]:
 
 
 def _as_sagemaker_string(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return str(value)  # booleans as True/False, as the algorithm's documentation spells them
 
 
 def training_hyperparameters(
@@ -49,19 +47,12 @@ def training_hyperparameters(
     for fixed in ("num_training_samples", "image_shape"):
         if fixed in (overrides or {}):
             raise TrainingConfigError(f"{fixed} is derived from the dataset and cannot be overridden")
-    layers = int(merged["num_layers"])
-    pretrained = int(merged.get("use_pretrained_model", 0)) == 1
-    if pretrained and (image_edge != 224 or layers not in PRETRAINED_RESNET_LAYERS):
-        raise TrainingConfigError(
-            f"pretrained weights need 224x224 inputs (ResizeTo=224) and num_layers in {PRETRAINED_RESNET_LAYERS}; "
-            f"got {image_edge}x{image_edge} and {layers}"
-        )
-    if not pretrained and image_edge < 224 and layers not in SMALL_IMAGE_RESNET_LAYERS:
-        raise TrainingConfigError(
-            f"for {image_edge}x{image_edge} images num_layers must be one of {SMALL_IMAGE_RESNET_LAYERS}, not {layers}"
-        )
     merged.update(num_training_samples=num_training_samples, image_shape=f"3,{image_edge},{image_edge}")
-    return {key: _as_sagemaker_string(value) for key, value in merged.items()}
+    hyperparameters = {key: _as_sagemaker_string(value) for key, value in merged.items()}
+    problems = algorithm_rules.hyperparameter_problems(hyperparameters)
+    if problems:
+        raise TrainingConfigError("; ".join(problems))
+    return hyperparameters
 
 
 def tuning_ranges() -> dict[str, list]:

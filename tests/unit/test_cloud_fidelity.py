@@ -1,0 +1,134 @@
+"""The five ways the first real deployment would have failed (issue 10), each checked as AWS would."""
+
+import pytest
+
+from pcam_local.stack import load_template
+from pcam_pipeline import aws_rules
+from pcam_pipeline.alerts import Alerter
+from pcam_pipeline.statuses import JobKind
+from pcam_training import config
+from tests.fakes import flow_on_fakes
+from tests.unit.test_deployment_config import ROOT
+from tests.unit.test_sagemaker_flow import job_event, make_world, slide_ready, split_ready, train_and_promote
+
+TEMPLATE = load_template(ROOT / "template.yaml")
+AWKWARD_NAMES = [
+    "Lab (A), B&C #1 o'Brien",
+    "Gewebe Übersicht ümlaut",
+    "x" * 200,
+    "slide|with|pipes",
+]
+
+
+@pytest.mark.parametrize("name", AWKWARD_NAMES)
+def test_every_sagemaker_request_for_awkward_names_is_one_sagemaker_accepts(name):
+    world = make_world()
+    for split in ("train", "valid", "test"):
+        split_ready(world, split, dataset=name)
+    job_event(world, JobKind.TRAINING, "Completed")
+    job_event(world, JobKind.TEST_TRANSFORM, "Completed")
+    assert world.launcher.refused == []
+    assert sorted(kind for kind, _ in world.launcher.started.values()) == [
+        JobKind.EVALUATION,
+        JobKind.TEST_TRANSFORM,
+        JobKind.TRAINING,
+    ]
+    assert world.state.get(f"dataset#{name}")["dataset"] == name  # the full name stays in the state table
+
+
+@pytest.mark.parametrize("name", AWKWARD_NAMES)
+def test_tuning_and_slide_scoring_requests_for_awkward_names_are_accepted(name):
+    world = make_world(tuning_max_jobs=2)
+    split_ready(world, "train", dataset=name)
+    split_ready(world, "valid", dataset=name)
+    assert world.launcher.refused == [] and world.launcher.names(JobKind.TUNING)
+    scoring = make_world()
+    train_and_promote(scoring)
+    slide_ready(scoring, slide_id=name)
+    assert scoring.launcher.refused == [] and scoring.launcher.names(JobKind.SLIDE_SCORING)
+
+
+def test_the_strict_checker_refuses_what_sagemaker_refuses():
+    tags = [{"Key": "pcam:inputs", "Value": "a|b"}]
+    request = {"ModelName": "m", "ExecutionRoleArn": "arn:aws:iam::1:role/r", "Tags": tags}
+    problems = aws_rules.violations("sagemaker", "CreateModel", request)
+    assert any("does not match the pattern" in p and "a|b" in p for p in problems)
+    too_long = {**request, "ModelName": "m" * 64, "Tags": []}
+    assert any("at most 63" in p for p in aws_rules.violations("sagemaker", "CreateModel", too_long))
+
+
+def test_the_default_network_exists_at_96_px():
+    """MXNet's reference ResNet symbol, which the algorithm follows: images taller than 28 px build only
+    18, 34, 50, 101, 152 or 200 layers; 6n+2 depths exist only for images of 28 px or less."""
+    assert config.training_hyperparameters(1000, 96)["num_layers"] in {"18", "34", "50", "101", "152", "200"}
+    with pytest.raises(config.TrainingConfigError, match="num_layers"):
+        config.training_hyperparameters(1000, 96, {"num_layers": 20})
+    assert config.training_hyperparameters(1000, 28, {"num_layers": 20})["num_layers"] == "20"
+    with pytest.raises(config.TrainingConfigError, match="num_layers"):
+        config.training_hyperparameters(1000, 28, {"num_layers": 18})
+
+
+def resource(name: str) -> dict:
+    return TEMPLATE["Resources"][name]
+
+
+def statements_allowing(key: dict, service: str) -> set[str]:
+    actions = set()
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+        principal = statement.get("Principal", {})
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        services = [services] if isinstance(services, str) else services
+        if statement["Effect"] == "Allow" and service in services:
+            found = statement["Action"]
+            actions.update([found] if isinstance(found, str) else found)
+    return actions
+
+
+def test_every_alarm_can_publish_to_its_topic():
+    """CloudWatch cannot publish to a topic encrypted with the AWS-managed aws/sns key; a customer-managed
+    key must let cloudwatch.amazonaws.com use it (SNS developer guide, "Data encryption": compatibility
+    with event sources from AWS services)."""
+    alarms = {n: r for n, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms
+    for name, alarm in alarms.items():
+        for action in alarm["Properties"]["AlarmActions"]:
+            topic = resource(action["Ref"])
+            key_id = topic["Properties"].get("KmsMasterKeyId")
+            assert isinstance(key_id, dict), f"{name}: the topic must use a customer-managed key, not {key_id}"
+            key = resource(next(iter(key_id.values())) if "Ref" in key_id else key_id["Fn::GetAtt"][0])
+            allowed = statements_allowing(key, "cloudwatch.amazonaws.com")
+            assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= allowed, f"{name}: CloudWatch may not use the key"
+
+
+def test_the_failed_jobs_alarm_watches_the_service_the_function_reports_as():
+    alarm = resource("FailedJobsAlarm")["Properties"]
+    (dimension,) = alarm["Dimensions"]
+    service = resource("SageMakerFlowFunction")["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    assert (dimension["Name"], dimension["Value"]) == ("service", service)
+
+
+class RecordingSns:
+    def __init__(self):
+        self.published = []
+
+    def publish(self, **request):
+        assert aws_rules.violations("sns", "Publish", request) == []
+        self.published.append(request)
+
+
+@pytest.mark.parametrize("subject", ["training job failed for " + "Übersicht " * 30, "line\nbreak", "é first"])
+def test_alert_subjects_are_what_sns_accepts(subject):
+    sns = RecordingSns()
+    Alerter("arn:aws:sns:us-east-1:123456789012:alerts", sns).alert(subject, "details")
+    (published,) = sns.published
+    assert published["Subject"].startswith("PCam pipeline: ")
+    assert len(published["Subject"]) < 100
+
+
+def test_a_failed_job_for_an_awkward_name_alerts_with_an_accepted_subject():
+    sns = RecordingSns()
+    world = flow_on_fakes(alerter=Alerter("arn:aws:sns:us-east-1:123456789012:alerts", sns))
+    split_ready(world, "train", dataset=AWKWARD_NAMES[1] * 5)
+    split_ready(world, "valid", dataset=AWKWARD_NAMES[1] * 5)
+    job_event(world, JobKind.TRAINING, "Failed", FailureReason="ClientError: " + "x" * 300)
+    assert len(sns.published) == 1 and "ClientError" in sns.published[0]["Message"]
