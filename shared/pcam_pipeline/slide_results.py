@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-CSV_HEADER = "slide_id,patch_index,coord_x,coord_y,tumor_probability,label"
+CSV_COLUMNS = ("slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label")
+CSV_HEADER = ",".join(CSV_COLUMNS)
 PATCH_EDGE = 96
 # Viridis-like anchors (dark blue → green → yellow): readable in grey scale and by most colour-blind readers.
 _COLOUR_ANCHORS = np.array(
@@ -21,13 +23,18 @@ def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def prediction_csv(slide_id: str, probabilities: np.ndarray, coords: np.ndarray | None, threshold: float) -> bytes:
-    """One row per patch in patch order; coords empty when the slide has none."""
+    """One row per patch in patch order; coords empty when the slide has none.
+
+    RFC 4180 (the csv module): a slide id with commas, quotes or line breaks is quoted, so every row
+    keeps six fields for any CSV reader."""
     labels = labels_at(probabilities, threshold)
-    lines = [CSV_HEADER]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
     for index, (probability, label) in enumerate(zip(probabilities.tolist(), labels.tolist(), strict=True)):
         x, y = ("", "") if coords is None else (int(coords[index, 0]), int(coords[index, 1]))
-        lines.append(f"{slide_id},{index},{x},{y},{probability:.6f},{label}")
-    return ("\n".join(lines) + "\n").encode()
+        writer.writerow((slide_id, index, x, y, f"{probability:.6f}", label))
+    return text.getvalue().encode()
 
 
 def summary_figures(probabilities: np.ndarray, threshold: float) -> dict:

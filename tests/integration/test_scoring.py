@@ -141,3 +141,13 @@ def test_every_event_the_stack_published_matches_its_documented_schema(stack):
     for event in published:
         assert event["source"] == "pcam.pipeline"
         assert contract_violations(event["detail-type"], event["detail"]) == []
+
+
+def test_every_alarm_on_the_pipelines_metrics_watches_a_metric_the_functions_emitted(stack):
+    """Failed transforms above made the SageMaker flow emit SageMakerJobsFailed (embedded metric format)."""
+    from pcam_local.stack import load_template
+    from tests.observability_contract import ROOT, alarm_problems, emitted_metrics
+
+    emitted = emitted_metrics(stack.work_dir / "logs")
+    assert any(metric == "SageMakerJobsFailed" for _, metric, _ in emitted)
+    assert alarm_problems(load_template(ROOT / "template.yaml"), emitted) == []

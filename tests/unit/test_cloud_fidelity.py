@@ -132,3 +132,21 @@ def test_a_failed_job_for_an_awkward_name_alerts_with_an_accepted_subject():
     split_ready(world, "valid", dataset=AWKWARD_NAMES[1] * 5)
     job_event(world, JobKind.TRAINING, "Failed", FailureReason="ClientError: " + "x" * 300)
     assert len(sns.published) == 1 and "ClientError" in sns.published[0]["Message"]
+
+
+def test_every_metric_the_code_emits_is_documented_for_operators():
+    from tests.observability_contract import metric_names_in_code
+
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    names = metric_names_in_code()
+    assert len(names) >= 7
+    assert [name for name in sorted(names) if f"`{name}`" not in documented] == []
+
+
+def test_the_alarm_contract_check_catches_a_dimension_no_function_emits():
+    from tests.observability_contract import alarm_problems
+
+    emitted = {("PcamPipeline", "SageMakerJobsFailed", frozenset({("service", "model-lifecycle")}))}
+    assert alarm_problems(TEMPLATE, emitted)  # what main had: the alarm could never fire
+    fixed = {("PcamPipeline", "SageMakerJobsFailed", frozenset({("service", "sagemaker-flow")}))}
+    assert alarm_problems(TEMPLATE, fixed) == []

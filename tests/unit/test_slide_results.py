@@ -90,3 +90,11 @@ def test_an_unreadable_output_is_named(s3):
     s3.put_object(Bucket="bkt", Key="scores/s1/job/0000001.jpg.out", Body=b"<html>")
     with pytest.raises(JobFailed, match="0000001.jpg.out is not a prediction of two classes"):
         gather_tumour_probabilities(S3BlobStore("bkt", s3), "scores/s1/job/", 2)
+
+
+@pytest.mark.parametrize("slide_id", ["Lab (A), B&C #1 o'Brien", 'say "cheese"', "line\nbreak", "Übersicht 病理"])
+def test_slide_ids_with_commas_quotes_and_line_breaks_keep_six_fields_per_row(slide_id):
+    body = prediction_csv(slide_id, np.array([0.25, 0.75]), np.array([[0, 0], [96, 0]]), 0.5)
+    rows = list(csv.reader(io.StringIO(body.decode())))
+    assert rows[0] == CSV_HEADER.split(",")
+    assert rows[1:] == [[slide_id, "0", "0", "0", "0.250000", "0"], [slide_id, "1", "96", "0", "0.750000", "1"]]
