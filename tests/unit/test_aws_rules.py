@@ -26,16 +26,18 @@ def test_every_pattern_of_the_services_the_pipeline_calls_compiles():
 ROLE = "arn:aws:iam::1:role/r"
 TOPIC = "arn:aws:sns:us-east-1:1:t"
 BIG_DETAIL = json.dumps({"x": "y" * 262_144})
+BAD_TAGS = [{"Key": "k", "Value": "a,b"}]
+BIG_ENTRY = {"Source": "s", "DetailType": "d", "Detail": BIG_DETAIL}
 
 
 @pytest.mark.parametrize(
     ("service", "operation", "params", "problem"),
     [
-        ("sagemaker", "CreateModel", {"ModelName": "m", "ExecutionRoleArn": ROLE, "Tags": [{"Key": "k", "Value": "a,b"}]}, "does not match"),
+        ("sagemaker", "CreateModel", {"ModelName": "m", "ExecutionRoleArn": ROLE, "Tags": BAD_TAGS}, "does not match"),
         ("sagemaker", "DescribeTrainingJob", {"TrainingJobName": "j" * 64}, "at most 63"),
         ("sagemaker", "ListTrainingJobs", {"SortOrder": "Sideways"}, "is not one of"),
         ("sagemaker", "ListTrainingJobs", {"MaxResults": 101}, "above the maximum 100"),
-        ("events", "PutEvents", {"Entries": [{"Source": "s", "DetailType": "d", "Detail": BIG_DETAIL}]}, "bytes, at most 262144"),
+        ("events", "PutEvents", {"Entries": [BIG_ENTRY]}, "bytes, at most 262144"),
         ("s3", "PutObject", {"Bucket": "b", "Key": "k" * 1025}, "at most 1024"),
         ("sns", "Publish", {"TopicArn": TOPIC, "Message": "m", "Subject": "x" * 100}, "under 100"),
         ("sns", "Publish", {"TopicArn": TOPIC, "Message": "m", "Subject": "ü"}, "printable ASCII"),
@@ -76,6 +78,6 @@ def test_installed_on_a_session_it_refuses_with_the_services_error_code_and_pass
         assert refused.value.response["Error"]["Code"] == "InvalidParameter"
         events = session.client("events")
         with pytest.raises(ClientError) as refused:
-            events.put_events(Entries=[{"Source": "s", "DetailType": "d", "Detail": BIG_DETAIL}])
+            events.put_events(Entries=[BIG_ENTRY])
         assert refused.value.response["Error"]["Code"] == "ValidationException"
         assert [r["operation"] for r in hook.refused] == ["Publish", "PutEvents"]
