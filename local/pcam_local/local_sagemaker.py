@@ -35,6 +35,7 @@ import numpy as np
 from botocore.config import Config
 from PIL import Image
 
+from pcam_local import iam_check
 from pcam_local.job_failures import LocalJobFailed, ProcessingFailed, TransformFailed, TuningFailed
 from pcam_local.local_trainer import load_model, run_training_job, split_s3_uri
 from pcam_local.stack import REGION
@@ -124,8 +125,13 @@ class LocalSageMaker:
     def __init__(self, aws_endpoint: str, work_dir: Path, max_parallel_jobs: int = 2):
         session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
         config = Config(max_pool_connections=48, retries={"mode": "standard", "max_attempts": 5})
+        # What jobs read and write, SageMaker does with the execution role: recorded for the IAM check.
+        iam_check.install_recorder(session, "SageMakerExecutionRole", Path(work_dir) / "calls" / "sagemaker-jobs.jsonl")
         self.s3 = session.client("s3", endpoint_url=aws_endpoint, config=config)
-        self._events = session.client("events", endpoint_url=aws_endpoint)
+        # State-change events come from SageMaker itself, not from the role: a session of their own.
+        self._events = boto3.Session(
+            region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
+        ).client("events", endpoint_url=aws_endpoint)
         self._work_dir = Path(work_dir)
         self._jobs: dict[tuple[str, str], Job] = {}
         self._models: dict[str, dict] = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from pcam_local import iam_check
 from pcam_local.local_sagemaker import LocalSageMaker
 from pcam_local.runtime import LocalRuntime
 from pcam_local.stack import (
@@ -72,6 +73,15 @@ class LocalStack:
             self.sagemaker.stop()
         finally:
             self.server.stop()
+
+    def iam_report(self) -> list[dict]:
+        """Every call each role made so far, checked against its policies; written to iam-report.json."""
+        deployed = self.deployed
+        calls = iam_check.recorded_calls(self.work_dir / "calls")
+        reports = iam_check.check(deployed.template, deployed.physical_ids, deployed.parameters, calls)
+        found = [report.as_dict() for report in reports]
+        (self.work_dir / "iam-report.json").write_text(json.dumps(found, indent=2))
+        return found
 
     def __enter__(self) -> LocalStack:
         return self.start()

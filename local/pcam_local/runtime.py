@@ -24,6 +24,7 @@ from pathlib import Path
 
 import boto3
 
+from pcam_local import iam_check
 from pcam_local.stack import REGION, DeployedStack, FunctionSpec, QueueMapping, client_environment
 from pcam_pipeline import aws_rules
 
@@ -56,13 +57,27 @@ def _start_worker(function: FunctionSpec, environment: dict[str, str], log_path:
     os.environ.update(environment)
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
     sys.stdout = sys.stderr = log
-    # Every client the function creates refuses what AWS would refuse, with AWS's error code.
-    boto3.setup_default_session()
-    aws_rules.install(boto3.DEFAULT_SESSION)
+    calls = Path(log_path).parent.parent / "calls" / f"{function.logical_id}-{os.getpid()}.jsonl"
+    _instrument_every_session(f"{function.logical_id}Role", calls)
     module_name, handler_name = function.handler.rsplit(".", 1)
     sys.path.insert(0, str(function.code_dir))  # Lambda's /var/task
     _handler = getattr(importlib.import_module(module_name), handler_name)
     _function = function
+
+
+def _instrument_every_session(role: str, calls: Path) -> None:
+    """Every client the function creates, in any boto3 session (Powertools makes its own), refuses what AWS
+    would refuse with AWS's error code, and records its calls for the IAM check (SAM names the role
+    <Function>Role)."""
+    original_init = boto3.session.Session.__init__
+
+    def init(session, *args, **kwargs) -> None:
+        original_init(session, *args, **kwargs)
+        aws_rules.install(session)
+        iam_check.install_recorder(session, role, calls)
+
+    boto3.session.Session.__init__ = init
+    boto3.setup_default_session()
 
 
 def _reset_peak_memory() -> None:

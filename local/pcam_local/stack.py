@@ -154,6 +154,10 @@ class DeployedStack:
     mappings: list[QueueMapping]
     dead_letter_queues: dict[str, str] = field(default_factory=dict)
     events_tap_url: str = ""
+    # For the IAM sufficiency check: the translated template, its parameters and each resource's physical id.
+    template: dict = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)
+    physical_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def bucket(self) -> str:
@@ -235,9 +239,29 @@ def deploy(root: Path, endpoint: str, parameters: dict[str, str] | None = None) 
         for logical, r in resources.items()
         if r["ResourceType"] == "AWS::SQS::Queue" and "DeadLetter" in logical
     }
-    deployed = DeployedStack(outputs=outputs, functions=functions, mappings=mappings, dead_letter_queues=dead_letters)
+    deployed = DeployedStack(
+        outputs=outputs,
+        functions=functions,
+        mappings=mappings,
+        dead_letter_queues=dead_letters,
+        template=cfn_template,
+        parameters=dict(parameters),
+        physical_ids=_physical_ids(resources, cfn_template, outputs),
+    )
     deployed.events_tap_url = _tap_pipeline_events(clients["sqs"], clients["events"], outputs["PipelineBusName"])
     return deployed
+
+
+def _physical_ids(resources: dict, template: dict, outputs: dict[str, str]) -> dict[str, str]:
+    """Each resource's physical id; where moto reports none (the event bus), the stack output naming it."""
+    physical = {logical: r.get("PhysicalResourceId") for logical, r in resources.items() if r.get("PhysicalResourceId")}
+    for name, output in template.get("Outputs", {}).items():
+        value = output["Value"] if isinstance(output["Value"], dict) else {}
+        attribute = value.get("Fn::GetAtt") or [None]
+        target = value.get("Ref") or (attribute.split(".")[0] if isinstance(attribute, str) else attribute[0])
+        if target and target not in physical and name in outputs:
+            physical[target] = outputs[name]
+    return physical
 
 
 def _apply_bucket_settings_moto_skips(s3, bucket: str, properties: dict) -> None:

@@ -16,10 +16,17 @@ INTEGRATION = [pytest.mark.integration]
 TEST_PARAMETERS = {"PatchesPerShard": "16"}
 
 
+def assert_every_call_was_allowed(stack: LocalStack) -> None:
+    """IAM sufficiency: every call each role made in these tests is allowed by its policies (offline check)."""
+    denied = {report["role"]: report["denied"] for report in stack.iam_report() if report["denied"]}
+    assert denied == {}, f"calls their role does not allow (see {stack.work_dir}/iam-report.json): {denied}"
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     with LocalStack(parameters=TEST_PARAMETERS, work_dir=tmp_path_factory.mktemp("stack")) as running:
         yield running
+        assert_every_call_was_allowed(running)
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +38,7 @@ def private_stack(tmp_path_factory, request):
     name = request.module.__name__.rsplit(".", 1)[-1]
     with LocalStack(parameters=TEST_PARAMETERS, work_dir=tmp_path_factory.mktemp(name)) as running:
         yield running
+        assert_every_call_was_allowed(running)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from pcam_local.local_stack import LocalStack
 from pcam_local.synth import synth_slide, synth_split
 from pcam_pipeline import aws_rules
-from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, h5_bytes
+from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed, h5_bytes
 
 pytestmark = INTEGRATION
 
@@ -27,6 +27,7 @@ def stack(tmp_path_factory):
     parameters = {**TEST_PARAMETERS, "PromotionMinimumAuc": "0.5"}
     with LocalStack(parameters=parameters, work_dir=tmp_path_factory.mktemp("fidelity")) as running:
         yield running
+        assert_every_call_was_allowed(running)
 
 
 def test_awkward_dataset_and_slide_names_go_end_to_end(stack, pipeline):
@@ -85,3 +86,12 @@ def test_a_function_client_refuses_an_alert_subject_sns_refuses(stack):
     with pytest.raises(ClientError) as refused:
         sns.publish(TopicArn=stack.deployed.outputs["AlertTopicArn"], Subject="x" * 100, Message="m")
     assert refused.value.response["Error"]["Code"] == "InvalidParameter"
+
+
+def test_every_call_each_role_made_is_allowed_by_its_policies(stack):
+    """The IAM sufficiency report (also written to iam-report.json): all four roles made calls, none denied."""
+    reports = {report["role"]: report for report in stack.iam_report()}
+    roles = ["ConvertShardFunctionRole", "IngestFunctionRole", "SageMakerExecutionRole", "SageMakerFlowFunctionRole"]
+    assert sorted(reports) == roles
+    for report in reports.values():
+        assert report["calls"] > 0 and report["statements_used"] and report["denied"] == []

@@ -4,7 +4,7 @@ import numpy as np
 
 from pcam_local.local_stack import LocalStack
 from pcam_local.synth import synth_split
-from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline
+from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline, assert_every_call_was_allowed
 
 pytestmark = INTEGRATION
 
@@ -35,3 +35,4 @@ def test_a_tuning_job_runs_its_trials_and_its_best_training_job_continues_the_fl
         assert model["status"] == "evaluated" and model["decision"]["promote"] is True
         assert stack.state.get("models", "current")["model_name"] == model["model_name"]
         assert not any(stack.dead_letters().values())
+        assert_every_call_was_allowed(stack)  # DescribeHyperParameterTuningJob and friends included
