@@ -79,8 +79,15 @@ def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: floa
         stack.download_results(out_dir)
         dead_letters = {queue: len(messages) for queue, messages in stack.dead_letters().items()}
         summary = summarise(stack.records(), dead_letters, stack.pipeline_events())
+        permissions = stack.iam_report()
+    summary["problems"] += [f"{r['role']} may not: {denied}" for r in permissions for denied in r["denied"]]
     write_summary(summary, out_dir)
     _print_summary(summary, elapsed, out_dir)
+    calls = sum(r["calls"] for r in permissions)
+    console.print(
+        f"IAM: {calls} AWS calls by {len(permissions)} roles checked against their policies in template.yaml "
+        f"({out_dir}/.local-stack/iam-report.json)"
+    )
     if not idle:
         console.print(f"[red]the pipeline was still busy after {timeout} s[/red]")
         return 1

@@ -38,6 +38,9 @@ def test_local_run_exits_zero_when_every_input_is_usable(tmp_path):
     main(["synth", str(drop), *args])
     assert main(["local", "run", str(drop), "--out", str(out), "--timeout", "300"]) == 0
     assert list((out / "manifests/synthetic/train").glob("*.manifest"))
+    reports = json.loads((out / ".local-stack/iam-report.json").read_text())
+    assert {r["role"] for r in reports} >= {"IngestFunctionRole", "ConvertShardFunctionRole"}
+    assert all(r["denied"] == [] for r in reports)
 
 
 def test_local_up_serves_a_stack_a_lab_can_drop_into(tmp_path):
