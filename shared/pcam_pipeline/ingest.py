@@ -9,7 +9,7 @@ from pcam_pipeline.completion import Completer
 from pcam_pipeline.errors import InvalidInput, MisroutedEvent
 from pcam_pipeline.events import EventPublisher
 from pcam_pipeline.hdf5_input import check_counts_agree, inspect_patches, open_hdf5, read_labels
-from pcam_pipeline.keys import DatasetFile, DroppedFile, SlideFile
+from pcam_pipeline.keys import DatasetFile, DatasetSettingsFile, DroppedFile, SlideFile
 from pcam_pipeline.observability import logger
 from pcam_pipeline.patches import image_shape
 from pcam_pipeline.quarantine import quarantine
@@ -18,6 +18,8 @@ from pcam_pipeline.settings import IngestSettings
 from pcam_pipeline.shard_planning import PatchSource, ShardPlanner
 from pcam_pipeline.state import StateStore, slide_pk, split_pk
 from pcam_pipeline.statuses import FileStatus, OwnerStatus
+from pcam_pipeline.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
+from pcam_pipeline.training_settings import parse_training_settings
 
 
 def _replaces_announced_pair(current: PatchOwner, partner_count: int | None, count: int) -> bool:
@@ -68,6 +70,8 @@ class Ingestor:
         self._state.record_file_received(dropped.key, dropped.version)
         try:
             kind = keys.classify_incoming_key(dropped.key)
+            if isinstance(kind, DatasetSettingsFile):
+                return self._record_training_settings(dropped, kind)
             source_key, source_version = self._source_of(dropped, kind.compressed)
             if isinstance(kind, SlideFile):
                 return self._ingest_slide(dropped, kind, source_key, source_version)
@@ -92,6 +96,15 @@ class Ingestor:
         return storage.S3RangeFile(self._s3, self._bucket, key, version)
 
     # ------------------------------------------------------------------ kinds
+    def _record_training_settings(self, dropped: DroppedFile, kind: DatasetSettingsFile) -> dict:
+        with self._open(dropped.key, dropped.version_id) as f:
+            body = f.read(MAX_SETTINGS_BYTES + 1)
+        settings = parse_training_settings(body)
+        self._state.record_training_settings(kind.dataset, settings, dropped.key, dropped.version)
+        self._state.record_file(dropped.key, dropped.version, FileStatus.SETTINGS_RECORDED)
+        logger.info("training settings recorded", extra={"dataset": kind.dataset, "settings": settings})
+        return {"status": "training settings recorded", "dataset": kind.dataset}
+
     def _ingest_dataset_images(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
         owner = split_pk(kind.dataset, kind.split)
         current = self._state.split(kind.dataset, kind.split) or SplitRecord()

@@ -36,6 +36,7 @@ _SPLIT_ALIASES = {
 _SPLIT_TOKEN = re.compile(r"(?:^|[_\-. ])(" + "|".join(_SPLIT_ALIASES) + r")(?=[_\-. ])", re.IGNORECASE)
 _ROLE_SUFFIX = re.compile(r"[_\-]([xy])$", re.IGNORECASE)
 _H5_SUFFIXES = (".h5.gz", ".hdf5.gz", ".h5", ".hdf5")
+TRAINING_SETTINGS_FILE = "training.json"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,14 @@ class SlideFile:
     compressed: bool
 
 
+@dataclass(frozen=True)
+class DatasetSettingsFile:
+    """``incoming/datasets/<dataset>/training.json``: the dataset's own training settings."""
+
+    dataset: str
+    compressed: bool = False
+
+
 def _strip_h5_suffix(name: str) -> tuple[str, bool] | None:
     lowered = name.lower()
     for suffix in _H5_SUFFIXES:
@@ -88,7 +97,7 @@ def _strip_h5_suffix(name: str) -> tuple[str, bool] | None:
     return None
 
 
-def classify_incoming_key(key: str) -> DatasetFile | SlideFile:
+def classify_incoming_key(key: str) -> DatasetFile | SlideFile | DatasetSettingsFile:
     """Tell what a dropped key is from its location and name, or explain why it is not usable."""
     if not key.startswith(INCOMING):
         raise InvalidInput("the file is outside incoming/", "a key under incoming/", repr(key))
@@ -106,8 +115,14 @@ def classify_incoming_key(key: str) -> DatasetFile | SlideFile:
             raise InvalidInput(
                 "the dataset name 'slides' is reserved for slide manifests", "any other dataset name", repr(parts[1])
             )
+        if parts[2] == TRAINING_SETTINGS_FILE:
+            return DatasetSettingsFile(dataset=parts[1])
         if stripped is None:
-            raise InvalidInput("a dataset file must be an HDF5 file", "a name ending in .h5 or .h5.gz", repr(parts[-1]))
+            raise InvalidInput(
+                "a dataset file must be an HDF5 file (or training.json)",
+                "a name ending in .h5 or .h5.gz",
+                repr(parts[-1]),
+            )
         stem, compressed = stripped
         role = _ROLE_SUFFIX.search(stem)
         split = _SPLIT_TOKEN.search(stem + "_")

@@ -25,7 +25,8 @@ class ModelTraining(JobKindBase):
         train, valid = self._state.split(dataset, "train"), self._state.split(dataset, "valid")
         if not (train and train.ready and valid and valid.ready):
             return {"status": "waiting for both train and valid", "dataset": dataset}
-        tuning = self._settings.tuning_max_jobs > 0
+        settings = self._settings.for_dataset(self._state.training_settings(dataset))
+        tuning = settings.tuning_max_jobs > 0
         identity = f"{train.ready_token}|{valid.ready_token}"
         if tuning:
             name = sagemaker_jobs.job_name(dataset, identity, sagemaker_jobs.TUNING_JOB_NAME_LIMIT, kind="tune")
@@ -53,14 +54,14 @@ class ModelTraining(JobKindBase):
                 tags={"pcam:dataset": dataset, "pcam:inputs": identity},
             )
             if tuning:
-                request = sagemaker_jobs.tuning_job_request(self._settings, inputs)
+                request = sagemaker_jobs.tuning_job_request(settings, inputs)
             else:
-                request = sagemaker_jobs.training_job_request(self._settings, inputs)
+                request = sagemaker_jobs.training_job_request(settings, inputs)
         except (InvalidJobRequest, TrainingConfigError) as exc:
             # A deployment setting SageMaker cannot accept: retrying cannot help, operators must fix it.
             self._jobs.fail(failed(job), self, f"the job request is invalid: {exc}")
             return {"status": "failed", "job": name, "reason": str(exc)}
-        started = self._jobs.start_once(job, request, hyperparameters=inputs.hyperparameters(self._settings))
+        started = self._jobs.start_once(job, request, hyperparameters=inputs.hyperparameters(settings))
         return {"status": "started" if started else "already started", "job": name, "kind": job.kind}
 
     # ------------------------------------------------------------ job kind

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import regex
@@ -43,6 +43,15 @@ class SageMakerSettings:
     max_concurrent_transforms: int = 4
     max_payload_mb: int = 6
     evaluation_instance_type: str = "ml.m5.large"
+
+    def for_dataset(self, settings: dict[str, Any]) -> SageMakerSettings:
+        """These settings with a dataset's own training.json applied (``training_settings``)."""
+        return replace(
+            self,
+            instance_type=settings.get("instance_type", self.instance_type),
+            instance_count=settings.get("instance_count", self.instance_count),
+            hyperparameter_overrides={**self.hyperparameter_overrides, **settings.get("hyperparameters", {})},
+        )
 
 
 def job_name(dataset: str, identity: str, limit: int = TRAINING_JOB_NAME_LIMIT, kind: str = "") -> str:

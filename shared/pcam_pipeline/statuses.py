@@ -10,6 +10,7 @@ class FileStatus(StrEnum):
     RECEIVED = "received"
     STAGED = "staged"
     LABELS_RECORDED = "labels recorded"
+    SETTINGS_RECORDED = "training settings recorded"
     CONVERTING = "converting"
     CONVERTED = "converted"
     QUARANTINED = "quarantined"

@@ -49,6 +49,14 @@ class ModelSideRecords(TableAccess):
         """The dataset's latest training: ``latest_job`` when starting, ``failure_reason`` when it failed."""
         self._set(dataset_pk(dataset), CURRENT, {"dataset": dataset, "training_status": status, **fields})
 
+    def record_training_settings(self, dataset: str, settings: dict, key: str, version: str) -> None:
+        """A dataset's own training settings (its training.json); the latest upload wins."""
+        fields = {"dataset": dataset, "training_settings": settings, "training_settings_from": f"{key}#{version}"}
+        self._set(dataset_pk(dataset), CURRENT, fields)
+
+    def training_settings(self, dataset: str) -> dict:
+        return (self.get(dataset_pk(dataset)) or {}).get("training_settings", {})
+
     def record_latest_model(self, dataset: str, model_name: str) -> None:
         self._set(dataset_pk(dataset), CURRENT, {"dataset": dataset, "latest_model": model_name})
 

@@ -1,0 +1,62 @@
+"""A dataset's own training.json: parsed plainly, refused with a reason, applied to its training only."""
+
+import json
+
+import pytest
+
+from pcam_pipeline.errors import InvalidInput
+from pcam_pipeline.keys import DatasetSettingsFile, classify_incoming_key
+from pcam_pipeline.statuses import JobKind, JobStatus
+from pcam_pipeline.training_settings import parse_training_settings
+from tests.unit.test_sagemaker_flow import make_world, split_ready
+
+
+def test_training_json_beside_a_datasets_files_is_its_settings():
+    assert classify_incoming_key("incoming/datasets/lab a/training.json") == DatasetSettingsFile("lab a")
+    with pytest.raises(InvalidInput, match="HDF5 file"):
+        classify_incoming_key("incoming/datasets/lab a/notes.json")
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1]", "must hold a JSON object"),
+        (b'{"instance_type": "ml.t2.nano"}', "not a SageMaker training instance type"),
+        (b'{"instance_count": 0}', "whole number from 1 to 100"),
+        (b'{"hyperparameters": {"epochs": [1]}}', "object of plain values"),
+        (b'{"epoch": 1}', "does not know"),
+        (b" " * 70_000, "too large"),
+    ],
+)
+def test_unusable_settings_are_refused_plainly(body, problem):
+    with pytest.raises(InvalidInput, match=problem):
+        parse_training_settings(body)
+
+
+def test_a_datasets_settings_apply_to_its_training_and_no_other():
+    world = make_world()
+    settings = parse_training_settings(
+        json.dumps({"instance_type": "ml.g4dn.xlarge", "hyperparameters": {"epochs": 1}}).encode()
+    )
+    world.state.record_training_settings("smoke", settings, "incoming/datasets/smoke/training.json", "v1")
+    for dataset in ("smoke", "other"):
+        split_ready(world, "train", dataset=dataset)
+        split_ready(world, "valid", dataset=dataset)
+    requests = {
+        world.launcher.started[name][1]["TrainingJobName"]: world.launcher.started[name][1]
+        for name in world.launcher.names(JobKind.TRAINING)
+    }
+    smoke = next(r for n, r in requests.items() if "smoke" in n)
+    other = next(r for n, r in requests.items() if "other" in n)
+    assert smoke["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge" and smoke["HyperParameters"]["epochs"] == "1"
+    assert other["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge" and other["HyperParameters"]["epochs"] == "30"
+
+
+def test_settings_the_algorithm_refuses_fail_that_training_with_the_reason():
+    world = make_world()
+    world.state.record_training_settings("bad", {"hyperparameters": {"num_layers": 20}}, "k", "v")
+    split_ready(world, "train", dataset="bad")
+    result = split_ready(world, "valid", dataset="bad")
+    assert result["status"] == "failed" and "num_layers 20 does not exist for 96x96" in result["reason"]
+    assert world.state.job(result["job"]).status is JobStatus.FAILED
