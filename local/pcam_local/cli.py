@@ -172,7 +172,8 @@ def _print_summary(summary: dict, elapsed: float | None, out_dir: Path | None) -
 def _local_up(args) -> int:
     from pcam_local.local_stack import LocalStack
 
-    with LocalStack(port=args.port) as stack:
+    parameters = dict(item.split("=", 1) for item in args.parameter)
+    with LocalStack(port=args.port, parameters=parameters) as stack:
         console.print(f"local stack running at [bold]{stack.endpoint}[/bold]")
         console.print(f"drop files into [bold]s3://{stack.bucket}/incoming/[/bold], for example:")
         # plain print: the command must stay copy-pasteable, unwrapped
@@ -292,6 +293,36 @@ def _redrive(args) -> int:
     return 0
 
 
+@_operator_command
+def _smoke(args) -> int:
+    from pcam_local.operations import stack_parameters
+    from pcam_local.smoke import PRICE_PER_HOUR, SmokeFailed, SmokeRun
+
+    run = SmokeRun(args.stack, args.instance_type, args.epochs, args.timeout, say=console.print)
+    console.print(
+        f"smoke test of {args.stack}: dataset and slide [bold]{run.dataset}[/bold] in s3://{run.bucket}/incoming/"
+    )
+    code = 0
+    try:
+        run.run()
+    except SmokeFailed as exc:
+        console.print(f"[red]smoke test failed: {exc}[/red]")
+        code = 1
+    costs = run.job_costs(stack_parameters(args.stack))
+    table = Table(title="SageMaker jobs of the smoke test (estimated at us-east-1 list prices)")
+    for column in ("job", "kind", "instance", "minutes", "estimated USD"):
+        table.add_column(column, overflow="fold")
+    for job in costs:
+        usd = "n/a" if job["estimated_usd"] is None else f"{job['estimated_usd']:.4f}"
+        table.add_row(job["job"], job["kind"], str(job["instance"]), f"{job['minutes']:.1f}", usd)
+    console.print(table)
+    known = [job["estimated_usd"] for job in costs if job["estimated_usd"] is not None]
+    console.print(f"estimated total: ${sum(known):.4f} (prices known for {', '.join(sorted(PRICE_PER_HOUR))})")
+    if args.clean:
+        console.print(f"removed {run.clean()} objects the smoke test dropped or caused")
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcam", description="PCam slide-scoring pipeline")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -323,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     up = local.add_parser("up", help="keep the local stack running in the foreground")
     up.add_argument("--port", type=int, default=None)
+    up.add_argument(
+        "--parameter", action="append", default=[], metavar="NAME=VALUE", help="a template parameter (repeatable)"
+    )
     up.set_defaults(run=_local_up)
 
     stack_help = "the deployed stack's name (AWS, or pcam-local for `pcam local up`)"
@@ -342,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(run=_status)
+    smoke = commands.add_parser("smoke", help="check a fresh deployment end to end with a tiny synthetic dataset")
+    smoke.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+    smoke.add_argument("--instance-type", default="ml.g4dn.xlarge", help="training instance type (a GPU type)")
+    smoke.add_argument("--epochs", type=int, default=2, help="training epochs")
+    smoke.add_argument("--timeout", type=float, default=3600, help="seconds to wait for each step")
+    smoke.add_argument("--clean", action="store_true", help="remove what the smoke test dropped and caused")
+    smoke.set_defaults(run=_smoke)
     redrive = commands.add_parser("redrive", help="move dead-lettered messages back to their queues (after a fix)")
     redrive.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
     redrive.add_argument("--queue", default=None, help="only the dead-letter queue whose name contains this")

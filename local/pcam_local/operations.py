@@ -16,12 +16,20 @@ class StackNotFound(Exception):
     pass
 
 
-def stack_outputs(stack_name: str) -> dict[str, str]:
+def _describe_stack(stack_name: str) -> dict:
     try:
-        stack = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+        return boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
     except (ClientError, BotoCoreError) as exc:
         raise StackNotFound(f"cannot read stack {stack_name!r}: {exc}") from exc
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def stack_outputs(stack_name: str) -> dict[str, str]:
+    return {o["OutputKey"]: o["OutputValue"] for o in _describe_stack(stack_name).get("Outputs", [])}
+
+
+def stack_parameters(stack_name: str) -> dict[str, str]:
+    """The parameters the stack was deployed with (those left at their default may be absent)."""
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in _describe_stack(stack_name).get("Parameters", [])}
 
 
 def model_registry(stack_name: str) -> ModelRegistry:

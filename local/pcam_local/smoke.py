@@ -1,0 +1,217 @@
+"""`pcam smoke`: an operator's first check of a deployment, right after `sam deploy`.
+
+Drops a tiny synthetic dataset (with its own training.json: a cheap instance type, few epochs) and a
+tiny slide into the stack, then follows each step through the stack's state table: settings
+recorded, splits and slide converted, training, evaluation, scoring. It prints each step's time and
+the estimated cost of the SageMaker jobs, and exits non-zero with the reason on any failure.
+``--clean`` removes what it dropped and what the pipeline wrote for it. It works the same against
+`pcam local up` (point boto3 at it with the variables that command prints).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+
+from pcam_local.operations import stack_outputs
+from pcam_local.synth import synth_drop
+from pcam_pipeline import keys
+from pcam_pipeline.records import JobRecord
+from pcam_pipeline.state import StateStore
+from pcam_pipeline.statuses import FileStatus, JobStatus, ModelStatus, OwnerStatus, ScoringStatus
+
+# On-demand list prices in us-east-1, USD per instance-hour (AWS SageMaker pricing page, as of 2025;
+# other regions differ): an estimate for the operator, not a bill.
+PRICE_PER_HOUR = {
+    "ml.g4dn.xlarge": 0.736,
+    "ml.g5.xlarge": 1.408,
+    "ml.p3.2xlarge": 3.825,
+    "ml.m5.large": 0.115,
+    "ml.m5.xlarge": 0.23,
+    "ml.c5.xlarge": 0.204,
+}
+SIZES = {"train": 200, "valid": 50, "test": 100}
+POLL_SECONDS = 5
+
+
+class SmokeFailed(Exception):
+    pass
+
+
+@dataclass
+class SmokeRun:
+    stack: str
+    instance_type: str = "ml.g4dn.xlarge"
+    epochs: int = 2
+    timeout: float = 3600
+    say: Callable[[str], None] = print
+
+    def __post_init__(self):
+        self.outputs = stack_outputs(self.stack)
+        self.bucket = self.outputs["DataBucketName"]
+        self.state = StateStore(self.outputs["StateTableName"])
+        self.s3 = boto3.client("s3")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        self.dataset = self.slide = f"smoke-{stamp}"
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------ steps
+    def run(self) -> dict:
+        settings_key = f"{keys.INCOMING}datasets/{self.dataset}/{keys.TRAINING_SETTINGS_FILE}"
+        settings = {"instance_type": self.instance_type, "hyperparameters": {"epochs": self.epochs}}
+        self.s3.put_object(Bucket=self.bucket, Key=settings_key, Body=json.dumps(settings).encode())
+        self._wait("training settings recorded", lambda: self._file_done(settings_key))
+        self._drop_data()
+        for split in SIZES:
+            self._wait(
+                f"{split} split converted", lambda split=split: self._owner_ready(self.state.split(self.dataset, split))
+            )
+        self._wait("slide converted", lambda: self._owner_ready(self.state.slide(self.slide)))
+        training = self._wait("training job", self._training_done)
+        model = self._wait("model evaluated", self._model_evaluated)
+        scored = self._wait("slide scored", self._slide_scored)
+        return {
+            "dataset": self.dataset,
+            "slide": self.slide,
+            "training_job": training,
+            "model": model,
+            "scoring": scored,
+        }
+
+    def _drop_data(self) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            synth_drop(Path(folder), dataset=self.dataset, slides=1, slide_grid=(4, 4), seed=int(time.time()), **SIZES)
+            for path in sorted(Path(folder).rglob("*.h5")):
+                relative = path.relative_to(folder).as_posix()
+                if relative.startswith("slides/"):
+                    relative = f"slides/{self.slide}.h5"
+                self.s3.upload_file(str(path), self.bucket, keys.INCOMING + relative)
+
+    def _wait(self, step: str, check: Callable[[], str | None]) -> str:
+        """Poll ``check`` until it says the step is done (its detail) or raises SmokeFailed."""
+        while True:
+            detail = check()
+            elapsed = time.monotonic() - self.started
+            if detail is not None:
+                self.say(f"✓ {step:<28} +{elapsed:7.1f} s  {detail}")
+                return detail
+            if elapsed > self.timeout:
+                raise SmokeFailed(
+                    f"{step}: not done after {self.timeout:.0f} s (see `pcam status --stack {self.stack}`)"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def _file_done(self, key: str) -> str | None:
+        versions = [r for r in self.state.query(f"file#{key}") if r.get("status")]
+        for record in versions:
+            if record["status"] in (FileStatus.QUARANTINED, FileStatus.FAILED):
+                raise SmokeFailed(f"{key} was {record['status']}: {record.get('reason', '')}")
+            if record["status"] == FileStatus.SETTINGS_RECORDED:
+                return "recorded"
+        return None
+
+    def _owner_ready(self, owner) -> str | None:
+        if owner is None:
+            return None
+        if owner.status is OwnerStatus.FAILED:
+            raise SmokeFailed(f"conversion failed: {owner.failure}")
+        return f"{owner.x_count} patches" if owner.ready else None
+
+    def _training_done(self) -> str | None:
+        name = (self.state.get(f"dataset#{self.dataset}") or {}).get("latest_job")
+        job = self.state.job(name) if name else None
+        if job is None:
+            return None
+        if job.status.unsuccessful:
+            raise SmokeFailed(f"training job {name} {job.status}: {job.reason}")
+        return f"{name} on {self.instance_type}" if job.status is JobStatus.COMPLETED else None
+
+    def _model_evaluated(self) -> str | None:
+        models = [m for m in self.state.models() if m.dataset == self.dataset]
+        if not models:
+            return None
+        model = models[-1]
+        if model.status is ModelStatus.EVALUATION_FAILED:
+            raise SmokeFailed(f"evaluation of {model.model_name} failed: {model.failure_reason}")
+        if model.status is not ModelStatus.EVALUATED or model.decision is None:
+            return None
+        promoted = "promoted" if model.decision["promote"] else "not promoted"
+        return f"{model.model_name}: test AUC {model.auc:.3f}, {promoted} ({model.decision['reason']})"
+
+    def _slide_scored(self) -> str | None:
+        slide = self.state.slide(self.slide)
+        if slide.scoring_status is ScoringStatus.FAILED:
+            raise SmokeFailed(f"scoring failed: {slide.scoring_failure}")
+        if slide.scoring_status is ScoringStatus.WAITING_FOR_MODEL and self.state.current_model() is None:
+            return "not scored: no model is current (the smoke model did not pass the gate); scoring untested"
+        if slide.scoring_status is ScoringStatus.SCORED:
+            return f"predictions/{self.slide}.csv, tumour fraction {slide.tumour_fraction:.1%}"
+        return None
+
+    # ------------------------------------------------------------------ costs
+    def job_costs(self, parameters: dict[str, str]) -> list[dict]:
+        """Each SageMaker job this run started: how long it ran and what that costs at list price."""
+        transform = (parameters.get("TransformInstanceType"), int(parameters.get("TransformInstanceCount") or 1))
+        instance_of = {
+            "training": (self.instance_type, 1),
+            "test transform": transform,
+            "slide scoring": transform,
+            "evaluation": (parameters.get("EvaluationInstanceType"), 1),
+        }
+        found = []
+        for record in self._jobs():
+            if not (record.started_at and record.ended_at):
+                continue
+            instance, count = instance_of.get(record.kind, (None, 1))
+            seconds = (
+                datetime.fromisoformat(record.ended_at) - datetime.fromisoformat(record.started_at)
+            ).total_seconds()
+            price = PRICE_PER_HOUR.get(instance or "")
+            found.append(
+                {
+                    "job": record.name,
+                    "kind": str(record.kind),
+                    "instance": instance,
+                    "minutes": round(seconds / 60, 1),
+                    "estimated_usd": None if price is None else round(seconds / 3600 * price * count, 4),
+                }
+            )
+        return found
+
+    def _jobs(self) -> list[JobRecord]:
+        """The jobs started for this run's dataset and slide (one scan of the state table, at the end)."""
+        items = [r for r in self.state.scan_all() if r["pk"].startswith("job#")]
+        mine = [r for r in items if r.get("dataset") == self.dataset or r.get("slide_id") == self.slide]
+        return [JobRecord.from_item(r, name=r["pk"].removeprefix("job#")) for r in mine]
+
+    # ------------------------------------------------------------------ clean
+    def clean(self) -> int:
+        """Delete what the smoke dropped and what the pipeline wrote for it; returns objects deleted."""
+        prefixes = [
+            f"{keys.INCOMING}datasets/{self.dataset}/",
+            f"{keys.INCOMING}slides/{self.slide}.h5",
+            f"{keys.IMAGES}datasets/{self.dataset}/",
+            f"{keys.IMAGES}slides/{self.slide}/",
+            f"{keys.MANIFESTS}{self.dataset}/",
+            f"{keys.MANIFESTS}slides/{self.slide}/",
+            f"{keys.PREDICTIONS}{self.slide}.",
+            f"{keys.SCORES}{self.slide}/",
+        ]
+        prefixes += [keys.evaluation_prefix(m.model_name) for m in self.state.models() if m.dataset == self.dataset]
+        prefixes += [f"{keys.MODELS}{m.training_job}/" for m in self.state.models() if m.dataset == self.dataset]
+        deleted = 0
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for prefix in prefixes:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if objects:
+                    self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+                    deleted += len(objects)
+        return deleted
