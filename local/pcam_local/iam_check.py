@@ -83,7 +83,7 @@ NO_PERMISSION_NEEDED = {("sts", "GetCallerIdentity")}
 IDENTIFIERS = (
     "Bucket", "Key", "VersionId", "CopySource", "TableName", "QueueUrl", "TopicArn", "RoleArn",
     "ExecutionRoleArn", "ModelName", "TrainingJobName", "HyperParameterTuningJobName", "TransformJobName",
-    "ProcessingJobName", "Tags", "Entries", "TrainingJobDefinition",
+    "ProcessingJobName", "Tags", "Entries", "TrainingJobDefinition", "logGroupName", "logStreamName", "Namespace",
 )  # fmt: skip
 
 
@@ -117,8 +117,12 @@ class CallRecorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, params, model, **_) -> None:
+        self.write(model.service_model.service_name, model.name, params)
+
+    def write(self, service: str, operation: str, params: dict) -> None:
+        """Record one call (also those AWS makes with the role itself, such as a job's logs)."""
         kept = {k: _identifiers(v) for k, v in params.items() if k in IDENTIFIERS}
-        line = {"role": self.role, "service": model.service_model.service_name, "operation": model.name, "params": kept}
+        line = {"role": self.role, "service": service, "operation": operation, "params": kept}
         with self.path.open("a") as handle:
             handle.write(json.dumps(line, default=str) + "\n")
 
@@ -195,6 +199,12 @@ def needs_of(call: dict, topic_keys: dict[str, str]) -> list[Need]:
         return found
     if service == "sagemaker":
         return _sagemaker_needs(action, operation, params)
+    if service == "logs":
+        group = f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{params['logGroupName']}"
+        stream = params.get("logStreamName")
+        return [Need(action, f"{group}:log-stream:{stream}" if stream else group)]
+    if service == "cloudwatch" and operation == "PutMetricData":
+        return [Need(action, "*", (("cloudwatch:namespace", params["Namespace"]),))]
     raise ValueError(f"no IAM mapping for {service}:{operation}; add it to iam_check")
 
 

@@ -126,7 +126,10 @@ class LocalSageMaker:
         session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
         config = Config(max_pool_connections=48, retries={"mode": "standard", "max_attempts": 5})
         # What jobs read and write, SageMaker does with the execution role: recorded for the IAM check.
-        iam_check.install_recorder(session, "SageMakerExecutionRole", Path(work_dir) / "calls" / "sagemaker-jobs.jsonl")
+        self._role_calls = iam_check.CallRecorder(
+            "SageMakerExecutionRole", Path(work_dir) / "calls" / "sagemaker-jobs.jsonl"
+        )
+        session.events.register_last("before-parameter-build", self._role_calls)
         self.s3 = session.client("s3", endpoint_url=aws_endpoint, config=config)
         # State-change events come from SageMaker itself, not from the role: a session of their own.
         self._events = boto3.Session(
@@ -240,6 +243,7 @@ class LocalSageMaker:
     # ------------------------------------------------------------------- jobs
     def _run(self, job: Job) -> None:
         self._emit(job)
+        self._record_logs_and_metrics(job)
         try:
             if job.kind in self.outcome_next:
                 raise JobEnded(*self.outcome_next.pop(job.kind))
@@ -263,6 +267,19 @@ class LocalSageMaker:
             traceback.print_exc()
         job.ended = datetime.now(UTC)
         self._emit(job)
+
+    def _record_logs_and_metrics(self, job: Job) -> None:
+        """What SageMaker does with the execution role while a job runs (CreateTrainingJob API: execution role
+        permissions): its CloudWatch Logs stream and, for training, its metrics. Recorded for the IAM check."""
+        if job.kind == "HyperParameterTuningJob":
+            return  # its trials log as training jobs
+        group = f"/aws/sagemaker/{job.kind}s"
+        stream = f"{job.name}/algo-1-{int(job.created.timestamp())}"
+        self._role_calls.write("logs", "CreateLogGroup", {"logGroupName": group})
+        for operation in ("CreateLogStream", "PutLogEvents"):
+            self._role_calls.write("logs", operation, {"logGroupName": group, "logStreamName": stream})
+        if job.kind == "TrainingJob":
+            self._role_calls.write("cloudwatch", "PutMetricData", {"Namespace": "/aws/sagemaker/TrainingJobs"})
 
     def _emit(self, job: Job) -> None:
         detail_type = {

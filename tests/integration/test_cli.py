@@ -89,3 +89,14 @@ def test_local_up_serves_a_stack_a_lab_can_drop_into(tmp_path):
     finally:
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=60) == 0
+
+
+def test_local_run_fails_as_aws_would_for_a_network_that_does_not_exist_at_96_px(tmp_path, capsys):
+    """ResNet-20 at 96 px (here through the dataset's own training.json) fails the training job with the
+    reason, and `pcam local run` reports it and exits 1, as the first real deployment would have."""
+    drop, out = tmp_path / "drop", tmp_path / "out"
+    main(["synth", str(drop), "--train", "64", "--valid", "16", "--test", "0", "--slides", "0"])
+    (drop / "datasets/synthetic/training.json").write_text(json.dumps({"hyperparameters": {"num_layers": 20}}))
+    assert main(["local", "run", str(drop), "--out", str(out), "--timeout", "300"]) == 1
+    printed = capsys.readouterr().out
+    assert "num_layers 20 does not exist for 96x96 images" in " ".join(printed.split())
