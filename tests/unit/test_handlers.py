@@ -13,6 +13,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from moto import mock_aws
 
+from pcam_pipeline import aws_rules
 from pcam_pipeline.convert import ShardConverter
 from pcam_pipeline.ingest import Ingestor
 from pcam_pipeline.sagemaker_flow import SageMakerFlow
@@ -52,6 +53,8 @@ def aws(monkeypatch):
     # Metrics were created when the tests imported the library, before this environment existed.
     monkeypatch.setattr(metrics.provider, "namespace", "PcamPipeline")
     with mock_aws():
+        boto3.setup_default_session()
+        aws_rules.install(boto3.DEFAULT_SESSION)  # every request the handlers send is checked as AWS would
         boto3.client("s3").create_bucket(Bucket="data")
         boto3.client("dynamodb").create_table(
             TableName="idempotency",

@@ -5,6 +5,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from pcam_pipeline import aws_rules
 from pcam_pipeline.records import JobRecord
 from pcam_pipeline.state import StateStore, split_pk
 from pcam_pipeline.statuses import JobKind, JobStatus
@@ -18,7 +19,9 @@ def state(request, monkeypatch):
         return
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
-        dynamodb = boto3.resource("dynamodb")
+        session = boto3.Session(region_name="us-east-1")
+        aws_rules.install(session)  # the state package's requests are ones DynamoDB accepts
+        dynamodb = session.resource("dynamodb")
         dynamodb.create_table(
             TableName="state",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
