@@ -68,6 +68,8 @@ class InMemoryTable:
                 item[name] = set(item.get(name, set())) | set(values)
             for name in change.remove:
                 item.pop(name, None)
+            if change.map_entry_removed is not None:
+                item.get(change.map_entry_removed[0], {}).pop(change.map_entry_removed[1], None)
             self._items[(pk, sk)] = item
             return self._copy(item) if return_new else {}
 

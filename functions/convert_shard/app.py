@@ -16,7 +16,7 @@ converter = ShardConverter(settings)
 def record_handler(record: SQSRecord) -> None:
     task = ShardTask.from_message(record.json_body)
     with failure_recorded_on_last_attempt(record, settings.max_receive_count, partial(converter.record_failure, task)):
-        result = converter.convert(task, claimer=record.message_id)
+        result = converter.convert(task)
     logger.info("shard converted", extra=result)
 
 

@@ -8,12 +8,15 @@ from pcam_pipeline.hdf5_input import open_hdf5, read_labels
 from pcam_pipeline.observability import logger
 from pcam_pipeline.records import PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.state import StateStore
-from pcam_pipeline.statuses import FileStatus, OwnerStatus
+from pcam_pipeline.statuses import FileStatus
 
 
 def readiness_token(record: PatchOwner) -> str | None:
-    """Identity of the inputs a ready announcement is for, or None while something is missing."""
-    if record.status is OwnerStatus.FAILED or not record.shards_complete:
+    """Identity of the inputs a ready announcement is for, or None while something is missing.
+
+    A shard that failed blocks it until that shard succeeds (a redrive); a failure of a split's counts
+    is checked again by the completer."""
+    if record.failed_shards or not record.shards_complete:
         return None
     if isinstance(record, SlideRecord):
         return record.x_run

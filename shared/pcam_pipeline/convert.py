@@ -36,7 +36,7 @@ class ShardConverter:
             self._bucket, self._s3, self._state, publisher or EventPublisher(settings.event_bus)
         )
 
-    def convert(self, task: ShardTask, claimer: str) -> dict:
+    def convert(self, task: ShardTask) -> dict:
         logger.append_keys(file_key=task.file_key, run_id=task.run_id, shard=task.shard)
         written = self.write_patches(task)
         progress = self._state.record_shard_done(task.owner, task.run_id, task.shard)
@@ -44,7 +44,7 @@ class ShardConverter:
         if progress is None:
             logger.info("shard belongs to a superseded upload; not counted")
             return {"status": "superseded", "patches": written}
-        announced = self._completer.complete_if_ready(task.owner, claimer)
+        announced = self._completer.complete_if_ready(task.owner, task.claimer)
         return {
             "status": "converted",
             "patches": written,

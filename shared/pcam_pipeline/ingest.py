@@ -54,7 +54,7 @@ class Ingestor:
             self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus)
         )
 
-    def ingest(self, dropped: DroppedFile, claimer: str) -> dict:
+    def ingest(self, dropped: DroppedFile) -> dict:
         if dropped.bucket != self._bucket:
             raise MisroutedEvent(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
@@ -77,7 +77,7 @@ class Ingestor:
                 return self._ingest_slide(dropped, kind, source_key, source_version)
             if kind.role == "x":
                 return self._ingest_dataset_images(dropped, kind, source_key, source_version)
-            return self._ingest_dataset_labels(dropped, kind, source_key, source_version, claimer)
+            return self._ingest_dataset_labels(dropped, kind, source_key, source_version)
         except InvalidInput as problem:
             return quarantine(self._s3, self._bucket, self._state, dropped, problem)
 
@@ -133,7 +133,7 @@ class Ingestor:
         fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords}
         return self._planner.plan(dropped, owner, source, {**fields, **self._image_edge})
 
-    def _ingest_dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version, claimer) -> dict:
+    def _ingest_dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
         owner = split_pk(kind.dataset, kind.split)
         current = self._state.split(kind.dataset, kind.split) or SplitRecord()
         if current.y_version != dropped.version:
@@ -160,7 +160,8 @@ class Ingestor:
             self._state.record_file(
                 dropped.key, dropped.version, status=FileStatus.LABELS_RECORDED, label_count=int(labels.size)
             )
-        announced = self._completer.complete_if_ready(owner, claimer)
+        # The same upload may finish what an earlier delivery of it started (retry or redrive).
+        announced = self._completer.complete_if_ready(owner, f"labels {dropped.key}#{dropped.version}")
         return {"status": "labels recorded", "owner": owner, "announced": announced}
 
     def record_failure(self, dropped: DroppedFile, reason: str) -> None:

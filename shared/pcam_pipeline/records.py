@@ -65,6 +65,7 @@ class PatchOwner(Record):
     x_count: int | None = None
     shards_total: int | None = None
     shards_done: list = field(default_factory=list)
+    failed_shards: dict = field(default_factory=dict)
     image_prefix: str | None = None
     image_edge: int = 96
     storage: str | None = None

@@ -38,6 +38,12 @@ class ShardTask:
     def from_message(cls, body: dict) -> ShardTask:
         return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})
 
+    @property
+    def claimer(self) -> str:
+        """Who may finish this upload's announcement: the same shard again, whatever SQS message carries it
+        (a retry, or a redrive from the dead-letter queue with a new message id)."""
+        return f"shard {self.shard} of run {self.run_id}"
+
 
 @dataclass(frozen=True)
 class PatchSource:

@@ -9,15 +9,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import boto3
+import numpy as np
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from moto import mock_aws
 
 from pcam_pipeline import aws_rules
 from pcam_pipeline.convert import ShardConverter
+from pcam_pipeline.errors import RetryableError
 from pcam_pipeline.ingest import Ingestor
 from pcam_pipeline.sagemaker_flow import SageMakerFlow
-from pcam_pipeline.statuses import FileStatus
+from pcam_pipeline.statuses import FileStatus, OwnerStatus
 from tests.fakes import FakeLauncher, InMemoryBlobStore, RecordingAlerter, RecordingPublisher, in_memory_state
 
 ROOT = Path(__file__).parents[2]
@@ -200,3 +202,35 @@ def test_the_ingest_handler_quarantines_a_file_that_is_not_hdf5_and_ignores_test
     record = ingest_app.state.file_version("incoming/slides/notes.h5", etag)
     assert record.status is FileStatus.QUARANTINED and "not an HDF5 file" in record.reason
     assert "quarantine/incoming/slides/notes.h5" in [o["Key"] for o in s3.list_objects_v2(Bucket="data")["Contents"]]
+
+
+class PublisherFailingOnce(RecordingPublisher):
+    def __init__(self):
+        super().__init__()
+        self.failed = False
+
+    def publish(self, detail_type: str, detail: dict) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RetryableError("the bus is unavailable")
+        super().publish(detail_type, detail)
+
+
+def test_a_redriven_shard_finishes_an_announcement_its_first_attempt_left_half_done(aws, monkeypatch):
+    """The first attempt claimed the announcement, then died publishing; the message went to the dead-letter
+    queue. Redriven (a new SQS message id), the same shard must be able to finish announcing."""
+    from tests.integration.conftest import h5_bytes
+
+    app = load_app("convert_shard")
+    state, publisher = in_memory_state(), PublisherFailingOnce()
+    monkeypatch.setattr(app, "converter", ShardConverter(app.settings, boto3.client("s3"), state, publisher))
+    patches = np.zeros((4, 96, 96, 3), dtype=np.uint8)
+    boto3.client("s3").put_object(Bucket="data", Key="incoming/slides/s1.h5", Body=h5_bytes(x=patches))
+    fields = {"kind": "slide", "slide_id": "s1", "x_key": "incoming/slides/s1.h5", "x_version": "v1", "x_run": "r1"}
+    state.start_patch_conversion("slide#s1", {**fields, "x_count": 4, "shards_total": 1, "image_prefix": "images/s1/"})
+    message = {**shard_message("incoming/slides/s1.h5"), "image_prefix": "images/s1/"}
+    with pytest.raises(BatchProcessingError):
+        app.handler(sqs_event(message, receive_count=3), CONTEXT)  # last attempt: to the dead-letter queue
+    assert failed_ids(app.handler(sqs_event(message), CONTEXT)) == []  # redriven: a new message id
+    assert [detail["slide_id"] for detail in publisher.of_type("Slide Ready")] == ["s1"]
+    assert state.slide("s1").status is OwnerStatus.READY

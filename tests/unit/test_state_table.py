@@ -77,6 +77,8 @@ def test_a_failed_shard_is_kept_in_a_map_and_fails_its_owner(state):
     state.record_shard_failed(OWNER, "r1", 3, "broken")
     assert state.get(OWNER)["failed_shards"] == {"3": "broken"}
     assert state.owner(OWNER).failure == "shard 3 failed: broken"
+    state.record_shard_done(OWNER, "r1", 3)  # redriven and converted after all
+    assert state.owner(OWNER).failed_shards == {}
 
 
 def test_floats_survive_and_lists_keep_their_order(state):

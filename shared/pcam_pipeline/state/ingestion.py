@@ -47,9 +47,17 @@ class IngestionRecords(TableAccess):
         self._set(owner_pk, CURRENT, {**fields, **status}, remove=("ready_token", "ready_claimer", *forget))
 
     def record_shard_done(self, owner_pk: str, run_id: str, shard: int) -> dict | None:
-        """Count a finished shard (a set, so repeats count once); None if the upload was superseded."""
+        """Count a finished shard (a set, so repeats count once); None if the upload was superseded.
+
+        A shard that failed before (its message dead-lettered, then redriven) is no longer a failure."""
         return self._set(
-            owner_pk, CURRENT, {}, condition=Equals("x_run", run_id), add={"shards_done": {shard}}, return_new=True
+            owner_pk,
+            CURRENT,
+            {},
+            condition=Equals("x_run", run_id),
+            add={"shards_done": {shard}},
+            map_entry_removed=("failed_shards", str(shard)),
+            return_new=True,
         )
 
     def record_shard_failed(self, owner_pk: str, run_id: str, shard: int, reason: str) -> None:
@@ -72,7 +80,8 @@ class IngestionRecords(TableAccess):
         return self._set(owner_pk, CURRENT, {"ready_token": token, "ready_claimer": claimer}, condition) is not None
 
     def mark_ready(self, owner_pk: str, manifest_key: str) -> None:
-        self._set(owner_pk, CURRENT, {"manifest_key": manifest_key, "status": OwnerStatus.READY, "ready_at": now_iso()})
+        fields = {"manifest_key": manifest_key, "status": OwnerStatus.READY, "ready_at": now_iso()}
+        self._set(owner_pk, CURRENT, fields, remove=("failure",))
 
     def mark_failed(self, owner_pk: str, reason: str) -> None:
         self._set(owner_pk, CURRENT, {"status": OwnerStatus.FAILED, "failure": reason})

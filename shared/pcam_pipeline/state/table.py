@@ -104,6 +104,7 @@ class Change:
     add: dict[str, set] = field(default_factory=dict)
     remove: tuple[str, ...] = ()
     map_entry: tuple[str, str, Any] | None = None
+    map_entry_removed: tuple[str, str] | None = None
 
 
 def plain(value: Any) -> Any:
@@ -180,8 +181,12 @@ class DynamoDBTable:
             names.update({f"#a{i}": name for i, name in enumerate(change.add)})
             values.update({f":a{i}": value for i, value in enumerate(change.add.values())})
             expression += " ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(change.add)))
-        if change.remove:
-            expression += " REMOVE " + ", ".join(change.remove)
+        removed = list(change.remove)
+        if change.map_entry_removed is not None:
+            names.update({"#rmap": change.map_entry_removed[0], "#rentry": change.map_entry_removed[1]})
+            removed.append("#rmap.#rentry")
+        if removed:
+            expression += " REMOVE " + ", ".join(removed)
         kwargs: dict[str, Any] = {
             "Key": {"pk": pk, "sk": sk},
             "UpdateExpression": expression,
