@@ -20,7 +20,7 @@ idempotency, once = idempotent_once("id", idempotency_table())
 @once(data_keyword_argument="event")
 def handle_once(event: dict) -> dict:
     parsed = EventBridgeEvent(event)
-    return flow.on_event(parsed.detail_type, parsed.detail)
+    return flow.on_event(parsed.detail_type, parsed.detail, parsed.get_id)
 
 
 def record_handler(record: SQSRecord) -> None:

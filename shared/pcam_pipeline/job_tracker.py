@@ -38,7 +38,8 @@ class JobKindHandler(Protocol):
 
     def on_progress(self, job: JobRecord, status: JobStatus) -> None: ...
 
-    def on_completed(self, job: JobRecord, detail: dict) -> dict: ...
+    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
+        """``delivery`` identifies the event (its EventBridge id): what to announce once per delivery."""
 
     def on_failed(self, job: JobRecord, reason: str) -> None: ...
 

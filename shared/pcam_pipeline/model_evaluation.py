@@ -117,8 +117,11 @@ class ModelEvaluation(JobKindBase):
         self._jobs.start_once(job, request)
         return {"evaluation": "computing metrics", "evaluation_job": name}
 
-    def conclude_evaluation(self, model_name: str) -> dict:
-        """Draw the ROC picture, record the metrics and let the promotion gate decide."""
+    def conclude_evaluation(self, model_name: str, delivery: str) -> dict:
+        """Draw the ROC picture, record the metrics and let the promotion gate decide; announce it once.
+
+        ``delivery`` identifies the event being handled: a retry of it may announce again, another
+        delivery of the same job's completion may not."""
         prefix = keys.evaluation_prefix(model_name)
         try:
             evaluation = json.loads(self._blobs.get_bytes(prefix + "metrics.json"))
@@ -128,6 +131,9 @@ class ModelEvaluation(JobKindBase):
         summary = metric_summary(evaluation)
         self._state.record_model_evaluated(model_name, summary, evaluation.get("evaluated_at"))
         decision = self._registry.apply_gate(model_name, self._minimum_auc)
+        result = {"promoted": decision.promote, "reason": decision.reason, "auc": summary.get("auc")}
+        if not self._state.claim_evaluation_announcement(model_name, delivery):
+            return {**result, "announced": "already"}
         self._events.publish(
             events.MODEL_EVALUATED,
             {
@@ -139,13 +145,13 @@ class ModelEvaluation(JobKindBase):
                 "reason": decision.reason,
             },
         )
-        return {"promoted": decision.promote, "reason": decision.reason, "auc": summary.get("auc")}
+        return result
 
     # ------------------------------------------------------------ job kind
-    def on_completed(self, job: JobRecord, detail: dict) -> dict:
+    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
         if job.kind is JobKind.TEST_TRANSFORM:
             return self.start_evaluation(job.model_name, self._state.job(job.name))
-        return self.conclude_evaluation(job.model_name)
+        return self.conclude_evaluation(job.model_name, delivery)
 
     def on_failed(self, job: JobRecord, reason: str) -> None:
         self._state.record_model_evaluation_failed(job.model_name, f"{job.kind} {job.name}: {reason}")

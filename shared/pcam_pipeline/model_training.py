@@ -68,7 +68,7 @@ class ModelTraining(JobKindBase):
     def on_progress(self, job: JobRecord, status: JobStatus) -> None:
         self._state.record_training_status(job.dataset, status)
 
-    def on_completed(self, job: JobRecord, detail: dict) -> dict:
+    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
         if job.kind is JobKind.TUNING:
             best = self._launcher.best_training_job(job.name)
             return self.register_model(best, job, self._launcher.describe_training_job(best), tuning_job=job.name)

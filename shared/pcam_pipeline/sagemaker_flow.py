@@ -55,8 +55,10 @@ class SageMakerFlow:
             JobKind.SLIDE_SCORING: self.slides,
         }
 
-    def on_event(self, detail_type: str, detail: dict) -> dict:
-        """One event from either bus: a split or slide became ready, a model was promoted, a job changed."""
+    def on_event(self, detail_type: str, detail: dict, event_id: str = "") -> dict:
+        """One event from either bus: a split or slide became ready, a model was promoted, a job changed.
+
+        ``event_id`` (EventBridge's) tells a retry of this event from another delivery of the same news."""
         if detail_type == events.SPLIT_READY:
             return self.on_split_ready(detail)
         if detail_type == events.SLIDE_READY:
@@ -64,7 +66,7 @@ class SageMakerFlow:
         if detail_type == events.MODEL_PROMOTED:
             return self.slides.score_waiting_slides()
         if detail_type in SAGEMAKER_EVENTS:
-            return self.on_sagemaker_event(detail_type, detail)
+            return self.on_sagemaker_event(detail_type, detail, event_id)
         return {"status": "ignored", "reason": f"not an event this function handles: {detail_type!r}"}
 
     def on_split_ready(self, detail: dict) -> dict:
@@ -73,7 +75,7 @@ class SageMakerFlow:
             return self.evaluation.evaluate_waiting_models(detail["dataset"])
         return self.training.start_training(detail["dataset"])
 
-    def on_sagemaker_event(self, detail_type: str, detail: dict) -> dict:
+    def on_sagemaker_event(self, detail_type: str, detail: dict, event_id: str = "") -> dict:
         change = self.jobs.observe(detail_type, detail)
         if change.ignored:
             return {"status": "ignored", "job": change.name, "reason": change.ignored}
@@ -89,7 +91,8 @@ class SageMakerFlow:
         # A repeated Completed runs the follow-up again: each step is idempotent, and a retried
         # message must finish what a crashed attempt started.
         try:
-            return {"status": "completed", "job": job.name, **kind.on_completed(job, detail)}
+            delivery = event_id or f"{job.name} {change.status}"
+            return {"status": "completed", "job": job.name, **kind.on_completed(job, detail, delivery)}
         except JobFailed as exc:
             self.jobs.fail(failed(job), kind, str(exc))
             return {"status": "failed", "job": job.name, "reason": str(exc)}

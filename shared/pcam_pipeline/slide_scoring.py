@@ -74,7 +74,7 @@ class SlideScoring(JobKindBase):
         return {"status": "scoring" if started else "already scoring", "slide_id": slide_id, "transform_job": name}
 
     # ------------------------------------------------------------ job kind
-    def on_completed(self, job: JobRecord, detail: dict) -> dict:
+    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
         """Gather the predictions and write the CSV, summary and heatmap; then announce "Slide Scored".
 
         Outputs that cannot be assembled raise JobFailed: the slide fails, no partial CSV is written.

@@ -2,6 +2,7 @@
 and slides scored with the current model. Behaviour, not SageMaker: the fakes accept each job once."""
 
 import json
+import uuid
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ def job_event(world, kind: JobKind, status: str, name: str | None = None, **extr
         JobKind.EVALUATION: ("Processing", "ProcessingJobName", "ProcessingJobStatus"),
     }[kind]
     detail = {name_field: name, status_field: status, **extra}
-    return world.flow.on_event(f"SageMaker {detail_type} Job State Change", detail)
+    return world.flow.on_event(f"SageMaker {detail_type} Job State Change", detail, str(uuid.uuid4()))
 
 
 def train_and_promote(world) -> str:
@@ -188,3 +189,43 @@ def test_a_late_transform_of_an_older_upload_writes_nothing(world):
     write_outputs(world, old, [0.9] * 6)
     assert job_event(world, JobKind.SLIDE_SCORING, "Completed", name=old)["status"] == "superseded"
     assert not world.blobs.exists("predictions/s1.csv")
+
+
+def test_a_repeated_training_completed_after_evaluation_changes_nothing(world):
+    model_name = train_and_promote(world)
+    before = world.state.model(model_name)
+    job_event(world, JobKind.TRAINING, "Completed")  # EventBridge delivered it again, later
+    after = world.state.model(model_name)
+    assert after.status is ModelStatus.EVALUATED and after.metrics == before.metrics
+    assert len(world.launcher.names(JobKind.TEST_TRANSFORM)) == 1
+
+
+def test_a_repeated_evaluation_completed_announces_the_model_once(world):
+    train_and_promote(world)
+    job_event(world, JobKind.EVALUATION, "Completed")  # a second delivery: another event id
+    assert len(world.publisher.of_type(events.MODEL_EVALUATED)) == 1
+    assert len(world.publisher.of_type(events.MODEL_PROMOTED)) == 1
+
+
+def test_a_retried_delivery_announces_what_its_failed_attempt_could_not():
+    world = make_world()
+    split_ready(world, "train")
+    split_ready(world, "valid")
+    split_ready(world, "test")
+    job_event(world, JobKind.TRAINING, "Completed")
+    job_event(world, JobKind.TEST_TRANSFORM, "Completed")
+    (model_name,) = [m.model_name for m in world.state.models()]
+    labels, scores = np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8])
+    world.blobs.put_json(
+        keys.evaluation_prefix(model_name) + "metrics.json", {**evaluate(labels, scores), "dataset": "ds"}
+    )
+    name = world.launcher.names(JobKind.EVALUATION)[-1]
+    detail = {"ProcessingJobName": name, "ProcessingJobStatus": "Completed"}
+    publish = world.publisher.publish
+    world.publisher.publish = lambda detail_type, body: (_ for _ in ()).throw(RuntimeError("the bus is down"))
+    with pytest.raises(RuntimeError):
+        world.flow.on_event("SageMaker Processing Job State Change", detail, "event-1")
+    world.publisher.publish = publish
+    world.flow.on_event("SageMaker Processing Job State Change", detail, "event-1")  # the queue's retry
+    world.flow.on_event("SageMaker Processing Job State Change", detail, "event-2")  # a duplicate event
+    assert len(world.publisher.of_type(events.MODEL_EVALUATED)) == 1

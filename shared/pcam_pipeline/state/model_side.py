@@ -76,12 +76,14 @@ class ModelSideRecords(TableAccess):
         self._set(MODELS_PK, model_sk(name), fields, Equals("status", ModelStatus.CREATED))
 
     def mark_model_evaluating(self, name: str, evaluation_prefix: str, test_transform_job: str) -> None:
+        """Only from created or awaiting a test split: a repeated event never undoes a later state."""
         fields = {
             "status": ModelStatus.EVALUATING,
             "evaluation_prefix": evaluation_prefix,
             "test_transform_job": test_transform_job,
         }
-        self._set(MODELS_PK, model_sk(name), fields)
+        waiting = OneOf("status", (ModelStatus.CREATED, ModelStatus.AWAITING_TEST_SPLIT))
+        self._set(MODELS_PK, model_sk(name), fields, waiting)
 
     def record_model_evaluated(self, name: str, metrics: dict, evaluated_at: str | None) -> None:
         fields = {"status": ModelStatus.EVALUATED, "metrics": metrics, "evaluated_at": evaluated_at}
@@ -90,6 +92,11 @@ class ModelSideRecords(TableAccess):
     def record_model_evaluation_failed(self, name: str, reason: str) -> None:
         fields = {"status": ModelStatus.EVALUATION_FAILED, "failure_reason": reason}
         self._set(MODELS_PK, model_sk(name), fields)
+
+    def claim_evaluation_announcement(self, name: str, claimer: str) -> bool:
+        """Let one delivery announce the model's evaluation; the same delivery may claim again (a retry)."""
+        condition = Missing("evaluation_announced_by") | Equals("evaluation_announced_by", claimer)
+        return self._set(MODELS_PK, model_sk(name), {"evaluation_announced_by": claimer}, condition) is not None
 
     def record_promotion_decision(self, name: str, promote: bool, reason: str) -> None:
         self._set(MODELS_PK, model_sk(name), {"decision": {"promote": promote, "reason": reason}})
