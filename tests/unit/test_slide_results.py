@@ -98,3 +98,15 @@ def test_slide_ids_with_commas_quotes_and_line_breaks_keep_six_fields_per_row(sl
     rows = list(csv.reader(io.StringIO(body.decode())))
     assert rows[0] == CSV_HEADER.split(",")
     assert rows[1:] == [[slide_id, "0", "0", "0", "0.250000", "0"], [slide_id, "1", "96", "0", "0.750000", "1"]]
+
+
+def test_downstream_pandas_reads_awkward_slide_ids_back_unchanged():
+    import pandas
+
+    ids = ['Lab (A), B&C #1 o\'Brien', 'say "cheese"', "line\nbreak", "Übersicht 病理"]
+    for slide_id in ids:
+        body = prediction_csv(slide_id, np.array([0.25, 0.75]), None, 0.5)
+        frame = pandas.read_csv(io.BytesIO(body), dtype={"slide_id": str}, keep_default_na=False)
+        assert list(frame.columns) == CSV_HEADER.split(",")
+        assert frame["slide_id"].tolist() == [slide_id, slide_id]
+        assert frame["tumor_probability"].tolist() == [0.25, 0.75] and frame["label"].tolist() == [0, 1]
