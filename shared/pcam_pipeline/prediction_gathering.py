@@ -17,7 +17,7 @@ GATHER_WINDOW = 4096  # predictions fetched per round: bounds the futures held i
 
 def gather_tumour_probabilities(blobs: S3BlobStore, prefix: str, count: int, threads: int = GATHER_THREADS):
     """Read ``<prefix><index:07d>.jpg.out`` for every patch, in parallel, into an array in patch order."""
-    probabilities = np.empty(count, dtype=np.float64)
+    probabilities = np.full(count, np.nan, dtype=np.float64)
 
     def fetch(index: int) -> None:
         key = f"{prefix}{keys.patch_file_name(index)}.out"
@@ -33,4 +33,7 @@ def gather_tumour_probabilities(blobs: S3BlobStore, prefix: str, count: int, thr
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for start in range(0, count, GATHER_WINDOW):
             list(pool.map(fetch, range(start, min(start + GATHER_WINDOW, count))))
+    missing = np.flatnonzero(np.isnan(probabilities))
+    if missing.size:  # a patch no window fetched: never let it reach the CSV as a number
+        raise JobFailed(f"no prediction was gathered for {missing.size} patches, the first is {int(missing[0])}")
     return probabilities

@@ -31,6 +31,32 @@ def test_metrics_match_a_hand_computed_case():
     assert (result["count"], result["tumour_count"]) == (8, 4)
 
 
+def test_an_asymmetric_case_with_a_score_exactly_at_the_threshold():
+    """Swapped classes, swapped precision and recall, or > for >= at the threshold all change these figures."""
+    labels = np.array([1, 1, 0, 0, 0, 0, 0, 1, 0, 0])
+    scores = np.array([0.9, 0.5, 0.5, 0.7, 0.2, 0.1, 0.3, 0.4, 0.45, 0.05])
+    result = evaluate(labels, scores, threshold=0.5)
+    # >= 0.5 → predicted tumour: 0.9 (TP), 0.5 (TP, exactly at the threshold), 0.5 (FP), 0.7 (FP); 0.4 is a FN
+    assert result["confusion_matrix"] == {
+        "true_negative": 5,
+        "false_positive": 2,
+        "false_negative": 1,
+        "true_positive": 2,
+    }
+    assert result["recall"] == pytest.approx(2 / 3)
+    assert result["precision"] == pytest.approx(2 / 4)
+    assert result["f1"] == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
+    assert result["accuracy"] == pytest.approx(7 / 10)
+    assert (result["count"], result["tumour_count"]) == (10, 3)
+    # 21 (tumour, normal) pairs: 0.9 beats 7; 0.5 beats 5 and ties 0.5 (half); 0.4 beats 4 → 16.5 / 21
+    assert result["auc"] == pytest.approx(16.5 / 21)
+
+
+def test_the_gate_promotes_a_model_exactly_at_the_minimum_auc():
+    assert promotion_decision(0.9, 0.9, None).promote
+    assert not promotion_decision(0.8999999, 0.9, None).promote
+
+
 def test_auc_agrees_with_scikit_learn_on_random_scores():
     rng = np.random.default_rng(4)
     labels = rng.integers(0, 2, 500)

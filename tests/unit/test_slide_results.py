@@ -110,3 +110,16 @@ def test_downstream_pandas_reads_awkward_slide_ids_back_unchanged():
         assert list(frame.columns) == CSV_HEADER.split(",")
         assert frame["slide_id"].tolist() == [slide_id, slide_id]
         assert frame["tumor_probability"].tolist() == [0.25, 0.75] and frame["label"].tolist() == [0, 1]
+
+
+def test_gathering_crosses_windows_in_patch_order():
+    from pcam_pipeline import prediction_gathering
+    from tests.fakes import InMemoryBlobStore
+
+    count = prediction_gathering.GATHER_WINDOW * 2 + 3
+    expected = np.random.default_rng(5).random(count)
+    blobs = InMemoryBlobStore()
+    for index, p in enumerate(expected):
+        blobs.put_json(f"scores/s1/job/{index:07d}.jpg.out", {"prediction": [1 - p, p]})
+    gathered = gather_tumour_probabilities(blobs, "scores/s1/job/", count, threads=8)
+    assert gathered == pytest.approx(expected) and not np.isnan(gathered).any()
