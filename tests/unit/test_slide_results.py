@@ -103,7 +103,7 @@ def test_slide_ids_with_commas_quotes_and_line_breaks_keep_six_fields_per_row(sl
 def test_downstream_pandas_reads_awkward_slide_ids_back_unchanged():
     import pandas
 
-    ids = ['Lab (A), B&C #1 o\'Brien', 'say "cheese"', "line\nbreak", "Übersicht 病理"]
+    ids = ["Lab (A), B&C #1 o'Brien", 'say "cheese"', "line\nbreak", "Übersicht 病理"]
     for slide_id in ids:
         body = prediction_csv(slide_id, np.array([0.25, 0.75]), None, 0.5)
         frame = pandas.read_csv(io.BytesIO(body), dtype={"slide_id": str}, keep_default_na=False)
