@@ -51,6 +51,19 @@ def test_heatmap_places_each_patch_at_its_position_with_the_colour_of_its_probab
     assert tuple(high) == tuple(colour_of(np.array([0.97]))[0])
 
 
+def test_the_heatmap_is_not_transposed_on_a_wide_slide():
+    """A 3-wide, 1-high row with distinct probabilities: x is a column, y a row, each colour in its place."""
+    coords = np.array([[0, 0], [96, 0], [192, 0]])
+    probabilities = np.array([0.0, 0.5, 1.0])
+    picture = np.asarray(Image.open(io.BytesIO(heatmap_png(coords, probabilities, "wide", 0.5))).convert("RGB"))
+    cell = 24
+    for column, probability in enumerate(probabilities):
+        pixel = picture[60 + cell // 2, 20 + column * cell + cell // 2]
+        assert tuple(pixel) == tuple(colour_of(np.array([probability]))[0])
+    below = picture[60 + cell + cell // 2, 20 + cell // 2]
+    assert tuple(below) != tuple(colour_of(np.array([0.5]))[0])  # nothing drawn below the single row
+
+
 def test_colour_scale_runs_from_dark_to_bright():
     dark, bright = colour_of(np.array([0.0, 1.0]))
     assert dark.sum() < bright.sum()
