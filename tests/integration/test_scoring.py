@@ -24,11 +24,15 @@ def stack(private_stack):
 
 
 def drop_slide(pipeline, slide_id, rows=4, cols=5, seed=0, with_coords=True):
-    patches, coords, _ = synth_slide(rows, cols, np.random.default_rng(seed))
+    patches, coords, labels = synth_slide(rows, cols, np.random.default_rng(seed))
     body = h5_bytes(x=patches, coords=coords) if with_coords else h5_bytes(x=patches)
     pipeline.drop(f"incoming/slides/{slide_id}.h5", body)
     pipeline.settle()
+    drop_slide.truth[slide_id] = labels  # what the synthetic slide really holds, patch by patch
     return patches, coords
+
+
+drop_slide.truth = {}
 
 
 def drop_dataset(pipeline):
@@ -68,6 +72,14 @@ def test_a_slide_before_any_model_waits_and_is_scored_once_a_model_is_promoted(s
     for row in rows:
         probability = float(row["tumor_probability"])
         assert 0 <= probability <= 1 and int(row["label"]) == int(probability >= 0.5)
+    # Against the truth: each row's prediction is for its own patch (a shift by one would fall towards 0.5).
+    from sklearn.metrics import roc_auc_score
+
+    truth = drop_slide.truth["early"]
+    predicted = [float(r["tumor_probability"]) for r in rows]
+    assert 0 < truth.sum() < len(truth)
+    assert roc_auc_score(truth, predicted) > 0.8
+    assert roc_auc_score(truth[1:], predicted[:-1]) < roc_auc_score(truth, predicted)
 
     summary = pipeline.json("predictions/early.json")
     assert summary["patch_count"] == len(patches) and summary["model_name"] == current["model_name"]
