@@ -6,7 +6,33 @@ from tests.integration.conftest import INTEGRATION
 pytestmark = INTEGRATION
 
 
-def test_every_resource_of_the_translated_template_reaches_create_complete(stack):
+# moto's CloudFormation creates these without recording their logical id or physical id; they are checked
+# statically below (what they refer to exists, and what they say is complete).
+UNTRACKED_BY_MOTO = {"AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm"}
+
+
+def _exists(stack, kind: str, physical: str) -> bool:
+    """Ask the emulator whether the resource behind ``physical`` really exists (not only its stack record)."""
+    client = lambda service: stack._session.client(service, endpoint_url=stack.endpoint)  # noqa: E731
+    check = {
+        "AWS::S3::Bucket": lambda: client("s3").head_bucket(Bucket=physical),
+        "AWS::DynamoDB::Table": lambda: client("dynamodb").describe_table(TableName=physical),
+        "AWS::SQS::Queue": lambda: client("sqs").get_queue_attributes(QueueUrl=physical),
+        "AWS::SNS::Topic": lambda: client("sns").get_topic_attributes(TopicArn=physical),
+        # moto's DescribeKey fails on keys its CloudFormation created (it stores the key policy as a dict)
+        "AWS::KMS::Key": lambda: next(k for k in client("kms").list_keys()["Keys"] if k["KeyId"] == physical),
+        "AWS::IAM::Role": lambda: client("iam").get_role(RoleName=physical),
+        "AWS::Lambda::Function": lambda: client("lambda").get_function(FunctionName=physical),
+        "AWS::Lambda::EventSourceMapping": lambda: client("lambda").get_event_source_mapping(UUID=physical),
+        "AWS::Logs::LogGroup": lambda: client("logs").describe_log_groups(logGroupNamePrefix=physical)["logGroups"][0],
+    }.get(kind)
+    if check is None:
+        return True
+    check()  # raises if the emulator has no such resource
+    return True
+
+
+def test_every_resource_of_the_translated_template_is_really_created(stack):
     template = load_template(project_root() / "template.yaml")
     for logical_id, resource in template["Resources"].items():  # as the local `sam package` step leaves them
         for code in ("CodeUri", "ContentUri"):
@@ -14,16 +40,39 @@ def test_every_resource_of_the_translated_template_reaches_create_complete(stack
                 resource["Properties"][code] = f"s3://{ARTIFACTS_BUCKET}/{logical_id}.zip"
     translated = translate(template, {})["Resources"]
     # With the default parameters (no alarm e-mail, SSE-S3) every condition of the template is false.
-    expected = {name for name, resource in translated.items() if "Condition" not in resource}
+    expected = {name: r["Type"] for name, r in translated.items() if "Condition" not in r}
 
     cfn = stack._session.client("cloudformation", endpoint_url=stack.endpoint)
     assert cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
-    created = cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
-    assert len(created) >= len(expected) > 30
-    assert all(r["ResourceStatus"] == "CREATE_COMPLETE" for r in created)
-    # moto leaves LogicalResourceId out for some resource types (queue and bucket policies); the rest must match.
-    named = {r["LogicalResourceId"] for r in created if "LogicalResourceId" in r}
-    assert named <= set(translated) and len(named) >= len(expected) - 8
+    listed = cfn.list_stack_resources(StackName=STACK_NAME)["StackResourceSummaries"]
+    tracked = {r["LogicalResourceId"]: r for r in listed if r.get("LogicalResourceId")}
+    for name, kind in expected.items():
+        if kind in UNTRACKED_BY_MOTO:
+            continue
+        assert name in tracked, f"{name} ({kind}) was not created"
+        record = tracked[name]
+        assert (record["ResourceType"], record["ResourceStatus"]) == (kind, "CREATE_COMPLETE"), name
+        if record.get("PhysicalResourceId"):
+            assert _exists(stack, kind, record["PhysicalResourceId"]), name
+    # moto also lists a blank entry for each resource whose condition is false (and creates nothing for it).
+    untracked = [r for r in listed if not r.get("LogicalResourceId")]
+    skipped = [name for name, r in translated.items() if "Condition" in r]
+    assert len(untracked) == sum(kind in UNTRACKED_BY_MOTO for kind in expected.values()) + len(skipped)
+    assert not set(skipped) & set(tracked)
+    assert set(tracked) <= set(translated)
+
+    for name, kind in expected.items():  # the untracked ones, statically
+        properties = translated[name]["Properties"]
+        if kind == "AWS::S3::BucketPolicy":
+            assert properties["Bucket"]["Ref"] in expected and properties["PolicyDocument"]["Statement"]
+        elif kind == "AWS::SQS::QueuePolicy":
+            assert all(queue["Ref"] in expected for queue in properties["Queues"])
+            assert properties["PolicyDocument"]["Statement"]
+        elif kind == "AWS::CloudWatch::Alarm":
+            assert all(action["Ref"] in expected for action in properties["AlarmActions"])
+            assert properties["MetricName"] and properties["Namespace"] and properties["Threshold"] is not None
+    bus = stack._session.client("events", endpoint_url=stack.endpoint)
+    assert bus.describe_event_bus(Name=stack.deployed.outputs["PipelineBusName"])["Arn"]
     failures = [
         e
         for e in cfn.describe_stack_events(StackName=STACK_NAME)["StackEvents"]
