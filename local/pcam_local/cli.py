@@ -186,13 +186,25 @@ def _local_up(args) -> int:
         exports = " ".join(f"{k}={v}" for k, v in stack.environment().items())
         print(f"  export {exports}", flush=True)
         print("  pcam models --stack pcam-local", flush=True)
-        console.print(f"logs: {stack.work_dir}/logs/   stop with Ctrl-C")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            console.print("stopping")
+        console.print(f"logs: {stack.work_dir}/logs/   stop with Ctrl-C (or SIGTERM)")
+        _wait_until_stopped()
+        console.print("stopping")
     return 0
+
+
+def _wait_until_stopped() -> None:
+    """Until SIGINT or SIGTERM, whatever dispositions this process inherited (nohup and background jobs
+    start with SIGINT ignored, where Python would never raise KeyboardInterrupt)."""
+    import signal
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(timeout=1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _models_table(models: list[dict], current: dict | None) -> Table:

@@ -44,6 +44,7 @@ def test_local_run_exits_zero_when_every_input_is_usable(tmp_path):
 
 
 def test_local_up_serves_a_stack_a_lab_can_drop_into(tmp_path):
+    import os
     import re
     import signal
     import subprocess
@@ -62,6 +63,7 @@ def test_local_up_serves_a_stack_a_lab_can_drop_into(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: nothing is left behind, whatever happens
     )
     try:
         printed = ""
@@ -88,7 +90,11 @@ def test_local_up_serves_a_stack_a_lab_can_drop_into(tmp_path):
             raise AssertionError("the dropped slide was not converted")
     finally:
         server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=60) == 0
+        try:
+            assert server.wait(timeout=60) == 0
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGKILL)
 
 
 def test_local_run_fails_as_aws_would_for_a_network_that_does_not_exist_at_96_px(tmp_path, capsys):

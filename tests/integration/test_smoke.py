@@ -36,9 +36,9 @@ def local_up():
         exports = re.search(r"export (.+)", printed).group(1)
         yield dict(item.split("=", 1) for item in exports.split())
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # stops as cleanly as on Ctrl-C
         try:
-            server.wait(timeout=60)
+            assert server.wait(timeout=60) == 0
         finally:
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGKILL)
