@@ -71,8 +71,7 @@ def run_training_job(s3, request: dict) -> TrainingResult:
         )
     x_train, y_train = load_patches(s3, train_records)
     x_valid, y_valid = load_patches(s3, read_augmented_manifest(s3, channels["validation"]))
-    # The ResNet's optimiser settings do not carry over to gradient boosting: the local model keeps its own.
-    model = _classifier()().fit(x_train, y_train)
+    model = _classifier().from_hyperparameters(hyperparameters).fit(x_train, y_train)
     accuracy = float((model.predict_proba(x_valid).argmax(axis=1) == y_valid).mean())
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
