@@ -229,3 +229,33 @@ def test_a_retried_delivery_announces_what_its_failed_attempt_could_not():
     world.flow.on_event("SageMaker Processing Job State Change", detail, "event-1")  # the queue's retry
     world.flow.on_event("SageMaker Processing Job State Change", detail, "event-2")  # a duplicate event
     assert len(world.publisher.of_type(events.MODEL_EVALUATED)) == 1
+
+
+def test_a_scored_slide_keeps_its_result_when_another_model_is_promoted(world):
+    train_and_promote(world)
+    slide_ready(world)
+    (name,) = world.launcher.names(JobKind.SLIDE_SCORING)
+    write_outputs(world, name, np.linspace(0, 1, 6))
+    job_event(world, JobKind.SLIDE_SCORING, "Completed")
+    csv_before = world.blobs.get_bytes("predictions/s1.csv")
+    split_ready(world, "train", dataset="second")
+    split_ready(world, "valid", dataset="second")
+    job_event(world, JobKind.TRAINING, "Completed")  # the second dataset's model, awaiting a test split
+    second = next(m.model_name for m in world.state.models() if m.dataset == "second")
+    world.flow.registry.promote(second, by="ops")
+    world.flow.on_event(events.MODEL_PROMOTED, {"model_name": second})
+    assert world.launcher.names(JobKind.SLIDE_SCORING) == [name]  # not rescored
+    assert world.blobs.get_bytes("predictions/s1.csv") == csv_before
+
+
+def test_dropping_train_again_trains_again_on_the_new_upload(world):
+    split_ready(world, "train")
+    split_ready(world, "valid")
+    fields = {"kind": "split", "dataset": "ds", "split": "train"}
+    make_ready(world.state, split_pk("ds", "train"), fields, 12, "ds-train-again")
+    world.flow.on_event(events.SPLIT_READY, {"dataset": "ds", "split": "train"})
+    first, second = world.launcher.names(JobKind.TRAINING)
+    assert first != second
+    request = world.launcher.started[second][1]
+    assert request["HyperParameters"]["num_training_samples"] == "12"
+    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].endswith("ds-train-again.manifest")
