@@ -1,0 +1,75 @@
+"""Property-based: any Unicode dataset or slide name gives job names, tag values and S3 keys AWS accepts,
+and prediction CSVs that read back unchanged. The full name is never lost: only derived ids are cleaned."""
+
+import csv
+import io
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pcam_pipeline import aws_rules, keys
+from pcam_pipeline.keys import DatasetFile, SlideFile, classify_incoming_key
+from pcam_pipeline.sagemaker_jobs import TUNING_JOB_NAME_LIMIT, job_name, tag_value
+from pcam_pipeline.slide_results import prediction_csv
+
+# A folder or file name as a lab might type it: any letters, marks, symbols or spaces; no "/" (that is a
+# folder boundary), no control or surrogate characters.
+NAMES = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/"), min_size=1, max_size=200
+).filter(lambda name: name.strip() and name not in (".", ".."))
+EXAMPLES = settings(max_examples=200, deadline=None)
+
+
+def accepted(service: str, operation: str, params: dict) -> bool:
+    return aws_rules.beyond_botocore(service, operation, params) == []
+
+
+@EXAMPLES
+@given(NAMES, st.text(max_size=40))
+def test_job_names_and_tag_values_are_ones_sagemaker_accepts(name, identity):
+    for kind, limit, operation, field in (
+        ("train", 63, "DescribeTrainingJob", "TrainingJobName"),
+        ("tune", TUNING_JOB_NAME_LIMIT, "DescribeHyperParameterTuningJob", "HyperParameterTuningJobName"),
+        ("score", 63, "DescribeTransformJob", "TransformJobName"),
+    ):
+        generated = job_name(name, identity, limit, kind=kind)
+        assert accepted("sagemaker", operation, {field: generated})
+        assert generated == job_name(name, identity, limit, kind=kind)  # the same inputs, the same job
+    tags = [{"Key": "pcam:dataset", "Value": tag_value(name)}]
+    assert accepted(
+        "sagemaker", "AddTags", {"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m", "Tags": tags}
+    )
+
+
+@EXAMPLES
+@given(NAMES)
+def test_every_key_the_pipeline_writes_for_a_name_is_one_s3_accepts(name):
+    written = [
+        keys.dataset_image_prefix(name, "train", "run") + keys.patch_file_name(262_143),
+        keys.slide_image_prefix(name, "run") + keys.patch_file_name(262_143),
+        keys.split_manifest_key(name, "train", "token"),
+        keys.slide_manifest_key(name, "run"),
+        keys.prediction_key(name, "json"),
+        keys.quarantine_key(f"incoming/datasets/{name}/x_train_x.h5"),
+    ]
+    for key in written:
+        assert accepted("s3", "PutObject", {"Bucket": "data", "Key": key}), key
+
+
+@EXAMPLES
+@given(NAMES)
+def test_a_dropped_slide_or_dataset_file_keeps_its_full_name(name):
+    assert classify_incoming_key(f"incoming/slides/{name}.h5") == SlideFile(slide_id=name, compressed=False)
+    if name == "slides":
+        return  # a reserved dataset name, refused with that reason (tests/unit/test_keys.py)
+    found = classify_incoming_key(f"incoming/datasets/{name}/camelyonpatch_level_2_split_valid_y.h5.gz")
+    assert found == DatasetFile(dataset=name, split="valid", role="y", compressed=True)
+
+
+@EXAMPLES
+@given(NAMES)
+def test_prediction_csvs_read_back_unchanged(name):
+    body = prediction_csv(name, np.array([0.125, 0.875]), None, 0.5)
+    rows = list(csv.reader(io.StringIO(body.decode())))
+    assert [row[0] for row in rows[1:]] == [name, name] and all(len(row) == 6 for row in rows)
