@@ -109,16 +109,22 @@ def test_duplicate_deliveries_do_no_duplicate_work(pipeline, patches):
     """S3 is at-least-once: replaying the same notifications changes nothing."""
     x, y = patches
     _drop_split(pipeline, "dupes", "train", x[:20], y[:20])
-    key = f"incoming/datasets/dupes/{OFFICIAL.format(split='train', role='x')}"
-    version = pipeline.stack.s3.head_object(Bucket=pipeline.stack.bucket, Key=key)["VersionId"]
     images_before = pipeline.stack.list_keys("images/datasets/dupes/")
-    for _ in range(3):
-        pipeline.stack.sqs.send_message(
-            QueueUrl=_ingest_queue(pipeline), MessageBody=_object_created(pipeline.stack.bucket, key, version)
-        )
+    manifests_before = pipeline.stack.list_keys("manifests/dupes/")
+    for role in ("y", "x", "y"):  # the labels too: they are what completes the split
+        key = f"incoming/datasets/dupes/{OFFICIAL.format(split='train', role=role)}"
+        version = pipeline.stack.s3.head_object(Bucket=pipeline.stack.bucket, Key=key)["VersionId"]
+        for _ in range(2):
+            pipeline.stack.sqs.send_message(
+                QueueUrl=_ingest_queue(pipeline), MessageBody=_object_created(pipeline.stack.bucket, key, version)
+            )
+    (ready,) = pipeline.events_for("Split Ready", dataset="dupes")
+    pipeline.publish_again(ready, times=3)  # and the announcement itself, to the SageMaker flow
     pipeline.settle()
-    assert len(pipeline.events_for("Split Ready", dataset="dupes")) == 1
+    assert len(pipeline.events_for("Split Ready", dataset="dupes")) == 1 + 3  # only the replays we sent
     assert pipeline.stack.list_keys("images/datasets/dupes/") == images_before
+    assert pipeline.stack.list_keys("manifests/dupes/") == manifests_before
+    assert pipeline.owner_record("split#dupes/train")["status"] == "ready"
 
 
 def test_redropping_a_split_replaces_it_and_announces_again(pipeline, patches):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pcam_pipeline.records import FileRecord, SlideRecord, SplitRecord, owner_record
 from pcam_pipeline.state.access import CURRENT, TableAccess, file_pk, slide_pk, split_pk
-from pcam_pipeline.state.table import Either, Equals, Missing, Not, now_iso
+from pcam_pipeline.state.table import Equals, Missing, Not, now_iso
 from pcam_pipeline.statuses import FileStatus, OwnerStatus
 
 
@@ -72,12 +72,13 @@ class IngestionRecords(TableAccess):
     def claim_ready(self, owner_pk: str, token: str, claimer: str) -> bool:
         """Let exactly one completer announce this combination of inputs (``token``).
 
-        The same claimer may claim again, so a retried message finishes what it started.
+        The same claimer may claim again while the announcement is unfinished, so a retried or redriven
+        message finishes what it started; once announced (ready), a duplicate delivery claims nothing.
         """
-        condition = Either(
-            Either(Missing("ready_token"), Not(Equals("ready_token", token))), Equals("ready_claimer", claimer)
-        )
-        return self._set(owner_pk, CURRENT, {"ready_token": token, "ready_claimer": claimer}, condition) is not None
+        unclaimed = Missing("ready_token") | Not(Equals("ready_token", token))
+        unfinished_by_me = Equals("ready_claimer", claimer) & Not(Equals("status", OwnerStatus.READY))
+        fields = {"ready_token": token, "ready_claimer": claimer}
+        return self._set(owner_pk, CURRENT, fields, unclaimed | unfinished_by_me) is not None
 
     def mark_ready(self, owner_pk: str, manifest_key: str) -> None:
         fields = {"manifest_key": manifest_key, "status": OwnerStatus.READY, "ready_at": now_iso()}

@@ -33,6 +33,9 @@ class Condition:
     def __or__(self, other: Condition) -> Condition:
         return Either(self, other)
 
+    def __and__(self, other: Condition) -> Condition:
+        return Both(self, other)
+
     def __invert__(self) -> Condition:
         return Not(self)
 
@@ -93,6 +96,18 @@ class Either(Condition):
 
     def expression(self):
         return self.left.expression() | self.right.expression()
+
+
+@dataclass(frozen=True)
+class Both(Condition):
+    left: Condition
+    right: Condition
+
+    def holds(self, item):
+        return self.left.holds(item) and self.right.holds(item)
+
+    def expression(self):
+        return self.left.expression() & self.right.expression()
 
 
 # ------------------------------------------------------------------ changes
