@@ -90,6 +90,22 @@ def test_labels_that_disagree_with_the_images_in_number_are_quarantined_and_the_
     assert len(pipeline.events_for("Split Ready", dataset="mismatch")) == 1, "a corrected file completes the split"
 
 
+def test_images_that_arrive_second_with_another_count_are_quarantined_and_the_split_waits(pipeline, patches):
+    x, y = patches
+    pipeline.drop(f"incoming/datasets/mismatch-x/{Y}", h5_bytes(y=y[:12].reshape(-1, 1, 1, 1)))
+    pipeline.settle()
+    key = f"incoming/datasets/mismatch-x/{X}"
+    body = h5_bytes(x=x[:13])
+    pipeline.drop(key, body)
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, body, "disagree in number", "found 13")
+    assert not pipeline.events_for("Split Ready", dataset="mismatch-x")
+    assert not pipeline.stack.list_keys("images/datasets/mismatch-x/"), "no work is started for them"
+    pipeline.drop(key, h5_bytes(x=x[:12]))
+    pipeline.settle()
+    assert len(pipeline.events_for("Split Ready", dataset="mismatch-x")) == 1, "matching images complete the split"
+
+
 def test_files_in_unknown_places_are_quarantined(pipeline):
     key = "incoming/datasets/somelab/notes about the run.txt"
     pipeline.drop(key, b"notes")
