@@ -70,10 +70,6 @@ class DatasetFile:
     role: Literal["x", "y"]
     compressed: bool
 
-    @property
-    def split_id(self) -> str:
-        return f"{self.dataset}/{self.split}"
-
 
 @dataclass(frozen=True)
 class SlideFile:
@@ -86,7 +82,6 @@ class DatasetSettingsFile:
     """``incoming/datasets/<dataset>/training.json``: the dataset's own training settings."""
 
     dataset: str
-    compressed: bool = False
 
 
 def _strip_h5_suffix(name: str) -> tuple[str, bool] | None:

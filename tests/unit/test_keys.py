@@ -91,3 +91,63 @@ def test_whatever_a_lab_names_a_file_the_pipeline_writes_only_under_its_own_pref
         written += [slide_image_prefix(kind.slide_id, "run"), slide_manifest_key(kind.slide_id, "run")]
         written += [prediction_key(kind.slide_id, ext) for ext in ("csv", "json", "png")]
     assert all(k.startswith(own) and not k.startswith("incoming/") for k in written)
+
+
+def test_the_bucket_layout_is_the_documented_one():
+    """The keys downstream systems and operators rely on (docs/integrators.md), spelled out."""
+    from pcam_pipeline import keys
+
+    assert dataset_image_prefix("ds", "train", "r1") == "images/datasets/ds/train/r1/"
+    assert slide_image_prefix("s 1", "r1") == "images/slides/s 1/r1/"
+    assert keys.patch_file_name(7) == "0000007.jpg"
+    assert split_manifest_key("ds", "valid", "tok").startswith("manifests/ds/valid/")
+    assert split_manifest_key("ds", "valid", "tok").endswith(".manifest")
+    assert slide_manifest_key("s 1", "r1") == "manifests/slides/s 1/r1.manifest"
+    assert prediction_key("s 1", "csv") == "predictions/s 1.csv"
+    assert keys.evaluation_prefix("m1") == "evaluations/m1/"
+    assert quarantine_key("incoming/slides/a.h5") == "quarantine/incoming/slides/a.h5"
+    assert quarantine_error_key("incoming/slides/a.h5") == "quarantine/incoming/slides/a.h5.error.json"
+    assert (keys.INCOMING, keys.SCORES, keys.MODELS, keys.CODE) == ("incoming/", "scores/", "models/", "code/")
+
+
+@pytest.mark.parametrize(
+    ("name", "split", "compressed"),
+    [("run_testing_y.hdf5.gz", "test", True), ("run_training_x.hdf5", "train", False), ("a-val-x.h5", "valid", False)],
+)
+def test_every_split_alias_and_suffix_is_recognised(name, split, compressed):
+    found = classify_incoming_key(f"incoming/datasets/ds/{name}")
+    assert (found.split, found.compressed) == (split, compressed)
+
+
+def test_an_uploads_run_id_is_stable_across_releases():
+    """Outputs of an upload live under its run id: changing the formula would orphan every earlier output."""
+    assert DroppedFile("b", "incoming/slides/a.h5", "v1").run_id == "a8a9672e0fbc"
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("incoming/slides/a.tiff", "a slide must be an HDF5 file"),
+        ("incoming/datasets/slides/x_train_x.h5", "the dataset name 'slides' is reserved for slide manifests"),
+        ("incoming/datasets/ds/notes.txt", "a dataset file must be an HDF5 file (or training.json)"),
+        ("incoming/datasets/ds/data.h5", "the file name does not say which split and which kind of data it holds"),
+        ("incoming/other/a.h5", "the file is not where the pipeline looks for data"),
+        ("elsewhere/a.h5", "the file is outside incoming/"),
+        ("incoming/datasets//x_train_x.h5", "the file is not where the pipeline looks for data"),
+    ],
+)
+def test_each_refusal_says_exactly_what_labs_read_in_docs_labs(key, problem):
+    with pytest.raises(InvalidInput) as refused:
+        classify_incoming_key(key)
+    assert refused.value.problem == problem
+    assert refused.value.expected
+    named = (
+        key.rsplit("/", 1)[-1] if problem != "the dataset name 'slides' is reserved for slide manifests" else "slides"
+    )
+    assert refused.value.found in (repr(named), repr(key)), "it names what was found"
+
+
+def test_manifest_ids_are_twelve_hex_digits_of_the_inputs():
+    from pcam_pipeline.keys import short_id
+
+    assert len(short_id("a|b")) == 12 and short_id("a|b") != short_id("a|c")
