@@ -50,7 +50,8 @@ def job_event(world, kind: JobKind, status: str, name: str | None = None, **extr
     return world.flow.on_event(f"SageMaker {detail_type} Job State Change", detail, str(uuid.uuid4()))
 
 
-def train_and_promote(world) -> str:
+def train_until_metrics(world) -> str:
+    """A dataset trained and its test split scored; the evaluation job has written metrics.json (AUC 8/9)."""
     split_ready(world, "train")
     split_ready(world, "valid")
     split_ready(world, "test")
@@ -58,8 +59,13 @@ def train_and_promote(world) -> str:
     job_event(world, JobKind.TEST_TRANSFORM, "Completed")
     (model_name,) = [m.model_name for m in world.state.models()]
     labels, scores = np.array([0, 0, 1, 1, 0, 1]), np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
-    metrics = {**evaluate(labels, scores), "dataset": "ds"}  # what the evaluation job writes; AUC 8/9
+    metrics = {**evaluate(labels, scores), "dataset": "ds"}  # what the evaluation job writes
     world.blobs.put_json(keys.evaluation_prefix(model_name) + "metrics.json", metrics)
+    return model_name
+
+
+def train_and_promote(world) -> str:
+    model_name = train_until_metrics(world)
     job_event(world, JobKind.EVALUATION, "Completed")
     return model_name
 
@@ -209,16 +215,7 @@ def test_a_repeated_evaluation_completed_announces_the_model_once(world):
 
 def test_a_retried_delivery_announces_what_its_failed_attempt_could_not():
     world = make_world()
-    split_ready(world, "train")
-    split_ready(world, "valid")
-    split_ready(world, "test")
-    job_event(world, JobKind.TRAINING, "Completed")
-    job_event(world, JobKind.TEST_TRANSFORM, "Completed")
-    (model_name,) = [m.model_name for m in world.state.models()]
-    labels, scores = np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8])
-    world.blobs.put_json(
-        keys.evaluation_prefix(model_name) + "metrics.json", {**evaluate(labels, scores), "dataset": "ds"}
-    )
+    train_until_metrics(world)
     name = world.launcher.names(JobKind.EVALUATION)[-1]
     detail = {"ProcessingJobName": name, "ProcessingJobStatus": "Completed"}
     publish = world.publisher.publish
