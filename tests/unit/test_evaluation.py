@@ -143,3 +143,22 @@ def test_a_test_set_of_one_class_has_no_auc_and_cannot_be_promoted(tmp_path):
     assert metrics["auc"] is None and metrics["accuracy"] == 1.0
     assert not promotion_decision(metrics["auc"], 0.9, None).promote
     assert Image.open(io.BytesIO(roc_png(metrics, "m"))).format == "PNG"
+
+
+def test_the_roc_picture_draws_the_frame_ticks_diagonal_and_curve_where_they_belong():
+    """Read the picture back: a perfect classifier's curve runs up the left edge and along the top."""
+    result = evaluate(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
+    picture = np.asarray(Image.open(io.BytesIO(roc_png(result, "m"))).convert("RGB")).astype(int)
+    size, margin = 480, 60
+    plot = size - 2 * margin
+
+    def at(fpr: float, tpr: float):
+        return picture[round(size - margin - tpr * plot), round(margin + fpr * plot)]
+
+    curve, diagonal = (180, 30, 90), (160, 160, 160)
+    assert tuple(at(0.0, 0.5)) == curve and tuple(at(0.5, 1.0)) == curve  # up the left, along the top
+    assert tuple(at(0.5, 0.5)) == diagonal and tuple(at(0.25, 0.25)) == diagonal
+    assert tuple(picture[size - margin, margin + plot // 3]) == (0, 0, 0)  # the frame's bottom edge
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):  # ticks below the x axis
+        assert tuple(picture[size - margin + 3, round(margin + tick * plot)]) == (0, 0, 0)
+    assert tuple(picture[margin + plot // 2, margin + plot // 2 + 40]) == (255, 255, 255)  # nothing else there

@@ -64,6 +64,19 @@ def test_the_heatmap_is_not_transposed_on_a_wide_slide():
     assert tuple(below) != tuple(colour_of(np.array([0.5]))[0])  # nothing drawn below the single row
 
 
+def test_the_colour_bar_runs_from_1_at_the_top_to_0_at_the_bottom_with_the_threshold_marked_in_red():
+    picture = np.asarray(Image.open(io.BytesIO(heatmap_png(COORDS, PROBABILITIES, "s1", 0.25))).convert("RGB"))
+    top, margin, bar_w = 60, 20, 24
+    bar_x, bar_h = margin * 2 + 2 * 24, 160  # a 2x2 map of 24-pixel cells; the bar is at least 160 high
+    middle = bar_x + bar_w // 2
+    assert tuple(picture[top, middle]) == tuple(colour_of(np.array([1.0]))[0])
+    assert tuple(picture[top + bar_h - 1, middle]) == tuple(colour_of(np.array([0.0]))[0])
+    threshold_y = top + round(0.75 * (bar_h - 1))
+    assert tuple(picture[threshold_y, middle]) == (200, 0, 0)
+    assert tuple(picture[threshold_y - 20, middle]) != (200, 0, 0)
+    assert tuple(picture[top + round(0.5 * (bar_h - 1)), bar_x + bar_w + 2]) == (0, 0, 0)  # a tick at 0.50
+
+
 def test_colour_scale_runs_from_dark_to_bright():
     dark, bright = colour_of(np.array([0.0, 1.0]))
     assert dark.sum() < bright.sum()
