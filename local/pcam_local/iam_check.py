@@ -371,6 +371,7 @@ def allowing_statement(statements: list[dict], need: Need) -> dict | None:
 @dataclass
 class RoleReport:
     role: str
+    statements: list = field(default_factory=list)  # the role's policies, resolved
     calls: int = 0
     permissions: set = field(default_factory=set)
     used: set = field(default_factory=set)
@@ -400,8 +401,7 @@ def check(template: dict, physical: dict[str, str], parameters: dict[str, str], 
     for call in calls:
         report = reports.get(call["role"])
         if report is None:
-            report = reports[call["role"]] = RoleReport(call["role"])
-            report.statements = role_statements(template, call["role"], resolver)
+            report = reports[call["role"]] = RoleReport(call["role"], role_statements(template, call["role"], resolver))
         report.calls += 1
         for need in needs_of(call, topic_keys):
             report.permissions.add(need)

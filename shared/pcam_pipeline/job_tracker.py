@@ -17,7 +17,7 @@ from pcam_pipeline.promotion import ModelRegistry
 from pcam_pipeline.records import JobRecord
 from pcam_pipeline.settings import ModelSettings
 from pcam_pipeline.state import StateStore
-from pcam_pipeline.statuses import JobKind, JobStatus
+from pcam_pipeline.statuses import JobStatus
 
 # detail-type → (field naming the job, field holding its status)
 SAGEMAKER_EVENTS = {
@@ -138,7 +138,6 @@ def failed(job: JobRecord) -> JobRecord:
 __all__ = [
     "SAGEMAKER_EVENTS",
     "FlowParts",
-    "JobKind",
     "JobKindBase",
     "JobKindHandler",
     "JobTracker",
