@@ -6,20 +6,23 @@ import boto3
 
 from pcam_pipeline import keys, storage
 from pcam_pipeline.completion import Completer
-from pcam_pipeline.errors import InvalidInput, MisroutedEvent
+from pcam_pipeline.errors import InvalidInput, MisroutedEvent, RetryableError
 from pcam_pipeline.events import EventPublisher
 from pcam_pipeline.hdf5_input import check_counts_agree, inspect_patches, open_hdf5, read_labels
 from pcam_pipeline.keys import DatasetFile, DatasetSettingsFile, DroppedFile, SlideFile
 from pcam_pipeline.observability import logger
 from pcam_pipeline.patches import image_shape
 from pcam_pipeline.quarantine import quarantine
-from pcam_pipeline.records import IMAGE_FIELDS, LABEL_FIELDS, PatchOwner, SplitRecord
+from pcam_pipeline.records import IMAGE_FIELDS, LABEL_FIELDS, PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.settings import IngestSettings
 from pcam_pipeline.shard_planning import PatchSource, ShardPlanner
 from pcam_pipeline.state import StateStore, slide_pk, split_pk
 from pcam_pipeline.statuses import FileStatus, OwnerStatus
 from pcam_pipeline.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
 from pcam_pipeline.training_settings import parse_training_settings
+
+# Reads and decisions a delivery makes before it gives up on a split that other deliveries keep changing.
+DECISION_ATTEMPTS = 5
 
 
 def _replaces_announced_pair(current: PatchOwner, partner_count: int | None, count: int) -> bool:
@@ -68,6 +71,13 @@ class Ingestor:
                 return {"status": "gone"}
             dropped = spelled  # the event did not URL-encode this key
         self._state.record_file_received(dropped.key, dropped.version)
+        latest = storage.latest_version(self._s3, self._bucket, dropped.key)
+        if latest != dropped.version:
+            # A late or repeated event: converting this upload would replace the newer one's results.
+            reason = f"upload {latest} of this key replaced it" if latest else "the key was deleted after this upload"
+            self._state.record_file(dropped.key, dropped.version, FileStatus.SUPERSEDED, reason=reason)
+            logger.info("a newer upload of this key exists; not converted", extra={"latest_version": latest})
+            return {"status": "superseded", "latest_version": latest}
         try:
             kind = keys.classify_incoming_key(dropped.key)
             if isinstance(kind, DatasetSettingsFile):
@@ -105,45 +115,63 @@ class Ingestor:
         logger.info("training settings recorded", extra={"dataset": kind.dataset, "settings": settings})
         return {"status": "training settings recorded", "dataset": kind.dataset}
 
+    def _decisions(self, read_owner):
+        """Reads of the owner to decide from: again after a concurrent delivery changed its inputs."""
+        for _ in range(DECISION_ATTEMPTS):
+            yield read_owner()
+        raise RetryableError("other uploads kept changing this split or slide while this file was ingested")
+
     def _ingest_dataset_images(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
         owner = split_pk(kind.dataset, kind.split)
-        current = self._state.split(kind.dataset, kind.split) or SplitRecord()
-        if current.x_run == dropped.run_id:
-            return {"status": "already planned", "owner": owner}
-        with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
-            info = inspect_patches(handle)
-        labels_are_stale = _replaces_announced_pair(current, current.y_count, info.count)
-        if current.y_count is not None and not labels_are_stale:
-            check_counts_agree(info.count, current.y_count, arrived="images")
-        prefix = keys.dataset_image_prefix(kind.dataset, kind.split, dropped.run_id)
-        source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
-        fields = {"kind": "split", "dataset": kind.dataset, "split": kind.split, "has_coords": False}
-        forget = LABEL_FIELDS if labels_are_stale else ()
-        return self._planner.plan(dropped, owner, source, {**fields, **self._image_edge}, forget)
+        info = None
+        for current in self._decisions(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
+            if current.x_run == dropped.run_id:
+                return {"status": "already planned", "owner": owner}
+            if info is None:
+                with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
+                    info = inspect_patches(handle)
+            labels_are_stale = _replaces_announced_pair(current, current.y_count, info.count)
+            if current.y_count is not None and not labels_are_stale:
+                check_counts_agree(info.count, current.y_count, arrived="images")
+            prefix = keys.dataset_image_prefix(kind.dataset, kind.split, dropped.run_id)
+            source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
+            fields = {"kind": "split", "dataset": kind.dataset, "split": kind.split, "has_coords": False}
+            forget = LABEL_FIELDS if labels_are_stale else ()
+            planned = self._planner.plan(dropped, owner, source, {**fields, **self._image_edge}, current, forget)
+            if planned:
+                return planned
 
     def _ingest_slide(self, dropped, kind: SlideFile, source_key, source_version) -> dict:
         owner = slide_pk(kind.slide_id)
-        current = self._state.slide(kind.slide_id)
-        if current and current.x_run == dropped.run_id:
-            return {"status": "already planned", "owner": owner}
-        with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
-            info = inspect_patches(handle)
-        prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
-        source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
-        fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords}
-        return self._planner.plan(dropped, owner, source, {**fields, **self._image_edge})
+        info = None
+        for current in self._decisions(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
+            if current.x_run == dropped.run_id:
+                return {"status": "already planned", "owner": owner}
+            if info is None:
+                with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
+                    info = inspect_patches(handle)
+            prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
+            source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
+            fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords}
+            planned = self._planner.plan(dropped, owner, source, {**fields, **self._image_edge}, current)
+            if planned:
+                return planned
 
     def _ingest_dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
         owner = split_pk(kind.dataset, kind.split)
-        current = self._state.split(kind.dataset, kind.split) or SplitRecord()
-        if current.y_version != dropped.version:
-            with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
-                labels = read_labels(handle)
+        labels = None
+        for current in self._decisions(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
+            if current.y_version == dropped.version:
+                break  # recorded by an earlier delivery
+            if labels is None:
+                with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
+                    labels = read_labels(handle)
             images_are_stale = _replaces_announced_pair(current, current.x_count, int(labels.size))
             if current.x_count is not None and not images_are_stale and current.status is not OwnerStatus.FAILED:
                 check_counts_agree(current.x_count, int(labels.size), arrived="labels")
-            self._state.record_labels(
+            recorded = self._state.record_labels(
                 owner,
+                as_read=current,
                 forget=IMAGE_FIELDS if images_are_stale else (),
                 fields={
                     "kind": "split",
@@ -157,9 +185,11 @@ class Ingestor:
                     "y_tumour_count": int(labels.sum()),
                 },
             )
-            self._state.record_file(
-                dropped.key, dropped.version, status=FileStatus.LABELS_RECORDED, label_count=int(labels.size)
-            )
+            if recorded:
+                self._state.record_file(
+                    dropped.key, dropped.version, status=FileStatus.LABELS_RECORDED, label_count=int(labels.size)
+                )
+                break
         # The same upload may finish what an earlier delivery of it started (retry or redrive).
         announced = self._completer.complete_if_ready(owner, f"labels {dropped.key}#{dropped.version}")
         return {"status": "labels recorded", "owner": owner, "announced": announced}

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pcam_pipeline.errors import RetryableError
 from pcam_pipeline.keys import DroppedFile
 from pcam_pipeline.observability import logger, metrics
-from pcam_pipeline.records import FileStatus
+from pcam_pipeline.records import FileStatus, PatchOwner
 from pcam_pipeline.state import StateStore
 
 SQS_BATCH = 10  # entries per SendMessageBatch, SQS's maximum
@@ -61,11 +61,16 @@ class ShardPlanner:
         self._state, self._sqs = state, sqs
         self._queue_url, self._patches_per_shard = convert_queue_url, patches_per_shard
 
-    def plan(self, dropped: DroppedFile, owner: str, source: PatchSource, fields: dict, forget=()) -> dict:
-        """Make this upload the owner's current images and enqueue one message per shard."""
+    def plan(
+        self, dropped: DroppedFile, owner: str, source: PatchSource, fields: dict, as_read: PatchOwner, forget=()
+    ) -> dict | None:
+        """Make this upload the owner's current images and enqueue one message per shard.
+
+        None (nothing planned) if the owner's inputs changed since ``as_read`` was read."""
         shards = plan_shards(source.count, self._patches_per_shard)
-        self._state.start_patch_conversion(
+        planned = self._state.start_patch_conversion(
             owner,
+            as_read=as_read,
             forget=forget,
             fields={
                 **fields,
@@ -80,6 +85,8 @@ class ShardPlanner:
                 "storage": source.storage,
             },
         )
+        if not planned:
+            return None
         tasks = [
             ShardTask(
                 owner,

@@ -14,6 +14,7 @@ class FileStatus(StrEnum):
     CONVERTING = "converting"
     CONVERTED = "converted"
     QUARANTINED = "quarantined"
+    SUPERSEDED = "superseded"  # a newer upload of the key arrived first; this one is never converted
     FAILED = "failed"
 
 

@@ -231,11 +231,24 @@ def move_object(client, bucket: str, key: str, version: str | None, target_key: 
         raise RetryableError(f"cannot move s3://{bucket}/{key} to {target_key}: {exc}") from exc
 
 
-def object_exists(client, bucket: str, key: str, version: str | None = None) -> bool:
+def _head(client, bucket: str, key: str, version: str | None = None) -> dict | None:
+    """The object's metadata; None if it (or that version of it) is not there."""
     try:
-        client.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+        return client.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchVersion", "405"):
-            return False
+            return None
         raise RetryableError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
-    return True
+
+
+def latest_version(client, bucket: str, key: str) -> str | None:
+    """The key's current upload: its version id (its ETag where the bucket keeps no versions); None if deleted."""
+    head = _head(client, bucket, key)
+    if head is None:
+        return None
+    version = head.get("VersionId")
+    return version if version not in (None, "null") else head["ETag"].strip('"')
+
+
+def object_exists(client, bucket: str, key: str, version: str | None = None) -> bool:
+    return _head(client, bucket, key, version) is not None

@@ -7,6 +7,7 @@ from moto import mock_aws
 
 from pcam_pipeline import events
 from pcam_pipeline.completion import Completer
+from pcam_pipeline.records import SplitRecord
 from pcam_pipeline.state import slide_pk, split_pk
 from tests.event_contracts import contract_violations, documented_schemas
 from tests.fakes import RecordingPublisher, in_memory_state
@@ -68,6 +69,7 @@ def published_by_ingestion(monkeypatch) -> list[tuple[str, dict]]:
                     "image_prefix": "images/x/",
                     "image_edge": 96,
                 },
+                as_read=SplitRecord(),
             )
             state.record_shard_done(owner, "r", 0)
             assert Completer("data", s3, state, publisher).complete_if_ready(owner, "claimer")

@@ -18,6 +18,7 @@ from pcam_pipeline import aws_rules
 from pcam_pipeline.convert import ShardConverter
 from pcam_pipeline.errors import RetryableError
 from pcam_pipeline.ingest import Ingestor
+from pcam_pipeline.records import SlideRecord
 from pcam_pipeline.sagemaker_flow import SageMakerFlow
 from pcam_pipeline.statuses import FileStatus, OwnerStatus
 from tests.fakes import FakeLauncher, InMemoryBlobStore, RecordingAlerter, RecordingPublisher, in_memory_state
@@ -168,7 +169,9 @@ def shard_message(file_key: str) -> dict:
 
 @pytest.mark.parametrize(("receive_count", "recorded"), [(1, False), (3, True)])
 def test_a_failing_shard_is_retried_and_recorded_only_on_its_last_attempt(convert_app, receive_count, recorded):
-    convert_app.state.start_patch_conversion("slide#s1", {"kind": "slide", "x_run": "r1", "shards_total": 1})
+    convert_app.state.start_patch_conversion(
+        "slide#s1", {"kind": "slide", "x_run": "r1", "shards_total": 1}, SlideRecord()
+    )
     event = sqs_event(shard_message("incoming/slides/missing.h5"), receive_count=receive_count)
     with pytest.raises(BatchProcessingError):  # a batch whose every record failed is retried whole
         convert_app.app.handler(event, CONTEXT)
@@ -227,7 +230,8 @@ def test_a_redriven_shard_finishes_an_announcement_its_first_attempt_left_half_d
     patches = np.zeros((4, 96, 96, 3), dtype=np.uint8)
     boto3.client("s3").put_object(Bucket="data", Key="incoming/slides/s1.h5", Body=h5_bytes(x=patches))
     fields = {"kind": "slide", "slide_id": "s1", "x_key": "incoming/slides/s1.h5", "x_version": "v1", "x_run": "r1"}
-    state.start_patch_conversion("slide#s1", {**fields, "x_count": 4, "shards_total": 1, "image_prefix": "images/s1/"})
+    fields |= {"x_count": 4, "shards_total": 1, "image_prefix": "images/s1/"}
+    state.start_patch_conversion("slide#s1", fields, SlideRecord())
     message = {**shard_message("incoming/slides/s1.h5"), "image_prefix": "images/s1/"}
     with pytest.raises(BatchProcessingError):
         app.handler(sqs_event(message, receive_count=3), CONTEXT)  # last attempt: to the dead-letter queue

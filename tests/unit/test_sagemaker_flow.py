@@ -9,6 +9,7 @@ import pytest
 
 from pcam_pipeline import events, keys
 from pcam_pipeline.evaluate_model import evaluate
+from pcam_pipeline.records import SplitRecord
 from pcam_pipeline.state import slide_pk, split_pk
 from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus, ScoringStatus
 from tests.fakes import flow_on_fakes, model_settings
@@ -25,7 +26,9 @@ def world():
 
 def make_ready(state, owner: str, fields: dict, count: int, token: str) -> None:
     state.start_patch_conversion(
-        owner, {**fields, "x_run": token, "x_count": count, "shards_total": 1, "image_prefix": f"images/{token}/"}
+        owner,
+        {**fields, "x_run": token, "x_count": count, "shards_total": 1, "image_prefix": f"images/{token}/"},
+        as_read=state.owner(owner) or SplitRecord(),
     )
     state.record_shard_done(owner, token, 0)
     state.claim_ready(owner, token, "claimer")

@@ -6,7 +6,7 @@ import pytest
 from moto import mock_aws
 
 from pcam_pipeline import aws_rules
-from pcam_pipeline.records import JobRecord
+from pcam_pipeline.records import JobRecord, SplitRecord
 from pcam_pipeline.state import StateStore, split_pk
 from pcam_pipeline.statuses import JobKind, JobStatus
 from tests.fakes import InMemoryTable
@@ -56,7 +56,7 @@ def test_a_transition_is_written_only_from_the_state_it_leaves(state):
 
 
 def test_shards_count_once_and_only_for_the_current_upload(state):
-    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1", "shards_total": 2})
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1", "shards_total": 2}, SplitRecord())
     state.record_shard_done(OWNER, "r1", 0)
     state.record_shard_done(OWNER, "r1", 0)
     assert state.record_shard_done(OWNER, "old-run", 1) is None
@@ -65,7 +65,7 @@ def test_shards_count_once_and_only_for_the_current_upload(state):
 
 
 def test_exactly_one_claimer_announces_but_the_same_claimer_may_claim_again(state):
-    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"})
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"}, SplitRecord())
     assert state.claim_ready(OWNER, "token", "first")
     assert not state.claim_ready(OWNER, "token", "second")
     assert state.claim_ready(OWNER, "token", "first")
@@ -75,12 +75,25 @@ def test_exactly_one_claimer_announces_but_the_same_claimer_may_claim_again(stat
 
 
 def test_a_failed_shard_is_kept_in_a_map_and_fails_its_owner(state):
-    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"})
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"}, SplitRecord())
     state.record_shard_failed(OWNER, "r1", 3, "broken")
     assert state.get(OWNER)["failed_shards"] == {"3": "broken"}
     assert state.owner(OWNER).failure == "shard 3 failed: broken"
     state.record_shard_done(OWNER, "r1", 3)  # redriven and converted after all
     assert state.owner(OWNER).failed_shards == {}
+
+
+def test_a_write_decided_on_an_outdated_read_of_the_inputs_is_refused(state):
+    """Two deliveries read the split before either wrote: the second write must not pass unchecked."""
+    before = SplitRecord()
+    labels = {"kind": "split", "y_version": "v1", "y_count": 3}
+    assert state.record_labels(OWNER, labels, as_read=before)
+    assert not state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"}, as_read=before)
+    assert state.owner(OWNER).x_run is None
+    assert state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"}, as_read=state.owner(OWNER))
+    assert not state.record_labels(OWNER, {**labels, "y_version": "v2"}, as_read=before)
+    assert not state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"}, as_read=before)
+    assert (state.owner(OWNER).x_run, state.owner(OWNER).y_version) == ("r1", "v1")
 
 
 def test_floats_survive_and_lists_keep_their_order(state):
@@ -94,7 +107,7 @@ def test_floats_survive_and_lists_keep_their_order(state):
 
 
 def test_removed_attributes_are_gone(state):
-    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"})
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"}, SplitRecord())
     state.claim_ready(OWNER, "token", "first")
-    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r2"})
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r2"}, state.owner(OWNER))
     assert "ready_token" not in state.get(OWNER)

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.records import FileRecord, SlideRecord, SplitRecord, owner_record
+from pcam_pipeline.records import FileRecord, PatchOwner, SlideRecord, SplitRecord, owner_record
 from pcam_pipeline.state.access import CURRENT, TableAccess, file_pk, slide_pk, split_pk
-from pcam_pipeline.state.table import Equals, Missing, Not, now_iso
+from pcam_pipeline.state.table import Condition, Equals, Missing, Not, now_iso
 from pcam_pipeline.statuses import FileStatus, OwnerStatus
+
+
+def _holds(name: str, value: Any) -> Condition:
+    return Missing(name) if value is None else Equals(name, value)
+
+
+def inputs_as_read(record: PatchOwner) -> Condition:
+    """The owner's images and labels are still the uploads ``record`` was read with.
+
+    Ingestion decides from a read (counts agree, already planned) and then writes; a delivery that
+    wrote in between makes the write fail, and the ingestion decides again from a new read."""
+    return _holds("x_run", record.x_run) & _holds("y_version", getattr(record, "y_version", None))
 
 
 class IngestionRecords(TableAccess):
@@ -33,18 +45,34 @@ class IngestionRecords(TableAccess):
     def slide(self, slide_id: str) -> SlideRecord | None:
         return SlideRecord.from_item(self.get(slide_pk(slide_id)))
 
-    def start_patch_conversion(self, owner_pk: str, fields: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
-        """Make this upload the owner's current images; progress of any earlier upload is dropped."""
-        self._set(
+    def start_patch_conversion(
+        self, owner_pk: str, fields: dict[str, Any], as_read: PatchOwner, forget: tuple[str, ...] = ()
+    ) -> bool:
+        """Make this upload the owner's current images; progress of any earlier upload is dropped.
+
+        False (nothing written) if the owner's inputs changed since ``as_read`` was read."""
+        written = self._set(
             owner_pk,
             CURRENT,
             {**fields, "status": OwnerStatus.CONVERTING, "failed_shards": {}},
+            condition=inputs_as_read(as_read),
             remove=("shards_done", "ready_token", "ready_claimer", "failure", *forget),
         )
+        return written is not None
 
-    def record_labels(self, owner_pk: str, fields: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
+    def record_labels(
+        self, owner_pk: str, fields: dict[str, Any], as_read: SplitRecord, forget: tuple[str, ...] = ()
+    ) -> bool:
+        """Make this upload the split's current labels; False if its inputs changed since ``as_read``."""
         status = {"status": OwnerStatus.WAITING_FOR_IMAGES} if forget else {}
-        self._set(owner_pk, CURRENT, {**fields, **status}, remove=("ready_token", "ready_claimer", *forget))
+        written = self._set(
+            owner_pk,
+            CURRENT,
+            {**fields, **status},
+            condition=inputs_as_read(as_read),
+            remove=("ready_token", "ready_claimer", *forget),
+        )
+        return written is not None
 
     def record_shard_done(self, owner_pk: str, run_id: str, shard: int) -> dict | None:
         """Count a finished shard (a set, so repeats count once); None if the upload was superseded.

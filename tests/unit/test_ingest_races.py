@@ -1,0 +1,121 @@
+"""Ingestion when deliveries overlap or arrive out of order (S3 events are at-least-once, workers concurrent).
+
+Each race is made deterministic: a delivery reads the split's record, then another delivery runs to its end,
+then the first one goes on to write. In-process moto holds the bucket (versioned, as deployed) and the
+conversion queue; the state table is the in-memory one held to DynamoDB by test_state_table.py."""
+
+import json
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from pcam_pipeline import aws_rules
+from pcam_pipeline.ingest import Ingestor
+from pcam_pipeline.keys import DroppedFile
+from pcam_pipeline.settings import ConversionSettings, IngestSettings
+from pcam_pipeline.statuses import FileStatus, OwnerStatus
+from tests.fakes import RecordingPublisher, in_memory_state
+from tests.integration.conftest import h5_bytes
+
+BUCKET = "data"
+
+
+@pytest.fixture
+def lab(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        aws_rules.install(session)
+        s3, sqs = session.client("s3"), session.client("sqs")
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        queue_url = sqs.create_queue(QueueName="convert")["QueueUrl"]
+        settings = IngestSettings(
+            conversion=ConversionSettings(BUCKET, "state", "bus", jpeg_quality=90, resize_to=0, max_receive_count=3),
+            idempotency_table="idempotency",
+            convert_queue_url=queue_url,
+            patches_per_shard=2,
+        )
+        state = in_memory_state()
+        yield Lab(s3, sqs, queue_url, state, Ingestor(settings, s3, state, RecordingPublisher(), sqs))
+
+
+class Lab:
+    def __init__(self, s3, sqs, queue_url, state, ingestor):
+        self.s3, self.sqs, self.queue_url, self.state, self.ingestor = s3, sqs, queue_url, state, ingestor
+
+    def drop(self, key: str, **datasets) -> DroppedFile:
+        response = self.s3.put_object(Bucket=BUCKET, Key=key, Body=h5_bytes(**datasets))
+        return DroppedFile(BUCKET, key, response["VersionId"], response["ETag"].strip('"'))
+
+    def shard_messages(self) -> list[dict]:
+        bodies = []
+        while messages := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
+            bodies += [json.loads(m["Body"]) for m in messages]
+            for message in messages:
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return bodies
+
+    def between_read_and_write(self, reader: str, other_delivery) -> None:
+        """The next ``reader`` call (``split`` or ``slide``) returns its read after ``other_delivery`` ran."""
+        real, pending = getattr(self.state, reader), [other_delivery]
+
+        def read_then_let_the_other_run(*args):
+            record = real(*args)
+            if pending:
+                pending.pop()()
+            return record
+
+        setattr(self.state, reader, read_then_let_the_other_run)
+
+
+def patches(count: int) -> np.ndarray:
+    return np.zeros((count, 96, 96, 3), dtype=np.uint8)
+
+
+def labels(count: int) -> np.ndarray:
+    return np.zeros((count, 1, 1, 1), dtype=np.uint8)
+
+
+def test_images_and_labels_of_different_counts_ingested_at_once_quarantine_the_second(lab):
+    """Both deliveries read the split before either wrote: each saw no partner to compare with."""
+    images = lab.drop("incoming/datasets/d/d_test_x.h5", x=patches(5))
+    labelled = lab.drop("incoming/datasets/d/d_test_y.h5", y=labels(4))
+    lab.between_read_and_write("split", lambda: lab.ingestor.ingest(labelled))
+    outcome = lab.ingestor.ingest(images)
+    assert outcome["status"] == "quarantined"
+    record = lab.state.file_version(images.key, images.version)
+    assert record.status is FileStatus.QUARANTINED and "disagree in number" in record.reason
+    split = lab.state.split("d", "test")
+    assert split.status is not OwnerStatus.FAILED and split.y_count == 4 and split.x_count is None
+    assert lab.shard_messages() == []
+
+
+def test_labels_ingested_while_their_images_are_planned_check_the_counts(lab):
+    images = lab.drop("incoming/datasets/d/d_test_x.h5", x=patches(5))
+    labelled = lab.drop("incoming/datasets/d/d_test_y.h5", y=labels(4))
+    lab.between_read_and_write("split", lambda: lab.ingestor.ingest(images))
+    assert lab.ingestor.ingest(labelled)["status"] == "quarantined"
+    assert lab.state.file_version(labelled.key, labelled.version).status is FileStatus.QUARANTINED
+    split = lab.state.split("d", "test")
+    assert split.status is OwnerStatus.CONVERTING and split.x_count == 5 and split.y_count is None
+
+
+def test_two_deliveries_of_one_upload_at_once_plan_its_shards_once(lab):
+    images = lab.drop("incoming/slides/s1.h5", x=patches(5))
+    lab.between_read_and_write("slide", lambda: lab.ingestor.ingest(images))
+    assert lab.ingestor.ingest(images)["status"] == "already planned"
+    assert sorted(body["shard"] for body in lab.shard_messages()) == [0, 1, 2]
+
+
+def test_a_late_event_for_an_older_upload_does_not_replace_the_newer_one(lab):
+    older = lab.drop("incoming/slides/s1.h5", x=patches(3))
+    newer = lab.drop("incoming/slides/s1.h5", x=patches(5))
+    lab.ingestor.ingest(newer)
+    assert lab.ingestor.ingest(older)["status"] == "superseded"
+    assert lab.state.slide("s1").x_version == newer.version and lab.state.slide("s1").x_count == 5
+    assert {body["run_id"] for body in lab.shard_messages()} == {newer.run_id}
+    record = lab.state.file_version(older.key, older.version)
+    assert record.status is FileStatus.SUPERSEDED and newer.version in record.reason
