@@ -25,8 +25,10 @@ from pcam_local.stack import (
 from pcam_pipeline.state import StateStore
 
 RESULT_PREFIXES = ("manifests/", "quarantine/", "evaluations/", "predictions/")
-# Local concurrency per function: two conversion workers use both cores.
-DEFAULT_CONCURRENCY = {"IngestFunction": 1, "ConvertShardFunction": 2, "SageMakerFlowFunction": 1}
+# Each function runs as many workers as its deployed event source mapping allows (the template's
+# *MaxConcurrency parameters). Locally the conversion default is two, one per core: it is CPU-bound, and
+# the template's 50 would only make 50 processes wait for two cores.
+LOCAL_PARAMETER_DEFAULTS = {"ConvertMaxConcurrency": "2"}
 
 
 @dataclass
@@ -34,7 +36,7 @@ class LocalStack:
     port: int | None = None
     parameters: dict[str, str] = field(default_factory=dict)
     work_dir: Path | None = None
-    concurrency: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
+    concurrency: dict[str, int] = field(default_factory=dict)  # overrides per function, e.g. 0 to switch off
 
     def start(self) -> LocalStack:
         self.work_dir = Path(self.work_dir or tempfile.mkdtemp(prefix="pcam-local-"))
@@ -42,7 +44,8 @@ class LocalStack:
         self.server = MotoServer(self.port, log_path=self.work_dir / "moto.log").start()
         self.endpoint = self.server.url
         try:
-            self.deployed: DeployedStack = deploy(project_root(), self.endpoint, self.parameters)
+            parameters = {**LOCAL_PARAMETER_DEFAULTS, **self.parameters}
+            self.deployed: DeployedStack = deploy(project_root(), self.endpoint, parameters)
             self.sagemaker = LocalSageMaker(self.endpoint, self.work_dir).start()
             self.runtime = LocalRuntime(
                 self.deployed,

@@ -118,6 +118,8 @@ class Invocation:
     peak_mb: float
     failed_records: int
     error: str | None
+    started: float = 0.0  # time.monotonic() in the runtime's process, around the worker's run
+    ended: float = 0.0
 
 
 @dataclass
@@ -125,7 +127,8 @@ class LocalRuntime:
     stack: DeployedStack
     endpoint: str
     log_dir: Path
-    concurrency: dict[str, int] = field(default_factory=dict)  # per logical id; default 1
+    # Workers per function (logical id), overriding the deployed mapping's MaximumConcurrency; 0 switches off.
+    concurrency: dict[str, int] = field(default_factory=dict)
     invocations: list[Invocation] = field(default_factory=list)
     extra_environment: dict[str, str] = field(default_factory=dict)  # e.g. where the local SageMaker listens
     also_busy: Callable[[], bool] = lambda: False  # other work (local SageMaker jobs) that will send events
@@ -153,7 +156,7 @@ class LocalRuntime:
                 os.environ[name] = function.environment[name]
         for mapping in self.stack.mappings:
             function = mapping.function
-            workers = self.concurrency.get(function.logical_id, 1)
+            workers = self.concurrency.get(function.logical_id, mapping.maximum_concurrency)
             if workers == 0:  # switched off, like a mapping that is disabled
                 continue
             if function.logical_id not in self._pools:
@@ -217,7 +220,9 @@ class LocalRuntime:
     def _run_batch(self, mapping: QueueMapping, pool: ProcessPoolExecutor, messages: list[dict]) -> None:
         queue_arn = f"arn:aws:sqs:{REGION}:123456789012:{mapping.queue_url.rsplit('/', 1)[-1]}"
         event = {"Records": [_sqs_record(message, queue_arn) for message in messages]}
+        started = time.monotonic()
         outcome = pool.submit(_invoke, event).result()
+        ended = time.monotonic()
         failed_ids = _failed_message_ids(outcome, mapping, messages)
         succeeded = [m for m in messages if m["MessageId"] not in failed_ids]
         failed = [m for m in messages if m["MessageId"] in failed_ids]
@@ -244,8 +249,21 @@ class LocalRuntime:
                     peak_mb=outcome["peak_mb"],
                     failed_records=len(failed),
                     error=outcome["error"],
+                    started=started,
+                    ended=ended,
                 )
             )
+
+    def peak_concurrency(self, function: str) -> int:
+        """The most invocations of ``function`` (logical id) that overlapped in time so far."""
+        with self._lock:
+            spans = [(i.started, i.ended) for i in self.invocations if i.function == function]
+        changes = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+        running = peak = 0
+        for _, change in changes:
+            running += change
+            peak = max(peak, running)
+        return peak
 
     def queue_depths(self) -> dict[str, int]:
         depths = {}

@@ -139,12 +139,17 @@ class FunctionSpec:
     memory_mb: int
 
 
+# Without a ScalingConfig, Lambda scales an SQS source up to 1,000 at once; locally that is a few processes.
+UNSCALED_CONCURRENCY = 4
+
+
 @dataclass
 class QueueMapping:
     function: FunctionSpec
     queue_url: str
     batch_size: int
     report_batch_item_failures: bool
+    maximum_concurrency: int  # the mapping's ScalingConfig: how many invocations Lambda runs at once
 
 
 @dataclass
@@ -326,6 +331,9 @@ def _mappings(lambda_client, sqs, functions: dict[str, FunctionSpec]) -> list[Qu
                 queue_url=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
                 batch_size=int(mapping.get("BatchSize", 10)),
                 report_batch_item_failures="ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []),
+                maximum_concurrency=int(
+                    (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency", UNSCALED_CONCURRENCY)
+                ),
             )
         )
     return mappings

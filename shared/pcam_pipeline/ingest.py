@@ -73,9 +73,11 @@ class Ingestor:
         self._state.record_file_received(dropped.key, dropped.version)
         latest = storage.latest_version(self._s3, self._bucket, dropped.key)
         if latest != dropped.version:
-            # A late or repeated event: converting this upload would replace the newer one's results.
+            # A late or repeated event: handling this upload now would replace the newer one's results
+            # (or, for a quarantined file, move the newer upload away).
             reason = f"upload {latest} of this key replaced it" if latest else "the key was deleted after this upload"
-            self._state.record_file(dropped.key, dropped.version, FileStatus.SUPERSEDED, reason=reason)
+            if not self._state.record_file_superseded(dropped.key, dropped.version, reason):
+                return {"status": "already handled"}
             logger.info("a newer upload of this key exists; not converted", extra={"latest_version": latest})
             return {"status": "superseded", "latest_version": latest}
         try:

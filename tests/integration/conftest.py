@@ -81,6 +81,30 @@ class Pipeline:
         for role, body in (("x", h5_bytes(x=x)), ("y", h5_bytes(y=y.reshape(-1, 1, 1, 1)))):
             self.drop(f"incoming/datasets/{dataset}/camelyonpatch_level_2_split_{split}_{role}.h5", body)
 
+    def deliver_object_created(self, key: str, version: str, etag: str = "replayed", delay_seconds: int = 0) -> None:
+        """Deliver an S3 "Object Created" notification to the ingest queue again (at-least-once delivery).
+
+        S3 sends the real ETag; a different one gets past the handler's idempotency record, so the domain
+        logic itself has to cope with the repeat."""
+        event = {
+            "version": "0",
+            "id": f"replayed-{key}-{version}",
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "123456789012",
+            "time": "2026-11-25T00:00:00Z",
+            "region": "us-east-1",
+            "resources": [f"arn:aws:s3:::{self.stack.bucket}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": self.stack.bucket},
+                "object": {"key": key, "size": 1, "etag": etag, "version-id": version},
+                "reason": "PutObject",
+            },
+        }
+        queue = next(m.queue_url for m in self.stack.deployed.mappings if m.function.logical_id == "IngestFunction")
+        self.stack.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(event), DelaySeconds=delay_seconds)
+
     def publish_again(self, event: dict, times: int = 2) -> None:
         """Deliver a pipeline event again, as EventBridge's at-least-once delivery may."""
         entry = {

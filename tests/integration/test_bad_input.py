@@ -148,15 +148,11 @@ def test_a_shard_that_keeps_failing_ends_in_the_dead_letter_queue_and_the_state_
 
 
 def test_a_late_duplicate_event_for_a_quarantined_file_changes_nothing(pipeline):
-    from tests.integration.test_ingestion import _ingest_queue, _object_created
-
     key = "incoming/slides/bad-late-duplicate.h5"
     pipeline.drop(key, b"junk")
     pipeline.settle()
     versions = pipeline.stack.s3.list_object_versions(Bucket=pipeline.stack.bucket, Prefix=key)["Versions"]
-    pipeline.stack.sqs.send_message(
-        QueueUrl=_ingest_queue(pipeline), MessageBody=_object_created(pipeline.stack.bucket, key, "a-version-gone")
-    )
+    pipeline.deliver_object_created(key, "a-version-gone")
     pipeline.settle()
     assert pipeline.file_record(key)["status"] == "quarantined"
     assert not pipeline.stack.dead_letters()["IngestDeadLetterQueue"]

@@ -115,9 +115,7 @@ def test_duplicate_deliveries_do_no_duplicate_work(pipeline, patches):
         key = f"incoming/datasets/dupes/{OFFICIAL.format(split='train', role=role)}"
         version = pipeline.stack.s3.head_object(Bucket=pipeline.stack.bucket, Key=key)["VersionId"]
         for _ in range(2):
-            pipeline.stack.sqs.send_message(
-                QueueUrl=_ingest_queue(pipeline), MessageBody=_object_created(pipeline.stack.bucket, key, version)
-            )
+            pipeline.deliver_object_created(key, version)
     (ready,) = pipeline.events_for("Split Ready", dataset="dupes")
     pipeline.publish_again(ready, times=3)  # and the announcement itself, to the SageMaker flow
     pipeline.settle()
@@ -141,30 +139,3 @@ def test_redropping_a_split_replaces_it_and_announces_again(pipeline, patches):
 def test_outputs_never_trigger_the_pipeline(pipeline):
     written = [r["key"] for r in pipeline.stack.records() if r["pk"].startswith("file#")]
     assert written and all(key.startswith("incoming/") for key in written)
-
-
-def _ingest_queue(pipeline) -> str:
-    return next(m.queue_url for m in pipeline.stack.deployed.mappings if m.function.logical_id == "IngestFunction")
-
-
-def _object_created(bucket: str, key: str, version: str) -> str:
-    import json
-
-    return json.dumps(
-        {
-            "version": "0",
-            "id": "replayed",
-            "detail-type": "Object Created",
-            "source": "aws.s3",
-            "account": "123456789012",
-            "time": "2026-11-25T00:00:00Z",
-            "region": "us-east-1",
-            "resources": [f"arn:aws:s3:::{bucket}"],
-            "detail": {
-                "version": "0",
-                "bucket": {"name": bucket},
-                "object": {"key": key, "size": 1, "etag": "x", "version-id": version},
-                "reason": "PutObject",
-            },
-        }
-    )

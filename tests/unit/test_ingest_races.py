@@ -119,3 +119,15 @@ def test_a_late_event_for_an_older_upload_does_not_replace_the_newer_one(lab):
     assert {body["run_id"] for body in lab.shard_messages()} == {newer.run_id}
     record = lab.state.file_version(older.key, older.version)
     assert record.status is FileStatus.SUPERSEDED and newer.version in record.reason
+
+
+def test_a_repeated_event_for_a_quarantined_upload_keeps_its_record_and_spares_the_newer_upload(lab):
+    """Handled again, the bad upload would be quarantined again: moving the key's newer, good upload away."""
+    bad = lab.drop("incoming/slides/s2.h5", x=np.zeros((3, 64, 64, 3), dtype=np.uint8))
+    assert lab.ingestor.ingest(bad)["status"] == "quarantined"
+    fixed = lab.drop("incoming/slides/s2.h5", x=patches(3))
+    lab.ingestor.ingest(fixed)
+    assert lab.ingestor.ingest(bad)["status"] == "already handled"
+    assert lab.state.file_version(bad.key, bad.version).status is FileStatus.QUARANTINED
+    assert lab.s3.head_object(Bucket=BUCKET, Key=fixed.key)["VersionId"] == fixed.version_id
+    assert lab.state.slide("s2").x_version == fixed.version

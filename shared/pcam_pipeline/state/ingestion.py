@@ -35,6 +35,14 @@ class IngestionRecords(TableAccess):
         fields = {"key": key, "version": version, "status": FileStatus.RECEIVED, "received_at": now_iso()}
         self._set(file_pk(key), f"v#{version}", fields, condition=Missing("status"))
 
+    def record_file_superseded(self, key: str, version: str, reason: str) -> bool:
+        """Mark an upload that a newer one (or a delete) replaced before it was handled; False if it had been
+        handled already (quarantined, converted: a repeated event must not rewrite what happened to it)."""
+        fields = {"status": FileStatus.SUPERSEDED, "reason": reason}
+        return (
+            self._set(file_pk(key), f"v#{version}", fields, condition=Equals("status", FileStatus.RECEIVED)) is not None
+        )
+
     # ------------------------------------------------------- splits and slides
     def owner(self, owner_pk: str) -> SplitRecord | SlideRecord | None:
         return owner_record(self.get(owner_pk))
