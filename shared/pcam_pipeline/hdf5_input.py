@@ -138,6 +138,8 @@ def check_counts_agree(x_count: int, y_count: int, arrived: str) -> None:
     if x_count != y_count:
         raise InvalidInput(
             f"the split's images and labels disagree in number (this {arrived} file arrived second)",
-            f"as many labels as patches ({x_count if arrived == 'labels' else y_count})",
-            f"{y_count if arrived == 'labels' else x_count}",
+            f"as many labels as patches ({x_count})"
+            if arrived == "labels"
+            else f"as many patches as labels ({y_count})",
+            str(y_count if arrived == "labels" else x_count),
         )

@@ -102,3 +102,182 @@ def test_disagreeing_counts_name_the_file_that_arrived_second():
     with pytest.raises(InvalidInput, match="labels file arrived second.*expected as many labels as patches \\(10\\)"):
         check_counts_agree(10, 9, arrived="labels")
     check_counts_agree(10, 10, arrived="images")
+
+
+def _h5(**datasets) -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        for name, value in datasets.items():
+            if value is None:
+                handle.create_group(name)
+            else:
+                handle.create_dataset(name, data=value)
+    return buffer.getvalue()
+
+
+def _last_patch_damaged() -> bytes:
+    """Compressed patches, one per chunk, whose last chunk is garbage: the header and the others are intact."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        x = handle.create_dataset(
+            "x", data=np.ones((3, 96, 96, 3), np.uint8), chunks=(1, 96, 96, 3), compression="gzip"
+        )
+        last = x.id.get_chunk_info(2)
+    data = bytearray(buffer.getvalue())
+    data[last.byte_offset : last.byte_offset + last.size] = b"\xff" * last.size
+    return bytes(data)
+
+
+def _superblock_damaged() -> bytes:
+    data = bytearray(_h5(x=np.ones((1, 96, 96, 3), np.uint8)))
+    data[8:40] = b"\xff" * 32  # keep the signature, break what follows it
+    return bytes(data)
+
+
+PATCHES = np.ones((2, 96, 96, 3), np.uint8)
+# Every refusal, pinned in full: labs read the problem, what was expected and what was found.
+REFUSALS = {
+    "empty": (b"", "x", "the file is empty (0 bytes)", "an HDF5 file", ""),
+    "not hdf5": (
+        b"id,label\n1,0\n",
+        "x",
+        "the file is not an HDF5 file",
+        "the HDF5 signature at the start of the file",
+        "the bytes b'id,label'",
+    ),
+    "superblock": (
+        _superblock_damaged(),
+        "x",
+        "the HDF5 file cannot be opened",
+        "a readable HDF5 file",
+        None,  # h5py's own words
+    ),
+    "no x": (
+        _h5(images=PATCHES, y=np.zeros(2, np.uint8)),
+        "x",
+        "the file has no 'x' dataset",
+        "a dataset named 'x'",
+        "images, y",
+    ),
+    "nothing at all": (_h5(), "x", "the file has no 'x' dataset", "a dataset named 'x'", "no datasets"),
+    "x is a group": (_h5(x=None), "x", "'x' is a group, not an array", "'x' to be an array", "a group"),
+    "no patches": (
+        _h5(x=np.zeros((0, 96, 96, 3), np.uint8)),
+        "x",
+        "'x' holds no patches",
+        "at least one patch",
+        "(0, 96, 96, 3)",
+    ),
+    "float patches": (
+        _h5(x=PATCHES.astype(np.float32)),
+        "x",
+        "'x' has the wrong data type",
+        "uint8 pixel values 0-255",
+        "float32",
+    ),
+    "last patch damaged": (
+        _last_patch_damaged(),
+        "x",
+        "the patches cannot be read to the end (the file is damaged or truncated)",
+        "a complete file",
+        None,
+    ),
+    "coords a group": (
+        _h5(x=PATCHES, coords=None),
+        "x",
+        "'coords' has the wrong shape",
+        "(2, 2): one (x, y) position per patch",
+        "a group",
+    ),
+    "float coords": (
+        _h5(x=PATCHES, coords=np.zeros((2, 2), np.float64)),
+        "x",
+        "'coords' has the wrong data type",
+        "integer positions",
+        "float64",
+    ),
+    "no labels": (
+        _h5(y=np.zeros(0, np.uint8)),
+        "y",
+        "'y' has the wrong shape",
+        "(N,) or (N, 1, 1, 1): one label per patch",
+        "(0,)",
+    ),
+    "two labels per patch": (
+        _h5(y=np.zeros((4, 2), np.uint8)),
+        "y",
+        "'y' has the wrong shape",
+        "(N,) or (N, 1, 1, 1): one label per patch",
+        "(4, 2)",
+    ),
+    "a label of two values": (
+        _h5(y=np.zeros((4, 1, 2), np.uint8)),
+        "y",
+        "'y' has the wrong shape",
+        "(N,) or (N, 1, 1, 1): one label per patch",
+        "(4, 1, 2)",
+    ),
+    "float labels": (
+        _h5(y=np.zeros(3, np.float32)),
+        "y",
+        "'y' has the wrong data type",
+        "integer labels 0 or 1",
+        "float32",
+    ),
+    "many bad labels": (
+        _h5(y=np.array([0, 1, 2, 3, 5, 7, 9, 11], np.int16)),
+        "y",
+        "'y' has labels other than 0 and 1",
+        "0 (normal) or 1 (tumour)",
+        "the values 2, 3, 5, 7, 9",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_every_refusal_says_what_was_wrong_what_was_expected_and_what_was_found(case):
+    data, reader, problem, expected, found = REFUSALS[case]
+    with pytest.raises(InvalidInput) as caught, open_hdf5(io.BytesIO(data), len(data)) as handle:
+        inspect_patches(handle) if reader == "x" else read_labels(handle)
+    assert (caught.value.problem, caught.value.expected) == (problem, expected)
+    if found is None:
+        assert caught.value.found  # the library's own explanation, whatever its wording
+    else:
+        assert caught.value.found == found
+
+
+def test_a_truncated_file_says_how_many_bytes_arrived(write_h5, sample_patches):
+    data = write_h5(x=sample_patches[0]).read_bytes()[:2000]
+    with pytest.raises(InvalidInput) as caught, open_hdf5(io.BytesIO(data), len(data)):
+        pass
+    assert caught.value.problem == "the HDF5 file is truncated (incomplete upload?)"
+    assert caught.value.expected == "the whole file"
+    assert caught.value.found == "2000 bytes, fewer than the file's header declares"
+
+
+def test_one_patch_and_one_label_are_enough(write_h5):
+    with _open(write_h5(x=np.ones((1, 96, 96, 3), np.uint8), y=np.ones((1, 1, 1, 1), np.uint8))) as handle:
+        assert inspect_patches(handle).count == 1
+        assert read_labels(handle).tolist() == [1]
+
+
+def test_boolean_labels_are_accepted(write_h5):
+    with _open(write_h5(y=np.array([True, False]))) as handle:
+        assert read_labels(handle).tolist() == [1, 0]
+
+
+def test_chunked_uncompressed_storage_is_named_without_a_filter(tmp_path):
+    path = tmp_path / "chunked.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", data=np.ones((4, 96, 96, 3), np.uint8), chunks=(2, 96, 96, 3))
+    with _open(path) as handle:
+        assert inspect_patches(handle).storage == "chunked (2, 96, 96, 3)"
+
+
+def test_disagreeing_counts_say_both_counts_whichever_arrived_second():
+    with pytest.raises(InvalidInput) as caught:
+        check_counts_agree(10, 9, arrived="images")
+    assert caught.value.problem == (
+        "the split's images and labels disagree in number (this images file arrived second)"
+    )
+    assert (caught.value.expected, caught.value.found) == ("as many patches as labels (9)", "10")
