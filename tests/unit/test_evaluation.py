@@ -162,3 +162,96 @@ def test_the_roc_picture_draws_the_frame_ticks_diagonal_and_curve_where_they_bel
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):  # ticks below the x axis
         assert tuple(picture[size - margin + 3, round(margin + tick * plot)]) == (0, 0, 0)
     assert tuple(picture[margin + plot // 2, margin + plot // 2 + 40]) == (255, 255, 255)  # nothing else there
+
+
+def test_the_default_threshold_is_one_half_and_is_reported():
+    result = evaluate(np.array([0, 1, 1]), np.array([0.2, 0.5, 0.49]))
+    assert result["threshold"] == 0.5
+    assert result["confusion_matrix"]["true_positive"] == 1  # 0.5 is tumour, 0.49 is not
+
+
+def test_undefined_precision_and_recall_count_as_zero_not_as_perfect():
+    """No patch called tumour (precision 0/0), and a test set without tumour (recall 0/0)."""
+    nothing_called = evaluate(np.array([0, 1, 1]), np.array([0.1, 0.2, 0.3]))
+    assert (nothing_called["precision"], nothing_called["recall"], nothing_called["f1"]) == (0.0, 0.0, 0.0)
+    no_tumour = evaluate(np.array([0, 0, 0]), np.array([0.9, 0.2, 0.3]))
+    assert (no_tumour["precision"], no_tumour["recall"], no_tumour["f1"]) == (0.0, 0.0, 0.0)
+
+
+def test_roc_thresholds_stay_probabilities_and_the_csv_has_one_row_per_point():
+    result = evaluate(np.array([0, 1]), np.array([0.25, 0.75]))
+    assert result["roc"]["thresholds"] == [1.0, 0.75, 0.25]  # scikit-learn's first threshold is infinite
+    assert roc_csv(result) == (
+        "threshold,false_positive_rate,true_positive_rate\n"
+        "1.000000,0.000000,0.000000\n"
+        "0.750000,0.000000,1.000000\n"
+        "0.250000,1.000000,1.000000\n"
+    )
+
+
+def test_the_job_uses_the_threshold_of_its_context_and_one_half_without_one(tmp_path):
+    _job_inputs(tmp_path / "a", [1, 0], {0: _prediction(0.6), 1: _prediction(0.4)}, {"threshold": 0.7})
+    assert evaluate_model.run(tmp_path / "a")["confusion_matrix"]["true_positive"] == 0
+    _job_inputs(tmp_path / "b", [1, 0], {0: _prediction(0.6), 1: _prediction(0.4)})
+    context = json.loads((tmp_path / "b/input/context/context.json").read_text())
+    del context["threshold"]
+    (tmp_path / "b/input/context/context.json").write_text(json.dumps(context))
+    assert evaluate_model.run(tmp_path / "b")["threshold"] == 0.5
+
+
+def test_the_job_writes_into_the_output_folder_sagemaker_already_made(tmp_path):
+    _job_inputs(tmp_path, [1, 0], {0: _prediction(0.6), 1: _prediction(0.4)})
+    (tmp_path / "output").mkdir()
+    assert evaluate_model.main(["--base-dir", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "output/metrics.json").read_text())["count"] == 2
+
+
+def test_a_blank_manifest_line_is_skipped_and_every_missing_prediction_is_counted(tmp_path, capsys):
+    _job_inputs(tmp_path, [1, 0, 1], {0: _prediction(0.9)})
+    manifest = tmp_path / "input/labels/abc.manifest"
+    first, *rest = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([first, "", *rest]) + "\n")
+    assert evaluate_model.main(["--base-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "evaluation failed: 2 test images have no prediction, e.g. 0000001.jpg\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("no manifest", "expected one labels manifest, found 0"),
+        ("empty manifest", "the test manifest lists no images"),
+        ("three classes", "0000000.jpg.out is not a prediction of two classes: 3 classes"),
+    ],
+)
+def test_the_job_names_what_does_not_fit_together(tmp_path, capsys, change, reason):
+    _job_inputs(tmp_path, [1], {0: _prediction(0.9)})
+    if change == "no manifest":
+        (tmp_path / "input/labels/abc.manifest").unlink()
+    elif change == "empty manifest":
+        (tmp_path / "input/labels/abc.manifest").write_text("\n")
+    else:
+        (tmp_path / "input/predictions/0000000.jpg.out").write_text(json.dumps({"prediction": [0.1, 0.1, 0.8]}))
+    assert evaluate_model.main(["--base-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"evaluation failed: {reason}\n"
+
+
+def test_the_script_runs_as_the_processing_job_runs_it_and_reads_where_sagemaker_puts_inputs(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from pcam_pipeline.inference_requests import PROCESSING_ROOT
+
+    _job_inputs(tmp_path, [1, 0], {0: _prediction(0.6), 1: _prediction(0.4)})
+    script = evaluate_model.__file__
+    finished = subprocess.run([sys.executable, script, "--base-dir", str(tmp_path)], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout)["count"] == 2
+    bases = []
+
+    def run(base):
+        bases.append(base)
+        return {"model_name": "m", "count": 0, "auc": None, "accuracy": 0}
+
+    monkeypatch.setattr(evaluate_model, "run", run)
+    evaluate_model.main([])
+    assert str(bases[0]) == PROCESSING_ROOT
