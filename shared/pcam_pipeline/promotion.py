@@ -53,6 +53,7 @@ class ModelRegistry:
                 return PromotionDecision(**model.decision)
             current = self.current()
             if current and current.model_name == model_name:
+                self._finish_announcing(current)
                 decision = PromotionDecision(True, "already the current model")
             else:
                 decision = promotion_decision(model.auc, minimum_auc, current.metrics.get("auc") if current else None)
@@ -70,6 +71,8 @@ class ModelRegistry:
             raise PromotionError(f"model {model_name} cannot score slides (status: {model.status})")
         current = self.current()
         if current and current.model_name == model_name:
+            if not current.announced:  # the operator repeats a promote whose announcement failed
+                return self._finish_announcing(current)
             raise PromotionError(f"{model_name} is already the current model")
         if not self._make_current(model, current, by, reason or "promoted by hand", "promoted by hand"):
             raise PromotionError("the current model changed while promoting; look again and retry")
@@ -77,6 +80,8 @@ class ModelRegistry:
 
     def rollback(self, by: str, reason: str = "") -> CurrentModel:
         current = self.current()
+        if current and not current.announced:  # a repeated rollback whose announcement failed: finish it
+            return self._finish_announcing(current)
         if not current or not current.replaced:
             raise PromotionError("there is no earlier model to roll back to")
         *older, previous = current.replaced
@@ -105,10 +110,9 @@ class ModelRegistry:
         previous = current.model_name if current else None
         if replaced is None:
             replaced = [*(current.replaced if current else []), *([previous] if previous else [])]
-        when = now_iso()
         successor = CurrentModel(
             model_name=model.model_name,
-            promoted_at=when,
+            promoted_at=now_iso("microseconds"),  # orders the history of changes made within a millisecond
             promoted_by=by,
             reason=reason,
             dataset=model.dataset,
@@ -117,14 +121,28 @@ class ModelRegistry:
             metrics=model.metrics,
             evaluation_prefix=model.evaluation_prefix,
             replaced=replaced[-_REPLACED_KEPT:],
+            action=action,
+            previous_model=previous,
+            announced=False,
         )
         if not self._state.replace_current_model(successor, expected=previous):
             return False
-        change = {"previous_model": previous, "action": action, "by": by, "reason": reason}
-        self._state.record_promotion_history(model.model_name, **change)
+        self._finish_announcing(successor)
+        return True
+
+    def _finish_announcing(self, current: CurrentModel) -> CurrentModel:
+        """History entry, then Model Promoted, then the mark; a retry after a failure repeats what is missing."""
+        if current.announced:
+            return current
+        change = {"previous_model": current.previous_model, "action": current.action, "by": current.promoted_by,
+                  "reason": current.reason}  # fmt: skip
+        self._state.record_promotion_history(current, **change)
         self._events.publish(
             events.MODEL_PROMOTED,
-            {"model_name": model.model_name, **change, "metrics": model.metrics, "dataset": model.dataset},
+            {"model_name": current.model_name, **change, "metrics": current.metrics, "dataset": current.dataset},
         )
-        logger.info("current model changed", extra={"model_name": model.model_name, "previous": previous})
-        return True
+        self._state.mark_current_model_announced(current)
+        logger.info(
+            "current model changed", extra={"model_name": current.model_name, "previous": change["previous_model"]}
+        )
+        return self.current()

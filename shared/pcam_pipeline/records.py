@@ -216,3 +216,8 @@ class CurrentModel(Record):
     metrics: dict = field(default_factory=dict)
     evaluation_prefix: str | None = None
     replaced: list = field(default_factory=list)
+    action: str = "promoted"  # how it became current: promoted, promoted by hand, rolled back
+    previous_model: str | None = None
+    # Model Promoted was published; a retry finishes a change whose announcement failed. Records written
+    # before this field existed were announced.
+    announced: bool = True

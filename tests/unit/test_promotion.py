@@ -2,6 +2,7 @@
 
 import pytest
 
+from pcam_pipeline.errors import RetryableError
 from pcam_pipeline.promotion import PIPELINE, ModelRegistry, PromotionError
 from pcam_pipeline.records import ModelRecord
 from tests.fakes import RecordingPublisher, in_memory_state
@@ -97,3 +98,109 @@ def test_promoting_the_current_model_again_is_refused(registry):
     registry.apply_gate("m1", MINIMUM_AUC)
     with pytest.raises(PromotionError, match="already the current model"):
         registry.promote("m1", by="ops")
+
+
+class BusDownOnce(RecordingPublisher):
+    """The bus refuses the first Model Promoted: the change is written, its announcement is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.refused = False
+
+    def publish(self, detail_type: str, detail: dict) -> None:
+        if detail_type == "Model Promoted" and not self.refused:
+            self.refused = True
+            raise RetryableError("the bus is unavailable")
+        super().publish(detail_type, detail)
+
+
+@pytest.fixture
+def flaky_registry():
+    publisher = BusDownOnce()
+    registry = ModelRegistry(in_memory_state(), publisher)
+    registry.announced = lambda: publisher.of_type("Model Promoted")
+    return registry
+
+
+def test_a_promotion_whose_announcement_failed_is_announced_by_the_retry(flaky_registry):
+    """Waiting slides are scored on Model Promoted: losing it would leave them waiting for ever."""
+    add_model(flaky_registry, "m1", 0.93)
+    with pytest.raises(RetryableError):
+        flaky_registry.apply_gate("m1", MINIMUM_AUC)
+    assert flaky_registry.current().model_name == "m1" and flaky_registry.announced() == []
+    assert flaky_registry.apply_gate("m1", MINIMUM_AUC).promote  # the event's redelivery
+    (announced,) = flaky_registry.announced()
+    assert (announced["model_name"], announced["action"], announced["by"]) == ("m1", "promoted", PIPELINE)
+    assert "first model" in announced["reason"]
+    flaky_registry.apply_gate("m1", MINIMUM_AUC)
+    assert len(flaky_registry.announced()) == 1 and len(flaky_registry.history()) == 1
+
+
+def test_an_operator_repeating_a_promote_whose_announcement_failed_finishes_it(flaky_registry):
+    add_model(flaky_registry, "m1", 0.93)
+    add_model(flaky_registry, "m2", 0.91)
+    with pytest.raises(RetryableError):
+        flaky_registry.promote("m2", by="ops", reason="better on our slides")
+    assert flaky_registry.promote("m2", by="ops", reason="better on our slides").model_name == "m2"
+    (announced,) = flaky_registry.announced()
+    assert (announced["model_name"], announced["previous_model"], announced["reason"]) == (
+        "m2",
+        None,
+        "better on our slides",
+    )
+    with pytest.raises(PromotionError, match="m2 is already the current model"):
+        flaky_registry.promote("m2", by="ops")
+
+
+def test_a_rollback_whose_announcement_failed_is_finished_not_repeated(flaky_registry):
+    flaky_registry._events.refused = True  # the bus works for the two promotions
+    for name in ("m1", "m2"):
+        add_model(flaky_registry, name, 0.93)
+        flaky_registry.promote(name, by="ops")
+    flaky_registry._events.refused = False  # and fails once, on the rollback
+    with pytest.raises(RetryableError):
+        flaky_registry.rollback(by="ops")
+    assert flaky_registry.rollback(by="ops").model_name == "m1"  # finished, not rolled back further
+    assert [e["action"] for e in flaky_registry.announced()] == ["promoted by hand", "promoted by hand", "rolled back"]
+    assert len(flaky_registry.history()) == 3
+
+
+def test_changes_by_hand_say_why_by_default_and_errors_say_what_to_do(registry):
+    for name in ("m1", "m2"):
+        add_model(registry, name, 0.93)
+    assert registry.promote("m1", by="ops").reason == "promoted by hand"
+    assert registry.promote("m2", by="ops").reason == "promoted by hand"
+    assert registry.rollback(by="ops").reason == "rolled back from m2"
+    with pytest.raises(PromotionError) as caught:
+        registry.promote("m1", by="ops")
+    assert str(caught.value) == "m1 is already the current model"
+    with pytest.raises(PromotionError) as caught:
+        registry.promote("m9", by="ops")
+    assert str(caught.value) == "there is no model named 'm9' (see `pcam models`)"
+    with pytest.raises(PromotionError) as caught:
+        registry.rollback(by="ops")
+    assert str(caught.value) == "there is no earlier model to roll back to"
+
+
+def test_a_change_by_hand_that_loses_a_race_is_refused_and_announces_nothing(registry, monkeypatch):
+    for name in ("m1", "m2"):
+        add_model(registry, name, 0.93)
+    registry.promote("m1", by="ops")
+    registry.promote("m2", by="ops")
+    monkeypatch.setattr(registry._state, "replace_current_model", lambda current, expected: False)
+    with pytest.raises(PromotionError) as caught:
+        registry.promote("m1", by="ops")
+    assert str(caught.value) == "the current model changed while promoting; look again and retry"
+    with pytest.raises(PromotionError) as caught:
+        registry.rollback(by="ops")
+    assert str(caught.value) == "the current model changed while rolling back; look again and retry"
+    assert len(registry.announced()) == 2 and registry.current().model_name == "m2"
+
+
+def test_the_current_model_keeps_the_figures_operators_compare():
+    from pcam_pipeline.promotion import metric_summary
+
+    evaluation = {"auc": 0.9, "accuracy": 0.8, "recall": 0.7, "precision": 0.6, "f1": 0.65, "count": 10,
+                  "tumour_count": 4, "threshold": 0.5, "roc": {"thresholds": []}, "confusion_matrix": {}}  # fmt: skip
+    summary = metric_summary(evaluation)
+    assert summary == {key: evaluation[key] for key in list(evaluation)[:8]}

@@ -111,3 +111,18 @@ def test_removed_attributes_are_gone(state):
     state.claim_ready(OWNER, "token", "first")
     state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r2"}, state.owner(OWNER))
     assert "ready_token" not in state.get(OWNER)
+
+
+def test_only_the_change_announced_is_marked_announced(state):
+    from pcam_pipeline.records import CurrentModel
+
+    first = CurrentModel("m1", "2026-01-01T00:00:00.000001+00:00", "ops", "why", announced=False)
+    assert state.replace_current_model(first, expected=None)
+    later = CurrentModel("m1", "2026-01-02T00:00:00.000001+00:00", "ops", "again", announced=False)
+    state.mark_current_model_announced(later)  # not the change that is current: nothing marked
+    assert not state.current_model().announced
+    state.mark_current_model_announced(first)
+    assert state.current_model().announced
+    state.record_promotion_history(first, action="promoted")
+    state.record_promotion_history(first, action="promoted")  # a retry writes the same entry
+    assert len(state.promotion_history()) == 1

@@ -3,7 +3,6 @@ model and its history, and the scoring of slides. Every transition names the sta
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pcam_pipeline.records import CurrentModel, JobRecord, ModelRecord
@@ -110,10 +109,15 @@ class ModelSideRecords(TableAccess):
         condition = Missing("model_name") if expected is None else Equals("model_name", expected)
         return self._set(MODELS_PK, CURRENT, current.all_fields(), condition) is not None
 
-    def record_promotion_history(self, model_name: str, **fields: Any) -> None:
-        # Microseconds in the key keep changes made within one millisecond in order.
-        when = datetime.now(UTC).isoformat(timespec="microseconds")
-        self._put_new(MODELS_PK, f"history#{when}#{model_name}", {"model_name": model_name, **fields})
+    def record_promotion_history(self, current: CurrentModel, **fields: Any) -> None:
+        """One history entry per change of the current model: written again by a retry, it stays one."""
+        key = f"history#{current.promoted_at}#{current.model_name}"
+        self._put_new(MODELS_PK, key, {"model_name": current.model_name, **fields})
+
+    def mark_current_model_announced(self, current: CurrentModel) -> None:
+        """Only this change (model and time): a later change must still be announced."""
+        condition = Equals("model_name", current.model_name) & Equals("promoted_at", current.promoted_at)
+        self._set(MODELS_PK, CURRENT, {"announced": True}, condition)
 
     def promotion_history(self) -> list[dict]:
         return self.query(MODELS_PK, "history#")

@@ -18,8 +18,8 @@ from botocore.exceptions import ClientError
 from pcam_pipeline.errors import RetryableError
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+def now_iso(timespec: str = "milliseconds") -> str:
+    return datetime.now(UTC).isoformat(timespec=timespec)
 
 
 # ------------------------------------------------------------------ conditions
