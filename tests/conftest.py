@@ -1,9 +1,28 @@
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pcam_local.synth import synth_split
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """pytest-randomly shuffles modules and tests; a module marked ``scenario`` keeps its steps in order.
+
+    Registered after pytest-randomly, this wrapper sees the written order before the shuffle."""
+    written = {item.nodeid: index for index, item in enumerate(items)}
+    result = yield
+    positions = defaultdict(list)
+    for position, item in enumerate(items):
+        if item.get_closest_marker("scenario"):
+            positions[item.path].append(position)
+    for module_positions in positions.values():
+        steps = sorted((items[p] for p in module_positions), key=lambda item: written[item.nodeid])
+        for position, step in zip(module_positions, steps, strict=True):
+            items[position] = step
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,14 @@ def test_redropping_a_split_replaces_it_and_announces_again(pipeline, patches):
     assert len(pipeline.lines(first)) == 10 and len(pipeline.lines(second)) == 20
 
 
-def test_outputs_never_trigger_the_pipeline(pipeline):
+def test_outputs_never_trigger_the_pipeline(pipeline, patches):
+    """A split, a slide and a bad file write images, manifests and quarantine copies: none is ingested."""
+    x, y = patches
+    _drop_split(pipeline, "outputs", "valid", x[:5], y[:5])
+    pipeline.drop("incoming/slides/outputs.h5", h5_bytes(x=x[:3]))
+    pipeline.drop("incoming/slides/outputs-bad.h5", b"junk")
+    pipeline.settle()
+    assert pipeline.stack.list_keys("images/") and pipeline.stack.list_keys("quarantine/")
     written = [r["key"] for r in pipeline.stack.records() if r["pk"].startswith("file#")]
-    assert written and all(key.startswith("incoming/") for key in written)
+    assert "incoming/slides/outputs.h5" in written
+    assert all(key.startswith("incoming/") for key in written)

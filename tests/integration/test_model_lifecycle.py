@@ -15,7 +15,7 @@ from pcam_local.cli import main
 from pcam_local.synth import synth_split
 from tests.integration.conftest import INTEGRATION
 
-pytestmark = INTEGRATION
+pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 
 SIZES = {"train": 300, "valid": 100, "test": 160}
 

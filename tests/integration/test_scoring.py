@@ -13,7 +13,7 @@ from PIL import Image
 from pcam_local.synth import synth_slide, synth_split
 from tests.integration.conftest import INTEGRATION, h5_bytes
 
-pytestmark = INTEGRATION
+pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 
 HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label"]
 
