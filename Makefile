@@ -10,7 +10,7 @@ MUTATION := .venv-mutation
 export SAM_CLI_TELEMETRY := 0
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup tools test unit integration lint template checkov demo bench mutation lock clean
+.PHONY: setup tools test unit integration lint template checkov demo bench mutation shuffled lock clean
 
 setup: $(VENV)/.installed
 
@@ -46,8 +46,20 @@ template: setup tools
 	$(TOOLS)/bin/sam build --cached --parallel
 	$(VENV)/bin/python scripts/check_bundle_sizes.py
 
+# Every run is in a new random order (pytest-randomly); SEED=… repeats one.
 test: lint template checkov
-	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+	seed=$${SEED:-$$RANDOM}; echo "test order: --randomly-seed=$$seed (make test SEED=$$seed repeats it)"; \
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile --randomly-seed=$$seed
+
+# The whole suite RUNS times in a row, each in another random order; fails if a run leaves a process behind.
+RUNS ?= 5
+shuffled: setup
+	for run in $$(seq $(RUNS)); do \
+	  seed=$$RANDOM; echo "run $$run of $(RUNS): --randomly-seed=$$seed"; \
+	  $(VENV)/bin/pytest -q -n 2 --dist loadfile --randomly-seed=$$seed || exit 1; \
+	  left=$$(pgrep -f "$(CURDIR)/$(VENV)/bin/pytho[n]" || true); \
+	  if [ -n "$$left" ]; then echo "run $$run left processes behind:"; ps -o pid,args -p $$left; exit 1; fi; \
+	done
 
 unit: setup
 	$(VENV)/bin/pytest -q tests/unit
