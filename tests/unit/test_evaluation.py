@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 from pcam_pipeline import evaluate_model
 from pcam_pipeline.evaluate_model import evaluate, roc_csv
 from pcam_pipeline.evaluation import promotion_decision, roc_png
+from tests.picture_text import shows_text, text_positions
 
 
 def test_metrics_match_a_hand_computed_case():
@@ -255,3 +256,19 @@ def test_the_script_runs_as_the_processing_job_runs_it_and_reads_where_sagemaker
     monkeypatch.setattr(evaluate_model, "run", run)
     evaluate_model.main([])
     assert str(bases[0]) == PROCESSING_ROOT
+
+
+def test_the_roc_picture_names_its_model_auc_axes_and_ticks():
+    result = evaluate(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9]))
+    png = roc_png(result, "model-a")
+    for text in ("model-a   AUC = 0.750", "false positive rate", "true positive rate"):
+        assert shows_text(png, text), text
+    ticks = ("0.00", "0.25", "0.50", "0.75", "1.00")
+    below, beside = [], []  # each tick value labels both axes: under the plot and left of it
+    for tick in ticks:
+        (under_x_axis,) = [p for p in text_positions(png, tick) if p[1] > 480 - 60]
+        (left_of_y_axis,) = [p for p in text_positions(png, tick) if p[0] < 60 and p[1] < 480 - 60]
+        below.append(under_x_axis[0])
+        beside.append(left_of_y_axis[1])
+    assert below == sorted(below) and beside == sorted(beside, reverse=True)  # 0 at the origin, 1 away from it
+    assert shows_text(roc_png(evaluate(np.array([0, 0]), np.array([0.1, 0.2])), "m"), "m   AUC = n/a")

@@ -14,6 +14,7 @@ from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.errors import JobFailed
 from pcam_pipeline.prediction_gathering import gather_tumour_probabilities
 from pcam_pipeline.slide_results import CSV_HEADER, colour_of, heatmap_png, prediction_csv, summary_figures
+from tests.picture_text import shows_text, text_positions
 
 PROBABILITIES = np.array([0.1, 0.5, 0.49, 0.97])
 COORDS = np.array([[0, 0], [96, 0], [0, 96], [96, 96]])
@@ -149,3 +150,14 @@ def test_gathering_crosses_windows_in_patch_order():
         blobs.put_json(f"scores/s1/job/{index:07d}.jpg.out", {"prediction": [1 - p, p]})
     gathered = gather_tumour_probabilities(blobs, "scores/s1/job/", count, threads=8)
     assert gathered == pytest.approx(expected) and not np.isnan(gathered).any()
+
+
+def test_the_heatmap_says_what_a_pathologist_needs_to_read_it():
+    probabilities = np.array([0.9, 0.2, 0.6, 0.1])
+    png = heatmap_png(COORDS[:4], probabilities, "slide s1 — model m1", 0.6)
+    for text in ("slide s1 — model m1", "4 patches, 2 at or above 0.60 (50.0%)", "tumour probability"):
+        assert shows_text(png, text), text
+    heights = [top for value in ("1.00", "0.75", "0.50", "0.25", "0.00") for _, top in text_positions(png, value)]
+    assert len(heights) == 5 and heights == sorted(heights), "the colour bar reads 1 at the top, 0 at the bottom"
+    assert shows_text(png, "red line: threshold", fill=(200, 0, 0))
+    assert not shows_text(png, "5 patches")  # the reader does not just find any text
