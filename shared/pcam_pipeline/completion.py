@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pcam_pipeline import events, keys, manifests, storage
 from pcam_pipeline.blob_store import S3BlobStore
-from pcam_pipeline.hdf5_input import open_hdf5, read_labels
+from pcam_pipeline.hdf5_input import DEFAULT_LIMITS, FileLimits, open_hdf5, read_labels
 from pcam_pipeline.observability import logger
 from pcam_pipeline.records import PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.state import StateStore
@@ -26,7 +26,10 @@ def readiness_token(record: PatchOwner) -> str | None:
 
 
 class Completer:
-    def __init__(self, bucket: str, s3, state: StateStore, publisher: events.EventPublisher):
+    def __init__(
+        self, bucket: str, s3, state: StateStore, publisher: events.EventPublisher, limits: FileLimits = DEFAULT_LIMITS
+    ):
+        self._limits = limits
         self._blobs = S3BlobStore(bucket, s3)
         self._bucket, self._s3, self._state, self._events = bucket, s3, state, publisher
 
@@ -57,7 +60,7 @@ class Completer:
 
     def _labels(self, record: SplitRecord):
         with self._blobs.open(record.y_source_key, record.y_source_version) as f, open_hdf5(f, f.size) as handle:
-            return read_labels(handle)
+            return read_labels(handle, self._limits)
 
     def _write_split_manifest(self, record: SplitRecord, token: str) -> dict:
         labels = self._labels(record)

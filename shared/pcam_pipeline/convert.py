@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pcam_pipeline import storage
 from pcam_pipeline.completion import Completer
 from pcam_pipeline.events import EventPublisher
-from pcam_pipeline.hdf5_input import open_hdf5
+from pcam_pipeline.hdf5_input import FileLimits, open_hdf5
 from pcam_pipeline.keys import patch_file_name
 from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.patches import encode_jpeg
@@ -32,8 +32,9 @@ class ShardConverter:
         self._bucket = settings.bucket
         self._s3 = s3 or storage.s3_client()
         self._state = state or StateStore(settings.state_table)
+        limits = FileLimits(max_patches=settings.max_patches_per_file)
         self._completer = Completer(
-            self._bucket, self._s3, self._state, publisher or EventPublisher(settings.event_bus)
+            self._bucket, self._s3, self._state, publisher or EventPublisher(settings.event_bus), limits
         )
 
     def convert(self, task: ShardTask) -> dict:

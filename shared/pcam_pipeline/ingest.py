@@ -8,7 +8,14 @@ from pcam_pipeline import keys, storage
 from pcam_pipeline.completion import Completer
 from pcam_pipeline.errors import InvalidInput, MisroutedEvent, RetryableError
 from pcam_pipeline.events import EventPublisher
-from pcam_pipeline.hdf5_input import check_counts_agree, inspect_patches, open_hdf5, read_labels
+from pcam_pipeline.hdf5_input import (
+    FileLimits,
+    PatchFileInfo,
+    check_counts_agree,
+    inspect_patches,
+    open_hdf5,
+    read_labels,
+)
 from pcam_pipeline.keys import DatasetFile, DatasetSettingsFile, DroppedFile, SlideFile
 from pcam_pipeline.observability import logger
 from pcam_pipeline.patches import image_shape
@@ -53,8 +60,9 @@ class Ingestor:
         self._planner = ShardPlanner(
             self._state, sqs or boto3.client("sqs"), settings.convert_queue_url, settings.patches_per_shard
         )
+        self._limits = FileLimits(max_patches=conversion.max_patches_per_file)
         self._completer = Completer(
-            self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus)
+            self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus), self._limits
         )
 
     def ingest(self, dropped: DroppedFile) -> dict:
@@ -107,6 +115,10 @@ class Ingestor:
     def _open(self, key: str, version: str | None):
         return storage.S3RangeFile(self._s3, self._bucket, key, version)
 
+    def _inspect_patches(self, key: str, version: str | None) -> PatchFileInfo:
+        with self._open(key, version) as f, open_hdf5(f, f.size) as handle:
+            return inspect_patches(handle, self._limits)
+
     # ------------------------------------------------------------------ kinds
     def _record_training_settings(self, dropped: DroppedFile, kind: DatasetSettingsFile) -> dict:
         with self._open(dropped.key, dropped.version_id) as f:
@@ -130,8 +142,7 @@ class Ingestor:
             if current.x_run == dropped.run_id:
                 return {"status": "already planned", "owner": owner}
             if info is None:
-                with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
-                    info = inspect_patches(handle)
+                info = self._inspect_patches(source_key, source_version)
             labels_are_stale = _replaces_announced_pair(current, current.y_count, info.count)
             if current.y_count is not None and not labels_are_stale:
                 check_counts_agree(info.count, current.y_count, arrived="images")
@@ -150,8 +161,7 @@ class Ingestor:
             if current.x_run == dropped.run_id:
                 return {"status": "already planned", "owner": owner}
             if info is None:
-                with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
-                    info = inspect_patches(handle)
+                info = self._inspect_patches(source_key, source_version)
             prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
             source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
             fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords}
@@ -167,7 +177,7 @@ class Ingestor:
                 break  # recorded by an earlier delivery
             if labels is None:
                 with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
-                    labels = read_labels(handle)
+                    labels = read_labels(handle, self._limits)
             images_are_stale = _replaces_announced_pair(current, current.x_count, int(labels.size))
             if current.x_count is not None and not images_are_stale and current.status is not OwnerStatus.FAILED:
                 check_counts_agree(current.x_count, int(labels.size), arrived="labels")

@@ -51,6 +51,7 @@ class ConversionSettings:
     jpeg_quality: int
     resize_to: int
     max_receive_count: int
+    max_patches_per_file: int = 2_000_000  # MaxPatchesPerFile: larger declared files are refused unread
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ConversionSettings:
@@ -61,6 +62,7 @@ class ConversionSettings:
             jpeg_quality=_int(env, "JPEG_QUALITY", 90, 1, 100),
             resize_to=_int(env, "RESIZE_TO", 0, 0, 1024),
             max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 3, 1, 1000),
+            max_patches_per_file=_int(env, "MAX_PATCHES_PER_FILE", 2_000_000, 1, 100_000_000),
         )
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 import numpy as np
 
 from pcam_pipeline import events, inference_requests, keys, sagemaker_jobs, slide_results
-from pcam_pipeline.hdf5_input import open_hdf5, read_coords
+from pcam_pipeline.hdf5_input import FileLimits, open_hdf5, read_coords
 from pcam_pipeline.job_tracker import FlowParts, JobKindBase
 from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.prediction_gathering import gather_tumour_probabilities
@@ -138,4 +138,5 @@ class SlideScoring(JobKindBase):
 
     def _coords(self, slide: SlideRecord) -> np.ndarray:
         with self._blobs.open(slide.x_source_key, slide.x_source_version) as f, open_hdf5(f, f.size) as handle:
-            return read_coords(handle, slide.x_count)
+            # Checked at ingestion already; the coordinates may declare no more rows than the slide has patches.
+            return read_coords(handle, slide.x_count, FileLimits(max_patches=slide.x_count))

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.hostile_files import HOSTILE, hostile_file
 from tests.integration.conftest import INTEGRATION, h5_bytes
 
 pytestmark = INTEGRATION
@@ -47,6 +48,21 @@ def test_unusable_slides_are_quarantined_with_a_reason(pipeline, name):
     pipeline.settle()
     _assert_quarantined(pipeline, key, body, *reason)
     assert not pipeline.events_for("Slide Ready", slide_id=f"bad-{name}")
+
+
+@pytest.mark.parametrize("case", sorted(case for case, (_, reader, *_) in HOSTILE.items() if reader == "x"))
+def test_hostile_slides_are_quarantined_from_their_header_with_a_reason(pipeline, case):
+    """Links, virtual and external data, 40 million declared patches in a small file, unwritten chunks,
+    unknown filters, odd data types, absurd counts: each costs a quarantine record and nothing else."""
+    build, _, problem, expected, found = HOSTILE[case]
+    body, slide_id = hostile_file(build), "hostile-" + case.replace(" ", "-")
+    key = f"incoming/slides/{slide_id}.h5"
+    pipeline.drop(key, body)
+    pipeline.settle()
+    error = _assert_quarantined(pipeline, key, body, problem)
+    assert (error["problem"], error["expected"], error["found"]) == (problem, expected, found)
+    assert not pipeline.stack.list_keys(f"images/slides/{slide_id}/"), "not one patch was converted"
+    assert not pipeline.stack.dead_letters()["IngestDeadLetterQueue"]
 
 
 def test_a_truncated_upload_is_quarantined(pipeline):

@@ -6,6 +6,7 @@ import pytest
 
 from pcam_pipeline.errors import InvalidInput
 from pcam_pipeline.hdf5_input import check_counts_agree, inspect_patches, open_hdf5, read_coords, read_labels
+from tests.hostile_files import HOSTILE, hostile_file
 
 
 def _open(path):
@@ -185,8 +186,8 @@ REFUSALS = {
     "coords a group": (
         _h5(x=PATCHES, coords=None),
         "x",
-        "'coords' has the wrong shape",
-        "(2, 2): one (x, y) position per patch",
+        "'coords' is a group, not an array",
+        "'coords' to be an array",
         "a group",
     ),
     "float coords": (
@@ -281,3 +282,22 @@ def test_disagreeing_counts_say_both_counts_whichever_arrived_second():
         "the split's images and labels disagree in number (this images file arrived second)"
     )
     assert (caught.value.expected, caught.value.found) == ("as many patches as labels (9)", "10")
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_a_hostile_file_is_refused_from_its_header_with_a_plain_reason(case):
+    build, reader, problem, expected, found = HOSTILE[case]
+    data = hostile_file(build)
+    with pytest.raises(InvalidInput) as caught, open_hdf5(io.BytesIO(data), len(data)) as handle:
+        inspect_patches(handle) if reader == "x" else read_labels(handle)
+    assert (caught.value.problem, caught.value.expected, caught.value.found) == (problem, expected, found)
+
+
+def test_the_patch_limit_is_a_setting():
+    from pcam_pipeline.hdf5_input import FileLimits
+
+    data = _h5(x=np.zeros((5, 96, 96, 3), np.uint8))
+    with open_hdf5(io.BytesIO(data), len(data)) as handle:
+        assert inspect_patches(handle, FileLimits(max_patches=5)).count == 5
+        with pytest.raises(InvalidInput, match="at most 4 "):
+            inspect_patches(handle, FileLimits(max_patches=4))
