@@ -19,6 +19,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +123,45 @@ class Invocation:
     ended: float = 0.0
 
 
+class ExecutionEnvironment:
+    """One Lambda execution environment: a worker process running one invocation at a time.
+
+    If the process dies during an invocation (a crash in a C library, a kill), the invocation fails as
+    Lambda's does with Runtime.ExitError, and the next invocation gets a fresh process."""
+
+    def __init__(self, function: FunctionSpec, environment: dict[str, str], log_path: Path):
+        self.function = function
+        self._start = (function, environment, str(log_path))
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        spawn = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=_start_worker, initargs=self._start)
+
+    def invoke(self, event: dict) -> dict:
+        started = time.monotonic()
+        try:
+            return self.pool.submit(_invoke, event).result()
+        except BrokenProcessPool:
+            processes = list(self.pool._processes.values())
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            for process in processes:
+                process.join(timeout=5)
+            exit_codes = [process.exitcode for process in processes]
+            self.pool = self._new_pool()
+            how = ", ".join(f"signal {-code}" if code and code < 0 else f"exit status {code}" for code in exit_codes)
+            return {
+                "result": None,
+                "error": f"Runtime.ExitError: the function's process exited during the invocation ({how or 'killed'})",
+                "seconds": time.monotonic() - started,
+                "cpu_seconds": 0.0,
+                "peak_mb": 0.0,
+            }
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 @dataclass
 class LocalRuntime:
     stack: DeployedStack
@@ -137,7 +177,7 @@ class LocalRuntime:
         self._stop = threading.Event()
         self._busy = 0
         self._lock = threading.Lock()
-        self._pools: dict[str, ProcessPoolExecutor] = {}
+        self.environments: list[ExecutionEnvironment] = []
         self._threads: list[threading.Thread] = []
         self._sqs = boto3.client(
             "sqs",
@@ -149,33 +189,25 @@ class LocalRuntime:
 
     def start(self) -> LocalRuntime:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        spawn = multiprocessing.get_context("spawn")
         # Read by the C library when a process starts, so they must be set before workers spawn.
         for function in self.stack.functions.values():
             for name in PROCESS_START_VARIABLES & function.environment.keys():
                 os.environ[name] = function.environment[name]
         for mapping in self.stack.mappings:
             function = mapping.function
-            workers = self.concurrency.get(function.logical_id, mapping.maximum_concurrency)
-            if workers == 0:  # switched off, like a mapping that is disabled
-                continue
-            if function.logical_id not in self._pools:
-                environment = {
-                    **function.environment,
-                    **client_environment(self.endpoint),
-                    **self.extra_environment,
-                    "AWS_LAMBDA_FUNCTION_NAME": function.name,
-                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
-                    "POWERTOOLS_TRACE_DISABLED": "true",
-                }
-                self._pools[function.logical_id] = ProcessPoolExecutor(
-                    max_workers=workers,
-                    mp_context=spawn,
-                    initializer=_start_worker,
-                    initargs=(function, environment, str(self.log_dir / f"{function.logical_id}.log")),
-                )
-            for _ in range(workers):
-                thread = threading.Thread(target=self._poll, args=(mapping,), daemon=True)
+            environment = {
+                **function.environment,
+                **client_environment(self.endpoint),
+                **self.extra_environment,
+                "AWS_LAMBDA_FUNCTION_NAME": function.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+            log_path = self.log_dir / f"{function.logical_id}.log"
+            for _ in range(self.concurrency.get(function.logical_id, mapping.maximum_concurrency)):
+                worker = ExecutionEnvironment(function, environment, log_path)
+                self.environments.append(worker)
+                thread = threading.Thread(target=self._poll, args=(mapping, worker), daemon=True)
                 thread.start()
                 self._threads.append(thread)
         return self
@@ -184,20 +216,19 @@ class LocalRuntime:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
-        for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
+        for worker in self.environments:
+            worker.shutdown()
 
-    def _poll(self, mapping: QueueMapping) -> None:
-        pool = self._pools[mapping.function.logical_id]
+    def _poll(self, mapping: QueueMapping, worker: ExecutionEnvironment) -> None:
         while not self._stop.is_set():
             try:
-                if not self._poll_once(mapping, pool):
+                if not self._poll_once(mapping, worker):
                     self._stop.wait(0.2)
             except Exception:  # the poller must survive a hiccup of the local server
                 traceback.print_exc()
                 self._stop.wait(RETRY_DELAY_SECONDS)
 
-    def _poll_once(self, mapping: QueueMapping, pool: ProcessPoolExecutor) -> bool:
+    def _poll_once(self, mapping: QueueMapping, worker: ExecutionEnvironment) -> bool:
         """Receive one batch and run the handler on it; False when the queue was empty."""
         messages = self._sqs.receive_message(
             QueueUrl=mapping.queue_url,
@@ -211,17 +242,17 @@ class LocalRuntime:
         with self._lock:
             self._busy += 1
         try:
-            self._run_batch(mapping, pool, messages)
+            self._run_batch(mapping, worker, messages)
         finally:
             with self._lock:
                 self._busy -= 1
         return True
 
-    def _run_batch(self, mapping: QueueMapping, pool: ProcessPoolExecutor, messages: list[dict]) -> None:
+    def _run_batch(self, mapping: QueueMapping, worker: ExecutionEnvironment, messages: list[dict]) -> None:
         queue_arn = f"arn:aws:sqs:{REGION}:123456789012:{mapping.queue_url.rsplit('/', 1)[-1]}"
         event = {"Records": [_sqs_record(message, queue_arn) for message in messages]}
         started = time.monotonic()
-        outcome = pool.submit(_invoke, event).result()
+        outcome = worker.invoke(event)
         ended = time.monotonic()
         failed_ids = _failed_message_ids(outcome, mapping, messages)
         succeeded = [m for m in messages if m["MessageId"] not in failed_ids]

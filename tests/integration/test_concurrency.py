@@ -6,6 +6,7 @@ race each other: the x and y of one split land on different ingest workers at th
 repeated notifications arrive while the first ones are still being handled, and after."""
 
 import random
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,7 +29,8 @@ def stack(private_stack):
 def test_the_stack_runs_each_function_at_its_deployed_concurrency(stack):
     deployed = {m.function.logical_id: m.maximum_concurrency for m in stack.deployed.mappings}
     assert deployed == {"IngestFunction": 5, "ConvertShardFunction": 2, "SageMakerFlowFunction": 5}
-    assert {name: pool._max_workers for name, pool in stack.runtime._pools.items()} == deployed
+    workers = Counter(worker.function.logical_id for worker in stack.runtime.environments)
+    assert workers == deployed
 
 
 @pytest.mark.parametrize("round_number", range(ROUNDS))
