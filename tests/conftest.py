@@ -6,6 +6,8 @@ import pytest
 
 from pcam_local.synth import synth_split
 
+pytest_plugins = ["tests.moto_lab"]  # the in-process moto "lab" fixture
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(config, items):

@@ -6,11 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pcam_pipeline import storage
 from pcam_pipeline.completion import Completer
+from pcam_pipeline.errors import InvalidInput
 from pcam_pipeline.events import EventPublisher
 from pcam_pipeline.hdf5_input import FileLimits, open_hdf5
-from pcam_pipeline.keys import patch_file_name
+from pcam_pipeline.keys import DroppedFile, patch_file_name
 from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.patches import encode_jpeg
+from pcam_pipeline.quarantine import quarantine
 from pcam_pipeline.records import FileStatus
 from pcam_pipeline.settings import ConversionSettings
 from pcam_pipeline.shard_planning import ShardTask
@@ -39,7 +41,10 @@ class ShardConverter:
 
     def convert(self, task: ShardTask) -> dict:
         logger.append_keys(file_key=task.file_key, run_id=task.run_id, shard=task.shard)
-        written = self.write_patches(task)
+        try:
+            written = self.write_patches(task)
+        except InvalidInput as problem:  # deterministic: retrying would fail the same way
+            return self._set_aside(task, problem)
         progress = self._state.record_shard_done(task.owner, task.run_id, task.shard)
         metrics.add_metric(name="PatchesConverted", unit="Count", value=written)
         if progress is None:
@@ -67,7 +72,15 @@ class ShardConverter:
             patches = handle["x"]
 
             def read(first: int):
-                return patches[first : min(first + READ_BATCH, task.stop)]
+                stop = min(first + READ_BATCH, task.stop)
+                try:
+                    return patches[first:stop]
+                except (OSError, RuntimeError, ValueError) as exc:  # a checksum or decode error of the file
+                    raise InvalidInput(
+                        f"patches {first} to {stop - 1} cannot be read (the file is damaged)",
+                        "a file whose every patch can be read",
+                        str(exc),
+                    ) from exc
 
             pending = reader.submit(read, starts[0])
             for position, first in enumerate(starts):
@@ -81,6 +94,14 @@ class ShardConverter:
                         "image/jpeg",
                     )
         return task.stop - task.start
+
+    def _set_aside(self, task: ShardTask, problem: InvalidInput) -> dict:
+        """Quarantine the upload at its first damaged patches: no retry, no manifest, and its owner says why."""
+        logger.warning("the file is damaged", extra={"reason": problem.describe()})
+        if self._state.mark_damaged(task.owner, task.run_id, problem.describe()):
+            dropped = DroppedFile(self._bucket, task.file_key, task.file_version_id, etag=task.file_version)
+            quarantine(self._s3, self._bucket, self._state, dropped, problem)
+        return {"status": "damaged", "reason": problem.describe()}
 
     def record_failure(self, task: ShardTask, reason: str) -> None:
         """The shard's last attempt failed: its split or slide and its file say so."""

@@ -33,6 +33,7 @@ class ShardTask:
     image_prefix: str
     file_key: str
     file_version: str
+    file_version_id: str | None = None  # the S3 version to quarantine if the file turns out damaged
 
     @classmethod
     def from_message(cls, body: dict) -> ShardTask:
@@ -99,6 +100,7 @@ class ShardPlanner:
                 source.image_prefix,
                 dropped.key,
                 dropped.version,
+                dropped.version_id,
             )  # fmt: skip
             for index, (start, stop) in enumerate(shards)
         ]

@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pcam_pipeline.errors import InvalidInput, RetryableError
 
@@ -57,7 +57,7 @@ class S3RangeFile(io.RawIOBase):
             body = self._client.get_object(
                 Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{stop - 1}", **self._version_args()
             )["Body"].read()
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # h5py passes it on unchanged: retried, never "damaged"
             raise RetryableError(f"cannot read s3://{self._bucket}/{self._key} [{start}:{stop}]: {exc}") from exc
         self.bytes_fetched += len(body)
         return body
@@ -226,7 +226,8 @@ def move_object(client, bucket: str, key: str, version: str | None, target_key: 
     source = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
     try:
         client.copy(source, bucket, target_key)
-        client.delete_object(Bucket=bucket, Key=key)
+        if version is None or latest_version(client, bucket, key) == version:  # never a newer upload of the key
+            client.delete_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         raise RetryableError(f"cannot move s3://{bucket}/{key} to {target_key}: {exc}") from exc
 

@@ -65,6 +65,21 @@ def test_hostile_slides_are_quarantined_from_their_header_with_a_reason(pipeline
     assert not pipeline.stack.dead_letters()["IngestDeadLetterQueue"]
 
 
+def test_a_file_found_damaged_during_conversion_is_quarantined_with_the_patches_it_spoils(pipeline):
+    from tests.unit.test_damaged_files import damaged_chunk
+
+    key, body = "incoming/slides/bad-damaged-chunk.h5", damaged_chunk(4, count=40)
+    pipeline.drop(key, body)
+    pipeline.settle()
+    # Patch 4's chunk is damaged; conversion reads patches in blocks, and names the block it could not read.
+    error = _assert_quarantined(pipeline, key, body, "patches 0 to 15 cannot be read (the file is damaged)")
+    assert pipeline.owner_record("slide#bad-damaged-chunk")["status"] == "failed"
+    assert not pipeline.events_for("Slide Ready", slide_id="bad-damaged-chunk")
+    dead = pipeline.stack.dead_letters()["ConvertDeadLetterQueue"]
+    assert not [m for m in dead if m.get("owner") == "slide#bad-damaged-chunk"], "never retried into a dead letter"
+    assert error["found"], "HDF5's own words"
+
+
 def test_a_truncated_upload_is_quarantined(pipeline):
     whole = h5_bytes(x=_patches(20))
     body = whole[: len(whole) // 2]

@@ -64,7 +64,7 @@ class IngestionRecords(TableAccess):
             CURRENT,
             {**fields, "status": OwnerStatus.CONVERTING, "failed_shards": {}},
             condition=inputs_as_read(as_read),
-            remove=("shards_done", "ready_token", "ready_claimer", "failure", *forget),
+            remove=("shards_done", "ready_token", "ready_claimer", "failure", "damaged", *forget),
         )
         return written is not None
 
@@ -104,6 +104,11 @@ class IngestionRecords(TableAccess):
             condition=Equals("x_run", run_id),
             map_entry=("failed_shards", str(shard), reason),
         )
+
+    def mark_damaged(self, owner_pk: str, run_id: str, reason: str) -> bool:
+        """The upload's data cannot be read; True for the first shard to find out (it quarantines the file)."""
+        fields = {"status": OwnerStatus.FAILED, "failure": f"the file is damaged: {reason}", "damaged": True}
+        return self._set(owner_pk, CURRENT, fields, Equals("x_run", run_id) & Missing("damaged")) is not None
 
     def claim_ready(self, owner_pk: str, token: str, claimer: str) -> bool:
         """Let exactly one completer announce this combination of inputs (``token``).
