@@ -10,7 +10,7 @@ MUTATION := .venv-mutation
 export SAM_CLI_TELEMETRY := 0
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup tools test unit integration lint template checkov demo bench mutation shuffled lock clean
+.PHONY: setup tools test unit integration lint template checkov demo bench fuzz mutation shuffled lock clean
 
 setup: $(VENV)/.installed
 
@@ -75,6 +75,12 @@ bench: setup
 	$(VENV)/bin/python bench/bench_local_model.py
 	$(VENV)/bin/python bench/bench_scoring.py
 
+# Fuzzing the ingestion with N mutated and hostile files (a seeded 200 run is part of make test).
+N ?= 2000
+FUZZ_SEED ?= 1
+fuzz: setup
+	$(VENV)/bin/python -m tests.fuzz --cases $(N) --seed $(FUZZ_SEED) --report fuzz-report.json
+
 $(MUTATION)/.installed: requirements/mutation.txt
 	$(PYTHON) -m venv $(MUTATION)
 	$(MUTATION)/bin/pip install -q -r requirements/mutation.txt $(QUIET_PIP)
@@ -111,4 +117,4 @@ lock:
 	  /tmp/pcam-lock/bin/pip freeze ) > requirements/dev.txt
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(CHECKOV) $(MUTATION) .aws-sam demo-drop pcam-output .pytest_cache build/mutation
+	rm -rf $(VENV) $(TOOLS) $(CHECKOV) $(MUTATION) .aws-sam demo-drop pcam-output .pytest_cache build/mutation fuzz-report.json

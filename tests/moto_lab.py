@@ -1,6 +1,8 @@
 """An in-process moto "lab": a versioned bucket (as deployed), the conversion queue, the in-memory state
 table, and the ingestion and conversion use cases wired to them."""
 
+from __future__ import annotations
+
 import json
 
 import boto3
@@ -23,21 +25,26 @@ BUCKET = "data"
 def lab(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
-        session = boto3.Session(region_name="us-east-1")
-        aws_rules.install(session)
-        s3, sqs = session.client("s3"), session.client("sqs")
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        queue_url = sqs.create_queue(QueueName="convert")["QueueUrl"]
-        settings = IngestSettings(
-            conversion=ConversionSettings(BUCKET, "state", "bus", jpeg_quality=90, resize_to=0, max_receive_count=3),
-            idempotency_table="idempotency",
-            convert_queue_url=queue_url,
-            patches_per_shard=2,
-        )
-        state, publisher = in_memory_state(), RecordingPublisher()
-        converter = ShardConverter(settings.conversion, s3, state, publisher)
-        yield Lab(s3, sqs, queue_url, state, Ingestor(settings, s3, state, publisher, sqs), converter, publisher)
+        yield make_lab()
+
+
+def make_lab(patches_per_shard: int = 2) -> Lab:
+    """The lab's bucket, queue and use cases; call it where moto's mock_aws is active."""
+    session = boto3.Session(region_name="us-east-1")
+    aws_rules.install(session)
+    s3, sqs = session.client("s3"), session.client("sqs")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    queue_url = sqs.create_queue(QueueName="convert")["QueueUrl"]
+    settings = IngestSettings(
+        conversion=ConversionSettings(BUCKET, "state", "bus", jpeg_quality=90, resize_to=0, max_receive_count=3),
+        idempotency_table="idempotency",
+        convert_queue_url=queue_url,
+        patches_per_shard=patches_per_shard,
+    )
+    state, publisher = in_memory_state(), RecordingPublisher()
+    converter = ShardConverter(settings.conversion, s3, state, publisher)
+    return Lab(s3, sqs, queue_url, state, Ingestor(settings, s3, state, publisher, sqs), converter, publisher)
 
 
 class Lab:

@@ -7,15 +7,18 @@ shard by shard during conversion.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import h5py
 import numpy as np
 
 from pcam_pipeline.errors import InvalidInput
 
+P = ParamSpec("P")
+T = TypeVar("T")
 PATCH_SHAPE = (96, 96, 3)
 PIXELS = "uint8 pixel values 0-255"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -187,6 +190,23 @@ def _check_readable(dataset: h5py.Dataset, what: str) -> None:
         ) from exc
 
 
+def _damage_explained(read: Callable[P, T]) -> Callable[P, T]:
+    """HDF5 reports damaged metadata (a bad B-tree node, heap or object header) as OSError, RuntimeError,
+    KeyError or ValueError from wherever it is met: each becomes a plain reason, and the file is quarantined."""
+
+    @functools.wraps(read)
+    def explained(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return read(*args, **kwargs)
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise InvalidInput(
+                "the file's structure is damaged (HDF5 cannot read its metadata)", "a readable HDF5 file", str(exc)
+            ) from exc
+
+    return explained
+
+
+@_damage_explained
 def inspect_patches(handle: h5py.File, limits: FileLimits = DEFAULT_LIMITS) -> PatchFileInfo:
     """Check ``x`` (and ``coords`` if present) without reading the pixels."""
     x = _dataset(handle, "x", limits, holds=PIXELS)
@@ -205,6 +225,7 @@ def inspect_patches(handle: h5py.File, limits: FileLimits = DEFAULT_LIMITS) -> P
     return PatchFileInfo(count=int(x.shape[0]), storage=_storage(x), has_coords=has_coords)
 
 
+@_damage_explained
 def read_labels(handle: h5py.File, limits: FileLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Return ``y`` as a flat uint8 array of 0/1, accepting (N,) and PCam's (N, 1, 1, 1)."""
     y = _dataset(handle, "y", limits, holds="integer labels 0 or 1")
@@ -223,6 +244,7 @@ def read_labels(handle: h5py.File, limits: FileLimits = DEFAULT_LIMITS) -> np.nd
     return labels.astype(np.uint8)
 
 
+@_damage_explained
 def read_coords(handle: h5py.File, count: int, limits: FileLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Return ``coords`` as an (N, 2) int64 array of (x, y) patch positions."""
     coords = _dataset(handle, "coords", limits, holds="integer positions")
