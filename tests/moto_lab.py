@@ -28,7 +28,7 @@ def lab(monkeypatch):
         yield make_lab()
 
 
-def make_lab(patches_per_shard: int = 2) -> Lab:
+def make_lab(patches_per_shard: int = 2, max_uncompressed_bytes: int = 16 << 30) -> Lab:
     """The lab's bucket, queue and use cases; call it where moto's mock_aws is active."""
     session = boto3.Session(region_name="us-east-1")
     aws_rules.install(session)
@@ -41,6 +41,7 @@ def make_lab(patches_per_shard: int = 2) -> Lab:
         idempotency_table="idempotency",
         convert_queue_url=queue_url,
         patches_per_shard=patches_per_shard,
+        max_uncompressed_bytes=max_uncompressed_bytes,
     )
     state, publisher = in_memory_state(), RecordingPublisher()
     converter = ShardConverter(settings.conversion, s3, state, publisher)

@@ -107,7 +107,9 @@ class Ingestor:
         if not compressed:
             return dropped.key, dropped.version_id
         target = keys.staged_key(dropped.key)
-        storage.decompress_to(self._s3, self._bucket, dropped.key, dropped.version_id, target)
+        storage.decompress_to(
+            self._s3, self._bucket, dropped.key, dropped.version_id, target, self._settings.max_uncompressed_bytes
+        )
         head = self._s3.head_object(Bucket=self._bucket, Key=target)
         self._state.record_file(dropped.key, dropped.version, status=FileStatus.STAGED, staged_key=target)
         return target, head.get("VersionId")

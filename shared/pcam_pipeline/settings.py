@@ -72,6 +72,7 @@ class IngestSettings:
     idempotency_table: str
     convert_queue_url: str
     patches_per_shard: int
+    max_uncompressed_bytes: int = 16 << 30  # MaxUncompressedGB: a .gz inflating past it is refused
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestSettings:
@@ -80,6 +81,7 @@ class IngestSettings:
             idempotency_table=_required(env, "IDEMPOTENCY_TABLE"),
             convert_queue_url=_required(env, "CONVERT_QUEUE_URL"),
             patches_per_shard=_int(env, "PATCHES_PER_SHARD", 16384, 1, 10_000_000),
+            max_uncompressed_bytes=int(_float(env, "MAX_UNCOMPRESSED_GB", 16, 0.01, 5000) * (1 << 30)),
         )
 
 

@@ -151,9 +151,10 @@ class ConcurrentUploader:
 class GunzipStream(io.RawIOBase):
     """Decompresses a gzip body as it is read, holding at most one chunk in and one out."""
 
-    def __init__(self, body, chunk_size: int = 8 << 20):
+    def __init__(self, body, chunk_size: int = 8 << 20, max_bytes: int | None = None):
         super().__init__()
-        self._body, self._chunk_size = body, chunk_size
+        self._body, self._chunk_size, self._max_bytes = body, chunk_size, max_bytes
+        self._inflated = 0
         self._inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
         self._buffer = b""
         self._tail = b""
@@ -161,6 +162,10 @@ class GunzipStream(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def _body_size(self) -> str:
+        size = getattr(self._body, "_content_length", None)
+        return f"{int(size):,}-byte" if size is not None else "smaller"
 
     def _refill(self) -> None:
         while not self._buffer and not self._inflater.eof:
@@ -179,6 +184,13 @@ class GunzipStream(io.RawIOBase):
             except zlib.error as exc:
                 raise InvalidInput("the file is not a valid .gz file", "gzip-compressed HDF5", str(exc)) from exc
             self._tail = self._inflater.unconsumed_tail
+            self._inflated += len(self._buffer)
+            if self._max_bytes is not None and self._inflated > self._max_bytes:
+                raise InvalidInput(
+                    "the .gz file inflates past the limit (a decompression bomb?)",
+                    f"at most {self._max_bytes / (1 << 30):g} GB uncompressed (the MaxUncompressedGB setting)",
+                    f"more than that from a {self._body_size()} file",
+                )
 
     def readinto(self, buffer) -> int:
         self._refill()
@@ -189,14 +201,19 @@ class GunzipStream(io.RawIOBase):
         return take
 
 
-def decompress_to(client, bucket: str, key: str, version: str | None, target_key: str) -> None:
-    """Stream-decompress a .gz object into ``target_key`` (multipart upload, bounded memory)."""
+def decompress_to(
+    client, bucket: str, key: str, version: str | None, target_key: str, max_bytes: int | None = None
+) -> None:
+    """Stream-decompress a .gz object into ``target_key`` (multipart upload, bounded memory).
+
+    Past ``max_bytes`` of output it stops with InvalidInput; the transfer aborts its multipart upload, so no
+    partial object is left behind."""
     from boto3.s3.transfer import TransferConfig
 
     extra = {"VersionId": version} if version else {}
     try:
         body = client.get_object(Bucket=bucket, Key=key, **extra)["Body"]
-        stream = io.BufferedReader(GunzipStream(body), buffer_size=8 << 20)
+        stream = io.BufferedReader(GunzipStream(body, max_bytes=max_bytes), buffer_size=8 << 20)
         client.upload_fileobj(
             stream, bucket, target_key, Config=TransferConfig(multipart_chunksize=64 << 20, max_concurrency=4)
         )

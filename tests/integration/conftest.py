@@ -13,7 +13,7 @@ from pcam_local.local_stack import LocalStack
 INTEGRATION = [pytest.mark.integration]
 
 # Small shards so that even small test files fan out over several conversion invocations.
-TEST_PARAMETERS = {"PatchesPerShard": "16"}
+TEST_PARAMETERS = {"PatchesPerShard": "16", "MaxUncompressedGB": "0.05"}  # a gzip bomb need not be big
 
 
 def assert_every_call_was_allowed(stack: LocalStack) -> None:

@@ -80,6 +80,17 @@ def test_a_file_found_damaged_during_conversion_is_quarantined_with_the_patches_
     assert error["found"], "HDF5's own words"
 
 
+def test_a_gzip_bomb_is_refused_as_soon_as_it_inflates_past_the_cap(pipeline):
+    from tests.unit.test_gzip_bombs import bomb
+
+    key, body = "incoming/slides/bad-bomb.h5.gz", bomb(200 << 20)  # 200 MB of zeros; the stack's cap is 50 MB
+    pipeline.drop(key, body)
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, body, "inflates past the limit", "at most 0.05 GB uncompressed")
+    assert not pipeline.stack.list_keys("staging/slides/bad-bomb")
+    assert not pipeline.stack.s3.list_multipart_uploads(Bucket=pipeline.stack.bucket).get("Uploads")
+
+
 def test_a_truncated_upload_is_quarantined(pipeline):
     whole = h5_bytes(x=_patches(20))
     body = whole[: len(whole) // 2]
