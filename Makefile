@@ -90,11 +90,12 @@ $(MUTATION)/.installed: requirements/mutation.txt
 # mutmut edits files in place, so it works on a copy of the tree in build/mutation; the copy's modules are
 # put first on the path. MODULES=keys runs one module; the score per module is in docs/testing.md.
 MUTATION_PLAN := keys:test_keys.py,test_name_properties.py,test_training_settings.py,test_notifications.py \
-	hdf5_input:test_hdf5_input.py \
+	hdf5_input:test_hdf5_input.py,test_damaged_files.py \
 	manifests:test_conversion_core.py evaluation:test_evaluation.py evaluate_model:test_evaluation.py \
 	promotion:test_promotion.py,test_sagemaker_flow.py slide_results:test_slide_results.py \
 	sagemaker_jobs:test_training_config.py,test_cloud_fidelity.py \
-	state/ingestion:test_state_table.py,test_handlers.py state/model_side:test_state_table.py,test_sagemaker_flow.py
+	state/ingestion:test_state_table.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
+	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed
 	rm -rf build/mutation && mkdir -p build/mutation

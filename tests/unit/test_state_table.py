@@ -1,6 +1,8 @@
 """The in-memory state table used by fast unit tests behaves like DynamoDB (moto) for every operation
 the state package uses: the same cases run on both."""
 
+import time
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -8,7 +10,7 @@ from moto import mock_aws
 from pcam_pipeline import aws_rules
 from pcam_pipeline.records import JobRecord, SplitRecord
 from pcam_pipeline.state import StateStore, split_pk
-from pcam_pipeline.statuses import JobKind, JobStatus
+from pcam_pipeline.statuses import FileStatus, JobKind, JobStatus
 from tests.fakes import InMemoryTable
 
 
@@ -126,3 +128,67 @@ def test_only_the_change_announced_is_marked_announced(state):
     state.record_promotion_history(first, action="promoted")
     state.record_promotion_history(first, action="promoted")  # a retry writes the same entry
     assert len(state.promotion_history()) == 1
+
+
+def test_each_ingestion_write_leaves_the_fields_its_readers_use(state):
+    """What pcam status, the completer and the conversion read back after each named write."""
+    state.record_file_received("incoming/a.h5", "v1")
+    received = state.get("file#incoming/a.h5", "v#v1")
+    assert (received["key"], received["version"], received["status"]) == ("incoming/a.h5", "v1", "received")
+    assert received["received_at"]
+    state.record_file("incoming/a.h5", "v1", FileStatus.CONVERTED)
+    state.record_file_received("incoming/a.h5", "v1")  # a repeated event changes nothing
+    assert state.get("file#incoming/a.h5", "v#v1")["status"] == "converted"
+
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1", "shards_total": 1}, SplitRecord())
+    state.record_shard_failed(OWNER, "r1", 0, "boom")
+    assert (state.get(OWNER)["status"], state.get(OWNER)["failure"]) == ("failed", "shard 0 failed: boom")
+    state.record_shard_done(OWNER, "r1", 0)
+    state.claim_ready(OWNER, "t", "me")
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r2"}, state.owner(OWNER))
+    restarted = state.get(OWNER)
+    assert restarted["status"] == "converting" and restarted["failed_shards"] == {}
+    assert not {"shards_done", "ready_token", "ready_claimer", "failure"} & restarted.keys()
+
+    state.claim_ready(OWNER, "t2", "me")
+    state.record_labels(OWNER, {"y_version": "v9", "y_count": 1}, state.owner(OWNER), forget=("x_run",))
+    relabelled = state.get(OWNER)
+    assert relabelled["status"] == "waiting for images" and "x_run" not in relabelled
+    assert not {"ready_token", "ready_claimer"} & relabelled.keys()
+    state.record_labels(OWNER, {"y_version": "v10"}, state.owner(OWNER))
+    assert state.get(OWNER)["status"] == "waiting for images", "without forgetting, the status stays"
+
+    state.mark_failed(OWNER, "counts disagree")
+    assert (state.get(OWNER)["status"], state.get(OWNER)["failure"]) == ("failed", "counts disagree")
+    state.mark_ready(OWNER, "manifests/m")
+    ready = state.get(OWNER)
+    assert (ready["status"], ready["manifest_key"]) == ("ready", "manifests/m") and ready["ready_at"]
+    assert "failure" not in ready
+
+
+def test_each_model_side_write_leaves_the_fields_its_readers_use(state):
+    from pcam_pipeline.records import ModelRecord
+
+    state.create_job(JobRecord("pcam-j", JobKind.TRAINING, dataset="d"))
+    assert state.mark_job_started("pcam-j", arn="arn:j")
+    started = state.get("job#pcam-j")
+    assert (started["status"], started["arn"]) == ("InProgress", "arn:j") and started["started_at"]
+    assert state.record_job_status("pcam-j", JobStatus.IN_PROGRESS)
+    assert "reason" not in state.get("job#pcam-j") and "ended_at" not in state.get("job#pcam-j")
+    state.record_job_failure("pcam-j", JobStatus.FAILED, "out of memory")
+    failed = state.get("job#pcam-j")
+    assert (failed["status"], failed["reason"]) == ("Failed", "out of memory") and failed["ended_at"]
+
+    state.record_training_status("d", JobStatus.STARTING, latest_job="pcam-j")
+    state.record_training_settings("d", {"epochs": 3}, "incoming/datasets/d/training.json", "v1")
+    state.record_latest_model("d", "m1")
+    dataset = state.get("dataset#d")
+    assert (dataset["dataset"], dataset["training_status"], dataset["latest_job"]) == ("d", "Starting", "pcam-j")
+    assert dataset["training_settings_from"] == "incoming/datasets/d/training.json#v1"
+    assert (state.training_settings("d"), dataset["latest_model"]) == ({"epochs": 3}, "m1")
+    assert state.training_settings("other") == {}
+
+    for name in ("m-late", "m-early"):  # named against the alphabet: the order must come from created_at
+        state.create_model(ModelRecord(name, "d", "pcam-j", f"s3://b/{name}", "created"))
+        time.sleep(0.002)
+    assert [m.model_name for m in state.models()] == ["m-late", "m-early"], "in the order they were created"
