@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -18,6 +19,8 @@ IMAGES = "images/"
 MANIFESTS = "manifests/"
 QUARANTINE = "quarantine/"
 STAGING = "staging/"
+# Slide ids and dataset names: 255 bytes, like a file name on most file systems.
+MAX_NAME_BYTES = 255
 EVALUATIONS = "evaluations/"
 MODELS = "models/"
 CODE = "code/"
@@ -92,6 +95,22 @@ def _strip_h5_suffix(name: str) -> tuple[str, bool] | None:
     return None
 
 
+def _usable_name(name: str, what: str) -> str:
+    """A slide id or dataset name becomes part of many keys and files: it must be short and printable."""
+    if name in (".", ".."):
+        raise InvalidInput(f"the {what} is a path step, not a name", f"a {what} other than . and ..", repr(name))
+    if any(unicodedata.category(character) == "Cc" for character in name):
+        raise InvalidInput(
+            f"the {what} holds control characters (a line break, a tab…)", f"a {what} of printable characters",
+            repr(name[:80]),
+        )  # fmt: skip
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise InvalidInput(
+            f"the {what} is too long", f"at most {MAX_NAME_BYTES} bytes (UTF-8)", f"{len(name.encode())} bytes"
+        )
+    return name
+
+
 def classify_incoming_key(key: str) -> DatasetFile | SlideFile | DatasetSettingsFile:
     """Tell what a dropped key is from its location and name, or explain why it is not usable."""
     if not key.startswith(INCOMING):
@@ -99,13 +118,20 @@ def classify_incoming_key(key: str) -> DatasetFile | SlideFile | DatasetSettings
     parts = key[len(INCOMING) :].split("/")
     where = parts[0] if parts else ""
     stripped = _strip_h5_suffix(parts[-1])
+    if where == "slides" and len(parts) > 2:
+        raise InvalidInput(
+            "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')",
+            "incoming/slides/<slide_id>.h5",
+            repr(key),
+        )
     if where == "slides" and len(parts) == 2:
         if stripped is None or not stripped[0]:
             raise InvalidInput(
                 "a slide must be an HDF5 file", "incoming/slides/<slide_id>.h5 or .h5.gz", repr(parts[-1])
             )
-        return SlideFile(slide_id=stripped[0], compressed=stripped[1])
+        return SlideFile(slide_id=_usable_name(stripped[0], "slide id"), compressed=stripped[1])
     if where == "datasets" and len(parts) == 3 and parts[1]:
+        _usable_name(parts[1], "dataset name")
         if parts[1] == "slides":
             raise InvalidInput(
                 "the dataset name 'slides' is reserved for slide manifests", "any other dataset name", repr(parts[1])
@@ -146,12 +172,20 @@ def staged_key(key: str) -> str:
     return STAGING + key[len(INCOMING) : -len(".gz")]
 
 
+def _quarantined_name(key: str) -> str:
+    """The key itself; for a key too long to take the prefix and suffix (S3 keys end at 1,024 bytes), its hash
+    (the error file names the key in full)."""
+    if len((QUARANTINE + key + ".error.json").encode()) <= 1024:
+        return key
+    return "long-names/" + hashlib.sha256(key.encode()).hexdigest()
+
+
 def quarantine_key(key: str) -> str:
-    return QUARANTINE + key
+    return QUARANTINE + _quarantined_name(key)
 
 
 def quarantine_error_key(key: str) -> str:
-    return QUARANTINE + key + ".error.json"
+    return QUARANTINE + _quarantined_name(key) + ".error.json"
 
 
 def dataset_image_prefix(dataset: str, split: str, run_id: str) -> str:

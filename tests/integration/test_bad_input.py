@@ -91,6 +91,42 @@ def test_a_gzip_bomb_is_refused_as_soon_as_it_inflates_past_the_cap(pipeline):
     assert not pipeline.stack.s3.list_multipart_uploads(Bucket=pipeline.stack.bucket).get("Uploads")
 
 
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("incoming/slides/clinic A/slide-1.h5", "slides sit directly in incoming/slides/"),
+        ("incoming/slides/..h5", "the slide id is a path step, not a name"),
+        ("incoming/slides/" + "n" * 300 + ".h5", "the slide id is too long"),
+    ],
+    ids=["nested-folder", "dot-dot", "300-characters"],
+)
+def test_keys_that_cannot_name_a_slide_are_quarantined_with_a_reason(pipeline, key, problem):
+    body = h5_bytes(x=_patches(2))
+    pipeline.drop(key, body)
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, body, problem)
+
+
+def test_a_key_too_long_to_quarantine_under_its_own_name_is_quarantined_under_its_hash(pipeline):
+    from pcam_pipeline.keys import quarantine_error_key, quarantine_key
+
+    key = "incoming/slides/" + "l" * (1024 - len("incoming/slides/.h5")) + ".h5"  # S3's longest key
+    pipeline.drop(key, b"junk")
+    pipeline.settle()
+    assert quarantine_key(key).startswith("quarantine/long-names/")
+    assert pipeline.stack.read(quarantine_key(key)) == b"junk"
+    error = pipeline.json(quarantine_error_key(key))
+    assert error["key"] == key and "the slide id is too long" in error["error"]
+    assert pipeline.file_record(key)["status"] == "quarantined"
+
+
+def test_a_slide_id_of_200_characters_is_scored_like_any_other(pipeline):
+    slide_id = "s" * 200
+    pipeline.drop(f"incoming/slides/{slide_id}.h5", h5_bytes(x=_patches(3)))
+    pipeline.settle()
+    assert pipeline.events_for("Slide Ready", slide_id=slide_id)
+
+
 def test_a_truncated_upload_is_quarantined(pipeline):
     whole = h5_bytes(x=_patches(20))
     body = whole[: len(whole) // 2]

@@ -39,6 +39,9 @@ def test_slide_id_is_the_file_name_without_extension_even_with_spaces_and_accent
     )
 
 
+NESTED = "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')"
+
+
 @pytest.mark.parametrize(
     ("key", "problem"),
     [
@@ -78,13 +81,19 @@ def test_version_falls_back_to_etag_when_the_bucket_is_not_versioned():
         "incoming/datasets/%2e%2e/a_test_y.h5.gz",
         "incoming/slides/..h5",
         "incoming/slides/ünïcode slide #1.h5",
+        "incoming/slides/" + "é" * 127 + ".h5",
     ],
 )
 def test_whatever_a_lab_names_a_file_the_pipeline_writes_only_under_its_own_prefixes(key):
     """S3 keys are literal strings: '..' is a name, not a way out of a prefix."""
     own = ("images/", "manifests/", "staging/", "quarantine/", "predictions/", "scores/", "evaluations/")
-    kind = classify_incoming_key(key)
     written = [quarantine_key(key), quarantine_error_key(key), staged_key(key + ".gz")]
+    try:
+        kind = classify_incoming_key(key)
+    except InvalidInput as refusal:  # '.' and '..' are refused as names (file-system copies would climb up)
+        assert refusal.problem.endswith("is a path step, not a name")
+        assert all(k.startswith(own) for k in written)
+        return
     if isinstance(kind, DatasetFile):
         written += [dataset_image_prefix(kind.dataset, kind.split, "run"), split_manifest_key(kind.dataset, "x", "t")]
     else:
@@ -124,6 +133,9 @@ def test_an_uploads_run_id_is_stable_across_releases():
     assert DroppedFile("b", "incoming/slides/a.h5", "v1").run_id == "a8a9672e0fbc"
 
 
+NESTED = "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')"
+
+
 @pytest.mark.parametrize(
     ("key", "problem"),
     [
@@ -151,3 +163,38 @@ def test_manifest_ids_are_twelve_hex_digits_of_the_inputs():
     from pcam_pipeline.keys import short_id
 
     assert len(short_id("a|b")) == 12 and short_id("a|b") != short_id("a|c")
+
+
+NESTED = "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')"
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("incoming/slides/a/b.h5", "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')"),
+        (
+            "incoming/slides/../datasets/d_train_x.h5",
+            "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')",
+        ),
+        ("incoming/slides/..h5", "the slide id is a path step, not a name"),
+        ("incoming/datasets/./d_train_x.h5", "the dataset name is a path step, not a name"),
+        ("incoming/slides/line\nbreak.h5", "the slide id holds control characters (a line break, a tab…)"),
+        ("incoming/datasets/tab\there/d_test_y.h5", "the dataset name holds control characters (a line break, a tab…)"),
+        ("incoming/slides/" + "a" * 256 + ".h5", "the slide id is too long"),
+        ("incoming/datasets/" + "ü" * 128 + "/d_test_y.h5", "the dataset name is too long"),
+    ],
+)
+def test_names_that_cannot_become_keys_and_files_are_refused_with_a_reason(key, problem):
+    with pytest.raises(InvalidInput) as refusal:
+        classify_incoming_key(key)
+    assert refusal.value.problem == problem
+
+
+def test_a_name_of_255_bytes_is_accepted_and_a_key_too_long_to_quarantine_as_is_is_quarantined_by_its_hash():
+    assert classify_incoming_key("incoming/slides/" + "a" * 255 + ".h5").slide_id == "a" * 255
+    longest = "incoming/slides/" + "b" * (1024 - len("incoming/slides/.h5")) + ".h5"
+    assert len(longest.encode()) == 1024  # S3's longest key
+    assert len(quarantine_error_key(longest).encode()) <= 1024
+    assert quarantine_key(longest).startswith("quarantine/long-names/")
+    assert quarantine_error_key(longest) == quarantine_key(longest) + ".error.json"
+    assert quarantine_key("incoming/slides/short.h5") == "quarantine/incoming/slides/short.h5"
