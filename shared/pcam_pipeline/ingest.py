@@ -65,7 +65,8 @@ class Ingestor:
             self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus), self._limits
         )
 
-    def ingest(self, dropped: DroppedFile) -> dict:
+    def ingest(self, dropped: DroppedFile, attempt: int = 1) -> dict:
+        """Handle one upload; ``attempt`` is the SQS delivery count of its message."""
         if dropped.bucket != self._bucket:
             raise MisroutedEvent(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
@@ -88,18 +89,31 @@ class Ingestor:
                 return {"status": "already handled"}
             logger.info("a newer upload of this key exists; not converted", extra={"latest_version": latest})
             return {"status": "superseded", "latest_version": latest}
+        crashed = self._state.open_attempt(dropped.key, dropped.version, attempt)
         try:
-            kind = keys.classify_incoming_key(dropped.key)
-            if isinstance(kind, DatasetSettingsFile):
-                return self._record_training_settings(dropped, kind)
-            source_key, source_version = self._source_of(dropped, kind.compressed)
-            if isinstance(kind, SlideFile):
-                return self._ingest_slide(dropped, kind, source_key, source_version)
-            if kind.role == "x":
-                return self._ingest_dataset_images(dropped, kind, source_key, source_version)
-            return self._ingest_dataset_labels(dropped, kind, source_key, source_version)
+            if crashed and attempt >= self._settings.conversion.max_receive_count:
+                # Reading it again would only kill this attempt too, and send the message to the dead letters.
+                raise InvalidInput(
+                    "the file crashed the reader",
+                    "a file the pipeline's HDF5 reader gets through",
+                    f"{crashed} earlier attempt(s) ended without an answer (the process died)",
+                )
+            return self._ingest_upload(dropped)
         except InvalidInput as problem:
             return quarantine(self._s3, self._bucket, self._state, dropped, problem)
+        finally:
+            self._state.close_attempt(dropped.key, dropped.version, attempt)
+
+    def _ingest_upload(self, dropped: DroppedFile) -> dict:
+        kind = keys.classify_incoming_key(dropped.key)
+        if isinstance(kind, DatasetSettingsFile):
+            return self._record_training_settings(dropped, kind)
+        source_key, source_version = self._source_of(dropped, kind.compressed)
+        if isinstance(kind, SlideFile):
+            return self._ingest_slide(dropped, kind, source_key, source_version)
+        if kind.role == "x":
+            return self._ingest_dataset_images(dropped, kind, source_key, source_version)
+        return self._ingest_dataset_labels(dropped, kind, source_key, source_version)
 
     # ------------------------------------------------------------------ sources
     def _source_of(self, dropped: DroppedFile, compressed: bool) -> tuple[str, str | None]:

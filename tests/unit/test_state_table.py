@@ -192,3 +192,12 @@ def test_each_model_side_write_leaves_the_fields_its_readers_use(state):
         state.create_model(ModelRecord(name, "d", "pcam-j", f"s3://b/{name}", "created"))
         time.sleep(0.002)
     assert [m.model_name for m in state.models()] == ["m-late", "m-early"], "in the order they were created"
+
+
+def test_attempts_that_never_closed_are_counted_by_the_next_one(state):
+    state.record_file_received("incoming/k.h5", "v1")
+    assert state.open_attempt("incoming/k.h5", "v1", 1) == 0
+    state.close_attempt("incoming/k.h5", "v1", 1)
+    assert state.open_attempt("incoming/k.h5", "v1", 2) == 0
+    assert state.open_attempt("incoming/k.h5", "v1", 3) == 1  # attempt 2 never closed: its process died
+    assert set(state.get("file#incoming/k.h5", "v#v1")["open_attempts"]) == {"2", "3"}

@@ -33,7 +33,20 @@ class IngestionRecords(TableAccess):
     def record_file_received(self, key: str, version: str) -> None:
         """First sight of an upload; a repeated event (a redrive, another notification) changes nothing."""
         fields = {"key": key, "version": version, "status": FileStatus.RECEIVED, "received_at": now_iso()}
-        self._set(file_pk(key), f"v#{version}", fields, condition=Missing("status"))
+        self._set(file_pk(key), f"v#{version}", {**fields, "open_attempts": {}}, condition=Missing("status"))
+
+    def open_attempt(self, key: str, version: str, attempt: int) -> int:
+        """Note that delivery ``attempt`` starts reading the upload; how many earlier attempts never finished.
+
+        An attempt that ends, however it ends, closes its entry; only a process that died (a crash in the
+        HDF5 library, a timeout, running out of memory) leaves one open."""
+        item = self._set(
+            file_pk(key), f"v#{version}", {}, map_entry=("open_attempts", str(attempt), now_iso()), return_new=True
+        )
+        return sum(1 for earlier in (item or {}).get("open_attempts", {}) if int(earlier) < attempt)
+
+    def close_attempt(self, key: str, version: str, attempt: int) -> None:
+        self._set(file_pk(key), f"v#{version}", {}, map_entry_removed=("open_attempts", str(attempt)))
 
     def record_file_superseded(self, key: str, version: str, reason: str) -> bool:
         """Mark an upload that a newer one (or a delete) replaced before it was handled; False if it had been
