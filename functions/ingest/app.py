@@ -18,8 +18,8 @@ idempotency, once = idempotent_once("[bucket, key, version_id, etag]", settings.
 
 
 @once(data_keyword_argument="dropped")
-def ingest_once(dropped: dict, attempt: int) -> dict:
-    return ingestor.ingest(DroppedFile(**dropped), attempt)
+def ingest_once(dropped: dict) -> dict:
+    return ingestor.ingest(DroppedFile(**dropped))
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -27,7 +27,7 @@ def record_handler(record: SQSRecord) -> None:
     for dropped in dropped_files_in(record.json_body):
         record_failure = partial(ingestor.record_failure, dropped)
         with failure_recorded_on_last_attempt(record, settings.conversion.max_receive_count, record_failure):
-            result = ingest_once(dropped=asdict(dropped), attempt=attempt)
+            result = ingestor.ingest_attempt(dropped, attempt, partial(ingest_once, dropped=asdict(dropped)))
         logger.info("ingested", extra={"key": dropped.key, **result})
 
 

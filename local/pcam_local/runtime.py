@@ -31,6 +31,9 @@ from pcam_pipeline import aws_rules
 
 RETRY_DELAY_SECONDS = 1
 PROCESS_START_VARIABLES = {"MALLOC_ARENA_MAX"}
+# Fault injection for tests: a worker whose HDF5 library opens an object whose key holds this text dies
+# with SIGSEGV, as a crash inside the library would (the runtime and the pipeline must cope).
+CRASH_READING_VARIABLE = "PCAM_LOCAL_CRASH_READING"
 
 _handler = None
 _function: FunctionSpec | None = None
@@ -60,10 +63,27 @@ def _start_worker(function: FunctionSpec, environment: dict[str, str], log_path:
     sys.stdout = sys.stderr = log
     calls = Path(log_path).parent.parent / "calls" / f"{function.logical_id}-{os.getpid()}.jsonl"
     _instrument_every_session(f"{function.logical_id}Role", calls)
+    if os.environ.get(CRASH_READING_VARIABLE):
+        _crash_when_hdf5_reads(os.environ[CRASH_READING_VARIABLE])
     module_name, handler_name = function.handler.rsplit(".", 1)
     sys.path.insert(0, str(function.code_dir))  # Lambda's /var/task
     _handler = getattr(importlib.import_module(module_name), handler_name)
     _function = function
+
+
+def _crash_when_hdf5_reads(marker: str) -> None:
+    import signal
+
+    import h5py
+
+    opening = h5py.File.__init__
+
+    def open_or_crash(handle, name, *args, **kwargs):
+        if marker in str(getattr(name, "_key", name)):  # S3RangeFile keeps its key there
+            os.kill(os.getpid(), signal.SIGSEGV)
+        opening(handle, name, *args, **kwargs)
+
+    h5py.File.__init__ = open_or_crash
 
 
 def _instrument_every_session(role: str, calls: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import boto3
 
 from pcam_pipeline import keys, storage
@@ -65,8 +67,26 @@ class Ingestor:
             self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus), self._limits
         )
 
-    def ingest(self, dropped: DroppedFile, attempt: int = 1) -> dict:
-        """Handle one upload; ``attempt`` is the SQS delivery count of its message."""
+    def ingest_attempt(self, dropped: DroppedFile, attempt: int, ingest: Callable[[], dict]) -> dict:
+        """One delivery (``attempt``, the SQS receive count) of an upload's event, running ``ingest``.
+
+        A crash in the HDF5 library kills the process: the handler cannot say why, and the queue tries
+        again. So each delivery notes that it started and closes the note however it ends; the last
+        delivery, seeing notes of deliveries that died, quarantines the file instead of dying the same way."""
+        crashed = self._state.open_attempt(dropped.key, dropped.version, attempt)
+        try:
+            if crashed and attempt >= self._settings.conversion.max_receive_count:
+                problem = InvalidInput(
+                    "the file crashed the reader",
+                    "a file the pipeline's HDF5 reader gets through",
+                    f"{crashed} earlier attempt(s) ended without an answer (the process died)",
+                )
+                return quarantine(self._s3, self._bucket, self._state, dropped, problem)
+            return ingest()
+        finally:
+            self._state.close_attempt(dropped.key, dropped.version, attempt)
+
+    def ingest(self, dropped: DroppedFile) -> dict:
         if dropped.bucket != self._bucket:
             raise MisroutedEvent(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
@@ -89,20 +109,10 @@ class Ingestor:
                 return {"status": "already handled"}
             logger.info("a newer upload of this key exists; not converted", extra={"latest_version": latest})
             return {"status": "superseded", "latest_version": latest}
-        crashed = self._state.open_attempt(dropped.key, dropped.version, attempt)
         try:
-            if crashed and attempt >= self._settings.conversion.max_receive_count:
-                # Reading it again would only kill this attempt too, and send the message to the dead letters.
-                raise InvalidInput(
-                    "the file crashed the reader",
-                    "a file the pipeline's HDF5 reader gets through",
-                    f"{crashed} earlier attempt(s) ended without an answer (the process died)",
-                )
             return self._ingest_upload(dropped)
         except InvalidInput as problem:
             return quarantine(self._s3, self._bucket, self._state, dropped, problem)
-        finally:
-            self._state.close_attempt(dropped.key, dropped.version, attempt)
 
     def _ingest_upload(self, dropped: DroppedFile) -> dict:
         kind = keys.classify_incoming_key(dropped.key)

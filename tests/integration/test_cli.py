@@ -106,3 +106,25 @@ def test_local_run_fails_as_aws_would_for_a_network_that_does_not_exist_at_96_px
     assert main(["local", "run", str(drop), "--out", str(out), "--timeout", "300"]) == 1
     printed = capsys.readouterr().out
     assert "num_layers 20 does not exist for 96x96 images" in " ".join(printed.split())
+
+
+def test_local_run_with_a_file_that_crashes_the_reader_ends_with_its_report(tmp_path, capsys, monkeypatch):
+    """The HDF5 library "crashes" (SIGSEGV) on one slide: its worker dies on every delivery, the runtime
+    replaces it, the last delivery quarantines the file, and everything else is converted."""
+    from pcam_local.runtime import CRASH_READING_VARIABLE
+
+    drop, out = tmp_path / "drop", tmp_path / "out"
+    main(["synth", str(drop), "--train", "8", "--valid", "0", "--test", "0", "--slides", "2", "--slide-rows", "2",
+          "--slide-cols", "2"])  # fmt: skip
+    monkeypatch.setenv(CRASH_READING_VARIABLE, "slide-002")  # the workers inherit it
+
+    code = main(["local", "run", str(drop), "--out", str(out), "--timeout", "300"])
+
+    printed = capsys.readouterr().out
+    assert code == 1 and "slide-002" in printed and "the file crashed the reader" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["name"] for r in summary["ready"]} == {"synthetic/train", "slide-001"}
+    error = json.loads((out / "quarantine/incoming/slides/slide-002.h5.error.json").read_text())
+    # 1 or 2: locally the retry comes within a second, while the dead delivery's idempotency record still
+    # says "in progress" (that delivery then ends normally, refused); on AWS it comes after the visibility timeout.
+    assert error["found"].endswith("earlier attempt(s) ended without an answer (the process died)")

@@ -76,10 +76,9 @@ def test_the_last_attempt_after_attempts_that_died_quarantines_the_file_without_
     """On AWS a crash in the HDF5 library kills the runtime: the handler cannot say why. The attempts it
     killed leave their entry open; the last one quarantines the file instead of dying the same way."""
     dropped = lab.drop("incoming/slides/killer.h5", x=patches(2))
-    lab.state.record_file_received(dropped.key, dropped.version)
     for died in (1, 2):
         lab.state.open_attempt(dropped.key, dropped.version, died)  # opened, never closed: the process died
-    outcome = lab.ingestor.ingest(dropped, attempt=3)
+    outcome = lab.ingestor.ingest_attempt(dropped, 3, lambda: lab.ingestor.ingest(dropped))
     assert outcome["status"] == "quarantined"
     record = lab.state.file_version(dropped.key, dropped.version)
     assert record.status is FileStatus.QUARANTINED
@@ -93,7 +92,7 @@ def test_an_attempt_after_one_that_failed_normally_reads_the_file_again(lab):
     lab.state.record_file_received(dropped.key, dropped.version)
     lab.state.open_attempt(dropped.key, dropped.version, 1)
     lab.state.close_attempt(dropped.key, dropped.version, 1)  # it ended (with an error the queue retried)
-    assert lab.ingestor.ingest(dropped, attempt=3)["status"] == "converting"
+    assert lab.ingestor.ingest_attempt(dropped, 3, lambda: lab.ingestor.ingest(dropped))["status"] == "converting"
     assert lab.state.get(f"file#{dropped.key}", f"v#{dropped.version}")["open_attempts"] == {}
 
 
@@ -101,4 +100,4 @@ def test_a_died_attempt_before_the_last_one_is_simply_tried_again(lab):
     dropped = lab.drop("incoming/slides/once.h5", x=patches(2))
     lab.state.record_file_received(dropped.key, dropped.version)
     lab.state.open_attempt(dropped.key, dropped.version, 1)
-    assert lab.ingestor.ingest(dropped, attempt=2)["status"] == "converting"
+    assert lab.ingestor.ingest_attempt(dropped, 2, lambda: lab.ingestor.ingest(dropped))["status"] == "converting"

@@ -33,13 +33,14 @@ class IngestionRecords(TableAccess):
     def record_file_received(self, key: str, version: str) -> None:
         """First sight of an upload; a repeated event (a redrive, another notification) changes nothing."""
         fields = {"key": key, "version": version, "status": FileStatus.RECEIVED, "received_at": now_iso()}
-        self._set(file_pk(key), f"v#{version}", {**fields, "open_attempts": {}}, condition=Missing("status"))
+        self._set(file_pk(key), f"v#{version}", fields, condition=Missing("status"))
 
     def open_attempt(self, key: str, version: str, attempt: int) -> int:
         """Note that delivery ``attempt`` starts reading the upload; how many earlier attempts never finished.
 
         An attempt that ends, however it ends, closes its entry; only a process that died (a crash in the
         HDF5 library, a timeout, running out of memory) leaves one open."""
+        self._set(file_pk(key), f"v#{version}", {"open_attempts": {}}, Missing("open_attempts"))  # the first
         item = self._set(
             file_pk(key), f"v#{version}", {}, map_entry=("open_attempts", str(attempt), now_iso()), return_new=True
         )
