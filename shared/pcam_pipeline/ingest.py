@@ -73,6 +73,10 @@ class Ingestor:
         A crash in the HDF5 library kills the process: the handler cannot say why, and the queue tries
         again. So each delivery notes that it started and closes the note however it ends; the last
         delivery, seeing notes of deliveries that died, quarantines the file instead of dying the same way."""
+        located = self._located(dropped)
+        if located is None:
+            return ingest()  # nothing to read: it says so
+        dropped = located
         crashed = self._state.open_attempt(dropped.key, dropped.version, attempt)
         try:
             if crashed and attempt >= self._settings.conversion.max_receive_count:
@@ -86,19 +90,23 @@ class Ingestor:
         finally:
             self._state.close_attempt(dropped.key, dropped.version, attempt)
 
+    def _located(self, dropped: DroppedFile) -> DroppedFile | None:
+        """The upload as stored: its key as the event spelled it when the event did not URL-encode it."""
+        for candidate in dict.fromkeys([dropped, dropped.as_spelled_in_event()]):
+            if storage.object_exists(self._s3, self._bucket, candidate.key, candidate.version_id):
+                return candidate
+        return None
+
     def ingest(self, dropped: DroppedFile) -> dict:
         if dropped.bucket != self._bucket:
             raise MisroutedEvent(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
-        if not storage.object_exists(self._s3, self._bucket, dropped.key, dropped.version_id):
-            spelled = dropped.as_spelled_in_event()
-            if spelled.key == dropped.key or not storage.object_exists(
-                self._s3, self._bucket, spelled.key, spelled.version_id
-            ):
-                # A late duplicate of an event for a file already quarantined, or one deleted meanwhile.
-                logger.info("the dropped file is no longer there; nothing to do")
-                return {"status": "gone"}
-            dropped = spelled  # the event did not URL-encode this key
+        located = self._located(dropped)
+        if located is None:
+            # A late duplicate of an event for a file already quarantined, or one deleted meanwhile.
+            logger.info("the dropped file is no longer there; nothing to do")
+            return {"status": "gone"}
+        dropped = located
         self._state.record_file_received(dropped.key, dropped.version)
         latest = storage.latest_version(self._s3, self._bucket, dropped.key)
         if latest != dropped.version:

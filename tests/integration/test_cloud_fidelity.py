@@ -16,7 +16,7 @@ from pcam_local.synth import synth_slide, synth_split
 from pcam_pipeline import aws_rules
 from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed, h5_bytes
 
-pytestmark = INTEGRATION
+pytestmark = [*INTEGRATION, pytest.mark.scenario]  # the later checks look at what the end-to-end run made
 
 DATASET = ("Lab (A), B&C #1 o'Brien Übersicht " + "d" * 200)[:200]
 SLIDE = ("Slide (7), B&C #2 o'Brien Gewebe ümlaut " + "s" * 200)[:200]

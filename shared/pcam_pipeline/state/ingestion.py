@@ -40,7 +40,8 @@ class IngestionRecords(TableAccess):
 
         An attempt that ends, however it ends, closes its entry; only a process that died (a crash in the
         HDF5 library, a timeout, running out of memory) leaves one open."""
-        self._set(file_pk(key), f"v#{version}", {"open_attempts": {}}, Missing("open_attempts"))  # the first
+        fields = {"key": key, "version": version, "open_attempts": {}}
+        self._set(file_pk(key), f"v#{version}", fields, Missing("open_attempts"))  # the first attempt
         item = self._set(
             file_pk(key), f"v#{version}", {}, map_entry=("open_attempts", str(attempt), now_iso()), return_new=True
         )
