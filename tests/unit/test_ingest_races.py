@@ -101,3 +101,11 @@ def test_a_died_attempt_before_the_last_one_is_simply_tried_again(lab):
     lab.state.record_file_received(dropped.key, dropped.version)
     lab.state.open_attempt(dropped.key, dropped.version, 1)
     assert lab.ingestor.ingest_attempt(dropped, 2, lambda: lab.ingestor.ingest(dropped))["status"] == "converting"
+
+
+def test_an_attempt_for_an_upload_that_is_not_there_leaves_no_record(lab):
+    from pcam_pipeline.keys import DroppedFile
+
+    ghost = DroppedFile(BUCKET, "incoming/slides/ghost.h5", "no-such-version", "etag")
+    assert lab.ingestor.ingest_attempt(ghost, 1, lambda: lab.ingestor.ingest(ghost))["status"] == "gone"
+    assert lab.state.get("file#incoming/slides/ghost.h5", "v#no-such-version") is None
