@@ -1,5 +1,7 @@
 """The promotion gate and an operator's promote/rollback (in-memory state table and bus)."""
 
+from unittest.mock import Mock
+
 import pytest
 
 from pcam_pipeline.errors import RetryableError
@@ -204,3 +206,50 @@ def test_the_current_model_keeps_the_figures_operators_compare():
                   "tumour_count": 4, "threshold": 0.5, "roc": {"thresholds": []}, "confusion_matrix": {}}  # fmt: skip
     summary = metric_summary(evaluation)
     assert summary == {key: evaluation[key] for key in list(evaluation)[:8]}
+
+
+def test_the_gate_names_itself_keeps_twenty_replaced_models_and_says_when_a_model_is_already_current(
+    registry, monkeypatch
+):
+    for index in range(22):
+        add_model(registry, f"m{index:02d}", 0.90 + index / 1000)
+        registry.apply_gate(f"m{index:02d}", MINIMUM_AUC)
+    current = registry.current()
+    assert current.promoted_by == "pipeline (automatic promotion gate)"  # what operators read in the history
+    assert current.replaced == [f"m{index:02d}" for index in range(1, 21)]  # the latest 20, oldest first
+    announced = registry.announced()[-1]
+    assert (announced["metrics"], announced["dataset"]) == ({"auc": 0.921, "accuracy": 0.9}, "pcam")
+
+    add_model(registry, "m22", 0.99)
+    recording = registry._state.record_promotion_decision
+    monkeypatch.setattr(registry._state, "record_promotion_decision", Mock(side_effect=RetryableError("down")))
+    with pytest.raises(RetryableError):  # promoted, but the decision could not be recorded
+        registry.apply_gate("m22", MINIMUM_AUC)
+    monkeypatch.setattr(registry._state, "record_promotion_decision", recording)
+    assert registry.apply_gate("m22", MINIMUM_AUC).reason == "already the current model"  # the redelivery
+
+
+def test_the_gate_decides_again_when_the_current_model_changed_meanwhile_and_gives_up_after_five(registry, monkeypatch):
+    add_model(registry, "m1", 0.95)
+    real, refusals = registry._state.replace_current_model, []
+
+    def changed_meanwhile(current, expected):
+        if len(refusals) < 2:
+            refusals.append(current.model_name)
+            return False
+        return real(current, expected)
+
+    monkeypatch.setattr(registry._state, "replace_current_model", changed_meanwhile)
+    assert registry.apply_gate("m1", MINIMUM_AUC).promote and refusals == ["m1", "m1"]
+    add_model(registry, "m2", 0.99)
+    monkeypatch.setattr(registry._state, "replace_current_model", lambda current, expected: False)
+    with pytest.raises(RetryableError) as caught:
+        registry.apply_gate("m2", MINIMUM_AUC)
+    assert str(caught.value) == "the current model kept changing while deciding on m2; retrying"
+
+
+def test_promoting_a_model_that_cannot_score_says_its_status(registry):
+    add_model(registry, "young", None, status="created")
+    with pytest.raises(PromotionError) as caught:
+        registry.promote("young", by="ops")
+    assert str(caught.value) == "model young cannot score slides (status: created)"
