@@ -139,6 +139,7 @@ class LocalSageMaker:
         self._jobs: dict[tuple[str, str], Job] = {}
         self._models: dict[str, dict] = {}
         self._lock = threading.Lock()
+        self._unannounced = 0  # jobs started whose final event has not been sent
         self._runner = ThreadPoolExecutor(max_workers=max_parallel_jobs, thread_name_prefix="local-sagemaker")
         self.events_sent: list[dict] = []
         # job kind → (final status, reason): the next job of that kind ends so, to rehearse failures.
@@ -182,8 +183,10 @@ class LocalSageMaker:
         self._runner.shutdown(wait=True, cancel_futures=True)
 
     def busy(self) -> bool:
+        """A job runs, or has ended but its last state-change event is not on the bus yet (a stack that
+        looked idle in between would stop waiting before the pipeline heard of the job's end)."""
         with self._lock:
-            return any(job.status in ("InProgress", "Stopping") for job in self._jobs.values())
+            return self._unannounced > 0
 
     # -------------------------------------------------------------- operations
     def call(self, operation: str, request: dict) -> dict:
@@ -237,6 +240,8 @@ class LocalSageMaker:
                 raise SageMakerError("ResourceInUse", f"{kind} names must be unique; {name} already exists")
             self._jobs[(kind, name)] = job
         if run:
+            with self._lock:
+                self._unannounced += 1
             self._runner.submit(self._run, job)
         return {f"{kind}Arn": job.arn}
 
@@ -266,7 +271,11 @@ class LocalSageMaker:
             job.failure_reason = f"InternalServerError: {exc}"
             traceback.print_exc()
         job.ended = datetime.now(UTC)
-        self._emit(job)
+        try:
+            self._emit(job)
+        finally:
+            with self._lock:
+                self._unannounced -= 1
 
     def _record_logs_and_metrics(self, job: Job) -> None:
         """What SageMaker does with the execution role while a job runs (CreateTrainingJob API: execution role
@@ -320,6 +329,7 @@ class LocalSageMaker:
             trial = Job("TrainingJob", name, request)
             with self._lock:
                 self._jobs[("TrainingJob", name)] = trial
+                self._unannounced += 1
             self._run(trial)
             if trial.status == "Completed":
                 accuracy = trial.outputs["FinalMetricDataList"][0]["Value"]
