@@ -103,7 +103,7 @@ mutation: setup $(MUTATION)/.installed
 	cd build/mutation && for item in $(MUTATION_PLAN); do \
 	  module=$${item%%:*}; tests=$${item#*:}; \
 	  case " $(MODULES) " in *" $$module "*) ;; *) continue ;; esac; \
-	  runner="env PYTHONPATH=shared:training:local ../../$(VENV)/bin/python -m pytest -x -q -p no:cacheprovider -p no:randomly"; \
+	  runner="env PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=shared:training:local ../../$(VENV)/bin/python -B -m pytest -x -q -p no:cacheprovider -p no:randomly"; \
 	  for test in $${tests//,/ }; do runner="$$runner tests/unit/$$test"; done; \
 	  ../../$(MUTATION)/bin/mutmut run --no-progress --paths-to-mutate shared/pcam_pipeline/$$module.py \
 	    --tests-dir tests/unit --runner "$$runner" || true; \

@@ -161,3 +161,28 @@ def test_the_heatmap_says_what_a_pathologist_needs_to_read_it():
     assert len(heights) == 5 and heights == sorted(heights), "the colour bar reads 1 at the top, 0 at the bottom"
     assert shows_text(png, "red line: threshold", fill=(200, 0, 0))
     assert not shows_text(png, "5 patches")  # the reader does not just find any text
+
+
+def test_the_colour_scale_passes_through_its_five_anchors_and_interpolates_between_them():
+    """viridis at 0, 0.25, 0.5, 0.75 and 1; halfway between two anchors is their rounded mean; out of range clips."""
+    anchors = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]]
+    assert colour_of(np.array([0.0, 0.25, 0.5, 0.75, 1.0])).tolist() == anchors
+    assert colour_of(np.array([0.125, 0.875])).tolist() == [[64, 42, 112], [174, 216, 68]]
+    assert colour_of(np.array([-0.5, 1.5])).tolist() == [anchors[0], anchors[-1]]
+
+
+def test_an_empty_slide_sums_up_to_zeros():
+    figures = summary_figures(np.array([]), 0.5)
+    assert (figures["tumour_fraction"], figures["max_probability"], figures["mean_probability"]) == (0.0, 0.0, 0.0)
+    assert figures["threshold"] == 0.5
+
+
+def test_a_slide_sixty_patches_wide_keeps_every_patch_in_its_own_column():
+    """Positions are level-0 pixels of 96-pixel patches: column k starts at 96 k, far along the slide too."""
+    coords = np.array([[96 * column, 0] for column in range(60)])
+    probabilities = np.array([column % 2 for column in range(60)], dtype=float)
+    picture = np.asarray(Image.open(io.BytesIO(heatmap_png(coords, probabilities, "long", 0.5))).convert("RGB"))
+    cell = 720 // 60
+    colours = [tuple(picture[60 + cell // 2, 20 + column * cell + cell // 2]) for column in range(60)]
+    expected = [tuple(colour) for colour in colour_of(probabilities)]
+    assert colours == expected
