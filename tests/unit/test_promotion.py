@@ -12,12 +12,15 @@ from tests.fakes import RecordingPublisher, in_memory_state
 MINIMUM_AUC = 0.90
 
 
-@pytest.fixture
-def registry():
-    publisher = RecordingPublisher()
+def registry_on(publisher: RecordingPublisher) -> ModelRegistry:
     registry = ModelRegistry(in_memory_state(), publisher)
     registry.announced = lambda: publisher.of_type("Model Promoted")
     return registry
+
+
+@pytest.fixture
+def registry():
+    return registry_on(RecordingPublisher())
 
 
 def add_model(registry, name, auc, status="evaluated"):
@@ -118,10 +121,7 @@ class BusDownOnce(RecordingPublisher):
 
 @pytest.fixture
 def flaky_registry():
-    publisher = BusDownOnce()
-    registry = ModelRegistry(in_memory_state(), publisher)
-    registry.announced = lambda: publisher.of_type("Model Promoted")
-    return registry
+    return registry_on(BusDownOnce())
 
 
 def test_a_promotion_whose_announcement_failed_is_announced_by_the_retry(flaky_registry):
