@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 from pcam_pipeline import aws_rules
 from pcam_pipeline.blob_store import MissingObject
-from pcam_pipeline.errors import RetryableError
+from pcam_pipeline.errors import CapacityRefused, RetryableError
 from pcam_pipeline.sagemaker_flow import SageMakerFlow
 from pcam_pipeline.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.settings import ModelSettings
@@ -133,6 +133,7 @@ class FakeLauncher:
         self.models: dict[str, dict] = {}
         self.best_of_tuning: dict[str, str] = {}
         self.refused: list[tuple[str, list[str]]] = []
+        self.capacity_refusals = 0  # the next N starts are refused as SageMaker refuses over a quota
 
     def _check(self, operation: str, request: dict) -> None:
         problems = aws_rules.violations("sagemaker", operation, request)
@@ -144,6 +145,9 @@ class FakeLauncher:
         self._check(OPERATIONS[kind], request)
         if name in self.started:
             return False
+        if self.capacity_refusals:
+            self.capacity_refusals -= 1
+            raise CapacityRefused(f"SageMaker has no capacity for {name} now: ResourceLimitExceeded")
         self.started[name] = (kind, request)
         return True
 

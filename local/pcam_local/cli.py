@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pcam_local import TRANSFORM_QUOTA
+
 # Piped output (make, CI logs) gets a wide console so that tables stay readable.
 console = Console(width=None if sys.stdout.isatty() else 150)
 DEFAULT_STACK = "pcam-pipeline"  # samconfig.toml's stack_name
@@ -61,7 +63,7 @@ def _wait_with_progress(stack, timeout: float) -> bool:
                 return outcome[0]
 
 
-def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: float) -> int:
+def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: float, quota: int) -> int:
     from pcam_local.local_stack import LocalStack
     from pcam_local.report import summarise, write_summary
 
@@ -69,7 +71,7 @@ def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: floa
         console.print(f"[red]{drop_dir} is not a folder[/red]")
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)
-    with LocalStack(port=port, work_dir=out_dir / ".local-stack") as stack:
+    with LocalStack(port=port, work_dir=out_dir / ".local-stack", transform_job_quota=quota) as stack:
         console.print(f"local stack up at {stack.endpoint}, bucket s3://{stack.bucket}")
         started = time.monotonic()
         keys = stack.drop_directory(drop_dir)
@@ -95,7 +97,7 @@ def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: floa
 
 
 def _local_run(args) -> int:
-    return _run_pipeline(Path(args.drop_dir), Path(args.out), args.port, args.timeout)
+    return _run_pipeline(Path(args.drop_dir), Path(args.out), args.port, args.timeout, args.transform_job_quota)
 
 
 def _demo(args) -> int:
@@ -107,7 +109,7 @@ def _demo(args) -> int:
         shutil.rmtree(owned, ignore_errors=True)
     with console.status("synthesising a dataset and two slides…"):
         _synth(build_parser().parse_args(["synth", str(drop_dir)]))  # synth's defaults are the demo's sizes
-    code = _run_pipeline(drop_dir, Path(args.out), args.port, args.timeout)
+    code = _run_pipeline(drop_dir, Path(args.out), args.port, args.timeout, args.transform_job_quota)
     console.print(f"demo finished in {time.monotonic() - started:.0f} s")
     return code
 
@@ -159,6 +161,13 @@ def _print_summary(summary: dict, elapsed: float | None, out_dir: Path | None) -
                 where = f"{place} (+ .json, .png)"
             slides.add_row(item["slide_id"], str(item["patch_count"]), fraction, item["scoring_status"], where)
         console.print(slides)
+    if summary.get("scoring_queue"):
+        queue = Table(title="Scoring queue (running and queued slides)")
+        for column in ("slide", "state", "since", "expected start"):
+            queue.add_column(column, overflow="fold")
+        for item in summary["scoring_queue"]:
+            queue.add_row(item["slide_id"], item["state"], item["since"], item.get("expected_start", ""))
+        console.print(queue)
     for problem in summary["problems"]:
         console.print(f"[red]problem:[/red] {problem}")
     if out_dir is None:
@@ -173,7 +182,7 @@ def _local_up(args) -> int:
     from pcam_local.local_stack import LocalStack
 
     parameters = dict(item.split("=", 1) for item in args.parameter)
-    with LocalStack(port=args.port, parameters=parameters) as stack:
+    with LocalStack(port=args.port, parameters=parameters, transform_job_quota=args.transform_job_quota) as stack:
         console.print(f"local stack running at [bold]{stack.endpoint}[/bold]")
         console.print(f"drop files into [bold]s3://{stack.bucket}/incoming/[/bold], for example:")
         # plain print: the command must stay copy-pasteable, unwrapped
@@ -283,11 +292,12 @@ def _change_current(args) -> int:
 
 @_operator_command
 def _status(args) -> int:
-    from pcam_local.operations import DeployedStackView
+    from pcam_local.operations import DeployedStackView, stack_parameters
     from pcam_local.report import summarise
 
     view = DeployedStackView(args.stack)
-    summary = summarise(view.records(), view.dead_letter_counts())
+    slots = int(stack_parameters(args.stack).get("MaxConcurrentTransformJobs") or TRANSFORM_QUOTA)
+    summary = summarise(view.records(), view.dead_letter_counts(), transform_slots=slots)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -370,6 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--parameter", action="append", default=[], metavar="NAME=VALUE", help="a template parameter (repeatable)"
     )
     up.set_defaults(run=_local_up)
+    for command in (run, demo, up):
+        command.add_argument(
+            "--transform-job-quota",
+            type=int,
+            default=TRANSFORM_QUOTA,
+            metavar="N",
+            help="the local SageMaker's quota of transform instances (of one type) running at once; over it, "
+            f"CreateTransformJob is refused with ResourceLimitExceeded as on AWS (default {TRANSFORM_QUOTA}, "
+            "the template's MaxConcurrentTransformJobs default)",
+        )
 
     stack_help = "the deployed stack's name (AWS, or pcam-local for `pcam local up`)"
     models = commands.add_parser("models", help="list models with their test-set metrics and which is current")

@@ -35,7 +35,7 @@ import numpy as np
 from botocore.config import Config
 from PIL import Image
 
-from pcam_local import iam_check
+from pcam_local import TRANSFORM_QUOTA, iam_check
 from pcam_local.job_failures import LocalJobFailed, ProcessingFailed, TransformFailed, TuningFailed
 from pcam_local.local_trainer import load_model, run_training_job, split_s3_uri
 from pcam_local.stack import REGION
@@ -122,7 +122,9 @@ def _json_default(value):
 
 
 class LocalSageMaker:
-    def __init__(self, aws_endpoint: str, work_dir: Path, max_parallel_jobs: int = 2):
+    def __init__(
+        self, aws_endpoint: str, work_dir: Path, max_parallel_jobs: int = 2, transform_quota: int = TRANSFORM_QUOTA
+    ):
         session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
         config = Config(max_pool_connections=48, retries={"mode": "standard", "max_attempts": 5})
         # What jobs read and write, SageMaker does with the execution role: recorded for the IAM check.
@@ -136,12 +138,15 @@ class LocalSageMaker:
             region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
         ).client("events", endpoint_url=aws_endpoint)
         self._work_dir = Path(work_dir)
+        self.transform_quota = transform_quota  # instances of one type across running transform jobs
         self._jobs: dict[tuple[str, str], Job] = {}
         self._models: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._unannounced = 0  # jobs started whose final event has not been sent
         self._runner = ThreadPoolExecutor(max_workers=max_parallel_jobs, thread_name_prefix="local-sagemaker")
         self.events_sent: list[dict] = []
+        self.quota_refusals = 0
+        self.peak_transform_instances = 0
         # job kind → (final status, reason): the next job of that kind ends so, to rehearse failures.
         self.outcome_next: dict[str, tuple[str, str]] = {}
         # The next transform completes but loses this many of its last outputs (a lost .out object).
@@ -238,12 +243,36 @@ class LocalSageMaker:
         with self._lock:
             if (kind, name) in self._jobs:
                 raise SageMakerError("ResourceInUse", f"{kind} names must be unique; {name} already exists")
+            if kind == "TransformJob":
+                self._check_transform_quota(request["TransformResources"])
             self._jobs[(kind, name)] = job
         if run:
             with self._lock:
                 self._unannounced += 1
             self._runner.submit(self._run, job)
         return {f"{kind}Arn": job.arn}
+
+    def _check_transform_quota(self, resources: dict) -> None:
+        """SageMaker's account-level quota "<instance type> for transform job usage": instances of that type
+        across the account's running transform jobs. Over it, CreateTransformJob is refused with
+        ResourceLimitExceeded (declared for the operation in botocore's model), in SageMaker's words."""
+        instance_type, wanted = resources["InstanceType"], resources["InstanceCount"]
+        in_use = sum(
+            job.request["TransformResources"]["InstanceCount"]
+            for job in self._jobs.values()
+            if job.kind == "TransformJob"
+            and job.status == "InProgress"
+            and job.request["TransformResources"]["InstanceType"] == instance_type
+        )
+        if in_use + wanted > self.transform_quota:
+            self.quota_refusals += 1
+            raise SageMakerError(
+                "ResourceLimitExceeded",
+                f"The account-level service limit '{instance_type} for transform job usage' is "
+                f"{self.transform_quota} Instances, with current utilization of {in_use} Instances and a request "
+                f"delta of {wanted} Instances. Please use AWS Service Quotas to request an increase for this quota.",
+            )
+        self.peak_transform_instances = max(self.peak_transform_instances, in_use + wanted)
 
     # ------------------------------------------------------------------- jobs
     def _run(self, job: Job) -> None:

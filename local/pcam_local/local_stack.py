@@ -11,9 +11,10 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from pcam_local import iam_check
+from pcam_local import TRANSFORM_QUOTA, iam_check
 from pcam_local.local_sagemaker import LocalSageMaker
 from pcam_local.runtime import LocalRuntime
+from pcam_local.schedules import ScheduledRules
 from pcam_local.stack import (
     REGION,
     DeployedStack,
@@ -37,41 +38,52 @@ class LocalStack:
     parameters: dict[str, str] = field(default_factory=dict)
     work_dir: Path | None = None
     concurrency: dict[str, int] = field(default_factory=dict)  # overrides per function, e.g. 0 to switch off
+    transform_job_quota: int = TRANSFORM_QUOTA  # the local SageMaker's quota of transform instances
+    tick_seconds: float = 3.0  # how often scheduled rules fire (a compressed minute)
 
     def start(self) -> LocalStack:
         self.work_dir = Path(self.work_dir or tempfile.mkdtemp(prefix="pcam-local-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.server = MotoServer(self.port, log_path=self.work_dir / "moto.log").start()
         self.endpoint = self.server.url
+        self._session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
         try:
             parameters = {**LOCAL_PARAMETER_DEFAULTS, **self.parameters}
             self.deployed: DeployedStack = deploy(project_root(), self.endpoint, parameters)
-            self.sagemaker = LocalSageMaker(self.endpoint, self.work_dir).start()
+            self.sagemaker = LocalSageMaker(
+                self.endpoint, self.work_dir, transform_quota=self.transform_job_quota
+            ).start()
+            dynamodb = self._session.resource("dynamodb", endpoint_url=self.endpoint)
+            self.state = StateStore(self.deployed.outputs["StateTableName"], dynamodb)
             self.runtime = LocalRuntime(
                 self.deployed,
                 self.endpoint,
                 self.work_dir / "logs",
                 concurrency=self.concurrency,
                 extra_environment={"AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker.url},
-                also_busy=self.sagemaker.busy,
+                also_busy=self._jobs_pending,
             ).start()
+            self.schedules = ScheduledRules(self.deployed, self.endpoint, self.tick_seconds).start()
         except BaseException:
+            if getattr(self, "runtime", None):
+                self.runtime.stop()
             if getattr(self, "sagemaker", None):
                 self.sagemaker.stop()
             self.server.stop()
             raise
         config = Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5})
-        self._session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
         self.s3 = self._session.client("s3", endpoint_url=self.endpoint, config=config)
         self.sqs = self._session.client("sqs", endpoint_url=self.endpoint)
-        self.state = StateStore(
-            self.deployed.outputs["StateTableName"], self._session.resource("dynamodb", endpoint_url=self.endpoint)
-        )
         self._seen_events: list[dict] = []
         return self
 
+    def _jobs_pending(self) -> bool:
+        """Work that will send events: a local SageMaker job, or slides queued for a transform job."""
+        return self.sagemaker.busy() or bool(self.state.queued_slides())
+
     def stop(self) -> None:
         try:
+            self.schedules.stop()
             self.runtime.stop()
             self.sagemaker.stop()
         finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 from pcam_pipeline.statuses import TERMINAL_JOB_STATUSES, FileStatus, JobKind, JobStatus, OwnerStatus, ScoringStatus
 
@@ -11,8 +13,58 @@ PROBLEM_STATUSES = (FileStatus.QUARANTINED, FileStatus.FAILED)
 FAILED_JOB = (JobStatus.FAILED, JobStatus.STOPPED)
 
 
-def summarise(records: list[dict], dead_letter_counts: dict[str, int], events: list[dict] | None = None) -> dict:
-    """Every file, split, slide, job and model of a deployment, and what went wrong, from its state table."""
+def _seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def scoring_schedule(records: list[dict], cap: int, now: datetime | None = None) -> list[dict]:
+    """Running and queued slides, with when each queued slide is expected to start.
+
+    Each of the ``cap`` slots frees when its job ends: after the median duration of the slide-scoring jobs
+    that completed so far, counted from the job's start. Without a finished job to go by, a queued slide
+    is expected "after N job(s) end". A slide's expected start is the moment a slot is free for it."""
+    now = now or datetime.now(UTC)
+    jobs = [r for r in records if r["pk"].startswith("job#") and r.get("kind") == JobKind.SLIDE_SCORING]
+    done = [
+        _seconds_between(j["started_at"], j["ended_at"])
+        for j in jobs
+        if j.get("status") == JobStatus.COMPLETED and j.get("started_at") and j.get("ended_at")
+    ]
+    typical = median(done) if done else None
+    running = sorted((j for j in jobs if j.get("status") == JobStatus.IN_PROGRESS), key=lambda j: j["started_at"])
+    schedule = [
+        {"slide_id": j.get("slide_id"), "state": "running", "job": j["pk"].split("#", 1)[1], "since": j["started_at"]}
+        for j in running
+    ]
+    # seconds from now until each slot frees (None: unknown); free slots are free now
+    frees = [
+        max(0.0, typical - _seconds_between(j["started_at"], now.isoformat())) if typical is not None else None
+        for j in running[:cap]
+    ] + [0.0] * max(0, cap - len(running))
+    queue = sorted((r for r in records if r["pk"] == "scoring-queue"), key=lambda r: (r["queued_at"], r["sk"]))
+    for position, entry in enumerate(queue):
+        if typical is None or not frees:
+            ahead = max(0, position + len(running) - cap + 1)
+            expected = "next" if ahead == 0 else f"after {ahead} job(s) end"
+        else:
+            slot = min(range(len(frees)), key=lambda i: frees[i])
+            wait = frees[slot]
+            frees[slot] = wait + typical
+            expected = (
+                "next" if wait == 0 else f"in about {wait / 60:.0f} min" if wait >= 90 else f"in about {wait:.0f} s"
+            )
+        schedule.append(
+            {"slide_id": entry["slide_id"], "state": "queued", "since": entry["queued_at"], "expected_start": expected}
+        )
+    return schedule
+
+
+def summarise(
+    records: list[dict], dead_letter_counts: dict[str, int], events: list[dict] | None = None, transform_slots: int = 0
+) -> dict:
+    """Every file, split, slide, job and model of a deployment, and what went wrong, from its state table.
+
+    ``transform_slots``: the deployment's MaxConcurrentTransformJobs, to tell queued slides when they start."""
     files = sorted(
         (
             {
@@ -97,6 +149,7 @@ def summarise(records: list[dict], dead_letter_counts: dict[str, int], events: l
         "models": models,
         "current_model": current,
         "slides": sorted(slides, key=lambda s: s["slide_id"]),
+        "scoring_queue": scoring_schedule(records, transform_slots) if transform_slots else [],
         "problems": problems,
         "events": events or [],
         "dead_letters": dead,

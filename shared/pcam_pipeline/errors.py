@@ -3,6 +3,8 @@
 - ``InvalidInput``: a dropped file cannot be used → quarantine it with the explanation; never retry.
 - ``RetryableError``: AWS refused or failed for now (throttling, a permission, a network fault) →
   let the queue deliver the message again; after the last attempt it goes to the dead-letter queue.
+- ``CapacityRefused``: SageMaker has no room for the job now (a quota, throttling) → a retryable error;
+  slide scoring catches it and keeps the slide queued until a job ends or the next scheduled tick.
 - ``JobFailed``: a SageMaker job, or what it left behind, is unusable → record it, alert operators,
   and do not retry (the same job would fail the same way).
 - ``InvalidJobRequest``: a request SageMaker would refuse, from a deployment setting → record the job
@@ -38,6 +40,10 @@ class InvalidInput(PipelineError):
 
 class RetryableError(PipelineError):
     """An AWS call failed or was refused for now; the queue retries the message."""
+
+
+class CapacityRefused(RetryableError):
+    """SageMaker refused to start a job for capacity (ResourceLimitExceeded, throttling): try again later."""
 
 
 class JobFailed(PipelineError):

@@ -15,6 +15,8 @@ SLIDE_READY = "Slide Ready"
 MODEL_EVALUATED = "Model Evaluated"
 MODEL_PROMOTED = "Model Promoted"
 SLIDE_SCORED = "Slide Scored"
+# What an EventBridge rule with a ScheduleExpression sends its targets (source aws.events, empty detail).
+SCHEDULED_TICK = "Scheduled Event"
 
 
 class EventPublisher:

@@ -6,7 +6,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from pcam_pipeline.errors import RetryableError
+from pcam_pipeline.errors import CapacityRefused, RetryableError
 from pcam_pipeline.records import JobKind
 
 _RETRYING = Config(retries={"mode": "standard", "max_attempts": 8})
@@ -17,6 +17,11 @@ _CREATE = {
     JobKind.SLIDE_SCORING: "create_transform_job",
     JobKind.EVALUATION: "create_processing_job",
 }
+
+
+# CreateTransformJob (and every Create*Job) declares ResourceLimitExceeded in botocore's SageMaker model: the
+# account's quota of the instance type for that job kind is in use. Throttling is AWS's common error.
+CAPACITY_ERRORS = ("ResourceLimitExceeded", "ThrottlingException", "Throttling")
 
 
 def _already_exists(exc: ClientError) -> bool:
@@ -37,6 +42,8 @@ class SageMakerLauncher:
         except ClientError as exc:
             if _already_exists(exc):
                 return False
+            if exc.response.get("Error", {}).get("Code") in CAPACITY_ERRORS:
+                raise CapacityRefused(f"SageMaker has no capacity for {what} now: {exc}") from exc
             raise RetryableError(f"SageMaker refused to create {what}: {exc}") from exc
         return True
 

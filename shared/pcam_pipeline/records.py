@@ -118,6 +118,8 @@ class SlideRecord(PatchOwner):
     _enums: ClassVar = {"status": OwnerStatus, "scoring_status": ScoringStatus}
     slide_id: str = ""
     scoring_status: ScoringStatus | None = None
+    queued_run: str | None = None  # the upload queued for scoring (once per upload)
+    queued_at: str | None = None
     scoring_job: str | None = None
     scoring_model: str | None = None
     scoring_failure: str = ""
@@ -126,6 +128,20 @@ class SlideRecord(PatchOwner):
     scored_at: str | None = None
     predictions_key: str | None = None
     tumour_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class ScoringQueueEntry(Record):
+    """A ready slide's upload waiting for a transform job (``scoring-queue``, ``<slide_id>#<run_id>``)."""
+
+    slide_id: str
+    run_id: str
+    patch_count: int = 0
+    queued_at: str = ""
+
+    @property
+    def sk(self) -> str:
+        return f"{self.slide_id}#{self.run_id}"
 
 
 def owner_record(item: dict[str, Any] | None) -> SplitRecord | SlideRecord | None:

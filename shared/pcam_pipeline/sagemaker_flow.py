@@ -2,8 +2,10 @@
 
 dataset train+valid ready → training (or tuning) job → Model → Batch Transform of the test split
 → evaluation job (scikit-learn) → ROC picture → promotion gate (``model_training``,
-``model_evaluation``); slide ready (or a model promoted while slides wait) → Batch Transform of the
-slide → predictions (``slide_scoring``). ``job_tracker`` keeps the books every job kind shares.
+``model_evaluation``); slide ready (or a model promoted while slides wait) → the scoring queue →
+Batch Transform of the slide, as slots and SageMaker's capacity allow → predictions
+(``slide_scoring``). A scheduled tick retries the queue when nothing else would (a quota held by jobs
+outside the pipeline). ``job_tracker`` keeps the books every job kind shares.
 
 Every step is idempotent: job names are derived from their inputs (SageMaker refuses a second job of
 the same name), records are created conditionally, and a repeated event repeats no work.
@@ -16,7 +18,14 @@ from pcam_pipeline.alerts import Alerter
 from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.errors import JobFailed
 from pcam_pipeline.job_launcher import SageMakerLauncher
-from pcam_pipeline.job_tracker import SAGEMAKER_EVENTS, FlowParts, JobKindHandler, JobTracker, failed
+from pcam_pipeline.job_tracker import (
+    SAGEMAKER_EVENTS,
+    FlowParts,
+    JobKindHandler,
+    JobTracker,
+    StateChange,
+    failed,
+)
 from pcam_pipeline.model_evaluation import ModelEvaluation
 from pcam_pipeline.model_training import ModelTraining
 from pcam_pipeline.observability import logger
@@ -65,6 +74,8 @@ class SageMakerFlow:
             return self.slides.on_slide_ready(detail)
         if detail_type == events.MODEL_PROMOTED:
             return self.slides.score_waiting_slides()
+        if detail_type == events.SCHEDULED_TICK:
+            return self.slides.dispatch()
         if detail_type in SAGEMAKER_EVENTS:
             return self.on_sagemaker_event(detail_type, detail, event_id)
         return {"status": "ignored", "reason": f"not an event this function handles: {detail_type!r}"}
@@ -79,6 +90,13 @@ class SageMakerFlow:
         change = self.jobs.observe(detail_type, detail)
         if change.ignored:
             return {"status": "ignored", "job": change.name, "reason": change.ignored}
+        outcome = self._follow_up(change, detail, event_id)
+        if change.status.terminal and change.job.kind is JobKind.SLIDE_SCORING:
+            # Also on a repeat: a delivery that died after the follow-up must still free the slot.
+            outcome["queue"] = self.slides.job_ended(change.job)
+        return outcome
+
+    def _follow_up(self, change: StateChange, detail: dict, event_id: str) -> dict:
         job, kind = change.job, self._kinds[change.job.kind]
         if change.first_report:
             kind.on_progress(job, change.status)

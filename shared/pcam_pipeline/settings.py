@@ -107,6 +107,7 @@ class ModelSettings:
     minimum_auc: float
     decision_threshold: float
     sagemaker: SageMakerSettings
+    max_transform_jobs: int = 2  # slide-scoring transform jobs running at once (MaxConcurrentTransformJobs)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ModelSettings:
@@ -144,6 +145,7 @@ class ModelSettings:
                 max_payload_mb=_int(env, "MAX_PAYLOAD_MB", default.max_payload_mb, 1, 100),
                 evaluation_instance_type=_required(env, "EVALUATION_INSTANCE_TYPE"),
             ),
+            max_transform_jobs=_int(env, "MAX_CONCURRENT_TRANSFORM_JOBS", cls.max_transform_jobs, 1, 100),
         )
 
 

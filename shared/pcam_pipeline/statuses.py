@@ -80,6 +80,7 @@ SERVABLE_MODEL_STATUSES = (
 
 class ScoringStatus(StrEnum):
     WAITING_FOR_MODEL = "waiting for a model"
+    QUEUED = "queued"  # waiting for a transform slot (MaxConcurrentTransformJobs) or SageMaker capacity
     SCORING = "scoring"
     SCORED = "scored"
     FAILED = "failed"

@@ -80,3 +80,10 @@ def test_every_parameter_is_documented_for_operators():
     documented = (ROOT / "docs" / "operations.md").read_text()
     missing = [name for name in TEMPLATE["Parameters"] if f"| `{name}` |" not in documented]
     assert missing == [], f"add these parameters to the table in docs/operations.md: {missing}"
+
+
+def test_the_local_transform_quota_defaults_to_the_deployed_cap():
+    """`pcam local run/up/demo` rehearse an account whose quota is exactly the default cap."""
+    from pcam_local import TRANSFORM_QUOTA
+
+    assert TEMPLATE["Parameters"]["MaxConcurrentTransformJobs"]["Default"] == TRANSFORM_QUOTA

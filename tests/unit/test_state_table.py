@@ -201,3 +201,21 @@ def test_attempts_that_never_closed_are_counted_by_the_next_one(state):
     assert state.open_attempt("incoming/k.h5", "v1", 2) == 0
     assert state.open_attempt("incoming/k.h5", "v1", 3) == 1  # attempt 2 never closed: its process died
     assert set(state.get("file#incoming/k.h5", "v#v1")["open_attempts"]) == {"2", "3"}
+
+
+def test_a_slide_upload_is_queued_once_and_slots_are_never_over_taken(state):
+    owner = "slide#s1"
+    state.start_patch_conversion(owner, {"kind": "slide", "slide_id": "s1", "x_run": "r1"}, as_read=SplitRecord())
+    assert state.queue_slide("s1", "r1", 6)
+    assert not state.queue_slide("s1", "r1", 6)  # a repeated Slide Ready
+    assert not state.queue_slide("s1", "r0", 6)  # not the slide's current upload
+    (entry,) = state.queued_slides()
+    assert (entry.slide_id, entry.run_id, entry.patch_count) == ("s1", "r1", 6)
+    assert state.take_transform_slot("job-a", 2) and state.take_transform_slot("job-a", 2)
+    assert state.take_transform_slot("job-b", 2) and not state.take_transform_slot("job-c", 2)
+    state.free_transform_slot("job-a")
+    state.free_transform_slot("job-a")
+    assert state.take_transform_slot("job-c", 2)
+    assert sorted(slot["job"] for slot in state.transform_slots().values()) == ["job-b", "job-c"]
+    state.unqueue_slide(entry)
+    assert state.queued_slides() == []

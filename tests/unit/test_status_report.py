@@ -1,6 +1,6 @@
 """What `pcam status` reports as problems (it exits 1 when there are any): from state records and DLQ counts."""
 
-from pcam_local.report import progress, summarise
+from pcam_local.report import progress, scoring_schedule, summarise
 
 
 def records() -> list[dict]:
@@ -38,3 +38,60 @@ def test_progress_counts_finished_sagemaker_jobs_but_not_slide_scoring():
     steps = progress(records())
     assert steps["train, evaluate, promote (SageMaker jobs)"] == (2, 2)
     assert steps["score slides"] == (1, 1)
+
+
+def scoring_records(completed_seconds: list[int]) -> list[dict]:
+    """Two slides running (started 60 s and 10 s before 12:10), three queued; finished jobs took these times."""
+    jobs = [
+        {
+            "pk": f"job#done-{i}",
+            "kind": "slide scoring",
+            "status": "Completed",
+            "slide_id": f"d{i}",
+            "started_at": "2026-11-27T11:00:00+00:00",
+            "ended_at": f"2026-11-27T11:{s // 60:02d}:{s % 60:02d}+00:00",
+        }
+        for i, s in enumerate(completed_seconds)
+    ]
+    running = [
+        {
+            "pk": "job#run-a",
+            "kind": "slide scoring",
+            "status": "InProgress",
+            "slide_id": "a",
+            "started_at": "2026-11-27T12:09:00+00:00",
+        },
+        {
+            "pk": "job#run-b",
+            "kind": "slide scoring",
+            "status": "InProgress",
+            "slide_id": "b",
+            "started_at": "2026-11-27T12:09:50+00:00",
+        },
+    ]
+    queued = [
+        {"pk": "scoring-queue", "sk": f"{slide}#r", "slide_id": slide, "queued_at": f"2026-11-27T12:0{i}:00+00:00"}
+        for i, slide in enumerate(["q1", "q2", "q3"])
+    ]
+    return [*jobs, *running, *reversed(queued)]  # fmt: skip
+
+
+def test_status_tells_each_queued_slide_when_it_should_start():
+    from datetime import datetime
+
+    now = datetime.fromisoformat("2026-11-27T12:10:00+00:00")
+    schedule = scoring_schedule(scoring_records([240, 300, 360]), cap=2, now=now)  # typical job: 300 s
+    assert [(s["slide_id"], s["state"]) for s in schedule] == [
+        ("a", "running"), ("b", "running"), ("q1", "queued"), ("q2", "queued"), ("q3", "queued")
+    ]  # fmt: skip
+    # a's slot frees in 240 s, b's in 290 s; q1 takes a's, q2 b's, q3 a's again after q1's 300 s
+    assert [s["expected_start"] for s in schedule[2:]] == ["in about 4 min", "in about 5 min", "in about 9 min"]
+    with_a_free_slot = scoring_schedule(scoring_records([300]), cap=3, now=now)
+    assert with_a_free_slot[2]["expected_start"] == "next"
+    unknown = scoring_schedule(scoring_records([]), cap=2, now=now)
+    assert [s["expected_start"] for s in unknown[2:]] == [
+        "after 1 job(s) end",
+        "after 2 job(s) end",
+        "after 3 job(s) end",
+    ]
+    assert summarise(scoring_records([]), {}, transform_slots=2)["scoring_queue"][2]["slide_id"] == "q1"

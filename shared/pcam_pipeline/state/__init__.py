@@ -16,6 +16,7 @@ from pcam_pipeline.state.access import (
 )
 from pcam_pipeline.state.ingestion import IngestionRecords
 from pcam_pipeline.state.model_side import ModelSideRecords
+from pcam_pipeline.state.scoring import ScoringQueueRecords
 from pcam_pipeline.state.table import now_iso
 
 __all__ = [
@@ -33,5 +34,5 @@ __all__ = [
 ]
 
 
-class StateStore(IngestionRecords, ModelSideRecords):
+class StateStore(IngestionRecords, ModelSideRecords, ScoringQueueRecords):
     """Every record of one deployment's state table."""

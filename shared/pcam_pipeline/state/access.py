@@ -11,6 +11,8 @@ Records (pk, sk):
 - ``models``, ``current``: which model scores slides, with its metrics, lineage and the models it replaced.
 - ``models``, ``history#<time>#<model>``: every promotion and rollback, by whom and why.
 - ``waiting-slides``, ``<slide_id>``: a ready slide waiting for a model to be promoted.
+- ``scoring-queue``, ``<slide_id>#<run_id>``: a ready slide's upload waiting for a transform job.
+- ``transform-slots``, ``slot#<n>``: the slide-scoring transform job running in slot n, if any.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pcam_pipeline.state.table import Change, Condition, DynamoDBTable, now_iso
 CURRENT = "current"
 MODELS_PK = "models"
 WAITING_SLIDES_PK = "waiting-slides"
+SCORING_QUEUE_PK = "scoring-queue"
+TRANSFORM_SLOTS_PK = "transform-slots"
 
 
 def file_pk(key: str) -> str:

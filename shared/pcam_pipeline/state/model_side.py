@@ -130,10 +130,14 @@ class ModelSideRecords(TableAccess):
         self._put_new(WAITING_SLIDES_PK, slide_id, {"slide_id": slide_id, "run_id": run_id})
         self._set(slide_pk(slide_id), CURRENT, {"scoring_status": ScoringStatus.WAITING_FOR_MODEL})
 
-    def mark_slide_scoring(self, slide_id: str, run_id: str, job_name: str, model_name: str) -> None:
-        fields = {"scoring_status": ScoringStatus.SCORING, "scoring_job": job_name, "scoring_model": model_name}
-        self._set(slide_pk(slide_id), CURRENT, fields, Equals("x_run", run_id))
+    def forget_waiting_slide(self, slide_id: str) -> None:
         self._delete(WAITING_SLIDES_PK, slide_id)
+
+    def mark_slide_scoring(self, slide_id: str, run_id: str, job_name: str, model_name: str) -> None:
+        """Only from queued: a late repeat never turns a scored or failed slide back to scoring."""
+        fields = {"scoring_status": ScoringStatus.SCORING, "scoring_job": job_name, "scoring_model": model_name}
+        condition = Equals("x_run", run_id) & Equals("scoring_status", ScoringStatus.QUEUED)
+        self._set(slide_pk(slide_id), CURRENT, fields, condition)
 
     def record_slide_scored(self, slide_id: str, run_id: str, job_name: str, **result: Any) -> None:
         """``result``: scored_at, predictions_key, tumour_fraction."""

@@ -1,0 +1,71 @@
+"""Named reads and writes of the scoring queue: ready slides waiting for a transform job, and the transform
+slots that cap how many of the pipeline's slide-scoring jobs run at once (``MaxConcurrentTransformJobs``).
+
+A slot is one record holding the name of the job in it; taking and freeing it are single conditional
+writes, so concurrent dispatchers never put more jobs in than there are slots, and repeating either is
+harmless.
+"""
+
+from __future__ import annotations
+
+from pcam_pipeline.records import ScoringQueueEntry
+from pcam_pipeline.state.access import CURRENT, SCORING_QUEUE_PK, TRANSFORM_SLOTS_PK, TableAccess, slide_pk
+from pcam_pipeline.state.table import Equals, Missing, Not, now_iso
+from pcam_pipeline.statuses import ScoringStatus
+
+
+def _slot_sk(index: int) -> str:
+    return f"slot#{index:03d}"
+
+
+class ScoringQueueRecords(TableAccess):
+    # ------------------------------------------------------------------ queue
+    def queue_slide(self, slide_id: str, run_id: str, patch_count: int) -> bool:
+        """Queue the slide's upload for scoring, once per upload; False if it was queued before.
+
+        The slide's record is the claim (``queued_run``); the entry follows, and a retry after a crash in
+        between puts it then. Entries are keyed by slide and upload: removing one never touches a newer one."""
+        queued_at = now_iso()
+        fields = {"scoring_status": ScoringStatus.QUEUED, "queued_run": run_id, "queued_at": queued_at}
+        claim = Equals("x_run", run_id) & Not(Equals("queued_run", run_id))
+        claimed = self._set(slide_pk(slide_id), CURRENT, fields, claim, return_new=True)
+        if claimed is None:
+            slide = self.get(slide_pk(slide_id)) or {}
+            if slide.get("queued_run") != run_id or slide.get("scoring_status") != ScoringStatus.QUEUED:
+                return False
+            queued_at = slide.get("queued_at", queued_at)
+        entry = ScoringQueueEntry(slide_id=slide_id, run_id=run_id, patch_count=patch_count, queued_at=queued_at)
+        self._put_new(SCORING_QUEUE_PK, entry.sk, entry.to_item())
+        return claimed is not None
+
+    def queued_slides(self) -> list[ScoringQueueEntry]:
+        """Oldest first."""
+        entries = [ScoringQueueEntry.from_item(item) for item in self.query(SCORING_QUEUE_PK)]
+        return sorted(entries, key=lambda entry: (entry.queued_at, entry.sk))
+
+    def unqueue_slide(self, entry: ScoringQueueEntry) -> None:
+        self._delete(SCORING_QUEUE_PK, entry.sk)
+
+    # ------------------------------------------------------------------ slots
+    def transform_slots(self) -> dict[int, dict]:
+        """Slot index → its record (``job``, ``taken_at`` while taken)."""
+        return {int(item["sk"].removeprefix("slot#")): item for item in self.query(TRANSFORM_SLOTS_PK, "slot#")}
+
+    def take_transform_slot(self, job_name: str, slots: int) -> bool:
+        """Put the job in a free slot among the first ``slots``; True if it holds one (now or already)."""
+        held = self.transform_slots()
+        if any(item.get("job") == job_name for item in held.values()):
+            return True
+        for index in range(slots):
+            if held.get(index, {}).get("job"):
+                continue
+            taken = {"job": job_name, "taken_at": now_iso()}
+            if self._set(TRANSFORM_SLOTS_PK, _slot_sk(index), taken, Missing("job")) is not None:
+                return True
+        return False
+
+    def free_transform_slot(self, job_name: str) -> None:
+        """Free the slot the job holds, if any; a repeat frees nothing else."""
+        for index, item in self.transform_slots().items():
+            if item.get("job") == job_name:
+                self._set(TRANSFORM_SLOTS_PK, _slot_sk(index), {}, Equals("job", job_name), remove=("job", "taken_at"))
