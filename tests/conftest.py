@@ -27,6 +27,16 @@ def pytest_collection_modifyitems(config, items):
     return result
 
 
+@pytest.fixture(autouse=True)
+def no_metrics_left_over():
+    """Powertools' Metrics is one object per process that flushes itself at 100 metrics, and a flush outside
+    a handler has no namespace and raises: without this, whichever test adds the 100th metric fails."""
+    from pcam_pipeline.observability import metrics
+
+    yield
+    metrics.clear_metrics()
+
+
 @pytest.fixture(scope="session")
 def sample_patches() -> tuple[np.ndarray, np.ndarray]:
     """40 synthetic H&E-like patches and their labels (deterministic)."""

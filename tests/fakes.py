@@ -202,6 +202,7 @@ def model_settings(minimum_auc: float = 0.85, **sagemaker) -> ModelSettings:
         sagemaker=SageMakerSettings(
             role_arn="arn:aws:iam::123456789012:role/sm", region="us-east-1", bucket="data", **sagemaker
         ),
+        scoring_batch_window_seconds=0,  # a ready slide's batch is due at once (tests set a window to batch)
     )
 
 

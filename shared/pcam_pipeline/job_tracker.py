@@ -41,7 +41,8 @@ class JobKindHandler(Protocol):
     def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
         """``delivery`` identifies the event (its EventBridge id): what to announce once per delivery."""
 
-    def on_failed(self, job: JobRecord, reason: str) -> None: ...
+    def on_failed(self, job: JobRecord, reason: str) -> bool | None:
+        """Record what the failure means; True when it is handled (retried) and operators need no alert."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,10 @@ class JobTracker:
     def fail(self, job: JobRecord, kind: JobKindHandler, reason: str) -> None:
         """Record the job's failure where operators look for it, and alert them."""
         self._state.record_job_failure(job.name, job.status, reason)
-        kind.on_failed(job, reason)
         metrics.add_metric(name="SageMakerJobsFailed", unit="Count", value=1)
+        if kind.on_failed(job, reason):
+            logger.info("SageMaker job failed; retried without an alert", extra={"job": job.name, "reason": reason})
+            return
         ended = job.status.lower()
         self._alerts.alert(
             f"{job.kind} job {ended} for {job.subject}",

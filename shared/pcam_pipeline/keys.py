@@ -192,8 +192,16 @@ def dataset_image_prefix(dataset: str, split: str, run_id: str) -> str:
     return f"{IMAGES}datasets/{dataset}/{split}/{run_id}/"
 
 
+SLIDE_IMAGES = f"{IMAGES}slides/"
+
+
 def slide_image_prefix(slide_id: str, run_id: str) -> str:
-    return f"{IMAGES}slides/{slide_id}/{run_id}/"
+    return f"{SLIDE_IMAGES}{slide_id}/{run_id}/"
+
+
+def scoring_manifest_key(job_name: str) -> str:
+    """The ManifestFile of one scoring job: the patches of every slide it scores."""
+    return f"{MANIFESTS}scoring/{job_name}.manifest"
 
 
 def patch_file_name(index: int) -> str:

@@ -138,10 +138,11 @@ class ScoringQueueEntry(Record):
     run_id: str
     patch_count: int = 0
     queued_at: str = ""
+    alone: bool = False  # its batch failed: scored alone, so that one bad slide cannot block others
 
     @property
     def sk(self) -> str:
-        return f"{self.slide_id}#{self.run_id}"
+        return f"{self.slide_id}#{self.run_id}" + ("#alone" if self.alone else "")
 
 
 def owner_record(item: dict[str, Any] | None) -> SplitRecord | SlideRecord | None:
@@ -176,15 +177,21 @@ class JobRecord(Record):
     test_images: str | None = None
     test_count: int | None = None
     predictions: str | None = None
-    # slide scoring
+    # slide scoring: one job scores the slides in ``slides`` (slide_id, run_id, patch_count, image_prefix)
     manifest: str | None = None
     output_prefix: str | None = None
     patch_count: int | None = None
+    slides: list[dict] | None = None
 
     @property
     def subject(self) -> str:
         """What the job is for, in an operator's words."""
-        return self.dataset or f"slide {self.slide_id}"
+        if self.dataset:
+            return self.dataset
+        if self.slides and len(self.slides) > 1:
+            named = ", ".join(s["slide_id"] for s in self.slides[:3]) + (", …" if len(self.slides) > 3 else "")
+            return f"{len(self.slides)} slides ({named})"
+        return f"slide {self.slide_id}"
 
     def to_item(self) -> dict[str, Any]:
         return {k: v for k, v in super().to_item().items() if k != "name"}

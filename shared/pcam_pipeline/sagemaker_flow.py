@@ -75,7 +75,7 @@ class SageMakerFlow:
         if detail_type == events.MODEL_PROMOTED:
             return self.slides.score_waiting_slides()
         if detail_type == events.SCHEDULED_TICK:
-            return self.slides.dispatch()
+            return self.slides.queue.dispatch()
         if detail_type in SAGEMAKER_EVENTS:
             return self.on_sagemaker_event(detail_type, detail, event_id)
         return {"status": "ignored", "reason": f"not an event this function handles: {detail_type!r}"}
@@ -93,7 +93,7 @@ class SageMakerFlow:
         outcome = self._follow_up(change, detail, event_id)
         if change.status.terminal and change.job.kind is JobKind.SLIDE_SCORING:
             # Also on a repeat: a delivery that died after the follow-up must still free the slot.
-            outcome["queue"] = self.slides.job_ended(change.job)
+            outcome["queue"] = self.slides.queue.job_ended(change.job)
         return outcome
 
     def _follow_up(self, change: StateChange, detail: dict, event_id: str) -> dict:

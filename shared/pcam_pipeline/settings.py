@@ -108,6 +108,8 @@ class ModelSettings:
     decision_threshold: float
     sagemaker: SageMakerSettings
     max_transform_jobs: int = 2  # slide-scoring transform jobs running at once (MaxConcurrentTransformJobs)
+    scoring_batch_window_seconds: int = 60  # slides ready within this share a job (ScoringBatchWindowSeconds)
+    scoring_batch_max_patches: int = 100_000  # …up to this many patches (ScoringBatchMaxPatches)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ModelSettings:
@@ -146,6 +148,12 @@ class ModelSettings:
                 evaluation_instance_type=_required(env, "EVALUATION_INSTANCE_TYPE"),
             ),
             max_transform_jobs=_int(env, "MAX_CONCURRENT_TRANSFORM_JOBS", cls.max_transform_jobs, 1, 100),
+            scoring_batch_window_seconds=_int(
+                env, "SCORING_BATCH_WINDOW_SECONDS", cls.scoring_batch_window_seconds, 0, 3600
+            ),
+            scoring_batch_max_patches=_int(
+                env, "SCORING_BATCH_MAX_PATCHES", cls.scoring_batch_max_patches, 1, 1_000_000
+            ),
         )
 
 

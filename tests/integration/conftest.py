@@ -13,7 +13,9 @@ from pcam_local.local_stack import LocalStack
 INTEGRATION = [pytest.mark.integration]
 
 # Small shards so that even small test files fan out over several conversion invocations.
-TEST_PARAMETERS = {"PatchesPerShard": "16", "MaxUncompressedGB": "0.05"}  # a gzip bomb need not be big
+# A ready slide's scoring job starts at once (slides share a job only while every slot is busy); the
+# scoring-queue tests set a window of their own.
+TEST_PARAMETERS = {"PatchesPerShard": "16", "MaxUncompressedGB": "0.05", "ScoringBatchWindowSeconds": "0"}
 
 
 def assert_every_call_was_allowed(stack: LocalStack) -> None:

@@ -1,6 +1,7 @@
 """The scoring queue through the local stack, whose SageMaker enforces a transform-instance quota and refuses
 over it with SageMaker's own ResourceLimitExceeded. A stack of its own: the cap (MaxConcurrentTransformJobs 3)
-is deliberately above the account's quota (2), as when other workloads share the account.
+is deliberately above the account's quota (2), as when other workloads share the account, and a job takes
+at most four of these 12-patch slides (ScoringBatchMaxPatches 48).
 """
 
 import time
@@ -14,12 +15,12 @@ from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_ever
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 
-CAP, QUOTA = 3, 2
+CAP, QUOTA, SLIDES_PER_JOB = 3, 2, 4
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    parameters = {**TEST_PARAMETERS, "MaxConcurrentTransformJobs": str(CAP)}
+    parameters = {**TEST_PARAMETERS, "MaxConcurrentTransformJobs": str(CAP), "ScoringBatchMaxPatches": "48"}
     with LocalStack(
         parameters=parameters, work_dir=tmp_path_factory.mktemp("queue"), transform_job_quota=QUOTA, tick_seconds=1
     ) as running:
@@ -28,58 +29,101 @@ def stack(tmp_path_factory):
 
 
 def drop_slides(pipeline, prefix: str, count: int) -> list[str]:
-    slide_ids = [f"{prefix}-{index}" for index in range(count)]
+    slide_ids = [f"{prefix}-{index:02d}" for index in range(count)]
     for index, slide_id in enumerate(slide_ids):
         patches, coords, _ = synth_slide(3, 4, np.random.default_rng(index))
         pipeline.drop(f"incoming/slides/{slide_id}.h5", h5_bytes(x=patches, coords=coords))
     return slide_ids
 
 
-def slide_statuses(stack, slide_ids) -> dict[str, str]:
+def statuses(stack, slide_ids) -> dict[str, str]:
     return {slide_id: (stack.state.get(f"slide#{slide_id}") or {}).get("scoring_status") for slide_id in slide_ids}
 
 
+def wait_until_queued(stack, slide_ids) -> None:
+    deadline = time.monotonic() + 120
+    while set(statuses(stack, slide_ids).values()) != {"queued"}:
+        assert time.monotonic() < deadline, f"not all queued: {statuses(stack, slide_ids)}"
+        time.sleep(0.5)
+
+
+def jobs_of(stack, slide_ids) -> dict[str, list[str]]:
+    """Scoring job → the slides (of these) it scored."""
+    jobs = {}
+    for record in stack.records():
+        if record["pk"].startswith("job#") and record.get("kind") == "slide scoring":
+            members = [m["slide_id"] for m in record.get("slides", []) if m["slide_id"] in slide_ids]
+            if members:
+                jobs[record["pk"].removeprefix("job#")] = members
+    return jobs
+
+
 def assert_each_scored_once(stack, pipeline, slide_ids) -> None:
-    assert set(slide_statuses(stack, slide_ids).values()) == {"scored"}
+    assert set(statuses(stack, slide_ids).values()) == {"scored"}
     for slide_id in slide_ids:
-        assert len(pipeline.events_for("Slide Scored", slide_id=slide_id)) == 1, slide_id
-        assert stack.list_keys(f"predictions/{slide_id}.csv")
+        (event,) = pipeline.events_for("Slide Scored", slide_id=slide_id)
+        assert event["detail"]["patch_count"] == 12
+        assert len(stack.read(f"predictions/{slide_id}.csv").decode().splitlines()) == 13
+        assert stack.list_keys(f"predictions/{slide_id}.png")
     assert stack.state.queued_slides() == []
     assert not any(slot.get("job") for slot in stack.state.transform_slots().values()), "a slot stayed taken"
 
 
-def test_slides_released_at_once_by_a_promotion_wait_for_quota_instead_of_failing(stack, pipeline, alerts):
+def test_slides_released_together_share_jobs_and_wait_for_quota_instead_of_failing(stack, pipeline, alerts):
     alerts()
-    slide_ids = drop_slides(pipeline, "morning", 8)
+    slide_ids = drop_slides(pipeline, "morning", 12)
     pipeline.settle()
-    assert set(slide_statuses(stack, slide_ids).values()) == {"waiting for a model"}
+    assert set(statuses(stack, slide_ids).values()) == {"waiting for a model"}
 
     rng = np.random.default_rng(21)
     for split, count in (("train", 300), ("valid", 100), ("test", 160)):
         pipeline.drop_split("queued", split, *synth_split(count, rng))
-    pipeline.settle()  # trained, evaluated, promoted; the eight slides queued at once and all scored
+    pipeline.settle()  # trained, evaluated, promoted: the twelve slides are queued at once and all scored
 
+    jobs = jobs_of(stack, slide_ids)
+    assert sorted(len(members) for members in jobs.values()) == [SLIDES_PER_JOB] * 3, jobs
     assert stack.sagemaker.quota_refusals >= 1, "the cap above the quota made SageMaker refuse a start"
     assert stack.sagemaker.peak_transform_instances == QUOTA
     assert_each_scored_once(stack, pipeline, slide_ids)
-    assert stack.dead_letters() == {queue: [] for queue in stack.dead_letters()}
+    assert all(messages == [] for messages in stack.dead_letters().values())
     assert alerts() == [], "waiting for quota is not a failure"
 
 
 def test_the_cap_holds_when_the_quota_would_allow_more(stack, pipeline):
     stack.sagemaker.transform_quota = 0  # the account's transform instances are all in use elsewhere
-    slide_ids = drop_slides(pipeline, "burst", 7)
-    deadline = time.monotonic() + 120
-    while set(slide_statuses(stack, slide_ids).values()) != {"queued"}:
-        assert time.monotonic() < deadline, f"not all queued: {slide_statuses(stack, slide_ids)}"
-        time.sleep(0.5)
+    slide_ids = drop_slides(pipeline, "burst", 9)
+    wait_until_queued(stack, slide_ids)
     refusals = stack.sagemaker.quota_refusals
     time.sleep(2.5)  # the scheduled tick keeps trying, and keeps waiting
     assert stack.sagemaker.quota_refusals > refusals
-    assert set(slide_statuses(stack, slide_ids).values()) == {"queued"}
+    assert set(statuses(stack, slide_ids).values()) == {"queued"}
 
     stack.sagemaker.peak_transform_instances = 0
     stack.sagemaker.transform_quota = 10  # the other workload ended: the next tick starts what the cap allows
     pipeline.settle()
     assert stack.sagemaker.peak_transform_instances == CAP
+    assert sorted(len(members) for members in jobs_of(stack, slide_ids).values()) == [1, 4, 4]
     assert_each_scored_once(stack, pipeline, slide_ids)
+
+
+def test_one_bad_slide_fails_alone_and_the_rest_of_its_batch_is_scored(stack, pipeline, alerts):
+    alerts()
+    stack.sagemaker.transform_quota = 0
+    slide_ids = drop_slides(pipeline, "mixed", 4)
+    wait_until_queued(stack, slide_ids)
+    bad = slide_ids[2]
+    image_prefix = stack.state.slide(bad).image_prefix
+    stack.s3.put_object(Bucket=stack.bucket, Key=f"{image_prefix}0000005.jpg", Body=b"not a JPEG")
+    stack.sagemaker.transform_quota = 10
+    pipeline.settle()
+
+    jobs = jobs_of(stack, slide_ids)
+    assert sorted(jobs.values(), key=len)[-1] == slide_ids, "the four were one batch first"
+    assert sorted(len(members) for members in jobs.values()) == [1, 1, 1, 1, 4], "then each alone"
+    good = [slide_id for slide_id in slide_ids if slide_id != bad]
+    assert set(statuses(stack, good).values()) == {"scored"}
+    record = stack.state.slide(bad)
+    assert record.scoring_status == "failed" and "could not be read as an image" in record.scoring_failure
+    assert not stack.list_keys(f"predictions/{bad}.csv")
+    (alert,) = alerts()
+    assert f"slide {bad}" in alert["Subject"]

@@ -10,13 +10,14 @@ import pytest
 from pcam_pipeline import events, keys
 from pcam_pipeline.evaluate_model import evaluate
 from pcam_pipeline.records import SplitRecord
+from pcam_pipeline.slide_scoring import members_of
 from pcam_pipeline.state import slide_pk, split_pk
 from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus, ScoringStatus
 from tests.fakes import flow_on_fakes, model_settings
 
 
 def make_world(minimum_auc: float = 0.85, **sagemaker):
-    return flow_on_fakes(model_settings(minimum_auc, **sagemaker))
+    return flow_on_fakes(model_settings(minimum_auc, **sagemaker))  # slides are scored as soon as they are ready
 
 
 @pytest.fixture
@@ -152,10 +153,12 @@ def slide_ready(world, slide_id: str = "s1", count: int = 6) -> dict:
     return world.flow.on_event(events.SLIDE_READY, {"slide_id": slide_id, "run_id": f"{slide_id}-r"})
 
 
-def write_outputs(world, job_name: str, probabilities) -> None:
-    prefix = world.state.job(job_name).output_prefix
+def write_outputs(world, job_name: str, probabilities, slide_id: str | None = None) -> None:
+    """What the transform writes for one slide of the job (the only one, or ``slide_id``)."""
+    members = members_of(world.state.job(job_name))
+    (member,) = [m for m in members if slide_id in (None, m["slide_id"])]
     for index, p in enumerate(probabilities):
-        world.blobs.put_json(f"{prefix}{keys.patch_file_name(index)}.out", {"prediction": [1 - p, p]})
+        world.blobs.put_json(f"{member['outputs']}{keys.patch_file_name(index)}.out", {"prediction": [1 - p, p]})
 
 
 def test_a_slide_waits_for_a_model_and_is_scored_when_one_is_promoted(world):

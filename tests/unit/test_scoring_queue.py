@@ -1,57 +1,167 @@
 """The scoring queue on in-memory fakes: at most MaxConcurrentTransformJobs slide transforms at once, oldest
-slide first; SageMaker refusing for capacity is a wait, never a failure; repeated and concurrent triggers
-start nothing twice."""
+slides first, several slides per job when they are ready together; SageMaker refusing for capacity is a
+wait, never a failure; a failed batch retries each slide alone; repeated and concurrent triggers start
+nothing twice and write no result twice."""
 
 import dataclasses
+import json
 import threading
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from pcam_pipeline import events
+from pcam_pipeline import events, keys
+from pcam_pipeline.records import ScoringQueueEntry
+from pcam_pipeline.scoring_batches import BatchPolicy, next_batch
 from pcam_pipeline.state import slide_pk
 from pcam_pipeline.statuses import JobKind, JobStatus, ScoringStatus
 from tests.fakes import flow_on_fakes, model_settings
 from tests.unit.test_sagemaker_flow import job_event, make_ready, slide_ready, train_and_promote, write_outputs
 
 
-def world_with_slots(slots: int):
-    world = flow_on_fakes(dataclasses.replace(model_settings(), max_transform_jobs=slots))
+def world_with_slots(slots: int, **settings):
+    world = flow_on_fakes(dataclasses.replace(model_settings(), max_transform_jobs=slots, **settings))
     train_and_promote(world)
     return world
 
 
-def scoring_jobs(world) -> dict[str, str]:
-    """Slide → name of each slide-scoring job SageMaker was asked to start."""
-    return {
-        request["Tags"][0]["Value"]: name
-        for name, (kind, request) in world.launcher.started.items()
-        if kind is JobKind.SLIDE_SCORING
-    }
+def job_of(world, slide_id: str) -> str:
+    return world.state.slide(slide_id).scoring_job
 
 
-def finish(world, name: str, status: str = "Completed") -> dict:
-    write_outputs(world, name, np.linspace(0, 1, 6))
+def scoring_jobs(world) -> list[str]:
+    return world.launcher.names(JobKind.SLIDE_SCORING)
+
+
+def finish(world, name: str, status: str = "Completed", lost: str | None = None) -> dict:
+    """The job ends; when it completed, each of its slides' outputs are written (but not ``lost``'s)."""
+    if status == "Completed":
+        for member in world.state.job(name).slides:
+            if member["slide_id"] != lost:
+                write_outputs(world, name, np.linspace(0, 1, member["patch_count"]), member["slide_id"])
     return job_event(world, JobKind.SLIDE_SCORING, status, name=name)
 
 
-def test_slides_beyond_the_cap_wait_in_the_queue_and_start_oldest_first_as_jobs_end():
+def running(world) -> list[str]:
+    return [slot["job"] for slot in world.state.transform_slots().values() if slot.get("job")]
+
+
+def entry(slide: str, patches: int = 10, age: float = 0, alone: bool = False) -> ScoringQueueEntry:
+    queued_at = (NOW - timedelta(seconds=age)).isoformat()
+    return ScoringQueueEntry(slide_id=slide, run_id="r", patch_count=patches, queued_at=queued_at, alone=alone)
+
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def test_a_batch_closes_when_its_oldest_slide_has_waited_the_window_or_the_patches_fill_it():
+    policy = BatchPolicy(window_seconds=60, max_patches=25)
+    assert next_batch([entry("a", age=59), entry("b", age=1)], policy, NOW) == []  # still filling
+    assert next_batch([entry("a", age=60), entry("b", age=1)], policy, NOW) == [entry("a", age=60), entry("b", age=1)]
+    full = [entry("a"), entry("b"), entry("c", patches=5), entry("d")]
+    assert [e.slide_id for e in next_batch(full, policy, NOW)] == ["a", "b", "c"]  # 25 patches: due at once
+    assert [e.slide_id for e in next_batch([entry("big", patches=90)], policy, NOW)] == ["big"]  # alone, at once
+    assert [e.slide_id for e in next_batch([entry("a", age=61), entry("big", patches=90)], policy, NOW)] == ["a"]
+    retried = [entry("x", alone=True), entry("a", age=61)]
+    assert [e.slide_id for e in next_batch(retried, policy, NOW)] == ["x"]  # a retried slide goes alone, at once
+    assert [e.slide_id for e in next_batch([entry("a", age=61), entry("x", alone=True)], policy, NOW)] == ["a"]
+    assert next_batch([], policy, NOW) == []
+
+
+def test_slides_beyond_the_cap_wait_and_start_together_in_one_job_when_a_slot_frees():
     world = world_with_slots(2)
     for slide_id in ("a", "b", "c", "d"):
         slide_ready(world, slide_id)
-    assert set(scoring_jobs(world)) == {"a", "b"}
-    assert [world.state.slide(s).scoring_status for s in "abcd"] == [ScoringStatus.SCORING] * 2 + [
-        ScoringStatus.QUEUED
-    ] * 2
-    assert [entry.slide_id for entry in world.state.queued_slides()] == ["c", "d"]
-    outcome = finish(world, scoring_jobs(world)["b"])
-    assert outcome["status"] == "scored" and outcome["queue"]["started"] == ["c"]
-    assert set(scoring_jobs(world)) == {"a", "b", "c"}
-    finish(world, scoring_jobs(world)["a"], status="Failed")  # a failed job frees its slot too
-    assert set(scoring_jobs(world)) == {"a", "b", "c", "d"} and world.state.queued_slides() == []
+    assert len(scoring_jobs(world)) == 2 and job_of(world, "a") != job_of(world, "b")
+    assert [world.state.slide(s).scoring_status for s in "cd"] == [ScoringStatus.QUEUED] * 2
+    assert [e.slide_id for e in world.state.queued_slides()] == ["c", "d"]
+    outcome = finish(world, job_of(world, "b"))
+    assert outcome["status"] == "scored" and outcome["queue"]["started"] == [["c", "d"]]
+    batch = job_of(world, "c")
+    assert job_of(world, "d") == batch and len(scoring_jobs(world)) == 3
+    request = world.launcher.started[batch][1]
+    manifest = json.loads(world.blobs.get_bytes(keys.scoring_manifest_key(batch)))
+    assert (
+        request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        == f"s3://data/{keys.scoring_manifest_key(batch)}"
+    )
+    assert manifest[0] == {"prefix": "s3://data/images/slides/"}
+    assert manifest[1:] == [f"{s}/{s}-r/{keys.patch_file_name(i)}" for s in "cd" for i in range(6)]
+    finish(world, batch)
     for slide_id in ("c", "d"):
-        finish(world, scoring_jobs(world)[slide_id])
+        (scored,) = [e for e in world.publisher.of_type(events.SLIDE_SCORED) if e["slide_id"] == slide_id]
+        assert scored["transform_job"] == batch and scored["patch_count"] == 6
+        assert len(world.blobs.get_bytes(f"predictions/{slide_id}.csv").decode().splitlines()) == 7
+    alerts_before = len(world.alerter.alerts)
+    finish(world, job_of(world, "a"), status="Failed")  # a failed job frees its slot too; alone, it is alerted
+    assert world.state.slide("a").scoring_status is ScoringStatus.FAILED
+    assert len(world.alerter.alerts) == alerts_before + 1 and "slide a" in world.alerter.alerts[-1][0]
     assert [world.state.slide(s).scoring_status for s in "bcd"] == [ScoringStatus.SCORED] * 3
-    assert all(not slot.get("job") for slot in world.state.transform_slots().values())
+    assert running(world) == [] and world.state.queued_slides() == []
+
+
+def test_slides_ready_within_the_window_share_a_job_that_starts_when_the_patches_fill_it():
+    world = world_with_slots(2, scoring_batch_window_seconds=3600, scoring_batch_max_patches=12)
+    assert "fills" in slide_ready(world, "a")["outcome"]  # waits for company
+    assert world.flow.on_event(events.SCHEDULED_TICK, {})["started"] == []
+    assert slide_ready(world, "b")["started"] == [["a", "b"]]  # 12 patches: full
+    assert "fills" in slide_ready(world, "c")["outcome"]
+    assert len(scoring_jobs(world)) == 1 and world.state.slide("c").scoring_status is ScoringStatus.QUEUED
+
+
+def test_a_failed_batch_retries_each_slide_alone_and_only_a_slide_failing_alone_is_alerted():
+    world = world_with_slots(1)
+    for slide_id in ("x", "a", "b"):
+        slide_ready(world, slide_id)
+    finish(world, job_of(world, "x"))
+    batch = job_of(world, "a")
+    assert job_of(world, "b") == batch
+    alerts_before = len(world.alerter.alerts)
+    outcome = finish(world, batch, status="Failed")
+    assert len(world.alerter.alerts) == alerts_before, "a failed batch is retried, not alerted"
+    assert outcome["queue"]["started"] == [["a"]]  # alone now, one slot
+    assert job_of(world, "a") != batch
+    finish(world, job_of(world, "a"))
+    alone = job_of(world, "b")
+    assert alone != batch and world.state.job(alone).slides[0]["slide_id"] == "b"
+    finish(world, alone, status="Failed")
+    assert world.state.slide("b").scoring_status is ScoringStatus.FAILED
+    assert len(world.alerter.alerts) == alerts_before + 1
+    assert world.state.slide("a").scoring_status is ScoringStatus.SCORED
+    assert world.state.queued_slides() == [] and running(world) == []
+
+
+def test_a_slide_whose_outputs_are_lost_in_a_batch_is_retried_alone_while_the_others_keep_their_results():
+    world = world_with_slots(1)
+    for slide_id in ("x", "a", "b"):
+        slide_ready(world, slide_id)
+    finish(world, job_of(world, "x"))
+    batch = job_of(world, "a")
+    outcome = finish(world, batch, lost="b")
+    assert outcome["retried_alone"] == ["b"]
+    assert world.state.slide("a").scoring_status is ScoringStatus.SCORED
+    assert not world.blobs.exists("predictions/b.csv")
+    retry = job_of(world, "b")
+    assert retry != batch and world.state.job(retry).slides[0]["slide_id"] == "b"
+    finish(world, retry)
+    assert world.state.slide("b").scoring_status is ScoringStatus.SCORED
+    assert [e["slide_id"] for e in world.publisher.of_type(events.SLIDE_SCORED)].count("a") == 1
+
+
+def test_two_jobs_that_scored_the_same_upload_write_its_results_once():
+    world = world_with_slots(3)
+    world.launcher.capacity_refusals = 2
+    slide_ready(world, "a")
+    slide_ready(world, "b")
+    queue = world.flow.slides.queue
+    first, both = world.state.queued_slides()
+    model = world.state.current_model().model_name
+    # as if two dispatchers overlapped (a lease that expired under a stalled holder)
+    assert queue._start([first], model) == "" and queue._start([first, both], model) == ""
+    one, two = scoring_jobs(world)
+    finish(world, two)
+    finish(world, one)
+    assert [e["slide_id"] for e in world.publisher.of_type(events.SLIDE_SCORED)] == ["a", "b"]
 
 
 def test_sagemaker_refusing_for_capacity_keeps_the_slide_queued_without_an_alert_until_the_tick():
@@ -61,17 +171,18 @@ def test_sagemaker_refusing_for_capacity_keeps_the_slide_queued_without_an_alert
     outcome = slide_ready(world, "s1")
     assert "no capacity" in outcome["outcome"] and outcome["started"] == []
     assert world.state.slide("s1").scoring_status is ScoringStatus.QUEUED
-    assert world.alerter.alerts == alerts_before and scoring_jobs(world) == {}
-    assert all(not slot.get("job") for slot in world.state.transform_slots().values())  # the slot was given back
+    assert world.alerter.alerts == alerts_before and scoring_jobs(world) == []
+    assert running(world) == []  # the slot was given back
+    assert not [r for r in world.state.scan_all() if r["pk"].startswith("job#") and r["kind"] == "slide scoring"]
     tick = world.flow.on_event(events.SCHEDULED_TICK, {})
-    assert tick["started"] == ["s1"] and world.state.slide("s1").scoring_status is ScoringStatus.SCORING
+    assert tick["started"] == [["s1"]] and world.state.slide("s1").scoring_status is ScoringStatus.SCORING
     assert world.flow.on_event(events.SCHEDULED_TICK, {}) == {"status": "nothing queued"}
 
 
 def test_a_repeated_slide_ready_after_scoring_neither_queues_nor_rescores():
     world = world_with_slots(2)
     slide_ready(world, "s1")
-    finish(world, scoring_jobs(world)["s1"])
+    finish(world, job_of(world, "s1"))
     again = world.flow.on_event(events.SLIDE_READY, {"slide_id": "s1", "run_id": "s1-r"})
     assert again == {"slide_id": "s1", "status": "nothing queued"}
     assert world.state.slide("s1").scoring_status is ScoringStatus.SCORED
@@ -82,20 +193,19 @@ def test_a_repeated_job_end_frees_only_its_own_slot():
     world = world_with_slots(1)
     slide_ready(world, "a")
     slide_ready(world, "b")
-    first = scoring_jobs(world)["a"]
+    first = job_of(world, "a")
     finish(world, first)
-    second = scoring_jobs(world)["b"]
+    second = job_of(world, "b")
     finish(world, first)  # EventBridge delivers the first job's Completed again
-    assert [slot["job"] for slot in world.state.transform_slots().values() if slot.get("job")] == [second]
+    assert running(world) == [second]
 
 
 def test_a_slot_whose_end_event_never_came_is_freed_by_the_next_dispatch():
     world = world_with_slots(1)
     slide_ready(world, "a")
     slide_ready(world, "b")
-    name = scoring_jobs(world)["a"]
-    world.state.record_job_status(name, JobStatus.COMPLETED)  # ended; its event was lost on the way
-    assert world.flow.on_event(events.SCHEDULED_TICK, {})["started"] == ["b"]
+    world.state.record_job_status(job_of(world, "a"), JobStatus.COMPLETED)  # ended; its event was lost
+    assert world.flow.on_event(events.SCHEDULED_TICK, {})["started"] == [["b"]]
 
 
 def test_a_slide_dropped_again_while_queued_is_scored_once_for_its_new_upload():
@@ -104,17 +214,17 @@ def test_a_slide_dropped_again_while_queued_is_scored_once_for_its_new_upload():
     slide_ready(world, "s1")
     make_ready(world.state, slide_pk("s1"), {"kind": "slide", "slide_id": "s1"}, 6, "s1-new")
     world.flow.on_event(events.SLIDE_READY, {"slide_id": "s1", "run_id": "s1-new"})
-    finish(world, scoring_jobs(world)["a"])
-    job = world.state.job(scoring_jobs(world)["s1"])  # one job for s1: the older upload's entry was dropped
-    assert job.run_id == "s1-new" and world.state.queued_slides() == []
+    finish(world, job_of(world, "a"))
+    (member,) = world.state.job(job_of(world, "s1")).slides  # one job for s1: the older upload's entry dropped
+    assert member["run_id"] == "s1-new" and world.state.queued_slides() == []
 
 
-def test_concurrent_dispatchers_never_run_more_jobs_than_slots():
-    world = world_with_slots(3)
+def test_concurrent_dispatchers_never_run_more_jobs_than_slots_nor_one_slide_twice():
+    world = world_with_slots(3, scoring_batch_max_patches=6)  # one slide per job
     world.launcher.capacity_refusals = 12  # every slide is queued; nothing starts yet
     for index in range(12):
         slide_ready(world, f"s{index:02d}")
-    assert scoring_jobs(world) == {} and len(world.state.queued_slides()) == 12
+    assert scoring_jobs(world) == [] and len(world.state.queued_slides()) == 12
     barrier = threading.Barrier(6)
 
     def tick():
@@ -126,7 +236,6 @@ def test_concurrent_dispatchers_never_run_more_jobs_than_slots():
         thread.start()
     for thread in threads:
         thread.join()
-    running = [slot["job"] for slot in world.state.transform_slots().values() if slot.get("job")]
-    assert len(running) == 3 and sorted(running) == sorted(scoring_jobs(world).values())
-    assert set(scoring_jobs(world)) == {"s00", "s01", "s02"}  # the oldest
+    assert len(running(world)) == 3 and sorted(running(world)) == sorted(scoring_jobs(world))
+    assert sorted(job_of(world, s) for s in ("s00", "s01", "s02")) == sorted(scoring_jobs(world))  # the oldest
     assert len(world.state.queued_slides()) == 9

@@ -29,6 +29,13 @@ class ModelSideRecords(TableAccess):
         """Record a job about to be started; False if a record of that name exists already."""
         return self._put_new(job_pk(job.name), CURRENT, job.to_item())
 
+    def forget_unstarted_job(self, name: str) -> None:
+        """SageMaker refused to start it: no job of that name exists, so neither does its record. Called by
+        the scoring dispatcher, which holds the dispatch lease (no one else starts the job meanwhile)."""
+        job = self.job(name)
+        if job is not None and job.status is JobStatus.STARTING:
+            self._delete(job_pk(name), CURRENT)
+
     def mark_job_started(self, name: str, **fields: Any) -> bool:
         started = {**fields, "status": JobStatus.IN_PROGRESS, "started_at": now_iso()}
         return self._set(job_pk(name), CURRENT, started, Equals("status", JobStatus.STARTING)) is not None

@@ -8,9 +8,11 @@ harmless.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from pcam_pipeline.records import ScoringQueueEntry
 from pcam_pipeline.state.access import CURRENT, SCORING_QUEUE_PK, TRANSFORM_SLOTS_PK, TableAccess, slide_pk
-from pcam_pipeline.state.table import Equals, Missing, Not, now_iso
+from pcam_pipeline.state.table import Before, Equals, Missing, Not, now_iso
 from pcam_pipeline.statuses import ScoringStatus
 
 
@@ -45,6 +47,34 @@ class ScoringQueueRecords(TableAccess):
 
     def unqueue_slide(self, entry: ScoringQueueEntry) -> None:
         self._delete(SCORING_QUEUE_PK, entry.sk)
+
+    def requeue_slide_alone(self, slide_id: str, run_id: str, patch_count: int) -> bool:
+        """A batch job failed: queue the slide's upload again, to be scored alone, unless it has results."""
+        fields = {"scoring_status": ScoringStatus.QUEUED, "queued_at": now_iso()}
+        unscored = Equals("x_run", run_id) & Not(Equals("results_run", run_id))
+        if self._set(slide_pk(slide_id), CURRENT, fields, unscored) is None:
+            return False
+        entry = ScoringQueueEntry(slide_id=slide_id, run_id=run_id, patch_count=patch_count, alone=True)
+        self._put_new(SCORING_QUEUE_PK, entry.sk, {**entry.to_item(), "queued_at": fields["queued_at"]})
+        return True
+
+    def claim_slide_results(self, slide_id: str, run_id: str, job_name: str) -> bool:
+        """Let one job write the results of a slide's upload; the same job may claim again (a retry). A second
+        job that scored the same upload (two dispatches that overlapped) writes nothing."""
+        condition = Equals("x_run", run_id) & (Not(Equals("results_run", run_id)) | Equals("results_job", job_name))
+        claim = {"results_run": run_id, "results_job": job_name}
+        return self._set(slide_pk(slide_id), CURRENT, claim, condition) is not None
+
+    # ------------------------------------------------------------------ dispatcher lease
+    def take_dispatch_lease(self, holder: str, seconds: float) -> bool:
+        """One dispatcher at a time forms batches; a lease left by a crashed one expires."""
+        now = datetime.now(UTC)
+        until = (now + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+        free = Missing("holder") | Before("until", now.isoformat(timespec="milliseconds"))
+        return self._set(TRANSFORM_SLOTS_PK, "dispatcher", {"holder": holder, "until": until}, free) is not None
+
+    def release_dispatch_lease(self, holder: str) -> None:
+        self._set(TRANSFORM_SLOTS_PK, "dispatcher", {}, Equals("holder", holder), remove=("holder", "until"))
 
     # ------------------------------------------------------------------ slots
     def transform_slots(self) -> dict[int, dict]:

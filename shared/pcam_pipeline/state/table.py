@@ -65,6 +65,20 @@ class OneOf(Condition):
 
 
 @dataclass(frozen=True)
+class Before(Condition):
+    """The attribute exists and sorts before ``value`` (ISO times in UTC sort as they happen)."""
+
+    name: str
+    value: Any
+
+    def holds(self, item):
+        return item is not None and self.name in item and item[self.name] < self.value
+
+    def expression(self):
+        return Attr(self.name).lt(self.value)
+
+
+@dataclass(frozen=True)
 class Missing(Condition):
     name: str
 

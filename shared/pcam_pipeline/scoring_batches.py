@@ -1,0 +1,39 @@
+"""Which queued slides the next scoring job takes (micro-batching). Pure.
+
+Every transform job pays the instance's start-up, so slides that become ready close together share one
+job: the batch closes when its oldest slide has waited ``window_seconds``, or as soon as the queued slides
+reach ``max_patches`` (which also bounds the gathering of one job's predictions in one invocation). A slide
+larger than ``max_patches`` is a batch of its own. A slide whose batch failed is retried alone, at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pcam_pipeline.records import ScoringQueueEntry
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    window_seconds: float
+    max_patches: int
+
+
+def next_batch(queued: Sequence[ScoringQueueEntry], policy: BatchPolicy, now: datetime) -> list[ScoringQueueEntry]:
+    """The entries of the next job, oldest first; [] while the oldest batch is still filling."""
+    if not queued:
+        return []
+    if queued[0].alone:
+        return [queued[0]]
+    batch, patches = [], 0
+    for entry in queued:
+        if entry.alone:
+            continue
+        if batch and patches + entry.patch_count > policy.max_patches:
+            return batch  # full: it goes now, whatever the window
+        batch.append(entry)
+        patches += entry.patch_count
+    waited = (now - datetime.fromisoformat(batch[0].queued_at)).total_seconds()
+    return batch if patches >= policy.max_patches or waited >= policy.window_seconds else []
