@@ -296,8 +296,10 @@ def _status(args) -> int:
     from pcam_local.report import summarise
 
     view = DeployedStackView(args.stack)
-    slots = int(stack_parameters(args.stack).get("MaxConcurrentTransformJobs") or TRANSFORM_QUOTA)
-    summary = summarise(view.records(), view.dead_letter_counts(), transform_slots=slots)
+    parameters = stack_parameters(args.stack)  # those left at their default are absent
+    slots = int(parameters.get("MaxConcurrentTransformJobs") or TRANSFORM_QUOTA)
+    max_patches = int(parameters.get("ScoringBatchMaxPatches") or 100_000)
+    summary = summarise(view.records(), view.dead_letter_counts(), scoring=(slots, max_patches))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -70,7 +70,13 @@ def scoring_records(completed_seconds: list[int]) -> list[dict]:
         },
     ]
     queued = [
-        {"pk": "scoring-queue", "sk": f"{slide}#r", "slide_id": slide, "queued_at": f"2026-11-27T12:0{i}:00+00:00"}
+        {
+            "pk": "scoring-queue",
+            "sk": f"{slide}#r",
+            "slide_id": slide,
+            "queued_at": f"2026-11-27T12:0{i}:00+00:00",
+            "patch_count": 400,
+        }
         for i, slide in enumerate(["q1", "q2", "q3"])
     ]
     return [*jobs, *running, *reversed(queued)]  # fmt: skip
@@ -80,18 +86,34 @@ def test_status_tells_each_queued_slide_when_it_should_start():
     from datetime import datetime
 
     now = datetime.fromisoformat("2026-11-27T12:10:00+00:00")
-    schedule = scoring_schedule(scoring_records([240, 300, 360]), cap=2, now=now)  # typical job: 300 s
+    schedule = scoring_schedule(scoring_records([240, 300, 360]), cap=2, max_patches=400, now=now)  # typical job: 300 s
     assert [(s["slide_id"], s["state"]) for s in schedule] == [
         ("a", "running"), ("b", "running"), ("q1", "queued"), ("q2", "queued"), ("q3", "queued")
     ]  # fmt: skip
     # a's slot frees in 240 s, b's in 290 s; q1 takes a's, q2 b's, q3 a's again after q1's 300 s
     assert [s["expected_start"] for s in schedule[2:]] == ["in about 4 min", "in about 5 min", "in about 9 min"]
-    with_a_free_slot = scoring_schedule(scoring_records([300]), cap=3, now=now)
+    with_a_free_slot = scoring_schedule(scoring_records([300]), cap=3, max_patches=400, now=now)
     assert with_a_free_slot[2]["expected_start"] == "next"
-    unknown = scoring_schedule(scoring_records([]), cap=2, now=now)
+    unknown = scoring_schedule(scoring_records([]), cap=2, max_patches=400, now=now)
     assert [s["expected_start"] for s in unknown[2:]] == [
         "after 1 job(s) end",
         "after 2 job(s) end",
         "after 3 job(s) end",
     ]
-    assert summarise(scoring_records([]), {}, transform_slots=2)["scoring_queue"][2]["slide_id"] == "q1"
+    assert summarise(scoring_records([]), {}, scoring=(2, 400))["scoring_queue"][2]["slide_id"] == "q1"
+
+
+def test_status_expects_queued_slides_that_fit_one_job_to_start_together_and_lists_a_running_batch():
+    from datetime import datetime
+
+    now = datetime.fromisoformat("2026-11-27T12:10:00+00:00")
+    batch = {"pk": "job#batch", "kind": "slide scoring", "status": "InProgress",
+             "started_at": "2026-11-27T12:09:40+00:00", "slides": [{"slide_id": "x"}, {"slide_id": "y"}]}  # fmt: skip
+    records = [*scoring_records([300]), batch]
+    schedule = scoring_schedule(records, cap=3, max_patches=800, now=now)
+    assert [(s["slide_id"], s["state"]) for s in schedule[:4]] == [
+        ("a", "running"), ("x", "running (batch of 2)"), ("y", "running (batch of 2)"), ("b", "running")
+    ]  # fmt: skip
+    # q1 and q2 fit one job (800 patches), which takes the first slot to free (a's, in 240 s); q3 the
+    # batch's (in 280 s)
+    assert [s["expected_start"] for s in schedule[4:]] == ["in about 4 min", "in about 4 min", "in about 5 min"]
