@@ -32,11 +32,19 @@ def transform_request(
     tags: dict[str, str],
     input_is_manifest: bool = False,
 ) -> dict:
-    """Batch Transform with the built-in algorithm: one JPEG per request, one ``<name>.out`` per input."""
+    """Batch Transform with the built-in algorithm: one JPEG per request, one ``<name>.out`` per input.
+
+    The algorithm takes one image per request (image/jpeg, image/png, application/x-image), so SingleRecord
+    with SplitType None is the only batching; throughput comes from parallel requests per instance, which
+    SageMaker sets from the algorithm's execution-parameters when MaxConcurrentTransforms is unset."""
     request = {
         "TransformJobName": name,
         "ModelName": model_name,
-        "MaxConcurrentTransforms": settings.max_concurrent_transforms,
+        **(
+            {"MaxConcurrentTransforms": settings.max_concurrent_transforms}
+            if settings.max_concurrent_transforms
+            else {}
+        ),
         "MaxPayloadInMB": settings.max_payload_mb,
         "BatchStrategy": "SingleRecord",
         "TransformInput": {

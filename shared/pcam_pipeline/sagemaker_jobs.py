@@ -40,8 +40,10 @@ class SageMakerSettings:
     tuning_parallel_jobs: int = 2
     transform_instance_type: str = "ml.m5.xlarge"
     transform_instance_count: int = 1
-    max_concurrent_transforms: int = 4
-    max_payload_mb: int = 6
+    # 0: unset, so SageMaker takes the built-in algorithm's execution-parameters (botocore's CreateTransformJob
+    # docs: "For built-in algorithms, you don't need to set a value"); one patch JPEG is a few KB of payload.
+    max_concurrent_transforms: int = 0
+    max_payload_mb: int = 1
     evaluation_instance_type: str = "ml.m5.large"
 
     def for_dataset(self, settings: dict[str, Any]) -> SageMakerSettings:

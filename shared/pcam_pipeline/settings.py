@@ -142,7 +142,7 @@ class ModelSettings:
                     env, "TRANSFORM_INSTANCE_COUNT", default.transform_instance_count, 1, 100
                 ),
                 max_concurrent_transforms=_int(
-                    env, "MAX_CONCURRENT_TRANSFORMS", default.max_concurrent_transforms, 1, 100
+                    env, "MAX_CONCURRENT_TRANSFORMS", default.max_concurrent_transforms, 0, 100
                 ),
                 max_payload_mb=_int(env, "MAX_PAYLOAD_MB", default.max_payload_mb, 1, 100),
                 evaluation_instance_type=_required(env, "EVALUATION_INSTANCE_TYPE"),

@@ -109,13 +109,19 @@ def test_slides_ready_within_the_window_share_a_job_that_starts_when_the_patches
     assert len(scoring_jobs(world)) == 1 and world.state.slide("c").scoring_status is ScoringStatus.QUEUED
 
 
-def test_a_failed_batch_retries_each_slide_alone_and_only_a_slide_failing_alone_is_alerted():
+def batch_of_a_and_b():
+    """One slot: x runs while a and b queue; x's end starts a and b together."""
     world = world_with_slots(1)
     for slide_id in ("x", "a", "b"):
         slide_ready(world, slide_id)
     finish(world, job_of(world, "x"))
     batch = job_of(world, "a")
     assert job_of(world, "b") == batch
+    return world, batch
+
+
+def test_a_failed_batch_retries_each_slide_alone_and_only_a_slide_failing_alone_is_alerted():
+    world, batch = batch_of_a_and_b()
     alerts_before = len(world.alerter.alerts)
     outcome = finish(world, batch, status="Failed")
     assert len(world.alerter.alerts) == alerts_before, "a failed batch is retried, not alerted"
@@ -132,11 +138,7 @@ def test_a_failed_batch_retries_each_slide_alone_and_only_a_slide_failing_alone_
 
 
 def test_a_slide_whose_outputs_are_lost_in_a_batch_is_retried_alone_while_the_others_keep_their_results():
-    world = world_with_slots(1)
-    for slide_id in ("x", "a", "b"):
-        slide_ready(world, slide_id)
-    finish(world, job_of(world, "x"))
-    batch = job_of(world, "a")
+    world, batch = batch_of_a_and_b()
     outcome = finish(world, batch, lost="b")
     assert outcome["retried_alone"] == ["b"]
     assert world.state.slide("a").scoring_status is ScoringStatus.SCORED

@@ -151,7 +151,14 @@ def test_transform_request_sends_one_jpeg_per_request(manifest):
     }
     assert (data_input["ContentType"], data_input["SplitType"]) == ("application/x-image", "None")
     assert request["BatchStrategy"] == "SingleRecord"
-    assert request["MaxPayloadInMB"] * request["MaxConcurrentTransforms"] <= 100
+    assert "MaxConcurrentTransforms" not in request  # the built-in algorithm's execution-parameters decide
+    assert request["MaxPayloadInMB"] == 1  # one 96x96 JPEG is a few KB
+
+
+def test_a_set_max_concurrent_transforms_is_sent_and_bounded_by_the_payload():
+    settings = SageMakerSettings(**{**SETTINGS.__dict__, "max_concurrent_transforms": 8, "max_payload_mb": 12})
+    request = transform_request(settings, "pcam-x-test-1", "m", "s3://b/p/", "s3://b/o/", {})
+    assert (request["MaxConcurrentTransforms"], request["MaxPayloadInMB"]) == (8, 12)
 
 
 def test_transform_payload_times_concurrency_over_100_mb_is_refused():

@@ -190,7 +190,8 @@ def transform_request_problems(request: dict) -> list[str]:
         problems.append(f"the algorithm takes {sorted(INFERENCE_CONTENT_TYPES)} for inference, not {content_type!r}")
     if request["TransformInput"].get("SplitType", "None") != "None":
         problems.append("images cannot be split: SplitType must be None")
-    payload, concurrency = request.get("MaxPayloadInMB", 6), request.get("MaxConcurrentTransforms", 1)
+    # Only a MaxConcurrentTransforms the request sets counts (unset or 0: SageMaker picks a value that fits).
+    payload, concurrency = request.get("MaxPayloadInMB", 6), request.get("MaxConcurrentTransforms", 0)
     if payload * concurrency > TRANSFORM_PAYLOAD_LIMIT_MB:
         problems.append(
             f"MaxPayloadInMB ({payload}) x MaxConcurrentTransforms ({concurrency}) exceeds {TRANSFORM_PAYLOAD_LIMIT_MB}"
