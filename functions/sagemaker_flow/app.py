@@ -26,7 +26,12 @@ def handle_once(event: dict) -> dict:
 def record_handler(record: SQSRecord) -> None:
     event = record.json_body
     logger.append_keys(event_type=event.get("detail-type"), event_id=event.get("id"))
-    logger.info("event handled", extra=handle_once(event=event))
+    try:
+        outcome = handle_once(event=event)
+    except Exception:
+        logger.exception("event failed; the queue will deliver it again")  # else only the DLQ would tell
+        raise
+    logger.info("event handled", extra=outcome)
 
 
 handler = sqs_batch_handler(record_handler, idempotency)

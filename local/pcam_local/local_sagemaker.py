@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -139,6 +140,9 @@ class LocalSageMaker:
         ).client("events", endpoint_url=aws_endpoint)
         self._work_dir = Path(work_dir)
         self.transform_quota = transform_quota  # instances of one type across running transform jobs
+        # Seconds each transform spends starting its instance before the first request (minutes on AWS;
+        # 0 locally unless a test needs jobs to overlap, as a burst of them does on AWS).
+        self.transform_startup_seconds = 0.0
         self._jobs: dict[tuple[str, str], Job] = {}
         self._models: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -382,6 +386,7 @@ class LocalSageMaker:
         }
 
     def _transform(self, job: Job) -> None:
+        time.sleep(self.transform_startup_seconds)
         request = job.request
         model = load_model(self.s3, self._models[request["ModelName"]]["PrimaryContainer"]["ModelDataUrl"])
         source = request["TransformInput"]["DataSource"]["S3DataSource"]

@@ -10,6 +10,8 @@ moto also answers a ranged GET by reading the whole object and slicing it (1.2 s
 1.8 GB file, measured), where S3's cost follows the range. Conversion reads big HDF5 files in ranges,
 so this launcher serves single-range GETs of stored objects itself, reading only the range.
 
+It also keeps a scheduled rule from matching events (moto matches a rule without a pattern to every event).
+
 Usage: python -m pcam_local.moto_launcher PORT
 """
 
@@ -88,7 +90,24 @@ class SerialisedControlPlane:
             return list(self._app(environ, start_response))
 
 
+def scheduled_rules_match_no_events() -> None:
+    """An EventBridge rule with a ScheduleExpression and no EventPattern fires on its schedule only; moto's
+    empty pattern matches every event on the bus, which would copy every S3 and SageMaker event to the
+    scheduled rule's targets (the local stack fires schedules itself: ``schedules.py``)."""
+    from moto.events.models import Rule
+
+    send_to_targets = Rule.send_to_targets
+
+    def send_unless_scheduled(self, original_event, transform_input=True):
+        if self.scheduled_expression and not self.event_pattern.dump():
+            return None
+        return send_to_targets(self, original_event, transform_input)
+
+    Rule.send_to_targets = send_unless_scheduled
+
+
 def main() -> None:
+    scheduled_rules_match_no_events()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple("127.0.0.1", port, SerialisedControlPlane(app), threaded=True, request_handler=MotoRequestHandler)

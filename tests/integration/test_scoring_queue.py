@@ -24,6 +24,7 @@ def stack(tmp_path_factory):
     with LocalStack(
         parameters=parameters, work_dir=tmp_path_factory.mktemp("queue"), transform_job_quota=QUOTA, tick_seconds=1
     ) as running:
+        running.sagemaker.transform_startup_seconds = 1.5  # jobs overlap, as a burst of them does on AWS
         yield running
         assert_every_call_was_allowed(running)
 
@@ -118,7 +119,7 @@ def test_one_bad_slide_fails_alone_and_the_rest_of_its_batch_is_scored(stack, pi
     pipeline.settle()
 
     jobs = jobs_of(stack, slide_ids)
-    assert sorted(jobs.values(), key=len)[-1] == slide_ids, "the four were one batch first"
+    assert sorted(max(jobs.values(), key=len)) == slide_ids, "the four were one batch first"
     assert sorted(len(members) for members in jobs.values()) == [1, 1, 1, 1, 4], "then each alone"
     good = [slide_id for slide_id in slide_ids if slide_id != bad]
     assert set(statuses(stack, good).values()) == {"scored"}

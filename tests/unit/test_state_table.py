@@ -219,3 +219,14 @@ def test_a_slide_upload_is_queued_once_and_slots_are_never_over_taken(state):
     assert sorted(slot["job"] for slot in state.transform_slots().values()) == ["job-b", "job-c"]
     state.unqueue_slide(entry)
     assert state.queued_slides() == []
+
+
+def test_one_dispatcher_holds_the_lease_until_it_releases_it_or_it_expires(state):
+    assert state.take_dispatch_lease("first", 60)
+    assert not state.take_dispatch_lease("second", 60)
+    state.release_dispatch_lease("second")  # not the holder: changes nothing
+    assert not state.take_dispatch_lease("second", 60)
+    state.release_dispatch_lease("first")
+    assert state.take_dispatch_lease("second", 0.05)
+    time.sleep(0.1)
+    assert state.take_dispatch_lease("third", 60), "an expired lease is free"

@@ -210,7 +210,9 @@ class DynamoDBTable:
             names.update({f"#a{i}": name for i, name in enumerate(change.add)})
             values.update({f":a{i}": value for i, value in enumerate(change.add.values())})
             expression += " ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(change.add)))
-        removed = list(change.remove)
+        # Placeholders for removed names too: some attribute names are reserved words in expressions ("until").
+        names.update({f"#r{i}": name for i, name in enumerate(change.remove)})
+        removed = [f"#r{i}" for i in range(len(change.remove))]
         if change.map_entry_removed is not None:
             names.update({"#rmap": change.map_entry_removed[0], "#rentry": change.map_entry_removed[1]})
             removed.append("#rmap.#rentry")
