@@ -291,6 +291,19 @@ def _change_current(args) -> int:
 
 
 @_operator_command
+def _rescore(args) -> int:
+    from pcam_local.operations import rescore, who_is_calling
+
+    queued = rescore(args.stack, None if args.all else [args.slide], args.model, who_is_calling())
+    if not queued:
+        console.print("[red]nothing queued: no such ready slide[/red]" if args.slide else "no scored slide to rescore")
+        return 1 if args.slide else 0
+    model = args.model or "the current model"
+    console.print(f"queued {len(queued)} slide(s) to be scored again with {model}; jobs start within a minute")
+    return 0
+
+
+@_operator_command
 def _status(args) -> int:
     from pcam_local.operations import DeployedStackView, stack_parameters
     from pcam_local.report import summarise
@@ -406,6 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--reason", default="", help="why, kept in the promotion history")
         command.add_argument("--by", default="", help="who decided (default: your AWS identity)")
         command.set_defaults(run=_change_current)
+    rescore = commands.add_parser("rescore", help="score slides again (after a better model), through the queue")
+    which = rescore.add_mutually_exclusive_group(required=True)
+    which.add_argument("--slide", help="one slide's id")
+    which.add_argument("--all", action="store_true", help="every scored slide")
+    rescore.add_argument("--model", default=None, help="a model from `pcam models` (default: the current one)")
+    rescore.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+    rescore.set_defaults(run=_rescore)
     status = commands.add_parser("status", help="every file, dataset, job, model and slide with its state")
     status.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
     status.add_argument("--json", action="store_true", help="print JSON for scripts")

@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pcam_pipeline.events import EventPublisher
 from pcam_pipeline.promotion import ModelRegistry
-from pcam_pipeline.state import StateStore
+from pcam_pipeline.state import StateStore, now_iso
 
 
 class StackNotFound(Exception):
@@ -100,3 +100,19 @@ class DeployedStackView:
             moved += len(delivered)
             if len(delivered) < len(messages):
                 raise RuntimeError(f"could not send some messages back to {source_url}: {sent.get('Failed')}")
+
+
+def rescore(stack_name: str, slide_ids: list[str] | None, model: str | None, by: str) -> list[str]:
+    """Queue slides (None: every scored slide) to be scored again; the deployment's scheduled tick starts
+    their jobs within a minute. ``model``: a servable model, else the model current when the job starts."""
+    from pcam_pipeline.promotion import PromotionError
+    from pcam_pipeline.statuses import SERVABLE_MODEL_STATUSES
+
+    state = StateStore(stack_outputs(stack_name)["StateTableName"])
+    if model:
+        record = state.model(model)
+        if record is None or record.status not in SERVABLE_MODEL_STATUSES:
+            raise PromotionError(f"{model} is not a model that can score slides (see `pcam models`)")
+    targets = slide_ids if slide_ids is not None else [slide.slide_id for slide in state.scored_slides()]
+    request = f"by {by} at {now_iso()}"
+    return [slide_id for slide_id in targets if state.queue_rescore(slide_id, request, model or "")]

@@ -141,6 +141,7 @@ class Invocation:
     error: str | None
     started: float = 0.0  # time.monotonic() in the runtime's process, around the worker's run
     ended: float = 0.0
+    bodies: tuple[str, ...] = ()  # the messages it was given
 
 
 class ExecutionEnvironment:
@@ -302,6 +303,7 @@ class LocalRuntime:
                     error=outcome["error"],
                     started=started,
                     ended=ended,
+                    bodies=tuple(m["Body"] for m in messages),
                 )
             )
 

@@ -125,6 +125,7 @@ class SlideRecord(PatchOwner):
     scoring_failure: str = ""
     scored_job: str | None = None
     scored_run: str | None = None
+    scored_model: str | None = None
     scored_at: str | None = None
     predictions_key: str | None = None
     tumour_fraction: float | None = None
@@ -139,10 +140,18 @@ class ScoringQueueEntry(Record):
     patch_count: int = 0
     queued_at: str = ""
     alone: bool = False  # its batch failed: scored alone, so that one bad slide cannot block others
+    request: str = ""  # a rescoring request ("" for the upload's first scoring)
+    model: str = ""  # the model to score with ("" for the current model when its job starts)
 
     @property
     def sk(self) -> str:
-        return f"{self.slide_id}#{self.run_id}" + ("#alone" if self.alone else "")
+        rescore = f"#rescore {self.request}" if self.request else ""
+        return f"{self.slide_id}#{self.run_id}{rescore}" + ("#alone" if self.alone else "")
+
+    @property
+    def results_for(self) -> str:
+        """What one result of the slide answers: its upload, scored first or again for a request."""
+        return f"{self.run_id}|{self.request}"
 
 
 def owner_record(item: dict[str, Any] | None) -> SplitRecord | SlideRecord | None:

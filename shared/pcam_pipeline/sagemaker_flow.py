@@ -73,7 +73,7 @@ class SageMakerFlow:
         if detail_type == events.SLIDE_READY:
             return self.slides.on_slide_ready(detail)
         if detail_type == events.MODEL_PROMOTED:
-            return self.slides.score_waiting_slides()
+            return self.slides.on_model_promoted(detail)
         if detail_type == events.SCHEDULED_TICK:
             return self.slides.queue.dispatch()
         if detail_type in SAGEMAKER_EVENTS:

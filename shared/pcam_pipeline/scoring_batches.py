@@ -4,6 +4,7 @@ Every transform job pays the instance's start-up, so slides that become ready cl
 job: the batch closes when its oldest slide has waited ``window_seconds``, or as soon as the queued slides
 reach ``max_patches`` (which also bounds the gathering of one job's predictions in one invocation). A slide
 larger than ``max_patches`` is a batch of its own. A slide whose batch failed is retried alone, at once.
+Slides to be scored with different models never share a job.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def next_batch(queued: Sequence[ScoringQueueEntry], policy: BatchPolicy, now: da
         return [queued[0]]
     batch, patches = [], 0
     for entry in queued:
-        if entry.alone:
+        if entry.alone or entry.model != queued[0].model:
             continue
         if batch and patches + entry.patch_count > policy.max_patches:
             return batch  # full: it goes now, whatever the window

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pcam_pipeline import inference_requests, keys, manifests, sagemaker_jobs
@@ -45,7 +46,7 @@ class ScoringQueue:
         return [
             member["slide_id"]
             for member in job.slides or []
-            if self._state.requeue_slide_alone(member["slide_id"], member["run_id"], member["patch_count"])
+            if self._state.requeue_slide_alone(queued_entry(member, job.model_name))
         ]
 
     def job_ended(self, job: JobRecord) -> dict:
@@ -70,14 +71,18 @@ class ScoringQueue:
 
     def _dispatch(self, model_name: str) -> dict:
         self._free_slots_of_ended_jobs()
-        queued = [entry for entry in self._state.queued_slides() if self._still_wanted(entry)]
+        queued = [
+            replace(entry, model=entry.model or model_name)
+            for entry in self._state.queued_slides()
+            if self._still_wanted(entry)
+        ]
         started, outcome = [], "every queued slide has a job"
         while queued:
             batch = next_batch(queued, self._policy, datetime.now(UTC))
             if not batch:
                 outcome = f"the next batch fills until its oldest slide has waited {self._policy.window_seconds} s"
                 break
-            outcome = self._start(batch, model_name)
+            outcome = self._start(batch)
             if outcome:
                 break
             started.append([entry.slide_id for entry in batch])
@@ -92,9 +97,10 @@ class ScoringQueue:
         self._state.unqueue_slide(entry)
         return False
 
-    def _start(self, batch: list[ScoringQueueEntry], model_name: str) -> str:
+    def _start(self, batch: list[ScoringQueueEntry]) -> str:
         """Start the batch's job; the reason it cannot start yet, or "" once it runs."""
         logger.append_keys(slide_id=batch[0].slide_id, run_id=batch[0].run_id, job=None)
+        model_name = batch[0].model
         job = self._scoring_job(batch, model_name)
         self._jobs.record(job)
         if self._state.job(job.name).status is JobStatus.STARTING:
@@ -137,6 +143,7 @@ class ScoringQueue:
                 "run_id": entry.run_id,
                 "patch_count": entry.patch_count,
                 "image_prefix": keys.slide_image_prefix(entry.slide_id, entry.run_id),
+                "request": entry.request,
             }
             for entry in batch
         ]
@@ -166,6 +173,17 @@ class ScoringQueue:
             tags,
             input_is_manifest=True,
         )
+
+
+def queued_entry(member: dict, model_name: str) -> ScoringQueueEntry:
+    """A job's member as the queue entry it came from."""
+    return ScoringQueueEntry(
+        slide_id=member["slide_id"],
+        run_id=member["run_id"],
+        patch_count=member["patch_count"],
+        request=member.get("request", ""),
+        model=model_name,
+    )
 
 
 def _older_than(taken_at: str, age: timedelta = ABANDONED_START) -> bool:

@@ -85,6 +85,13 @@ class IngestSettings:
         )
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "true", "false"):
+        return default if raw == "" else raw == "true"
+    raise SettingsError(f"{name} must be true or false, not {env[name]!r}")
+
+
 def _json_object(env: Mapping[str, str], name: str) -> dict:
     raw = env.get(name, "").strip() or "{}"
     try:
@@ -110,6 +117,7 @@ class ModelSettings:
     max_transform_jobs: int = 2  # slide-scoring transform jobs running at once (MaxConcurrentTransformJobs)
     scoring_batch_window_seconds: int = 60  # slides ready within this share a job (ScoringBatchWindowSeconds)
     scoring_batch_max_patches: int = 100_000  # …up to this many patches (ScoringBatchMaxPatches)
+    rescore_on_promotion: bool = False  # a promoted model rescores every scored slide (RescoreOnPromotion)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ModelSettings:
@@ -154,6 +162,7 @@ class ModelSettings:
             scoring_batch_max_patches=_int(
                 env, "SCORING_BATCH_MAX_PATCHES", cls.scoring_batch_max_patches, 1, 1_000_000
             ),
+            rescore_on_promotion=_flag(env, "RESCORE_ON_PROMOTION", cls.rescore_on_promotion),
         )
 
 

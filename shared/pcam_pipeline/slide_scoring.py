@@ -24,7 +24,7 @@ from pcam_pipeline.job_tracker import FlowParts, JobKindBase
 from pcam_pipeline.observability import logger, metrics
 from pcam_pipeline.prediction_gathering import gather_tumour_probabilities
 from pcam_pipeline.records import JobRecord, SlideRecord
-from pcam_pipeline.scoring_queue import ScoringQueue
+from pcam_pipeline.scoring_queue import ScoringQueue, queued_entry
 from pcam_pipeline.state import now_iso
 from pcam_pipeline.statuses import OwnerStatus
 
@@ -35,6 +35,7 @@ class SlideScoring(JobKindBase):
     def __init__(self, parts: FlowParts):
         super().__init__(parts)
         self._threshold = parts.settings.decision_threshold
+        self._rescore_on_promotion = parts.settings.rescore_on_promotion
         self.queue = ScoringQueue(parts)
 
     # ------------------------------------------------------------ starting
@@ -51,15 +52,22 @@ class SlideScoring(JobKindBase):
         self.queue.add(slide_id, run_id, slide.x_count)
         return {"slide_id": slide_id, **self.queue.dispatch()}
 
-    def score_waiting_slides(self) -> dict:
-        """A model was promoted: the slides that waited for one join the scoring queue."""
+    def on_model_promoted(self, detail: dict) -> dict:
+        """The slides that waited for a model join the scoring queue; with RescoreOnPromotion, so does every
+        slide scored before (once per promotion: the request names the change)."""
         waiting = self._state.waiting_slides()
         for slide_id in waiting:
             slide = self._state.slide(slide_id)
             if slide and slide.status is OwnerStatus.READY:
                 self.queue.add(slide_id, slide.x_run, slide.x_count)
             self._state.forget_waiting_slide(slide_id)
-        return {"waiting_slides": waiting, **self.queue.dispatch()}
+        current = self._registry.current()
+        rescored = []
+        if self._rescore_on_promotion and current and current.model_name == detail.get("model_name"):
+            request = f"promotion {current.promoted_at}"
+            scored = self._state.scored_slides()
+            rescored = [slide.slide_id for slide in scored if self._state.queue_rescore(slide.slide_id, request)]
+        return {"waiting_slides": waiting, "rescored": rescored, **self.queue.dispatch()}
 
     # ------------------------------------------------------------ job kind
     def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
@@ -103,7 +111,7 @@ class SlideScoring(JobKindBase):
             return {"status": "already scored", "slide_id": slide_id}
         gathered_at = now_iso()
         probabilities = gather_tumour_probabilities(self._blobs, member["outputs"], member["patch_count"])
-        if not self._state.claim_slide_results(slide_id, run_id, job.name):
+        if not self._state.claim_slide_results(queued_entry(member, job.model_name), job.name):
             return {"status": "scored by another job", "slide_id": slide_id}
         coords = self._coords(slide) if slide.has_coords else None
         model = self._registry.model(job.model_name)
@@ -117,6 +125,7 @@ class SlideScoring(JobKindBase):
             "dropped_at": dropped.received_at if dropped else None,
             **figures,
             "model_name": job.model_name,
+            "previous_model": slide.scored_model,  # of the result this one replaces, if any
             "model_metrics": model.metrics if model else {},
             "transform_job": job.name,
             "transform_started_at": job.started_at,
@@ -140,6 +149,7 @@ class SlideScoring(JobKindBase):
             run_id,
             job.name,
             scored_at=summary["scored_at"],
+            scored_model=job.model_name,
             predictions_key=csv_key,
             tumour_fraction=figures["tumour_fraction"],
         )
@@ -160,7 +170,7 @@ def members_of(job: JobRecord) -> list[dict]:
     """The slides a scoring job scored, each with where its outputs are. A job recorded before jobs held
     several slides scored one, with its outputs directly under the job's output prefix."""
     if not job.slides:
-        return [{"slide_id": job.slide_id, "run_id": job.run_id, "patch_count": job.patch_count,
+        return [{"slide_id": job.slide_id, "run_id": job.run_id, "patch_count": job.patch_count, "request": "",
                  "outputs": job.output_prefix}]  # fmt: skip
     return [
         {**member, "outputs": job.output_prefix + member["image_prefix"].removeprefix(keys.SLIDE_IMAGES)}

@@ -1,7 +1,7 @@
 """The scoring queue through the local stack, whose SageMaker enforces a transform-instance quota and refuses
 over it with SageMaker's own ResourceLimitExceeded. A stack of its own: the cap (MaxConcurrentTransformJobs 3)
 is deliberately above the account's quota (2), as when other workloads share the account, and a job takes
-at most four of these 12-patch slides (ScoringBatchMaxPatches 48).
+at most four of these 12-patch slides (ScoringBatchMaxPatches 48), the slides ready within 2 s.
 """
 
 import time
@@ -20,7 +20,13 @@ CAP, QUOTA, SLIDES_PER_JOB = 3, 2, 4
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    parameters = {**TEST_PARAMETERS, "MaxConcurrentTransformJobs": str(CAP), "ScoringBatchMaxPatches": "48"}
+    # A 2 s window: the slides a promotion releases are all queued before their first job forms.
+    parameters = {
+        **TEST_PARAMETERS,
+        "MaxConcurrentTransformJobs": str(CAP),
+        "ScoringBatchMaxPatches": "48",
+        "ScoringBatchWindowSeconds": "2",
+    }
     with LocalStack(
         parameters=parameters, work_dir=tmp_path_factory.mktemp("queue"), transform_job_quota=QUOTA, tick_seconds=1
     ) as running:

@@ -156,10 +156,10 @@ def test_two_jobs_that_scored_the_same_upload_write_its_results_once():
     slide_ready(world, "a")
     slide_ready(world, "b")
     queue = world.flow.slides.queue
-    first, both = world.state.queued_slides()
     model = world.state.current_model().model_name
+    first, both = (dataclasses.replace(entry, model=model) for entry in world.state.queued_slides())
     # as if two dispatchers overlapped (a lease that expired under a stalled holder)
-    assert queue._start([first], model) == "" and queue._start([first, both], model) == ""
+    assert queue._start([first]) == "" and queue._start([first, both]) == ""
     one, two = scoring_jobs(world)
     finish(world, two)
     finish(world, one)

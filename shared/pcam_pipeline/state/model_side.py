@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.records import CurrentModel, JobRecord, ModelRecord
+from pcam_pipeline.records import CurrentModel, JobRecord, ModelRecord, SlideRecord
 from pcam_pipeline.state.access import (
     CURRENT,
     MODELS_PK,
@@ -137,6 +137,11 @@ class ModelSideRecords(TableAccess):
         self._put_new(WAITING_SLIDES_PK, slide_id, {"slide_id": slide_id, "run_id": run_id})
         self._set(slide_pk(slide_id), CURRENT, {"scoring_status": ScoringStatus.WAITING_FOR_MODEL})
 
+    def scored_slides(self) -> list[SlideRecord]:
+        """Every slide whose current upload has a result (a scan: read on a promotion that rescores)."""
+        items = (item for item in self.scan_all() if item["pk"].startswith("slide#"))
+        return [s for s in map(SlideRecord.from_item, items) if s.scoring_status is ScoringStatus.SCORED]
+
     def forget_waiting_slide(self, slide_id: str) -> None:
         self._delete(WAITING_SLIDES_PK, slide_id)
 
@@ -147,7 +152,7 @@ class ModelSideRecords(TableAccess):
         self._set(slide_pk(slide_id), CURRENT, fields, condition)
 
     def record_slide_scored(self, slide_id: str, run_id: str, job_name: str, **result: Any) -> None:
-        """``result``: scored_at, predictions_key, tumour_fraction."""
+        """``result``: scored_at, scored_model, predictions_key, tumour_fraction."""
         fields = {"scoring_status": ScoringStatus.SCORED, "scored_job": job_name, "scored_run": run_id, **result}
         self._set(slide_pk(slide_id), CURRENT, fields, remove=("scoring_failure",))
 

@@ -8,12 +8,13 @@ harmless.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pcam_pipeline.records import ScoringQueueEntry
 from pcam_pipeline.state.access import CURRENT, SCORING_QUEUE_PK, TRANSFORM_SLOTS_PK, TableAccess, slide_pk
 from pcam_pipeline.state.table import Before, Equals, Missing, Not, now_iso
-from pcam_pipeline.statuses import ScoringStatus
+from pcam_pipeline.statuses import OwnerStatus, ScoringStatus
 
 
 def _slot_sk(index: int) -> str:
@@ -48,22 +49,33 @@ class ScoringQueueRecords(TableAccess):
     def unqueue_slide(self, entry: ScoringQueueEntry) -> None:
         self._delete(SCORING_QUEUE_PK, entry.sk)
 
-    def requeue_slide_alone(self, slide_id: str, run_id: str, patch_count: int) -> bool:
-        """A batch job failed: queue the slide's upload again, to be scored alone, unless it has results."""
-        fields = {"scoring_status": ScoringStatus.QUEUED, "queued_at": now_iso()}
-        unscored = Equals("x_run", run_id) & Not(Equals("results_run", run_id))
-        if self._set(slide_pk(slide_id), CURRENT, fields, unscored) is None:
+    def queue_rescore(self, slide_id: str, request: str, model: str = "") -> bool:
+        """Queue the slide's current upload to be scored again (with ``model``, or the model current when its
+        job starts), once per request; its results stay as they are until the new ones replace them."""
+        slide = self.slide(slide_id)
+        if slide is None or slide.status is not OwnerStatus.READY:
             return False
-        entry = ScoringQueueEntry(slide_id=slide_id, run_id=run_id, patch_count=patch_count, alone=True)
-        self._put_new(SCORING_QUEUE_PK, entry.sk, {**entry.to_item(), "queued_at": fields["queued_at"]})
+        entry = ScoringQueueEntry(slide_id, slide.x_run, slide.x_count, now_iso(), request=request, model=model)
+        return self._put_new(SCORING_QUEUE_PK, entry.sk, entry.to_item())
+
+    def requeue_slide_alone(self, member: ScoringQueueEntry) -> bool:
+        """A batch job failed: queue the slide's upload again, to be scored alone, unless it has results."""
+        fields = {"queued_at": now_iso()}
+        unscored = Equals("x_run", member.run_id) & Not(Equals("results_for", member.results_for))
+        if not member.request:  # a first scoring shows as queued; a rescored slide keeps its results
+            fields["scoring_status"] = ScoringStatus.QUEUED
+        if self._set(slide_pk(member.slide_id), CURRENT, fields, unscored) is None:
+            return False
+        entry = replace(member, alone=True, queued_at=fields["queued_at"])
+        self._put_new(SCORING_QUEUE_PK, entry.sk, entry.to_item())
         return True
 
-    def claim_slide_results(self, slide_id: str, run_id: str, job_name: str) -> bool:
-        """Let one job write the results of a slide's upload; the same job may claim again (a retry). A second
-        job that scored the same upload (two dispatches that overlapped) writes nothing."""
-        condition = Equals("x_run", run_id) & (Not(Equals("results_run", run_id)) | Equals("results_job", job_name))
-        claim = {"results_run": run_id, "results_job": job_name}
-        return self._set(slide_pk(slide_id), CURRENT, claim, condition) is not None
+    def claim_slide_results(self, member: ScoringQueueEntry, job_name: str) -> bool:
+        """Let one job write the results of a slide's upload (per request); the same job may claim again (a
+        retry). A second job that scored the same upload (two dispatches that overlapped) writes nothing."""
+        mine = Not(Equals("results_for", member.results_for)) | Equals("results_job", job_name)
+        claim = {"results_for": member.results_for, "results_job": job_name}
+        return self._set(slide_pk(member.slide_id), CURRENT, claim, Equals("x_run", member.run_id) & mine) is not None
 
     # ------------------------------------------------------------------ dispatcher lease
     def take_dispatch_lease(self, holder: str, seconds: float) -> bool:
