@@ -4,11 +4,13 @@ is deliberately above the account's quota (2), as when other workloads share the
 at most four of these 12-patch slides (ScoringBatchMaxPatches 48), the slides ready within 2 s.
 """
 
+import json
 import time
 
 import numpy as np
 import pytest
 
+from pcam_local.cli import main
 from pcam_local.local_stack import LocalStack
 from pcam_local.synth import synth_slide, synth_split
 from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed, h5_bytes
@@ -26,6 +28,7 @@ def stack(tmp_path_factory):
         "MaxConcurrentTransformJobs": str(CAP),
         "ScoringBatchMaxPatches": "48",
         "ScoringBatchWindowSeconds": "2",
+        "RescoreOnPromotion": "true",
     }
     with LocalStack(
         parameters=parameters, work_dir=tmp_path_factory.mktemp("queue"), transform_job_quota=QUOTA, tick_seconds=1
@@ -134,3 +137,48 @@ def test_one_bad_slide_fails_alone_and_the_rest_of_its_batch_is_scored(stack, pi
     assert not stack.list_keys(f"predictions/{bad}.csv")
     (alert,) = alerts()
     assert f"slide {bad}" in alert["Subject"]
+
+
+def summary_of(stack, slide_id) -> dict:
+    return json.loads(stack.read(f"predictions/{slide_id}.json"))
+
+
+def test_operators_rescore_one_slide_or_all_through_the_queue(stack, pipeline, monkeypatch, capsys):
+    for name, value in stack.environment().items():
+        monkeypatch.setenv(name, value)
+    model = stack.state.current_model().model_name
+    before = summary_of(stack, "morning-00")
+    assert main(["rescore", "--slide", "morning-00", "--stack", "pcam-local"]) == 0
+    assert "queued 1 slide(s)" in capsys.readouterr().out
+    pipeline.settle()
+    after = summary_of(stack, "morning-00")
+    assert after["transform_job"] != before["transform_job"] and after["scored_at"] > before["scored_at"]
+    assert (after["model_name"], after["previous_model"]) == (model, model)
+    assert len(pipeline.events_for("Slide Scored", slide_id="morning-00")) == 2
+
+    assert main(["rescore", "--slide", "no-such-slide", "--stack", "pcam-local"]) == 1
+    assert main(["rescore", "--all", "--model", "no-such-model", "--stack", "pcam-local"]) == 2
+    scored = {r["slide_id"] for r in stack.records() if r.get("scoring_status") == "scored"}
+    assert main(["rescore", "--all", "--stack", "pcam-local"]) == 0
+    assert f"queued {len(scored)} slide(s)" in capsys.readouterr().out
+    pipeline.settle()
+    for slide_id in scored:
+        assert pipeline.events_for("Slide Scored", slide_id=slide_id)[-1]["detail"]["previous_model"] == model
+    assert stack.state.queued_slides() == []
+
+
+def test_a_promoted_model_rescores_every_scored_slide(stack, pipeline, monkeypatch):
+    for name, value in stack.environment().items():
+        monkeypatch.setenv(name, value)
+    rng = np.random.default_rng(5)
+    for split, count in (("train", 300), ("valid", 100)):
+        pipeline.drop_split("newer", split, *synth_split(count, rng))
+    pipeline.settle()  # trained; without a test split of its own it waits, servable, for an operator
+    newer = next(r["model_name"] for r in stack.state.query("models", "model#") if r.get("dataset") == "newer")
+    scored = {r["slide_id"] for r in stack.records() if r.get("scoring_status") == "scored"}
+    assert main(["promote", newer, "--stack", "pcam-local", "--by", "dr-ops", "--reason", "newer data"]) == 0
+    pipeline.settle()
+    for slide_id in scored:
+        last = pipeline.events_for("Slide Scored", slide_id=slide_id)[-1]["detail"]
+        assert last["model_name"] == newer, slide_id
+    assert stack.state.queued_slides() == []

@@ -241,3 +241,71 @@ def test_concurrent_dispatchers_never_run_more_jobs_than_slots_nor_one_slide_twi
     assert len(running(world)) == 3 and sorted(running(world)) == sorted(scoring_jobs(world))
     assert sorted(job_of(world, s) for s in ("s00", "s01", "s02")) == sorted(scoring_jobs(world))  # the oldest
     assert len(world.state.queued_slides()) == 9
+
+
+def test_slides_to_be_scored_with_different_models_never_share_a_job():
+    policy = BatchPolicy(window_seconds=0, max_patches=100)
+    queued = [entry("a"), dataclasses.replace(entry("b"), model="other"), entry("c")]
+    assert [e.slide_id for e in next_batch(queued, policy, NOW)] == ["a", "c"]
+
+
+def second_model(world) -> str:
+    """Another dataset's model, evaluated and servable, not yet current."""
+    from tests.unit.test_sagemaker_flow import split_ready
+
+    split_ready(world, "train", dataset="second")
+    split_ready(world, "valid", dataset="second")
+    job_event(world, JobKind.TRAINING, "Completed")
+    return next(m.model_name for m in world.state.models() if m.dataset == "second")
+
+
+def test_a_rescored_slide_gets_new_results_naming_the_model_and_the_previous_one():
+    world = world_with_slots(2)
+    first_model = world.state.current_model().model_name
+    slide_ready(world, "s1")
+    finish(world, job_of(world, "s1"))
+    newer = second_model(world)
+    assert world.state.queue_rescore("s1", "by ops at noon", newer)
+    assert not world.state.queue_rescore("s1", "by ops at noon", newer), "once per request"
+    assert not world.state.queue_rescore("missing", "by ops at noon")
+    world.flow.on_event(events.SCHEDULED_TICK, {})
+    (rescoring,) = [n for n in scoring_jobs(world) if n != job_of(world, "s1")]
+    assert world.state.job(rescoring).model_name == newer
+    assert world.state.slide("s1").scoring_status is ScoringStatus.SCORED  # the old result stands meanwhile
+    finish(world, rescoring)
+    first, second = [e for e in world.publisher.of_type(events.SLIDE_SCORED) if e["slide_id"] == "s1"]
+    assert (first["model_name"], first["previous_model"]) == (first_model, None)
+    assert (second["model_name"], second["previous_model"]) == (newer, first_model)
+    assert json.loads(world.blobs.get_bytes("predictions/s1.json"))["model_name"] == newer
+    finish(world, rescoring)  # a repeated Completed writes nothing again
+    assert len([e for e in world.publisher.of_type(events.SLIDE_SCORED) if e["slide_id"] == "s1"]) == 2
+
+
+def test_with_rescore_on_promotion_a_promoted_model_rescores_every_scored_slide_once():
+    world = world_with_slots(2, rescore_on_promotion=True)
+    for slide_id in ("a", "b"):
+        slide_ready(world, slide_id)
+        finish(world, job_of(world, slide_id))
+    newer = second_model(world)
+    world.flow.registry.promote(newer, by="ops")
+    (promoted,) = [e for e in world.publisher.of_type(events.MODEL_PROMOTED) if e["model_name"] == newer]
+    outcome = world.flow.on_event(events.MODEL_PROMOTED, promoted)
+    assert sorted(outcome["rescored"]) == ["a", "b"] and outcome["started"] == [["a", "b"]]
+    assert world.flow.on_event(events.MODEL_PROMOTED, promoted)["rescored"] == []  # a repeated delivery
+    (rescoring,) = scoring_jobs(world)[2:]
+    assert world.state.job(rescoring).model_name == newer
+    finish(world, rescoring)
+    assert {e["slide_id"] for e in world.publisher.of_type(events.SLIDE_SCORED) if e["model_name"] == newer} == {
+        "a",
+        "b",
+    }
+
+
+def test_without_rescore_on_promotion_scored_slides_keep_their_results():
+    world = world_with_slots(2)
+    slide_ready(world, "a")
+    finish(world, job_of(world, "a"))
+    newer = second_model(world)
+    world.flow.registry.promote(newer, by="ops")
+    assert world.flow.on_event(events.MODEL_PROMOTED, {"model_name": newer})["rescored"] == []
+    assert len(scoring_jobs(world)) == 1

@@ -51,10 +51,14 @@ class ScoringQueueRecords(TableAccess):
 
     def queue_rescore(self, slide_id: str, request: str, model: str = "") -> bool:
         """Queue the slide's current upload to be scored again (with ``model``, or the model current when its
-        job starts), once per request; its results stay as they are until the new ones replace them."""
+        job starts), once per request (the slide's record remembers the last one); its results stay as they
+        are until the new ones replace them."""
         slide = self.slide(slide_id)
         if slide is None or slide.status is not OwnerStatus.READY:
             return False
+        claim = Equals("x_run", slide.x_run) & Not(Equals("rescore_request", request))
+        if self._set(slide_pk(slide_id), CURRENT, {"rescore_request": request}, claim) is None:
+            return False  # this request was queued before (a repeated promotion event, say)
         entry = ScoringQueueEntry(slide_id, slide.x_run, slide.x_count, now_iso(), request=request, model=model)
         return self._put_new(SCORING_QUEUE_PK, entry.sk, entry.to_item())
 
