@@ -96,7 +96,8 @@ MUTATION_PLAN := keys:test_keys.py,test_name_properties.py,test_training_setting
 	promotion:test_promotion.py,test_sagemaker_flow.py slide_results:test_slide_results.py \
 	sagemaker_jobs:test_training_config.py,test_cloud_fidelity.py \
 	state/ingestion:test_state_table.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
-	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py
+	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py \
+	scoring_batches:test_scoring_queue.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed
 	rm -rf build/mutation && mkdir -p build/mutation
@@ -104,7 +105,7 @@ mutation: setup $(MUTATION)/.installed
 	cd build/mutation && for item in $(MUTATION_PLAN); do \
 	  module=$${item%%:*}; tests=$${item#*:}; \
 	  case " $(MODULES) " in *" $$module "*) ;; *) continue ;; esac; \
-	  runner="env PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=shared:training:local ../../$(VENV)/bin/python -B -m pytest -x -q -p no:cacheprovider -p no:randomly"; \
+	  runner="sh scripts/mutation_tests.sh ../../$(VENV)/bin/python"; \
 	  for test in $${tests//,/ }; do runner="$$runner tests/unit/$$test"; done; \
 	  ../../$(MUTATION)/bin/mutmut run --no-progress --paths-to-mutate shared/pcam_pipeline/$$module.py \
 	    --tests-dir tests/unit --runner "$$runner" || true; \
