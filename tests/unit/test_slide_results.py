@@ -186,3 +186,22 @@ def test_a_slide_sixty_patches_wide_keeps_every_patch_in_its_own_column():
     colours = [tuple(picture[60 + cell // 2, 20 + column * cell + cell // 2]) for column in range(60)]
     expected = [tuple(colour) for colour in colour_of(probabilities)]
     assert colours == expected
+
+
+def picture_of(coords, probabilities, threshold=0.5) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(heatmap_png(coords, probabilities, "s1", threshold))).convert("RGB"))
+
+
+def test_a_slide_whose_patches_start_far_from_the_origin_is_drawn_from_its_first_patch():
+    """Level-0 positions of a region deep in a slide: the map starts at the leftmost, topmost patch."""
+    assert np.array_equal(picture_of(COORDS + [9600, 4800], PROBABILITIES), picture_of(COORDS, PROBABILITIES))
+
+
+def test_the_map_ends_with_its_last_row_and_column_and_the_bar_passes_through_the_middle_colour():
+    picture = picture_of(COORDS, PROBABILITIES, threshold=0.9)  # the red threshold line away from the middle
+    cell, top, margin = 24, 60, 20
+    assert tuple(picture[top + 2 * cell + 3, margin + cell // 2]) == (255, 255, 255)  # below the frame: paper
+    assert tuple(picture[top + cell // 2, margin + 2 * cell + 3]) == (255, 255, 255)  # right of the frame
+    bar_x, bar_h = margin * 2 + 2 * cell, 160
+    halfway = picture[top + round(0.5 * (bar_h - 1)), bar_x + 12].astype(int)
+    assert np.abs(halfway - colour_of(np.array([0.5]))[0].astype(int)).max() <= 6
