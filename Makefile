@@ -96,7 +96,7 @@ MUTATION_PLAN := keys:test_keys.py,test_name_properties.py,test_training_setting
 	promotion:test_promotion.py,test_sagemaker_flow.py slide_results:test_slide_results.py \
 	sagemaker_jobs:test_training_config.py,test_cloud_fidelity.py \
 	state/ingestion:test_state_table.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
-	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py \
+	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py,test_scoring_queue.py \
 	scoring_batches:test_scoring_queue.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed

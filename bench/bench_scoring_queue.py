@@ -14,8 +14,8 @@ two designs; the sources of both constants are in docs/operations.md ("Scoring q
 from __future__ import annotations
 
 import json
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -68,13 +68,15 @@ def modelled_cost(jobs: int, patches: int) -> dict:
 def main() -> int:
     out = Path("bench-output")
     out.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as work, LocalStack(work_dir=Path(work), transform_job_quota=QUOTA) as stack:
+    work = out / "scoring-queue-stack"  # kept: the functions' logs are under logs/
+    shutil.rmtree(work, ignore_errors=True)
+    with LocalStack(work_dir=work, transform_job_quota=QUOTA) as stack:
         alerts = alert_mailbox(stack)
-        train(stack, Path(work))
-        slides = synth_drop(Path(work) / "lab", slides=SLIDES, slide_grid=(ROWS, COLS), train=0, valid=0, test=0)
+        train(stack, work)
+        slides = synth_drop(work / "lab", slides=SLIDES, slide_grid=(ROWS, COLS), train=0, valid=0, test=0)
         names = {path.stem for path in slides}
         started = time.monotonic()
-        stack.drop_directory(Path(work) / "lab")  # 8 uploads at a time, as a lab's sync tool would
+        stack.drop_directory(work / "lab")  # 8 uploads at a time, as a lab's sync tool would
         idle = stack.wait_until_idle(3600)
         wall = time.monotonic() - started
         scored = [e["detail"]["slide_id"] for e in stack.pipeline_events() if e["detail-type"] == "Slide Scored"]
