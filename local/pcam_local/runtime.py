@@ -56,8 +56,17 @@ class LocalContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+# Modules that read the function's environment when imported (Powertools' logger and metrics, settings).
+_FUNCTION_PACKAGES = ("pcam_pipeline", "pcam_training", "aws_lambda_powertools")
+
+
 def _start_worker(function: FunctionSpec, environment: dict[str, str], log_path: str) -> None:
     global _handler, _function
+    # A spawned worker first imports the parent's main script; a script that imports the pipeline (a
+    # benchmark) would leave its modules configured without the function's environment (no service name,
+    # no metrics namespace, logs to the parent's stdout). Start them afresh, as a Lambda environment does.
+    for name in [name for name in sys.modules if name.split(".")[0] in _FUNCTION_PACKAGES]:
+        del sys.modules[name]
     os.environ.update(environment)
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
     sys.stdout = sys.stderr = log
