@@ -102,10 +102,13 @@ class ScoringQueue:
         logger.append_keys(slide_id=batch[0].slide_id, run_id=batch[0].run_id, job=None)
         model_name = batch[0].model
         job = self._scoring_job(batch, model_name)
-        self._jobs.record(job)
-        if self._state.job(job.name).status is JobStatus.STARTING:
+        recorded = self._state.job(job.name)
+        if recorded is None or recorded.status is JobStatus.STARTING:
+            # The slot first: a batch that waits for one leaves no job record behind (the next try may
+            # batch differently); a slot whose job was never recorded is freed by the next dispatch.
             if not self._state.take_transform_slot(job.name, self._slots):
                 return f"all {self._slots} transform slots are in use"
+            self._jobs.record(job)
             members = [(member["image_prefix"], member["patch_count"]) for member in job.slides]
             manifest_key = keys.scoring_manifest_key(job.name)
             self._blobs.put_bytes(

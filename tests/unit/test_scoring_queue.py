@@ -75,6 +75,8 @@ def test_slides_beyond_the_cap_wait_and_start_together_in_one_job_when_a_slot_fr
     assert len(scoring_jobs(world)) == 2 and job_of(world, "a") != job_of(world, "b")
     assert [world.state.slide(s).scoring_status for s in "cd"] == [ScoringStatus.QUEUED] * 2
     assert [e.slide_id for e in world.state.queued_slides()] == ["c", "d"]
+    recorded = [r for r in world.state.scan_all() if r["pk"].startswith("job#") and r["kind"] == "slide scoring"]
+    assert len(recorded) == 2, "a batch waiting for a slot leaves no job record"
     outcome = finish(world, job_of(world, "b"))
     assert outcome["status"] == "scored" and outcome["queue"]["started"] == [["c", "d"]]
     batch = job_of(world, "c")
