@@ -13,6 +13,12 @@ PROBLEM_STATUSES = (FileStatus.QUARANTINED, FileStatus.FAILED)
 FAILED_JOB = (JobStatus.FAILED, JobStatus.STOPPED)
 
 
+def _slides_of(job: dict) -> str:
+    """What a scoring job scores, in an operator's words: its slide, or the slides of its batch."""
+    names = [member["slide_id"] for member in job.get("slides") or []] or [job.get("slide_id")]
+    return f"slide {names[0]}" if len(names) == 1 else f"slides {', '.join(names)}"
+
+
 def _seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
@@ -130,7 +136,7 @@ def summarise(
             {
                 "name": r["pk"].split("#", 1)[1],
                 "kind": r.get("kind"),
-                "for": r.get("dataset") or f"slide {r.get('slide_id')}",
+                "for": r.get("dataset") or _slides_of(r),
                 "status": r.get("status"),
                 "reason": r.get("reason", ""),
                 "started_at": r.get("started_at"),

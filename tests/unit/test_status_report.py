@@ -117,3 +117,10 @@ def test_status_expects_queued_slides_that_fit_one_job_to_start_together_and_lis
     # q1 and q2 fit one job (800 patches), which takes the first slot to free (a's, in 240 s); q3 the
     # batch's (in 280 s)
     assert [s["expected_start"] for s in schedule[4:]] == ["in about 4 min", "in about 4 min", "in about 5 min"]
+
+
+def test_a_batch_job_is_listed_for_the_slides_it_scores():
+    batch = {"pk": "job#b", "sk": "current", "kind": "slide scoring", "status": "Completed",
+             "slides": [{"slide_id": "a"}, {"slide_id": "b"}]}  # fmt: skip
+    alone = {"pk": "job#c", "sk": "current", "kind": "slide scoring", "status": "Completed", "slide_id": "c"}
+    assert [job["for"] for job in summarise([batch, alone], {})["jobs"]] == ["slides a, b", "slide c"]
