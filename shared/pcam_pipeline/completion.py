@@ -52,8 +52,10 @@ class Completer:
         else:
             detail = self._write_slide_manifest(record)
             detail_type = events.SLIDE_READY
-        self._events.publish(detail_type, detail)
+        # Ready before the event: its consumers read the owner's record and must find it ready.
         self._state.mark_ready(owner_pk, detail["manifest_key"])
+        self._events.publish(detail_type, detail)
+        self._state.mark_announced(owner_pk, token)
         self._state.record_file(record.x_key, record.x_version, FileStatus.CONVERTED, patch_count=record.x_count)
         logger.info(f"{detail_type}", extra=detail)
         return True

@@ -71,7 +71,9 @@ def test_exactly_one_claimer_announces_but_the_same_claimer_may_claim_again(stat
     assert state.claim_ready(OWNER, "token", "first")
     assert not state.claim_ready(OWNER, "token", "second")
     assert state.claim_ready(OWNER, "token", "first")
-    state.mark_ready(OWNER, "manifests/m")
+    state.mark_ready(OWNER, "manifests/m")  # ready before the event, so that its consumers find it so
+    assert state.claim_ready(OWNER, "token", "first"), "ready but not yet announced: a retry announces"
+    state.mark_announced(OWNER, "token")
     assert not state.claim_ready(OWNER, "token", "first")  # announced: a duplicate delivery claims nothing
     assert state.claim_ready(OWNER, "new token", "second")
 

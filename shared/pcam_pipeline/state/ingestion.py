@@ -129,16 +129,20 @@ class IngestionRecords(TableAccess):
         """Let exactly one completer announce this combination of inputs (``token``).
 
         The same claimer may claim again while the announcement is unfinished, so a retried or redriven
-        message finishes what it started; once announced (ready), a duplicate delivery claims nothing.
+        message finishes what it started; once announced, a duplicate delivery claims nothing.
         """
         unclaimed = Missing("ready_token") | Not(Equals("ready_token", token))
-        unfinished_by_me = Equals("ready_claimer", claimer) & Not(Equals("status", OwnerStatus.READY))
+        unfinished_by_me = Equals("ready_claimer", claimer) & Not(Equals("announced_token", token))
         fields = {"ready_token": token, "ready_claimer": claimer}
         return self._set(owner_pk, CURRENT, fields, unclaimed | unfinished_by_me) is not None
 
     def mark_ready(self, owner_pk: str, manifest_key: str) -> None:
         fields = {"manifest_key": manifest_key, "status": OwnerStatus.READY, "ready_at": now_iso()}
         self._set(owner_pk, CURRENT, fields, remove=("failure",))
+
+    def mark_announced(self, owner_pk: str, token: str) -> None:
+        """The ready event for these inputs is on the bus: a duplicate delivery claims nothing after this."""
+        self._set(owner_pk, CURRENT, {"announced_token": token})
 
     def mark_failed(self, owner_pk: str, reason: str) -> None:
         self._set(owner_pk, CURRENT, {"status": OwnerStatus.FAILED, "failure": reason})
