@@ -10,6 +10,8 @@ moto also answers a ranged GET by reading the whole object and slicing it (1.2 s
 1.8 GB file, measured), where S3's cost follows the range. Conversion reads big HDF5 files in ranges,
 so this launcher serves single-range GETs of stored objects itself, reading only the range.
 
+Multipart uploads are completed on disk with S3's single notification (``disk_multipart``).
+
 It also keeps a scheduled rule from matching events (moto matches a rule without a pattern to every event).
 
 Usage: python -m pcam_local.moto_launcher PORT
@@ -27,6 +29,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from moto.s3.models import FakeKey, s3_backends
 from moto.server import MotoRequestHandler
 from werkzeug.serving import run_simple
+
+from pcam_local import disk_multipart
 
 _SERIALISED_TARGETS = ("DynamoDB", "AmazonSQS", "AWSEvents")
 _SINGLE_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -108,6 +112,7 @@ def scheduled_rules_match_no_events() -> None:
 
 def main() -> None:
     scheduled_rules_match_no_events()
+    disk_multipart.install()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple("127.0.0.1", port, SerialisedControlPlane(app), threaded=True, request_handler=MotoRequestHandler)

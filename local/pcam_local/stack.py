@@ -114,6 +114,11 @@ class MotoServer:
                 time.sleep(0.1)
         raise RuntimeError("moto server did not start within 30 s")
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the moto server is not started"
+        return self._process.pid
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()
