@@ -10,7 +10,7 @@ moto also answers a ranged GET by reading the whole object and slicing it (1.2 s
 1.8 GB file, measured), where S3's cost follows the range. Conversion reads big HDF5 files in ranges,
 so this launcher serves single-range GETs of stored objects itself, reading only the range.
 
-Multipart uploads are completed on disk with S3's single notification (``disk_multipart``).
+Multipart uploads are completed on disk, and each write sends the one event S3 sends (``s3_writes``).
 
 It also keeps a scheduled rule from matching events (moto matches a rule without a pattern to every event).
 
@@ -30,7 +30,7 @@ from moto.s3.models import FakeKey, s3_backends
 from moto.server import MotoRequestHandler
 from werkzeug.serving import run_simple
 
-from pcam_local import disk_multipart
+from pcam_local import s3_writes
 
 _SERIALISED_TARGETS = ("DynamoDB", "AmazonSQS", "AWSEvents")
 _SINGLE_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -112,7 +112,7 @@ def scheduled_rules_match_no_events() -> None:
 
 def main() -> None:
     scheduled_rules_match_no_events()
-    disk_multipart.install()
+    s3_writes.install()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple("127.0.0.1", port, SerialisedControlPlane(app), threaded=True, request_handler=MotoRequestHandler)

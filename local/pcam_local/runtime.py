@@ -30,6 +30,9 @@ from pcam_local.stack import REGION, DeployedStack, FunctionSpec, QueueMapping, 
 from pcam_pipeline import aws_rules
 
 RETRY_DELAY_SECONDS = 1
+# An idle poller waits longer after each empty receive, up to the longest: a dozen pollers asking 5 times
+# a second took a tenth of the local server's time away from the data path.
+IDLE_POLL_SECONDS = (0.2, 1.0)
 PROCESS_START_VARIABLES = {"MALLOC_ARENA_MAX"}
 # Fault injection for tests: a worker whose HDF5 library opens an object whose key holds this text dies
 # with SIGSEGV, as a crash inside the library would (the runtime and the pipeline must cope).
@@ -250,10 +253,15 @@ class LocalRuntime:
             worker.shutdown()
 
     def _poll(self, mapping: QueueMapping, worker: ExecutionEnvironment) -> None:
+        shortest, longest = IDLE_POLL_SECONDS
+        idle_wait = shortest
         while not self._stop.is_set():
             try:
-                if not self._poll_once(mapping, worker):
-                    self._stop.wait(0.2)
+                if self._poll_once(mapping, worker):
+                    idle_wait = shortest
+                else:
+                    self._stop.wait(idle_wait)
+                    idle_wait = min(idle_wait * 1.5, longest)
             except Exception:  # the poller must survive a hiccup of the local server
                 traceback.print_exc()
                 self._stop.wait(RETRY_DELAY_SECONDS)

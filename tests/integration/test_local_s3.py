@@ -6,6 +6,7 @@ import binascii
 import hashlib
 import json
 import os
+from urllib.parse import unquote
 
 import boto3
 import pytest
@@ -104,26 +105,35 @@ def test_s3s_refusals_stay(s3):
         s3.head_object(Bucket="drop", Key="wrong-etag.bin")
 
 
-def test_one_completed_upload_is_one_object_created_event(server, s3):
+def test_each_write_sends_the_one_event_s3_sends(server, s3):
     sqs = boto3.client("sqs", endpoint_url=server.url, region_name=REGION, **_credentials())
     url = sqs.create_queue(QueueName="drops")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3.create_bucket(Bucket="notified")
+    events = ["s3:ObjectCreated:*", "s3:ObjectTagging:*"]
     s3.put_bucket_notification_configuration(
-        Bucket="notified",
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+        Bucket="notified", NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": events}]}
     )
 
+    s3.put_object(Bucket="notified", Key="incoming/slides/small.h5", Body=b"small")
     s3.upload_fileobj(
-        _Chunks(11 * MB), "notified", "incoming/slides/once.h5", Config=TransferConfig(multipart_chunksize=5 * MB)
+        _Chunks(11 * MB), "notified", "incoming/slides/big.h5", Config=TransferConfig(multipart_chunksize=5 * MB)
+    )
+    s3.put_object_tagging(
+        Bucket="notified", Key="incoming/slides/small.h5", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}
     )
 
-    events = []
+    received = []
     while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages"):
         for message in messages:
-            events += [record["eventName"] for record in json.loads(message["Body"]).get("Records", [])]
+            records = json.loads(message["Body"]).get("Records", [])
+            received += [(record["eventName"], unquote(record["s3"]["object"]["key"])) for record in records]
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    assert events == ["ObjectCreated:CompleteMultipartUpload"]
+    assert sorted(received) == [
+        ("ObjectCreated:CompleteMultipartUpload", "incoming/slides/big.h5"),
+        ("ObjectCreated:Put", "incoming/slides/small.h5"),
+        ("ObjectTagging:Put", "incoming/slides/small.h5"),
+    ]
 
 
 def test_the_servers_memory_does_not_grow_with_the_object(server, s3):
