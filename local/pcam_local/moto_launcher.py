@@ -10,9 +10,11 @@ moto also answers a ranged GET by reading the whole object and slicing it (1.2 s
 1.8 GB file, measured), where S3's cost follows the range. Conversion reads big HDF5 files in ranges,
 so this launcher serves single-range GETs of stored objects itself, reading only the range.
 
-Multipart uploads are completed on disk, and each write sends the one event S3 sends (``s3_writes``).
+Multipart uploads are completed on disk, and each write sends the one event S3 sends (``s3_writes``);
+small object bodies are kept on disk too (``s3_bodies``), so memory does not grow with a dataset.
 
-It also keeps a scheduled rule from matching events (moto matches a rule without a pattern to every event).
+It stops moto from keeping every model object it ever made, and keeps a scheduled rule from matching
+events (moto matches a rule without a pattern to every event).
 
 Usage: python -m pcam_local.moto_launcher PORT
 """
@@ -30,7 +32,7 @@ from moto.s3.models import FakeKey, s3_backends
 from moto.server import MotoRequestHandler
 from werkzeug.serving import run_simple
 
-from pcam_local import s3_writes
+from pcam_local import s3_bodies, s3_writes
 
 _SERIALISED_TARGETS = ("DynamoDB", "AmazonSQS", "AWSEvents")
 _SINGLE_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -110,9 +112,20 @@ def scheduled_rules_match_no_events() -> None:
     Rule.send_to_targets = send_unless_scheduled
 
 
+def models_are_not_tracked() -> None:
+    """moto appends every model object it ever creates (each S3 object and its ACL, each SQS message, each
+    DynamoDB item) to a class-wide list, for its reset API, so nothing is ever freed: hundreds of bytes per
+    object even after it is deleted or replaced. The local stack never resets its server."""
+    from moto.core.common_models import BaseModel
+
+    BaseModel.__new__ = staticmethod(lambda cls, *args, **kwargs: object.__new__(cls))
+
+
 def main() -> None:
     scheduled_rules_match_no_events()
+    models_are_not_tracked()
     s3_writes.install()
+    s3_bodies.install()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple("127.0.0.1", port, SerialisedControlPlane(app), threaded=True, request_handler=MotoRequestHandler)

@@ -166,6 +166,8 @@ class ExecutionEnvironment:
         self.function = function
         self._start = (function, environment, str(log_path))
         self.pool = self._new_pool()
+        self.started = False  # its process starts with its first invocation (a cold start)
+        self.busy = False
 
     def _new_pool(self) -> ProcessPoolExecutor:
         spawn = multiprocessing.get_context("spawn")
@@ -173,6 +175,7 @@ class ExecutionEnvironment:
 
     def invoke(self, event: dict) -> dict:
         started = time.monotonic()
+        self.started = self.busy = True
         try:
             return self.pool.submit(_invoke, event).result()
         except BrokenProcessPool:
@@ -190,6 +193,8 @@ class ExecutionEnvironment:
                 "cpu_seconds": 0.0,
                 "peak_mb": 0.0,
             }
+        finally:
+            self.busy = False
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -257,7 +262,9 @@ class LocalRuntime:
         idle_wait = shortest
         while not self._stop.is_set():
             try:
-                if self._poll_once(mapping, worker):
+                if self._a_warm_peer_is_free(worker):
+                    self._stop.wait(idle_wait)
+                elif self._poll_once(mapping, worker):
                     idle_wait = shortest
                 else:
                     self._stop.wait(idle_wait)
@@ -265,6 +272,14 @@ class LocalRuntime:
             except Exception:  # the poller must survive a hiccup of the local server
                 traceback.print_exc()
                 self._stop.wait(RETRY_DELAY_SECONDS)
+
+    def _a_warm_peer_is_free(self, worker: ExecutionEnvironment) -> bool:
+        """Like Lambda, a function scales out when its started environments are all busy: a cold one
+        leaves the queue to a free warm one (five idle workers of one function held 750 MB)."""
+        if worker.started:
+            return False
+        peers = (other for other in self.environments if other.function is worker.function and other is not worker)
+        return any(peer.started and not peer.busy for peer in peers)
 
     def _poll_once(self, mapping: QueueMapping, worker: ExecutionEnvironment) -> bool:
         """Receive one batch and run the handler on it; False when the queue was empty."""
