@@ -1,9 +1,7 @@
 """The local stack at PCam scale (run by `make bench`; not a test).
 
 Reports, from one run (one local stack):
-- the PUT ceiling at its best: plain ``put_object`` of 3 KB objects (a converted patch's size) from 1-2
-  processes x 8-32 threads, against a bare moto server and against the local stack's data bucket,
-  interleaved over two rounds; the best rate of each;
+- the PUT ceiling at its best (``put_ceiling.py``), of the local stack's S3 and of a bare moto server;
 - the official-size PCam train split (262,144 patches, 7.25 GB ``camelyonpatch_level_2_split_train_x.h5``
   and its labels, generated block by block) dropped on the local stack: end-to-end patches/s from the
   start of the upload to "Split Ready", and conversion alone from the file being in;
@@ -14,28 +12,22 @@ Reports, from one run (one local stack):
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import boto3
 import h5py
 import numpy as np
-from botocore.config import Config
+from put_ceiling import put_ceilings
 
 from pcam_local.local_stack import LocalStack
-from pcam_local.stack import CREDENTIALS, REGION, free_port
 from pcam_local.synth import EDGE, synth_split
 
 PCAM_TRAIN = int(os.environ.get("PCAM_SCALE_PATCHES", 262_144))  # smaller for a quick try of the bench
 BLOCK = 8192
-PUT_OBJECTS = int(os.environ.get("PCAM_SCALE_PUTS", 4000))
-PUT_SHAPES = ((1, 8), (1, 16), (2, 16), (2, 32))  # (processes, threads)
 DATASET = "pcam-scale"
 STEM = "camelyonpatch_level_2_split_train"
 
@@ -47,97 +39,11 @@ def write_official_size_split(directory: Path) -> tuple[Path, Path]:
     with h5py.File(x_path, "w") as handle:
         x = handle.create_dataset("x", shape=(PCAM_TRAIN, EDGE, EDGE, 3), dtype=np.uint8)
         for start in range(0, PCAM_TRAIN, BLOCK):
-            x[start : start + BLOCK] = np.resize(tile, (BLOCK, EDGE, EDGE, 3))
+            block = min(BLOCK, PCAM_TRAIN - start)
+            x[start : start + block] = np.resize(tile, (block, EDGE, EDGE, 3))
     with h5py.File(y_path, "w") as handle:
         handle.create_dataset("y", data=np.resize(labels, PCAM_TRAIN).reshape(-1, 1, 1, 1))
     return x_path, y_path
-
-
-# ------------------------------------------------------------------ the PUT ceiling
-def _put_worker(endpoint: str, bucket: str, prefix: str, count: int, threads: int, results) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    client = _client("s3", endpoint, Config(max_pool_connections=threads))
-    body = np.random.default_rng(0).integers(0, 255, 3000, dtype=np.uint8).tobytes()
-    client.put_object(Bucket=bucket, Key=f"{prefix}warm-up", Body=body)  # timed warm, as a conversion worker
-
-    def put(index: int) -> None:
-        client.put_object(Bucket=bucket, Key=f"{prefix}{index:07d}.jpg", Body=body, ContentType="image/jpeg")
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(put, range(count)))
-    results.put(time.monotonic() - started)
-
-
-def put_rate(endpoint: str, bucket: str, processes: int, threads: int, prefix: str) -> float:
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    each = PUT_OBJECTS // processes
-    workers = [
-        context.Process(target=_put_worker, args=(endpoint, bucket, f"{prefix}/{i}/", each, threads, results))
-        for i in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return each * processes / max(results.get() for _ in workers)
-
-
-def _client(service: str, endpoint: str, config: Config | None = None):
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        config=config,
-    )
-
-
-class BareMoto:
-    """moto's own server, as `moto_server` starts it: no launcher, no stack, one plain bucket."""
-
-    def __enter__(self) -> BareMoto:
-        port = free_port()
-        self.endpoint = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _client("s3", self.endpoint).create_bucket(Bucket="bare-moto")
-                return self
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-
-    def __exit__(self, *exc_info) -> None:
-        self._process.terminate()
-        self._process.wait(timeout=10)
-
-
-def put_ceilings(stack: LocalStack) -> dict:
-    """Best rate of each endpoint over every shape, measured alternately (the machine's speed drifts)."""
-    rates: dict[str, dict[str, list[float]]] = {"bare_moto": {}, "stack": {}}
-    with BareMoto() as bare:
-        for round_number in range(2):
-            for processes, threads in PUT_SHAPES:
-                shape = f"{processes}x{threads}"
-                prefix = f"bench/put/{round_number}-{shape}"
-                for name, endpoint, bucket in (
-                    ("bare_moto", bare.endpoint, "bare-moto"),
-                    ("stack", stack.endpoint, stack.bucket),
-                ):
-                    rate = put_rate(endpoint, bucket, processes, threads, prefix)
-                    rates[name].setdefault(shape, []).append(rate)
-                    print(f"PUT {name:9} {shape:>5} processes x threads: {rate:.0f}/s", flush=True)
-    return {
-        name: {"best_per_second": max(max(r) for r in by_shape.values()), "per_shape": by_shape}
-        for name, by_shape in rates.items()
-    }
 
 
 # ------------------------------------------------------------------ memory of the whole stack

@@ -8,9 +8,9 @@ bytes stream past. Memory stays near one part whatever the object's size.
 
 moto also stores the completed object through its PutObject path, which sends an
 ``ObjectCreated:Put`` notification before its own ``ObjectCreated:CompleteMultipartUpload``: every
-multipart drop reached the pipeline twice. S3 sends one event per completed upload: "Amazon S3 event
-notifications are designed to be delivered at least once" for each "s3:ObjectCreated:CompleteMultipartUpload"
-(Amazon S3 User Guide, "Event notification types and destinations").
+multipart drop reached the pipeline twice. On S3 an object is created once, and its one "Object Created"
+event names the API that created it in ``reason``: PutObject, POST Object, CopyObject or
+CompleteMultipartUpload (Amazon S3 User Guide, "Using EventBridge").
 
 moto also sends "Object Tags Added" for every PutObject, CopyObject and CompleteMultipartUpload (it
 stores their tags through its PutObjectTagging path). S3 maps only PutObjectTagging to "Object Tags

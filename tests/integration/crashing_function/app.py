@@ -1,8 +1,10 @@
-"""A function that kills its own process on a message asking for it, as a crash in a C library would."""
+"""A function that kills its own process on a message asking for it, as a crash in a C library would, or
+takes its time; it writes each message's name with the id of the process that handled it."""
 
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 
@@ -11,5 +13,6 @@ def handler(event, context):
         body = json.loads(record["body"])
         if body.get("crash"):
             os.kill(os.getpid(), signal.SIGSEGV)
-        Path(os.environ["DONE_DIR"], body["name"]).write_text(context.aws_request_id)
+        time.sleep(body.get("seconds", 0))
+        Path(os.environ["DONE_DIR"], body["name"]).write_text(f"{context.aws_request_id} {os.getpid()}")
     return {}
