@@ -36,9 +36,9 @@ from moto.settings import S3_UPLOAD_PART_MIN_SIZE, get_s3_default_key_buffer_siz
 _COPY_CHUNK = 8 << 20
 
 
-class _FullObjectChecksum:
-    """A FULL_OBJECT checksum fed chunk by chunk; the same value moto's ``compute_checksum`` gives for the
-    whole body (moto falls back to CRC32 when the optional CRC32C / CRT libraries are missing)."""
+class _StreamedChecksum:
+    """A checksum fed chunk by chunk; the same value moto's ``compute_checksum`` gives for the whole body
+    (moto falls back to CRC32 when the optional CRC32C / CRT libraries are missing)."""
 
     def __init__(self, algorithm: str):
         self._hash = hashlib.sha1() if algorithm == "SHA1" else hashlib.sha256() if algorithm == "SHA256" else None
@@ -67,9 +67,8 @@ class _FullObjectChecksum:
         else:
             self._value = self._crc(chunk, self._value)
 
-    def digest_base64(self) -> str:
-        raw = self._hash.digest() if self._hash is not None else self._value.to_bytes(self._width, "big")
-        return base64.b64encode(raw).decode()
+    def digest(self) -> bytes:
+        return self._hash.digest() if self._hash is not None else self._value.to_bytes(self._width, "big")
 
 
 def _assemble(multipart: FakeMultipart, body) -> tuple[tempfile.SpooledTemporaryFile, int, str, tuple | None]:
@@ -79,7 +78,7 @@ def _assemble(multipart: FakeMultipart, body) -> tuple[tempfile.SpooledTemporary
     checksum_type = multipart.metadata.get("x-amz-checksum-type") or (
         "FULL_OBJECT" if algorithm == "CRC64NVME" else "COMPOSITE"
     )
-    full_object = _FullObjectChecksum(algorithm)
+    full_object = _StreamedChecksum(algorithm)
     part_checksums = bytearray()
     part_md5s = bytearray()
     # The object's storage from here on (closed with the object); a context manager would close it now.
@@ -94,15 +93,15 @@ def _assemble(multipart: FakeMultipart, body) -> tuple[tempfile.SpooledTemporary
             if previous is not None and previous.contentsize < S3_UPLOAD_PART_MIN_SIZE:
                 raise EntityTooSmall()
             part_md5s.extend(bytes.fromhex(part.etag.strip('"')))
+            checksum = full_object if checksum_type == "FULL_OBJECT" else _StreamedChecksum(algorithm)
             with part.lock:
                 part._value_buffer.seek(0)
                 while chunk := part._value_buffer.read(_COPY_CHUNK):
                     assembled.write(chunk)
-                    if checksum_type == "FULL_OBJECT":
-                        full_object.update(chunk)
+                    checksum.update(chunk)
                     size += len(chunk)
-            if checksum_type == "COMPOSITE":  # a part's checksum needs the whole part: one part in memory at a time
-                part_checksums.extend(compute_checksum(part.value, algorithm, encode_base64=False))
+            if checksum is not full_object:  # COMPOSITE: the checksum of the parts' checksums
+                part_checksums.extend(checksum.digest())
             previous = part
         if previous is None:
             raise MalformedXML()
@@ -114,7 +113,7 @@ def _assemble(multipart: FakeMultipart, body) -> tuple[tempfile.SpooledTemporary
     if checksum_type == "COMPOSITE":
         details = (checksum_type, compute_checksum(bytes(part_checksums), algorithm).decode(), parts)
     else:
-        details = (checksum_type, full_object.digest_base64(), 1)
+        details = (checksum_type, base64.b64encode(full_object.digest()).decode(), 1)
     return assembled, size, etag, details
 
 
