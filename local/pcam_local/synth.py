@@ -8,6 +8,7 @@ region, so the signal is learnable but not one colour per class.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -59,8 +60,9 @@ def _stamp_nuclei(
         patch[:] = patch * (1 - alpha) + nucleus * alpha
 
 
-def synth_patch(rng: np.random.Generator, tumour_in_centre: bool) -> np.ndarray:
-    """One 96x96 RGB patch; tumour cells in the centre region iff ``tumour_in_centre``."""
+def synth_patch(rng: np.random.Generator, tumour_in_centre: bool, border_tumour: bool | None = None) -> np.ndarray:
+    """One 96x96 RGB patch; tumour cells in the centre region iff ``tumour_in_centre``. ``border_tumour``: tumour
+    cells at the border only (label still 0); None draws it as in PCam (40 %)."""
     stain = rng.normal(0, 15, size=3).astype(np.float32)
     stroma = np.array([236, 170, 205], np.float32) + stain
     texture = _smooth_noise(rng, int(rng.integers(4, 9)))
@@ -78,7 +80,7 @@ def synth_patch(rng: np.random.Generator, tumour_in_centre: bool) -> np.ndarray:
     if tumour_in_centre:
         cluster = rng.uniform(38, 58, size=2) + rng.normal(0, 8, size=(int(rng.integers(1, 7)), 2))
         _stamp_nuclei(image, rng, cluster.clip(32, 64), (3.0, 6.5), tumour_colour, 0.25, 0.45)
-    if rng.random() < 0.4:  # tumour cells at the border only: still label 0, as in PCam
+    if rng.random() < 0.4 if border_tumour is None else border_tumour:  # still label 0, as in PCam
         n = int(rng.integers(2, 6))
         band = rng.choice([rng.uniform(2, 18), rng.uniform(78, 94)])
         border = np.column_stack([band + rng.normal(0, 3, n), rng.uniform(0, EDGE, n)])
@@ -155,3 +157,134 @@ def synth_drop(
         write_patch_file(path, x, coords=coords)
         written.append(path)
     return written
+
+
+# ---------------------------------------------------------------------------------------------- whole slides
+GLASS = np.array([242, 241, 244], np.float32)
+BLUE_INK = (35, 70, 185)
+TILE = 256
+
+
+@dataclass(frozen=True)
+class SlideTruth:
+    """What a synthetic whole-slide image really holds, on its grid of patches at the model's resolution."""
+
+    mpp: float  # level 0
+    cell_mpp: float  # the patches' resolution (the model's)
+    tissue: np.ndarray  # (rows, cols) bool: a tissue patch
+    tumour: np.ndarray  # (rows, cols) bool: a tumour patch (inside tissue)
+    pen: tuple[int, int, int, int]  # level-0 box (x0, y0, x1, y1) around the pen stroke
+
+    @property
+    def cell_edge(self) -> float:
+        """Level-0 pixels per patch edge."""
+        return EDGE * self.cell_mpp / self.mpp
+
+    def area_mm2(self, cells: np.ndarray) -> float:
+        return float(cells.sum()) * (EDGE * self.cell_mpp / 1000) ** 2
+
+
+def _jpeg_codec_for_tifffile(quality: int):
+    """tifffile encodes JPEG tiles with imagecodecs, which the project does not install: Pillow does it here."""
+    import io
+
+    import tifffile
+    from PIL import Image
+
+    def encode(data, level=None, **_):
+        out = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(data).reshape(data.shape[-3:])).save(
+            out, format="JPEG", quality=level or quality
+        )
+        return out.getvalue()
+
+    tifffile.TIFF.COMPRESSORS._codecs[7] = encode
+
+
+def _slide_cells(rng: np.random.Generator, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """An irregular blob of tissue with an elliptical tumour region inside, leaving glass around it."""
+    grid_y, grid_x = np.mgrid[0:rows, 0:cols].astype(np.float32) + 0.5
+    cy, cx = rows * 0.5, cols * 0.45
+    angle = np.arctan2(grid_y - cy, grid_x - cx)
+    wobble = 1 + 0.12 * np.sin(3 * angle + rng.uniform(0, 6.3)) + 0.06 * np.sin(5 * angle + rng.uniform(0, 6.3))
+    radius = np.hypot((grid_y - cy) / (rows * 0.36), (grid_x - cx) / (cols * 0.3))
+    tissue = radius <= wobble
+    ty, tx = cy + rng.uniform(-0.08, 0.08) * rows, cx + rng.uniform(-0.05, 0.05) * cols
+    tumour = tissue & (np.hypot((grid_y - ty) / (rows * 0.24), (grid_x - tx) / (cols * 0.17)) <= 1)
+    return tissue, tumour
+
+
+def synth_wsi(
+    path: Path,
+    rows: int = 24,
+    cols: int = 32,
+    mpp: float = 0.486,
+    cell_mpp: float = 0.972,
+    seed: int = 0,
+    aperio: bool = False,
+    quality: int = 85,
+    says_mpp: bool = True,
+) -> SlideTruth:
+    """Write a pyramidal, JPEG-tiled TIFF: H&E-like tissue on glass, a tumour region and a blue pen stroke.
+
+    The tissue is a grid of synthetic PCam patches at ``cell_mpp`` (level 1 when ``mpp`` is half of it);
+    level 0 is that picture upsampled. µm/px is written as TIFF resolution tags, or as Aperio's description
+    (``aperio``, for .svs); ``says_mpp`` False writes resolution tags without a unit, as some exporters do."""
+    import tifffile
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    tissue, tumour = _slide_cells(rng, rows, cols)
+    picture = (GLASS + rng.normal(0, 2, size=(rows * EDGE, cols * EDGE, 3))).clip(0, 255).astype(np.uint8)
+    # Tumour cells at a normal patch's border occur only beside the tumour region, as on a real slide.
+    beside_tumour = np.zeros_like(tumour)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        beside_tumour |= np.roll(tumour, (dy, dx), axis=(0, 1))
+    for row, col in zip(*np.nonzero(tissue), strict=True):
+        border = None if beside_tumour[row, col] else False
+        patch = synth_patch(rng, bool(tumour[row, col]), border)
+        picture[row * EDGE : (row + 1) * EDGE, col * EDGE : (col + 1) * EDGE] = patch
+    # A pen stroke on the glass beside the tissue, as pathologists circle or mark slides.
+    scale = cell_mpp / mpp
+    if scale < 1 or scale != int(scale):
+        raise ValueError("level 0 must be the patch picture upsampled a whole number of times")
+    pen_box = (int(cols * 0.82 * EDGE), int(rows * 0.2 * EDGE), int(cols * 0.95 * EDGE), int(rows * 0.8 * EDGE))
+    canvas = Image.fromarray(picture)
+    ImageDraw.Draw(canvas).arc(pen_box, 100, 260, fill=BLUE_INK, width=EDGE)  # ~0.1 mm: a fine marker
+    picture = np.asarray(canvas)
+    _jpeg_codec_for_tifffile(quality)
+    width, height = round(cols * EDGE * scale), round(rows * EDGE * scale)
+
+    def level0_tiles():
+        for y in range(0, height, TILE):
+            for x in range(0, width, TILE):
+                ys = (np.arange(y, y + TILE) / scale).astype(int).clip(0, picture.shape[0] - 1)
+                xs = (np.arange(x, x + TILE) / scale).astype(int).clip(0, picture.shape[1] - 1)
+                yield picture[ys][:, xs]
+
+    def resolution(downsample: float) -> dict:
+        unit = "CENTIMETER" if says_mpp and not aperio else "NONE"
+        return {"resolution": (1e4 / (mpp * downsample),) * 2, "resolutionunit": unit}
+
+    description = (
+        f"Aperio Image Library vSynthetic\r\n{width}x{height} [0,0 {width}x{height}] (256x256) JPEG/RGB Q={quality}"
+        f"|AppMag = {round(10 * 0.972 / mpp)}|MPP = {mpp}"
+        if aperio and says_mpp
+        else None
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        options = dict(tile=(TILE, TILE), compression="jpeg", photometric="rgb", metadata=None)
+        writer.write(level0_tiles(), shape=(height, width, 3), dtype=np.uint8, description=description,
+                     **options, **resolution(1))  # fmt: skip
+        # Level 1 is the patch picture itself (when level 0 upsamples it), then halves down to a thumbnail.
+        level, downsample = Image.fromarray(picture), scale
+        if scale == 1:
+            level, downsample = level.reduce(2), 2.0
+        while True:
+            writer.write(np.asarray(level), subfiletype=1, **options, **resolution(downsample))
+            if max(level.size) <= 512:
+                break
+            level, downsample = level.reduce(2), downsample * 2
+    box = tuple(round(v * scale) for v in pen_box)
+    return SlideTruth(mpp=mpp, cell_mpp=cell_mpp, tissue=tissue, tumour=tumour, pen=box)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from pcam_pipeline import storage
+from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.completion import Completer
 from pcam_pipeline.errors import InvalidInput
 from pcam_pipeline.events import EventPublisher
@@ -16,7 +21,9 @@ from pcam_pipeline.quarantine import quarantine
 from pcam_pipeline.records import FileStatus
 from pcam_pipeline.settings import ConversionSettings
 from pcam_pipeline.shard_planning import ShardTask
+from pcam_pipeline.slide_images import WholeSlide
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.whole_slides import cut_patches, load_plan
 
 # Patches read from HDF5 at once: 512 x 27 KB = 14 MB, whatever the shard or file size.
 READ_BATCH = 512
@@ -33,6 +40,7 @@ class ShardConverter:
         self._settings = settings
         self._bucket = settings.bucket
         self._s3 = s3 or storage.s3_client()
+        self._blobs = S3BlobStore(self._bucket, self._s3)
         self._state = state or StateStore(settings.state_table)
         limits = FileLimits(max_patches=settings.max_patches_per_file)
         self._completer = Completer(
@@ -60,13 +68,32 @@ class ShardConverter:
         }
 
     def write_patches(self, task: ShardTask) -> int:
-        """Encode and upload the shard's patches while the next block is being read (read-ahead)."""
+        """Encode and upload the shard's patches as they are read."""
         quality, resize_to = self._settings.jpeg_quality, self._settings.resize_to
+        source = self._whole_slide_patches if task.tile_plan_key else self._hdf5_patches
+        with storage.ConcurrentUploader(self._s3, self._bucket) as uploader, source(task) as patches:
+            for index, patch in patches:
+                uploader.put(task.image_prefix + patch_file_name(index), encode_jpeg(patch, quality, resize_to),
+                             "image/jpeg")  # fmt: skip
+        return task.stop - task.start
+
+    @contextlib.contextmanager
+    def _whole_slide_patches(self, task: ShardTask) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
+        """The shard's tiles cut from the slide: only the pyramid tiles under them are read."""
+        plan = load_plan(self._blobs, task.tile_plan_key)
+        with (
+            storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
+            WholeSlide(f, f.size, self._settings.slide_limits) as slide,
+        ):
+            yield cut_patches(slide, plan, task.start, task.stop)
+
+    @contextlib.contextmanager
+    def _hdf5_patches(self, task: ShardTask) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
+        """The shard's patches, each block read while the one before is encoded (read-ahead)."""
         starts = range(task.start, task.stop, READ_BATCH)
         with (
             storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
             open_hdf5(f, f.size) as handle,
-            storage.ConcurrentUploader(self._s3, self._bucket) as uploader,
             ThreadPoolExecutor(max_workers=1) as reader,
         ):
             patches = handle["x"]
@@ -82,18 +109,15 @@ class ShardConverter:
                         str(exc),
                     ) from exc
 
-            pending = reader.submit(read, starts[0])
-            for position, first in enumerate(starts):
-                block = pending.result()
-                if position + 1 < len(starts):
-                    pending = reader.submit(read, starts[position + 1])
-                for offset, patch in enumerate(block):
-                    uploader.put(
-                        task.image_prefix + patch_file_name(first + offset),
-                        encode_jpeg(patch, quality, resize_to),
-                        "image/jpeg",
-                    )
-        return task.stop - task.start
+            def blocks() -> Iterator[tuple[int, np.ndarray]]:
+                pending = reader.submit(read, starts[0])
+                for position, first in enumerate(starts):
+                    block = pending.result()
+                    if position + 1 < len(starts):
+                        pending = reader.submit(read, starts[position + 1])
+                    yield from enumerate(block, start=first)
+
+            yield blocks()
 
     def _set_aside(self, task: ShardTask, problem: InvalidInput) -> dict:
         """Quarantine the upload at its first damaged patches: no retry, no manifest, and its owner says why."""

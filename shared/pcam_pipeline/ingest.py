@@ -18,7 +18,14 @@ from pcam_pipeline.hdf5_input import (
     open_hdf5,
     read_labels,
 )
-from pcam_pipeline.keys import DatasetFile, DatasetSettingsFile, DroppedFile, SlideFile
+from pcam_pipeline.keys import (
+    DatasetFile,
+    DatasetSettingsFile,
+    DroppedFile,
+    SlideFile,
+    SlideSidecarFile,
+    WholeSlideFile,
+)
 from pcam_pipeline.observability import logger
 from pcam_pipeline.patches import image_shape
 from pcam_pipeline.quarantine import quarantine
@@ -29,6 +36,7 @@ from pcam_pipeline.state import StateStore, slide_pk, split_pk
 from pcam_pipeline.statuses import FileStatus, OwnerStatus
 from pcam_pipeline.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
 from pcam_pipeline.training_settings import parse_training_settings
+from pcam_pipeline.whole_slides import SIDECAR_MAX_BYTES, MissingResolution, WholeSlidePlanner, parse_sidecar
 
 # Reads and decisions a delivery makes before it gives up on a split that other deliveries keep changing.
 DECISION_ATTEMPTS = 5
@@ -63,6 +71,7 @@ class Ingestor:
             self._state, sqs or boto3.client("sqs"), settings.convert_queue_url, settings.patches_per_shard
         )
         self._limits = FileLimits(max_patches=conversion.max_patches_per_file)
+        self._whole_slides = WholeSlidePlanner(conversion, self._s3, self._state)
         self._completer = Completer(
             self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus), self._limits
         )
@@ -126,6 +135,10 @@ class Ingestor:
         kind = keys.classify_incoming_key(dropped.key)
         if isinstance(kind, DatasetSettingsFile):
             return self._record_training_settings(dropped, kind)
+        if isinstance(kind, WholeSlideFile):
+            return self._ingest_whole_slide(dropped, kind)
+        if isinstance(kind, SlideSidecarFile):
+            return self._record_sidecar(dropped, kind)
         source_key, source_version = self._source_of(dropped, kind.compressed)
         if isinstance(kind, SlideFile):
             return self._ingest_slide(dropped, kind, source_key, source_version)
@@ -199,9 +212,55 @@ class Ingestor:
             prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
             source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
             fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords}
-            planned = self._planner.plan(dropped, owner, source, {**fields, **self._image_edge}, current)
+            whole_slide_fields = ("tile_plan_key", "sidecar_version")  # of an earlier whole-slide upload
+            planned = self._planner.plan(
+                dropped, owner, source, {**fields, **self._image_edge}, current, forget=whole_slide_fields
+            )
             if planned:
                 return planned
+
+    def _ingest_whole_slide(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict:
+        owner = slide_pk(kind.slide_id)
+        decided = None
+        for current in self._decisions(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
+            if current.x_run == dropped.run_id:
+                return {"status": "already planned", "owner": owner}
+            if decided is None:
+                try:
+                    decided = self._whole_slides.plan(dropped, kind.slide_id)
+                except MissingResolution:  # its sidecar will take it back out of quarantine
+                    quarantined_as = keys.quarantine_key(dropped.key)
+                    awaiting = (kind.slide_id, dropped.key, dropped.version_id, quarantined_as)
+                    self._state.record_slide_awaiting_mpp(*awaiting)
+                    raise
+            plan, plan_key, sidecar_version = decided
+            prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
+            read_at = f"whole-slide image, level {plan.level} ({plan.level_mpp:.3f} µm/px)"
+            source = PatchSource(dropped.key, dropped.version_id, plan.tiles_kept, read_at, prefix, plan_key)
+            fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": True, "tile_plan_key": plan_key,
+                      "sidecar_version": sidecar_version, **self._image_edge}  # fmt: skip
+            planned = self._planner.plan(dropped, owner, source, fields, current)
+            if planned:
+                return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
+
+    def _record_sidecar(self, dropped: DroppedFile, kind: SlideSidecarFile) -> dict:
+        """Record a slide's µm/px; a slide quarantined for want of it is restored, one already cut is cut again."""
+        with self._open(dropped.key, dropped.version_id) as f:
+            mpp = parse_sidecar(f.read(SIDECAR_MAX_BYTES + 1))
+        self._state.record_slide_sidecar(kind.slide_id, mpp, dropped.key, dropped.version)
+        self._state.record_file(dropped.key, dropped.version, FileStatus.SIDECAR_RECORDED)
+        result = {"status": "sidecar recorded", "slide_id": kind.slide_id, "mpp": mpp}
+        awaiting = self._state.slide_awaiting_mpp(kind.slide_id)
+        if awaiting:  # a new upload of the slide: its ingestion reads the sidecar just recorded
+            storage.copy_object(self._s3, self._bucket, awaiting["quarantine_key"], awaiting["key"])
+            self._state.forget_slide_awaiting_mpp(kind.slide_id)
+            return {**result, "restored": awaiting["key"]}
+        current = self._state.slide(kind.slide_id)
+        if current and current.tile_plan_key and current.sidecar_version != dropped.version:
+            again = DroppedFile(self._bucket, current.x_key, current.x_source_version, etag=current.x_version,
+                                run_context=f"sidecar {dropped.version}")  # fmt: skip
+            return {**result, "cut_again": self._ingest_whole_slide(again, WholeSlideFile(kind.slide_id))}
+        return result
 
     def _ingest_dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
         owner = split_pk(kind.dataset, kind.split)

@@ -26,6 +26,7 @@ MODELS = "models/"
 CODE = "code/"
 SCORES = "scores/"
 PREDICTIONS = "predictions/"
+TILING = "tiling/"
 
 _SPLIT_ALIASES = {
     "train": "train",
@@ -40,6 +41,11 @@ _SPLIT_TOKEN = re.compile(r"(?:^|[_\-. ])(" + "|".join(_SPLIT_ALIASES) + r")(?=[
 _ROLE_SUFFIX = re.compile(r"[_\-]([xy])$", re.IGNORECASE)
 _H5_SUFFIXES = (".h5.gz", ".hdf5.gz", ".h5", ".hdf5")
 TRAINING_SETTINGS_FILE = "training.json"
+# Whole-slide images the reader decodes (pyramidal tiled TIFF: generic and Aperio), and formats it cannot.
+WHOLE_SLIDE_SUFFIXES = (".svs", ".tiff", ".tif")
+UNREADABLE_SLIDE_SUFFIXES = (".ndpi", ".mrxs", ".vms", ".vmu", ".scn", ".bif", ".czi", ".isyntax", ".dcm")
+SIDECAR_SUFFIX = ".json"
+SLIDE_KINDS = "HDF5 patches (.h5, .h5.gz), a whole-slide image (.svs, .tif, .tiff) or a sidecar (.json)"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class DroppedFile:
     version_id: str | None  # None where the bucket is not versioned
     etag: str = ""
     event_key: str = ""  # the key as the event spelled it, before URL-decoding
+    run_context: str = ""  # what else the run's outputs depend on (a whole-slide image's sidecar)
 
     def as_spelled_in_event(self) -> DroppedFile:
         return replace(self, key=self.event_key or self.key)
@@ -63,7 +70,8 @@ class DroppedFile:
     @property
     def run_id(self) -> str:
         """Short id of this exact upload: outputs of different uploads never mix."""
-        return hashlib.sha256(f"{self.key}\n{self.version}".encode()).hexdigest()[:12]
+        context = f"\n{self.run_context}" if self.run_context else ""
+        return hashlib.sha256(f"{self.key}\n{self.version}{context}".encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,20 @@ class DatasetFile:
 class SlideFile:
     slide_id: str
     compressed: bool
+
+
+@dataclass(frozen=True)
+class WholeSlideFile:
+    """``incoming/slides/<slide_id>.svs|.tif|.tiff``: a scanner's pyramidal image."""
+
+    slide_id: str
+
+
+@dataclass(frozen=True)
+class SlideSidecarFile:
+    """``incoming/slides/<slide_id>.json``: what a lab tells about a slide the file itself does not (µm/px)."""
+
+    slide_id: str
 
 
 @dataclass(frozen=True)
@@ -111,7 +133,30 @@ def _usable_name(name: str, what: str) -> str:
     return name
 
 
-def classify_incoming_key(key: str) -> DatasetFile | SlideFile | DatasetSettingsFile:
+def _slide_kind(name: str) -> SlideFile | WholeSlideFile | SlideSidecarFile:
+    lowered = name.lower()
+    stripped = _strip_h5_suffix(name)
+    if stripped is not None and stripped[0]:
+        return SlideFile(slide_id=_usable_name(stripped[0], "slide id"), compressed=stripped[1])
+    for suffix in WHOLE_SLIDE_SUFFIXES:
+        if lowered.endswith(suffix) and len(name) > len(suffix):
+            return WholeSlideFile(slide_id=_usable_name(name[: -len(suffix)], "slide id"))
+    if lowered.endswith(SIDECAR_SUFFIX) and len(name) > len(SIDECAR_SUFFIX):
+        return SlideSidecarFile(slide_id=_usable_name(name[: -len(SIDECAR_SUFFIX)], "slide id"))
+    if lowered.endswith(UNREADABLE_SLIDE_SUFFIXES):
+        raise InvalidInput(
+            f"the pipeline cannot read {name.rsplit('.', 1)[-1].upper()} slides",
+            "a pyramidal TIFF (.tif, .tiff) or an Aperio .svs; convert with, for example, "
+            "vips tiffsave slide.ndpi slide.tif --tile --pyramid --compression jpeg",
+            repr(name),
+        )
+    raise InvalidInput("the file is not a kind of slide the pipeline reads", SLIDE_KINDS, repr(name))
+
+
+IncomingKind = DatasetFile | SlideFile | WholeSlideFile | SlideSidecarFile | DatasetSettingsFile
+
+
+def classify_incoming_key(key: str) -> IncomingKind:
     """Tell what a dropped key is from its location and name, or explain why it is not usable."""
     if not key.startswith(INCOMING):
         raise InvalidInput("the file is outside incoming/", "a key under incoming/", repr(key))
@@ -121,15 +166,11 @@ def classify_incoming_key(key: str) -> DatasetFile | SlideFile | DatasetSettings
     if where == "slides" and len(parts) > 2:
         raise InvalidInput(
             "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')",
-            "incoming/slides/<slide_id>.h5",
+            "incoming/slides/<slide_id>.h5 (or .svs, .tif, .tiff, .json)",
             repr(key),
         )
     if where == "slides" and len(parts) == 2:
-        if stripped is None or not stripped[0]:
-            raise InvalidInput(
-                "a slide must be an HDF5 file", "incoming/slides/<slide_id>.h5 or .h5.gz", repr(parts[-1])
-            )
-        return SlideFile(slide_id=_usable_name(stripped[0], "slide id"), compressed=stripped[1])
+        return _slide_kind(parts[1])
     if where == "datasets" and len(parts) == 3 and parts[1]:
         _usable_name(parts[1], "dataset name")
         if parts[1] == "slides":
@@ -219,6 +260,11 @@ def split_manifest_key(dataset: str, split: str, readiness_token: str) -> str:
 
 def slide_manifest_key(slide_id: str, run_id: str) -> str:
     return f"{MANIFESTS}slides/{slide_id}/{run_id}.manifest"
+
+
+def tiling_key(slide_id: str, run_id: str, name: str) -> str:
+    """Where ingestion keeps a whole-slide upload's tile plan (plan.json) and thumbnail (thumbnail.jpg)."""
+    return f"{TILING}{slide_id}/{run_id}/{name}"
 
 
 def prediction_key(slide_id: str, extension: str) -> str:

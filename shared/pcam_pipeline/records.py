@@ -118,6 +118,8 @@ class SlideRecord(PatchOwner):
     _enums: ClassVar = {"status": OwnerStatus, "scoring_status": ScoringStatus}
     slide_id: str = ""
     scoring_status: ScoringStatus | None = None
+    tile_plan_key: str | None = None  # a whole-slide image's tiles (tiling.TilePlan); None for HDF5 patches
+    sidecar_version: str | None = None  # the sidecar whose µm/px the whole-slide image was cut at
     queued_run: str | None = None  # the upload queued for scoring (once per upload)
     queued_at: str | None = None
     scoring_job: str | None = None

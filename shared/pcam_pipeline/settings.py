@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pcam_pipeline.errors import SettingsError
+from pcam_pipeline.slide_images import SlideLimits
+from pcam_pipeline.tiling import TilingSettings
 
 if TYPE_CHECKING:  # the conversion functions carry no training configuration layer
     from pcam_pipeline.sagemaker_jobs import SageMakerSettings
@@ -52,10 +54,18 @@ class ConversionSettings:
     resize_to: int
     max_receive_count: int
     max_patches_per_file: int = 2_000_000  # MaxPatchesPerFile: larger declared files are refused unread
+    tiling: TilingSettings = TilingSettings()  # whole-slide images: resolution, tissue, overlap
+    slide_limits: SlideLimits = SlideLimits()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ConversionSettings:
         return cls(
+            tiling=TilingSettings(
+                model_mpp=_float(env, "MODEL_MICRONS_PER_PIXEL", 0.972, 0.05, 20),
+                min_tissue_fraction=_float(env, "MIN_TISSUE_FRACTION", 0.5, 0.01, 1),
+                overlap=_float(env, "TILE_OVERLAP", 0.0, 0, 0.75),
+            ),
+            slide_limits=SlideLimits(max_gigapixels=_float(env, "MAX_SLIDE_GIGAPIXELS", 25, 0.001, 1000)),
             bucket=_required(env, "DATA_BUCKET"),
             state_table=_required(env, "STATE_TABLE"),
             event_bus=_required(env, "EVENT_BUS"),

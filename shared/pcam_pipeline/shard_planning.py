@@ -34,6 +34,7 @@ class ShardTask:
     file_key: str
     file_version: str
     file_version_id: str | None = None  # the S3 version to quarantine if the file turns out damaged
+    tile_plan_key: str | None = None  # a whole-slide image: the tiles to cut (patch indices are its tiles)
 
     @classmethod
     def from_message(cls, body: dict) -> ShardTask:
@@ -55,6 +56,7 @@ class PatchSource:
     count: int
     storage: str
     image_prefix: str
+    tile_plan_key: str | None = None
 
 
 class ShardPlanner:
@@ -101,6 +103,7 @@ class ShardPlanner:
                 dropped.key,
                 dropped.version,
                 dropped.version_id,
+                source.tile_plan_key,
             )  # fmt: skip
             for index, (start, stop) in enumerate(shards)
         ]

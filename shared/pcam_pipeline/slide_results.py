@@ -65,14 +65,20 @@ def heatmap_png(coords: np.ndarray, probabilities: np.ndarray, title: str, thres
     rows -= rows.min()
     grid_w, grid_h = int(columns.max()) + 1, int(rows.max()) + 1
     cell = int(max(2, min(24, 720 // max(grid_w, grid_h))))
-    map_w, map_h = grid_w * cell, grid_h * cell
+    tiles = np.full((grid_h, grid_w, 3), 235, dtype=np.uint8)  # light grey: no patch here (background)
+    tiles[rows, columns] = colour_of(probabilities)
+    picture = Image.fromarray(tiles).resize((grid_w * cell, grid_h * cell), Image.Resampling.NEAREST)
+    return framed_png(picture, probabilities, title, threshold)
+
+
+def framed_png(picture: Image.Image, probabilities: np.ndarray, title: str, threshold: float) -> bytes:
+    """A map of the slide with a title, the share of patches at or above the threshold, and the colour bar."""
+    map_w, map_h = picture.size
     margin, bar_w, top = 20, 24, 60
     width = max(map_w + 3 * margin + bar_w + 60, 420)
     height = max(map_h + top + margin + 40, 260)
     image = Image.new("RGB", (width, height), "white")
-    tiles = np.full((grid_h, grid_w, 3), 235, dtype=np.uint8)  # light grey: no patch here (background)
-    tiles[rows, columns] = colour_of(probabilities)
-    image.paste(Image.fromarray(tiles).resize((map_w, map_h), Image.Resampling.NEAREST), (margin, top))
+    image.paste(picture, (margin, top))
     draw = ImageDraw.Draw(image)
     draw.rectangle([margin - 1, top - 1, margin + map_w, top + map_h], outline="black")
     tumour = int(labels_at(probabilities, threshold).sum())

@@ -13,9 +13,12 @@ the slide's current upload, so a late job for an older upload never overwrites a
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import datetime
 
 import numpy as np
+from PIL import Image
 
 from pcam_pipeline import events, keys, slide_results
 from pcam_pipeline.errors import JobFailed
@@ -27,6 +30,8 @@ from pcam_pipeline.records import JobRecord, SlideRecord
 from pcam_pipeline.scoring_queue import ScoringQueue, queued_entry
 from pcam_pipeline.state import now_iso
 from pcam_pipeline.statuses import OwnerStatus
+from pcam_pipeline.whole_slide_results import overlay_png, qupath_geojson, whole_slide_figures
+from pcam_pipeline.whole_slides import load_plan, thumbnail_key
 
 
 class SlideScoring(JobKindBase):
@@ -113,9 +118,12 @@ class SlideScoring(JobKindBase):
         probabilities = gather_tumour_probabilities(self._blobs, member["outputs"], member["patch_count"])
         if not self._state.claim_slide_results(queued_entry(member, job.model_name), job.name):
             return {"status": "scored by another job", "slide_id": slide_id}
-        coords = self._coords(slide) if slide.has_coords else None
+        plan = load_plan(self._blobs, slide.tile_plan_key) if slide.tile_plan_key else None
+        coords = np.asarray(plan.coords) if plan else self._coords(slide) if slide.has_coords else None
         model = self._registry.model(job.model_name)
         figures = slide_results.summary_figures(probabilities, self._threshold)
+        if plan:
+            figures.update(whole_slide_figures(plan, probabilities, self._threshold))
         csv_key, summary_key, heatmap_key = (keys.prediction_key(slide_id, ext) for ext in ("csv", "json", "png"))
         dropped = self._state.file_version(slide.x_key, slide.x_version)
         summary = {
@@ -135,7 +143,9 @@ class SlideScoring(JobKindBase):
             "csv_uri": self._blobs.uri(csv_key),
             "heatmap_uri": self._blobs.uri(heatmap_key) if coords is not None else None,
         }
-        if coords is not None:
+        if plan:
+            summary["geojson_uri"] = self._write_whole_slide_pictures(slide, plan, probabilities, job.model_name)
+        elif coords is not None:
             title = f"{slide_id}  (model {job.model_name})"
             picture = slide_results.heatmap_png(coords, probabilities, title, self._threshold)
             self._blobs.put_bytes(heatmap_key, picture, "image/png")
@@ -159,6 +169,17 @@ class SlideScoring(JobKindBase):
             metrics.add_metric(name="SlideDropToResultSeconds", unit="Seconds", value=latency.total_seconds())
         logger.info("slide scored", extra={"slide_id": slide_id, **figures})
         return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
+
+    def _write_whole_slide_pictures(self, slide: SlideRecord, plan, probabilities: np.ndarray, model: str) -> str:
+        """The heatmap over the slide's thumbnail, and the QuPath GeoJSON; returns the GeoJSON's URI."""
+        thumbnail = Image.open(io.BytesIO(self._blobs.get_bytes(thumbnail_key(slide.tile_plan_key))))
+        title = f"{slide.slide_id}  (model {model}, {plan.mpp_source})"
+        picture = overlay_png(thumbnail, plan, probabilities, title, self._threshold)
+        self._blobs.put_bytes(keys.prediction_key(slide.slide_id, "png"), picture, "image/png")
+        geojson_key = keys.prediction_key(slide.slide_id, "geojson")
+        document = qupath_geojson(slide.slide_id, plan, probabilities, self._threshold)
+        self._blobs.put_bytes(geojson_key, json.dumps(document).encode(), "application/geo+json")
+        return self._blobs.uri(geojson_key)
 
     def _coords(self, slide: SlideRecord) -> np.ndarray:
         with self._blobs.open(slide.x_source_key, slide.x_source_version) as f, open_hdf5(f, f.size) as handle:

@@ -11,6 +11,7 @@ class FileStatus(StrEnum):
     STAGED = "staged"
     LABELS_RECORDED = "labels recorded"
     SETTINGS_RECORDED = "training settings recorded"
+    SIDECAR_RECORDED = "sidecar recorded"
     CONVERTING = "converting"
     CONVERTED = "converted"
     QUARANTINED = "quarantined"

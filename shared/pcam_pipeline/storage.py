@@ -249,6 +249,14 @@ def move_object(client, bucket: str, key: str, version: str | None, target_key: 
         raise RetryableError(f"cannot move s3://{bucket}/{key} to {target_key}: {exc}") from exc
 
 
+def copy_object(client, bucket: str, key: str, target_key: str) -> None:
+    """Copy the latest version of ``key`` to ``target_key`` (multipart for large files)."""
+    try:
+        client.copy({"Bucket": bucket, "Key": key}, bucket, target_key)
+    except ClientError as exc:
+        raise RetryableError(f"cannot copy s3://{bucket}/{key} to {target_key}: {exc}") from exc
+
+
 def _head(client, bucket: str, key: str, version: str | None = None) -> dict | None:
     """The object's metadata; None if it (or that version of it) is not there."""
     try:

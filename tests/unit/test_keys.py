@@ -5,6 +5,8 @@ from pcam_pipeline.keys import (
     DatasetFile,
     DroppedFile,
     SlideFile,
+    SlideSidecarFile,
+    WholeSlideFile,
     classify_incoming_key,
     dataset_image_prefix,
     prediction_key,
@@ -39,6 +41,20 @@ def test_slide_id_is_the_file_name_without_extension_even_with_spaces_and_accent
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("S-001.svs", WholeSlideFile("S-001")),
+        ("S-001.TIF", WholeSlideFile("S-001")),
+        ('node, 3 "left".tiff', WholeSlideFile('node, 3 "left"')),
+        ("S-001.json", SlideSidecarFile("S-001")),
+        ("S-001.h5", SlideFile("S-001", compressed=False)),
+    ],
+)
+def test_whole_slide_images_and_sidecars_are_recognised_by_extension(name, kind):
+    assert classify_incoming_key(f"incoming/slides/{name}") == kind
+
+
 NESTED = "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')"
 
 
@@ -47,7 +63,9 @@ NESTED = "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')
     [
         ("incoming/datasets/pcam/train_images.h5", "does not say which split"),
         ("incoming/datasets/pcam/notes.txt", "must be an HDF5 file"),
-        ("incoming/slides/scan.tiff", "must be an HDF5 file"),
+        ("incoming/slides/scan.png", "not a kind of slide the pipeline reads"),
+        ("incoming/slides/scan.ndpi", "cannot read NDPI slides"),
+        ("incoming/slides/.svs", "not a kind of slide"),
         ("incoming/elsewhere/a_train_x.h5", "not where the pipeline looks"),
         ("incoming/datasets/a_train_x.h5", "not where the pipeline looks"),
         ("incoming/datasets/slides/a_train_x.h5", "reserved"),
@@ -139,7 +157,7 @@ NESTED = "slides sit directly in incoming/slides/ (a slide id cannot hold a '/')
 @pytest.mark.parametrize(
     ("key", "problem"),
     [
-        ("incoming/slides/a.tiff", "a slide must be an HDF5 file"),
+        ("incoming/slides/a.png", "the file is not a kind of slide the pipeline reads"),
         ("incoming/datasets/slides/x_train_x.h5", "the dataset name 'slides' is reserved for slide manifests"),
         ("incoming/datasets/ds/notes.txt", "a dataset file must be an HDF5 file (or training.json)"),
         ("incoming/datasets/ds/data.h5", "the file name does not say which split and which kind of data it holds"),

@@ -5,6 +5,9 @@ Records (pk, sk):
 - ``split#<dataset>/<split>``, ``current``: the split's current images (x) and labels (y), conversion
   progress of x, and whether the split is ready.
 - ``slide#<slide_id>``, ``current``: the slide's current upload, its conversion and its scoring.
+- ``sidecar#<slide_id>``, ``current``: the µm/px a lab's sidecar gives for a whole-slide image.
+- ``awaiting-mpp#<slide_id>``, ``current``: a whole-slide image quarantined for want of µm/px, restored
+  when its sidecar arrives.
 - ``dataset#<dataset>``, ``current``: its latest training job, that job's status and failure, its latest model.
 - ``job#<name>``, ``current``: a SageMaker job the pipeline started (kind, dataset, status, reason, times).
 - ``models``, ``model#<name>``: a trained model, its evaluation and the promotion decision.
@@ -40,6 +43,14 @@ def split_pk(dataset: str, split: str) -> str:
 
 def slide_pk(slide_id: str) -> str:
     return f"slide#{slide_id}"
+
+
+def sidecar_pk(slide_id: str) -> str:
+    return f"sidecar#{slide_id}"
+
+
+def awaiting_mpp_pk(slide_id: str) -> str:
+    return f"awaiting-mpp#{slide_id}"
 
 
 def dataset_pk(dataset: str) -> str:

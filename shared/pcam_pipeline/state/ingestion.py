@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pcam_pipeline.records import FileRecord, PatchOwner, SlideRecord, SplitRecord, owner_record
-from pcam_pipeline.state.access import CURRENT, TableAccess, file_pk, slide_pk, split_pk
+from pcam_pipeline.state.access import CURRENT, TableAccess, awaiting_mpp_pk, file_pk, sidecar_pk, slide_pk, split_pk
 from pcam_pipeline.state.table import Condition, Equals, Missing, Not, now_iso
 from pcam_pipeline.statuses import FileStatus, OwnerStatus
 
@@ -57,6 +57,24 @@ class IngestionRecords(TableAccess):
         return (
             self._set(file_pk(key), f"v#{version}", fields, condition=Equals("status", FileStatus.RECEIVED)) is not None
         )
+
+    # ------------------------------------------------------- whole-slide images
+    def record_slide_sidecar(self, slide_id: str, mpp: float, key: str, version: str) -> None:
+        self._set(sidecar_pk(slide_id), CURRENT, {"slide_id": slide_id, "mpp": mpp, "key": key, "version": version})
+
+    def slide_sidecar(self, slide_id: str) -> dict | None:
+        item = self.get(sidecar_pk(slide_id), CURRENT)
+        return {**item, "mpp": float(item["mpp"])} if item else None
+
+    def record_slide_awaiting_mpp(self, slide_id: str, key: str, version_id: str | None, quarantine_key: str) -> None:
+        fields = {"slide_id": slide_id, "key": key, "version_id": version_id, "quarantine_key": quarantine_key}
+        self._set(awaiting_mpp_pk(slide_id), CURRENT, fields)
+
+    def slide_awaiting_mpp(self, slide_id: str) -> dict | None:
+        return self.get(awaiting_mpp_pk(slide_id), CURRENT)
+
+    def forget_slide_awaiting_mpp(self, slide_id: str) -> None:
+        self._delete(awaiting_mpp_pk(slide_id), CURRENT)
 
     # ------------------------------------------------------- splits and slides
     def owner(self, owner_pk: str) -> SplitRecord | SlideRecord | None:

@@ -1,0 +1,119 @@
+"""Whole-slide images at ingestion and conversion: µm/px, the tile plan, sidecars, and cutting patches.
+
+The slide stays where the lab dropped it: ingestion reads its header and one low-resolution level (tissue),
+writes the plan (``tiling/<slide_id>/<run_id>/plan.json``) and the thumbnail the overlay is drawn on;
+each conversion shard then reads only the pyramid tiles under its own range of kept tiles.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import numpy as np
+
+from pcam_pipeline import keys, storage
+from pcam_pipeline.blob_store import S3BlobStore
+from pcam_pipeline.errors import InvalidInput
+from pcam_pipeline.keys import DroppedFile
+from pcam_pipeline.settings import ConversionSettings
+from pcam_pipeline.slide_images import WholeSlide, check_mpp
+from pcam_pipeline.state import StateStore
+from pcam_pipeline.tiling import TilePlan, plan_tiles, read_patch
+
+SIDECAR_MAX_BYTES = 4096
+SIDECAR_EXAMPLE = '{"mpp": 0.25}'
+
+
+class MissingResolution(InvalidInput):
+    """The slide does not say its µm/px and no sidecar does: it waits in quarantine for its sidecar."""
+
+
+def sidecar_source(key: str, version: str) -> str:
+    return f"sidecar {key} (version {version})"
+
+
+def parse_sidecar(body: bytes) -> float:
+    """The µm per level-0 pixel a sidecar gives; anything else in it is refused, not ignored."""
+    if len(body) > SIDECAR_MAX_BYTES:
+        raise InvalidInput("the sidecar is too large", f"at most {SIDECAR_MAX_BYTES:,} bytes of JSON such as "
+                           f"{SIDECAR_EXAMPLE}", f"more than {SIDECAR_MAX_BYTES:,} bytes")  # fmt: skip
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("the sidecar is not JSON", f"a JSON object such as {SIDECAR_EXAMPLE}", str(exc)) from exc
+    if not isinstance(document, dict) or "mpp" not in document:
+        raise InvalidInput(
+            "the sidecar does not give the slide's µm per pixel",
+            f"a JSON object such as {SIDECAR_EXAMPLE}",
+            repr(document)[:200],
+        )
+    unknown = sorted(set(document) - {"mpp"})
+    if unknown:
+        found = ", ".join(unknown)[:200]
+        raise InvalidInput("the sidecar holds fields the pipeline does not know", 'only "mpp"', found)
+    mpp = document["mpp"]
+    if isinstance(mpp, bool) or not isinstance(mpp, int | float):
+        raise InvalidInput("the sidecar's mpp is not a number", f"a number such as {SIDECAR_EXAMPLE}", repr(mpp)[:200])
+    return check_mpp(float(mpp), "the sidecar")
+
+
+def missing_resolution(slide_id: str, why: str) -> MissingResolution:
+    sidecar = f"incoming/slides/{slide_id}.json"
+    return MissingResolution(
+        "the slide does not say its resolution (µm per pixel)",
+        f'a sidecar {sidecar} containing {{"mpp": <µm per pixel of level 0>}}, for example {SIDECAR_EXAMPLE} for '
+        "a 40x scan: drop it and the slide is taken back from quarantine and read again",
+        why,
+    )
+
+
+class WholeSlidePlanner:
+    def __init__(self, settings: ConversionSettings, s3, state: StateStore):
+        self._settings, self._s3, self._state = settings, s3, state
+        self._blobs = S3BlobStore(settings.bucket, s3)
+
+    def plan(self, dropped: DroppedFile, slide_id: str) -> tuple[TilePlan, str, str | None]:
+        """Read the slide's structure and tissue; write its plan and thumbnail. Returns the plan, its key and
+        the version of the sidecar it used (None: the slide's own metadata)."""
+        sidecar = self._state.slide_sidecar(slide_id)
+        with (
+            storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f,
+            WholeSlide(f, f.size, self._settings.slide_limits) as slide,
+        ):
+            if sidecar:
+                mpp, source = sidecar["mpp"], sidecar_source(sidecar["key"], sidecar["version"])
+            elif slide.resolution.mpp is not None:
+                mpp, source = slide.resolution.mpp, slide.resolution.source
+            else:
+                raise missing_resolution(slide_id, slide.resolution.source)
+            plan, thumbnail = plan_tiles(slide, mpp, source, self._settings.tiling)
+        if plan.tiles_kept > self._settings.max_patches_per_file:
+            raise InvalidInput(
+                "the slide is too large for the configured limits",
+                f"at most {self._settings.max_patches_per_file:,} tiles with tissue (MaxPatchesPerFile)",
+                f"{plan.tiles_kept:,}",
+            )
+        plan_key = keys.tiling_key(slide_id, dropped.run_id, "plan.json")
+        picture = io.BytesIO()
+        thumbnail.save(picture, format="JPEG", quality=85)
+        self._blobs.put_bytes(keys.tiling_key(slide_id, dropped.run_id, "thumbnail.jpg"), picture.getvalue(),
+                              "image/jpeg")  # fmt: skip
+        self._blobs.put_json(plan_key, plan.to_json())
+        return plan, plan_key, sidecar["version"] if sidecar else None
+
+
+def load_plan(blobs: S3BlobStore, plan_key: str) -> TilePlan:
+    return TilePlan.from_json(json.loads(blobs.get_bytes(plan_key)))
+
+
+def thumbnail_key(plan_key: str) -> str:
+    return plan_key.rsplit("/", 1)[0] + "/thumbnail.jpg"
+
+
+def cut_patches(slide: WholeSlide, plan: TilePlan, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The patches of kept tiles [start, stop), in order: rows of tiles share pyramid tiles in the cache."""
+    for index in range(start, stop):
+        x, y = plan.coords[index]
+        yield index, read_patch(slide, plan, x, y)

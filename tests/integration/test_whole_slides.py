@@ -1,0 +1,198 @@
+"""Whole-slide images through the local stack: a lab drops a scanner's pyramidal TIFF (or SVS) and gets tumour
+maps on tissue only, at the model's resolution, in level-0 coordinates, with a QuPath GeoJSON and an overlay.
+
+A stack of its own: the model is trained here on a small synthetic dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import shapely
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from pcam_local.synth import synth_split, synth_wsi
+from tests.integration.conftest import INTEGRATION
+from tests.picture_text import text_positions
+
+pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
+
+HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label"]
+
+
+@pytest.fixture(scope="module")
+def stack(private_stack):
+    return private_stack
+
+
+def drop_wsi(pipeline, tmp_path, name: str, **options):
+    path = tmp_path / name
+    truth = synth_wsi(path, **options)
+    pipeline.drop(f"incoming/slides/{name}", path.read_bytes())
+    return truth
+
+
+def read_csv(stack, slide_id) -> list[dict]:
+    rows = list(csv.reader(io.StringIO(stack.read(f"predictions/{slide_id}.csv").decode())))
+    assert rows[0] == HEADER, "the CSV header is the same contract as for HDF5 slides"
+    return [dict(zip(HEADER, row, strict=True)) for row in rows[1:]]
+
+
+def quarantine_reason(pipeline, key):
+    return pipeline.json(f"quarantine/{key}.error.json")
+
+
+def assert_qupath_geojson(document: dict, rows: list[dict], width: int, height: int) -> None:
+    """RFC 7946 shape and QuPath's conventions: level-0 pixels, objectType, classification, measurements."""
+    assert document["type"] == "FeatureCollection"
+    tiles = [f for f in document["features"] if f["properties"]["objectType"] == "detection"]
+    regions = [f for f in document["features"] if f["properties"]["objectType"] == "annotation"]
+    assert len(tiles) == len(rows) and len(tiles) + len(regions) == len(document["features"])
+    for feature in document["features"]:
+        assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Polygon"
+        for ring in feature["geometry"]["coordinates"]:
+            assert len(ring) >= 4 and ring[0] == ring[-1], "linear rings are closed"
+        geometry = shapely.geometry.shape(feature["geometry"])
+        assert geometry.is_valid and geometry.area > 0
+        x0, y0, x1, y1 = geometry.bounds
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, "inside the slide, in level-0 pixels"
+        classification = feature["properties"]["classification"]
+        assert classification["name"] in ("Tumor", "Normal") and len(classification["color"]) == 3
+    for tile, row in zip(tiles, rows, strict=True):
+        x0, y0, _, _ = shapely.geometry.shape(tile["geometry"]).bounds
+        assert (x0, y0) == (int(row["coord_x"]), int(row["coord_y"]))
+        assert tile["properties"]["measurements"]["tumor_probability"] == pytest.approx(
+            float(row["tumor_probability"]), abs=1e-6
+        )
+        assert tile["properties"]["classification"]["name"] == ("Tumor" if row["label"] == "1" else "Normal")
+    assert all(r["properties"]["classification"]["name"] == "Tumor" for r in regions)
+
+
+def test_a_whole_slide_image_is_scored_on_tissue_at_the_models_resolution(stack, pipeline, tmp_path):
+    truth = drop_wsi(pipeline, tmp_path, "node-7.tif", seed=3)
+    rng = np.random.default_rng(21)
+    for split, count in (("train", 1200), ("valid", 200), ("test", 200)):
+        pipeline.drop_split("wsi-model", split, *synth_split(count, rng))
+    pipeline.settle()
+    assert stack.state.get("slide#node-7")["scoring_status"] == "scored"
+
+    rows = read_csv(stack, "node-7")
+    edge = round(truth.cell_edge)  # 192 level-0 pixels: 96 at the model's 0.972 µm/px on a 0.486 µm/px scan
+    corners = np.array([(int(r["coord_x"]), int(r["coord_y"])) for r in rows])
+    assert (corners % edge == 0).all(), "tiles on the level-0 grid from (0, 0), 96 model pixels a side"
+    cells = (corners[:, 1] // edge, corners[:, 0] // edge)
+    assert truth.tissue[cells].all(), "no tile on glass or on the pen stroke"
+    assert len(rows) >= 0.95 * truth.tissue.sum(), "nearly every tissue tile is scored"
+    pen_x0, pen_y0, pen_x1, pen_y1 = truth.pen
+    on_pen = (corners[:, 0] + edge > pen_x0) & (corners[:, 0] < pen_x1) & (corners[:, 1] + edge > pen_y0)
+    assert not (on_pen & (corners[:, 1] < pen_y1)).any()
+
+    probabilities = np.array([float(r["tumor_probability"]) for r in rows])
+    tumour = truth.tumour[cells]
+    assert 0 < tumour.sum() < len(tumour)
+    assert roc_auc_score(tumour, probabilities) > 0.9, "the tumour region stands out from normal tissue"
+
+    summary = pipeline.json("predictions/node-7.json")
+    assert summary["mpp"] == pytest.approx(0.486) and summary["mpp_source"] == "TIFF resolution tags"
+    assert summary["level"] == 1 and summary["level_mpp"] == pytest.approx(0.972)
+    assert summary["tiles_kept"] == len(rows) == summary["patch_count"]
+    assert summary["tiles_kept"] + summary["tiles_dropped"] == summary["tiles_total"] == truth.tissue.size
+    assert summary["tissue_area_mm2"] == pytest.approx(truth.area_mm2(truth.tissue), rel=0.1)
+    assert summary["tumour_area_mm2"] == pytest.approx(truth.area_mm2(truth.tumour), rel=0.1)
+
+    geojson = json.loads(stack.read("predictions/node-7.geojson"))
+    assert_qupath_geojson(geojson, rows, summary["slide_width"], summary["slide_height"])
+    regions = [f for f in geojson["features"] if f["properties"]["objectType"] == "annotation"]
+    merged = sum(f["properties"]["measurements"]["area_mm2"] for f in regions)
+    assert merged == pytest.approx(summary["tumour_area_mm2"], rel=1e-3)
+
+    overlay = stack.read("predictions/node-7.png")
+    picture = np.asarray(Image.open(io.BytesIO(overlay)).convert("RGB")).astype(int)
+    assert picture.shape[1] > 384 + 24, "the slide's thumbnail (384 px wide) with a colour bar beside it"
+    assert text_positions(overlay, "tumour probability"), "the colour bar says what it shows"
+    scale = 6144 / 384  # level-0 pixels per thumbnail pixel (the synthetic slide's smallest level)
+    glass = picture[60 + int(truth.pen[1] / scale) - 20, 20 + 10]
+    assert (glass > 230).all(), "glass stays as it is: no colour where nothing was scored"
+    x, y = corners[np.argmax(probabilities)] + edge // 2
+    assert not (picture[60 + int(y / scale), 20 + int(x / scale)] > 230).all(), "scored tiles are coloured"
+
+    (event,) = pipeline.events_for("Slide Scored", slide_id="node-7")
+    assert event["detail"]["geojson_uri"] == f"s3://{stack.bucket}/predictions/node-7.geojson"
+
+
+def test_an_svs_without_resolution_waits_in_quarantine_until_its_sidecar_arrives(stack, pipeline, tmp_path):
+    drop_wsi(pipeline, tmp_path, "no-mpp.svs", seed=4, rows=12, cols=16, aperio=True, says_mpp=False)
+    pipeline.settle()
+    reason = quarantine_reason(pipeline, "incoming/slides/no-mpp.svs")
+    assert reason["problem"] == "the slide does not say its resolution (µm per pixel)"
+    assert "incoming/slides/no-mpp.json" in reason["expected"], "it names exactly the sidecar to drop"
+    assert not stack.list_keys("predictions/no-mpp")
+
+    pipeline.drop("incoming/slides/no-mpp.json", b'{"mpp": 0.486}')
+    pipeline.settle()
+    summary = pipeline.json("predictions/no-mpp.json")
+    assert summary["mpp"] == pytest.approx(0.486) and summary["mpp_source"].startswith("sidecar incoming/slides/")
+    assert summary["level"] == 1
+
+
+def test_a_sidecar_dropped_first_overrides_the_slides_own_resolution(stack, pipeline, tmp_path):
+    pipeline.drop("incoming/slides/rescanned.json", b'{"mpp": 0.243}')
+    pipeline.settle()
+    drop_wsi(pipeline, tmp_path, "rescanned.svs", seed=5, rows=12, cols=16, aperio=True)  # says 0.486
+    pipeline.settle()
+    summary = pipeline.json("predictions/rescanned.json")
+    # At 0.243 µm/px a tile is 384 level-0 pixels, read from the 4x-downsampled level.
+    assert summary["mpp"] == pytest.approx(0.243) and summary["level"] == 2
+    assert summary["tile_edge_level0"] == pytest.approx(384)
+    assert {int(r["coord_x"]) % 384 for r in read_csv(stack, "rescanned")} == {0}
+
+
+def test_unusable_whole_slide_images_and_sidecars_are_quarantined_with_plain_reasons(stack, pipeline, tmp_path):
+    import tifffile
+
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, np.full((512, 512, 3), 200, np.uint8), tile=(256, 256))
+    whole = tmp_path / "whole.tif"
+    synth_wsi(whole, rows=6, cols=8, seed=6)
+    cut_short = whole.read_bytes()[: whole.stat().st_size * 2 // 3]
+    drops = {
+        "incoming/slides/flat.tif": (flat.read_bytes(), "the slide has no pyramid (a single resolution)"),
+        "incoming/slides/words.tiff": (b"II*\x00" + b"not really a tiff" * 10, "the TIFF holds no image"),
+        "incoming/slides/cut.tif": (cut_short, "run past the end of the file (truncated?"),
+        "incoming/slides/notes.svs": (b"Aperio? no: notes", "the file is not a TIFF"),
+        "incoming/slides/scan.ndpi": (b"anything", "the pipeline cannot read NDPI slides"),
+        "incoming/slides/fast.json": (b'{"mpp": "fast"}', "the sidecar's mpp is not a number"),
+        "incoming/slides/huge.json": (b'{"mpp": 250}', "the µm per pixel in the sidecar is not plausible"),
+        "incoming/slides/extra.json": (b'{"mpp": 0.25, "stain": "HE"}', "the sidecar holds fields"),
+        "incoming/slides/empty-glass.tif": (_glass_only(tmp_path), "no tissue was found on the slide"),
+    }
+    for key, (body, _) in drops.items():
+        pipeline.drop(key, body)
+    pipeline.settle()
+    for key, (_, problem) in drops.items():
+        reason = quarantine_reason(pipeline, key)
+        assert problem in reason["problem"], (key, reason)
+        assert reason["expected"], "a lab is told what was expected"
+        assert pipeline.file_record(key)["status"] == "quarantined"
+
+
+def _glass_only(tmp_path) -> bytes:
+    """A pyramidal slide of bare glass (with its pen stroke): nothing to score."""
+    import tifffile
+
+    from pcam_local.synth import GLASS, _jpeg_codec_for_tifffile
+
+    _jpeg_codec_for_tifffile(85)
+    path = tmp_path / "empty-glass.tif"
+    rng = np.random.default_rng(7)
+    with tifffile.TiffWriter(path) as writer:
+        for edge in (2048, 1024, 512, 256):
+            pixels = (GLASS + rng.normal(0, 2, size=(edge, edge, 3))).clip(0, 255).astype(np.uint8)
+            writer.write(pixels, tile=(256, 256), compression="jpeg", photometric="rgb",
+                         resolution=(1e4 / 0.25 * edge / 2048,) * 2, resolutionunit="CENTIMETER")  # fmt: skip
+    return path.read_bytes()
