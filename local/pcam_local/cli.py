@@ -33,6 +33,7 @@ def _synth(args) -> int:
         slides=args.slides,
         slide_grid=(args.slide_rows, args.slide_cols),
         seed=args.seed,
+        whole_slides=args.wsi,
     )
     console.print(f"wrote {len(written)} files under {args.dir} in {time.monotonic() - started:.1f} s")
     return 0
@@ -107,8 +108,8 @@ def _demo(args) -> int:
     drop_dir = Path(args.drop)
     for owned in (drop_dir, Path(args.out)):  # the demo's own folders: start from nothing
         shutil.rmtree(owned, ignore_errors=True)
-    with console.status("synthesising a dataset and two slides…"):
-        _synth(build_parser().parse_args(["synth", str(drop_dir)]))  # synth's defaults are the demo's sizes
+    with console.status("synthesising a dataset, two slides and a whole-slide image…"):
+        _synth(build_parser().parse_args(["synth", str(drop_dir), "--wsi"]))  # synth's defaults are the demo's
     code = _run_pipeline(drop_dir, Path(args.out), args.port, args.timeout, args.transform_job_quota)
     console.print(f"demo finished in {time.monotonic() - started:.0f} s")
     return code
@@ -159,6 +160,9 @@ def _print_summary(summary: dict, elapsed: float | None, out_dir: Path | None) -
             if item["predictions_key"]:
                 place = out_dir / item["predictions_key"] if out_dir else item["predictions_key"]
                 where = f"{place} (+ .json, .png)"
+                if item.get("whole_slide"):
+                    picture = Path(str(place)).with_suffix(".png")
+                    where = f"{place} (+ .json, .geojson for QuPath); overlay picture: {picture}"
             slides.add_row(item["slide_id"], str(item["patch_count"]), fraction, item["scoring_status"], where)
         console.print(slides)
     if summary.get("scoring_queue"):
@@ -374,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--slide-rows", type=int, default=12)
     synth.add_argument("--slide-cols", type=int, default=16)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--wsi", type=int, nargs="?", const=1, default=0, metavar="N",
+        help="also write N (default 1) pyramidal JPEG-tiled TIFF whole-slide images with µm/px, tissue, "
+        "a tumour region and a pen mark, as slides/wsi-<n>.tif",
+    )  # fmt: skip
     synth.set_defaults(run=_synth)
 
     local = commands.add_parser("local", help="the embedded local stack").add_subparsers(dest="local", required=True)

@@ -161,6 +161,7 @@ def summarise(
             "scoring_status": r.get("scoring_status", "not ready"),
             "tumour_fraction": r.get("tumour_fraction"),
             "predictions_key": r.get("predictions_key", ""),
+            "whole_slide": bool(r.get("tile_plan_key")),
             "reason": r.get("scoring_failure", ""),
         }
         for r in owners

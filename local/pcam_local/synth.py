@@ -139,8 +139,10 @@ def synth_drop(
     slides: int = 2,
     slide_grid: tuple[int, int] = (12, 16),
     seed: int = 0,
+    whole_slides: int = 0,
 ) -> list[Path]:
-    """Write a drop folder: datasets/<dataset>/…_{train,valid,test}_{x,y}.h5 and slides/<id>.h5."""
+    """Write a drop folder: datasets/<dataset>/…_{train,valid,test}_{x,y}.h5, slides/<id>.h5 and (``whole_slides``)
+    slides/wsi-<n>.tif."""
     rng = np.random.default_rng(seed)
     written = []
     for split, count in (("train", train), ("valid", valid), ("test", test)):
@@ -155,6 +157,10 @@ def synth_drop(
         x, coords, _ = synth_slide(*slide_grid, rng)
         path = out / "slides" / f"slide-{number + 1:03d}.h5"
         write_patch_file(path, x, coords=coords)
+        written.append(path)
+    for number in range(whole_slides):
+        path = out / "slides" / f"wsi-{number + 1:03d}.tif"
+        synth_wsi(path, seed=seed + number)
         written.append(path)
     return written
 

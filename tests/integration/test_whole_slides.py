@@ -17,6 +17,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from pcam_local.synth import synth_split, synth_wsi
+from tests.event_contracts import contract_violations
 from tests.integration.conftest import INTEGRATION
 from tests.picture_text import text_positions
 
@@ -123,6 +124,7 @@ def test_a_whole_slide_image_is_scored_on_tissue_at_the_models_resolution(stack,
 
     (event,) = pipeline.events_for("Slide Scored", slide_id="node-7")
     assert event["detail"]["geojson_uri"] == f"s3://{stack.bucket}/predictions/node-7.geojson"
+    assert contract_violations("Slide Scored", event["detail"]) == [], "the documented contract (integrators.md)"
 
 
 def test_an_svs_without_resolution_waits_in_quarantine_until_its_sidecar_arrives(stack, pipeline, tmp_path):

@@ -1,0 +1,203 @@
+"""Whole-slide images without the stack: reading pyramids, resolution, tissue, tiling, sidecars, GeoJSON."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import shapely
+import tifffile
+from PIL import Image
+
+from pcam_local.synth import synth_wsi
+from pcam_pipeline.errors import InvalidInput
+from pcam_pipeline.slide_images import DEFAULT_SLIDE_LIMITS, Level, SlideLimits, WholeSlide, decode_tile
+from pcam_pipeline.tiling import (
+    TilePlan,
+    TilingSettings,
+    choose_level,
+    otsu_threshold,
+    pen_ink,
+    plan_tiles,
+    read_patch,
+    tile_grid,
+    tissue_fractions,
+)
+from pcam_pipeline.whole_slide_results import qupath_geojson, whole_slide_figures
+from pcam_pipeline.whole_slides import parse_sidecar
+
+
+@pytest.fixture(scope="module")
+def slide_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("wsi") / "s.tif"
+    truth = synth_wsi(path, rows=12, cols=16, seed=11)
+    return path, truth
+
+
+def open_slide(path, limits=DEFAULT_SLIDE_LIMITS):
+    handle = open(path, "rb")  # noqa: SIM115 - closed with the slide
+    return WholeSlide(handle, path.stat().st_size, limits)
+
+
+def test_a_pyramid_is_read_with_its_levels_and_resolution(slide_file):
+    path, truth = slide_file
+    with open_slide(path) as slide:
+        assert [level.downsample for level in slide.levels] == [1, 2, 4, 8]
+        assert slide.resolution.mpp == pytest.approx(0.486) and slide.resolution.source == "TIFF resolution tags"
+        level1 = slide.read_level(1)
+        # Level 1 is the synthetic picture itself: a region read across tile borders matches a whole-level read.
+        assert np.array_equal(slide.read_region(1, 200, 180, 300, 150), level1[180:330, 200:500])
+        outside = slide.read_region(1, -10, -10, 20, 20)
+        assert (outside[:10] == 255).all(), "outside the image is white"
+
+
+def test_the_aperio_description_gives_the_resolution(tmp_path):
+    synth_wsi(tmp_path / "a.svs", rows=6, cols=8, seed=1, mpp=0.243, aperio=True)
+    with open_slide(tmp_path / "a.svs") as slide:
+        assert slide.resolution.mpp == pytest.approx(0.243)
+        assert slide.resolution.source == "Aperio description (MPP)"
+
+
+def test_a_slide_without_a_resolution_unit_says_so(tmp_path):
+    synth_wsi(tmp_path / "n.tif", rows=6, cols=8, seed=1, says_mpp=False)
+    with open_slide(tmp_path / "n.tif") as slide:
+        assert slide.resolution.mpp is None and "no resolution tags with a unit" in slide.resolution.source
+
+
+def test_tiles_are_on_tissue_at_the_models_resolution_and_never_on_the_pen(slide_file):
+    path, truth = slide_file
+    with open_slide(path) as slide:
+        plan, thumbnail = plan_tiles(slide, 0.486, "test", TilingSettings())
+        edge = round(truth.cell_edge)
+        corners = np.array(plan.coords)
+        assert plan.level == 1 and plan.tile_edge == pytest.approx(edge)
+        assert truth.tissue[corners[:, 1] // edge, corners[:, 0] // edge].all()
+        assert plan.tiles_kept >= 0.9 * truth.tissue.sum()
+        assert plan.tissue_area_mm2 == pytest.approx(truth.area_mm2(truth.tissue), rel=0.1)
+        x, y = plan.coords[0]
+        patch = read_patch(slide, plan, x, y)
+        assert patch.shape == (96, 96, 3)
+        assert np.array_equal(patch, slide.read_region(1, x // 2, y // 2, 96, 96)), "read at level 1, not resampled"
+        assert thumbnail.size == (slide.levels[-1].width, slide.levels[-1].height)
+
+
+def test_overlap_steps_tiles_by_a_fraction_of_a_tile(slide_file):
+    path, _ = slide_file
+    with open_slide(path) as slide:
+        plain, _ = plan_tiles(slide, 0.486, "test", TilingSettings())
+        half, _ = plan_tiles(slide, 0.486, "test", TilingSettings(overlap=0.5))
+    assert half.stride == pytest.approx(96) and half.tiles_kept > 3 * plain.tiles_kept
+
+
+def test_the_level_read_is_the_coarsest_at_least_as_fine_as_the_model():
+    levels = [Level(4000, 4000, d, 256, 256) for d in (1, 4, 16)]
+    assert choose_level(levels, 0.243, 0.972) == 1  # Camelyon16: level 0 downsampled 4x is exactly 10x
+    assert choose_level(levels, 0.25, 0.972) == 0  # 4x would be 1.0 µm/px, coarser: read level 0, resample
+    assert choose_level(levels, 1.0, 0.972) == 0  # 3 % coarser than the model: tolerated
+    with pytest.raises(InvalidInput, match="coarser resolution than the model"):
+        choose_level(levels, 2.0, 0.972)
+
+
+def test_otsu_splits_two_populations_and_pen_ink_is_not_stain():
+    values = np.concatenate([np.full(500, 10), np.full(500, 200)]).astype(np.uint8)
+    assert 10 <= otsu_threshold(values) < 200
+    colours = np.array([[[35, 70, 185], [40, 150, 80], [20, 20, 20], [70, 40, 125], [236, 170, 205], [125, 70, 150]]])
+    assert pen_ink(colours.astype(np.uint8)).tolist() == [[True, True, True, False, False, False]]
+
+
+def test_tile_grid_and_tissue_fractions():
+    grid = tile_grid(1000, 500, 200, 200)
+    assert grid.tolist()[:3] == [[0, 0], [200, 0], [400, 0]] and len(grid) == 5 * 2
+    mask = np.zeros((50, 100), bool)
+    mask[:, :30] = True  # the left 300 level-0 pixels at downsample 10
+    fractions = tissue_fractions(mask, grid, 200, (10, 10))
+    assert fractions[:3].tolist() == [1.0, 0.5, 0.0]
+
+
+def test_a_slide_over_the_limit_is_refused_before_its_pixels_are_read(slide_file):
+    path, _ = slide_file
+    with pytest.raises(InvalidInput, match="too large for the configured limits") as refused:
+        open_slide(path, SlideLimits(max_gigapixels=0.001))
+    assert "MaxSlideGigapixels" in refused.value.expected
+
+
+@pytest.mark.parametrize(
+    ("write", "problem"),
+    [
+        (lambda p: tifffile.imwrite(p, np.zeros((300, 300, 3), np.uint8)), "the slide is not tiled"),
+        (lambda p: tifffile.imwrite(p, np.zeros((512, 512), np.uint8), tile=(256, 256)), "not 8-bit RGB"),
+        (lambda p: tifffile.imwrite(p, np.zeros((512, 512, 3), np.uint16), tile=(256, 256)), "not 8-bit RGB"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100), "the file is not a TIFF"),
+        (lambda p: p.write_bytes(b"II*"), "too short to be a TIFF"),
+    ],
+)
+def test_unusable_tiffs_are_explained(tmp_path, write, problem):
+    path = tmp_path / "bad.tif"
+    write(path)
+    with pytest.raises(InvalidInput, match=problem):
+        open_slide(path)
+
+
+def test_a_tile_that_decodes_to_another_size_or_inflates_too_far_is_refused():
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(picture, format="JPEG")
+    with pytest.raises(InvalidInput, match="a JPEG tile has the wrong size"):
+        decode_tile(picture.getvalue(), 7, (256, 256, 3))
+    import zlib
+
+    bomb = zlib.compress(b"\0" * (50 << 20))  # 50 MB of zeros in ~50 KB: only one tile's bytes are inflated
+    assert decode_tile(bomb, 8, (256, 256, 3)).shape == (256, 256, 3)
+    with pytest.raises(InvalidInput, match="fewer pixels than declared"):
+        decode_tile(zlib.compress(b"\0" * 100), 8, (256, 256, 3))
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"not json", "the sidecar is not JSON"),
+        (b"[0.25]", "does not give the slide's"),
+        (b'{"MPP": 0.25}', "does not give the slide's"),
+        (b'{"mpp": true}', "mpp is not a number"),
+        (b'{"mpp": "0.25"}', "mpp is not a number"),
+        (b'{"mpp": 0}', "not plausible"),
+        (b'{"mpp": NaN}', "not plausible"),
+        (b'{"mpp": 0.25, "objective": 40}', "fields the pipeline does not know"),
+        (b'{"mpp": 0.25, "x": "' + b"a" * 5000 + b'"}', "too large"),
+    ],
+)
+def test_a_sidecar_with_nonsense_is_refused_with_the_reason(body, problem):
+    with pytest.raises(InvalidInput, match=problem):
+        parse_sidecar(body)
+    assert parse_sidecar(b'{"mpp": 0.2527}') == pytest.approx(0.2527)
+
+
+def _plan(coords, edge=100.0, overlap=0.0) -> TilePlan:
+    return TilePlan(mpp=0.5, mpp_source="test", model_mpp=0.972, level=0, level_mpp=0.5, tile_edge=edge,
+                    stride=edge * (1 - overlap), overlap=overlap, min_tissue_fraction=0.5, width=1000, height=1000,
+                    tiles_total=100, tissue_area_mm2=0.1, mask_level=0, thumbnail_downsample=(10.0, 10.0),
+                    coords=coords)  # fmt: skip
+
+
+def test_tumour_area_is_the_union_of_tumour_tiles_also_when_they_overlap():
+    plan = _plan([[0, 0], [50, 0], [100, 0], [500, 500]], overlap=0.5)
+    figures = whole_slide_figures(plan, np.array([0.9, 0.8, 0.7, 0.1]), threshold=0.5)
+    # Three tiles of 100 px stepping by 50 cover 200 x 100 px; at 0.5 µm/px that is 100 x 50 µm.
+    assert figures["tumour_area_mm2"] == pytest.approx(200 * 100 * 0.25 / 1e6)
+    assert figures["tiles_kept"] == 4 and figures["tiles_dropped"] == 96
+
+
+def test_geojson_has_a_detection_per_tile_and_merged_tumour_regions_in_level0_pixels():
+    plan = _plan([[0, 0], [100, 0], [400, 400], [0, 100]])
+    probabilities = np.array([0.9, 0.8, 0.2, 0.6])
+    document = json.loads(json.dumps(qupath_geojson('node, "7"', plan, probabilities, 0.5)))
+    tiles = [f for f in document["features"] if f["properties"]["objectType"] == "detection"]
+    regions = [f for f in document["features"] if f["properties"]["objectType"] == "annotation"]
+    assert [t["geometry"]["coordinates"][0][0] for t in tiles] == [[0, 0], [100, 0], [400, 400], [0, 100]]
+    assert [t["properties"]["classification"]["name"] for t in tiles] == ["Tumor", "Tumor", "Normal", "Tumor"]
+    assert tiles[2]["properties"]["measurements"]["tumor_probability"] == pytest.approx(0.2)
+    (region,) = regions  # the three touching tumour tiles merge into one L-shaped region
+    shape = shapely.geometry.shape(region["geometry"])
+    assert shape.is_valid and shape.area == pytest.approx(3 * 100 * 100)
+    assert region["properties"]["measurements"]["area_mm2"] == pytest.approx(3 * 100 * 100 * 0.25 / 1e6)
