@@ -76,6 +76,7 @@ bench: setup
 	$(VENV)/bin/python bench/bench_scoring.py
 	$(VENV)/bin/python bench/bench_scoring_queue.py
 	$(VENV)/bin/python bench/bench_pcam_scale.py
+	$(VENV)/bin/python bench/bench_wsi_readers.py
 
 # Fuzzing the ingestion with N mutated and hostile files (a seeded 200 run is part of make test).
 N ?= 2000

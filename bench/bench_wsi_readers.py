@@ -1,0 +1,208 @@
+"""Which reader for whole-slide images: tifffile through ranged S3 reads, or OpenSlide on a staged copy?
+
+A synthetic pyramidal JPEG-tiled TIFF of PCAM_BENCH_WSI_GB (default 1.5 GB; level 0 at 0.243 µm/px, as
+Camelyon16) is put in the local stack's S3. Each reader then does, in a fresh process, what a Lambda does
+with a dropped slide: ingestion (open, read the low-resolution level, find tissue, plan the tiles) and one
+conversion shard (cut PCAM_BENCH_WSI_TILES kept tiles at 0.972 µm/px; no JPEG encode or upload, which are the
+same for both). Measured per step: seconds, bytes read from S3, peak resident memory of the process; and
+each reader's unzipped wheel size (the Lambda layer's budget). Results: bench-output/wsi_readers.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pcam_local.local_stack import LocalStack
+from pcam_local.synth import GLASS, _jpeg_codec_for_tifffile, synth_patch
+
+TARGET_GB = float(os.environ.get("PCAM_BENCH_WSI_GB", 1.5))
+SHARD_TILES = int(os.environ.get("PCAM_BENCH_WSI_TILES", 4096))
+LEVEL0_MPP = 0.243
+TILE = 256
+KEY = "bench/wsi/slide.tif"
+OUT = Path("bench-output")
+
+
+def _tile_pool(rng: np.random.Generator, count: int) -> list[bytes]:
+    """Tissue tiles (synthetic H&E patches upsampled to level 0) encoded once, written many times."""
+    from PIL import Image
+
+    pool = []
+    for _ in range(count):
+        patches = [synth_patch(rng, bool(rng.random() < 0.3)) for _ in range(4)]
+        mosaic = np.vstack([np.hstack(patches[:2]), np.hstack(patches[2:])])  # 192 px at 0.972 µm/px
+        tile = Image.fromarray(mosaic).resize((TILE, TILE), Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        tile.save(out, format="JPEG", quality=90)
+        pool.append(out.getvalue())
+    return pool
+
+
+def write_bench_slide(path: Path, target_bytes: float) -> dict:
+    """A pyramid whose level 0 is an ellipse of tissue tiles on glass, sized to about ``target_bytes``."""
+    import tifffile
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pool = _tile_pool(rng, 48)
+    glass = io.BytesIO()
+    Image.fromarray((GLASS + rng.normal(0, 2, (TILE, TILE, 3))).clip(0, 255).astype(np.uint8)).save(
+        glass, format="JPEG", quality=90
+    )
+    tissue_share = np.pi / 4 * 0.8
+    mean = np.mean([len(t) for t in pool]) * tissue_share + len(glass.getvalue()) * (1 - tissue_share)
+    # Tiles per side of level 0 (the pyramid adds a third), a multiple of 64 so that every level halves exactly.
+    side = max(64, round(np.sqrt(target_bytes / 1.33 / mean) / 64) * 64)
+    _jpeg_codec_for_tifffile(90)
+
+    def tissue_at(fx: float, fy: float) -> bool:
+        return ((fx - 0.5) / 0.5) ** 2 + ((fy - 0.5) / 0.4) ** 2 <= 1
+
+    def tiles(count: int):
+        for row in range(count):
+            for col in range(count):
+                inside = tissue_at((col + 0.5) / count, (row + 0.5) / count)
+                yield pool[rng.integers(len(pool))] if inside else glass.getvalue()
+
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        downsample = 1
+        while True:
+            count = max(1, side // downsample)
+            mpp = LEVEL0_MPP * downsample
+            options = {"tile": (TILE, TILE), "compression": "jpeg", "photometric": "rgb", "metadata": None}
+            writer.write(tiles(count), shape=(count * TILE, count * TILE, 3), dtype=np.uint8,
+                         resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER",
+                         subfiletype=0 if downsample == 1 else 1, **options)  # fmt: skip
+            if count * TILE <= 1024:
+                break
+            downsample *= 2
+    return {"level0_pixels": side * TILE, "file_bytes": path.stat().st_size}
+
+
+class OpenSlideLevels:
+    """OpenSlide behind the interface the planner reads (levels, read_region at a level's own pixels)."""
+
+    def __init__(self, path: str):
+        import openslide
+
+        from pcam_pipeline.slide_images import Level
+
+        self._slide = openslide.OpenSlide(path)
+        width, height = self._slide.dimensions
+        self.levels = []
+        for index, (w, h) in enumerate(self._slide.level_dimensions):
+            tile = int(self._slide.properties.get(f"openslide.level[{index}].tile-width", 256))
+            self.levels.append(Level(w, h, width / w, tile, tile))
+
+    def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        downsample = self.levels[level].downsample
+        region = self._slide.read_region((round(x * downsample), round(y * downsample)), level, (width, height))
+        return np.asarray(region.convert("RGB"))
+
+    def read_level(self, level: int) -> np.ndarray:
+        return self.read_region(level, 0, 0, self.levels[level].width, self.levels[level].height)
+
+
+def _run_reader(reader: str, endpoint: str, bucket: str, environment: dict, results) -> None:
+    os.environ.update(environment)
+    import boto3
+
+    from pcam_pipeline import storage
+    from pcam_pipeline.slide_images import WholeSlide
+    from pcam_pipeline.tiling import TilingSettings, plan_tiles, read_patch
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, config=storage.S3_CONFIG)
+    figures: dict = {"reader": reader}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as staging:
+        if reader == "openslide":
+            local = Path(staging) / "slide.tif"
+            s3.download_file(bucket, KEY, str(local))
+            figures["staging_seconds"] = time.perf_counter() - started
+            figures["bytes_read_from_s3"] = local.stat().st_size
+            slide, fileobj = OpenSlideLevels(str(local)), None
+        else:
+            fileobj = storage.S3RangeFile(s3, bucket, KEY)
+            slide = WholeSlide(fileobj, fileobj.size)
+        plan, _ = plan_tiles(slide, LEVEL0_MPP, "bench", TilingSettings())
+        figures["ingest_seconds"] = time.perf_counter() - started
+        figures["ingest_bytes"] = fileobj.bytes_fetched if fileobj else figures["bytes_read_from_s3"]
+        cut = time.perf_counter()
+        tiles = plan.coords[: min(SHARD_TILES, plan.tiles_kept)]
+        for x, y in tiles:
+            read_patch(slide, plan, x, y)
+        figures["shard_seconds"] = time.perf_counter() - cut
+        figures["shard_tiles"] = len(tiles)
+        figures["tiles_kept"] = plan.tiles_kept
+        figures["level"] = plan.level
+        if fileobj:
+            figures["bytes_read_from_s3"] = fileobj.bytes_fetched
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["total_seconds"] = time.perf_counter() - started
+    results.put(figures)
+
+
+def wheel_mb(*names: str) -> float:
+    """Unzipped size of installed distributions (their RECORD), as the layer would hold them."""
+    from importlib.metadata import distribution
+
+    total = 0
+    for name in names:
+        for file in distribution(name).files or []:
+            located = file.locate()
+            total += located.stat().st_size if located.exists() else 0
+    return total / 2**20
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    scratch = Path(os.environ.get("PCAM_BENCH_TMP", tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(dir=scratch) as work:
+        path = Path(work) / "slide.tif"
+        began = time.perf_counter()
+        slide = write_bench_slide(path, TARGET_GB * 1e9)
+        print(f"synthetic slide: {slide['file_bytes'] / 1e9:.2f} GB, level 0 {slide['level0_pixels']:,} px a side, "
+              f"written in {time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
+        with LocalStack(work_dir=Path(work) / "stack") as stack:
+            stack.s3.upload_file(str(path), stack.bucket, KEY)
+            path.unlink()
+            context = multiprocessing.get_context("spawn")
+            runs = []
+            for reader in ("tifffile", "openslide"):
+                results = context.Queue()
+                child = context.Process(
+                    target=_run_reader, args=(reader, stack.endpoint, stack.bucket, stack.environment(), results)
+                )
+                child.start()
+                runs.append(results.get(timeout=3600))
+                child.join()
+                print(json.dumps(runs[-1]), flush=True)
+    tifffile_run, openslide_run = runs
+    report = {
+        "slide": slide,
+        "shard_tiles": SHARD_TILES,
+        "runs": runs,
+        "bundle_mb": {"tifffile": wheel_mb("tifffile"), "openslide": wheel_mb("openslide-bin", "openslide-python")},
+        "ratios_tifffile_over_openslide": {
+            name: tifffile_run[name] / openslide_run[name]
+            for name in ("bytes_read_from_s3", "peak_rss_mb", "ingest_seconds", "shard_seconds", "total_seconds")
+        },
+    }
+    (OUT / "wsi_readers.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["ratios_tifffile_over_openslide"], indent=2))
+    print(json.dumps(report["bundle_mb"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
