@@ -154,6 +154,18 @@ def test_a_sidecar_dropped_first_overrides_the_slides_own_resolution(stack, pipe
     assert {int(r["coord_x"]) % 384 for r in read_csv(stack, "rescanned")} == {0}
 
 
+def test_a_sidecar_after_a_scored_slide_cuts_and_scores_it_again_once(stack, pipeline, tmp_path):
+    scored = pipeline.json("predictions/rescanned.json")
+    pipeline.drop("incoming/slides/rescanned.json", b'{"mpp": 0.486}')  # the lab corrects its sidecar
+    pipeline.settle()
+    again = pipeline.json("predictions/rescanned.json")
+    assert again["mpp"] == pytest.approx(0.486) and again["level"] == 1 and again["tiles_kept"] > scored["tiles_kept"]
+    sidecar = pipeline.file_record("incoming/slides/rescanned.json")
+    pipeline.deliver_object_created("incoming/slides/rescanned.json", sidecar["version"])  # the event again
+    pipeline.settle()
+    assert len(pipeline.events_for("Slide Scored", slide_id="rescanned")) == 2, "cut again once, not per delivery"
+
+
 def test_unusable_whole_slide_images_and_sidecars_are_quarantined_with_plain_reasons(stack, pipeline, tmp_path):
     import tifffile
 
