@@ -251,10 +251,16 @@ class Ingestor:
         self._state.record_file(dropped.key, dropped.version, FileStatus.SIDECAR_RECORDED)
         result = {"status": "sidecar recorded", "slide_id": kind.slide_id, "mpp": mpp}
         awaiting = self._state.slide_awaiting_mpp(kind.slide_id)
-        if awaiting:  # a new upload of the slide: its ingestion reads the sidecar just recorded
-            storage.copy_object(self._s3, self._bucket, awaiting["quarantine_key"], awaiting["key"])
+        if awaiting:  # the quarantined upload is read again from its version in the bucket's history
+            waited = DroppedFile(self._bucket, awaiting["key"], awaiting["version_id"],
+                                 run_context=f"sidecar {dropped.version}")  # fmt: skip
+            try:
+                cut = self._ingest_whole_slide(waited, WholeSlideFile(kind.slide_id))
+            except InvalidInput as problem:  # the slide stays in quarantine, now for this reason
+                self._state.record_file(waited.key, waited.version, FileStatus.QUARANTINED, reason=problem.describe())
+                cut = {"status": "still quarantined", "reason": problem.describe()}
             self._state.forget_slide_awaiting_mpp(kind.slide_id)
-            return {**result, "restored": awaiting["key"]}
+            return {**result, "taken_out_of_quarantine": awaiting["key"], "cut": cut}
         current = self._state.slide(kind.slide_id)
         if current and current.tile_plan_key and current.sidecar_version != dropped.version:
             again = DroppedFile(self._bucket, current.x_key, current.x_source_version, etag=current.x_version,

@@ -27,6 +27,9 @@ SUPPORTED_COMPRESSION = {1: "none", 7: "JPEG", 8: "deflate", 32946: "deflate"}
 # µm/px a scanner can produce (about 100x to 1x); a value outside is a placeholder, such as 72 dpi.
 PLAUSIBLE_MPP = (0.05, 20.0)
 _APERIO_MPP = re.compile(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)")
+_OME_SIZE = re.compile(r'<Pixels\b[^>]*?\bPhysicalSizeX="([0-9.eE+-]+)"')
+_OME_UNIT = re.compile(r'<Pixels\b[^>]*?\bPhysicalSizeXUnit="([^"]+)"')
+_MICRONS_PER_OME_UNIT = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3}
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,18 @@ def check_mpp(mpp: float, where: str) -> float:
 
 
 def resolution_from_metadata(page: tifffile.TiffPage) -> Resolution:
-    """µm per pixel of level 0: Aperio's ImageDescription, else the TIFF resolution tags (inch or cm)."""
+    """µm per pixel of level 0: Aperio's ImageDescription, OME-XML's PhysicalSizeX, else the TIFF resolution
+    tags (inch or cm)."""
     description = page.description or ""
+    ome = _OME_SIZE.search(description) if "<OME" in description[:4096] else None
+    if ome:
+        unit = _OME_UNIT.search(description)
+        scale = _MICRONS_PER_OME_UNIT.get(unit.group(1) if unit else "µm")
+        try:
+            mpp = float(ome.group(1)) * scale if scale else float("nan")
+            return Resolution(check_mpp(mpp, "the OME-XML"), "OME-XML PhysicalSizeX")
+        except (ValueError, InvalidInput):
+            return Resolution(None, f"the OME-XML says PhysicalSizeX {ome.group(1)!r}, not a usable value")
     found = _APERIO_MPP.search(description) if description.startswith("Aperio") else None
     if found:
         try:
@@ -108,6 +121,7 @@ class WholeSlide:
         try:
             self._tiff = tifffile.TiffFile(fileobj)
             pages = self._pages()
+            pages[1:1] = self._subifd_levels(pages[0])
         except InvalidInput:
             raise
         except Exception as exc:  # tifffile reports a damaged structure with many exception types
@@ -144,6 +158,14 @@ class WholeSlide:
         if not pages:
             raise InvalidInput("the TIFF holds no image", "a pyramid of tiled images")
         return pages
+
+    def _subifd_levels(self, base: tifffile.TiffPage) -> list[tifffile.TiffPage]:
+        """Levels kept in level 0's SubIFDs (OME-TIFF, vips --subifd) rather than in the main chain."""
+        if not base.subifds:
+            return []
+        if len(base.subifds) >= self._limits.max_pages:
+            raise InvalidInput("the file holds too many images", f"at most {self._limits.max_pages}", "more")
+        return [level.keyframe for level in self._tiff.series[0].levels[1:]]
 
     def _pyramid_of(self, pages: list) -> list[tifffile.TiffPage]:
         """Level 0 and every smaller tiled image of the same shape (as OpenSlide reads generic TIFF and SVS);

@@ -64,7 +64,7 @@ def missing_resolution(slide_id: str, why: str) -> MissingResolution:
     return MissingResolution(
         "the slide does not say its resolution (µm per pixel)",
         f'a sidecar {sidecar} containing {{"mpp": <µm per pixel of level 0>}}, for example {SIDECAR_EXAMPLE} for '
-        "a 40x scan: drop it and the slide is taken back from quarantine and read again",
+        "a 40x scan: drop it and this upload of the slide is read again (no need to drop the slide again)",
         why,
     )
 

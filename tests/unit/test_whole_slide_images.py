@@ -201,3 +201,38 @@ def test_geojson_has_a_detection_per_tile_and_merged_tumour_regions_in_level0_pi
     shape = shapely.geometry.shape(region["geometry"])
     assert shape.is_valid and shape.area == pytest.approx(3 * 100 * 100)
     assert region["properties"]["measurements"]["area_mm2"] == pytest.approx(3 * 100 * 100 * 0.25 / 1e6)
+
+
+def test_a_pyramid_kept_in_subifds_is_read_like_one_in_the_main_chain(tmp_path):
+    from pcam_local.synth import _jpeg_codec_for_tifffile
+
+    _jpeg_codec_for_tifffile(85)
+    picture = np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "ome.tif") as writer:  # as OME-TIFF writers and vips --subifd do
+        options = {"tile": (256, 256), "compression": "jpeg", "photometric": "rgb"}
+        writer.write(picture, subifds=2, resolution=(1e4 / 0.25,) * 2, resolutionunit="CENTIMETER", **options)
+        writer.write(picture[::2, ::2], subfiletype=1, **options)
+        writer.write(picture[::4, ::4], subfiletype=1, **options)
+    with open_slide(tmp_path / "ome.tif") as slide:
+        assert [level.downsample for level in slide.levels] == [1, 2, 4]
+        assert slide.resolution.mpp == pytest.approx(0.25)
+        assert slide.read_level(2).shape == (256, 256, 3)
+
+
+@pytest.mark.parametrize(
+    ("pixels", "mpp"),
+    [
+        ('<Pixels ID="Pixels:0" PhysicalSizeX="0.2527" PhysicalSizeXUnit="µm" SizeX="9">', 0.2527),
+        ('<Pixels PhysicalSizeX="252.7" PhysicalSizeXUnit="nm">', 0.2527),
+        ('<Pixels PhysicalSizeX="0.5">', 0.5),
+        ('<Pixels PhysicalSizeX="0.5" PhysicalSizeXUnit="in">', None),
+    ],
+)
+def test_ome_xml_gives_the_resolution_in_its_unit(pixels, mpp):
+    from types import SimpleNamespace
+
+    from pcam_pipeline.slide_images import resolution_from_metadata
+
+    description = f'<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image>{pixels}'
+    found = resolution_from_metadata(SimpleNamespace(description=description, tags={}))  # OME writes UTF-8 (µm)
+    assert found.mpp == (pytest.approx(mpp) if mpp else None)
