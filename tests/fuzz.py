@@ -1,4 +1,5 @@
-"""Fuzzing the ingestion of dropped files: mutated HDF5 files go through the ingest and conversion use cases.
+"""Fuzzing the ingestion of dropped files: mutated HDF5 files and whole-slide images (pyramidal TIFF, SVS) go
+through the ingest and conversion use cases.
 
 Every case must end "converted" (or its labels recorded) or "quarantined with a reason": never an exception
 escaping, a crash of the process or a hang. Each case runs in a forked child under a time limit, so a crash
@@ -43,10 +44,23 @@ def _patches(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.integers(0, 255, (count, 96, 96, 3), dtype=np.uint8)
 
 
+def _whole_slide(**options) -> bytes:
+    import tempfile
+
+    from pcam_local.synth import synth_wsi
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "slide.tif"
+        synth_wsi(path, rows=6, cols=8, **options)
+        return path.read_bytes()
+
+
 def seeds(rng: np.random.Generator) -> dict[str, tuple[str, bytes]]:
-    """Valid files of each kind the pipeline takes: (role, bytes)."""
+    """Valid files of each kind the pipeline takes: (role, bytes); role "wsi" is a whole-slide image."""
     x, coords = _patches(rng, 12), np.arange(24).reshape(12, 2) * 96
     return {
+        "whole-slide image, TIFF": ("wsi", _whole_slide(seed=int(rng.integers(1000)))),
+        "whole-slide image, SVS": ("wsi", _whole_slide(seed=int(rng.integers(1000)), aperio=True, quality=70)),
         "slide, contiguous, coords": ("x", _h5(lambda h: (h.create_dataset("x", data=x),
                                                           h.create_dataset("coords", data=coords)))),
         "slide, chunked gzip": ("x", _h5(lambda h: h.create_dataset("x", data=x, chunks=(2, 96, 96, 3),
@@ -138,7 +152,26 @@ def random_structure(rng: random.Random) -> tuple[str, bytes]:
     return role, _h5(build)  # fmt: skip
 
 
+def mangle_tiff_directories(data: bytes, rng: random.Random) -> bytes:
+    """Overwrite bytes of the TIFF's image directories (tag, type, count, value or offset of entries)."""
+    import tifffile
+
+    mutated = bytearray(data)
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            directories = [page.offset for page in tiff.pages]
+    except Exception:
+        directories = [8]
+    for _ in range(rng.randint(1, 6)):
+        start = rng.choice(directories) + 2 + 20 * rng.randrange(16)  # within one of its first entries
+        for offset in range(rng.randint(1, 8)):
+            if start + offset < len(mutated):
+                mutated[start + offset] = rng.randrange(256)
+    return bytes(mutated)
+
+
 MUTATORS = {
+    "tiff directories": mangle_tiff_directories,
     "bit flips": flip_bits,
     "truncated": truncate,
     "superblock": mangle_superblock,
@@ -168,7 +201,11 @@ def cases(count: int, seed: int) -> list[tuple[str, str, bytes]]:
 
 # ---------------------------------------------------------------- running
 def _outcome_in_child(lab, role: str, data: bytes, index: int) -> dict:
-    key = f"incoming/slides/fuzz-{index}.h5" if role == "x" else f"incoming/datasets/fz{index}/fz{index}_test_y.h5"
+    key = {
+        "x": f"incoming/slides/fuzz-{index}.h5",
+        "y": f"incoming/datasets/fz{index}/fz{index}_test_y.h5",
+        "wsi": f"incoming/slides/fuzz-{index}.tif",
+    }[role]
     dropped = lab.drop(key, data)
     result = lab.ingestor.ingest(dropped)
     if result["status"] == "converting":

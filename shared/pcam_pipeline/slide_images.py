@@ -122,19 +122,20 @@ class WholeSlide:
             self._tiff = tifffile.TiffFile(fileobj)
             pages = self._pages()
             pages[1:1] = self._subifd_levels(pages[0])
+            # Tags of the wrong type (a width stored as text, an unknown photometric code) fail in here too.
+            self._pyramid = self._pyramid_of(pages)
+            base = self._pyramid[0]
+            self.levels = [
+                Level(p.imagewidth, p.imagelength, base.imagewidth / p.imagewidth, p.tilewidth, p.tilelength)
+                for p in self._pyramid
+            ]
+            self.resolution = resolution_from_metadata(base)
+            self._tables = [bytes(p.jpegtables or b"") for p in self._pyramid]
         except InvalidInput:
             raise
         except Exception as exc:  # tifffile reports a damaged structure with many exception types
             problem = "the TIFF structure cannot be read (damaged or truncated)"
-            raise InvalidInput(problem, "a readable TIFF", str(exc)) from exc
-        self._pyramid = self._pyramid_of(pages)
-        base = self._pyramid[0]
-        self.levels = [
-            Level(p.imagewidth, p.imagelength, base.imagewidth / p.imagewidth, p.tilewidth, p.tilelength)
-            for p in self._pyramid
-        ]
-        self.resolution = resolution_from_metadata(base)
-        self._tables = [p.jpegtables or b"" for p in self._pyramid]
+            raise InvalidInput(problem, "a readable TIFF", f"{type(exc).__name__}: {exc}") from exc
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cached_bytes = 0
         self._file = fileobj
@@ -208,7 +209,7 @@ class WholeSlide:
             raise InvalidInput(
                 f"{where} is compressed in a way the pipeline cannot decode",
                 "JPEG, deflate or none (JPEG 2000 SVS and NDPI are not supported: convert to pyramidal TIFF)",
-                f"compression {compression} ({page.compression.name})",
+                f"compression {compression} ({getattr(page.compression, 'name', 'unknown')})",
             )
         if page.bitspersample != 8 or page.samplesperpixel not in (3, 4) or page.planarconfig != 1:
             raise InvalidInput(
@@ -219,7 +220,8 @@ class WholeSlide:
             )
         photometric = int(page.photometric)
         if photometric not in (2, 6) or (photometric == 6 and compression != 7):
-            raise InvalidInput(f"{where} is not an RGB image", "RGB (or YCbCr inside JPEG)", page.photometric.name)
+            named = getattr(page.photometric, "name", f"code {page.photometric}")
+            raise InvalidInput(f"{where} is not an RGB image", "RGB (or YCbCr inside JPEG)", named)
         edge = self._limits.max_tile_edge
         if not (0 < page.tilewidth <= edge and 0 < page.tilelength <= edge):
             raise InvalidInput(

@@ -1,5 +1,6 @@
-"""A seeded fuzz run of the ingestion (tests/fuzz.py): mutated and hostile HDF5 files end converted or
-quarantined with a reason, never with an exception, a crash or a hang. `make fuzz N=…` runs more."""
+"""A seeded fuzz run of the ingestion (tests/fuzz.py): mutated and hostile HDF5 files and whole-slide images
+end converted or quarantined with a reason, never with an exception, a crash or a hang. `make fuzz N=…` runs
+more."""
 
 import json
 import os
@@ -29,6 +30,7 @@ def test_two_hundred_mutated_files_end_converted_or_quarantined_with_a_reason(tm
     whats = {what for what, _, _ in fuzz.cases(200, 7)}
     for mutator in [*fuzz.MUTATORS, "random structure", "hostile"]:
         assert any(what.startswith(mutator) for what in whats), mutator
+    assert sum("whole-slide image" in what for what in whats) >= 4, "TIFF and SVS slides are mutated too"
 
 
 def test_the_harness_reports_a_crash_a_hang_and_an_escaping_exception(monkeypatch):
