@@ -99,7 +99,9 @@ MUTATION_PLAN := keys:test_keys.py,test_name_properties.py,test_training_setting
 	sagemaker_jobs:test_training_config.py,test_cloud_fidelity.py \
 	state/ingestion:test_state_table.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
 	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py,test_scoring_queue.py \
-	scoring_batches:test_scoring_queue.py
+	scoring_batches:test_scoring_queue.py \
+	tiling:test_whole_slide_images.py whole_slide_results:test_whole_slide_images.py \
+	slide_images:test_whole_slide_images.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed
 	rm -rf build/mutation && mkdir -p build/mutation

@@ -5,7 +5,12 @@ Camelyon16) is put in the local stack's S3. Each reader then does, in a fresh pr
 with a dropped slide: ingestion (open, read the low-resolution level, find tissue, plan the tiles) and one
 conversion shard (cut PCAM_BENCH_WSI_TILES kept tiles at 0.972 µm/px; no JPEG encode or upload, which are the
 same for both). Measured per step: seconds, bytes read from S3, peak resident memory of the process; and
-each reader's unzipped wheel size (the Lambda layer's budget). Results: bench-output/wsi_readers.json.
+each reader's unzipped wheel size (the Lambda layer's budget).
+
+Then the same slide is dropped under incoming/slides/ on the same stack: seconds from the start of the upload
+to "Slide Ready" (every tissue tile cut, encoded and written by the conversion shards), tiles per second
+against the stack's PUT ceiling measured in the same run, and the whole stack's peak resident memory.
+Results: bench-output/wsi_readers.json.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_pcam_scale import TreeMemory
+from put_ceiling import put_ceilings
 
 from pcam_local.local_stack import LocalStack
 from pcam_local.synth import GLASS, _jpeg_codec_for_tifffile, synth_patch
@@ -152,6 +159,27 @@ def _run_reader(reader: str, endpoint: str, bucket: str, environment: dict, resu
     results.put(figures)
 
 
+def drop_and_wait_for_slide_ready(stack: LocalStack, path: Path) -> dict:
+    started = time.monotonic()
+    stack.drop(path, "incoming/slides/bench-wsi.tif")
+    uploaded = time.monotonic()
+    deadline = uploaded + 3 * 3600
+    while not (ready := [e for e in stack.pipeline_events() if e["detail-type"] == "Slide Ready"]):
+        assert time.monotonic() < deadline, f"the slide was not announced: {stack.records()}"
+        time.sleep(1)
+    finished = time.monotonic()
+    assert not any(stack.dead_letters().values()), stack.dead_letters()
+    tiles = int(ready[0]["detail"]["patch_count"])
+    return {
+        "tiles": tiles,
+        "upload_seconds": uploaded - started,
+        "end_to_end_seconds": finished - started,
+        "conversion_seconds": finished - uploaded,
+        "end_to_end_tiles_per_second": tiles / (finished - started),
+        "conversion_tiles_per_second": tiles / (finished - uploaded),
+    }
+
+
 def wheel_mb(*names: str) -> float:
     """Unzipped size of installed distributions (their RECORD), as the layer would hold them."""
     from importlib.metadata import distribution
@@ -175,7 +203,6 @@ def main() -> int:
               f"written in {time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
         with LocalStack(work_dir=Path(work) / "stack") as stack:
             stack.s3.upload_file(str(path), stack.bucket, KEY)
-            path.unlink()
             context = multiprocessing.get_context("spawn")
             runs = []
             for reader in ("tifffile", "openslide"):
@@ -187,11 +214,21 @@ def main() -> int:
                 runs.append(results.get(timeout=3600))
                 child.join()
                 print(json.dumps(runs[-1]), flush=True)
+            with TreeMemory() as memory:
+                end_to_end = drop_and_wait_for_slide_ready(stack, path)
+            end_to_end["peak_stack_memory_bytes"] = memory.peak_bytes
+            ceiling = put_ceilings(stack)
+            end_to_end["stack_put_ceiling_per_second"] = ceiling["stack"]["best_per_second"]
+            end_to_end["ratio_to_stack_put"] = (
+                end_to_end["end_to_end_tiles_per_second"] / ceiling["stack"]["best_per_second"]
+            )
+            print(json.dumps(end_to_end), flush=True)
     tifffile_run, openslide_run = runs
     report = {
         "slide": slide,
         "shard_tiles": SHARD_TILES,
         "runs": runs,
+        "end_to_end": end_to_end,
         "bundle_mb": {"tifffile": wheel_mb("tifffile"), "openslide": wheel_mb("openslide-bin", "openslide-python")},
         "ratios_tifffile_over_openslide": {
             name: tifffile_run[name] / openslide_run[name]

@@ -8,7 +8,7 @@ import boto3
 
 from pcam_pipeline import keys, storage
 from pcam_pipeline.completion import Completer
-from pcam_pipeline.errors import InvalidInput, MisroutedEvent, RetryableError
+from pcam_pipeline.errors import InvalidInput, MisroutedEvent
 from pcam_pipeline.events import EventPublisher
 from pcam_pipeline.hdf5_input import (
     FileLimits,
@@ -31,15 +31,12 @@ from pcam_pipeline.patches import image_shape
 from pcam_pipeline.quarantine import quarantine
 from pcam_pipeline.records import IMAGE_FIELDS, LABEL_FIELDS, PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.settings import IngestSettings
-from pcam_pipeline.shard_planning import PatchSource, ShardPlanner
+from pcam_pipeline.shard_planning import PatchSource, ShardPlanner, decided_from
 from pcam_pipeline.state import StateStore, slide_pk, split_pk
 from pcam_pipeline.statuses import FileStatus, OwnerStatus
 from pcam_pipeline.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
 from pcam_pipeline.training_settings import parse_training_settings
-from pcam_pipeline.whole_slides import SIDECAR_MAX_BYTES, MissingResolution, WholeSlidePlanner, parse_sidecar
-
-# Reads and decisions a delivery makes before it gives up on a split that other deliveries keep changing.
-DECISION_ATTEMPTS = 5
+from pcam_pipeline.whole_slides import WholeSlideIngestion
 
 
 def _replaces_announced_pair(current: PatchOwner, partner_count: int | None, count: int) -> bool:
@@ -71,10 +68,10 @@ class Ingestor:
             self._state, sqs or boto3.client("sqs"), settings.convert_queue_url, settings.patches_per_shard
         )
         self._limits = FileLimits(max_patches=conversion.max_patches_per_file)
-        self._whole_slides = WholeSlidePlanner(conversion, self._s3, self._state)
         self._completer = Completer(
             self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus), self._limits
         )
+        self._whole_slides = WholeSlideIngestion(conversion, self._s3, self._state, self._planner, self._image_edge)
 
     def ingest_attempt(self, dropped: DroppedFile, attempt: int, ingest: Callable[[], dict]) -> dict:
         """One delivery (``attempt``, the SQS receive count) of an upload's event, running ``ingest``.
@@ -136,9 +133,9 @@ class Ingestor:
         if isinstance(kind, DatasetSettingsFile):
             return self._record_training_settings(dropped, kind)
         if isinstance(kind, WholeSlideFile):
-            return self._ingest_whole_slide(dropped, kind)
+            return self._whole_slides.ingest(dropped, kind)
         if isinstance(kind, SlideSidecarFile):
-            return self._record_sidecar(dropped, kind)
+            return self._whole_slides.record_sidecar(dropped, kind)
         source_key, source_version = self._source_of(dropped, kind.compressed)
         if isinstance(kind, SlideFile):
             return self._ingest_slide(dropped, kind, source_key, source_version)
@@ -176,16 +173,10 @@ class Ingestor:
         logger.info("training settings recorded", extra={"dataset": kind.dataset, "settings": settings})
         return {"status": "training settings recorded", "dataset": kind.dataset}
 
-    def _decisions(self, read_owner):
-        """Reads of the owner to decide from: again after a concurrent delivery changed its inputs."""
-        for _ in range(DECISION_ATTEMPTS):
-            yield read_owner()
-        raise RetryableError("other uploads kept changing this split or slide while this file was ingested")
-
     def _ingest_dataset_images(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
         owner = split_pk(kind.dataset, kind.split)
         info = None
-        for current in self._decisions(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
+        for current in decided_from(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
             if current.x_run == dropped.run_id:
                 return {"status": "already planned", "owner": owner}
             if info is None:
@@ -204,7 +195,7 @@ class Ingestor:
     def _ingest_slide(self, dropped, kind: SlideFile, source_key, source_version) -> dict:
         owner = slide_pk(kind.slide_id)
         info = None
-        for current in self._decisions(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
+        for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
             if current.x_run == dropped.run_id:
                 return {"status": "already planned", "owner": owner}
             if info is None:
@@ -219,59 +210,10 @@ class Ingestor:
             if planned:
                 return planned
 
-    def _ingest_whole_slide(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict:
-        owner = slide_pk(kind.slide_id)
-        decided = None
-        for current in self._decisions(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
-            if current.x_run == dropped.run_id:
-                return {"status": "already planned", "owner": owner}
-            if decided is None:
-                try:
-                    decided = self._whole_slides.plan(dropped, kind.slide_id)
-                except MissingResolution:  # its sidecar will take it back out of quarantine
-                    quarantined_as = keys.quarantine_key(dropped.key)
-                    awaiting = (kind.slide_id, dropped.key, dropped.version_id, quarantined_as)
-                    self._state.record_slide_awaiting_mpp(*awaiting)
-                    raise
-            plan, plan_key, sidecar_version = decided
-            prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
-            read_at = f"whole-slide image, level {plan.level} ({plan.level_mpp:.3f} µm/px)"
-            source = PatchSource(dropped.key, dropped.version_id, plan.tiles_kept, read_at, prefix, plan_key)
-            fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": True, "tile_plan_key": plan_key,
-                      "sidecar_version": sidecar_version, **self._image_edge}  # fmt: skip
-            planned = self._planner.plan(dropped, owner, source, fields, current)
-            if planned:
-                return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
-
-    def _record_sidecar(self, dropped: DroppedFile, kind: SlideSidecarFile) -> dict:
-        """Record a slide's µm/px; a slide quarantined for want of it is restored, one already cut is cut again."""
-        with self._open(dropped.key, dropped.version_id) as f:
-            mpp = parse_sidecar(f.read(SIDECAR_MAX_BYTES + 1))
-        self._state.record_slide_sidecar(kind.slide_id, mpp, dropped.key, dropped.version)
-        self._state.record_file(dropped.key, dropped.version, FileStatus.SIDECAR_RECORDED)
-        result = {"status": "sidecar recorded", "slide_id": kind.slide_id, "mpp": mpp}
-        awaiting = self._state.slide_awaiting_mpp(kind.slide_id)
-        if awaiting:  # the quarantined upload is read again from its version in the bucket's history
-            waited = DroppedFile(self._bucket, awaiting["key"], awaiting["version_id"],
-                                 run_context=f"sidecar {dropped.version}")  # fmt: skip
-            try:
-                cut = self._ingest_whole_slide(waited, WholeSlideFile(kind.slide_id))
-            except InvalidInput as problem:  # the slide stays in quarantine, now for this reason
-                self._state.record_file(waited.key, waited.version, FileStatus.QUARANTINED, reason=problem.describe())
-                cut = {"status": "still quarantined", "reason": problem.describe()}
-            self._state.forget_slide_awaiting_mpp(kind.slide_id)
-            return {**result, "taken_out_of_quarantine": awaiting["key"], "cut": cut}
-        current = self._state.slide(kind.slide_id)
-        if current and current.tile_plan_key and current.sidecar_version != dropped.version:
-            again = DroppedFile(self._bucket, current.x_key, current.x_source_version, etag=current.x_version,
-                                run_context=f"sidecar {dropped.version}")  # fmt: skip
-            return {**result, "cut_again": self._ingest_whole_slide(again, WholeSlideFile(kind.slide_id))}
-        return result
-
     def _ingest_dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
         owner = split_pk(kind.dataset, kind.split)
         labels = None
-        for current in self._decisions(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
+        for current in decided_from(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
             if current.y_version == dropped.version:
                 break  # recorded by an earlier delivery
             if labels is None:

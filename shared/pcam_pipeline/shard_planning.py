@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from pcam_pipeline.errors import RetryableError
@@ -12,6 +13,15 @@ from pcam_pipeline.records import FileStatus, PatchOwner
 from pcam_pipeline.state import StateStore
 
 SQS_BATCH = 10  # entries per SendMessageBatch, SQS's maximum
+# Reads and decisions a delivery makes before it gives up on a split that other deliveries keep changing.
+DECISION_ATTEMPTS = 5
+
+
+def decided_from(read_owner: Callable[[], PatchOwner]) -> Iterator[PatchOwner]:
+    """Reads of the owner to decide from: again after a concurrent delivery changed its inputs."""
+    for _ in range(DECISION_ATTEMPTS):
+        yield read_owner()
+    raise RetryableError("other uploads kept changing this split or slide while this file was ingested")
 
 
 def plan_shards(count: int, patches_per_shard: int) -> list[tuple[int, int]]:

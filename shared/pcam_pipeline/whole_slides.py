@@ -16,10 +16,13 @@ import numpy as np
 from pcam_pipeline import keys, storage
 from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.keys import DroppedFile
+from pcam_pipeline.keys import DroppedFile, SlideSidecarFile, WholeSlideFile
+from pcam_pipeline.records import SlideRecord
 from pcam_pipeline.settings import ConversionSettings
+from pcam_pipeline.shard_planning import PatchSource, ShardPlanner, decided_from
 from pcam_pipeline.slide_images import WholeSlide, check_mpp
-from pcam_pipeline.state import StateStore
+from pcam_pipeline.state import StateStore, slide_pk
+from pcam_pipeline.statuses import FileStatus
 from pcam_pipeline.tiling import TilePlan, plan_tiles, read_patch
 
 SIDECAR_MAX_BYTES = 4096
@@ -69,12 +72,64 @@ def missing_resolution(slide_id: str, why: str) -> MissingResolution:
     )
 
 
-class WholeSlidePlanner:
-    def __init__(self, settings: ConversionSettings, s3, state: StateStore):
+class WholeSlideIngestion:
+    """A dropped whole-slide image becomes a tile plan and conversion shards; a sidecar gives its µm/px."""
+
+    def __init__(self, settings: ConversionSettings, s3, state: StateStore, planner: ShardPlanner, image_edge: dict):
         self._settings, self._s3, self._state = settings, s3, state
+        self._planner, self._image_edge = planner, image_edge
         self._blobs = S3BlobStore(settings.bucket, s3)
 
-    def plan(self, dropped: DroppedFile, slide_id: str) -> tuple[TilePlan, str, str | None]:
+    def ingest(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict:
+        owner = slide_pk(kind.slide_id)
+        decided = None
+        for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
+            if current.x_run == dropped.run_id:
+                return {"status": "already planned", "owner": owner}
+            if decided is None:
+                try:
+                    decided = self._plan(dropped, kind.slide_id)
+                except MissingResolution:  # quarantined; its sidecar will have this upload read again
+                    quarantined_as = keys.quarantine_key(dropped.key)
+                    awaiting = (kind.slide_id, dropped.key, dropped.version_id, quarantined_as)
+                    self._state.record_slide_awaiting_mpp(*awaiting)
+                    raise
+            plan, plan_key, sidecar_version = decided
+            prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
+            read_at = f"whole-slide image, level {plan.level} ({plan.level_mpp:.3f} µm/px)"
+            source = PatchSource(dropped.key, dropped.version_id, plan.tiles_kept, read_at, prefix, plan_key)
+            fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": True, "tile_plan_key": plan_key,
+                      "sidecar_version": sidecar_version, **self._image_edge}  # fmt: skip
+            planned = self._planner.plan(dropped, owner, source, fields, current)
+            if planned:
+                return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
+
+    def record_sidecar(self, dropped: DroppedFile, kind: SlideSidecarFile) -> dict:
+        """Record a slide's µm/px; a slide quarantined for want of it is read again, one already cut is cut again."""
+        with storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f:
+            mpp = parse_sidecar(f.read(SIDECAR_MAX_BYTES + 1))
+        self._state.record_slide_sidecar(kind.slide_id, mpp, dropped.key, dropped.version)
+        self._state.record_file(dropped.key, dropped.version, FileStatus.SIDECAR_RECORDED)
+        result = {"status": "sidecar recorded", "slide_id": kind.slide_id, "mpp": mpp}
+        awaiting = self._state.slide_awaiting_mpp(kind.slide_id)
+        if awaiting:  # the quarantined upload is read again from its version in the bucket's history
+            waited = DroppedFile(self._settings.bucket, awaiting["key"], awaiting["version_id"],
+                                 run_context=f"sidecar {dropped.version}")  # fmt: skip
+            try:
+                cut = self.ingest(waited, WholeSlideFile(kind.slide_id))
+            except InvalidInput as problem:  # the slide stays in quarantine, now for this reason
+                self._state.record_file(waited.key, waited.version, FileStatus.QUARANTINED, reason=problem.describe())
+                cut = {"status": "still quarantined", "reason": problem.describe()}
+            self._state.forget_slide_awaiting_mpp(kind.slide_id)
+            return {**result, "taken_out_of_quarantine": awaiting["key"], "cut": cut}
+        current = self._state.slide(kind.slide_id)
+        if current and current.tile_plan_key and current.sidecar_version != dropped.version:
+            again = DroppedFile(self._settings.bucket, current.x_key, current.x_source_version, etag=current.x_version,
+                                run_context=f"sidecar {dropped.version}")  # fmt: skip
+            return {**result, "cut_again": self.ingest(again, WholeSlideFile(kind.slide_id))}
+        return result
+
+    def _plan(self, dropped: DroppedFile, slide_id: str) -> tuple[TilePlan, str, str | None]:
         """Read the slide's structure and tissue; write its plan and thumbnail. Returns the plan, its key and
         the version of the sidecar it used (None: the slide's own metadata)."""
         sidecar = self._state.slide_sidecar(slide_id)
