@@ -214,9 +214,10 @@ def plan_tiles(
 def read_patch(slide: WholeSlide, plan: TilePlan, x: int, y: int) -> np.ndarray:
     """The 96 x 96 RGB patch of the tile at level-0 (x, y), read at the plan's level and resampled."""
     level = slide.levels[plan.level]
-    lx, ly = int(round(x / level.downsample)), int(round(y / level.downsample))
-    size = max(1, int(round(plan.tile_edge / level.downsample)))
-    pixels = slide.read_region(plan.level, lx, ly, size, size)
-    if size == PATCH_EDGE:
+    # Scanners round each level's size down, so its x and y downsamples differ slightly (Aperio).
+    dx, dy = level.downsample, slide.levels[0].height / level.height
+    width, height = max(1, round(plan.tile_edge / dx)), max(1, round(plan.tile_edge / dy))
+    pixels = slide.read_region(plan.level, round(x / dx), round(y / dy), width, height)
+    if width == height == PATCH_EDGE:
         return pixels
     return np.asarray(Image.fromarray(pixels).resize((PATCH_EDGE, PATCH_EDGE), Image.Resampling.LANCZOS))
