@@ -66,9 +66,6 @@ class TilePlan:
         values["thumbnail_downsample"] = tuple(values["thumbnail_downsample"])
         return cls(**values)
 
-    def tile_area_mm2(self) -> float:
-        return (self.tile_edge * self.mpp / 1000) ** 2
-
 
 def choose_level(levels: list[Level], mpp: float, model_mpp: float) -> int:
     """The coarsest level whose pixels are at least as fine as the model's (resampled down to it)."""

@@ -236,3 +236,70 @@ def test_ome_xml_gives_the_resolution_in_its_unit(pixels, mpp):
     description = f'<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image>{pixels}'
     found = resolution_from_metadata(SimpleNamespace(description=description, tags={}))  # OME writes UTF-8 (µm)
     assert found.mpp == (pytest.approx(mpp) if mpp else None)
+
+
+def test_a_tile_plan_survives_its_json_round_trip():
+    plan = _plan([[0, 0], [100, 0]], edge=373.3, overlap=0.25)
+    assert TilePlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_a_slide_too_coarse_for_the_model_is_refused_in_plain_words():
+    levels = [Level(4000, 4000, 1, 256, 256)]
+    assert choose_level(levels, 0.972 * 1.1, 0.972) == 0, "10 % coarser is still read"
+    with pytest.raises(InvalidInput) as refused:
+        choose_level(levels, 2.0, 0.972)
+    assert refused.value.problem == "the slide was scanned at a coarser resolution than the model was trained at"
+    assert refused.value.expected == "at most 1.069 µm per pixel (ModelMicronsPerPixel 0.972)"
+    assert refused.value.found == "2 µm per pixel"
+
+
+def test_tissue_is_found_on_the_coarsest_level_with_eight_mask_pixels_per_tile_edge():
+    from pcam_pipeline.tiling import choose_mask_level
+
+    levels = [Level(32768 // d, 32768 // d, d, 256, 256) for d in (1, 2, 4, 8, 16, 32, 64)]
+    assert choose_mask_level(levels, 192) == 4  # 192 / 16 = 12 mask pixels; 192 / 32 = 6 too few
+    assert choose_mask_level(levels, 256) == 5  # exactly 8 is enough
+    small = [Level(4096 // d, 4096 // d, d, 256, 256) for d in (1, 2, 4)]
+    assert choose_mask_level(small, 4) == 0  # tiles smaller than any level allows: level 0
+    assert choose_mask_level([Level(8000, 8000, 1, 256, 256)], 4) == 0  # 64 megapixels: the most allowed
+    with pytest.raises(InvalidInput) as refused:
+        choose_mask_level([Level(8000, 8001, 1, 256, 256)], 4)
+    assert refused.value.problem == "the slide's pyramid has no low-resolution level to find tissue on"
+    assert refused.value.expected == "a level of at most 64 megapixels"
+    assert refused.value.found == "the smallest usable is 8,000 x 8,001"
+
+
+def _otsu_by_brute_force(values: np.ndarray) -> int:
+    best, best_t = -1.0, 0
+    for t in range(256):
+        low, high = values[values <= t].astype(float), values[values > t].astype(float)
+        if low.size and high.size:
+            between = low.size * high.size * (low.mean() - high.mean()) ** 2
+            if between > best + 1e-6:
+                best, best_t = between, t
+    return best_t
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_otsu_matches_the_textbook_definition(seed):
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([rng.normal(rng.uniform(5, 80), 8, 700), rng.normal(rng.uniform(120, 250), 15, 300)])
+    values = np.append(values.clip(0, 255).astype(np.uint8), [0, 255])
+    assert otsu_threshold(values) == _otsu_by_brute_force(values)
+    assert otsu_threshold(np.full(10, 7, np.uint8)) == 0, "one value: nothing to split"
+
+
+def test_the_overlay_thumbnail_is_at_most_1600_pixels_a_side():
+    from pcam_pipeline.tiling import thumbnail_of
+
+    assert thumbnail_of(np.zeros((1000, 4000, 3), np.uint8)).size == (1600, 400)
+    assert thumbnail_of(np.zeros((100, 200, 3), np.uint8)).size == (200, 100), "never enlarged"
+
+
+def test_faint_glass_is_not_tissue_however_otsu_splits_it():
+    rng = np.random.default_rng(0)
+    glass = np.full((64, 64, 3), 240, np.int16) + rng.integers(-3, 4, (64, 64, 3))
+    glass[:, 32:, 0] -= 12  # two shades of glass, both nearly grey (saturation < 20/255)
+    from pcam_pipeline.tiling import tissue_mask
+
+    assert not tissue_mask(glass.clip(0, 255).astype(np.uint8)).any()
