@@ -27,6 +27,7 @@ from pcam_pipeline.tiling import (
 )
 from pcam_pipeline.whole_slide_results import qupath_geojson, whole_slide_figures
 from pcam_pipeline.whole_slides import parse_sidecar
+from tests.picture_text import text_positions
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +304,44 @@ def test_faint_glass_is_not_tissue_however_otsu_splits_it():
     from pcam_pipeline.tiling import tissue_mask
 
     assert not tissue_mask(glass.clip(0, 255).astype(np.uint8)).any()
+
+
+def test_a_tumour_ring_around_a_normal_tile_is_one_region_with_a_hole():
+    ring = [[x, y] for y in (0, 100, 200) for x in (0, 100, 200)]
+    probabilities = np.array([0.9] * 4 + [0.1] + [0.9] * 4)  # the centre tile is normal
+    document = qupath_geojson("s", _plan(ring), probabilities, 0.5)
+    (region,) = [f for f in document["features"] if f["properties"]["objectType"] == "annotation"]
+    outer, hole = region["geometry"]["coordinates"]
+    assert shapely.Polygon(outer).area == 300 * 300 and shapely.Polygon(hole).area == 100 * 100
+    assert region["properties"]["measurements"]["area_mm2"] == pytest.approx(8 * 100 * 100 * 0.25 / 1e6)
+
+
+def test_the_overlay_colours_scored_tiles_over_the_thumbnail_and_leaves_the_rest():
+    from pcam_pipeline.slide_results import colour_of
+    from pcam_pipeline.whole_slide_results import OVERLAY_ALPHA, overlay_png
+
+    thumbnail = Image.new("RGB", (100, 100), (240, 240, 240))
+    plan = _plan([[0, 0], [500, 500]])  # thumbnail pixels 0-9 and 50-59 (10 level-0 px per thumbnail px)
+    png = overlay_png(thumbnail, plan, np.array([0.0, 1.0]), "title", 0.5)
+    picture = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    left, top = 20, 60  # where framed_png puts the map
+
+    def blended(probability: float) -> np.ndarray:
+        colour = colour_of(np.array([probability]))[0].astype(int)
+        return (colour * OVERLAY_ALPHA + 240 * (255 - OVERLAY_ALPHA)) / 255
+
+    assert np.abs(picture[top + 5, left + 5] - blended(0.0)).max() <= 2
+    assert np.abs(picture[top + 55, left + 55] - blended(1.0)).max() <= 2
+    assert (picture[top + 30, left + 30] == 240).all() and (picture[top + 60, left + 60] == 240).all()
+    assert text_positions(png, "tumour probability")
+
+
+def test_whole_slide_figures_say_how_the_slide_was_read():
+    plan = _plan([[0, 0]])
+    figures = whole_slide_figures(plan, np.array([0.2]), 0.5)
+    assert figures == {
+        "mpp": 0.5, "mpp_source": "test", "model_mpp": 0.972, "level": 0, "level_mpp": 0.5,
+        "tile_edge_level0": 100.0, "tile_overlap": 0.0, "min_tissue_fraction": 0.5, "slide_width": 1000,
+        "slide_height": 1000, "tiles_total": 100, "tiles_kept": 1, "tiles_dropped": 99, "tissue_area_mm2": 0.1,
+        "tumour_area_mm2": 0.0,
+    }  # fmt: skip
