@@ -1,9 +1,10 @@
 """`pcam smoke`: an operator's first check of a deployment, right after `sam deploy`.
 
-Drops a tiny synthetic dataset (with its own training.json: a cheap instance type, few epochs) and a
-tiny slide into the stack, then follows each step through the stack's state table: settings
-recorded, splits and slide converted, training, evaluation, scoring. It prints each step's time and
-the estimated cost of the SageMaker jobs, and exits non-zero with the reason on any failure.
+Drops a tiny synthetic dataset (with its own training.json: a cheap instance type, few epochs), a
+tiny slide and a tiny whole-slide image (pyramidal TIFF) into the stack, then follows each step through
+the stack's state table: settings recorded, splits and slides converted, training, evaluation, scoring.
+It prints each step's time and the estimated cost of the SageMaker jobs, and exits non-zero with the reason
+on any failure.
 ``--clean`` removes what it dropped and what the pipeline wrote for it. It works the same against
 `pcam local up` (point boto3 at it with the variables that command prints).
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 import boto3
 
 from pcam_local.operations import stack_outputs
-from pcam_local.synth import synth_drop
+from pcam_local.synth import synth_drop, synth_wsi
 from pcam_pipeline import keys
 from pcam_pipeline.records import JobRecord
 from pcam_pipeline.state import StateStore
@@ -60,6 +61,7 @@ class SmokeRun:
         self.s3 = boto3.client("s3")
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         self.dataset = self.slide = f"smoke-{stamp}"
+        self.whole_slide = f"smoke-{stamp}-wsi"
         self.started = time.monotonic()
 
     # ------------------------------------------------------------------ steps
@@ -74,12 +76,15 @@ class SmokeRun:
                 f"{split} split converted", lambda split=split: self._owner_ready(self.state.split(self.dataset, split))
             )
         self._wait("slide converted", lambda: self._owner_ready(self.state.slide(self.slide)))
+        self._wait("whole-slide image cut", lambda: self._owner_ready(self.state.slide(self.whole_slide)))
         training = self._wait("training job", self._training_done)
         model = self._wait("model evaluated", self._model_evaluated)
-        scored = self._wait("slide scored", self._slide_scored)
+        scored = self._wait("slide scored", lambda: self._slide_scored(self.slide))
+        self._wait("whole-slide image scored", lambda: self._slide_scored(self.whole_slide))
         return {
             "dataset": self.dataset,
             "slide": self.slide,
+            "whole_slide": self.whole_slide,
             "training_job": training,
             "model": model,
             "scoring": scored,
@@ -93,6 +98,9 @@ class SmokeRun:
                 if relative.startswith("slides/"):
                     relative = f"slides/{self.slide}.h5"
                 self.s3.upload_file(str(path), self.bucket, keys.INCOMING + relative)
+            whole_slide = Path(folder) / "whole-slide.tif"
+            synth_wsi(whole_slide, rows=6, cols=8, seed=int(time.time()))
+            self.s3.upload_file(str(whole_slide), self.bucket, f"{keys.INCOMING}slides/{self.whole_slide}.tif")
 
     def _wait(self, step: str, check: Callable[[], str | None]) -> str:
         """Poll ``check`` until it says the step is done (its detail) or raises SmokeFailed."""
@@ -145,14 +153,15 @@ class SmokeRun:
         promoted = "promoted" if model.decision["promote"] else "not promoted"
         return f"{model.model_name}: test AUC {model.auc:.3f}, {promoted} ({model.decision['reason']})"
 
-    def _slide_scored(self) -> str | None:
-        slide = self.state.slide(self.slide)
+    def _slide_scored(self, slide_id: str) -> str | None:
+        slide = self.state.slide(slide_id)
         if slide.scoring_status is ScoringStatus.FAILED:
             raise SmokeFailed(f"scoring failed: {slide.scoring_failure}")
         if slide.scoring_status is ScoringStatus.WAITING_FOR_MODEL and self.state.current_model() is None:
             return "not scored: no model is current (the smoke model did not pass the gate); scoring untested"
         if slide.scoring_status is ScoringStatus.SCORED:
-            return f"predictions/{self.slide}.csv, tumour fraction {slide.tumour_fraction:.1%}"
+            extra = " (+ .geojson, overlay .png)" if slide.tile_plan_key else ""
+            return f"predictions/{slide_id}.csv{extra}, tumour fraction {slide.tumour_fraction:.1%}"
         return None
 
     # ------------------------------------------------------------------ costs
@@ -188,7 +197,8 @@ class SmokeRun:
     def _jobs(self) -> list[JobRecord]:
         """The jobs started for this run's dataset and slide (one scan of the state table, at the end)."""
         items = [r for r in self.state.scan_all() if r["pk"].startswith("job#")]
-        mine = [r for r in items if r.get("dataset") == self.dataset or r.get("slide_id") == self.slide]
+        slides = {self.slide, self.whole_slide}
+        mine = [r for r in items if r.get("dataset") == self.dataset or r.get("slide_id") in slides]
         return [JobRecord.from_item(r, name=r["pk"].removeprefix("job#")) for r in mine]
 
     # ------------------------------------------------------------------ clean
@@ -203,6 +213,13 @@ class SmokeRun:
             f"{keys.MANIFESTS}slides/{self.slide}/",
             f"{keys.PREDICTIONS}{self.slide}.",
             f"{keys.SCORES}{self.slide}/",
+        ]
+        prefixes += [
+            f"{keys.INCOMING}slides/{self.whole_slide}.tif",
+            f"{keys.IMAGES}slides/{self.whole_slide}/",
+            f"{keys.MANIFESTS}slides/{self.whole_slide}/",
+            f"{keys.PREDICTIONS}{self.whole_slide}.",
+            f"{keys.TILING}{self.whole_slide}/",
         ]
         prefixes += [keys.evaluation_prefix(m.model_name) for m in self.state.models() if m.dataset == self.dataset]
         prefixes += [f"{keys.MODELS}{m.training_job}/" for m in self.state.models() if m.dataset == self.dataset]

@@ -57,8 +57,8 @@ def test_smoke_follows_every_step_reports_costs_and_cleans_up(operator_env, caps
     code = main(["smoke", "--stack", "pcam-local", "--epochs", "1", "--timeout", "300", "--clean"])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    for step in ("training settings recorded", "train split converted", "slide converted", "training job",
-                 "model evaluated", "slide scored"):  # fmt: skip
+    for step in ("training settings recorded", "train split converted", "slide converted", "whole-slide image cut",
+                 "training job", "model evaluated", "slide scored", "whole-slide image scored"):  # fmt: skip
         assert f"✓ {step}" in printed
     assert "ml.g4dn.xlarge" in printed and "estimated total: $" in printed
     dataset = re.search(r"(smoke-\d{8}-\d{6})", printed).group(1)
@@ -66,6 +66,8 @@ def test_smoke_follows_every_step_reports_costs_and_cleans_up(operator_env, caps
     bucket = re.search(r"s3://([^/]+)/incoming/", printed).group(1)
     assert not s3.list_objects_v2(Bucket=bucket, Prefix=f"incoming/datasets/{dataset}/").get("KeyCount")
     assert not s3.list_objects_v2(Bucket=bucket, Prefix=f"predictions/{dataset}.").get("KeyCount")
+    for prefix in (f"predictions/{dataset}-wsi.", f"tiling/{dataset}-wsi/", f"incoming/slides/{dataset}-wsi.tif"):
+        assert not s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount"), prefix
 
 
 def test_smoke_fails_with_the_reason_when_a_step_fails(operator_env, capsys):
