@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, ImageFile
 
 from pcam_pipeline.errors import InvalidInput
 
@@ -292,7 +292,7 @@ class WholeSlide:
             problem = f"{where} lies past the end of the file (truncated?)"
             raise InvalidInput(problem, f"{count:,} bytes", f"{len(data):,}")
         try:
-            pixels = decode_tile(data, int(page.compression), shape, self._tables[level])
+            pixels = decode_tile(data, int(page.compression), shape, self._tables[level], int(page.photometric))
         except InvalidInput:
             raise
         except Exception as exc:  # Pillow and zlib name a corrupt stream in several ways
@@ -300,8 +300,13 @@ class WholeSlide:
         return pixels[..., :3]
 
 
-def decode_tile(data: bytes, compression: int, shape: tuple[int, int, int], jpeg_tables: bytes = b"") -> np.ndarray:
-    """One stored tile to an (height, width, samples) uint8 array; its declared size is checked first."""
+def decode_tile(
+    data: bytes, compression: int, shape: tuple[int, int, int], jpeg_tables: bytes = b"", photometric: int = 2
+) -> np.ndarray:
+    """One stored tile to an (height, width, samples) uint8 array; its declared size is checked first.
+
+    A JPEG tile of an RGB image without a JFIF or Adobe marker holds RGB, not YCbCr (Aperio SVS does this;
+    tifffile decodes it the same way): the decoder is told so, or the colours would come out wrong."""
     height, width, samples = shape
     expected = height * width * samples
     if compression == 7:
@@ -311,6 +316,9 @@ def decode_tile(data: bytes, compression: int, shape: tuple[int, int, int], jpeg
             if image.size != (width, height):
                 found = f"{image.size[0]} x {image.size[1]}"
                 raise InvalidInput("a JPEG tile has the wrong size", f"{width} x {height}", found)
+            if photometric == 2 and not {"jfif", "adobe"} & image.info.keys() and image.mode == "RGB":
+                decoder, extent, offset, (rawmode, _) = image.tile[0]
+                image.tile = [ImageFile._Tile(decoder, extent, offset, (rawmode, "RGB"))]
             return np.asarray(image.convert("RGB"))
     if compression == 1:
         raw = data

@@ -345,3 +345,26 @@ def test_whole_slide_figures_say_how_the_slide_was_read():
         "slide_height": 1000, "tiles_total": 100, "tiles_kept": 1, "tiles_dropped": 99, "tissue_area_mm2": 0.1,
         "tumour_area_mm2": 0.0,
     }  # fmt: skip
+
+
+def _rgb_encoded_jpeg_without_markers(colour: tuple[int, int, int]) -> bytes:
+    """A JPEG whose samples are RGB but which names its components 1, 2, 3 and has no JFIF or Adobe marker,
+    as Aperio writes them: a decoder left to guess reads it as YCbCr."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(out, format="JPEG", quality=95, keep_rgb=True)
+    data = bytearray(out.getvalue())
+    adobe = data.find(b"\xff\xee")
+    del data[adobe : adobe + 2 + int.from_bytes(data[adobe + 2 : adobe + 4], "big")]
+    frame, scan = data.find(b"\xff\xc0"), data.find(b"\xff\xda")
+    for component in range(3):
+        data[frame + 10 + 3 * component] = component + 1
+        data[scan + 5 + 2 * component] = component + 1
+    return bytes(data)
+
+
+def test_rgb_jpeg_tiles_of_an_rgb_image_keep_their_colours():
+    stream = _rgb_encoded_jpeg_without_markers((200, 50, 120))
+    as_rgb = decode_tile(stream, 7, (64, 64, 3), photometric=2)
+    assert np.abs(as_rgb[10, 10].astype(int) - [200, 50, 120]).max() <= 3
+    as_ycbcr = decode_tile(stream, 7, (64, 64, 3), photometric=6)  # the TIFF says YCbCr: converted
+    assert np.abs(as_ycbcr[10, 10].astype(int) - [200, 50, 120]).max() > 30
