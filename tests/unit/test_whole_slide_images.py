@@ -368,3 +368,20 @@ def test_rgb_jpeg_tiles_of_an_rgb_image_keep_their_colours():
     assert np.abs(as_rgb[10, 10].astype(int) - [200, 50, 120]).max() <= 3
     as_ycbcr = decode_tile(stream, 7, (64, 64, 3), photometric=6)  # the TIFF says YCbCr: converted
     assert np.abs(as_ycbcr[10, 10].astype(int) - [200, 50, 120]).max() > 30
+
+
+@pytest.mark.parametrize("aperio", [False, True], ids=["generic TIFF", "Aperio SVS"])
+def test_the_reader_agrees_with_openslide_on_levels_resolution_and_pixels(tmp_path, aperio):
+    openslide = pytest.importorskip("openslide")  # the reference reader (a development dependency)
+    path = tmp_path / ("s.svs" if aperio else "s.tif")
+    synth_wsi(path, rows=6, cols=8, seed=3, aperio=aperio)
+    reference = openslide.OpenSlide(str(path))
+    assert reference.properties["openslide.vendor"] == ("aperio" if aperio else "generic-tiff")
+    with open_slide(path) as slide:
+        assert [(level.width, level.height) for level in slide.levels] == list(reference.level_dimensions)
+        assert slide.resolution.mpp == pytest.approx(float(reference.properties["openslide.mpp-x"]))
+        for level, (x, y) in ((0, (700, 500)), (1, (300, 200))):
+            ours = slide.read_region(level, x, y, 300, 200).astype(int)
+            downsample = reference.level_downsamples[level]
+            theirs = reference.read_region((round(x * downsample), round(y * downsample)), level, (300, 200))
+            assert np.abs(ours - np.asarray(theirs.convert("RGB")).astype(int)).max() <= 2
