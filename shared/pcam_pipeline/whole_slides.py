@@ -81,19 +81,21 @@ class WholeSlideIngestion:
         self._blobs = S3BlobStore(settings.bucket, s3)
 
     def ingest(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict:
+        planned = self._plan_conversion(dropped, kind)
+        # A sidecar recorded while this upload was being read found no cut slide to redo: redo it here.
+        sidecar, current = self._state.slide_sidecar(kind.slide_id), self._state.slide(kind.slide_id)
+        if sidecar and current and current.x_run == dropped.run_id and current.sidecar_version != sidecar["version"]:
+            return self.ingest(self._with_sidecar(current, sidecar["version"]), kind)
+        return planned
+
+    def _plan_conversion(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict:
         owner = slide_pk(kind.slide_id)
         decided = None
         for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
             if current.x_run == dropped.run_id:
                 return {"status": "already planned", "owner": owner}
             if decided is None:
-                try:
-                    decided = self._plan(dropped, kind.slide_id)
-                except MissingResolution:  # quarantined; its sidecar will have this upload read again
-                    quarantined_as = keys.quarantine_key(dropped.key)
-                    awaiting = (kind.slide_id, dropped.key, dropped.version_id, quarantined_as)
-                    self._state.record_slide_awaiting_mpp(*awaiting)
-                    raise
+                decided = self._plan_or_wait_for_sidecar(dropped, kind.slide_id)
             plan, plan_key, sidecar_version = decided
             prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
             read_at = f"whole-slide image, level {plan.level} ({plan.level_mpp:.3f} µm/px)"
@@ -103,6 +105,23 @@ class WholeSlideIngestion:
             planned = self._planner.plan(dropped, owner, source, fields, current)
             if planned:
                 return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
+
+    def _plan_or_wait_for_sidecar(self, dropped: DroppedFile, slide_id: str) -> tuple[TilePlan, str, str | None]:
+        try:
+            return self._plan(dropped, slide_id)
+        except MissingResolution:  # quarantined; its sidecar will have this upload read again
+            awaiting = (slide_id, dropped.key, dropped.version_id, keys.quarantine_key(dropped.key))
+            self._state.record_slide_awaiting_mpp(*awaiting)
+            if self._state.slide_sidecar(slide_id) is None:
+                raise
+            # The sidecar was recorded meanwhile, and may not have seen this upload waiting for it.
+            self._state.forget_slide_awaiting_mpp(slide_id)
+            return self._plan(dropped, slide_id)
+
+    def _with_sidecar(self, current: SlideRecord, sidecar_version: str) -> DroppedFile:
+        """The slide's current upload, to be cut again at a sidecar's µm/px (its own run: outputs never mix)."""
+        return DroppedFile(self._settings.bucket, current.x_key, current.x_source_version, etag=current.x_version,
+                           run_context=f"sidecar {sidecar_version}")  # fmt: skip
 
     def record_sidecar(self, dropped: DroppedFile, kind: SlideSidecarFile) -> dict:
         """Record a slide's µm/px; a slide quarantined for want of it is read again, one already cut is cut again."""
@@ -124,8 +143,7 @@ class WholeSlideIngestion:
             return {**result, "taken_out_of_quarantine": awaiting["key"], "cut": cut}
         current = self._state.slide(kind.slide_id)
         if current and current.tile_plan_key and current.sidecar_version != dropped.version:
-            again = DroppedFile(self._settings.bucket, current.x_key, current.x_source_version, etag=current.x_version,
-                                run_context=f"sidecar {dropped.version}")  # fmt: skip
+            again = self._with_sidecar(current, dropped.version)
             return {**result, "cut_again": self.ingest(again, WholeSlideFile(kind.slide_id))}
         return result
 

@@ -109,3 +109,32 @@ def test_an_attempt_for_an_upload_that_is_not_there_leaves_no_record(lab):
     ghost = DroppedFile(BUCKET, "incoming/slides/ghost.h5", "no-such-version", "etag")
     assert lab.ingestor.ingest_attempt(ghost, 1, lambda: lab.ingestor.ingest(ghost))["status"] == "gone"
     assert lab.state.get("file#incoming/slides/ghost.h5", "v#no-such-version") is None
+
+
+def _whole_slide(tmp_path, **options) -> bytes:
+    from pcam_local.synth import synth_wsi
+
+    synth_wsi(tmp_path / "slide.tif", rows=6, cols=8, seed=2, **options)
+    return (tmp_path / "slide.tif").read_bytes()
+
+
+def test_a_sidecar_recorded_while_its_slide_is_read_still_sets_the_resolution(lab, tmp_path):
+    """The slide's delivery read no sidecar; the sidecar's delivery found no cut slide to redo."""
+    slide = lab.drop("incoming/slides/w.tif", _whole_slide(tmp_path))  # says 0.486 µm/px itself
+    sidecar = lab.drop("incoming/slides/w.json", b'{"mpp": 0.243}')
+    lab.between_read_and_write("slide_sidecar", lambda: lab.ingestor.ingest(sidecar))
+    lab.ingestor.ingest(slide)
+    record = lab.state.slide("w")
+    assert record.sidecar_version == sidecar.version, "cut at the sidecar's resolution in the end"
+    plans = {body["tile_plan_key"] for body in lab.shard_messages()}
+    assert record.tile_plan_key in plans
+
+
+def test_a_slide_without_resolution_is_not_quarantined_when_its_sidecar_lands_meanwhile(lab, tmp_path):
+    slide = lab.drop("incoming/slides/n.tif", _whole_slide(tmp_path, says_mpp=False))
+    sidecar = lab.drop("incoming/slides/n.json", b'{"mpp": 0.486}')
+    lab.between_read_and_write("slide_sidecar", lambda: lab.ingestor.ingest(sidecar))
+    assert lab.ingestor.ingest(slide)["status"] == "converting"
+    assert lab.state.file_version(slide.key, slide.version).status is FileStatus.CONVERTING
+    assert lab.state.slide("n").sidecar_version == sidecar.version
+    assert lab.state.slide_awaiting_mpp("n") is None
