@@ -385,3 +385,15 @@ def test_the_reader_agrees_with_openslide_on_levels_resolution_and_pixels(tmp_pa
             downsample = reference.level_downsamples[level]
             theirs = reference.read_region((round(x * downsample), round(y * downsample)), level, (300, 200))
             assert np.abs(ours - np.asarray(theirs.convert("RGB")).astype(int)).max() <= 2
+
+
+def test_the_grid_holds_whole_tiles_only():
+    assert tile_grid(200, 200, 200, 200).tolist() == [[0, 0]], "a slide exactly one tile wide"
+    assert tile_grid(199, 400, 200, 200).size == 0 and tile_grid(400, 199, 200, 200).size == 0
+    assert tile_grid(450, 200, 200, 100).tolist() == [[0, 0], [100, 0], [200, 0]], "overlap: a step of half a tile"
+
+
+def test_pen_ink_thresholds():
+    colours = np.array([[[100, 100, 141], [100, 100, 140], [100, 121, 90], [100, 120, 90], [59, 59, 59], [60, 10, 10]]])
+    # blue 41 above red (green = red) is ink, 40 is not; green 21 above red is ink, 20 is not; all < 60 is black
+    assert pen_ink(colours.astype(np.uint8)).tolist() == [[True, False, True, False, True, False]]
