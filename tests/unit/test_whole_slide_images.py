@@ -397,3 +397,48 @@ def test_pen_ink_thresholds():
     colours = np.array([[[100, 100, 141], [100, 100, 140], [100, 121, 90], [100, 120, 90], [59, 59, 59], [60, 10, 10]]])
     # blue 41 above red (green = red) is ink, 40 is not; green 21 above red is ink, 20 is not; all < 60 is black
     assert pen_ink(colours.astype(np.uint8)).tolist() == [[True, False, True, False, True, False]]
+
+
+def test_the_geojson_document_in_full():
+    plan = _plan([[0, 0], [100, 0]], edge=100.123)
+    document = qupath_geojson("node 7", plan, np.array([0.25, 0.875]), 0.5)
+    tumour, normal = {"name": "Tumor", "color": [200, 0, 0]}, {"name": "Normal", "color": [0, 130, 60]}
+
+    def square(x, y, edge=100.12):
+        return [[x, y], [x + edge, y], [x + edge, y + edge], [x, y + edge], [x, y]]
+
+    assert json.loads(json.dumps(document)) == {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square(0, 0)]},
+             "properties": {"objectType": "detection", "name": "node 7 tile 0", "classification": normal,
+                            "measurements": {"tumor_probability": 0.25, "patch_index": 0}}},
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square(100, 0)]},
+             "properties": {"objectType": "detection", "name": "node 7 tile 1", "classification": tumour,
+                            "measurements": {"tumor_probability": 0.875, "patch_index": 1}}},
+            {"type": "Feature",
+             "geometry": {"type": "Polygon", "coordinates": [[[200.12, 0.0], [200.12, 100.12], [100.0, 100.12],
+                                                              [100.0, 0.0], [200.12, 0.0]]]},
+             "properties": {"objectType": "annotation", "name": "node 7 tumour region 1", "classification": tumour,
+                            "measurements": {"area_mm2": 0.002506}}},
+        ],
+    }  # fmt: skip
+
+
+def test_two_separate_tumour_regions_are_numbered_and_each_keeps_its_area():
+    plan = _plan([[0, 0], [500, 500]])
+    document = qupath_geojson("s", plan, np.array([0.9, 0.9]), 0.5)
+    regions = [f["properties"] for f in document["features"] if f["properties"]["objectType"] == "annotation"]
+    assert [r["name"] for r in regions] == ["s tumour region 1", "s tumour region 2"]
+    assert [r["measurements"]["area_mm2"] for r in regions] == [0.0025, 0.0025]
+    assert whole_slide_figures(plan, np.array([0.9, 0.9]), 0.5)["tumour_area_mm2"] == 0.005
+
+
+def test_each_tile_is_coloured_exactly_over_its_own_thumbnail_pixels():
+    from pcam_pipeline.whole_slide_results import overlay_png
+
+    plan = _plan([[100, 200]])  # thumbnail pixels x 10-19, y 20-29
+    png = overlay_png(Image.new("RGB", (60, 60), (240, 240, 240)), plan, np.array([1.0]), "t", 0.5)
+    coloured = (np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))[60:120, 20:80] != 240).any(axis=2)
+    rows, columns = np.nonzero(coloured)
+    assert (rows.min(), rows.max(), columns.min(), columns.max()) == (20, 29, 10, 19)
