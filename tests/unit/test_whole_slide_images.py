@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -442,3 +443,141 @@ def test_each_tile_is_coloured_exactly_over_its_own_thumbnail_pixels():
     coloured = (np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))[60:120, 20:80] != 240).any(axis=2)
     rows, columns = np.nonzero(coloured)
     assert (rows.min(), rows.max(), columns.min(), columns.max()) == (20, 29, 10, 19)
+
+
+def _pyramid(path, *, sizes=(128, 64, 32), tile=32, byteorder="<", bigtiff=False, samples=3, **options) -> Path:
+    """A small uncompressed pyramid written by tifffile, for the reader's refusals."""
+    shape = (lambda edge: (edge, edge, samples)) if samples > 1 else (lambda edge: (edge, edge))
+    with tifffile.TiffWriter(path, byteorder=byteorder, bigtiff=bigtiff) as writer:
+        for edge in sizes:
+            writer.write(np.full(shape(edge), 90, np.uint8), tile=(tile, tile), metadata=None, **options)
+    return path
+
+
+@pytest.mark.parametrize(("byteorder", "bigtiff"), [("<", False), (">", False), ("<", True), (">", True)])
+def test_every_tiff_byte_order_and_size_is_read(tmp_path, byteorder, bigtiff):
+    with open_slide(_pyramid(tmp_path / "p.tif", byteorder=byteorder, bigtiff=bigtiff)) as slide:
+        assert [level.width for level in slide.levels] == [128, 64, 32]
+        assert (slide.read_region(2, 0, 0, 32, 32) == 90).all()
+
+
+def _refusal(path, limits=DEFAULT_SLIDE_LIMITS) -> tuple[str, str, str]:
+    with pytest.raises(InvalidInput) as refused:
+        open_slide(path, limits)
+    return refused.value.problem, refused.value.expected, refused.value.found
+
+
+def test_each_refusal_of_the_reader_in_full(tmp_path):
+    (tmp_path / "short.tif").write_bytes(b"II*")
+    assert _refusal(tmp_path / "short.tif") == ("the file is too short to be a TIFF", "a pyramidal TIFF, SVS or TIF",
+                                                "3 bytes")  # fmt: skip
+    (tmp_path / "png.tif").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert _refusal(tmp_path / "png.tif") == (
+        "the file is not a TIFF (nor an SVS, which is a TIFF)",
+        "a TIFF signature",
+        repr(b"\x89PNG"),
+    )
+    tifffile.imwrite(tmp_path / "strips.tif", np.zeros((64, 64, 3), np.uint8))
+    assert _refusal(tmp_path / "strips.tif") == (
+        "the slide is not tiled",
+        "a tiled TIFF (scanners' SVS and pyramidal TIFF are)",
+        "level 0 in strips",
+    )
+    grey = _pyramid(tmp_path / "grey.tif", samples=1)
+    assert _refusal(grey) == ("level 0 is not 8-bit RGB", "8-bit RGB pixels, stored together",
+                              "1 samples of 8 bits, planar configuration 1")  # fmt: skip
+    flat = _pyramid(tmp_path / "flat.tif", sizes=(128,))
+    assert _refusal(flat) == (
+        "the slide has no pyramid (a single resolution)",
+        "a pyramidal TIFF: level 0 and smaller levels, as scanners write (vips tiffsave --pyramid --tile)",
+        "one tiled image of 128 x 128",
+    )
+    pyramid = _pyramid(tmp_path / "p.tif")
+    assert _refusal(pyramid, SlideLimits(max_pages=2)) == ("the file holds too many images", "at most 2", "more")
+    assert _refusal(pyramid, SlideLimits(max_tile_edge=16)) == (
+        "level 0 has tiles of an unusable size",
+        "tiles of at most 16 pixels a side",
+        "32 x 32",
+    )
+    assert _refusal(pyramid, SlideLimits(max_gigapixels=128 * 127 / 1e9)) == (
+        "the slide is too large for the configured limits",
+        "at most 1.6256e-05 gigapixels at level 0 (the MaxSlideGigapixels setting)",
+        "128 x 128 pixels",
+    )
+    for limits in (
+        SlideLimits(max_pages=3),
+        SlideLimits(max_tile_edge=32),
+        SlideLimits(max_gigapixels=128 * 128 / 1e9),
+    ):
+        open_slide(pyramid, limits).close()  # exactly at each limit: read
+
+
+def test_a_compression_the_reader_cannot_decode_is_named(tmp_path):
+    path = _pyramid(tmp_path / "lzw.tif")
+    with tifffile.TiffFile(path) as tiff:
+        offset = tiff.pages[0].tags["Compression"].valueoffset
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 2] = (5).to_bytes(2, "little")  # claim LZW
+    path.write_bytes(bytes(data))
+    assert _refusal(path) == (
+        "level 0 is compressed in a way the pipeline cannot decode",
+        "JPEG, deflate or none (JPEG 2000 SVS and NDPI are not supported: convert to pyramidal TIFF)",
+        "compression 5 (LZW)",
+    )
+
+
+def test_a_tile_over_the_byte_limit_is_refused_when_read(tmp_path):
+    path = _pyramid(tmp_path / "p.tif")
+    with open_slide(path, SlideLimits(max_tile_bytes=32 * 32 * 3 - 1)) as slide, pytest.raises(InvalidInput) as refused:
+        slide.read_region(0, 0, 0, 8, 8)
+    assert (refused.value.problem, refused.value.expected, refused.value.found) == (
+        "tile 0 of level 0 is too large",
+        "at most 0 MiB",
+        "3,072 bytes",
+    )
+    with open_slide(path, SlideLimits(max_tile_bytes=32 * 32 * 3)) as slide:
+        assert (slide.read_region(0, 0, 0, 8, 8) == 90).all()
+
+
+APERIO = "Aperio Image Library v1\r\n|AppMag = 20|MPP = "
+UNUSABLE = "the {} says {} {!r}, not a usable value"
+
+
+@pytest.mark.parametrize(
+    ("description", "tags", "found"),
+    [
+        (APERIO + "0.4990", {}, (0.499, "Aperio description (MPP)")),
+        (APERIO + "1e", {}, (None, UNUSABLE.format("Aperio description", "MPP =", "1e"))),
+        (APERIO + "0.01", {}, (None, UNUSABLE.format("Aperio description", "MPP =", "0.01"))),
+        ("", {"XResolution": (25_400, 1), "ResolutionUnit": 2}, (1.0, "TIFF resolution tags")),
+        ("", {"XResolution": (20_000, 1), "ResolutionUnit": 3}, (0.5, "TIFF resolution tags")),
+        ("", {"XResolution": (72, 1)}, (None, "the TIFF resolution tags say 352.8 µm per pixel, a placeholder, "
+                                              "not a scan")),
+        ("", {"XResolution": (1, 1), "ResolutionUnit": 1}, (None, "the file has no resolution tags with a unit")),
+        ("", {"XResolution": (0, 1), "ResolutionUnit": 3}, (None, "the file's XResolution tag is not a number")),
+        ('<OME><Pixels PhysicalSizeX="0.01">', {}, (None, UNUSABLE.format("OME-XML", "PhysicalSizeX", "0.01"))),
+        ('<OME><Pixels PhysicalSizeX="0.25" PhysicalSizeXUnit="mm">', {},
+         (None, UNUSABLE.format("OME-XML", "PhysicalSizeX", "0.25"))),
+    ],
+)  # fmt: skip
+def test_resolution_metadata_and_why_there_is_none(description, tags, found):
+    from types import SimpleNamespace
+
+    from pcam_pipeline.slide_images import resolution_from_metadata
+
+    page = SimpleNamespace(description=description, tags={k: SimpleNamespace(value=v) for k, v in tags.items()})
+    resolution = resolution_from_metadata(page)
+    assert (resolution.mpp if resolution.mpp is None else round(resolution.mpp, 6), resolution.source) == found
+
+
+def test_the_plausible_resolution_range_is_inclusive():
+    from pcam_pipeline.slide_images import check_mpp
+
+    assert check_mpp(0.05, "x") == 0.05 and check_mpp(20.0, "x") == 20.0
+    with pytest.raises(InvalidInput) as refused:
+        check_mpp(20.5, "the sidecar")
+    assert (refused.value.problem, refused.value.expected, refused.value.found) == (
+        "the µm per pixel in the sidecar is not plausible",
+        "a number from 0.05 to 20.0",
+        "20.5",
+    )
