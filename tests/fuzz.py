@@ -182,10 +182,12 @@ MUTATORS = {
 def cases(count: int, seed: int) -> list[tuple[str, str, bytes]]:
     """(description, role, bytes) for ``count`` cases, the same for the same seed."""
     from tests.hostile_files import HOSTILE, hostile_file
+    from tests.hostile_slides import HOSTILE_SLIDES, TILE_MUTATORS
 
     rng = random.Random(seed)
     valid = seeds(np.random.default_rng(seed))
     made = [(f"hostile: {name}", reader, hostile_file(build)) for name, (build, reader, *_) in HOSTILE.items()]
+    made += [(f"hostile: {name}", "wsi", build()) for name, (build, _) in HOSTILE_SLIDES.items()]
     made += [(f"valid: {name}", role, data) for name, (role, data) in valid.items()]
     while len(made) < count:
         choice = rng.random()
@@ -194,8 +196,9 @@ def cases(count: int, seed: int) -> list[tuple[str, str, bytes]]:
             made.append(("random structure", role, data))
             continue
         name, (role, data) = rng.choice(sorted(valid.items()))
-        mutator = rng.choice(sorted(MUTATORS))
-        made.append((f"{mutator} of {name}", role, MUTATORS[mutator](data, rng)))
+        mutators = {**MUTATORS, **TILE_MUTATORS} if role == "wsi" else MUTATORS
+        mutator = rng.choice(sorted(mutators))
+        made.append((f"{mutator} of {name}", role, mutators[mutator](data, rng)))
     return made[:count]
 
 

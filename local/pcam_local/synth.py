@@ -197,10 +197,15 @@ def _jpeg_codec_for_tifffile(quality: int):
     import tifffile
     from PIL import Image
 
-    def encode(data, level=None, **_):
+    def encode(data, level=None, outcolorspace="YCBCR", subsampling=(2, 2), **_):
+        # outcolorspace RGB: RGB components (Aperio's "JPEG/RGB"); else YCbCr at the TIFF's subsampling.
+        if str(outcolorspace).upper() == "RGB":
+            options = {"keep_rgb": True, "subsampling": 0}
+        else:
+            options = {"subsampling": {(1, 1): 0, (2, 1): 1, (2, 2): 2}[tuple(subsampling)]}
         out = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(data).reshape(data.shape[-3:])).save(
-            out, format="JPEG", quality=level or quality
+            out, format="JPEG", quality=level or quality, **options
         )
         return out.getvalue()
 
@@ -220,23 +225,11 @@ def _slide_cells(rng: np.random.Generator, rows: int, cols: int) -> tuple[np.nda
     return tissue, tumour
 
 
-def synth_wsi(
-    path: Path,
-    rows: int = 24,
-    cols: int = 32,
-    mpp: float = 0.486,
-    cell_mpp: float = 0.972,
-    seed: int = 0,
-    aperio: bool = False,
-    quality: int = 85,
-    says_mpp: bool = True,
-) -> SlideTruth:
-    """Write a pyramidal, JPEG-tiled TIFF: H&E-like tissue on glass, a tumour region and a blue pen stroke.
-
-    The tissue is a grid of synthetic PCam patches at ``cell_mpp`` (level 1 when ``mpp`` is half of it);
-    level 0 is that picture upsampled. µm/px is written as TIFF resolution tags, or as Aperio's description
-    (``aperio``, for .svs); ``says_mpp`` False writes resolution tags without a unit, as some exporters do."""
-    import tifffile
+def synth_wsi_picture(
+    rows: int = 24, cols: int = 32, mpp: float = 0.486, cell_mpp: float = 0.972, seed: int = 0
+) -> tuple[np.ndarray, SlideTruth]:
+    """H&E-like tissue on glass, a tumour region and a blue pen stroke, at the patches' resolution ``cell_mpp``
+    (level 0 is this picture upsampled ``cell_mpp / mpp`` times, a whole number), with what it really holds."""
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
@@ -257,7 +250,31 @@ def synth_wsi(
     pen_box = (int(cols * 0.82 * EDGE), int(rows * 0.2 * EDGE), int(cols * 0.95 * EDGE), int(rows * 0.8 * EDGE))
     canvas = Image.fromarray(picture)
     ImageDraw.Draw(canvas).arc(pen_box, 100, 260, fill=BLUE_INK, width=EDGE)  # ~0.1 mm: a fine marker
-    picture = np.asarray(canvas)
+    box = tuple(round(v * scale) for v in pen_box)
+    return np.asarray(canvas), SlideTruth(mpp=mpp, cell_mpp=cell_mpp, tissue=tissue, tumour=tumour, pen=box)
+
+
+def synth_wsi(
+    path: Path,
+    rows: int = 24,
+    cols: int = 32,
+    mpp: float = 0.486,
+    cell_mpp: float = 0.972,
+    seed: int = 0,
+    aperio: bool = False,
+    quality: int = 85,
+    says_mpp: bool = True,
+) -> SlideTruth:
+    """Write a pyramidal, JPEG-tiled TIFF of `synth_wsi_picture` with tifffile.
+
+    The tissue is a grid of synthetic PCam patches at ``cell_mpp`` (level 1 when ``mpp`` is half of it);
+    level 0 is that picture upsampled. µm/px is written as TIFF resolution tags, or as Aperio's description
+    (``aperio``, for .svs); ``says_mpp`` False writes resolution tags without a unit, as some exporters do."""
+    import tifffile
+    from PIL import Image
+
+    picture, truth = synth_wsi_picture(rows, cols, mpp, cell_mpp, seed)
+    scale = round(cell_mpp / mpp)
     _jpeg_codec_for_tifffile(quality)
     width, height = round(cols * EDGE * scale), round(rows * EDGE * scale)
 
@@ -292,5 +309,4 @@ def synth_wsi(
             if max(level.size) <= 512:
                 break
             level, downsample = level.reduce(2), downsample * 2
-    box = tuple(round(v * scale) for v in pen_box)
-    return SlideTruth(mpp=mpp, cell_mpp=cell_mpp, tissue=tissue, tumour=tumour, pen=box)
+    return truth

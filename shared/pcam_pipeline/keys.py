@@ -42,7 +42,7 @@ _ROLE_SUFFIX = re.compile(r"[_\-]([xy])$", re.IGNORECASE)
 _H5_SUFFIXES = (".h5.gz", ".hdf5.gz", ".h5", ".hdf5")
 TRAINING_SETTINGS_FILE = "training.json"
 # Whole-slide images the reader decodes (pyramidal tiled TIFF: generic and Aperio), and formats it cannot.
-WHOLE_SLIDE_SUFFIXES = (".svs", ".tiff", ".tif")
+WHOLE_SLIDE_SUFFIXES = (".ome.tiff", ".ome.tif", ".svs", ".tiff", ".tif")  # OME-TIFF: the id has no ".ome"
 UNREADABLE_SLIDE_SUFFIXES = (".ndpi", ".mrxs", ".vms", ".vmu", ".scn", ".bif", ".czi", ".isyntax", ".dcm")
 SIDECAR_SUFFIX = ".json"
 SLIDE_KINDS = "HDF5 patches (.h5, .h5.gz), a whole-slide image (.svs, .tif, .tiff) or a sidecar (.json)"

@@ -1,34 +1,39 @@
 """Reading whole-slide images (pyramidal tiled TIFF: generic .tif/.tiff and Aperio .svs). Pure: works on any
 seekable binary file object, so a slide in S3 is read through ranged GETs of the tiles a caller needs.
 
-tifffile parses the TIFF structure; tiles are decoded here with Pillow (JPEG) or zlib (deflate), because
-tifffile's own JPEG decoder needs imagecodecs, which alone is 147 MB unzipped (the Lambda layer's limit is
-250 MB for everything). Every declared size is checked before anything is decoded: the file is untrusted.
+tifffile parses the TIFF structure; tiles are decoded by `tile_decoding` (Pillow's JPEG decoder and its
+bundled libtiff). Every declared size is checked before anything is decoded: the file is untrusted.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import re
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 import tifffile
-from PIL import Image, ImageFile
 
 from pcam_pipeline.errors import InvalidInput
+from pcam_pipeline.tile_decoding import (
+    HORIZONTAL_PREDICTOR,
+    LIBTIFF_COMPRESSION,
+    READABLE_COMPRESSION,
+    TileFormat,
+    decode_tile,
+)
 
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-SUPPORTED_COMPRESSION = {1: "none", 7: "JPEG", 8: "deflate", 32946: "deflate"}
 # µm/px a scanner can produce (about 100x to 1x); a value outside is a placeholder, such as 72 dpi.
 PLAUSIBLE_MPP = (0.05, 20.0)
 _APERIO_MPP = re.compile(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)")
-_OME_SIZE = re.compile(r'<Pixels\b[^>]*?\bPhysicalSizeX="([0-9.eE+-]+)"')
-_OME_UNIT = re.compile(r'<Pixels\b[^>]*?\bPhysicalSizeXUnit="([^"]+)"')
+# OME-XML is text the file controls: the first <Pixels ...> tag is cut out with str.find, and only then searched
+# (a lazy pattern across the whole text backtracked quadratically: 130 KB took 20 s).
+_OME_PIXELS_TAG = re.compile(r"<Pixels\s")
+_OME_SIZE = re.compile(r'\bPhysicalSizeX="([0-9.eE+-]+)"')
+_OME_UNIT = re.compile(r'\bPhysicalSizeXUnit="([^"]+)"')
 _MICRONS_PER_OME_UNIT = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3}
 
 
@@ -70,13 +75,22 @@ def check_mpp(mpp: float, where: str) -> float:
     return mpp
 
 
+def _ome_pixels_tag(description: str) -> str:
+    start = _OME_PIXELS_TAG.search(description)
+    if not start:
+        return ""
+    end = description.find(">", start.start())
+    return description[start.start() : end if end >= 0 else len(description)]
+
+
 def resolution_from_metadata(page: tifffile.TiffPage) -> Resolution:
     """µm per pixel of level 0: Aperio's ImageDescription, OME-XML's PhysicalSizeX, else the TIFF resolution
     tags (inch or cm)."""
     description = page.description or ""
-    ome = _OME_SIZE.search(description) if "<OME" in description[:4096] else None
+    pixels = _ome_pixels_tag(description) if "<OME" in description[:4096] else ""
+    ome = _OME_SIZE.search(pixels)
     if ome:
-        unit = _OME_UNIT.search(description)
+        unit = _OME_UNIT.search(pixels)
         scale = _MICRONS_PER_OME_UNIT.get(unit.group(1) if unit else "µm")
         try:
             mpp = float(ome.group(1)) * scale if scale else float("nan")
@@ -106,6 +120,23 @@ def resolution_from_metadata(page: tifffile.TiffPage) -> Resolution:
     return Resolution(mpp, "TIFF resolution tags")
 
 
+def _check_tiles_apart(pyramid: list[tifffile.TiffPage]) -> None:
+    """Each tile in bytes of its own. Entries sharing bytes let a small file declare a huge slide (54 KB declared
+    988,036 tiles) and have the same bytes decoded again and again."""
+    offsets = np.concatenate([np.asarray(page.dataoffsets, np.int64) for page in pyramid])
+    counts = np.concatenate([np.asarray(page.databytecounts, np.int64) for page in pyramid])
+    written = counts > 0  # a tile never written is background, and has no bytes to share
+    order = np.argsort(offsets[written], kind="stable")
+    starts, ends = offsets[written][order], (offsets + counts)[written][order]
+    overlapping = int(np.count_nonzero(starts[1:] < np.maximum.accumulate(ends)[:-1]))
+    if overlapping:
+        raise InvalidInput(
+            "tiles of the slide share or overlap their bytes (a file made to look larger than it is?)",
+            "each tile stored in bytes of its own",
+            f"{overlapping:,} of {len(starts):,} tiles start inside another tile's bytes",
+        )
+
+
 class WholeSlide:
     """An open pyramidal TIFF: its levels, its resolution metadata and region reads with a tile cache."""
 
@@ -130,7 +161,7 @@ class WholeSlide:
                 for p in self._pyramid
             ]
             self.resolution = resolution_from_metadata(base)
-            self._tables = [bytes(p.jpegtables or b"") for p in self._pyramid]
+            self._formats = [TileFormat.of(p) for p in self._pyramid]
         except InvalidInput:
             raise
         except Exception as exc:  # tifffile reports a damaged structure with many exception types
@@ -170,7 +201,8 @@ class WholeSlide:
 
     def _pyramid_of(self, pages: list) -> list[tifffile.TiffPage]:
         """Level 0 and every smaller tiled image of the same shape (as OpenSlide reads generic TIFF and SVS);
-        thumbnails, labels and macro pictures are stripped images and are left out."""
+        thumbnails, labels and macro pictures are stripped images and are left out. Level 0 alone is a slide
+        too (an Aperio region export)."""
         base = pages[0]
         self._check_page(base, 0)
         if base.imagewidth * base.imagelength > self._limits.max_gigapixels * 1e9:
@@ -190,12 +222,7 @@ class WholeSlide:
                 continue
             self._check_page(page, len(pyramid))
             pyramid.append(page)
-        if len(pyramid) < 2:
-            raise InvalidInput(
-                "the slide has no pyramid (a single resolution)",
-                "a pyramidal TIFF: level 0 and smaller levels, as scanners write (vips tiffsave --pyramid --tile)",
-                f"one tiled image of {base.imagewidth:,} x {base.imagelength:,}",
-            )
+        _check_tiles_apart(pyramid)
         return pyramid
 
     def _check_page(self, page: tifffile.TiffPage, level: int) -> None:
@@ -205,11 +232,20 @@ class WholeSlide:
                 "the slide is not tiled", "a tiled TIFF (scanners' SVS and pyramidal TIFF are)", f"{where} in strips"
             )
         compression = int(page.compression)
-        if compression not in SUPPORTED_COMPRESSION:
+        if compression not in READABLE_COMPRESSION:
             raise InvalidInput(
                 f"{where} is compressed in a way the pipeline cannot decode",
-                "JPEG, deflate or none (JPEG 2000 SVS and NDPI are not supported: convert to pyramidal TIFF)",
+                "JPEG, LZW, deflate, PackBits or none (convert first: vips tiffsave slide.svs slide.tif --tile "
+                "--pyramid --compression jpeg --Q 90)",
                 f"compression {compression} ({getattr(page.compression, 'name', 'unknown')})",
+            )
+        if int(page.predictor) not in (1, HORIZONTAL_PREDICTOR) or (
+            int(page.predictor) == HORIZONTAL_PREDICTOR and compression not in LIBTIFF_COMPRESSION
+        ):
+            raise InvalidInput(
+                f"{where} uses a predictor the pipeline cannot undo",
+                "no predictor, or the horizontal one (2) with LZW or deflate",
+                f"predictor {int(page.predictor)} with compression {compression}",
             )
         if page.bitspersample != 8 or page.samplesperpixel not in (3, 4) or page.planarconfig != 1:
             raise InvalidInput(
@@ -279,10 +315,9 @@ class WholeSlide:
     def _decode(self, level: int, index: int) -> np.ndarray:
         page = self._pyramid[level]
         offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
-        shape = (page.tilelength, page.tilewidth, page.samplesperpixel)
         where = f"tile {index} of level {level}"
         if count == 0:  # a tile never written: background
-            return np.full(shape[:2] + (3,), 255, np.uint8)
+            return np.full((page.tilelength, page.tilewidth, 3), 255, np.uint8)
         if count > self._limits.max_tile_bytes:
             limit = f"at most {self._limits.max_tile_bytes >> 20} MiB"
             raise InvalidInput(f"{where} is too large", limit, f"{count:,} bytes")
@@ -292,39 +327,8 @@ class WholeSlide:
             problem = f"{where} lies past the end of the file (truncated?)"
             raise InvalidInput(problem, f"{count:,} bytes", f"{len(data):,}")
         try:
-            pixels = decode_tile(data, int(page.compression), shape, self._tables[level], int(page.photometric))
+            return decode_tile(data, self._formats[level])
         except InvalidInput:
             raise
-        except Exception as exc:  # Pillow and zlib name a corrupt stream in several ways
+        except Exception as exc:  # Pillow and libtiff name a corrupt stream in several ways
             raise InvalidInput(f"{where} cannot be decoded (the file is damaged)", "a readable tile", str(exc)) from exc
-        return pixels[..., :3]
-
-
-def decode_tile(
-    data: bytes, compression: int, shape: tuple[int, int, int], jpeg_tables: bytes = b"", photometric: int = 2
-) -> np.ndarray:
-    """One stored tile to an (height, width, samples) uint8 array; its declared size is checked first.
-
-    A JPEG tile of an RGB image without a JFIF or Adobe marker holds RGB, not YCbCr (Aperio SVS does this;
-    tifffile decodes it the same way): the decoder is told so, or the colours would come out wrong."""
-    height, width, samples = shape
-    expected = height * width * samples
-    if compression == 7:
-        if jpeg_tables:  # abbreviated stream: the tables' markers, then the tile's after its SOI
-            data = jpeg_tables[:-2] + data[2:]
-        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
-            if image.size != (width, height):
-                found = f"{image.size[0]} x {image.size[1]}"
-                raise InvalidInput("a JPEG tile has the wrong size", f"{width} x {height}", found)
-            if photometric == 2 and not {"jfif", "adobe"} & image.info.keys() and image.mode == "RGB":
-                decoder, extent, offset, (rawmode, _) = image.tile[0]
-                image.tile = [ImageFile._Tile(decoder, extent, offset, (rawmode, "RGB"))]
-            return np.asarray(image.convert("RGB"))
-    if compression == 1:
-        raw = data
-    else:
-        inflater = zlib.decompressobj()
-        raw = inflater.decompress(data, expected + 1)  # never more than the tile's size: no zip bomb
-    if len(raw) < expected:
-        raise InvalidInput("a tile holds fewer pixels than declared", f"{expected:,} bytes", f"{len(raw):,}")
-    return np.frombuffer(raw[:expected], np.uint8).reshape(shape)

@@ -8,6 +8,7 @@ low-resolution level: Otsu's threshold on saturation, minus pen ink, then a morp
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -79,17 +80,37 @@ def choose_level(levels: list[Level], mpp: float, model_mpp: float) -> int:
     return max(fine_enough, default=0)
 
 
-def choose_mask_level(levels: list[Level], tile_edge: float) -> int:
+def choose_mask_read(levels: list[Level], tile_edge: float) -> tuple[int, int]:
+    """Where tissue is looked for: the coarsest level with at least 8 mask pixels per tile edge, and the
+    factor its pixels are averaged by so that the mask stays within 64 megapixels. A slide without a
+    pyramid (an Aperio region export) is read once, tile by tile, at a bounded reduction of level 0."""
     usable = [i for i, level in enumerate(levels) if tile_edge / level.downsample >= MASK_PIXELS_PER_TILE_EDGE]
     index = max(usable, default=0)
     level = levels[index]
-    if level.width * level.height > MAX_MASK_PIXELS:
+    reduction = max(1, math.ceil(math.sqrt(level.width * level.height / MAX_MASK_PIXELS)))
+    while math.ceil(level.width / reduction) * math.ceil(level.height / reduction) > MAX_MASK_PIXELS:
+        reduction += 1  # the square root's rounding
+    if reduction > 1 and tile_edge / (level.downsample * reduction) < MASK_PIXELS_PER_TILE_EDGE:
         raise InvalidInput(
-            "the slide's pyramid has no low-resolution level to find tissue on",
-            f"a level of at most {MAX_MASK_PIXELS // 1_000_000} megapixels",
-            f"the smallest usable is {level.width:,} x {level.height:,}",
+            "the slide is too large to find tissue on at its tiles' size",
+            f"at most {MAX_MASK_PIXELS // 1_000_000} megapixels with {MASK_PIXELS_PER_TILE_EDGE} per tile edge",
+            f"level {index} of {level.width:,} x {level.height:,} for tiles of {tile_edge:.0f} pixels",
         )
-    return index
+    return index, reduction
+
+
+def read_reduced(slide, level: int, reduction: int) -> np.ndarray:
+    """The level's pixels averaged over reduction x reduction blocks, read in bands of rows so that memory
+    holds one band and the result, never the whole level."""
+    if reduction == 1:
+        return slide.read_level(level)
+    size = slide.levels[level]
+    band = reduction * max(1, size.tile_height // reduction)
+    rows = []
+    for y in range(0, size.height, band):
+        pixels = slide.read_region(level, 0, y, size.width, min(band, size.height - y))
+        rows.append(np.asarray(Image.fromarray(pixels).reduce(reduction)))
+    return np.concatenate(rows)
 
 
 def otsu_threshold(values: np.ndarray) -> int:
@@ -172,11 +193,11 @@ def plan_tiles(
     level = choose_level(levels, mpp, settings.model_mpp)
     edge = PATCH_EDGE * settings.model_mpp / mpp
     stride = edge * (1 - settings.overlap)
-    mask_index = choose_mask_level(levels, edge)
-    low = slide.read_level(mask_index)
+    mask_index, reduction = choose_mask_read(levels, edge)
+    low = read_reduced(slide, mask_index, reduction)
     mask = tissue_mask(low)
-    base, masked = levels[0], levels[mask_index]
-    downsample = (base.width / masked.width, base.height / masked.height)
+    base = levels[0]
+    downsample = (base.width / low.shape[1], base.height / low.shape[0])
     coords = tile_grid(base.width, base.height, edge, stride)
     fractions = tissue_fractions(mask, coords, edge, downsample)
     kept = coords[fractions >= settings.min_tissue_fraction]

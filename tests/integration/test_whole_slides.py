@@ -127,6 +127,29 @@ def test_a_whole_slide_image_is_scored_on_tissue_at_the_models_resolution(stack,
     assert contract_violations("Slide Scored", event["detail"]) == [], "the documented contract (integrators.md)"
 
 
+def test_slides_from_other_writers_are_scored_from_the_same_pixels(stack, pipeline, tmp_path):
+    """libvips (deflate with its predictor, LZW, JPEG, PackBits, SubIFDs, BigTIFF) and tifffile (Aperio with and
+    without a pyramid, YCbCr JPEG, OME-TIFF in nm): the tumour stands out on every one. Wrong pixels would
+    find no tissue or score noise."""
+    from pcam_local.slide_writers import RECIPES, write_slide
+
+    truths = {}
+    for recipe in RECIPES:
+        path, truths[recipe.name] = write_slide(recipe, tmp_path)
+        pipeline.drop(f"incoming/slides/{path.name}", path.read_bytes())
+    pipeline.settle()
+    for name, truth in truths.items():
+        assert stack.state.get(f"slide#{name}")["scoring_status"] == "scored", name
+        rows = read_csv(stack, name)
+        edge = round(truth.cell_edge)
+        corners = np.array([(int(r["coord_x"]), int(r["coord_y"])) for r in rows])
+        cells = (corners[:, 1] // edge, corners[:, 0] // edge)
+        assert truth.tissue[cells].all() and len(rows) >= 0.9 * truth.tissue.sum(), name
+        probabilities = np.array([float(r["tumor_probability"]) for r in rows])
+        assert roc_auc_score(truth.tumour[cells], probabilities) > 0.9, name
+        assert pipeline.json(f"predictions/{name}.json")["mpp"] == pytest.approx(0.486, rel=1e-6), name
+
+
 def test_an_svs_without_resolution_waits_in_quarantine_until_its_sidecar_arrives(stack, pipeline, tmp_path):
     drop_wsi(pipeline, tmp_path, "no-mpp.svs", seed=4, rows=12, cols=16, aperio=True, says_mpp=False)
     pipeline.settle()
@@ -169,13 +192,13 @@ def test_a_sidecar_after_a_scored_slide_cuts_and_scores_it_again_once(stack, pip
 def test_unusable_whole_slide_images_and_sidecars_are_quarantined_with_plain_reasons(stack, pipeline, tmp_path):
     import tifffile
 
-    flat = tmp_path / "flat.tif"
-    tifffile.imwrite(flat, np.full((512, 512, 3), 200, np.uint8), tile=(256, 256))
+    grey = tmp_path / "grey.tif"
+    tifffile.imwrite(grey, np.full((512, 512), 200, np.uint8), tile=(256, 256))
     whole = tmp_path / "whole.tif"
     synth_wsi(whole, rows=6, cols=8, seed=6)
     cut_short = whole.read_bytes()[: whole.stat().st_size * 2 // 3]
     drops = {
-        "incoming/slides/flat.tif": (flat.read_bytes(), "the slide has no pyramid (a single resolution)"),
+        "incoming/slides/grey.tif": (grey.read_bytes(), "level 0 is not 8-bit RGB"),
         "incoming/slides/words.tiff": (b"II*\x00" + b"not really a tiff" * 10, "the TIFF holds no image"),
         "incoming/slides/cut.tif": (cut_short, "run past the end of the file (truncated?"),
         "incoming/slides/notes.svs": (b"Aperio? no: notes", "the file is not a TIFF"),

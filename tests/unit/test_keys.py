@@ -47,6 +47,8 @@ def test_slide_id_is_the_file_name_without_extension_even_with_spaces_and_accent
         ("S-001.svs", WholeSlideFile("S-001")),
         ("S-001.TIF", WholeSlideFile("S-001")),
         ('node, 3 "left".tiff', WholeSlideFile('node, 3 "left"')),
+        ("node-3.ome.tif", WholeSlideFile("node-3")),
+        ("node-3.OME.TIFF", WholeSlideFile("node-3")),
         ("S-001.json", SlideSidecarFile("S-001")),
         ("S-001.h5", SlideFile("S-001", compressed=False)),
     ],

@@ -14,7 +14,8 @@ from PIL import Image
 
 from pcam_local.synth import synth_wsi
 from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.slide_images import DEFAULT_SLIDE_LIMITS, Level, SlideLimits, WholeSlide, decode_tile
+from pcam_pipeline.slide_images import DEFAULT_SLIDE_LIMITS, Level, SlideLimits, WholeSlide
+from pcam_pipeline.tile_decoding import TileFormat, decode_tile
 from pcam_pipeline.tiling import (
     TilePlan,
     TilingSettings,
@@ -146,13 +147,13 @@ def test_a_tile_that_decodes_to_another_size_or_inflates_too_far_is_refused():
     picture = io.BytesIO()
     Image.new("RGB", (64, 64)).save(picture, format="JPEG")
     with pytest.raises(InvalidInput, match="a JPEG tile has the wrong size"):
-        decode_tile(picture.getvalue(), 7, (256, 256, 3))
+        decode_tile(picture.getvalue(), TileFormat(256, 256, compression=7))
     import zlib
 
-    bomb = zlib.compress(b"\0" * (50 << 20))  # 50 MB of zeros in ~50 KB: only one tile's bytes are inflated
-    assert decode_tile(bomb, 8, (256, 256, 3)).shape == (256, 256, 3)
+    bomb = zlib.compress(b"\0" * (50 << 20))  # 50 MB of zeros in ~50 KB: only one tile's pixels are inflated
+    assert decode_tile(bomb, TileFormat(256, 256, compression=8)).shape == (256, 256, 3)
     with pytest.raises(InvalidInput, match="fewer pixels than declared"):
-        decode_tile(zlib.compress(b"\0" * 100), 8, (256, 256, 3))
+        decode_tile(b"\0" * 100, TileFormat(256, 256))
 
 
 @pytest.mark.parametrize(
@@ -256,19 +257,19 @@ def test_a_slide_too_coarse_for_the_model_is_refused_in_plain_words():
 
 
 def test_tissue_is_found_on_the_coarsest_level_with_eight_mask_pixels_per_tile_edge():
-    from pcam_pipeline.tiling import choose_mask_level
+    from pcam_pipeline.tiling import choose_mask_read
 
     levels = [Level(32768 // d, 32768 // d, d, 256, 256) for d in (1, 2, 4, 8, 16, 32, 64)]
-    assert choose_mask_level(levels, 192) == 4  # 192 / 16 = 12 mask pixels; 192 / 32 = 6 too few
-    assert choose_mask_level(levels, 256) == 5  # exactly 8 is enough
+    assert choose_mask_read(levels, 192) == (4, 1)  # 192 / 16 = 12 mask pixels; 192 / 32 = 6 too few
+    assert choose_mask_read(levels, 256) == (5, 1)  # exactly 8 is enough
     small = [Level(4096 // d, 4096 // d, d, 256, 256) for d in (1, 2, 4)]
-    assert choose_mask_level(small, 4) == 0  # tiles smaller than any level allows: level 0
-    assert choose_mask_level([Level(8000, 8000, 1, 256, 256)], 4) == 0  # 64 megapixels: the most allowed
+    assert choose_mask_read(small, 4) == (0, 1)  # tiles smaller than any level allows: level 0
+    assert choose_mask_read([Level(8000, 8000, 1, 256, 256)], 4) == (0, 1)  # 64 megapixels: the most read whole
     with pytest.raises(InvalidInput) as refused:
-        choose_mask_level([Level(8000, 8001, 1, 256, 256)], 4)
-    assert refused.value.problem == "the slide's pyramid has no low-resolution level to find tissue on"
-    assert refused.value.expected == "a level of at most 64 megapixels"
-    assert refused.value.found == "the smallest usable is 8,000 x 8,001"
+        choose_mask_read([Level(8000, 8001, 1, 256, 256)], 4)  # averaging 2 x 2 leaves 2 pixels per tile edge
+    assert refused.value.problem == "the slide is too large to find tissue on at its tiles' size"
+    assert refused.value.expected == "at most 64 megapixels with 8 per tile edge"
+    assert refused.value.found == "level 0 of 8,000 x 8,001 for tiles of 4 pixels"
 
 
 def _otsu_by_brute_force(values: np.ndarray) -> int:
@@ -365,9 +366,9 @@ def _rgb_encoded_jpeg_without_markers(colour: tuple[int, int, int]) -> bytes:
 
 def test_rgb_jpeg_tiles_of_an_rgb_image_keep_their_colours():
     stream = _rgb_encoded_jpeg_without_markers((200, 50, 120))
-    as_rgb = decode_tile(stream, 7, (64, 64, 3), photometric=2)
+    as_rgb = decode_tile(stream, TileFormat(64, 64, compression=7, photometric=2))
     assert np.abs(as_rgb[10, 10].astype(int) - [200, 50, 120]).max() <= 3
-    as_ycbcr = decode_tile(stream, 7, (64, 64, 3), photometric=6)  # the TIFF says YCbCr: converted
+    as_ycbcr = decode_tile(stream, TileFormat(64, 64, compression=7, photometric=6))  # the TIFF says YCbCr: converted
     assert np.abs(as_ycbcr[10, 10].astype(int) - [200, 50, 120]).max() > 30
 
 
@@ -486,12 +487,6 @@ def test_each_refusal_of_the_reader_in_full(tmp_path):
     grey = _pyramid(tmp_path / "grey.tif", samples=1)
     assert _refusal(grey) == ("level 0 is not 8-bit RGB", "8-bit RGB pixels, stored together",
                               "1 samples of 8 bits, planar configuration 1")  # fmt: skip
-    flat = _pyramid(tmp_path / "flat.tif", sizes=(128,))
-    assert _refusal(flat) == (
-        "the slide has no pyramid (a single resolution)",
-        "a pyramidal TIFF: level 0 and smaller levels, as scanners write (vips tiffsave --pyramid --tile)",
-        "one tiled image of 128 x 128",
-    )
     pyramid = _pyramid(tmp_path / "p.tif")
     assert _refusal(pyramid, SlideLimits(max_pages=2)) == ("the file holds too many images", "at most 2", "more")
     assert _refusal(pyramid, SlideLimits(max_tile_edge=16)) == (
@@ -512,18 +507,46 @@ def test_each_refusal_of_the_reader_in_full(tmp_path):
         open_slide(pyramid, limits).close()  # exactly at each limit: read
 
 
-def test_a_compression_the_reader_cannot_decode_is_named(tmp_path):
-    path = _pyramid(tmp_path / "lzw.tif")
+def test_a_compression_the_reader_cannot_decode_is_named_with_a_recipe(tmp_path):
+    path = _pyramid(tmp_path / "j2k.tif")
     with tifffile.TiffFile(path) as tiff:
         offset = tiff.pages[0].tags["Compression"].valueoffset
     data = bytearray(path.read_bytes())
-    data[offset : offset + 2] = (5).to_bytes(2, "little")  # claim LZW
+    data[offset : offset + 2] = (33005).to_bytes(2, "little")  # claim Aperio's JPEG 2000
     path.write_bytes(bytes(data))
     assert _refusal(path) == (
         "level 0 is compressed in a way the pipeline cannot decode",
-        "JPEG, deflate or none (JPEG 2000 SVS and NDPI are not supported: convert to pyramidal TIFF)",
-        "compression 5 (LZW)",
+        "JPEG, LZW, deflate, PackBits or none (convert first: vips tiffsave slide.svs slide.tif --tile --pyramid "
+        "--compression jpeg --Q 90)",
+        "compression 33005 (APERIO_JP2000_RGB)",
     )
+
+
+def test_a_predictor_the_reader_cannot_undo_is_refused(tmp_path):
+    path = _pyramid(tmp_path / "float.tif", compression="zlib", predictor=True)
+    with tifffile.TiffFile(path) as tiff:
+        offset = tiff.pages[0].tags["Predictor"].valueoffset
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 2] = (3).to_bytes(2, "little")  # floating-point prediction on 8-bit samples
+    path.write_bytes(bytes(data))
+    assert _refusal(path) == (
+        "level 0 uses a predictor the pipeline cannot undo",
+        "no predictor, or the horizontal one (2) with LZW or deflate",
+        "predictor 3 with compression 8",
+    )
+
+
+def test_a_single_level_slide_is_read_and_its_tissue_found_on_a_bounded_reduction(tmp_path):
+    from pcam_pipeline.tiling import choose_mask_read, read_reduced
+
+    path = _pyramid(tmp_path / "region.tif", sizes=(128,))
+    with open_slide(path) as slide:
+        assert [(level.width, level.height) for level in slide.levels] == [(128, 128)]
+        reduced = read_reduced(slide, 0, 3)  # bands of 30 rows (the tile is 32): 43 x 43, ceil(128 / 3)
+        assert reduced.shape == (43, 43, 3) and (reduced == 90).all()
+    assert choose_mask_read([Level(8000, 8000, 1, 256, 256)], 64) == (0, 1), "64 megapixels: read as it is"
+    assert choose_mask_read([Level(8000, 8001, 1, 256, 256)], 64) == (0, 2), "one more row: averaged 2 x 2"
+    assert choose_mask_read([Level(80_000, 80_000, 1, 256, 256)], 384) == (0, 10), "6.4 gigapixels: 10 x 10"
 
 
 def test_a_tile_over_the_byte_limit_is_refused_when_read(tmp_path):
