@@ -181,8 +181,8 @@ MUTATORS = {
 
 def cases(count: int, seed: int) -> list[tuple[str, str, bytes]]:
     """(description, role, bytes) for ``count`` cases, the same for the same seed."""
+    from pcam_local.hostile_slides import HOSTILE_SLIDES, TILE_MUTATORS
     from tests.hostile_files import HOSTILE, hostile_file
-    from tests.hostile_slides import HOSTILE_SLIDES, TILE_MUTATORS
 
     rng = random.Random(seed)
     valid = seeds(np.random.default_rng(seed))

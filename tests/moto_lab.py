@@ -28,7 +28,9 @@ def lab(monkeypatch):
         yield make_lab()
 
 
-def make_lab(patches_per_shard: int = 2, max_uncompressed_bytes: int = 16 << 30) -> Lab:
+def make_lab(
+    patches_per_shard: int = 2, max_uncompressed_bytes: int = 16 << 30, max_patches_per_slide: int = 100_000
+) -> Lab:
     """The lab's bucket, queue and use cases; call it where moto's mock_aws is active."""
     session = boto3.Session(region_name="us-east-1")
     aws_rules.install(session)
@@ -37,7 +39,15 @@ def make_lab(patches_per_shard: int = 2, max_uncompressed_bytes: int = 16 << 30)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     queue_url = sqs.create_queue(QueueName="convert")["QueueUrl"]
     settings = IngestSettings(
-        conversion=ConversionSettings(BUCKET, "state", "bus", jpeg_quality=90, resize_to=0, max_receive_count=3),
+        conversion=ConversionSettings(
+            BUCKET,
+            "state",
+            "bus",
+            jpeg_quality=90,
+            resize_to=0,
+            max_receive_count=3,
+            max_patches_per_slide=max_patches_per_slide,
+        ),
         idempotency_table="idempotency",
         convert_queue_url=queue_url,
         patches_per_shard=patches_per_shard,

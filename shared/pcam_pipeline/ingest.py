@@ -30,6 +30,7 @@ from pcam_pipeline.observability import logger
 from pcam_pipeline.patches import image_shape
 from pcam_pipeline.quarantine import quarantine
 from pcam_pipeline.records import IMAGE_FIELDS, LABEL_FIELDS, PatchOwner, SlideRecord, SplitRecord
+from pcam_pipeline.scoring_batches import check_slide_fits_one_job
 from pcam_pipeline.settings import IngestSettings
 from pcam_pipeline.shard_planning import PatchSource, ShardPlanner, decided_from
 from pcam_pipeline.state import StateStore, slide_pk, split_pk
@@ -200,6 +201,7 @@ class Ingestor:
                 return {"status": "already planned", "owner": owner}
             if info is None:
                 info = self._inspect_patches(source_key, source_version)
+                check_slide_fits_one_job(info.count, self._settings.conversion.max_patches_per_slide)
             prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
             source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
             fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords}

@@ -54,6 +54,7 @@ class ConversionSettings:
     resize_to: int
     max_receive_count: int
     max_patches_per_file: int = 2_000_000  # MaxPatchesPerFile: larger declared files are refused unread
+    max_patches_per_slide: int = 100_000  # ScoringBatchMaxPatches: one scoring job gathers one slide at most
     tiling: TilingSettings = TilingSettings()  # whole-slide images: resolution, tissue, overlap
     slide_limits: SlideLimits = SlideLimits()
 
@@ -73,6 +74,7 @@ class ConversionSettings:
             resize_to=_int(env, "RESIZE_TO", 0, 0, 1024),
             max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 3, 1, 1000),
             max_patches_per_file=_int(env, "MAX_PATCHES_PER_FILE", 2_000_000, 1, 100_000_000),
+            max_patches_per_slide=_int(env, "SCORING_BATCH_MAX_PATCHES", 100_000, 1, 1_000_000),
         )
 
 

@@ -87,7 +87,12 @@ def choose_mask_read(levels: list[Level], tile_edge: float) -> tuple[int, int]:
     usable = [i for i, level in enumerate(levels) if tile_edge / level.downsample >= MASK_PIXELS_PER_TILE_EDGE]
     index = max(usable, default=0)
     level = levels[index]
-    reduction = max(1, math.ceil(math.sqrt(level.width * level.height / MAX_MASK_PIXELS)))
+    # Averaging costs less than filtering pixels the mask does not need (a single-level slide's level 0): keep
+    # 8 mask pixels per tile edge and a thumbnail's detail for the overlay, no more.
+    detail = min(
+        (tile_edge / level.downsample) // MASK_PIXELS_PER_TILE_EDGE, max(level.width, level.height) // THUMBNAIL_EDGE
+    )
+    reduction = max(1, int(detail), math.ceil(math.sqrt(level.width * level.height / MAX_MASK_PIXELS)))
     while math.ceil(level.width / reduction) * math.ceil(level.height / reduction) > MAX_MASK_PIXELS:
         reduction += 1  # the square root's rounding
     if reduction > 1 and tile_edge / (level.downsample * reduction) < MASK_PIXELS_PER_TILE_EDGE:

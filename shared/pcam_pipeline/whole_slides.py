@@ -18,6 +18,7 @@ from pcam_pipeline.blob_store import S3BlobStore
 from pcam_pipeline.errors import InvalidInput
 from pcam_pipeline.keys import DroppedFile, SlideSidecarFile, WholeSlideFile
 from pcam_pipeline.records import SlideRecord
+from pcam_pipeline.scoring_batches import check_slide_fits_one_job
 from pcam_pipeline.settings import ConversionSettings
 from pcam_pipeline.shard_planning import PatchSource, ShardPlanner, decided_from
 from pcam_pipeline.slide_images import WholeSlide, check_mpp
@@ -162,12 +163,7 @@ class WholeSlideIngestion:
             else:
                 raise missing_resolution(slide_id, slide.resolution.source)
             plan, thumbnail = plan_tiles(slide, mpp, source, self._settings.tiling)
-        if plan.tiles_kept > self._settings.max_patches_per_file:
-            raise InvalidInput(
-                "the slide is too large for the configured limits",
-                f"at most {self._settings.max_patches_per_file:,} tiles with tissue (MaxPatchesPerFile)",
-                f"{plan.tiles_kept:,}",
-            )
+        check_slide_fits_one_job(plan.tiles_kept, self._settings.max_patches_per_slide)
         plan_key = keys.tiling_key(slide_id, dropped.run_id, "plan.json")
         picture = io.BytesIO()
         thumbnail.save(picture, format="JPEG", quality=85)

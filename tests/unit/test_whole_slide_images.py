@@ -544,9 +544,10 @@ def test_a_single_level_slide_is_read_and_its_tissue_found_on_a_bounded_reductio
         assert [(level.width, level.height) for level in slide.levels] == [(128, 128)]
         reduced = read_reduced(slide, 0, 3)  # bands of 30 rows (the tile is 32): 43 x 43, ceil(128 / 3)
         assert reduced.shape == (43, 43, 3) and (reduced == 90).all()
-    assert choose_mask_read([Level(8000, 8000, 1, 256, 256)], 64) == (0, 1), "64 megapixels: read as it is"
-    assert choose_mask_read([Level(8000, 8001, 1, 256, 256)], 64) == (0, 2), "one more row: averaged 2 x 2"
-    assert choose_mask_read([Level(80_000, 80_000, 1, 256, 256)], 384) == (0, 10), "6.4 gigapixels: 10 x 10"
+    assert choose_mask_read([Level(8000, 8000, 1, 256, 256)], 8) == (0, 1), "64 megapixels, 8 per tile: as it is"
+    assert choose_mask_read([Level(8000, 8001, 1, 256, 256)], 16) == (0, 2), "one more row: averaged 2 x 2"
+    assert choose_mask_read([Level(8000, 8000, 1, 256, 256)], 64) == (0, 5), "no finer than the 1,600-px thumbnail"
+    assert choose_mask_read([Level(80_000, 80_000, 1, 256, 256)], 384) == (0, 48), "8 mask pixels per tile edge"
 
 
 def test_a_tile_over_the_byte_limit_is_refused_when_read(tmp_path):
