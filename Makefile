@@ -77,6 +77,7 @@ bench: setup
 	$(VENV)/bin/python bench/bench_scoring_queue.py
 	$(VENV)/bin/python bench/bench_pcam_scale.py
 	$(VENV)/bin/python bench/bench_wsi_readers.py
+	$(VENV)/bin/python bench/bench_slide_formats.py
 
 # Fuzzing the ingestion with N mutated and hostile files (a seeded 200 run is part of make test).
 N ?= 2000
@@ -101,7 +102,8 @@ MUTATION_PLAN := keys:test_keys.py,test_name_properties.py,test_training_setting
 	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py,test_scoring_queue.py \
 	scoring_batches:test_scoring_queue.py \
 	tiling:test_whole_slide_images.py whole_slide_results:test_whole_slide_images.py \
-	slide_images:test_whole_slide_images.py
+	slide_images:test_whole_slide_images.py,test_real_writers.py,test_hostile_slides.py \
+	tile_decoding:test_hostile_slides.py,test_whole_slide_images.py,test_real_writers.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed
 	rm -rf build/mutation && mkdir -p build/mutation
