@@ -103,7 +103,8 @@ MUTATION_PLAN := keys:test_keys.py,test_name_properties.py,test_training_setting
 	scoring_batches:test_scoring_queue.py \
 	tiling:test_whole_slide_images.py whole_slide_results:test_whole_slide_images.py \
 	slide_images:test_whole_slide_images.py,test_real_writers.py,test_hostile_slides.py \
-	tile_decoding:test_hostile_slides.py,test_whole_slide_images.py,test_real_writers.py
+	tile_decoding:test_hostile_slides.py,test_whole_slide_images.py,test_real_writers.py \
+	slide_resolution:test_whole_slide_images.py,test_hostile_slides.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed
 	rm -rf build/mutation && mkdir -p build/mutation

@@ -21,7 +21,8 @@ from pcam_pipeline.records import SlideRecord
 from pcam_pipeline.scoring_batches import check_slide_fits_one_job
 from pcam_pipeline.settings import ConversionSettings
 from pcam_pipeline.shard_planning import PatchSource, ShardPlanner, decided_from
-from pcam_pipeline.slide_images import WholeSlide, check_mpp
+from pcam_pipeline.slide_images import WholeSlide
+from pcam_pipeline.slide_resolution import check_mpp
 from pcam_pipeline.state import StateStore, slide_pk
 from pcam_pipeline.statuses import FileStatus
 from pcam_pipeline.tiling import TilePlan, plan_tiles, read_patch

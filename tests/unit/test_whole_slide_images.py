@@ -234,7 +234,7 @@ def test_a_pyramid_kept_in_subifds_is_read_like_one_in_the_main_chain(tmp_path):
 def test_ome_xml_gives_the_resolution_in_its_unit(pixels, mpp):
     from types import SimpleNamespace
 
-    from pcam_pipeline.slide_images import resolution_from_metadata
+    from pcam_pipeline.slide_resolution import resolution_from_metadata
 
     description = f'<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image>{pixels}'
     found = resolution_from_metadata(SimpleNamespace(description=description, tags={}))  # OME writes UTF-8 (µm)
@@ -587,7 +587,7 @@ UNUSABLE = "the {} says {} {!r}, not a usable value"
 def test_resolution_metadata_and_why_there_is_none(description, tags, found):
     from types import SimpleNamespace
 
-    from pcam_pipeline.slide_images import resolution_from_metadata
+    from pcam_pipeline.slide_resolution import resolution_from_metadata
 
     page = SimpleNamespace(description=description, tags={k: SimpleNamespace(value=v) for k, v in tags.items()})
     resolution = resolution_from_metadata(page)
@@ -595,7 +595,7 @@ def test_resolution_metadata_and_why_there_is_none(description, tags, found):
 
 
 def test_the_plausible_resolution_range_is_inclusive():
-    from pcam_pipeline.slide_images import check_mpp
+    from pcam_pipeline.slide_resolution import check_mpp
 
     assert check_mpp(0.05, "x") == 0.05 and check_mpp(20.0, "x") == 20.0
     with pytest.raises(InvalidInput) as refused:
