@@ -93,18 +93,18 @@ $(MUTATION)/.installed: requirements/mutation.txt
 # Mutation testing of the pure domain modules with their unit tests (not part of `make test`: ~30 min).
 # mutmut edits files in place, so it works on a copy of the tree in build/mutation; the copy's modules are
 # put first on the path. MODULES=keys runs one module; the score per module is in docs/testing.md.
-MUTATION_PLAN := keys:test_keys.py,test_name_properties.py,test_training_settings.py,test_notifications.py \
-	hdf5_input:test_hdf5_input.py,test_damaged_files.py \
-	manifests:test_conversion_core.py evaluation:test_evaluation.py evaluate_model:test_evaluation.py \
-	promotion:test_promotion.py,test_sagemaker_flow.py slide_results:test_slide_results.py \
-	sagemaker_jobs:test_training_config.py,test_cloud_fidelity.py \
+MUTATION_PLAN := core/keys:test_keys.py,test_name_properties.py,test_training_settings.py,test_notifications.py \
+	ingestion/hdf5_input:test_hdf5_input.py,test_damaged_files.py \
+	ingestion/manifests:test_conversion_core.py models/evaluation_report:test_evaluation.py ../pcam_evaluation_job/evaluate_model:test_evaluation.py \
+	models/promotion:test_promotion.py,test_sagemaker_flow.py scoring/slide_results:test_slide_results.py \
+	models/sagemaker_jobs:test_training_config.py,test_cloud_fidelity.py \
 	state/ingestion:test_state_table.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
 	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py,test_scoring_queue.py \
-	scoring_batches:test_scoring_queue.py \
-	tiling:test_whole_slide_images.py whole_slide_results:test_whole_slide_images.py \
-	slide_images:test_whole_slide_images.py,test_real_writers.py,test_hostile_slides.py \
-	tile_decoding:test_hostile_slides.py,test_whole_slide_images.py,test_real_writers.py \
-	slide_resolution:test_whole_slide_images.py,test_hostile_slides.py
+	scoring/batches:test_scoring_queue.py \
+	wsi/tiling:test_whole_slide_images.py wsi/results:test_whole_slide_images.py \
+	wsi/reader:test_whole_slide_images.py,test_real_writers.py,test_hostile_slides.py \
+	wsi/tile_decoding:test_hostile_slides.py,test_whole_slide_images.py,test_real_writers.py \
+	wsi/resolution:test_whole_slide_images.py,test_hostile_slides.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed
 	rm -rf build/mutation && mkdir -p build/mutation

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pcam_local.local_stack import LocalStack
-from pcam_pipeline.blob_store import S3BlobStore
-from pcam_pipeline.prediction_gathering import GATHER_THREADS, gather_tumour_probabilities
+from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.scoring.gathering import GATHER_THREADS, gather_tumour_probabilities
 
 OUTPUTS = 20_000
 PREFIX = "scores/bench-slide/bench-job/"
@@ -29,7 +29,7 @@ DEMO_TARGET_SECONDS = 300
 
 
 def write_outputs(stack: LocalStack) -> None:
-    from pcam_pipeline.storage import ConcurrentUploader
+    from pcam_pipeline.aws.storage import ConcurrentUploader
 
     with ConcurrentUploader(stack.s3, stack.bucket) as uploader:
         for index in range(OUTPUTS):

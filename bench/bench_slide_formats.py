@@ -22,9 +22,9 @@ from pathlib import Path
 
 from pcam_local.hostile_slides import HOSTILE_SLIDES
 from pcam_local.slide_writers import RECIPES, write_slide
-from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.slide_images import WholeSlide
-from pcam_pipeline.tiling import TilingSettings, plan_tiles, read_patch
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.wsi.reader import WholeSlide
+from pcam_pipeline.wsi.tiling import TilingSettings, plan_tiles, read_patch
 
 ROWS = int(os.environ.get("PCAM_BENCH_FORMAT_CELLS", 48))
 SHARD_TILES = int(os.environ.get("PCAM_BENCH_FORMAT_TILES", 1024))

@@ -102,7 +102,7 @@ class OpenSlideLevels:
     def __init__(self, path: str):
         import openslide
 
-        from pcam_pipeline.slide_images import Level
+        from pcam_pipeline.wsi.reader import Level
 
         self._slide = openslide.OpenSlide(path)
         width, height = self._slide.dimensions
@@ -124,9 +124,9 @@ def _run_reader(reader: str, endpoint: str, bucket: str, environment: dict, resu
     os.environ.update(environment)
     import boto3
 
-    from pcam_pipeline import storage
-    from pcam_pipeline.slide_images import WholeSlide
-    from pcam_pipeline.tiling import TilingSettings, plan_tiles, read_patch
+    from pcam_pipeline.aws import storage
+    from pcam_pipeline.wsi.reader import WholeSlide
+    from pcam_pipeline.wsi.tiling import TilingSettings, plan_tiles, read_patch
 
     s3 = boto3.client("s3", endpoint_url=endpoint, config=storage.S3_CONFIG)
     figures: dict = {"reader": reader}

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
 def no_metrics_left_over():
     """Powertools' Metrics is one object per process that flushes itself at 100 metrics, and a flush outside
     a handler has no namespace and raises: without this, whichever test adds the 100th metric fails."""
-    from pcam_pipeline.observability import metrics
+    from pcam_pipeline.aws.observability import metrics
 
     yield
     metrics.clear_metrics()

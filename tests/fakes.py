@@ -12,15 +12,15 @@ import json
 import threading
 from types import SimpleNamespace
 
-from pcam_pipeline import aws_rules
-from pcam_pipeline.blob_store import MissingObject
-from pcam_pipeline.errors import CapacityRefused, RetryableError
-from pcam_pipeline.sagemaker_flow import SageMakerFlow
-from pcam_pipeline.sagemaker_jobs import SageMakerSettings
-from pcam_pipeline.settings import ModelSettings
+from pcam_pipeline.aws import request_rules
+from pcam_pipeline.aws.blob_store import MissingObject
+from pcam_pipeline.core.errors import CapacityRefused, RetryableError
+from pcam_pipeline.core.settings import ModelSettings
+from pcam_pipeline.core.statuses import JobKind
+from pcam_pipeline.models.flow import SageMakerFlow
+from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.state import StateStore
 from pcam_pipeline.state.table import Change, Condition, plain, storable
-from pcam_pipeline.statuses import JobKind
 
 
 class InMemoryTable:
@@ -136,7 +136,7 @@ class FakeLauncher:
         self.capacity_refusals = 0  # the next N starts are refused as SageMaker refuses over a quota
 
     def _check(self, operation: str, request: dict) -> None:
-        problems = aws_rules.violations("sagemaker", operation, request)
+        problems = request_rules.violations("sagemaker", operation, request)
         if problems:
             self.refused.append((operation, problems))
             raise RetryableError(f"SageMaker refused {operation}: ValidationException: {problems}")

@@ -9,12 +9,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pcam_pipeline import aws_rules
-from pcam_pipeline.convert import ShardConverter
-from pcam_pipeline.ingest import Ingestor
-from pcam_pipeline.keys import DroppedFile
-from pcam_pipeline.settings import ConversionSettings, IngestSettings
-from pcam_pipeline.shard_planning import ShardTask
+from pcam_pipeline.aws import request_rules
+from pcam_pipeline.core.keys import DroppedFile
+from pcam_pipeline.core.settings import ConversionSettings, IngestSettings
+from pcam_pipeline.ingestion.conversion import ShardConverter
+from pcam_pipeline.ingestion.ingestor import Ingestor
+from pcam_pipeline.ingestion.shard_planning import ShardTask
 from tests.fakes import RecordingPublisher, in_memory_state
 from tests.integration.conftest import h5_bytes
 
@@ -33,7 +33,7 @@ def make_lab(
 ) -> Lab:
     """The lab's bucket, queue and use cases; call it where moto's mock_aws is active."""
     session = boto3.Session(region_name="us-east-1")
-    aws_rules.install(session)
+    request_rules.install(session)
     s3, sqs = session.client("s3"), session.client("sqs")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})

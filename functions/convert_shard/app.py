@@ -4,10 +4,10 @@ from functools import partial
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pcam_pipeline.convert import ShardConverter
-from pcam_pipeline.observability import failure_recorded_on_last_attempt, logger, sqs_batch_handler
-from pcam_pipeline.settings import ConversionSettings
-from pcam_pipeline.shard_planning import ShardTask
+from pcam_pipeline.aws.observability import failure_recorded_on_last_attempt, logger, sqs_batch_handler
+from pcam_pipeline.core.settings import ConversionSettings
+from pcam_pipeline.ingestion.conversion import ShardConverter
+from pcam_pipeline.ingestion.shard_planning import ShardTask
 
 settings = ConversionSettings.from_env()
 converter = ShardConverter(settings)

@@ -5,11 +5,11 @@ from functools import partial
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pcam_pipeline.ingest import Ingestor
-from pcam_pipeline.keys import DroppedFile
-from pcam_pipeline.notifications import dropped_files_in
-from pcam_pipeline.observability import failure_recorded_on_last_attempt, idempotent_once, logger, sqs_batch_handler
-from pcam_pipeline.settings import IngestSettings
+from pcam_pipeline.aws.observability import failure_recorded_on_last_attempt, idempotent_once, logger, sqs_batch_handler
+from pcam_pipeline.aws.s3_notifications import dropped_files_in
+from pcam_pipeline.core.keys import DroppedFile
+from pcam_pipeline.core.settings import IngestSettings
+from pcam_pipeline.ingestion.ingestor import Ingestor
 
 settings = IngestSettings.from_env()
 ingestor = Ingestor(settings)

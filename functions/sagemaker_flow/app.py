@@ -7,9 +7,9 @@ stopped jobs are recorded and alert operators. Jobs the pipeline did not start a
 from aws_lambda_powertools.utilities.data_classes.event_bridge_event import EventBridgeEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from pcam_pipeline.observability import idempotent_once, logger, sqs_batch_handler
-from pcam_pipeline.sagemaker_flow import SageMakerFlow
-from pcam_pipeline.settings import ModelSettings, idempotency_table
+from pcam_pipeline.aws.observability import idempotent_once, logger, sqs_batch_handler
+from pcam_pipeline.core.settings import ModelSettings, idempotency_table
+from pcam_pipeline.models.flow import SageMakerFlow
 
 settings = ModelSettings.from_env()
 flow = SageMakerFlow(settings)

@@ -251,7 +251,7 @@ def _operator_command(run):
 
     def command(args) -> int:
         from pcam_local.operations import StackNotFound
-        from pcam_pipeline.promotion import PromotionError
+        from pcam_pipeline.models.promotion import PromotionError
 
         try:
             return run(args)

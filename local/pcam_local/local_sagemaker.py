@@ -40,10 +40,10 @@ from pcam_local import TRANSFORM_QUOTA, iam_check
 from pcam_local.job_failures import LocalJobFailed, ProcessingFailed, TransformFailed, TuningFailed
 from pcam_local.local_trainer import load_model, run_training_job, split_s3_uri
 from pcam_local.stack import REGION
-from pcam_pipeline import storage
-from pcam_pipeline.errors import InvalidJobRequest
-from pcam_pipeline.inference_requests import PROCESSING_ROOT
-from pcam_pipeline.sagemaker_jobs import validate
+from pcam_pipeline.aws import storage
+from pcam_pipeline.core.errors import InvalidJobRequest
+from pcam_pipeline.models.inference_requests import PROCESSING_ROOT
+from pcam_pipeline.models.sagemaker_jobs import validate
 from pcam_training import algorithm_rules
 
 ACCOUNT = "123456789012"

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from pcam_local.job_failures import TrainingFailed
-from pcam_pipeline.sagemaker_jobs import validate
+from pcam_pipeline.models.sagemaker_jobs import validate
 from pcam_training import algorithm_rules
 
 MODEL_FILE = "local-image-classifier.pkl"

@@ -7,8 +7,8 @@ import getpass
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pcam_pipeline.events import EventPublisher
-from pcam_pipeline.promotion import ModelRegistry
+from pcam_pipeline.aws.events import EventPublisher
+from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.state import StateStore, now_iso
 
 
@@ -32,9 +32,9 @@ def stack_parameters(stack_name: str) -> dict[str, str]:
     return {p["ParameterKey"]: p.get("ParameterValue", "") for p in _describe_stack(stack_name).get("Parameters", [])}
 
 
-def model_registry(stack_name: str) -> ModelRegistry:
+def model_registry(stack_name: str) -> PromotedModels:
     outputs = stack_outputs(stack_name)
-    return ModelRegistry(StateStore(outputs["StateTableName"]), EventPublisher(outputs["PipelineBusName"]))
+    return PromotedModels(StateStore(outputs["StateTableName"]), EventPublisher(outputs["PipelineBusName"]))
 
 
 def who_is_calling() -> str:
@@ -105,8 +105,8 @@ class DeployedStackView:
 def rescore(stack_name: str, slide_ids: list[str] | None, model: str | None, by: str) -> list[str]:
     """Queue slides (None: every scored slide) to be scored again; the deployment's scheduled tick starts
     their jobs within a minute. ``model``: a servable model, else the model current when the job starts."""
-    from pcam_pipeline.promotion import PromotionError
-    from pcam_pipeline.statuses import SERVABLE_MODEL_STATUSES
+    from pcam_pipeline.core.statuses import SERVABLE_MODEL_STATUSES
+    from pcam_pipeline.models.promotion import PromotionError
 
     state = StateStore(stack_outputs(stack_name)["StateTableName"])
     if model:

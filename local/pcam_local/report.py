@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
 
-from pcam_pipeline.statuses import TERMINAL_JOB_STATUSES, FileStatus, JobKind, JobStatus, OwnerStatus, ScoringStatus
+from pcam_pipeline.core.statuses import (
+    TERMINAL_JOB_STATUSES,
+    FileStatus,
+    JobKind,
+    JobStatus,
+    OwnerStatus,
+    ScoringStatus,
+)
 
 PROBLEM_STATUSES = (FileStatus.QUARANTINED, FileStatus.FAILED)
 FAILED_JOB = (JobStatus.FAILED, JobStatus.STOPPED)

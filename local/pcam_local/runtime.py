@@ -27,7 +27,7 @@ import boto3
 
 from pcam_local import iam_check
 from pcam_local.stack import REGION, DeployedStack, FunctionSpec, QueueMapping, client_environment
-from pcam_pipeline import aws_rules
+from pcam_pipeline.aws import request_rules
 
 RETRY_DELAY_SECONDS = 1
 # An idle poller waits longer after each empty receive, up to the longest: a dozen pollers asking 5 times
@@ -106,7 +106,7 @@ def _instrument_every_session(role: str, calls: Path) -> None:
 
     def init(session, *args, **kwargs) -> None:
         original_init(session, *args, **kwargs)
-        aws_rules.install(session)
+        request_rules.install(session)
         iam_check.install_recorder(session, role, calls)
 
     boto3.session.Session.__init__ = init

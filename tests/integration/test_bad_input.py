@@ -108,7 +108,7 @@ def test_keys_that_cannot_name_a_slide_are_quarantined_with_a_reason(pipeline, k
 
 
 def test_a_key_too_long_to_quarantine_under_its_own_name_is_quarantined_under_its_hash(pipeline):
-    from pcam_pipeline.keys import quarantine_error_key, quarantine_key
+    from pcam_pipeline.core.keys import quarantine_error_key, quarantine_key
 
     key = "incoming/slides/" + "l" * (1024 - len("incoming/slides/.h5")) + ".h5"  # S3's longest key
     pipeline.drop(key, b"junk")

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from pcam_local.local_stack import LocalStack
 from pcam_local.synth import synth_slide, synth_split
-from pcam_pipeline import aws_rules
+from pcam_pipeline.aws import request_rules
 from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed, h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # the later checks look at what the end-to-end run made
@@ -45,7 +45,7 @@ def test_awkward_dataset_and_slide_names_go_end_to_end(stack, pipeline):
     assert {j.get("dataset") or j["slide_id"] for j in jobs} == {DATASET, SLIDE}  # full names in the state
     for job in stack.sagemaker._jobs.values():  # what SageMaker was sent carries valid tags
         for tag in job.request.get("Tags", []):
-            assert aws_rules.violations("sagemaker", "AddTags", {"ResourceArn": job.arn, "Tags": [tag]}) == []
+            assert request_rules.violations("sagemaker", "AddTags", {"ResourceArn": job.arn, "Tags": [tag]}) == []
     rows = list(csv.reader(io.StringIO(stack.read(f"predictions/{SLIDE}.csv").decode())))
     assert len(rows) == 13 and {row[0] for row in rows[1:]} == {SLIDE}
     (scored,) = pipeline.events_for("Slide Scored", slide_id=SLIDE)
@@ -81,7 +81,7 @@ def test_resnet_20_at_96_px_fails_the_job_as_sagemaker_would(stack):
 
 def test_a_function_client_refuses_an_alert_subject_sns_refuses(stack):
     session = boto3.Session(region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
-    aws_rules.install(session)
+    request_rules.install(session)
     sns = session.client("sns", endpoint_url=stack.endpoint)
     with pytest.raises(ClientError) as refused:
         sns.publish(TopicArn=stack.deployed.outputs["AlertTopicArn"], Subject="x" * 100, Message="m")

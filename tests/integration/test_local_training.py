@@ -6,7 +6,7 @@ import pytest
 from pcam_local.job_failures import TrainingFailed
 from pcam_local.local_trainer import load_model, run_training_job
 from pcam_local.synth import synth_split
-from pcam_pipeline.sagemaker_jobs import SageMakerSettings, TrainingInputs, job_name, training_job_request
+from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings, TrainingInputs, job_name, training_job_request
 from tests.integration.conftest import INTEGRATION
 
 pytestmark = INTEGRATION

@@ -10,7 +10,7 @@ from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from pcam_pipeline import aws_rules
+from pcam_pipeline.aws import request_rules
 
 
 def test_every_pattern_of_the_services_the_pipeline_calls_compiles():
@@ -20,7 +20,7 @@ def test_every_pattern_of_the_services_the_pipeline_calls_compiles():
         for name in model.shape_names:
             pattern = model.shape_for(name).metadata.get("pattern")
             if pattern:
-                aws_rules._pattern(pattern)
+                request_rules._pattern(pattern)
 
 
 ROLE = "arn:aws:iam::1:role/r"
@@ -45,14 +45,14 @@ BIG_ENTRY = {"Source": "s", "DetailType": "d", "Detail": BIG_DETAIL}
     ],
 )  # fmt: skip
 def test_what_aws_refuses_beyond_botocore_is_refused(service, operation, params, problem):
-    assert any(problem in p for p in aws_rules.violations(service, operation, params))
+    assert any(problem in p for p in request_rules.violations(service, operation, params))
 
 
 def test_installed_on_a_session_it_refuses_with_the_services_error_code_and_passes_the_rest(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
-        hook = aws_rules.install(session)
+        hook = request_rules.install(session)
         dynamodb = session.resource("dynamodb")
         dynamodb.create_table(
             TableName="tbl",

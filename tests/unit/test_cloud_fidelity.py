@@ -3,9 +3,9 @@
 import pytest
 
 from pcam_local.stack import load_template
-from pcam_pipeline import aws_rules
-from pcam_pipeline.alerts import Alerter
-from pcam_pipeline.statuses import JobKind
+from pcam_pipeline.aws import request_rules
+from pcam_pipeline.aws.alerts import Alerter
+from pcam_pipeline.core.statuses import JobKind
 from pcam_training import config
 from tests.fakes import flow_on_fakes
 from tests.unit.test_deployment_config import ROOT
@@ -51,10 +51,10 @@ def test_tuning_and_slide_scoring_requests_for_awkward_names_are_accepted(name):
 def test_the_strict_checker_refuses_what_sagemaker_refuses():
     tags = [{"Key": "pcam:inputs", "Value": "a|b"}]
     request = {"ModelName": "m", "ExecutionRoleArn": "arn:aws:iam::1:role/r", "Tags": tags}
-    problems = aws_rules.violations("sagemaker", "CreateModel", request)
+    problems = request_rules.violations("sagemaker", "CreateModel", request)
     assert any("does not match the pattern" in p and "a|b" in p for p in problems)
     too_long = {**request, "ModelName": "m" * 64, "Tags": []}
-    assert any("at most 63" in p for p in aws_rules.violations("sagemaker", "CreateModel", too_long))
+    assert any("at most 63" in p for p in request_rules.violations("sagemaker", "CreateModel", too_long))
 
 
 def test_the_default_network_exists_at_96_px():
@@ -112,7 +112,7 @@ class RecordingSns:
         self.published = []
 
     def publish(self, **request):
-        assert aws_rules.violations("sns", "Publish", request) == []
+        assert request_rules.violations("sns", "Publish", request) == []
         self.published.append(request)
 
 

@@ -4,9 +4,9 @@ import json
 import numpy as np
 from PIL import Image
 
-from pcam_pipeline.manifests import augmented_manifest_lines, transform_manifest
-from pcam_pipeline.patches import encode_jpeg, image_shape
-from pcam_pipeline.shard_planning import plan_shards
+from pcam_pipeline.ingestion.manifests import augmented_manifest_lines, transform_manifest
+from pcam_pipeline.ingestion.patches import encode_jpeg, image_shape
+from pcam_pipeline.ingestion.shard_planning import plan_shards
 
 
 def test_a_patch_becomes_a_jpeg_that_looks_like_it(sample_patches):

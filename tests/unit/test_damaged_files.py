@@ -6,7 +6,7 @@ import io
 import h5py
 import numpy as np
 
-from pcam_pipeline.statuses import FileStatus, OwnerStatus
+from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
 from tests.moto_lab import BUCKET
 
 
@@ -40,7 +40,7 @@ def test_a_damaged_chunk_quarantines_the_file_with_the_patches_it_spoils(lab):
 
 
 def test_the_damage_found_again_by_a_redelivery_changes_nothing(lab):
-    from pcam_pipeline.shard_planning import ShardTask
+    from pcam_pipeline.ingestion.shard_planning import ShardTask
 
     dropped = lab.drop("incoming/slides/s8.h5", damaged_chunk(1, count=3))
     lab.ingestor.ingest(dropped)

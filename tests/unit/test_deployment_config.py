@@ -67,7 +67,7 @@ def function_environment(function: dict, use_parameter_defaults: bool) -> dict[s
 def test_the_template_defaults_are_the_code_defaults(code_uri):
     """Defaults live in the settings classes (SageMaker's in sagemaker_jobs.SageMakerSettings); the template's
     parameters must pass the same values, or a function would behave differently deployed than tested."""
-    from pcam_pipeline import settings
+    from pcam_pipeline.core import settings
 
     (function,) = (
         r["Properties"] for r in TEMPLATE["Resources"].values() if r["Properties"].get("CodeUri") == code_uri

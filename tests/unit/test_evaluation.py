@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from pcam_pipeline import evaluate_model
-from pcam_pipeline.evaluate_model import evaluate, roc_csv
-from pcam_pipeline.evaluation import promotion_decision, roc_png
+from pcam_evaluation_job import evaluate_model
+from pcam_evaluation_job.evaluate_model import evaluate, roc_csv
+from pcam_pipeline.models.evaluation_report import promotion_decision, roc_png
 from tests.picture_text import shows_text, text_positions
 
 
@@ -240,7 +240,7 @@ def test_the_script_runs_as_the_processing_job_runs_it_and_reads_where_sagemaker
     import subprocess
     import sys
 
-    from pcam_pipeline.inference_requests import PROCESSING_ROOT
+    from pcam_pipeline.models.inference_requests import PROCESSING_ROOT
 
     _job_inputs(tmp_path, [1, 0], {0: _prediction(0.6), 1: _prediction(0.4)})
     script = evaluate_model.__file__

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from pcam_pipeline import events
-from pcam_pipeline.completion import Completer
-from pcam_pipeline.records import SplitRecord
+from pcam_pipeline.aws import events
+from pcam_pipeline.core.records import SplitRecord
+from pcam_pipeline.ingestion.completion import Completer
 from pcam_pipeline.state import slide_pk, split_pk
 from tests.event_contracts import contract_violations, documented_schemas
 from tests.fakes import RecordingPublisher, in_memory_state

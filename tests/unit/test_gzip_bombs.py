@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 from moto import mock_aws
 
-from pcam_pipeline.statuses import FileStatus
+from pcam_pipeline.core.statuses import FileStatus
 from tests.integration.conftest import h5_bytes
 from tests.moto_lab import BUCKET, make_lab
 

@@ -14,13 +14,13 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from moto import mock_aws
 
-from pcam_pipeline import aws_rules
-from pcam_pipeline.convert import ShardConverter
-from pcam_pipeline.errors import RetryableError
-from pcam_pipeline.ingest import Ingestor
-from pcam_pipeline.records import SlideRecord
-from pcam_pipeline.sagemaker_flow import SageMakerFlow
-from pcam_pipeline.statuses import FileStatus, OwnerStatus
+from pcam_pipeline.aws import request_rules
+from pcam_pipeline.core.errors import RetryableError
+from pcam_pipeline.core.records import SlideRecord
+from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
+from pcam_pipeline.ingestion.conversion import ShardConverter
+from pcam_pipeline.ingestion.ingestor import Ingestor
+from pcam_pipeline.models.flow import SageMakerFlow
 from tests.fakes import FakeLauncher, InMemoryBlobStore, RecordingAlerter, RecordingPublisher, in_memory_state
 
 ROOT = Path(__file__).parents[2]
@@ -49,7 +49,7 @@ CONTEXT = SimpleNamespace(
 
 @pytest.fixture
 def aws(monkeypatch):
-    from pcam_pipeline.observability import metrics
+    from pcam_pipeline.aws.observability import metrics
 
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
@@ -57,7 +57,7 @@ def aws(monkeypatch):
     monkeypatch.setattr(metrics.provider, "namespace", "PcamPipeline")
     with mock_aws():
         boto3.setup_default_session()
-        aws_rules.install(boto3.DEFAULT_SESSION)  # every request the handlers send is checked as AWS would
+        request_rules.install(boto3.DEFAULT_SESSION)  # every request the handlers send is checked as AWS would
         boto3.client("s3").create_bucket(Bucket="data")
         boto3.client("dynamodb").create_table(
             TableName="idempotency",

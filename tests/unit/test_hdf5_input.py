@@ -4,8 +4,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.hdf5_input import check_counts_agree, inspect_patches, open_hdf5, read_coords, read_labels
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.ingestion.hdf5_input import check_counts_agree, inspect_patches, open_hdf5, read_coords, read_labels
 from tests.hostile_files import HOSTILE, hostile_file
 
 
@@ -294,7 +294,7 @@ def test_a_hostile_file_is_refused_from_its_header_with_a_plain_reason(case):
 
 
 def test_the_patch_limit_is_a_setting():
-    from pcam_pipeline.hdf5_input import FileLimits
+    from pcam_pipeline.ingestion.hdf5_input import FileLimits
 
     data = _h5(x=np.zeros((5, 96, 96, 3), np.uint8))
     with open_hdf5(io.BytesIO(data), len(data)) as handle:

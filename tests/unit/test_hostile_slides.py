@@ -9,10 +9,10 @@ import io
 import pytest
 
 from pcam_local.hostile_slides import HOSTILE_SLIDES, progressive_tile, repeat_scans
-from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.slide_images import WholeSlide
-from pcam_pipeline.tile_decoding import MAX_JPEG_SCANS, TileFormat, decode_tile
-from pcam_pipeline.tiling import TilingSettings, plan_tiles
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.wsi.reader import WholeSlide
+from pcam_pipeline.wsi.tile_decoding import MAX_JPEG_SCANS, TileFormat, decode_tile
+from pcam_pipeline.wsi.tiling import TilingSettings, plan_tiles
 
 
 def ingest(data: bytes):

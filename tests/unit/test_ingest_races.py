@@ -6,7 +6,7 @@ conversion queue; the state table is the in-memory one held to DynamoDB by test_
 
 import numpy as np
 
-from pcam_pipeline.statuses import FileStatus, OwnerStatus
+from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
 from tests.moto_lab import BUCKET  # and the lab fixture (tests/conftest.py)
 
 
@@ -104,7 +104,7 @@ def test_a_died_attempt_before_the_last_one_is_simply_tried_again(lab):
 
 
 def test_an_attempt_for_an_upload_that_is_not_there_leaves_no_record(lab):
-    from pcam_pipeline.keys import DroppedFile
+    from pcam_pipeline.core.keys import DroppedFile
 
     ghost = DroppedFile(BUCKET, "incoming/slides/ghost.h5", "no-such-version", "etag")
     assert lab.ingestor.ingest_attempt(ghost, 1, lambda: lab.ingestor.ingest(ghost))["status"] == "gone"

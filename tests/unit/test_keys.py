@@ -1,7 +1,7 @@
 import pytest
 
-from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.keys import (
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.keys import (
     DatasetFile,
     DroppedFile,
     SlideFile,
@@ -124,7 +124,7 @@ def test_whatever_a_lab_names_a_file_the_pipeline_writes_only_under_its_own_pref
 
 def test_the_bucket_layout_is_the_documented_one():
     """The keys downstream systems and operators rely on (docs/integrators.md), spelled out."""
-    from pcam_pipeline import keys
+    from pcam_pipeline.core import keys
 
     assert dataset_image_prefix("ds", "train", "r1") == "images/datasets/ds/train/r1/"
     assert slide_image_prefix("s 1", "r1") == "images/slides/s 1/r1/"
@@ -180,7 +180,7 @@ def test_each_refusal_says_exactly_what_labs_read_in_docs_labs(key, problem):
 
 
 def test_manifest_ids_are_twelve_hex_digits_of_the_inputs():
-    from pcam_pipeline.keys import short_id
+    from pcam_pipeline.core.keys import short_id
 
     assert len(short_id("a|b")) == 12 and short_id("a|b") != short_id("a|c")
 

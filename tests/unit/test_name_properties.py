@@ -8,10 +8,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pcam_pipeline import aws_rules, keys
-from pcam_pipeline.keys import DatasetFile, SlideFile, classify_incoming_key
-from pcam_pipeline.sagemaker_jobs import TUNING_JOB_NAME_LIMIT, job_name, tag_value
-from pcam_pipeline.slide_results import prediction_csv
+from pcam_pipeline.aws import request_rules
+from pcam_pipeline.core import keys
+from pcam_pipeline.core.keys import DatasetFile, SlideFile, classify_incoming_key
+from pcam_pipeline.models.sagemaker_jobs import TUNING_JOB_NAME_LIMIT, job_name, tag_value
+from pcam_pipeline.scoring.slide_results import prediction_csv
 
 # A folder or file name as a lab might type it: any letters, marks, symbols or spaces; no "/" (that is a
 # folder boundary), no control or surrogate characters.
@@ -22,7 +23,7 @@ EXAMPLES = settings(max_examples=200, deadline=None)
 
 
 def accepted(service: str, operation: str, params: dict) -> bool:
-    return aws_rules.beyond_botocore(service, operation, params) == []
+    return request_rules.beyond_botocore(service, operation, params) == []
 
 
 @EXAMPLES

@@ -1,8 +1,8 @@
 import json
 from pathlib import Path
 
-from pcam_pipeline.notifications import dropped_files_in
-from pcam_pipeline.observability import is_last_attempt
+from pcam_pipeline.aws.observability import is_last_attempt
+from pcam_pipeline.aws.s3_notifications import dropped_files_in
 
 EVENTS = Path(__file__).parents[2] / "events"
 

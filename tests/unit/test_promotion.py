@@ -4,16 +4,16 @@ from unittest.mock import Mock
 
 import pytest
 
-from pcam_pipeline.errors import RetryableError
-from pcam_pipeline.promotion import PIPELINE, ModelRegistry, PromotionError
-from pcam_pipeline.records import ModelRecord
+from pcam_pipeline.core.errors import RetryableError
+from pcam_pipeline.core.records import ModelRecord
+from pcam_pipeline.models.promotion import PIPELINE, PromotedModels, PromotionError
 from tests.fakes import RecordingPublisher, in_memory_state
 
 MINIMUM_AUC = 0.90
 
 
-def registry_on(publisher: RecordingPublisher) -> ModelRegistry:
-    registry = ModelRegistry(in_memory_state(), publisher)
+def registry_on(publisher: RecordingPublisher) -> PromotedModels:
+    registry = PromotedModels(in_memory_state(), publisher)
     registry.announced = lambda: publisher.of_type("Model Promoted")
     return registry
 
@@ -200,7 +200,7 @@ def test_a_change_by_hand_that_loses_a_race_is_refused_and_announces_nothing(reg
 
 
 def test_the_current_model_keeps_the_figures_operators_compare():
-    from pcam_pipeline.promotion import metric_summary
+    from pcam_pipeline.models.promotion import metric_summary
 
     evaluation = {"auc": 0.9, "accuracy": 0.8, "recall": 0.7, "precision": 0.6, "f1": 0.65, "count": 10,
                   "tumour_count": 4, "threshold": 0.5, "roc": {"thresholds": []}, "confusion_matrix": {}}  # fmt: skip

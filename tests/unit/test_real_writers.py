@@ -8,8 +8,8 @@ import openslide  # the reference reader (a pinned development dependency, as is
 import pytest
 
 from pcam_local.slide_writers import RECIPES, write_slide
-from pcam_pipeline.slide_images import WholeSlide
-from pcam_pipeline.tiling import TilingSettings, plan_tiles
+from pcam_pipeline.wsi.reader import WholeSlide
+from pcam_pipeline.wsi.tiling import TilingSettings, plan_tiles
 
 # OpenSlide 4's generic-TIFF reader sees only the main chain: SubIFD pyramids show it level 0 alone, and it
 # reads no OME-XML, so it has no µm/px for an OME-TIFF. Those levels are compared with the same pyramid

@@ -7,12 +7,13 @@ import uuid
 import numpy as np
 import pytest
 
-from pcam_pipeline import events, keys
-from pcam_pipeline.evaluate_model import evaluate
-from pcam_pipeline.records import SplitRecord
-from pcam_pipeline.slide_scoring import members_of
+from pcam_evaluation_job.evaluate_model import evaluate
+from pcam_pipeline.aws import events
+from pcam_pipeline.core import keys
+from pcam_pipeline.core.records import SplitRecord
+from pcam_pipeline.core.statuses import JobKind, JobStatus, ModelStatus, ScoringStatus
+from pcam_pipeline.scoring.slides import members_of
 from pcam_pipeline.state import slide_pk, split_pk
-from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus, ScoringStatus
 from tests.fakes import flow_on_fakes, model_settings
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pcam_pipeline.records import JobRecord
-from pcam_pipeline.statuses import JobKind, JobStatus, ModelStatus
+from pcam_pipeline.core.records import JobRecord
+from pcam_pipeline.core.statuses import JobKind, JobStatus, ModelStatus
 from tests.fakes import flow_on_fakes
 
 EVENTS = Path(__file__).parents[2] / "events"

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from pcam_pipeline import events, keys
-from pcam_pipeline.records import ScoringQueueEntry
-from pcam_pipeline.scoring_batches import BatchPolicy, next_batch
+from pcam_pipeline.aws import events
+from pcam_pipeline.core import keys
+from pcam_pipeline.core.records import ScoringQueueEntry
+from pcam_pipeline.core.statuses import JobKind, JobStatus, ScoringStatus
+from pcam_pipeline.scoring.batches import BatchPolicy, next_batch
 from pcam_pipeline.state import slide_pk
-from pcam_pipeline.statuses import JobKind, JobStatus, ScoringStatus
 from tests.fakes import flow_on_fakes, model_settings
 from tests.unit.test_sagemaker_flow import job_event, make_ready, slide_ready, train_and_promote, write_outputs
 

@@ -10,10 +10,10 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
-from pcam_pipeline.blob_store import S3BlobStore
-from pcam_pipeline.errors import JobFailed
-from pcam_pipeline.prediction_gathering import gather_tumour_probabilities
-from pcam_pipeline.slide_results import CSV_HEADER, colour_of, heatmap_png, prediction_csv, summary_figures
+from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.core.errors import JobFailed
+from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
+from pcam_pipeline.scoring.slide_results import CSV_HEADER, colour_of, heatmap_png, prediction_csv, summary_figures
 from tests.picture_text import shows_text, text_positions
 
 PROBABILITIES = np.array([0.1, 0.5, 0.49, 0.97])
@@ -140,10 +140,10 @@ def test_downstream_pandas_reads_awkward_slide_ids_back_unchanged():
 
 
 def test_gathering_crosses_windows_in_patch_order():
-    from pcam_pipeline import prediction_gathering
+    from pcam_pipeline.scoring import gathering
     from tests.fakes import InMemoryBlobStore
 
-    count = prediction_gathering.GATHER_WINDOW * 2 + 3
+    count = gathering.GATHER_WINDOW * 2 + 3
     expected = np.random.default_rng(5).random(count)
     blobs = InMemoryBlobStore()
     for index, p in enumerate(expected):

@@ -7,8 +7,8 @@ import pytest
 from moto import mock_aws
 
 from pcam_local.synth import synth_wsi
-from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.scoring_batches import check_slide_fits_one_job
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.scoring.batches import check_slide_fits_one_job
 from tests.moto_lab import make_lab
 
 

@@ -7,10 +7,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pcam_pipeline import aws_rules
-from pcam_pipeline.records import JobRecord, SplitRecord
+from pcam_pipeline.aws import request_rules
+from pcam_pipeline.core.records import JobRecord, SplitRecord
+from pcam_pipeline.core.statuses import FileStatus, JobKind, JobStatus
 from pcam_pipeline.state import StateStore, split_pk
-from pcam_pipeline.statuses import FileStatus, JobKind, JobStatus
 from tests.fakes import InMemoryTable
 
 
@@ -22,7 +22,7 @@ def state(request, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
-        aws_rules.install(session)  # the state package's requests are ones DynamoDB accepts
+        request_rules.install(session)  # the state package's requests are ones DynamoDB accepts
         dynamodb = session.resource("dynamodb")
         dynamodb.create_table(
             TableName="state",
@@ -101,7 +101,7 @@ def test_a_write_decided_on_an_outdated_read_of_the_inputs_is_refused(state):
 
 
 def test_floats_survive_and_lists_keep_their_order(state):
-    from pcam_pipeline.records import CurrentModel
+    from pcam_pipeline.core.records import CurrentModel
 
     current = CurrentModel("m3", "t", "ops", "why", metrics={"auc": 0.9375}, replaced=["m2", "m1"])
     assert state.replace_current_model(current, expected=None)
@@ -118,7 +118,7 @@ def test_removed_attributes_are_gone(state):
 
 
 def test_only_the_change_announced_is_marked_announced(state):
-    from pcam_pipeline.records import CurrentModel
+    from pcam_pipeline.core.records import CurrentModel
 
     first = CurrentModel("m1", "2026-01-01T00:00:00.000001+00:00", "ops", "why", announced=False)
     assert state.replace_current_model(first, expected=None)
@@ -169,7 +169,7 @@ def test_each_ingestion_write_leaves_the_fields_its_readers_use(state):
 
 
 def test_each_model_side_write_leaves_the_fields_its_readers_use(state):
-    from pcam_pipeline.records import ModelRecord
+    from pcam_pipeline.core.records import ModelRecord
 
     state.create_job(JobRecord("pcam-j", JobKind.TRAINING, dataset="d"))
     assert state.mark_job_started("pcam-j", arn="arn:j")

@@ -2,9 +2,9 @@ import re
 
 import pytest
 
-from pcam_pipeline.errors import InvalidJobRequest
-from pcam_pipeline.inference_requests import evaluation_request, model_request, transform_request
-from pcam_pipeline.sagemaker_jobs import (
+from pcam_pipeline.core.errors import InvalidJobRequest
+from pcam_pipeline.models.inference_requests import evaluation_request, model_request, transform_request
+from pcam_pipeline.models.sagemaker_jobs import (
     SageMakerSettings,
     TrainingInputs,
     job_name,

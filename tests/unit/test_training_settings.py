@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.keys import DatasetSettingsFile, classify_incoming_key
-from pcam_pipeline.statuses import JobKind, JobStatus
-from pcam_pipeline.training_settings import parse_training_settings
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.keys import DatasetSettingsFile, classify_incoming_key
+from pcam_pipeline.core.statuses import JobKind, JobStatus
+from pcam_pipeline.ingestion.training_settings import parse_training_settings
 from tests.unit.test_sagemaker_flow import make_world, split_ready
 
 

@@ -13,10 +13,12 @@ import tifffile
 from PIL import Image
 
 from pcam_local.synth import synth_wsi
-from pcam_pipeline.errors import InvalidInput
-from pcam_pipeline.slide_images import DEFAULT_SLIDE_LIMITS, Level, SlideLimits, WholeSlide
-from pcam_pipeline.tile_decoding import TileFormat, decode_tile
-from pcam_pipeline.tiling import (
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.wsi.ingestion import parse_sidecar
+from pcam_pipeline.wsi.reader import DEFAULT_SLIDE_LIMITS, Level, SlideLimits, WholeSlide
+from pcam_pipeline.wsi.results import qupath_geojson, whole_slide_figures
+from pcam_pipeline.wsi.tile_decoding import TileFormat, decode_tile
+from pcam_pipeline.wsi.tiling import (
     TilePlan,
     TilingSettings,
     choose_level,
@@ -27,8 +29,6 @@ from pcam_pipeline.tiling import (
     tile_grid,
     tissue_fractions,
 )
-from pcam_pipeline.whole_slide_results import qupath_geojson, whole_slide_figures
-from pcam_pipeline.whole_slides import parse_sidecar
 from tests.picture_text import text_positions
 
 
@@ -234,7 +234,7 @@ def test_a_pyramid_kept_in_subifds_is_read_like_one_in_the_main_chain(tmp_path):
 def test_ome_xml_gives_the_resolution_in_its_unit(pixels, mpp):
     from types import SimpleNamespace
 
-    from pcam_pipeline.slide_resolution import resolution_from_metadata
+    from pcam_pipeline.wsi.resolution import resolution_from_metadata
 
     description = f'<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image>{pixels}'
     found = resolution_from_metadata(SimpleNamespace(description=description, tags={}))  # OME writes UTF-8 (µm)
@@ -257,7 +257,7 @@ def test_a_slide_too_coarse_for_the_model_is_refused_in_plain_words():
 
 
 def test_tissue_is_found_on_the_coarsest_level_with_eight_mask_pixels_per_tile_edge():
-    from pcam_pipeline.tiling import choose_mask_read
+    from pcam_pipeline.wsi.tiling import choose_mask_read
 
     levels = [Level(32768 // d, 32768 // d, d, 256, 256) for d in (1, 2, 4, 8, 16, 32, 64)]
     assert choose_mask_read(levels, 192) == (4, 1)  # 192 / 16 = 12 mask pixels; 192 / 32 = 6 too few
@@ -293,7 +293,7 @@ def test_otsu_matches_the_textbook_definition(seed):
 
 
 def test_the_overlay_thumbnail_is_at_most_1600_pixels_a_side():
-    from pcam_pipeline.tiling import thumbnail_of
+    from pcam_pipeline.wsi.tiling import thumbnail_of
 
     assert thumbnail_of(np.zeros((1000, 4000, 3), np.uint8)).size == (1600, 400)
     assert thumbnail_of(np.zeros((100, 200, 3), np.uint8)).size == (200, 100), "never enlarged"
@@ -303,7 +303,7 @@ def test_faint_glass_is_not_tissue_however_otsu_splits_it():
     rng = np.random.default_rng(0)
     glass = np.full((64, 64, 3), 240, np.int16) + rng.integers(-3, 4, (64, 64, 3))
     glass[:, 32:, 0] -= 12  # two shades of glass, both nearly grey (saturation < 20/255)
-    from pcam_pipeline.tiling import tissue_mask
+    from pcam_pipeline.wsi.tiling import tissue_mask
 
     assert not tissue_mask(glass.clip(0, 255).astype(np.uint8)).any()
 
@@ -319,8 +319,8 @@ def test_a_tumour_ring_around_a_normal_tile_is_one_region_with_a_hole():
 
 
 def test_the_overlay_colours_scored_tiles_over_the_thumbnail_and_leaves_the_rest():
-    from pcam_pipeline.slide_results import colour_of
-    from pcam_pipeline.whole_slide_results import OVERLAY_ALPHA, overlay_png
+    from pcam_pipeline.scoring.slide_results import colour_of
+    from pcam_pipeline.wsi.results import OVERLAY_ALPHA, overlay_png
 
     thumbnail = Image.new("RGB", (100, 100), (240, 240, 240))
     plan = _plan([[0, 0], [500, 500]])  # thumbnail pixels 0-9 and 50-59 (10 level-0 px per thumbnail px)
@@ -437,7 +437,7 @@ def test_two_separate_tumour_regions_are_numbered_and_each_keeps_its_area():
 
 
 def test_each_tile_is_coloured_exactly_over_its_own_thumbnail_pixels():
-    from pcam_pipeline.whole_slide_results import overlay_png
+    from pcam_pipeline.wsi.results import overlay_png
 
     plan = _plan([[100, 200]])  # thumbnail pixels x 10-19, y 20-29
     png = overlay_png(Image.new("RGB", (60, 60), (240, 240, 240)), plan, np.array([1.0]), "t", 0.5)
@@ -537,7 +537,7 @@ def test_a_predictor_the_reader_cannot_undo_is_refused(tmp_path):
 
 
 def test_a_single_level_slide_is_read_and_its_tissue_found_on_a_bounded_reduction(tmp_path):
-    from pcam_pipeline.tiling import choose_mask_read, read_reduced
+    from pcam_pipeline.wsi.tiling import choose_mask_read, read_reduced
 
     path = _pyramid(tmp_path / "region.tif", sizes=(128,))
     with open_slide(path) as slide:
@@ -587,7 +587,7 @@ UNUSABLE = "the {} says {} {!r}, not a usable value"
 def test_resolution_metadata_and_why_there_is_none(description, tags, found):
     from types import SimpleNamespace
 
-    from pcam_pipeline.slide_resolution import resolution_from_metadata
+    from pcam_pipeline.wsi.resolution import resolution_from_metadata
 
     page = SimpleNamespace(description=description, tags={k: SimpleNamespace(value=v) for k, v in tags.items()})
     resolution = resolution_from_metadata(page)
@@ -595,7 +595,7 @@ def test_resolution_metadata_and_why_there_is_none(description, tags, found):
 
 
 def test_the_plausible_resolution_range_is_inclusive():
-    from pcam_pipeline.slide_resolution import check_mpp
+    from pcam_pipeline.wsi.resolution import check_mpp
 
     assert check_mpp(0.05, "x") == 0.05 and check_mpp(20.0, "x") == 20.0
     with pytest.raises(InvalidInput) as refused:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.records import FileRecord, PatchOwner, SlideRecord, SplitRecord, owner_record
+from pcam_pipeline.core.records import FileRecord, PatchOwner, SlideRecord, SplitRecord, owner_record
+from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
 from pcam_pipeline.state.access import CURRENT, TableAccess, awaiting_mpp_pk, file_pk, sidecar_pk, slide_pk, split_pk
 from pcam_pipeline.state.table import Condition, Equals, Missing, Not, now_iso
-from pcam_pipeline.statuses import FileStatus, OwnerStatus
 
 
 def _holds(name: str, value: Any) -> Condition:

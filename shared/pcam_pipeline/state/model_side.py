@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.records import CurrentModel, JobRecord, ModelRecord, SlideRecord
+from pcam_pipeline.core.records import CurrentModel, JobRecord, ModelRecord, SlideRecord
+from pcam_pipeline.core.statuses import TERMINAL_JOB_STATUSES, JobStatus, ModelStatus, ScoringStatus
 from pcam_pipeline.state.access import (
     CURRENT,
     MODELS_PK,
@@ -17,7 +18,6 @@ from pcam_pipeline.state.access import (
     slide_pk,
 )
 from pcam_pipeline.state.table import Equals, Missing, Not, OneOf, now_iso
-from pcam_pipeline.statuses import TERMINAL_JOB_STATUSES, JobStatus, ModelStatus, ScoringStatus
 
 
 class ModelSideRecords(TableAccess):

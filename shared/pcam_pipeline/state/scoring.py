@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from pcam_pipeline.records import ScoringQueueEntry
+from pcam_pipeline.core.records import ScoringQueueEntry
+from pcam_pipeline.core.statuses import OwnerStatus, ScoringStatus
 from pcam_pipeline.state.access import CURRENT, SCORING_QUEUE_PK, TRANSFORM_SLOTS_PK, TableAccess, slide_pk
 from pcam_pipeline.state.table import Before, Equals, Missing, Not, now_iso
-from pcam_pipeline.statuses import OwnerStatus, ScoringStatus
 
 
 def _slot_sk(index: int) -> str:

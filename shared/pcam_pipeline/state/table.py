@@ -15,7 +15,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from pcam_pipeline.errors import RetryableError
+from pcam_pipeline.core.errors import RetryableError
 
 
 def now_iso(timespec: str = "milliseconds") -> str:

@@ -1,0 +1,46 @@
+"""The data bucket as the model side sees it: whole objects by key, and S3 URIs of keys."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pcam_pipeline.aws import storage
+from pcam_pipeline.core.errors import RetryableError
+
+
+class MissingObject(LookupError):
+    """The object is not there (or cannot be read); callers decide whether that is a failed job."""
+
+
+class S3BlobStore:
+    def __init__(self, bucket: str, s3=None):
+        self.bucket = bucket
+        self._s3 = s3 or storage.s3_client()
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            raise MissingObject(f"{key}: {exc}") from exc
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        except ClientError as exc:
+            raise RetryableError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+
+    def put_json(self, key: str, document: Any) -> None:
+        self.put_bytes(key, json.dumps(document, indent=2, default=str).encode(), "application/json")
+
+    def exists(self, key: str) -> bool:
+        return storage.object_exists(self._s3, self.bucket, key)
+
+    def open(self, key: str, version: str | None = None) -> storage.S3RangeFile:
+        """A seekable file of one object version, read with ranged GETs (for HDF5)."""
+        return storage.S3RangeFile(self._s3, self.bucket, key, version)

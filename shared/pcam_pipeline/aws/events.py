@@ -1,0 +1,39 @@
+"""Announcements on the pipeline's event bus, for the next stages and downstream systems."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+from botocore.exceptions import ClientError
+
+from pcam_pipeline.core.errors import RetryableError
+
+SOURCE = "pcam.pipeline"
+SPLIT_READY = "Split Ready"
+SLIDE_READY = "Slide Ready"
+MODEL_EVALUATED = "Model Evaluated"
+MODEL_PROMOTED = "Model Promoted"
+SLIDE_SCORED = "Slide Scored"
+# What an EventBridge rule with a ScheduleExpression sends its targets (source aws.events, empty detail).
+SCHEDULED_TICK = "Scheduled Event"
+
+
+class EventPublisher:
+    def __init__(self, bus_name: str, client=None):
+        self._bus = bus_name
+        self._client = client or boto3.client("events")
+
+    def publish(self, detail_type: str, detail: dict) -> None:
+        entry = {
+            "Source": SOURCE,
+            "DetailType": detail_type,
+            "Detail": json.dumps(detail, default=str),
+            "EventBusName": self._bus,
+        }
+        try:
+            response = self._client.put_events(Entries=[entry])
+        except ClientError as exc:
+            raise RetryableError(f"cannot publish {detail_type!r} on {self._bus}: {exc}") from exc
+        if response.get("FailedEntryCount"):
+            raise RetryableError(f"{detail_type!r} was refused by {self._bus}: {response['Entries']}")

@@ -1,0 +1,62 @@
+"""Starting SageMaker jobs and asking SageMaker about them: the only module that calls SageMaker."""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from pcam_pipeline.core.errors import CapacityRefused, RetryableError
+from pcam_pipeline.core.records import JobKind
+
+_RETRYING = Config(retries={"mode": "standard", "max_attempts": 8})
+_CREATE = {
+    JobKind.TRAINING: "create_training_job",
+    JobKind.TUNING: "create_hyper_parameter_tuning_job",
+    JobKind.TEST_TRANSFORM: "create_transform_job",
+    JobKind.SLIDE_SCORING: "create_transform_job",
+    JobKind.EVALUATION: "create_processing_job",
+}
+
+
+# CreateTransformJob (and every Create*Job) declares ResourceLimitExceeded in botocore's SageMaker model: the
+# account's quota of the instance type for that job kind is in use. Throttling is AWS's common error.
+CAPACITY_ERRORS = ("ResourceLimitExceeded", "ThrottlingException", "Throttling")
+
+
+def _already_exists(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "ResourceInUse" or (
+        error.get("Code") == "ValidationException" and "already exist" in error.get("Message", "")
+    )
+
+
+class SageMakerLauncher:
+    def __init__(self, client=None):
+        self._sagemaker = client or boto3.client("sagemaker", config=_RETRYING)
+
+    def _create(self, operation: str, what: str, request: dict) -> bool:
+        """False when SageMaker already has it (names are derived from inputs, so it is the same)."""
+        try:
+            getattr(self._sagemaker, operation)(**request)
+        except ClientError as exc:
+            if _already_exists(exc):
+                return False
+            if exc.response.get("Error", {}).get("Code") in CAPACITY_ERRORS:
+                raise CapacityRefused(f"SageMaker has no capacity for {what} now: {exc}") from exc
+            raise RetryableError(f"SageMaker refused to create {what}: {exc}") from exc
+        return True
+
+    def start(self, kind: JobKind, name: str, request: dict) -> bool:
+        return self._create(_CREATE[kind], name, request)
+
+    def create_model(self, request: dict) -> bool:
+        return self._create("create_model", f"model {request['ModelName']}", request)
+
+    def describe_training_job(self, name: str) -> dict:
+        return self._sagemaker.describe_training_job(TrainingJobName=name)
+
+    def best_training_job(self, tuning_job: str) -> str:
+        # The tuning job's event does not name its best job: ask SageMaker.
+        tuning = self._sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job)
+        return tuning["BestTrainingJob"]["TrainingJobName"]

@@ -1,0 +1,257 @@
+"""Typed records of the state table: what the pipeline knows about each file, split, slide, job and model.
+
+Frozen dataclasses built from stored items (``from_item``); statuses are enums whose values are the
+strings stored in the table and shown by ``pcam status``. Writes go through ``pcam_pipeline.state``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from pcam_pipeline.core.statuses import FileStatus, JobKind, JobStatus, ModelStatus, OwnerStatus, ScoringStatus
+
+
+class Record:
+    """Builds a frozen dataclass from a stored item, ignoring keys it does not know (pk, sk, …)."""
+
+    _enums: ClassVar[dict[str, type]] = {}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any] | None, **extra: Any):
+        if item is None:
+            return None
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in {**item, **extra}.items() if k in known and v is not None}
+        for name, enum in cls._enums.items():
+            if name in values:
+                values[name] = enum(values[name])
+        return cls(**values)
+
+    def all_fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def to_item(self) -> dict[str, Any]:
+        """The attributes to store for a new record: every field that has a value."""
+        return {k: v for k, v in self.all_fields().items() if v not in (None, "")}
+
+
+@dataclass(frozen=True)
+class FileRecord(Record):
+    """One upload of one key (``file#<key>``, ``v#<version>``)."""
+
+    _enums: ClassVar = {"status": FileStatus}
+    key: str
+    version: str
+    status: FileStatus = FileStatus.RECEIVED
+    reason: str = ""
+    received_at: str | None = None
+    patch_count: int | None = None
+    label_count: int | None = None
+
+
+@dataclass(frozen=True)
+class PatchOwner(Record):
+    """What a split and a slide share: their current images (``x_*``) and the conversion of them."""
+
+    _enums: ClassVar = {"status": OwnerStatus}
+    kind: str = ""
+    status: OwnerStatus | None = None
+    x_key: str | None = None
+    x_version: str | None = None
+    x_source_key: str | None = None
+    x_source_version: str | None = None
+    x_run: str | None = None
+    x_count: int | None = None
+    shards_total: int | None = None
+    shards_done: list = field(default_factory=list)
+    failed_shards: dict = field(default_factory=dict)
+    image_prefix: str | None = None
+    image_edge: int = 96
+    storage: str | None = None
+    has_coords: bool = False
+    manifest_key: str | None = None
+    ready_token: str | None = None
+    failure: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.status is OwnerStatus.READY and self.manifest_key is not None
+
+    @property
+    def shards_complete(self) -> bool:
+        return self.shards_total is not None and len(self.shards_done) == self.shards_total
+
+
+# The stored attributes that describe one upload of images, forgotten together when a new pair starts.
+IMAGE_FIELDS = (
+    *(f.name for f in fields(PatchOwner) if f.name.startswith("x_")),
+    "shards_total",
+    "image_prefix",
+    "image_edge",
+    "storage",
+    "shards_done",
+)
+
+
+@dataclass(frozen=True)
+class SplitRecord(PatchOwner):
+    """A dataset split (``split#<dataset>/<split>``): its images and its labels (``y_*``)."""
+
+    dataset: str = ""
+    split: str = ""
+    y_key: str | None = None
+    y_version: str | None = None
+    y_source_key: str | None = None
+    y_source_version: str | None = None
+    y_count: int | None = None
+    y_tumour_count: int | None = None
+
+
+LABEL_FIELDS = tuple(f.name for f in fields(SplitRecord) if f.name.startswith("y_"))
+
+
+@dataclass(frozen=True)
+class SlideRecord(PatchOwner):
+    """A slide (``slide#<slide_id>``): its patches and the scoring of its current upload."""
+
+    _enums: ClassVar = {"status": OwnerStatus, "scoring_status": ScoringStatus}
+    slide_id: str = ""
+    scoring_status: ScoringStatus | None = None
+    tile_plan_key: str | None = None  # a whole-slide image's tiles (tiling.TilePlan); None for HDF5 patches
+    sidecar_version: str | None = None  # the sidecar whose µm/px the whole-slide image was cut at
+    queued_run: str | None = None  # the upload queued for scoring (once per upload)
+    queued_at: str | None = None
+    scoring_job: str | None = None
+    scoring_model: str | None = None
+    scoring_failure: str = ""
+    scored_job: str | None = None
+    scored_run: str | None = None
+    scored_model: str | None = None
+    scored_at: str | None = None
+    predictions_key: str | None = None
+    tumour_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class ScoringQueueEntry(Record):
+    """A ready slide's upload waiting for a transform job (``scoring-queue``, ``<slide_id>#<run_id>``)."""
+
+    slide_id: str
+    run_id: str
+    patch_count: int = 0
+    queued_at: str = ""
+    alone: bool = False  # its batch failed: scored alone, so that one bad slide cannot block others
+    request: str = ""  # a rescoring request ("" for the upload's first scoring)
+    model: str = ""  # the model to score with ("" for the current model when its job starts)
+
+    @property
+    def sk(self) -> str:
+        rescore = f"#rescore {self.request}" if self.request else ""
+        return f"{self.slide_id}#{self.run_id}{rescore}" + ("#alone" if self.alone else "")
+
+    @property
+    def results_for(self) -> str:
+        """What one result of the slide answers: its upload, scored first or again for a request."""
+        return f"{self.run_id}|{self.request}"
+
+
+def owner_record(item: dict[str, Any] | None) -> SplitRecord | SlideRecord | None:
+    if item is None:
+        return None
+    return (SlideRecord if item.get("kind") == "slide" else SplitRecord).from_item(item)
+
+
+@dataclass(frozen=True)
+class JobRecord(Record):
+    """A SageMaker job the pipeline started (``job#<name>``), with what it was started on."""
+
+    _enums: ClassVar = {"kind": JobKind, "status": JobStatus}
+    name: str
+    kind: JobKind
+    status: JobStatus = JobStatus.STARTING
+    dataset: str | None = None
+    slide_id: str | None = None
+    run_id: str | None = None
+    model_name: str | None = None
+    reason: str = ""
+    started_at: str | None = None
+    ended_at: str | None = None
+    # training and tuning
+    train_manifest: str | None = None
+    valid_manifest: str | None = None
+    train_count: int | None = None
+    valid_count: int | None = None
+    hyperparameters: dict | None = None
+    # test transform
+    test_manifest: str | None = None
+    test_images: str | None = None
+    test_count: int | None = None
+    predictions: str | None = None
+    # slide scoring: one job scores the slides in ``slides`` (slide_id, run_id, patch_count, image_prefix)
+    manifest: str | None = None
+    output_prefix: str | None = None
+    patch_count: int | None = None
+    slides: list[dict] | None = None
+
+    @property
+    def subject(self) -> str:
+        """What the job is for, in an operator's words."""
+        if self.dataset:
+            return self.dataset
+        if self.slides and len(self.slides) > 1:
+            named = ", ".join(s["slide_id"] for s in self.slides[:3]) + (", …" if len(self.slides) > 3 else "")
+            return f"{len(self.slides)} slides ({named})"
+        return f"slide {self.slide_id}"
+
+    def to_item(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_item().items() if k != "name"}
+
+
+@dataclass(frozen=True)
+class ModelRecord(Record):
+    """A trained model (``models``, ``model#<name>``), its evaluation and the promotion decision."""
+
+    _enums: ClassVar = {"status": ModelStatus}
+    model_name: str
+    dataset: str
+    training_job: str
+    model_data_uri: str
+    status: ModelStatus = ModelStatus.CREATED
+    tuning_job: str | None = None
+    hyperparameters: dict = field(default_factory=dict)
+    train_manifest: str | None = None
+    valid_manifest: str | None = None
+    train_count: int | None = None
+    metrics: dict = field(default_factory=dict)
+    decision: dict | None = None
+    evaluation_prefix: str | None = None
+    test_transform_job: str | None = None
+    failure_reason: str = ""
+    created_at: str | None = None
+    evaluated_at: str | None = None
+
+    @property
+    def auc(self) -> float | None:
+        return self.metrics.get("auc")
+
+
+@dataclass(frozen=True)
+class CurrentModel(Record):
+    """Which model scores slides (``models``, ``current``), and the chain of models it replaced."""
+
+    model_name: str
+    promoted_at: str
+    promoted_by: str
+    reason: str
+    dataset: str | None = None
+    training_job: str | None = None
+    model_data_uri: str | None = None
+    metrics: dict = field(default_factory=dict)
+    evaluation_prefix: str | None = None
+    replaced: list = field(default_factory=list)
+    action: str = "promoted"  # how it became current: promoted, promoted by hand, rolled back
+    previous_model: str | None = None
+    # Model Promoted was published; a retry finishes a change whose announcement failed. Records written
+    # before this field existed were announced.
+    announced: bool = True

@@ -1,0 +1,182 @@
+"""Each function's settings, parsed and validated once at start from its environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pcam_pipeline.core.errors import SettingsError
+from pcam_pipeline.wsi.reader import SlideLimits
+from pcam_pipeline.wsi.tiling import TilingSettings
+
+if TYPE_CHECKING:  # the conversion functions carry no training configuration layer
+    from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"the environment variable {name} is not set")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default, low, high, parse=int):
+    raw = str(env.get(name, default)).strip()
+    try:
+        value = parse(raw)
+    except ValueError as exc:
+        kind = "a whole number" if parse is int else "a number"
+        raise SettingsError(f"{name} must be {kind}, not {raw!r}") from exc
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _number(env, name, default, low, high)
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    return _number(env, name, default, low, high, parse=float)
+
+
+@dataclass(frozen=True)
+class ConversionSettings:
+    """Settings shared by the functions that read dropped files and write patches."""
+
+    bucket: str
+    state_table: str
+    event_bus: str
+    jpeg_quality: int
+    resize_to: int
+    max_receive_count: int
+    max_patches_per_file: int = 2_000_000  # MaxPatchesPerFile: larger declared files are refused unread
+    max_patches_per_slide: int = 100_000  # ScoringBatchMaxPatches: one scoring job gathers one slide at most
+    tiling: TilingSettings = TilingSettings()  # whole-slide images: resolution, tissue, overlap
+    slide_limits: SlideLimits = SlideLimits()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ConversionSettings:
+        return cls(
+            tiling=TilingSettings(
+                model_mpp=_float(env, "MODEL_MICRONS_PER_PIXEL", 0.972, 0.05, 20),
+                min_tissue_fraction=_float(env, "MIN_TISSUE_FRACTION", 0.5, 0.01, 1),
+                overlap=_float(env, "TILE_OVERLAP", 0.0, 0, 0.75),
+            ),
+            slide_limits=SlideLimits(max_gigapixels=_float(env, "MAX_SLIDE_GIGAPIXELS", 25, 0.001, 1000)),
+            bucket=_required(env, "DATA_BUCKET"),
+            state_table=_required(env, "STATE_TABLE"),
+            event_bus=_required(env, "EVENT_BUS"),
+            jpeg_quality=_int(env, "JPEG_QUALITY", 90, 1, 100),
+            resize_to=_int(env, "RESIZE_TO", 0, 0, 1024),
+            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 3, 1, 1000),
+            max_patches_per_file=_int(env, "MAX_PATCHES_PER_FILE", 2_000_000, 1, 100_000_000),
+            max_patches_per_slide=_int(env, "SCORING_BATCH_MAX_PATCHES", 100_000, 1, 1_000_000),
+        )
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    conversion: ConversionSettings
+    idempotency_table: str
+    convert_queue_url: str
+    patches_per_shard: int
+    max_uncompressed_bytes: int = 16 << 30  # MaxUncompressedGB: a .gz inflating past it is refused
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestSettings:
+        return cls(
+            conversion=ConversionSettings.from_env(env),
+            idempotency_table=_required(env, "IDEMPOTENCY_TABLE"),
+            convert_queue_url=_required(env, "CONVERT_QUEUE_URL"),
+            patches_per_shard=_int(env, "PATCHES_PER_SHARD", 16384, 1, 10_000_000),
+            max_uncompressed_bytes=int(_float(env, "MAX_UNCOMPRESSED_GB", 16, 0.01, 5000) * (1 << 30)),
+        )
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "true", "false"):
+        return default if raw == "" else raw == "true"
+    raise SettingsError(f"{name} must be true or false, not {env[name]!r}")
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict:
+    raw = env.get(name, "").strip() or "{}"
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f'{name} must be a JSON object such as {{"epochs": 20}}, not {raw!r}') from exc
+    if not isinstance(value, dict):
+        raise SettingsError(f'{name} must be a JSON object such as {{"epochs": 20}}, not {raw!r}')
+    return value
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Settings of the functions that train, evaluate and promote models."""
+
+    bucket: str
+    state_table: str
+    event_bus: str
+    alert_topic_arn: str
+    minimum_auc: float
+    decision_threshold: float
+    sagemaker: SageMakerSettings
+    max_transform_jobs: int = 2  # slide-scoring transform jobs running at once (MaxConcurrentTransformJobs)
+    scoring_batch_window_seconds: int = 60  # slides ready within this share a job (ScoringBatchWindowSeconds)
+    scoring_batch_max_patches: int = 100_000  # …up to this many patches (ScoringBatchMaxPatches)
+    rescore_on_promotion: bool = False  # a promoted model rescores every scored slide (RescoreOnPromotion)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ModelSettings:
+        from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
+
+        default = SageMakerSettings(role_arn="", region="", bucket="")  # the defaults live there
+        bucket = _required(env, "DATA_BUCKET")
+        return cls(
+            bucket=bucket,
+            state_table=_required(env, "STATE_TABLE"),
+            event_bus=_required(env, "EVENT_BUS"),
+            alert_topic_arn=_required(env, "ALERT_TOPIC_ARN"),
+            minimum_auc=_float(env, "MINIMUM_AUC", 0.90, 0.0, 1.0),
+            decision_threshold=_float(env, "DECISION_THRESHOLD", 0.5, 0.0, 1.0),
+            sagemaker=SageMakerSettings(
+                role_arn=_required(env, "SAGEMAKER_ROLE_ARN"),
+                region=env.get("AWS_REGION") or _required(env, "AWS_DEFAULT_REGION"),
+                bucket=bucket,
+                instance_type=_required(env, "TRAINING_INSTANCE_TYPE"),
+                instance_count=_int(env, "TRAINING_INSTANCE_COUNT", default.instance_count, 1, 100),
+                volume_size_gb=_int(env, "TRAINING_VOLUME_GB", default.volume_size_gb, 1, 16384),
+                max_runtime_seconds=_int(
+                    env, "TRAINING_MAX_RUNTIME_SECONDS", default.max_runtime_seconds, 60, 28 * 24 * 3600
+                ),
+                hyperparameter_overrides=_json_object(env, "HYPERPARAMETER_OVERRIDES"),
+                tuning_max_jobs=_int(env, "TUNING_MAX_JOBS", default.tuning_max_jobs, 0, 500),
+                tuning_parallel_jobs=_int(env, "TUNING_PARALLEL_JOBS", default.tuning_parallel_jobs, 1, 100),
+                transform_instance_type=_required(env, "TRANSFORM_INSTANCE_TYPE"),
+                transform_instance_count=_int(
+                    env, "TRANSFORM_INSTANCE_COUNT", default.transform_instance_count, 1, 100
+                ),
+                max_concurrent_transforms=_int(
+                    env, "MAX_CONCURRENT_TRANSFORMS", default.max_concurrent_transforms, 0, 100
+                ),
+                max_payload_mb=_int(env, "MAX_PAYLOAD_MB", default.max_payload_mb, 1, 100),
+                evaluation_instance_type=_required(env, "EVALUATION_INSTANCE_TYPE"),
+            ),
+            max_transform_jobs=_int(env, "MAX_CONCURRENT_TRANSFORM_JOBS", cls.max_transform_jobs, 1, 100),
+            scoring_batch_window_seconds=_int(
+                env, "SCORING_BATCH_WINDOW_SECONDS", cls.scoring_batch_window_seconds, 0, 3600
+            ),
+            scoring_batch_max_patches=_int(
+                env, "SCORING_BATCH_MAX_PATCHES", cls.scoring_batch_max_patches, 1, 1_000_000
+            ),
+            rescore_on_promotion=_flag(env, "RESCORE_ON_PROMOTION", cls.rescore_on_promotion),
+        )
+
+
+def idempotency_table(env: Mapping[str, str] = os.environ) -> str:
+    return _required(env, "IDEMPOTENCY_TABLE")

@@ -1,0 +1,111 @@
+"""Announcing a split or slide once all its inputs are converted: manifest first, then one event."""
+
+from __future__ import annotations
+
+from pcam_pipeline.aws import events, storage
+from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.aws.observability import logger
+from pcam_pipeline.core import keys
+from pcam_pipeline.core.records import PatchOwner, SlideRecord, SplitRecord
+from pcam_pipeline.core.statuses import FileStatus
+from pcam_pipeline.ingestion import manifests
+from pcam_pipeline.ingestion.hdf5_input import DEFAULT_LIMITS, FileLimits, open_hdf5, read_labels
+from pcam_pipeline.state import StateStore
+
+
+def readiness_token(record: PatchOwner) -> str | None:
+    """Identity of the inputs a ready announcement is for, or None while something is missing.
+
+    A shard that failed blocks it until that shard succeeds (a redrive); a failure of a split's counts
+    is checked again by the completer."""
+    if record.failed_shards or not record.shards_complete:
+        return None
+    if isinstance(record, SlideRecord):
+        return record.x_run
+    if record.y_version is None:
+        return None
+    return f"{record.x_run}|{record.y_version}"
+
+
+class Completer:
+    def __init__(
+        self, bucket: str, s3, state: StateStore, publisher: events.EventPublisher, limits: FileLimits = DEFAULT_LIMITS
+    ):
+        self._limits = limits
+        self._blobs = S3BlobStore(bucket, s3)
+        self._bucket, self._s3, self._state, self._events = bucket, s3, state, publisher
+
+    def complete_if_ready(self, owner_pk: str, claimer: str) -> bool:
+        """Write the manifest and announce the owner if all its inputs are in; True if this call did."""
+        record = self._state.owner(owner_pk)
+        token = readiness_token(record) if record else None
+        if token is None:
+            return False
+        if isinstance(record, SplitRecord) and record.x_count != record.y_count:
+            self._state.mark_failed(
+                owner_pk, f"images ({record.x_count}) and labels ({record.y_count}) disagree in number"
+            )
+            return False
+        if not self._state.claim_ready(owner_pk, token, claimer):
+            return False
+        if isinstance(record, SplitRecord):
+            detail = self._write_split_manifest(record, token)
+            detail_type = events.SPLIT_READY
+        else:
+            detail = self._write_slide_manifest(record)
+            detail_type = events.SLIDE_READY
+        # Ready before the event: its consumers read the owner's record and must find it ready.
+        self._state.mark_ready(owner_pk, detail["manifest_key"])
+        self._events.publish(detail_type, detail)
+        self._state.mark_announced(owner_pk, token)
+        self._state.record_file(record.x_key, record.x_version, FileStatus.CONVERTED, patch_count=record.x_count)
+        logger.info(f"{detail_type}", extra=detail)
+        return True
+
+    def _labels(self, record: SplitRecord):
+        with self._blobs.open(record.y_source_key, record.y_source_version) as f, open_hdf5(f, f.size) as handle:
+            return read_labels(handle, self._limits)
+
+    def _write_split_manifest(self, record: SplitRecord, token: str) -> dict:
+        labels = self._labels(record)
+        key = keys.split_manifest_key(record.dataset, record.split, token)
+        storage.put_lines(
+            self._s3,
+            self._bucket,
+            key,
+            manifests.augmented_manifest_lines(self._bucket, record.image_prefix, labels),
+            "application/jsonlines",
+        )
+        return {
+            "dataset": record.dataset,
+            "split": record.split,
+            "manifest_key": key,
+            "manifest_uri": self._blobs.uri(key),
+            "patch_count": int(labels.size),
+            "tumour_count": int(labels.sum()),
+            "image_prefix": record.image_prefix,
+            "image_edge": record.image_edge,
+            "x_key": record.x_key,
+            "x_version": record.x_version,
+            "y_key": record.y_key,
+            "y_version": record.y_version,
+            "run_id": record.x_run,
+        }
+
+    def _write_slide_manifest(self, record: SlideRecord) -> dict:
+        key = keys.slide_manifest_key(record.slide_id, record.x_run)
+        body = manifests.transform_manifest(self._bucket, record.image_prefix, record.x_count)
+        storage.put_lines(self._s3, self._bucket, key, [body], "application/json")
+        return {
+            "slide_id": record.slide_id,
+            "manifest_key": key,
+            "manifest_uri": self._blobs.uri(key),
+            "patch_count": record.x_count,
+            "has_coords": record.has_coords,
+            "image_prefix": record.image_prefix,
+            "input_key": record.x_key,
+            "input_version": record.x_version,
+            "source_key": record.x_source_key,
+            "source_version": record.x_source_version,
+            "run_id": record.x_run,
+        }

@@ -1,0 +1,138 @@
+"""One conversion shard: a slice of a dropped patch file becomes JPEG objects."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from pcam_pipeline.aws import storage
+from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.aws.events import EventPublisher
+from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.keys import DroppedFile, patch_file_name
+from pcam_pipeline.core.records import FileStatus
+from pcam_pipeline.core.settings import ConversionSettings
+from pcam_pipeline.ingestion.completion import Completer
+from pcam_pipeline.ingestion.hdf5_input import FileLimits, open_hdf5
+from pcam_pipeline.ingestion.patches import encode_jpeg
+from pcam_pipeline.ingestion.quarantine import quarantine
+from pcam_pipeline.ingestion.shard_planning import ShardTask
+from pcam_pipeline.state import StateStore
+from pcam_pipeline.wsi.ingestion import cut_patches, load_plan
+from pcam_pipeline.wsi.reader import WholeSlide
+
+# Patches read from HDF5 at once: 512 x 27 KB = 14 MB, whatever the shard or file size.
+READ_BATCH = 512
+
+
+class ShardConverter:
+    def __init__(
+        self,
+        settings: ConversionSettings,
+        s3=None,
+        state: StateStore | None = None,
+        publisher: EventPublisher | None = None,
+    ):
+        self._settings = settings
+        self._bucket = settings.bucket
+        self._s3 = s3 or storage.s3_client()
+        self._blobs = S3BlobStore(self._bucket, self._s3)
+        self._state = state or StateStore(settings.state_table)
+        limits = FileLimits(max_patches=settings.max_patches_per_file)
+        self._completer = Completer(
+            self._bucket, self._s3, self._state, publisher or EventPublisher(settings.event_bus), limits
+        )
+
+    def convert(self, task: ShardTask) -> dict:
+        logger.append_keys(file_key=task.file_key, run_id=task.run_id, shard=task.shard)
+        try:
+            written = self.write_patches(task)
+        except InvalidInput as problem:  # deterministic: retrying would fail the same way
+            return self._set_aside(task, problem)
+        progress = self._state.record_shard_done(task.owner, task.run_id, task.shard)
+        metrics.add_metric(name="PatchesConverted", unit="Count", value=written)
+        if progress is None:
+            logger.info("shard belongs to a superseded upload; not counted")
+            return {"status": "superseded", "patches": written}
+        announced = self._completer.complete_if_ready(task.owner, task.claimer)
+        return {
+            "status": "converted",
+            "patches": written,
+            "announced": announced,
+            "shards_done": len(progress.get("shards_done", [])),
+            "shards_total": progress.get("shards_total"),
+        }
+
+    def write_patches(self, task: ShardTask) -> int:
+        """Encode and upload the shard's patches as they are read."""
+        quality, resize_to = self._settings.jpeg_quality, self._settings.resize_to
+        source = self._whole_slide_patches if task.tile_plan_key else self._hdf5_patches
+        with storage.ConcurrentUploader(self._s3, self._bucket) as uploader, source(task) as patches:
+            for index, patch in patches:
+                uploader.put(task.image_prefix + patch_file_name(index), encode_jpeg(patch, quality, resize_to),
+                             "image/jpeg")  # fmt: skip
+        return task.stop - task.start
+
+    @contextlib.contextmanager
+    def _whole_slide_patches(self, task: ShardTask) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
+        """The shard's tiles cut from the slide: only the pyramid tiles under them are read."""
+        plan = load_plan(self._blobs, task.tile_plan_key)
+        with (
+            storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
+            WholeSlide(f, f.size, self._settings.slide_limits) as slide,
+        ):
+            yield cut_patches(slide, plan, task.start, task.stop)
+
+    @contextlib.contextmanager
+    def _hdf5_patches(self, task: ShardTask) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
+        """The shard's patches, each block read while the one before is encoded (read-ahead)."""
+        starts = range(task.start, task.stop, READ_BATCH)
+        with (
+            storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
+            open_hdf5(f, f.size) as handle,
+            ThreadPoolExecutor(max_workers=1) as reader,
+        ):
+            patches = handle["x"]
+
+            def read(first: int):
+                stop = min(first + READ_BATCH, task.stop)
+                try:
+                    return patches[first:stop]
+                except (OSError, RuntimeError, ValueError) as exc:  # a checksum or decode error of the file
+                    raise InvalidInput(
+                        f"patches {first} to {stop - 1} cannot be read (the file is damaged)",
+                        "a file whose every patch can be read",
+                        str(exc),
+                    ) from exc
+
+            def blocks() -> Iterator[tuple[int, np.ndarray]]:
+                pending = reader.submit(read, starts[0])
+                for position, first in enumerate(starts):
+                    block = pending.result()
+                    if position + 1 < len(starts):
+                        pending = reader.submit(read, starts[position + 1])
+                    yield from enumerate(block, start=first)
+
+            yield blocks()
+
+    def _set_aside(self, task: ShardTask, problem: InvalidInput) -> dict:
+        """Quarantine the upload at its first damaged patches: no retry, no manifest, and its owner says why."""
+        logger.warning("the file is damaged", extra={"reason": problem.describe()})
+        if self._state.mark_damaged(task.owner, task.run_id, problem.describe()):
+            dropped = DroppedFile(self._bucket, task.file_key, task.file_version_id, etag=task.file_version)
+            quarantine(self._s3, self._bucket, self._state, dropped, problem)
+        return {"status": "damaged", "reason": problem.describe()}
+
+    def record_failure(self, task: ShardTask, reason: str) -> None:
+        """The shard's last attempt failed: its split or slide and its file say so."""
+        self._state.record_shard_failed(task.owner, task.run_id, task.shard, reason)
+        self._state.record_file(
+            task.file_key,
+            task.file_version,
+            FileStatus.FAILED,
+            reason=f"conversion shard {task.shard} failed: {reason} (message moved to the convert dead-letter queue)",
+        )

@@ -1,0 +1,32 @@
+"""Setting an unusable upload aside: moved to quarantine/ with a plain explanation beside it; nothing is lost."""
+
+from __future__ import annotations
+
+from pcam_pipeline.aws import storage
+from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core import keys
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.keys import DroppedFile
+from pcam_pipeline.core.records import FileStatus
+from pcam_pipeline.state import StateStore, now_iso
+
+
+def quarantine(s3, bucket: str, state: StateStore, dropped: DroppedFile, problem: InvalidInput) -> dict:
+    target = keys.quarantine_key(dropped.key)
+    error = {
+        "key": dropped.key,
+        "version": dropped.version,
+        "error": problem.describe(),
+        **problem.as_dict(),
+        "quarantined_at": now_iso(),
+        "quarantined_as": target,
+    }
+    S3BlobStore(bucket, s3).put_json(keys.quarantine_error_key(dropped.key), error)
+    storage.move_object(s3, bucket, dropped.key, dropped.version_id, target)
+    state.record_file(
+        dropped.key, dropped.version, FileStatus.QUARANTINED, reason=problem.describe(), quarantine_key=target
+    )
+    metrics.add_metric(name="FilesQuarantined", unit="Count", value=1)
+    logger.warning("quarantined", extra={"reason": problem.describe()})
+    return {"status": "quarantined", "reason": problem.describe(), "quarantine_key": target}

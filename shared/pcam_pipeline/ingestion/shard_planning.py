@@ -1,0 +1,143 @@
+"""Fanning a dropped patch file out into conversion shards: one queue message per slice of patches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core.errors import RetryableError
+from pcam_pipeline.core.keys import DroppedFile
+from pcam_pipeline.core.records import FileStatus, PatchOwner
+from pcam_pipeline.state import StateStore
+
+SQS_BATCH = 10  # entries per SendMessageBatch, SQS's maximum
+# Reads and decisions a delivery makes before it gives up on a split that other deliveries keep changing.
+DECISION_ATTEMPTS = 5
+
+
+def decided_from(read_owner: Callable[[], PatchOwner]) -> Iterator[PatchOwner]:
+    """Reads of the owner to decide from: again after a concurrent delivery changed its inputs."""
+    for _ in range(DECISION_ATTEMPTS):
+        yield read_owner()
+    raise RetryableError("other uploads kept changing this split or slide while this file was ingested")
+
+
+def plan_shards(count: int, patches_per_shard: int) -> list[tuple[int, int]]:
+    """Split [0, count) into consecutive [start, stop) ranges of at most ``patches_per_shard``."""
+    return [(start, min(start + patches_per_shard, count)) for start in range(0, count, patches_per_shard)]
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """The message a conversion shard receives: which patches of which object, written where."""
+
+    owner: str
+    run_id: str
+    shard: int
+    start: int
+    stop: int
+    source_key: str
+    source_version: str | None
+    image_prefix: str
+    file_key: str
+    file_version: str
+    file_version_id: str | None = None  # the S3 version to quarantine if the file turns out damaged
+    tile_plan_key: str | None = None  # a whole-slide image: the tiles to cut (patch indices are its tiles)
+
+    @classmethod
+    def from_message(cls, body: dict) -> ShardTask:
+        return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})
+
+    @property
+    def claimer(self) -> str:
+        """Who may finish this upload's announcement: the same shard again, whatever SQS message carries it
+        (a retry, or a redrive from the dead-letter queue with a new message id)."""
+        return f"shard {self.shard} of run {self.run_id}"
+
+
+@dataclass(frozen=True)
+class PatchSource:
+    """The HDF5 object a dropped file's patches are read from, and where their JPEGs go."""
+
+    key: str
+    version: str | None
+    count: int
+    storage: str
+    image_prefix: str
+    tile_plan_key: str | None = None
+
+
+class ShardPlanner:
+    def __init__(self, state: StateStore, sqs, convert_queue_url: str, patches_per_shard: int):
+        self._state, self._sqs = state, sqs
+        self._queue_url, self._patches_per_shard = convert_queue_url, patches_per_shard
+
+    def plan(
+        self, dropped: DroppedFile, owner: str, source: PatchSource, fields: dict, as_read: PatchOwner, forget=()
+    ) -> dict | None:
+        """Make this upload the owner's current images and enqueue one message per shard.
+
+        None (nothing planned) if the owner's inputs changed since ``as_read`` was read."""
+        shards = plan_shards(source.count, self._patches_per_shard)
+        planned = self._state.start_patch_conversion(
+            owner,
+            as_read=as_read,
+            forget=forget,
+            fields={
+                **fields,
+                "x_key": dropped.key,
+                "x_version": dropped.version,
+                "x_source_key": source.key,
+                "x_source_version": source.version,
+                "x_run": dropped.run_id,
+                "x_count": source.count,
+                "shards_total": len(shards),
+                "image_prefix": source.image_prefix,
+                "storage": source.storage,
+            },
+        )
+        if not planned:
+            return None
+        tasks = [
+            ShardTask(
+                owner,
+                dropped.run_id,
+                index,
+                start,
+                stop,
+                source.key,
+                source.version,
+                source.image_prefix,
+                dropped.key,
+                dropped.version,
+                dropped.version_id,
+                source.tile_plan_key,
+            )  # fmt: skip
+            for index, (start, stop) in enumerate(shards)
+        ]
+        self._enqueue(tasks)
+        self._state.record_file(
+            dropped.key,
+            dropped.version,
+            FileStatus.CONVERTING,
+            run_id=dropped.run_id,
+            patch_count=source.count,
+            shards=len(shards),
+            owner=owner,
+        )
+        metrics.add_metric(name="ShardsPlanned", unit="Count", value=len(shards))
+        logger.info(
+            "planned conversion",
+            extra={"owner": owner, "patches": source.count, "shards": len(shards), "storage": source.storage},
+        )
+        return {"status": "converting", "owner": owner, "patches": source.count, "shards": len(shards)}
+
+    def _enqueue(self, tasks: list[ShardTask]) -> None:
+        for first in range(0, len(tasks), SQS_BATCH):
+            batch = tasks[first : first + SQS_BATCH]
+            entries = [{"Id": str(i), "MessageBody": json.dumps(asdict(task))} for i, task in enumerate(batch)]
+            response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            if response.get("Failed"):
+                raise RetryableError(f"could not enqueue shards: {response['Failed']}")

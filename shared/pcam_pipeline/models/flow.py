@@ -1,0 +1,116 @@
+"""The SageMaker side of the pipeline, driven by its own events and SageMaker's state-change events.
+
+dataset train+valid ready → training (or tuning) job → Model → Batch Transform of the test split
+→ evaluation job (scikit-learn) → ROC picture → promotion gate (``model_training``,
+``model_evaluation``); slide ready (or a model promoted while slides wait) → the scoring queue →
+Batch Transform of the slide, as slots and SageMaker's capacity allow → predictions
+(``slide_scoring``). A scheduled tick retries the queue when nothing else would (a quota held by jobs
+outside the pipeline). ``job_tracker`` keeps the books every job kind shares.
+
+Every step is idempotent: job names are derived from their inputs (SageMaker refuses a second job of
+the same name), records are created conditionally, and a repeated event repeats no work.
+"""
+
+from __future__ import annotations
+
+from pcam_pipeline.aws import events
+from pcam_pipeline.aws.alerts import Alerter
+from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.aws.job_launcher import SageMakerLauncher
+from pcam_pipeline.aws.observability import logger
+from pcam_pipeline.core.errors import JobFailed
+from pcam_pipeline.core.settings import ModelSettings
+from pcam_pipeline.core.statuses import JobKind, JobStatus
+from pcam_pipeline.models.evaluation import ModelEvaluation
+from pcam_pipeline.models.job_tracker import (
+    SAGEMAKER_EVENTS,
+    FlowParts,
+    JobKindHandler,
+    JobTracker,
+    StateChange,
+    failed,
+)
+from pcam_pipeline.models.promotion import PromotedModels
+from pcam_pipeline.models.training import ModelTraining
+from pcam_pipeline.scoring.slides import SlideScoring
+from pcam_pipeline.state import StateStore
+
+
+class SageMakerFlow:
+    def __init__(
+        self,
+        settings: ModelSettings,
+        state: StateStore | None = None,
+        blobs: S3BlobStore | None = None,
+        launcher: SageMakerLauncher | None = None,
+        publisher: events.EventPublisher | None = None,
+        alerter: Alerter | None = None,
+    ):
+        state = state or StateStore(settings.state_table)
+        blobs = blobs or S3BlobStore(settings.bucket)
+        launcher = launcher or SageMakerLauncher()
+        publisher = publisher or events.EventPublisher(settings.event_bus)
+        self.jobs = JobTracker(state, launcher, alerter or Alerter(settings.alert_topic_arn))
+        self.registry = PromotedModels(state, publisher)
+        parts = FlowParts(settings, state, blobs, launcher, publisher, self.jobs, self.registry)
+        self.evaluation = ModelEvaluation(parts)
+        self.training = ModelTraining(parts, self.evaluation)
+        self.slides = SlideScoring(parts)
+        self._kinds: dict[JobKind, JobKindHandler] = {
+            JobKind.TRAINING: self.training,
+            JobKind.TUNING: self.training,
+            JobKind.TEST_TRANSFORM: self.evaluation,
+            JobKind.EVALUATION: self.evaluation,
+            JobKind.SLIDE_SCORING: self.slides,
+        }
+
+    def on_event(self, detail_type: str, detail: dict, event_id: str = "") -> dict:
+        """One event from either bus: a split or slide became ready, a model was promoted, a job changed.
+
+        ``event_id`` (EventBridge's) tells a retry of this event from another delivery of the same news."""
+        if detail_type == events.SPLIT_READY:
+            return self.on_split_ready(detail)
+        if detail_type == events.SLIDE_READY:
+            return self.slides.on_slide_ready(detail)
+        if detail_type == events.MODEL_PROMOTED:
+            return self.slides.on_model_promoted(detail)
+        if detail_type == events.SCHEDULED_TICK:
+            return self.slides.queue.dispatch()
+        if detail_type in SAGEMAKER_EVENTS:
+            return self.on_sagemaker_event(detail_type, detail, event_id)
+        return {"status": "ignored", "reason": f"not an event this function handles: {detail_type!r}"}
+
+    def on_split_ready(self, detail: dict) -> dict:
+        logger.append_keys(dataset=detail["dataset"], split=detail["split"], run_id=detail.get("run_id"))
+        if detail["split"] == "test":
+            return self.evaluation.evaluate_waiting_models(detail["dataset"])
+        return self.training.start_training(detail["dataset"])
+
+    def on_sagemaker_event(self, detail_type: str, detail: dict, event_id: str = "") -> dict:
+        change = self.jobs.observe(detail_type, detail)
+        if change.ignored:
+            return {"status": "ignored", "job": change.name, "reason": change.ignored}
+        outcome = self._follow_up(change, detail, event_id)
+        if change.status.terminal and change.job.kind is JobKind.SLIDE_SCORING:
+            # Also on a repeat: a delivery that died after the follow-up must still free the slot.
+            outcome["queue"] = self.slides.queue.job_ended(change.job)
+        return outcome
+
+    def _follow_up(self, change: StateChange, detail: dict, event_id: str) -> dict:
+        job, kind = change.job, self._kinds[change.job.kind]
+        if change.first_report:
+            kind.on_progress(job, change.status)
+        if change.status.unsuccessful:
+            if change.first_report:
+                self.jobs.fail(job, kind, change.reason or f"the job was {change.status.lower()}")
+            return {"status": "recorded", "job": job.name, "job_status": change.status}
+        if change.status is not JobStatus.COMPLETED:
+            return {"status": "recorded", "job": job.name, "job_status": change.status}
+        # A repeated Completed runs the follow-up again: each step is idempotent, and a retried
+        # message must finish what a crashed attempt started.
+        try:
+            delivery = event_id or f"{job.name} {change.status}"
+            return {"status": "completed", "job": job.name, **kind.on_completed(job, detail, delivery)}
+        except JobFailed as exc:
+            self.jobs.fail(failed(job), kind, str(exc))
+            return {"status": "failed", "job": job.name, "reason": str(exc)}

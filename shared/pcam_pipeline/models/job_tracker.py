@@ -1,0 +1,149 @@
+"""The bookkeeping every kind of SageMaker job shares: start it once, record what SageMaker reports,
+ignore late or foreign events, and record and alert a failure. The kinds (``model_training``,
+``model_evaluation``, ``slide_scoring``) say what a job's completion or failure means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from pcam_pipeline.aws.alerts import Alerter
+from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.aws.events import EventPublisher
+from pcam_pipeline.aws.job_launcher import SageMakerLauncher
+from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core.records import JobRecord
+from pcam_pipeline.core.settings import ModelSettings
+from pcam_pipeline.core.statuses import JobStatus
+from pcam_pipeline.models.promotion import PromotedModels
+from pcam_pipeline.state import StateStore
+
+# detail-type → (field naming the job, field holding its status)
+SAGEMAKER_EVENTS = {
+    "SageMaker Training Job State Change": ("TrainingJobName", "TrainingJobStatus"),
+    "SageMaker HyperParameter Tuning Job State Change": (
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobStatus",
+    ),
+    "SageMaker Transform Job State Change": ("TransformJobName", "TransformJobStatus"),
+    "SageMaker Processing Job State Change": ("ProcessingJobName", "ProcessingJobStatus"),
+}
+
+
+class JobKindHandler(Protocol):
+    """What one kind of job means to the pipeline."""
+
+    failure_consequence: str  # told to operators with every failure
+
+    def on_progress(self, job: JobRecord, status: JobStatus) -> None: ...
+
+    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
+        """``delivery`` identifies the event (its EventBridge id): what to announce once per delivery."""
+
+    def on_failed(self, job: JobRecord, reason: str) -> bool | None:
+        """Record what the failure means; True when it is handled (retried) and operators need no alert."""
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """A SageMaker event, read against the job's record."""
+
+    name: str
+    status: JobStatus
+    job: JobRecord | None = None
+    reason: str = ""
+    ignored: str = ""  # why the event changes nothing, if it does not
+    first_report: bool = True  # False for a repeat of the job's final status
+
+
+class JobTracker:
+    def __init__(self, state: StateStore, launcher: SageMakerLauncher, alerter: Alerter):
+        self._state, self._launcher, self._alerts = state, launcher, alerter
+
+    def record(self, job: JobRecord) -> bool:
+        """Record a job about to start; False if it was recorded before (a repeated event)."""
+        return self._state.create_job(job)
+
+    def start_once(self, job: JobRecord, request: dict, **fields) -> bool:
+        """Start the recorded job unless its record says it was started already."""
+        recorded = self._state.job(job.name)
+        if recorded is None or recorded.status is not JobStatus.STARTING:
+            return False
+        self._launcher.start(job.kind, job.name, request)  # an existing job of this name is this job
+        self._state.mark_job_started(job.name, **fields)
+        metrics.add_metric(name="SageMakerJobsStarted", unit="Count", value=1)
+        logger.info("SageMaker job started", extra={"job": job.name, "kind": job.kind})
+        return True
+
+    def observe(self, detail_type: str, detail: dict) -> StateChange:
+        """Record the job's new status, once; late, repeated and foreign events change nothing."""
+        name_field, status_field = SAGEMAKER_EVENTS[detail_type]
+        name, status = detail[name_field], JobStatus(detail[status_field])
+        job = self._state.job(name)
+        if job is None:
+            return StateChange(name, status, ignored="not started by this pipeline")
+        # Correlation: the job, and the dataset or slide (and its upload) and model it belongs to.
+        correlation = {"dataset": job.dataset, "slide_id": job.slide_id, "run_id": job.run_id}
+        logger.append_keys(job=name, model_name=job.model_name, **{k: v for k, v in correlation.items() if v})
+        reason = "" if status is JobStatus.COMPLETED else detail.get("FailureReason") or detail.get("ExitMessage") or ""
+        if job.status.terminal:
+            if status is not job.status:
+                return StateChange(name, status, job, ignored=f"late {status} event for a {job.status} job")
+            return StateChange(name, status, job, reason, first_report=False)
+        self._state.record_job_status(name, status, reason)
+        return StateChange(name, status, replace(job, status=status, reason=reason), reason)
+
+    def fail(self, job: JobRecord, kind: JobKindHandler, reason: str) -> None:
+        """Record the job's failure where operators look for it, and alert them."""
+        self._state.record_job_failure(job.name, job.status, reason)
+        metrics.add_metric(name="SageMakerJobsFailed", unit="Count", value=1)
+        if kind.on_failed(job, reason):
+            logger.info("SageMaker job failed; retried without an alert", extra={"job": job.name, "reason": reason})
+            return
+        ended = job.status.lower()
+        self._alerts.alert(
+            f"{job.kind} job {ended} for {job.subject}",
+            f"SageMaker {job.kind} job {job.name} ({job.status}) for {job.subject}.\n"
+            f"Reason: {reason}\n{kind.failure_consequence}",
+        )
+
+
+@dataclass(frozen=True)
+class FlowParts:
+    """What every kind of job works with: the settings and the ports to AWS, wired once."""
+
+    settings: ModelSettings
+    state: StateStore
+    blobs: S3BlobStore
+    launcher: SageMakerLauncher
+    publisher: EventPublisher
+    jobs: JobTracker
+    registry: PromotedModels
+
+
+class JobKindBase:
+    """The wiring every job kind shares; a kind that records progress overrides ``on_progress``."""
+
+    def __init__(self, parts: FlowParts):
+        self._settings = parts.settings.sagemaker
+        self._state, self._blobs, self._launcher = parts.state, parts.blobs, parts.launcher
+        self._jobs, self._registry, self._events = parts.jobs, parts.registry, parts.publisher
+
+    def on_progress(self, job: JobRecord, status: JobStatus) -> None:
+        pass  # most kinds change their records only when a job ends
+
+
+def failed(job: JobRecord) -> JobRecord:
+    return replace(job, status=JobStatus.FAILED)
+
+
+__all__ = [
+    "SAGEMAKER_EVENTS",
+    "FlowParts",
+    "JobKindBase",
+    "JobKindHandler",
+    "JobTracker",
+    "StateChange",
+    "failed",
+]

@@ -1,0 +1,103 @@
+"""Training and tuning jobs: a dataset's train and valid splits ready → one job → a SageMaker Model,
+handed to evaluation. One job per combination of uploads: its name derives from them."""
+
+from __future__ import annotations
+
+from pcam_pipeline.core.errors import InvalidJobRequest
+from pcam_pipeline.core.records import JobRecord, ModelRecord
+from pcam_pipeline.core.statuses import JobKind, JobStatus
+from pcam_pipeline.models import inference_requests, sagemaker_jobs
+from pcam_pipeline.models.evaluation import ModelEvaluation
+from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase, failed
+from pcam_pipeline.models.sagemaker_jobs import TrainingInputs
+from pcam_training.config import TrainingConfigError
+
+
+class ModelTraining(JobKindBase):
+    failure_consequence = "No model is promoted."
+
+    def __init__(self, parts: FlowParts, evaluation: ModelEvaluation):
+        super().__init__(parts)
+        self._evaluation = evaluation
+
+    def start_training(self, dataset: str) -> dict:
+        """Start one training (or tuning) job for the dataset's current train and valid splits."""
+        train, valid = self._state.split(dataset, "train"), self._state.split(dataset, "valid")
+        if not (train and train.ready and valid and valid.ready):
+            return {"status": "waiting for both train and valid", "dataset": dataset}
+        settings = self._settings.for_dataset(self._state.training_settings(dataset))
+        tuning = settings.tuning_max_jobs > 0
+        identity = f"{train.ready_token}|{valid.ready_token}"
+        if tuning:
+            name = sagemaker_jobs.job_name(dataset, identity, sagemaker_jobs.TUNING_JOB_NAME_LIMIT, kind="tune")
+        else:
+            name = sagemaker_jobs.job_name(dataset, identity, kind="train")
+        job = JobRecord(
+            name=name,
+            kind=JobKind.TUNING if tuning else JobKind.TRAINING,
+            dataset=dataset,
+            train_manifest=self._blobs.uri(train.manifest_key),
+            valid_manifest=self._blobs.uri(valid.manifest_key),
+            train_count=train.x_count,
+            valid_count=valid.x_count,
+        )
+        if not self._jobs.record(job) and self._state.job(name).status is not JobStatus.STARTING:
+            return {"status": "already started", "job": name, "kind": job.kind}
+        self._state.record_training_status(dataset, JobStatus.STARTING, latest_job=name)
+        try:
+            inputs = TrainingInputs(
+                name,
+                job.train_manifest,
+                job.valid_manifest,
+                train.x_count,
+                train.image_edge,
+                tags={"pcam:dataset": dataset, "pcam:inputs": identity},
+            )
+            if tuning:
+                request = sagemaker_jobs.tuning_job_request(settings, inputs)
+            else:
+                request = sagemaker_jobs.training_job_request(settings, inputs)
+        except (InvalidJobRequest, TrainingConfigError) as exc:
+            # A deployment setting SageMaker cannot accept: retrying cannot help, operators must fix it.
+            self._jobs.fail(failed(job), self, f"the job request is invalid: {exc}")
+            return {"status": "failed", "job": name, "reason": str(exc)}
+        started = self._jobs.start_once(job, request, hyperparameters=inputs.hyperparameters(settings))
+        return {"status": "started" if started else "already started", "job": name, "kind": job.kind}
+
+    # ------------------------------------------------------------ job kind
+    def on_progress(self, job: JobRecord, status: JobStatus) -> None:
+        self._state.record_training_status(job.dataset, status)
+
+    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
+        if job.kind is JobKind.TUNING:
+            best = self._launcher.best_training_job(job.name)
+            return self.register_model(best, job, self._launcher.describe_training_job(best), tuning_job=job.name)
+        description = detail if "ModelArtifacts" in detail else self._launcher.describe_training_job(job.name)
+        return self.register_model(job.name, job, description)
+
+    def on_failed(self, job: JobRecord, reason: str) -> None:
+        self._state.record_training_status(job.dataset, job.status, failure_reason=reason)
+
+    # ------------------------------------------------------------ the model
+    def register_model(self, training_job: str, job: JobRecord, description: dict, tuning_job: str | None = None):
+        """Create the SageMaker Model of a finished training job, then evaluate it if a test split exists."""
+        model_data = description["ModelArtifacts"]["S3ModelArtifacts"]
+        request = inference_requests.model_request(
+            self._settings, training_job, model_data, {"pcam:dataset": job.dataset}
+        )
+        self._launcher.create_model(request)  # an existing model of this name is this model
+        self._state.create_model(
+            ModelRecord(
+                model_name=training_job,
+                dataset=job.dataset,
+                training_job=training_job,
+                tuning_job=tuning_job,
+                model_data_uri=model_data,
+                hyperparameters=description.get("HyperParameters", {}),
+                train_manifest=job.train_manifest,
+                valid_manifest=job.valid_manifest,
+                train_count=job.train_count,
+            )
+        )
+        self._state.record_latest_model(job.dataset, training_job)
+        return {"model": training_job, **self._evaluation.start_test_transform(training_job)}

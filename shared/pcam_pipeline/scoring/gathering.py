@@ -1,0 +1,39 @@
+"""Reading a slide transform's ``<patch>.out`` outputs back into one array of tumour probabilities."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from pcam_evaluation_job.evaluate_model import EvaluationInputError, tumour_probability
+from pcam_pipeline.aws.blob_store import MissingObject, S3BlobStore
+from pcam_pipeline.core import keys
+from pcam_pipeline.core.errors import JobFailed
+
+GATHER_THREADS = 32
+GATHER_WINDOW = 4096  # predictions fetched per round: bounds the futures held in memory
+
+
+def gather_tumour_probabilities(blobs: S3BlobStore, prefix: str, count: int, threads: int = GATHER_THREADS):
+    """Read ``<prefix><index:07d>.jpg.out`` for every patch, in parallel, into an array in patch order."""
+    probabilities = np.full(count, np.nan, dtype=np.float64)
+
+    def fetch(index: int) -> None:
+        key = f"{prefix}{keys.patch_file_name(index)}.out"
+        try:
+            body = blobs.get_bytes(key)
+        except MissingObject as exc:
+            raise JobFailed(f"the prediction of patch {index} ({key}) is missing: {exc}") from exc
+        try:
+            probabilities[index] = tumour_probability(body, key)
+        except EvaluationInputError as exc:
+            raise JobFailed(str(exc)) from exc
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for start in range(0, count, GATHER_WINDOW):
+            list(pool.map(fetch, range(start, min(start + GATHER_WINDOW, count))))
+    missing = np.flatnonzero(np.isnan(probabilities))
+    if missing.size:  # a patch no window fetched: never let it reach the CSV as a number
+        raise JobFailed(f"no prediction was gathered for {missing.size} patches, the first is {int(missing[0])}")
+    return probabilities

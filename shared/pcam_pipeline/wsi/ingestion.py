@@ -1,0 +1,190 @@
+"""Whole-slide images at ingestion and conversion: µm/px, the tile plan, sidecars, and cutting patches.
+
+The slide stays where the lab dropped it: ingestion reads its header and one low-resolution level (tissue),
+writes the plan (``tiling/<slide_id>/<run_id>/plan.json``) and the thumbnail the overlay is drawn on;
+each conversion shard then reads only the pyramid tiles under its own range of kept tiles.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import numpy as np
+
+from pcam_pipeline.aws import storage
+from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.core import keys
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.keys import DroppedFile, SlideSidecarFile, WholeSlideFile
+from pcam_pipeline.core.records import SlideRecord
+from pcam_pipeline.core.settings import ConversionSettings
+from pcam_pipeline.core.statuses import FileStatus
+from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from
+from pcam_pipeline.scoring.batches import check_slide_fits_one_job
+from pcam_pipeline.state import StateStore, slide_pk
+from pcam_pipeline.wsi.reader import WholeSlide
+from pcam_pipeline.wsi.resolution import check_mpp
+from pcam_pipeline.wsi.tiling import TilePlan, plan_tiles, read_patch
+
+SIDECAR_MAX_BYTES = 4096
+SIDECAR_EXAMPLE = '{"mpp": 0.25}'
+
+
+class MissingResolution(InvalidInput):
+    """The slide does not say its µm/px and no sidecar does: it waits in quarantine for its sidecar."""
+
+
+def sidecar_source(key: str, version: str) -> str:
+    return f"sidecar {key} (version {version})"
+
+
+def parse_sidecar(body: bytes) -> float:
+    """The µm per level-0 pixel a sidecar gives; anything else in it is refused, not ignored."""
+    if len(body) > SIDECAR_MAX_BYTES:
+        raise InvalidInput("the sidecar is too large", f"at most {SIDECAR_MAX_BYTES:,} bytes of JSON such as "
+                           f"{SIDECAR_EXAMPLE}", f"more than {SIDECAR_MAX_BYTES:,} bytes")  # fmt: skip
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("the sidecar is not JSON", f"a JSON object such as {SIDECAR_EXAMPLE}", str(exc)) from exc
+    if not isinstance(document, dict) or "mpp" not in document:
+        raise InvalidInput(
+            "the sidecar does not give the slide's µm per pixel",
+            f"a JSON object such as {SIDECAR_EXAMPLE}",
+            repr(document)[:200],
+        )
+    unknown = sorted(set(document) - {"mpp"})
+    if unknown:
+        found = ", ".join(unknown)[:200]
+        raise InvalidInput("the sidecar holds fields the pipeline does not know", 'only "mpp"', found)
+    mpp = document["mpp"]
+    if isinstance(mpp, bool) or not isinstance(mpp, int | float):
+        raise InvalidInput("the sidecar's mpp is not a number", f"a number such as {SIDECAR_EXAMPLE}", repr(mpp)[:200])
+    return check_mpp(float(mpp), "the sidecar")
+
+
+def missing_resolution(slide_id: str, why: str) -> MissingResolution:
+    sidecar = keys.sidecar_key(slide_id)
+    return MissingResolution(
+        "the slide does not say its resolution (µm per pixel)",
+        f'a sidecar {sidecar} containing {{"mpp": <µm per pixel of level 0>}}, for example {SIDECAR_EXAMPLE} for '
+        "a 40x scan: drop it and this upload of the slide is read again (no need to drop the slide again)",
+        why,
+    )
+
+
+class WholeSlideIngestion:
+    """A dropped whole-slide image becomes a tile plan and conversion shards; a sidecar gives its µm/px."""
+
+    def __init__(self, settings: ConversionSettings, s3, state: StateStore, planner: ShardPlanner, image_edge: dict):
+        self._settings, self._s3, self._state = settings, s3, state
+        self._planner, self._image_edge = planner, image_edge
+        self._blobs = S3BlobStore(settings.bucket, s3)
+
+    def ingest(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict:
+        planned = self._plan_conversion(dropped, kind)
+        # A sidecar recorded while this upload was being read found no cut slide to redo: redo it here.
+        sidecar, current = self._state.slide_sidecar(kind.slide_id), self._state.slide(kind.slide_id)
+        if sidecar and current and current.x_run == dropped.run_id and current.sidecar_version != sidecar["version"]:
+            return self.ingest(self._with_sidecar(current, sidecar["version"]), kind)
+        return planned
+
+    def _plan_conversion(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict:
+        owner = slide_pk(kind.slide_id)
+        decided = None
+        for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
+            if current.x_run == dropped.run_id:
+                return {"status": "already planned", "owner": owner}
+            if decided is None:
+                decided = self._plan_or_wait_for_sidecar(dropped, kind.slide_id)
+            plan, plan_key, sidecar_version = decided
+            prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
+            read_at = f"whole-slide image, level {plan.level} ({plan.level_mpp:.3f} µm/px)"
+            source = PatchSource(dropped.key, dropped.version_id, plan.tiles_kept, read_at, prefix, plan_key)
+            fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": True, "tile_plan_key": plan_key,
+                      "sidecar_version": sidecar_version, **self._image_edge}  # fmt: skip
+            planned = self._planner.plan(dropped, owner, source, fields, current)
+            if planned:
+                return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
+
+    def _plan_or_wait_for_sidecar(self, dropped: DroppedFile, slide_id: str) -> tuple[TilePlan, str, str | None]:
+        try:
+            return self._plan(dropped, slide_id)
+        except MissingResolution:  # quarantined; its sidecar will have this upload read again
+            awaiting = (slide_id, dropped.key, dropped.version_id, keys.quarantine_key(dropped.key))
+            self._state.record_slide_awaiting_mpp(*awaiting)
+            if self._state.slide_sidecar(slide_id) is None:
+                raise
+            # The sidecar was recorded meanwhile, and may not have seen this upload waiting for it.
+            self._state.forget_slide_awaiting_mpp(slide_id)
+            return self._plan(dropped, slide_id)
+
+    def _with_sidecar(self, current: SlideRecord, sidecar_version: str) -> DroppedFile:
+        """The slide's current upload, to be cut again at a sidecar's µm/px (its own run: outputs never mix)."""
+        return DroppedFile(self._settings.bucket, current.x_key, current.x_source_version, etag=current.x_version,
+                           run_context=f"sidecar {sidecar_version}")  # fmt: skip
+
+    def record_sidecar(self, dropped: DroppedFile, kind: SlideSidecarFile) -> dict:
+        """Record a slide's µm/px; a slide quarantined for want of it is read again, one already cut is cut again."""
+        with storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f:
+            mpp = parse_sidecar(f.read(SIDECAR_MAX_BYTES + 1))
+        self._state.record_slide_sidecar(kind.slide_id, mpp, dropped.key, dropped.version)
+        self._state.record_file(dropped.key, dropped.version, FileStatus.SIDECAR_RECORDED)
+        result = {"status": "sidecar recorded", "slide_id": kind.slide_id, "mpp": mpp}
+        awaiting = self._state.slide_awaiting_mpp(kind.slide_id)
+        if awaiting:  # the quarantined upload is read again from its version in the bucket's history
+            waited = DroppedFile(self._settings.bucket, awaiting["key"], awaiting["version_id"],
+                                 run_context=f"sidecar {dropped.version}")  # fmt: skip
+            try:
+                cut = self.ingest(waited, WholeSlideFile(kind.slide_id))
+            except InvalidInput as problem:  # the slide stays in quarantine, now for this reason
+                self._state.record_file(waited.key, waited.version, FileStatus.QUARANTINED, reason=problem.describe())
+                cut = {"status": "still quarantined", "reason": problem.describe()}
+            self._state.forget_slide_awaiting_mpp(kind.slide_id)
+            return {**result, "taken_out_of_quarantine": awaiting["key"], "cut": cut}
+        current = self._state.slide(kind.slide_id)
+        if current and current.tile_plan_key and current.sidecar_version != dropped.version:
+            again = self._with_sidecar(current, dropped.version)
+            return {**result, "cut_again": self.ingest(again, WholeSlideFile(kind.slide_id))}
+        return result
+
+    def _plan(self, dropped: DroppedFile, slide_id: str) -> tuple[TilePlan, str, str | None]:
+        """Read the slide's structure and tissue; write its plan and thumbnail. Returns the plan, its key and
+        the version of the sidecar it used (None: the slide's own metadata)."""
+        sidecar = self._state.slide_sidecar(slide_id)
+        with (
+            storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f,
+            WholeSlide(f, f.size, self._settings.slide_limits) as slide,
+        ):
+            if sidecar:
+                mpp, source = sidecar["mpp"], sidecar_source(sidecar["key"], sidecar["version"])
+            elif slide.resolution.mpp is not None:
+                mpp, source = slide.resolution.mpp, slide.resolution.source
+            else:
+                raise missing_resolution(slide_id, slide.resolution.source)
+            plan, thumbnail = plan_tiles(slide, mpp, source, self._settings.tiling)
+        check_slide_fits_one_job(plan.tiles_kept, self._settings.max_patches_per_slide)
+        plan_key = keys.tiling_key(slide_id, dropped.run_id, "plan.json")
+        picture = io.BytesIO()
+        thumbnail.save(picture, format="JPEG", quality=85)
+        self._blobs.put_bytes(keys.tiling_key(slide_id, dropped.run_id, "thumbnail.jpg"), picture.getvalue(),
+                              "image/jpeg")  # fmt: skip
+        self._blobs.put_json(plan_key, plan.to_json())
+        return plan, plan_key, sidecar["version"] if sidecar else None
+
+
+def load_plan(blobs: S3BlobStore, plan_key: str) -> TilePlan:
+    return TilePlan.from_json(json.loads(blobs.get_bytes(plan_key)))
+
+
+def thumbnail_key(plan_key: str) -> str:
+    return plan_key.rsplit("/", 1)[0] + "/thumbnail.jpg"
+
+
+def cut_patches(slide: WholeSlide, plan: TilePlan, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The patches of kept tiles [start, stop), in order: rows of tiles share pyramid tiles in the cache."""
+    for index in range(start, stop):
+        x, y = plan.coords[index]
+        yield index, read_patch(slide, plan, x, y)

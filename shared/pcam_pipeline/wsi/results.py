@@ -1,0 +1,117 @@
+"""What a scored whole-slide image adds to the usual results: areas, the overlay picture, QuPath GeoJSON. Pure.
+
+GeoJSON follows QuPath's conventions (qupath-docs, "Exporting annotations"): coordinates in full-resolution
+(level-0) pixels with the origin at the top-left corner; each feature's ``properties`` carry ``objectType``
+("detection" for a tile, "annotation" for a merged tumour region), ``classification`` ({"name", "color"})
+and ``measurements`` (a name → number map, as QuPath 0.4 and later write it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from PIL import Image, ImageDraw
+
+from pcam_pipeline.scoring.slide_results import colour_of, framed_png, labels_at
+from pcam_pipeline.wsi.tiling import TilePlan
+
+TUMOUR = {"name": "Tumor", "color": [200, 0, 0]}
+NORMAL = {"name": "Normal", "color": [0, 130, 60]}
+OVERLAY_ALPHA = 110  # of 255: the tissue stays visible under the colours
+
+
+def tile_boxes(plan: TilePlan) -> np.ndarray:
+    """(N, 4) level-0 boxes (x0, y0, x1, y1) of the kept tiles."""
+    corners = np.asarray(plan.coords, dtype=np.float64).reshape(-1, 2)
+    return np.column_stack([corners, corners + plan.tile_edge])
+
+
+def tumour_regions(plan: TilePlan, probabilities: np.ndarray, threshold: float):
+    """The union of the tumour tiles: touching and overlapping tiles merge into one region."""
+    boxes = tile_boxes(plan)[labels_at(probabilities, threshold).astype(bool)]
+    return shapely.union_all(shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]))
+
+
+def area_mm2(geometry, plan: TilePlan) -> float:
+    return float(geometry.area) * (plan.mpp / 1000) ** 2
+
+
+def whole_slide_figures(plan: TilePlan, probabilities: np.ndarray, threshold: float) -> dict:
+    """The summary's whole-slide fields: how the slide was read and what of it is tissue and tumour."""
+    return {
+        "mpp": plan.mpp,
+        "mpp_source": plan.mpp_source,
+        "model_mpp": plan.model_mpp,
+        "level": plan.level,
+        "level_mpp": plan.level_mpp,
+        "tile_edge_level0": plan.tile_edge,
+        "tile_overlap": plan.overlap,
+        "min_tissue_fraction": plan.min_tissue_fraction,
+        "slide_width": plan.width,
+        "slide_height": plan.height,
+        "tiles_total": plan.tiles_total,
+        "tiles_kept": plan.tiles_kept,
+        "tiles_dropped": plan.tiles_total - plan.tiles_kept,
+        "tissue_area_mm2": round(plan.tissue_area_mm2, 4),
+        "tumour_area_mm2": round(area_mm2(tumour_regions(plan, probabilities, threshold), plan), 4),
+    }
+
+
+def _ring(coordinates) -> list:
+    return [[round(x, 2), round(y, 2)] for x, y in coordinates]
+
+
+def _polygons(geometry) -> list[list]:
+    """GeoJSON Polygon coordinates (outer ring, then holes) of each part of a (Multi)Polygon."""
+    parts = getattr(geometry, "geoms", [geometry])
+    return [
+        [_ring(part.exterior.coords), *(_ring(hole.coords) for hole in part.interiors)]
+        for part in parts
+        if not part.is_empty
+    ]
+
+
+def qupath_geojson(slide_id: str, plan: TilePlan, probabilities: np.ndarray, threshold: float) -> dict:
+    """A FeatureCollection QuPath imports: one detection per tile, then one annotation per tumour region."""
+    labels = labels_at(probabilities, threshold)
+    features = []
+    for index, ((x0, y0, x1, y1), probability, label) in enumerate(
+        zip(tile_boxes(plan).tolist(), probabilities.tolist(), labels.tolist(), strict=True)
+    ):
+        ring = _ring([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)])
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {
+                "objectType": "detection",
+                "name": f"{slide_id} tile {index}",
+                "classification": TUMOUR if label else NORMAL,
+                "measurements": {"tumor_probability": round(probability, 6), "patch_index": index},
+            },
+        })  # fmt: skip
+    regions = tumour_regions(plan, probabilities, threshold)
+    for number, polygon in enumerate(_polygons(regions), start=1):
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": polygon},
+            "properties": {
+                "objectType": "annotation",
+                "name": f"{slide_id} tumour region {number}",
+                "classification": TUMOUR,
+                "measurements": {"area_mm2": round(area_mm2(shapely.Polygon(polygon[0], polygon[1:]), plan), 6)},
+            },
+        })  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}
+
+
+def overlay_png(thumbnail: Image.Image, plan: TilePlan, probabilities: np.ndarray, title: str, threshold: float):
+    """The tumour probability of each kept tile laid over the slide's thumbnail, with the colour bar."""
+    picture = thumbnail.convert("RGBA")
+    layer = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    scale_x, scale_y = plan.thumbnail_downsample
+    for (x0, y0, x1, y1), colour in zip(tile_boxes(plan).tolist(), colour_of(probabilities).tolist(), strict=True):
+        box = [x0 / scale_x, y0 / scale_y, max(x0 / scale_x, x1 / scale_x - 1), max(y0 / scale_y, y1 / scale_y - 1)]
+        draw.rectangle(box, fill=(*colour, OVERLAY_ALPHA))
+    merged = Image.alpha_composite(picture, layer).convert("RGB")
+    return framed_png(merged, probabilities, title, threshold)
