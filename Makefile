@@ -90,7 +90,7 @@ $(MUTATION)/.installed: requirements/mutation.txt
 	$(MUTATION)/bin/pip install -q -r requirements/mutation.txt $(QUIET_PIP)
 	touch $@
 
-# Mutation testing of the pure domain modules with their unit tests (not part of `make test`: ~30 min).
+# Mutation testing of the pure domain modules with their unit tests (not part of `make test`: about 90 min, docs/testing.md).
 # mutmut edits files in place, so it works on a copy of the tree in build/mutation; the copy's modules are
 # put first on the path. MODULES=keys runs one module; the score per module is in docs/testing.md.
 MUTATION_PLAN := core/keys:test_keys.py,test_name_properties.py,test_training_settings.py,test_notifications.py \
