@@ -103,6 +103,7 @@ MUTATION_PLAN := core/keys:test_keys.py,test_name_properties.py,test_training_se
 	scoring/batches:test_scoring_queue.py \
 	wsi/tiling:test_whole_slide_images.py wsi/results:test_whole_slide_images.py \
 	wsi/reader:test_whole_slide_images.py,test_real_writers.py,test_hostile_slides.py \
+	wsi/structure:test_whole_slide_images.py,test_hostile_slides.py,test_real_writers.py \
 	wsi/tile_decoding:test_hostile_slides.py,test_whole_slide_images.py,test_real_writers.py \
 	wsi/resolution:test_whole_slide_images.py,test_hostile_slides.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))

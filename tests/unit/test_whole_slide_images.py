@@ -15,8 +15,9 @@ from PIL import Image
 from pcam_local.synth import synth_wsi
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.ingestion import parse_sidecar
-from pcam_pipeline.wsi.reader import DEFAULT_SLIDE_LIMITS, Level, SlideLimits, WholeSlide
+from pcam_pipeline.wsi.reader import Level, WholeSlide
 from pcam_pipeline.wsi.results import qupath_geojson, whole_slide_figures
+from pcam_pipeline.wsi.structure import DEFAULT_SLIDE_LIMITS, SlideLimits
 from pcam_pipeline.wsi.tile_decoding import TileFormat, decode_tile
 from pcam_pipeline.wsi.tiling import (
     TilePlan,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pcam_pipeline.core.errors import SettingsError
-from pcam_pipeline.wsi.reader import SlideLimits
+from pcam_pipeline.wsi.structure import SlideLimits
 from pcam_pipeline.wsi.tiling import TilingSettings
 
 if TYPE_CHECKING:  # the conversion functions carry no training configuration layer
