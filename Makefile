@@ -101,11 +101,11 @@ MUTATION_PLAN := core/keys:test_keys.py,test_name_properties.py,test_training_se
 	state/ingestion:test_state_table.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
 	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py,test_scoring_queue.py \
 	scoring/batches:test_scoring_queue.py \
-	wsi/tiling:test_whole_slide_images.py wsi/results:test_whole_slide_images.py \
-	wsi/reader:test_whole_slide_images.py,test_real_writers.py,test_hostile_slides.py \
-	wsi/structure:test_whole_slide_images.py,test_hostile_slides.py,test_real_writers.py \
-	wsi/tile_decoding:test_hostile_slides.py,test_whole_slide_images.py,test_real_writers.py \
-	wsi/resolution:test_whole_slide_images.py,test_hostile_slides.py
+	wsi/tiling:test_wsi_tiling.py wsi/results:test_wsi_results.py \
+	wsi/reader:test_wsi_reader.py,test_real_writers.py,test_hostile_slides.py \
+	wsi/structure:test_wsi_reader.py,test_hostile_slides.py,test_real_writers.py \
+	wsi/tile_decoding:test_hostile_slides.py,test_wsi_reader.py,test_real_writers.py \
+	wsi/resolution:test_wsi_reader.py,test_hostile_slides.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed
 	rm -rf build/mutation && mkdir -p build/mutation

@@ -57,3 +57,13 @@ def write_h5(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def slide_file(tmp_path_factory):
+    """A small synthetic whole-slide image (12 x 16 patches, level 0 at 0.486 µm/px) and what it holds."""
+    from pcam_local.synth import synth_wsi
+
+    path = tmp_path_factory.mktemp("wsi") / "s.tif"
+    truth = synth_wsi(path, rows=12, cols=16, seed=11)
+    return path, truth
