@@ -20,7 +20,7 @@ import numpy as np
 from put_ceiling import put_ceilings
 
 from pcam_local.local_stack import LocalStack
-from pcam_local.synth import synth_split, write_patch_file
+from pcam_synth.synth import synth_split, write_patch_file
 
 PATCHES_PER_SHARD = 4096
 SIZES = (8192, 65536)

@@ -24,7 +24,7 @@ import numpy as np
 from put_ceiling import put_ceilings
 
 from pcam_local.local_stack import LocalStack
-from pcam_local.synth import EDGE, synth_split
+from pcam_synth.synth import EDGE, synth_split
 
 PCAM_TRAIN = int(os.environ.get("PCAM_SCALE_PATCHES", 262_144))  # smaller for a quick try of the bench
 BLOCK = 8192

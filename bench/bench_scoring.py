@@ -59,7 +59,7 @@ def gather_rate(stack: LocalStack) -> float:
 
 def demo_seconds(work: Path) -> float:
     started = time.monotonic()
-    command = [sys.executable, "-m", "pcam_local.cli", "demo", "--drop", str(work / "drop"), "--out", str(work / "out")]
+    command = [sys.executable, "-m", "pcam_ops.cli", "demo", "--drop", str(work / "drop"), "--out", str(work / "out")]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - started
     if completed.returncode != 0:

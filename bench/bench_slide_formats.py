@@ -1,13 +1,13 @@
 """Per slide format and writer: seconds and bytes read for ingestion plus one conversion shard, and the CPU
 seconds each hostile slide costs before it is refused.
 
-Each recipe of pcam_local.slide_writers (libvips with deflate + predictor, LZW, JPEG, PackBits, SubIFDs,
+Each recipe of pcam_synth.slide_writers (libvips with deflate + predictor, LZW, JPEG, PackBits, SubIFDs,
 BigTIFF; tifffile's Aperio layout with and without a pyramid, YCbCr JPEG, OME-TIFF in nm) writes the same
 synthetic slide (PCAM_BENCH_FORMAT_CELLS rows x 1.33 that many columns of 96-px patches at 0.972 µm/px, level
 0 at 0.486 µm/px). Then, in this process, what the Lambdas do with it: ingestion (open, read the mask level,
 find tissue, plan the tiles) and one shard (cut its first PCAM_BENCH_FORMAT_TILES kept tiles at the model's
 resolution, no JPEG encode or upload). Bytes read are what the reader asked of the file object, in the
-ranged S3 reads' 1 MB blocks (storage.S3RangeFile's block size). The hostile slides (pcam_local/hostile_slides.py)
+ranged S3 reads' 1 MB blocks (storage.S3RangeFile's block size). The hostile slides (pcam_synth/hostile_slides.py)
 go through the same ingestion: CPU seconds until the refusal, against the issue's 5 s budget.
 Results: bench-output/slide_formats.json.
 """
@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from pcam_local.hostile_slides import HOSTILE_SLIDES
-from pcam_local.slide_writers import RECIPES, write_slide
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.tiling import TilingSettings, plan_tiles, read_patch
+from pcam_synth.hostile_slides import HOSTILE_SLIDES
+from pcam_synth.slide_writers import RECIPES, write_slide
 
 ROWS = int(os.environ.get("PCAM_BENCH_FORMAT_CELLS", 48))
 SHARD_TILES = int(os.environ.get("PCAM_BENCH_FORMAT_TILES", 1024))

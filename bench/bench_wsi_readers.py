@@ -30,7 +30,7 @@ from bench_pcam_scale import TreeMemory
 from put_ceiling import put_ceilings
 
 from pcam_local.local_stack import LocalStack
-from pcam_local.synth import GLASS, _jpeg_codec_for_tifffile, synth_patch
+from pcam_synth.synth import GLASS, _jpeg_codec_for_tifffile, synth_patch
 
 TARGET_GB = float(os.environ.get("PCAM_BENCH_WSI_GB", 1.5))
 SHARD_TILES = int(os.environ.get("PCAM_BENCH_WSI_TILES", 4096))

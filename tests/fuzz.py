@@ -47,7 +47,7 @@ def _patches(rng: np.random.Generator, count: int) -> np.ndarray:
 def _whole_slide(**options) -> bytes:
     import tempfile
 
-    from pcam_local.synth import synth_wsi
+    from pcam_synth.synth import synth_wsi
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "slide.tif"
@@ -181,7 +181,7 @@ MUTATORS = {
 
 def cases(count: int, seed: int) -> list[tuple[str, str, bytes]]:
     """(description, role, bytes) for ``count`` cases, the same for the same seed."""
-    from pcam_local.hostile_slides import HOSTILE_SLIDES, TILE_MUTATORS
+    from pcam_synth.hostile_slides import HOSTILE_SLIDES, TILE_MUTATORS
     from tests.hostile_files import HOSTILE, hostile_file
 
     rng = random.Random(seed)

@@ -1,6 +1,11 @@
-"""pcam_local: the `pcam` command line and the embedded local stack (moto server + local runtime).
+"""pcam_local: the embedded local stack, an emulator of the AWS the pipeline runs on: moto server
+(`moto_launcher`, `s3_bodies`, `s3_writes`), the template deployed into it (`stack`), the local runtime that
+polls the queues and calls the handlers (`runtime`, `schedules`), the local SageMaker that really trains and
+scores (`local_sagemaker`, `local_trainer`, `job_failures`), the offline IAM check (`iam_check`), all started
+together by `local_stack.LocalStack`.
 
-Cloud code (functions/, shared/) never imports this package; this package imports cloud code.
+Cloud code (functions/, shared/) never imports this package; this package imports cloud code. The operator's
+tools are `pcam_ops`; synthetic data is `pcam_synth`.
 """
 
 # The local SageMaker's quota of transform instances of one type running at once. It equals the template's

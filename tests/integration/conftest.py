@@ -149,6 +149,6 @@ def pipeline(stack) -> Pipeline:
 
 @pytest.fixture(scope="session")
 def patches():
-    from pcam_local.synth import synth_split
+    from pcam_synth.synth import synth_split
 
     return synth_split(50, np.random.default_rng(11))

@@ -2,7 +2,7 @@
 
 import json
 
-from pcam_local.cli import main
+from pcam_ops.cli import main
 from tests.integration.conftest import INTEGRATION
 
 pytestmark = INTEGRATION
@@ -59,7 +59,7 @@ def test_local_up_serves_a_stack_a_lab_can_drop_into(tmp_path):
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "pcam_local.cli", "local", "up", "--port", str(port)],
+        [sys.executable, "-m", "pcam_ops.cli", "local", "up", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -5,8 +5,8 @@ import pytest
 
 from pcam_local.job_failures import TrainingFailed
 from pcam_local.local_trainer import load_model, run_training_job
-from pcam_local.synth import synth_split
 from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings, TrainingInputs, job_name, training_job_request
+from pcam_synth.synth import synth_split
 from tests.integration.conftest import INTEGRATION
 
 pytestmark = INTEGRATION

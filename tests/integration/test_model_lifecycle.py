@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pcam_local.cli import main
-from pcam_local.synth import synth_split
+from pcam_ops.cli import main
+from pcam_synth.synth import synth_split
 from tests.integration.conftest import INTEGRATION
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order

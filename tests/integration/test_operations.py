@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pcam_local.cli import main
-from pcam_local.synth import synth_split
+from pcam_ops.cli import main
+from pcam_synth.synth import synth_split
 from tests.integration.conftest import INTEGRATION, h5_bytes
 
 pytestmark = INTEGRATION

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pcam_local.synth import synth_slide, synth_split
+from pcam_synth.synth import synth_slide, synth_split
 from tests.integration.conftest import INTEGRATION, h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order

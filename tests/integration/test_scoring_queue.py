@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from pcam_local.cli import main
 from pcam_local.local_stack import LocalStack
-from pcam_local.synth import synth_slide, synth_split
+from pcam_ops.cli import main
+from pcam_synth.synth import synth_slide, synth_split
 from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed, h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order

@@ -10,8 +10,8 @@ import time
 import boto3
 import pytest
 
-from pcam_local.cli import main
 from pcam_local.stack import free_port
+from pcam_ops.cli import main
 from tests.integration.conftest import INTEGRATION
 
 pytestmark = INTEGRATION
@@ -21,7 +21,7 @@ pytestmark = INTEGRATION
 def local_up():
     """`pcam local up` in its own process group, and the environment it prints for operator commands."""
     port = free_port()
-    command = [sys.executable, "-m", "pcam_local.cli", "local", "up", "--port", str(port)]
+    command = [sys.executable, "-m", "pcam_ops.cli", "local", "up", "--port", str(port)]
     server = subprocess.Popen(
         [*command, "--parameter", "PromotionMinimumAuc=0.5"],
         stdout=subprocess.PIPE,

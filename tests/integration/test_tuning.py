@@ -3,7 +3,7 @@
 import numpy as np
 
 from pcam_local.local_stack import LocalStack
-from pcam_local.synth import synth_split
+from pcam_synth.synth import synth_split
 from pcam_training.local_model import LocalImageClassifier
 from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, Pipeline, assert_every_call_was_allowed
 

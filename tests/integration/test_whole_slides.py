@@ -16,7 +16,7 @@ import shapely
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from pcam_local.synth import synth_split, synth_wsi
+from pcam_synth.synth import synth_split, synth_wsi
 from tests.event_contracts import contract_violations
 from tests.integration.conftest import INTEGRATION
 from tests.picture_text import text_positions
@@ -131,7 +131,7 @@ def test_slides_from_other_writers_are_scored_from_the_same_pixels(stack, pipeli
     """libvips (deflate with its predictor, LZW, JPEG, PackBits, SubIFDs, BigTIFF) and tifffile (Aperio with and
     without a pyramid, YCbCr JPEG, OME-TIFF in nm): the tumour stands out on every one. Wrong pixels would
     find no tissue or score noise."""
-    from pcam_local.slide_writers import RECIPES, write_slide
+    from pcam_synth.slide_writers import RECIPES, write_slide
 
     truths = {}
     for recipe in RECIPES:
@@ -222,7 +222,7 @@ def _glass_only(tmp_path) -> bytes:
     """A pyramidal slide of bare glass (with its pen stroke): nothing to score."""
     import tifffile
 
-    from pcam_local.synth import GLASS, _jpeg_codec_for_tifffile
+    from pcam_synth.synth import GLASS, _jpeg_codec_for_tifffile
 
     _jpeg_codec_for_tifffile(85)
     path = tmp_path / "empty-glass.tif"

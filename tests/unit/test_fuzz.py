@@ -28,7 +28,7 @@ def test_two_hundred_mutated_files_end_converted_or_quarantined_with_a_reason(tm
     # The run cannot pass by doing nothing: good files convert, broken ones are refused, every mutator ran.
     assert summary["outcomes"]["converted"] >= 5 and summary["outcomes"]["quarantined"] >= 100
     whats = {what for what, _, _ in fuzz.cases(200, 7)}
-    from pcam_local.hostile_slides import TILE_MUTATORS
+    from pcam_synth.hostile_slides import TILE_MUTATORS
 
     for mutator in [*fuzz.MUTATORS, *TILE_MUTATORS, "random structure", "hostile"]:
         assert any(what.startswith(mutator) for what in whats), mutator

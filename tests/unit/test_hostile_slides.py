@@ -8,11 +8,11 @@ import io
 
 import pytest
 
-from pcam_local.hostile_slides import HOSTILE_SLIDES, progressive_tile, repeat_scans
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.tile_decoding import MAX_JPEG_SCANS, TileFormat, decode_tile
 from pcam_pipeline.wsi.tiling import TilingSettings, plan_tiles
+from pcam_synth.hostile_slides import HOSTILE_SLIDES, progressive_tile, repeat_scans
 
 
 def ingest(data: bytes):

@@ -4,8 +4,8 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from pcam_local.synth import synth_split
 from pcam_pipeline.ingestion.patches import encode_jpeg
+from pcam_synth.synth import synth_split
 from pcam_training.features import patch_features
 from pcam_training.local_model import LocalImageClassifier
 

@@ -7,9 +7,9 @@ import numpy as np
 import openslide  # the reference reader (a pinned development dependency, as is pyvips for the writers)
 import pytest
 
-from pcam_local.slide_writers import RECIPES, write_slide
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.tiling import TilingSettings, plan_tiles
+from pcam_synth.slide_writers import RECIPES, write_slide
 
 # OpenSlide 4's generic-TIFF reader sees only the main chain: SubIFD pyramids show it level 0 alone, and it
 # reads no OME-XML, so it has no µm/px for an OME-TIFF. Those levels are compared with the same pyramid
@@ -56,7 +56,7 @@ def test_every_level_is_read_pixel_for_pixel_as_openslide_reads_it(slides, recip
 
 @pytest.mark.parametrize("recipe", sorted(LOSSLESS))
 def test_lossless_slides_hold_exactly_the_picture_their_writer_was_given(slides, recipe):
-    from pcam_local.synth import synth_wsi_picture
+    from pcam_synth.synth import synth_wsi_picture
 
     path, truth = slides[recipe]
     picture, _ = synth_wsi_picture(12, 16, seed=0)

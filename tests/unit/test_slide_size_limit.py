@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from pcam_local.synth import synth_wsi
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
+from pcam_synth.synth import synth_wsi
 from tests.moto_lab import make_lab
 
 

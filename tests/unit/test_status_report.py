@@ -1,6 +1,6 @@
 """What `pcam status` reports as problems (it exits 1 when there are any): from state records and DLQ counts."""
 
-from pcam_local.report import progress, scoring_schedule, summarise
+from pcam_ops.report import progress, scoring_schedule, summarise
 
 
 def records() -> list[dict]:

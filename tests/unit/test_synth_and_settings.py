@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from pcam_local.synth import synth_slide, synth_split
 from pcam_pipeline.core.errors import SettingsError
 from pcam_pipeline.core.settings import ConversionSettings, IngestSettings, ModelSettings
+from pcam_synth.synth import synth_slide, synth_split
 
 BASE_ENV = {"DATA_BUCKET": "b", "STATE_TABLE": "t", "EVENT_BUS": "bus"}
 

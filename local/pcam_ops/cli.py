@@ -21,7 +21,7 @@ DEFAULT_STACK = "pcam-pipeline"  # samconfig.toml's stack_name
 
 
 def _synth(args) -> int:
-    from pcam_local.synth import synth_drop
+    from pcam_synth.synth import synth_drop
 
     started = time.monotonic()
     written = synth_drop(
@@ -41,7 +41,7 @@ def _synth(args) -> int:
 
 def _wait_with_progress(stack, timeout: float) -> bool:
     """Wait until the pipeline is idle, showing a progress bar per long step (read from the state table)."""
-    from pcam_local.report import progress
+    from pcam_ops.report import progress
 
     done = threading.Event()
     outcome: list[bool] = []
@@ -66,7 +66,7 @@ def _wait_with_progress(stack, timeout: float) -> bool:
 
 def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: float, quota: int) -> int:
     from pcam_local.local_stack import LocalStack
-    from pcam_local.report import summarise, write_summary
+    from pcam_ops.report import summarise, write_summary
 
     if not drop_dir.is_dir():
         console.print(f"[red]{drop_dir} is not a folder[/red]")
@@ -250,7 +250,7 @@ def _operator_command(run):
     """An operator command against a deployed stack: a stack that cannot be read is a plain error (exit 2)."""
 
     def command(args) -> int:
-        from pcam_local.operations import StackNotFound
+        from pcam_ops.operations import StackNotFound
         from pcam_pipeline.models.promotion import PromotionError
 
         try:
@@ -266,7 +266,7 @@ def _operator_command(run):
 def _models(args) -> int:
     from dataclasses import asdict
 
-    from pcam_local.operations import model_registry
+    from pcam_ops.operations import model_registry
 
     registry = model_registry(args.stack)
     models, current = registry.models(), registry.current()
@@ -282,7 +282,7 @@ def _models(args) -> int:
 
 @_operator_command
 def _change_current(args) -> int:
-    from pcam_local.operations import model_registry, who_is_calling
+    from pcam_ops.operations import model_registry, who_is_calling
 
     registry = model_registry(args.stack)
     by = args.by or who_is_calling()
@@ -296,7 +296,7 @@ def _change_current(args) -> int:
 
 @_operator_command
 def _rescore(args) -> int:
-    from pcam_local.operations import rescore, who_is_calling
+    from pcam_ops.operations import rescore, who_is_calling
 
     queued = rescore(args.stack, None if args.all else [args.slide], args.model, who_is_calling())
     if not queued:
@@ -309,8 +309,8 @@ def _rescore(args) -> int:
 
 @_operator_command
 def _status(args) -> int:
-    from pcam_local.operations import DeployedStackView, stack_parameters
-    from pcam_local.report import summarise
+    from pcam_ops.operations import DeployedStackView, stack_parameters
+    from pcam_ops.report import summarise
 
     view = DeployedStackView(args.stack)
     parameters = stack_parameters(args.stack)  # those left at their default are absent
@@ -326,7 +326,7 @@ def _status(args) -> int:
 
 @_operator_command
 def _redrive(args) -> int:
-    from pcam_local.operations import DeployedStackView
+    from pcam_ops.operations import DeployedStackView
 
     moved = DeployedStackView(args.stack).redrive(args.queue)
     for queue, count in moved.items():
@@ -336,8 +336,8 @@ def _redrive(args) -> int:
 
 @_operator_command
 def _smoke(args) -> int:
-    from pcam_local.operations import stack_parameters
-    from pcam_local.smoke import PRICE_PER_HOUR, SmokeFailed, SmokeRun
+    from pcam_ops.operations import stack_parameters
+    from pcam_ops.smoke import PRICE_PER_HOUR, SmokeFailed, SmokeRun
 
     run = SmokeRun(args.stack, args.instance_type, args.epochs, args.timeout, say=console.print)
     console.print(

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import boto3
 
-from pcam_local.operations import stack_outputs
-from pcam_local.synth import synth_drop, synth_wsi
+from pcam_ops.operations import stack_outputs
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.records import JobRecord
 from pcam_pipeline.core.statuses import FileStatus, JobStatus, ModelStatus, OwnerStatus, ScoringStatus
 from pcam_pipeline.state import StateStore
+from pcam_synth.synth import synth_drop, synth_wsi
 
 # On-demand list prices in us-east-1, USD per instance-hour (AWS SageMaker pricing page, as of 2025;
 # other regions differ): an estimate for the operator, not a bill.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcam_local.synth import SlideTruth, _jpeg_codec_for_tifffile, synth_wsi_picture
+from pcam_synth.synth import SlideTruth, _jpeg_codec_for_tifffile, synth_wsi_picture
 
 
 @dataclass(frozen=True)

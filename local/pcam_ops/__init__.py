@@ -1,0 +1,3 @@
+"""pcam_ops: the operator's `pcam` command line. Its commands for a deployed stack (`status`, `models`,
+`promote`, `rollback`, `rescore`, `redrive`, `smoke`: `operations`, `report`, `smoke`) work against AWS
+itself; `pcam local …` and `pcam demo` start the embedded local stack (`pcam_local`) first."""
