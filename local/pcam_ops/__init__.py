@@ -1,3 +1,4 @@
-"""pcam_ops: the operator's `pcam` command line. Its commands for a deployed stack (`status`, `models`,
-`promote`, `rollback`, `rescore`, `redrive`, `smoke`: `operations`, `report`, `smoke`) work against AWS
-itself; `pcam local …` and `pcam demo` start the embedded local stack (`pcam_local`) first."""
+"""pcam_ops: the operator's `pcam` command line (`cli`: the commands; `rendering`: what they show). Its
+commands for a deployed stack (`status`, `models`, `promote`, `rollback`, `rescore`, `redrive`, `smoke`:
+`operations`, `report`, `smoke`) work against AWS itself; `pcam local …` and `pcam demo` start the embedded
+local stack (`pcam_local`) first."""
