@@ -12,42 +12,25 @@ from pcam_pipeline.aws.observability import logger
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import InvalidInput, MisroutedEvent
 from pcam_pipeline.core.keys import (
-    DatasetFile,
     DatasetSettingsFile,
     DroppedFile,
-    SlideFile,
     SlideSidecarFile,
     WholeSlideFile,
 )
-from pcam_pipeline.core.records import IMAGE_FIELDS, LABEL_FIELDS, PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.core.settings import IngestSettings
-from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
+from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion.completion import Completer
 from pcam_pipeline.ingestion.hdf5_input import (
     FileLimits,
-    PatchFileInfo,
-    check_counts_agree,
-    inspect_patches,
-    open_hdf5,
-    read_labels,
 )
+from pcam_pipeline.ingestion.patch_files import PatchFileIngestion
 from pcam_pipeline.ingestion.patches import image_shape
 from pcam_pipeline.ingestion.quarantine import quarantine
-from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from
+from pcam_pipeline.ingestion.shard_planning import ShardPlanner
 from pcam_pipeline.ingestion.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
 from pcam_pipeline.ingestion.training_settings import parse_training_settings
-from pcam_pipeline.scoring.batches import check_slide_fits_one_job
-from pcam_pipeline.state import StateStore, slide_pk, split_pk
+from pcam_pipeline.state import StateStore
 from pcam_pipeline.wsi.ingestion import WholeSlideIngestion
-
-
-def _replaces_announced_pair(current: PatchOwner, partner_count: int | None, count: int) -> bool:
-    """A new file of a split already announced, whose partner has another count, starts a new pair.
-
-    The old partner is forgotten and the split waits for a matching one (a lab re-dropping a
-    whole split with more patches); until a split is announced, disagreeing counts are an error.
-    """
-    return current.status is OwnerStatus.READY and partner_count not in (None, count)
 
 
 class Ingestor:
@@ -69,9 +52,12 @@ class Ingestor:
         self._planner = ShardPlanner(
             self._state, sqs or boto3.client("sqs"), settings.convert_queue_url, settings.patches_per_shard
         )
-        self._limits = FileLimits(max_patches=conversion.max_patches_per_file)
-        self._completer = Completer(
-            self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus), self._limits
+        limits = FileLimits(max_patches=conversion.max_patches_per_file)
+        completer = Completer(
+            self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus), limits
+        )
+        self._patch_files = PatchFileIngestion(
+            conversion, self._s3, self._state, self._planner, completer, self._image_edge, limits
         )
         self._whole_slides = WholeSlideIngestion(conversion, self._s3, self._state, self._planner, self._image_edge)
 
@@ -139,11 +125,7 @@ class Ingestor:
         if isinstance(kind, SlideSidecarFile):
             return self._whole_slides.record_sidecar(dropped, kind)
         source_key, source_version = self._source_of(dropped, kind.compressed)
-        if isinstance(kind, SlideFile):
-            return self._ingest_slide(dropped, kind, source_key, source_version)
-        if kind.role == "x":
-            return self._ingest_dataset_images(dropped, kind, source_key, source_version)
-        return self._ingest_dataset_labels(dropped, kind, source_key, source_version)
+        return self._patch_files.ingest(dropped, kind, source_key, source_version)
 
     # ------------------------------------------------------------------ sources
     def _source_of(self, dropped: DroppedFile, compressed: bool) -> tuple[str, str | None]:
@@ -158,97 +140,15 @@ class Ingestor:
         self._state.record_file(dropped.key, dropped.version, status=FileStatus.STAGED, staged_key=target)
         return target, head.get("VersionId")
 
-    def _open(self, key: str, version: str | None):
-        return storage.S3RangeFile(self._s3, self._bucket, key, version)
-
-    def _inspect_patches(self, key: str, version: str | None) -> PatchFileInfo:
-        with self._open(key, version) as f, open_hdf5(f, f.size) as handle:
-            return inspect_patches(handle, self._limits)
-
     # ------------------------------------------------------------------ kinds
     def _record_training_settings(self, dropped: DroppedFile, kind: DatasetSettingsFile) -> dict:
-        with self._open(dropped.key, dropped.version_id) as f:
+        with storage.S3RangeFile(self._s3, self._bucket, dropped.key, dropped.version_id) as f:
             body = f.read(MAX_SETTINGS_BYTES + 1)
         settings = parse_training_settings(body)
         self._state.record_training_settings(kind.dataset, settings, dropped.key, dropped.version)
         self._state.record_file(dropped.key, dropped.version, FileStatus.SETTINGS_RECORDED)
         logger.info("training settings recorded", extra={"dataset": kind.dataset, "settings": settings})
         return {"status": "training settings recorded", "dataset": kind.dataset}
-
-    def _ingest_dataset_images(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
-        owner = split_pk(kind.dataset, kind.split)
-        info = None
-        for current in decided_from(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
-            if current.x_run == dropped.run_id:
-                return {"status": "already planned", "owner": owner}
-            if info is None:
-                info = self._inspect_patches(source_key, source_version)
-            labels_are_stale = _replaces_announced_pair(current, current.y_count, info.count)
-            if current.y_count is not None and not labels_are_stale:
-                check_counts_agree(info.count, current.y_count, arrived="images")
-            prefix = keys.dataset_image_prefix(kind.dataset, kind.split, dropped.run_id)
-            source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
-            fields = {"kind": "split", "dataset": kind.dataset, "split": kind.split, "has_coords": False}
-            forget = LABEL_FIELDS if labels_are_stale else ()
-            planned = self._planner.plan(dropped, owner, source, {**fields, **self._image_edge}, current, forget)
-            if planned:
-                return planned
-
-    def _ingest_slide(self, dropped, kind: SlideFile, source_key, source_version) -> dict:
-        owner = slide_pk(kind.slide_id)
-        info = None
-        for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
-            if current.x_run == dropped.run_id:
-                return {"status": "already planned", "owner": owner}
-            if info is None:
-                info = self._inspect_patches(source_key, source_version)
-                check_slide_fits_one_job(info.count, self._settings.conversion.max_patches_per_slide)
-            prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
-            source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
-            fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords}
-            whole_slide_fields = ("tile_plan_key", "sidecar_version")  # of an earlier whole-slide upload
-            planned = self._planner.plan(
-                dropped, owner, source, {**fields, **self._image_edge}, current, forget=whole_slide_fields
-            )
-            if planned:
-                return planned
-
-    def _ingest_dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
-        owner = split_pk(kind.dataset, kind.split)
-        labels = None
-        for current in decided_from(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
-            if current.y_version == dropped.version:
-                break  # recorded by an earlier delivery
-            if labels is None:
-                with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
-                    labels = read_labels(handle, self._limits)
-            images_are_stale = _replaces_announced_pair(current, current.x_count, int(labels.size))
-            if current.x_count is not None and not images_are_stale and current.status is not OwnerStatus.FAILED:
-                check_counts_agree(current.x_count, int(labels.size), arrived="labels")
-            recorded = self._state.record_labels(
-                owner,
-                as_read=current,
-                forget=IMAGE_FIELDS if images_are_stale else (),
-                fields={
-                    "kind": "split",
-                    "dataset": kind.dataset,
-                    "split": kind.split,
-                    "y_key": dropped.key,
-                    "y_version": dropped.version,
-                    "y_source_key": source_key,
-                    "y_source_version": source_version,
-                    "y_count": int(labels.size),
-                    "y_tumour_count": int(labels.sum()),
-                },
-            )
-            if recorded:
-                self._state.record_file(
-                    dropped.key, dropped.version, status=FileStatus.LABELS_RECORDED, label_count=int(labels.size)
-                )
-                break
-        # The same upload may finish what an earlier delivery of it started (retry or redrive).
-        announced = self._completer.complete_if_ready(owner, f"labels {dropped.key}#{dropped.version}")
-        return {"status": "labels recorded", "owner": owner, "announced": announced}
 
     def record_failure(self, dropped: DroppedFile, reason: str) -> None:
         self._state.record_file(
