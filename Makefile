@@ -93,7 +93,8 @@ $(MUTATION)/.installed: requirements/mutation.txt
 # Mutation testing of the pure domain modules with their unit tests (not part of `make test`: about 90 min, docs/testing.md).
 # mutmut edits files in place, so it works on a copy of the tree in build/mutation; the copy's modules are
 # put first on the path. MODULES=keys runs one module; the score per module is in docs/testing.md.
-MUTATION_PLAN := core/keys:test_keys.py,test_name_properties.py,test_training_settings.py,test_notifications.py \
+MUTATION_PLAN := core/keys:test_keys.py \
+	core/dropped_files:test_keys.py,test_name_properties.py,test_training_settings.py,test_notifications.py \
 	ingestion/hdf5_input:test_hdf5_input.py,test_damaged_files.py \
 	ingestion/manifests:test_conversion_core.py models/evaluation_report:test_evaluation.py ../pcam_evaluation_job/evaluate_model:test_evaluation.py \
 	models/promotion:test_promotion.py,test_sagemaker_flow.py scoring/slide_results:test_slide_results.py \

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from pcam_pipeline.aws import request_rules
-from pcam_pipeline.core.keys import DroppedFile
+from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.settings import ConversionSettings, IngestSettings
 from pcam_pipeline.ingestion.conversion import ShardConverter
 from pcam_pipeline.ingestion.ingestor import Ingestor

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pcam_pipeline.aws.observability import failure_recorded_on_last_attempt, idempotent_once, logger, sqs_batch_handler
 from pcam_pipeline.aws.s3_notifications import dropped_files_in
-from pcam_pipeline.core.keys import DroppedFile
+from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.settings import IngestSettings
 from pcam_pipeline.ingestion.ingestor import Ingestor
 

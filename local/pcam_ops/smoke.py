@@ -22,7 +22,7 @@ from pathlib import Path
 import boto3
 
 from pcam_ops.operations import stack_outputs
-from pcam_pipeline.core import keys
+from pcam_pipeline.core import dropped_files, keys
 from pcam_pipeline.core.records import JobRecord
 from pcam_pipeline.core.statuses import FileStatus, JobStatus, ModelStatus, OwnerStatus, ScoringStatus
 from pcam_pipeline.state import StateStore
@@ -66,7 +66,7 @@ class SmokeRun:
 
     # ------------------------------------------------------------------ steps
     def run(self) -> dict:
-        settings_key = f"{keys.INCOMING}datasets/{self.dataset}/{keys.TRAINING_SETTINGS_FILE}"
+        settings_key = f"{keys.INCOMING}datasets/{self.dataset}/{dropped_files.TRAINING_SETTINGS_FILE}"
         settings = {"instance_type": self.instance_type, "hyperparameters": {"epochs": self.epochs}}
         self.s3.put_object(Bucket=self.bucket, Key=settings_key, Body=json.dumps(settings).encode())
         self._wait("training settings recorded", lambda: self._file_done(settings_key))

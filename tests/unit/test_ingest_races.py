@@ -104,7 +104,7 @@ def test_a_died_attempt_before_the_last_one_is_simply_tried_again(lab):
 
 
 def test_an_attempt_for_an_upload_that_is_not_there_leaves_no_record(lab):
-    from pcam_pipeline.core.keys import DroppedFile
+    from pcam_pipeline.core.dropped_files import DroppedFile
 
     ghost = DroppedFile(BUCKET, "incoming/slides/ghost.h5", "no-such-version", "etag")
     assert lab.ingestor.ingest_attempt(ghost, 1, lambda: lab.ingestor.ingest(ghost))["status"] == "gone"

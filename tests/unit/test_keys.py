@@ -1,13 +1,15 @@
 import pytest
 
-from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.core.keys import (
+from pcam_pipeline.core.dropped_files import (
     DatasetFile,
     DroppedFile,
     SlideFile,
     SlideSidecarFile,
     WholeSlideFile,
     classify_incoming_key,
+)
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.keys import (
     dataset_image_prefix,
     prediction_key,
     quarantine_error_key,

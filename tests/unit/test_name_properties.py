@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pcam_pipeline.aws import request_rules
 from pcam_pipeline.core import keys
-from pcam_pipeline.core.keys import DatasetFile, SlideFile, classify_incoming_key
+from pcam_pipeline.core.dropped_files import DatasetFile, SlideFile, classify_incoming_key
 from pcam_pipeline.models.sagemaker_jobs import TUNING_JOB_NAME_LIMIT, job_name, tag_value
 from pcam_pipeline.scoring.slide_results import prediction_csv
 

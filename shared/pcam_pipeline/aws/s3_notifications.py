@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote_plus
 
-from pcam_pipeline.core.keys import DroppedFile
+from pcam_pipeline.core.dropped_files import DroppedFile
 
 
 def dropped_files_in(body: dict) -> list[DroppedFile]:

@@ -12,8 +12,9 @@ from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.core.keys import DroppedFile, patch_file_name
+from pcam_pipeline.core.keys import patch_file_name
 from pcam_pipeline.core.records import FileStatus
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.ingestion.completion import Completer

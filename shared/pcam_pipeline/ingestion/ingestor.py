@@ -9,14 +9,9 @@ import boto3
 from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger
-from pcam_pipeline.core import keys
+from pcam_pipeline.core import dropped_files, keys
+from pcam_pipeline.core.dropped_files import DatasetSettingsFile, DroppedFile, SlideSidecarFile, WholeSlideFile
 from pcam_pipeline.core.errors import InvalidInput, MisroutedEvent
-from pcam_pipeline.core.keys import (
-    DatasetSettingsFile,
-    DroppedFile,
-    SlideSidecarFile,
-    WholeSlideFile,
-)
 from pcam_pipeline.core.settings import IngestSettings
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion.completion import Completer
@@ -117,7 +112,7 @@ class Ingestor:
             return quarantine(self._s3, self._bucket, self._state, dropped, problem)
 
     def _ingest_upload(self, dropped: DroppedFile) -> dict:
-        kind = keys.classify_incoming_key(dropped.key)
+        kind = dropped_files.classify_incoming_key(dropped.key)
         if isinstance(kind, DatasetSettingsFile):
             return self._record_training_settings(dropped, kind)
         if isinstance(kind, WholeSlideFile):

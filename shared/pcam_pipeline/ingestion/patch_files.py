@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pcam_pipeline.aws import storage
 from pcam_pipeline.core import keys
-from pcam_pipeline.core.keys import DatasetFile, DroppedFile, SlideFile
+from pcam_pipeline.core.dropped_files import DatasetFile, DroppedFile, SlideFile
 from pcam_pipeline.core.records import IMAGE_FIELDS, LABEL_FIELDS, PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.core.statuses import FileStatus, OwnerStatus

@@ -6,8 +6,8 @@ from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
+from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.core.keys import DroppedFile
 from pcam_pipeline.core.records import FileStatus
 from pcam_pipeline.state import StateStore, now_iso
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import RetryableError
-from pcam_pipeline.core.keys import DroppedFile
 from pcam_pipeline.core.records import FileStatus, PatchOwner
 from pcam_pipeline.state import StateStore
 

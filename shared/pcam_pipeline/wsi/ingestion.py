@@ -16,8 +16,8 @@ import numpy as np
 from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.core import keys
+from pcam_pipeline.core.dropped_files import DroppedFile, SlideSidecarFile, WholeSlideFile
 from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.core.keys import DroppedFile, SlideSidecarFile, WholeSlideFile
 from pcam_pipeline.core.records import SlideRecord
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.core.statuses import FileStatus
