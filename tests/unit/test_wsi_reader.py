@@ -292,3 +292,23 @@ def test_the_plausible_resolution_range_is_inclusive():
         "a number from 0.05 to 20.0",
         "20.5",
     )
+
+
+@pytest.mark.parametrize("predictor", [1, 2])
+def test_a_truncated_deflate_tile_is_refused_not_filled_with_zeros(predictor):
+    import zlib
+
+    tile = TileFormat(32, 32, compression=8, predictor=predictor)
+    pixels = np.random.default_rng(3).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    stream = zlib.compress(pixels.tobytes())
+    if predictor == 1:
+        assert np.array_equal(decode_tile(stream, tile), pixels)
+    for cut in (len(stream) // 2, 10):
+        with pytest.raises(OSError):  # the reader reports it as "tile N of level M cannot be decoded"
+            decode_tile(stream[:cut], tile)
+    with pytest.raises(InvalidInput) as refused:
+        decode_tile(stream, TileFormat(32, 32, compression=34712))
+    assert (refused.value.expected, refused.value.found) == (
+        "JPEG, LZW, deflate, PackBits or none",
+        "compression 34712",
+    )

@@ -98,7 +98,9 @@ def decode_tile(data: bytes, tile: TileFormat) -> np.ndarray:
             _check_size(image, tile)
             return np.asarray(image.convert("RGB"))
     named = READABLE_COMPRESSION.get(tile.compression, f"compression {tile.compression}")
-    raise InvalidInput("a tile is compressed in a way the pipeline cannot decode", "JPEG, LZW, deflate or none", named)
+    raise InvalidInput(
+        "a tile is compressed in a way the pipeline cannot decode", "JPEG, LZW, deflate, PackBits or none", named
+    )
 
 
 def _decode_jpeg(data: bytes, tile: TileFormat) -> np.ndarray:
@@ -127,7 +129,7 @@ def _check_size(image: Image.Image, tile: TileFormat, problem: str = "a tile has
         raise InvalidInput(problem, f"{tile.width} x {tile.height}", f"{image.size[0]} x {image.size[1]}")
 
 
-_SHORT, _LONG, _UNDEFINED = 3, 4, 7
+_SHORT, _LONG = 3, 4
 
 
 def one_tile_tiff(data: bytes, tile: TileFormat) -> bytes:
