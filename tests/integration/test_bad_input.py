@@ -97,14 +97,38 @@ def test_a_gzip_bomb_is_refused_as_soon_as_it_inflates_past_the_cap(pipeline):
         ("incoming/slides/clinic A/slide-1.h5", "slides sit directly in incoming/slides/"),
         ("incoming/slides/..h5", "the slide id is a path step, not a name"),
         ("incoming/slides/" + "n" * 300 + ".h5", "the slide id is too long"),
+        ("incoming/slides/slide-\u202egpj.h5", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("incoming/slides/slide\u200b-1.h5", "U+200B ZERO WIDTH SPACE"),
     ],
-    ids=["nested-folder", "dot-dot", "300-characters"],
+    ids=["nested-folder", "dot-dot", "300-characters", "right-to-left-override", "zero-width-space"],
 )
 def test_keys_that_cannot_name_a_slide_are_quarantined_with_a_reason(pipeline, key, problem):
     body = h5_bytes(x=_patches(2))
     pipeline.drop(key, body)
     pipeline.settle()
     _assert_quarantined(pipeline, key, body, problem)
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "problem"),
+    [
+        ("incoming/slides/far-too-fine.json", b'{"mpp": 1' + b"0" * 400 + b"}", "a number the pipeline cannot use"),
+        ("incoming/datasets/deep/training.json", b"[" * 3000, "nests objects or arrays too deeply"),
+    ],
+    ids=["400-digit-number", "3000-brackets"],
+)
+def test_json_a_lab_sends_that_would_break_the_parser_is_quarantined_with_a_reason(pipeline, key, body, problem):
+    pipeline.drop(key, body)
+    pipeline.settle()
+    _assert_quarantined(pipeline, key, body, problem)
+    assert not pipeline.stack.dead_letters()["IngestDeadLetterQueue"], "refused once, never retried"
+
+
+def test_a_slide_named_in_decomposed_unicode_gets_the_composed_id(pipeline):
+    """A Mac writes "café" as e + U+0301; the id, the results' keys and the events use the composed form."""
+    pipeline.drop("incoming/slides/cafe\u0301.h5", h5_bytes(x=_patches(3)))
+    pipeline.settle()
+    assert pipeline.events_for("Slide Ready", slide_id="caf\u00e9")
 
 
 def test_a_key_too_long_to_quarantine_under_its_own_name_is_quarantined_under_its_hash(pipeline):

@@ -103,6 +103,16 @@ def test_a_slide_after_the_model_is_scored_and_without_coords_gets_empty_coords_
     assert not stack.list_keys("predictions/plain.png")
 
 
+def test_a_slide_id_that_is_a_formula_is_text_in_the_csv_and_unchanged_everywhere_else(stack, pipeline):
+    slide_id = '=HYPERLINK("evil.example";"open")'
+    drop_slide(pipeline, slide_id, rows=2, cols=2, seed=7)
+    rows = list(csv.reader(io.StringIO(stack.read(f"predictions/{slide_id}.csv").decode())))
+    assert not [cell for row in rows for cell in row if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert {row[0] for row in rows[1:]} == {"'" + slide_id}, "a spreadsheet shows the id as text"
+    assert pipeline.json(f"predictions/{slide_id}.json")["slide_id"] == slide_id
+    assert pipeline.events_for("Slide Scored", slide_id=slide_id), "the event carries the id unchanged"
+
+
 def test_a_slide_dropped_again_is_scored_again_and_the_new_result_replaces_the_old(stack, pipeline):
     drop_slide(pipeline, "again", rows=3, cols=4, seed=3)
     first = pipeline.json("predictions/again.json")

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from itertools import islice
 
 import boto3
 import numpy as np
@@ -205,3 +206,10 @@ def test_the_map_ends_with_its_last_row_and_column_and_the_bar_passes_through_th
     bar_x, bar_h = margin * 2 + 2 * cell, 160
     halfway = picture[top + round(0.5 * (bar_h - 1)), bar_x + 12].astype(int)
     assert np.abs(halfway - colour_of(np.array([0.5]))[0].astype(int)).max() <= 6
+
+
+@pytest.mark.parametrize("slide_id", ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\tx", "'=quoted"])
+def test_a_slide_id_that_starts_a_formula_is_written_as_text(slide_id):
+    body = prediction_csv(slide_id, np.array([0.9]), None, 0.5)
+    row = next(islice(csv.reader(io.StringIO(body.decode())), 1, None))
+    assert row[0] == "'" + slide_id, "a spreadsheet shows it as text"

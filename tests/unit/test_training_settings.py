@@ -27,6 +27,9 @@ def test_training_json_beside_a_datasets_files_is_its_settings():
         (b'{"hyperparameters": {"epochs": [1]}}', "object of plain values"),
         (b'{"epoch": 1}', "does not know"),
         (b" " * 70_000, "too large"),
+        (b"[" * 3000, "nests objects or arrays too deeply"),  # was a RecursionError, dead-lettered
+        (b'{"hyperparameters": {"epochs": 1' + b"0" * 400 + b"}}", "a number the pipeline cannot use"),
+        (b'{"hyperparameters": {"learning_rate": Infinity}}', "a number the pipeline cannot use"),
     ],
 )
 def test_unusable_settings_are_refused_plainly(body, problem):

@@ -11,13 +11,17 @@ from pcam_pipeline.wsi.ingestion import parse_sidecar
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        (b"not json", "the sidecar is not JSON"),
+        (b"not json", "the sidecar is not valid JSON"),
         (b"[0.25]", "does not give the slide's"),
         (b'{"MPP": 0.25}', "does not give the slide's"),
         (b'{"mpp": true}', "mpp is not a number"),
         (b'{"mpp": "0.25"}', "mpp is not a number"),
         (b'{"mpp": 0}', "not plausible"),
-        (b'{"mpp": NaN}', "not plausible"),
+        (b'{"mpp": NaN}', "a number the pipeline cannot use"),
+        (b'{"mpp": 1' + b"0" * 400 + b"}", "a number the pipeline cannot use"),  # was an OverflowError
+        (b'{"mpp": 1e999}', "a number the pipeline cannot use"),
+        (b"[" * 3000, "nests objects or arrays too deeply"),  # was a RecursionError
+        (b'{"mpp": 0.25}\xff', "not UTF-8"),
         (b'{"mpp": 0.25, "objective": 40}', "fields the pipeline does not know"),
         (b'{"mpp": 0.25, "x": "' + b"a" * 5000 + b'"}', "too large"),
     ],

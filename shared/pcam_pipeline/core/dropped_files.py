@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.keys import INCOMING, SIDECAR_SUFFIX
+from pcam_pipeline.core.names import usable_name
 
-MAX_NAME_BYTES = 255  # slide ids and dataset names: like a file name on most file systems
-SLIDE_KINDS = "HDF5 patches (.h5, .h5.gz), a whole-slide image (.svs, .tif, .tiff) or a sidecar (.json)"
 
 _SPLIT_ALIASES = {
     "train": "train",
@@ -104,32 +102,16 @@ def _strip_h5_suffix(name: str) -> tuple[str, bool] | None:
     return None
 
 
-def _usable_name(name: str, what: str) -> str:
-    """A slide id or dataset name becomes part of many keys and files: it must be short and printable."""
-    if name in (".", ".."):
-        raise InvalidInput(f"the {what} is a path step, not a name", f"a {what} other than . and ..", repr(name))
-    if any(unicodedata.category(character) == "Cc" for character in name):
-        raise InvalidInput(
-            f"the {what} holds control characters (a line break, a tab…)", f"a {what} of printable characters",
-            repr(name[:80]),
-        )  # fmt: skip
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise InvalidInput(
-            f"the {what} is too long", f"at most {MAX_NAME_BYTES} bytes (UTF-8)", f"{len(name.encode())} bytes"
-        )
-    return name
-
-
 def _slide_kind(name: str) -> SlideFile | WholeSlideFile | SlideSidecarFile:
     lowered = name.lower()
     stripped = _strip_h5_suffix(name)
     if stripped is not None and stripped[0]:
-        return SlideFile(slide_id=_usable_name(stripped[0], "slide id"), compressed=stripped[1])
+        return SlideFile(slide_id=usable_name(stripped[0], "slide id"), compressed=stripped[1])
     for suffix in WHOLE_SLIDE_SUFFIXES:
         if lowered.endswith(suffix) and len(name) > len(suffix):
-            return WholeSlideFile(slide_id=_usable_name(name[: -len(suffix)], "slide id"))
+            return WholeSlideFile(slide_id=usable_name(name[: -len(suffix)], "slide id"))
     if lowered.endswith(SIDECAR_SUFFIX) and len(name) > len(SIDECAR_SUFFIX):
-        return SlideSidecarFile(slide_id=_usable_name(name[: -len(SIDECAR_SUFFIX)], "slide id"))
+        return SlideSidecarFile(slide_id=usable_name(name[: -len(SIDECAR_SUFFIX)], "slide id"))
     if lowered.endswith(UNREADABLE_SLIDE_SUFFIXES):
         raise InvalidInput(
             f"the pipeline cannot read {name.rsplit('.', 1)[-1].upper()} slides",
@@ -159,13 +141,13 @@ def classify_incoming_key(key: str) -> IncomingKind:
     if where == "slides" and len(parts) == 2:
         return _slide_kind(parts[1])
     if where == "datasets" and len(parts) == 3 and parts[1]:
-        _usable_name(parts[1], "dataset name")
-        if parts[1] == "slides":
+        dataset = usable_name(parts[1], "dataset name")
+        if dataset == "slides":
             raise InvalidInput(
-                "the dataset name 'slides' is reserved for slide manifests", "any other dataset name", repr(parts[1])
+                "the dataset name 'slides' is reserved for slide manifests", "any other dataset name", repr(dataset)
             )
         if parts[2] == TRAINING_SETTINGS_FILE:
-            return DatasetSettingsFile(dataset=parts[1])
+            return DatasetSettingsFile(dataset=dataset)
         if stripped is None:
             raise InvalidInput(
                 "a dataset file must be an HDF5 file (or training.json)",
@@ -183,7 +165,7 @@ def classify_incoming_key(key: str) -> IncomingKind:
                 repr(parts[-1]),
             )
         return DatasetFile(
-            dataset=parts[1],
+            dataset=dataset,
             split=_SPLIT_ALIASES[split.group(1).lower()],
             role=role.group(1).lower(),
             compressed=compressed,

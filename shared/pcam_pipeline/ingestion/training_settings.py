@@ -9,13 +9,13 @@ started after it is recorded. Hyperparameters are checked against the algorithm 
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
 import botocore.session
 
 from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.lab_json import parse_lab_json
 
 MAX_BYTES = 64 * 1024
 _EXPECTED = '{"instance_type": "ml.g4dn.xlarge", "hyperparameters": {"epochs": 1}}'
@@ -29,12 +29,7 @@ def _training_instance_types() -> tuple[str, ...]:
 
 def parse_training_settings(body: bytes) -> dict[str, Any]:
     """The settings in a dropped training.json, or InvalidInput saying plainly what is wrong."""
-    if len(body) > MAX_BYTES:
-        raise InvalidInput("training.json is too large", f"at most {MAX_BYTES} bytes", f"{len(body)} bytes")
-    try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise InvalidInput("training.json is not valid JSON", _EXPECTED, str(exc)) from exc
+    document = parse_lab_json(body, "training.json", MAX_BYTES, _EXPECTED)
     if not isinstance(document, dict):
         raise InvalidInput("training.json must hold a JSON object", _EXPECTED, type(document).__name__)
     unknown = sorted(set(document) - {"instance_type", "instance_count", "hyperparameters"})

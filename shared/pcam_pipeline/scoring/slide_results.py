@@ -10,6 +10,9 @@ from PIL import Image, ImageDraw
 
 CSV_COLUMNS = ("slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label")
 CSV_HEADER = ",".join(CSV_COLUMNS)
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV Injection"); one starting
+# with the quote is escaped too, so that removing one leading quote always gives back the id.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 PATCH_EDGE = 96
 # Viridis-like anchors (dark blue → green → yellow): readable in grey scale and by most colour-blind readers.
 _COLOUR_ANCHORS = np.array(
@@ -22,11 +25,17 @@ def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
     return (probabilities >= threshold).astype(np.uint8)
 
 
+def spreadsheet_text(text: str) -> str:
+    """Text a spreadsheet shows as text: a leading quote before a formula start (OWASP, ASVS 1.2.10)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def prediction_csv(slide_id: str, probabilities: np.ndarray, coords: np.ndarray | None, threshold: float) -> bytes:
     """One row per patch in patch order; coords empty when the slide has none.
 
     RFC 4180 (the csv module): a slide id with commas, quotes or line breaks is quoted, so every row
-    keeps six fields for any CSV reader."""
+    keeps six fields for any CSV reader. The id is the only text cell; numbers never start with a sign."""
+    slide_id = spreadsheet_text(slide_id)
     labels = labels_at(probabilities, threshold)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")

@@ -18,6 +18,7 @@ from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DroppedFile, SlideSidecarFile, WholeSlideFile
 from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.lab_json import parse_lab_json
 from pcam_pipeline.core.records import SlideRecord
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.core.statuses import FileStatus
@@ -42,13 +43,7 @@ def sidecar_source(key: str, version: str) -> str:
 
 def parse_sidecar(body: bytes) -> float:
     """The µm per level-0 pixel a sidecar gives; anything else in it is refused, not ignored."""
-    if len(body) > SIDECAR_MAX_BYTES:
-        raise InvalidInput("the sidecar is too large", f"at most {SIDECAR_MAX_BYTES:,} bytes of JSON such as "
-                           f"{SIDECAR_EXAMPLE}", f"more than {SIDECAR_MAX_BYTES:,} bytes")  # fmt: skip
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("the sidecar is not JSON", f"a JSON object such as {SIDECAR_EXAMPLE}", str(exc)) from exc
+    document = parse_lab_json(body, "the sidecar", SIDECAR_MAX_BYTES, SIDECAR_EXAMPLE)
     if not isinstance(document, dict) or "mpp" not in document:
         raise InvalidInput(
             "the sidecar does not give the slide's µm per pixel",
