@@ -13,7 +13,6 @@ from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.keys import INCOMING, SIDECAR_SUFFIX
 from pcam_pipeline.core.names import usable_name
 
-
 _SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
