@@ -37,6 +37,14 @@ BAD_SLIDES = {
     "wrong-shape": (h5_bytes(x=np.zeros((3, 64, 64, 3), np.uint8)), ["wrong shape", "(3, 64, 64, 3)"]),
     "wrong-dtype": (h5_bytes(x=np.zeros((3, 96, 96, 3), np.float32)), ["wrong data type", "float32"]),
     "bad-coords": (h5_bytes(x=_patches(3), coords=np.zeros((2, 2), np.int64)), ["'coords' has the wrong shape"]),
+    "far-coords": (  # its heatmap would have needed terabytes
+        h5_bytes(x=_patches(2), coords=np.array([[0, 0], [1_152_000, 1_152_000]], np.int64)),
+        ["'coords' has positions outside any slide", "positions from 0 to 1,152,000"],
+    ),
+    "negative-coords": (
+        h5_bytes(x=_patches(2), coords=np.array([[0, -96], [96, 0]], np.int64)),
+        ["'coords' has positions outside any slide"],
+    ),
 }
 
 

@@ -301,3 +301,17 @@ def test_the_patch_limit_is_a_setting():
         assert inspect_patches(handle, FileLimits(max_patches=5)).count == 5
         with pytest.raises(InvalidInput, match="at most 4 "):
             inspect_patches(handle, FileLimits(max_patches=4))
+
+
+@pytest.mark.parametrize(
+    ("coords", "found"),
+    [([[0, 0], [1_152_000, 1_152_000]], "positions from 0 to 1,152,000"), ([[-96, 0], [0, 0]], "from -96 to 0")],
+)
+def test_patch_positions_outside_any_slide_are_refused(tmp_path, coords, found):
+    path = tmp_path / "far.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.zeros((2, 96, 96, 3), np.uint8)
+        f["coords"] = np.array(coords, np.int64)
+    with h5py.File(path) as handle, pytest.raises(InvalidInput, match="outside any slide") as refusal:
+        inspect_patches(handle)
+    assert found in refusal.value.found

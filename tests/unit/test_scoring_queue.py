@@ -312,3 +312,28 @@ def test_without_rescore_on_promotion_scored_slides_keep_their_results():
     world.flow.registry.promote(newer, by="ops")
     assert world.flow.on_event(events.MODEL_PROMOTED, {"model_name": newer})["rescored"] == []
     assert len(scoring_jobs(world)) == 1
+
+
+def test_a_slide_whose_results_fail_unforeseen_is_retried_alone_then_failed_and_alerted_and_the_batch_is_scored(
+    monkeypatch,
+):
+    from pcam_pipeline.scoring import slide_results
+
+    written = slide_results.prediction_csv
+
+    def exhausted_for_b(slide_id, *args):
+        if slide_id == "b":
+            raise MemoryError("a defect, or a slide no check foresaw")
+        return written(slide_id, *args)
+
+    monkeypatch.setattr(slide_results, "prediction_csv", exhausted_for_b)
+    world, batch = batch_of_a_and_b()
+    alerts_before = len(world.alerter.alerts)
+    outcome = finish(world, batch)
+    assert outcome["retried_alone"] == ["b"] and world.state.slide("a").scoring_status is ScoringStatus.SCORED
+    finish(world, job_of(world, "b"))
+    failed = world.state.slide("b")
+    assert failed.scoring_status is ScoringStatus.FAILED
+    assert "the slide's results could not be written (MemoryError" in failed.scoring_failure
+    assert len(world.alerter.alerts) == alerts_before + 1 and "slide b" in world.alerter.alerts[-1][0]
+    assert not world.blobs.exists("predictions/b.csv") and world.state.queued_slides() == []

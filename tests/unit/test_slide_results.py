@@ -213,3 +213,15 @@ def test_a_slide_id_that_starts_a_formula_is_written_as_text(slide_id):
     body = prediction_csv(slide_id, np.array([0.9]), None, 0.5)
     row = next(islice(csv.reader(io.StringIO(body.decode())), 1, None))
     assert row[0] == "'" + slide_id, "a spreadsheet shows it as text"
+
+
+def test_the_heatmap_of_patches_a_slide_apart_stays_small_and_shows_each_at_its_highest():
+    """Positions up to the ingestion limit (1,000,000 px) span 10,417 cells a side: the grid is capped, and
+    patches that share a cell show the highest probability among them."""
+    coords = np.array([[0, 0], [96, 0], [999_936, 999_936]])
+    png = heatmap_png(coords, np.array([0.1, 0.9, 0.5]), "far", 0.5)
+    picture = Image.open(io.BytesIO(png))
+    assert max(picture.size) < 2_500
+    pixels = np.asarray(picture.convert("RGB"))
+    top_left_cell = pixels[60, 20]  # where framed_png puts the map's first cell
+    assert (top_left_cell == colour_of(np.array([0.9]))[0]).all(), "the 0.9 patch wins the cell it shares"

@@ -32,6 +32,9 @@ class FileLimits:
     max_chunk_bytes: int = 64 << 20  # one chunk is decoded whole: 64 MiB is about 2,400 patches
     max_attributes: int = 256  # per dataset
     max_top_level_names: int = 256
+    # A patch position, in pixels: 1,000,000 is 25 cm at 0.25 µm/px, three times a slide's length. Beyond it
+    # a position is a mistake or an attack (its heatmap would need terabytes).
+    max_coordinate: int = 1_000_000
 
 
 DEFAULT_LIMITS = FileLimits()
@@ -252,7 +255,15 @@ def read_coords(handle: h5py.File, count: int, limits: FileLimits = DEFAULT_LIMI
         raise InvalidInput(
             "'coords' has the wrong shape", f"({count}, 2): one (x, y) position per patch", str(tuple(coords.shape))
         )
-    return np.asarray(coords[...], dtype=np.int64)
+    positions = np.asarray(coords[...], dtype=np.int64)
+    low, high = (int(positions.min()), int(positions.max())) if positions.size else (0, 0)
+    if low < 0 or high > limits.max_coordinate:
+        raise InvalidInput(
+            "'coords' has positions outside any slide",
+            f"pixel positions from 0 to {limits.max_coordinate:,}",
+            f"positions from {low:,} to {high:,}",
+        )
+    return positions
 
 
 def check_counts_agree(x_count: int, y_count: int, arrived: str) -> None:

@@ -14,6 +14,7 @@ CSV_HEADER = ",".join(CSV_COLUMNS)
 # with the quote is escaped too, so that removing one leading quote always gives back the id.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 PATCH_EDGE = 96
+MAX_HEATMAP_CELLS = 1024  # a side: about 2,000 pixels and 3 MB, whatever the slide's positions span
 # Viridis-like anchors (dark blue → green → yellow): readable in grey scale and by most colour-blind readers.
 _COLOUR_ANCHORS = np.array(
     [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
@@ -67,15 +68,23 @@ def colour_of(probabilities: np.ndarray) -> np.ndarray:
 
 
 def heatmap_png(coords: np.ndarray, probabilities: np.ndarray, title: str, threshold: float) -> bytes:
-    """Tumour probability laid out at the patch positions, with a colour bar a pathologist can read."""
-    columns = np.round(coords[:, 0] / PATCH_EDGE).astype(int)
-    rows = np.round(coords[:, 1] / PATCH_EDGE).astype(int)
+    """Tumour probability laid out at the patch positions, with a colour bar a pathologist can read.
+
+    At most MAX_HEATMAP_CELLS cells a side, whatever the positions span: patches far apart share a cell,
+    which shows the highest probability among them."""
+    columns = np.round(coords[:, 0] / PATCH_EDGE).astype(np.int64)
+    rows = np.round(coords[:, 1] / PATCH_EDGE).astype(np.int64)
     columns -= columns.min()
     rows -= rows.min()
+    step = max(1, -(-(max(int(columns.max()), int(rows.max())) + 1) // MAX_HEATMAP_CELLS))
+    columns, rows = columns // step, rows // step
     grid_w, grid_h = int(columns.max()) + 1, int(rows.max()) + 1
     cell = int(max(2, min(24, 720 // max(grid_w, grid_h))))
+    highest = np.full((grid_h, grid_w), -1.0)
+    np.maximum.at(highest, (rows, columns), probabilities)
     tiles = np.full((grid_h, grid_w, 3), 235, dtype=np.uint8)  # light grey: no patch here (background)
-    tiles[rows, columns] = colour_of(probabilities)
+    scored = highest >= 0
+    tiles[scored] = colour_of(highest[scored])
     picture = Image.fromarray(tiles).resize((grid_w * cell, grid_h * cell), Image.Resampling.NEAREST)
     return framed_png(picture, probabilities, title, threshold)
 

@@ -18,12 +18,13 @@ import json
 from datetime import datetime
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image
 
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
-from pcam_pipeline.core.errors import JobFailed
+from pcam_pipeline.core.errors import JobFailed, RetryableError
 from pcam_pipeline.core.records import JobRecord, SlideRecord
 from pcam_pipeline.core.statuses import OwnerStatus
 from pcam_pipeline.ingestion.hdf5_input import FileLimits, open_hdf5, read_coords
@@ -80,16 +81,17 @@ class SlideScoring(JobKindBase):
     def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
         """Split the job's predictions per slide and write each slide's results; then announce it.
 
-        A slide whose outputs cannot be assembled gets no partial CSV: alone, its job fails (JobFailed);
-        in a job of several slides, it is retried alone and the others keep their results."""
+        A slide whose outputs cannot be assembled, or whose results fail in any way but AWS's for-now
+        refusals, gets no partial CSV: alone, its job fails (JobFailed: recorded and alerted); in a job of
+        several slides, it is retried alone and the others keep their results."""
         job = self._state.job(job.name)  # with the times SageMaker reported
         members = members_of(job)
         if len(members) == 1:
-            return self._write_results(job, members[0])
+            return self._slides_own_results(job, members[0])
         outcomes, unusable = [], []
         for member in members:
             try:
-                outcomes.append(self._write_results(job, member))
+                outcomes.append(self._slides_own_results(job, member))
             except JobFailed as exc:
                 unusable.append(member["slide_id"])
                 logger.warning("a slide of the batch is retried alone", extra={"reason": str(exc)})
@@ -107,8 +109,21 @@ class SlideScoring(JobKindBase):
         self._state.record_slide_scoring_failed(member["slide_id"], member["run_id"], f"transform {job.name}: {reason}")
         return False
 
+    def _slides_own_results(self, job: JobRecord, member: dict) -> dict:
+        """``_write_results``, where any failure but a retryable AWS one is this slide's alone (JobFailed)."""
+        try:
+            return self._write_results(job, member)
+        except (JobFailed, RetryableError, BotoCoreError, ClientError):
+            raise
+        except Exception as exc:  # a slide nothing foresaw (a defect, memory) must not block its batch's others
+            logger.exception("a slide's results could not be written", extra={"slide_id": member["slide_id"]})
+            raise JobFailed(f"the slide's results could not be written ({type(exc).__name__}: {exc})") from exc
+
     def _write_results(self, job: JobRecord, member: dict) -> dict:
-        """One slide's CSV, summary and heatmap from its share of the job's outputs; then "Slide Scored"."""
+        """One slide's CSV, summary and pictures from its share of the job's outputs; then "Slide Scored".
+
+        Every file is made before the slide's results are claimed and any is written: a slide that cannot be
+        made leaves no claim and no partial result behind."""
         slide_id, run_id = member["slide_id"], member["run_id"]
         logger.append_keys(slide_id=slide_id, run_id=run_id)
         slide = self._state.slide(slide_id)
@@ -118,43 +133,21 @@ class SlideScoring(JobKindBase):
             return {"status": "already scored", "slide_id": slide_id}
         gathered_at = now_iso()
         probabilities = gather_tumour_probabilities(self._blobs, member["outputs"], member["patch_count"])
-        if not self._state.claim_slide_results(queued_entry(member, job.model_name), job.name):
-            return {"status": "scored by another job", "slide_id": slide_id}
         plan = load_plan(self._blobs, slide.tile_plan_key) if slide.tile_plan_key else None
         coords = np.asarray(plan.coords) if plan else self._coords(slide) if slide.has_coords else None
-        model = self._registry.model(job.model_name)
         figures = slide_results.summary_figures(probabilities, self._threshold)
         if plan:
             figures.update(whole_slide_figures(plan, probabilities, self._threshold))
-        csv_key, summary_key, heatmap_key = (keys.prediction_key(slide_id, ext) for ext in ("csv", "json", "png"))
-        dropped = self._state.file_version(slide.x_key, slide.x_version)
-        summary = {
-            "slide_id": slide_id,
-            "input_key": slide.x_key,
-            "input_version": slide.x_version,
-            "dropped_at": dropped.received_at if dropped else None,
-            **figures,
-            "model_name": job.model_name,
-            "previous_model": slide.scored_model,  # of the result this one replaces, if any
-            "model_metrics": model.metrics if model else {},
-            "transform_job": job.name,
-            "transform_started_at": job.started_at,
-            "transform_ended_at": job.ended_at,
-            "gathered_at": gathered_at,
-            "scored_at": now_iso(),
-            "csv_uri": self._blobs.uri(csv_key),
-            "heatmap_uri": self._blobs.uri(heatmap_key) if coords is not None else None,
-        }
-        if plan:
-            summary["geojson_uri"] = self._write_whole_slide_pictures(slide, plan, probabilities, job.model_name)
-        elif coords is not None:
-            title = f"{slide_id}  (model {job.model_name})"
-            picture = slide_results.heatmap_png(coords, probabilities, title, self._threshold)
-            self._blobs.put_bytes(heatmap_key, picture, "image/png")
+        files = self._result_files(slide, plan, coords, probabilities, job.model_name)
+        if not self._state.claim_slide_results(queued_entry(member, job.model_name), job.name):
+            return {"status": "scored by another job", "slide_id": slide_id}
+        csv_key, summary_key = keys.prediction_key(slide_id, "csv"), keys.prediction_key(slide_id, "json")
+        summary = self._summary(slide, job, figures, gathered_at, files)
+        for key, (body, content_type) in files.items():
+            if key != csv_key:
+                self._blobs.put_bytes(key, body, content_type)
         self._blobs.put_json(summary_key, summary)
-        # One PUT: the CSV appears whole, replacing any earlier result of this slide at once.
-        body = slide_results.prediction_csv(slide_id, probabilities, coords, self._threshold)
-        self._blobs.put_bytes(csv_key, body, "text/csv")
+        self._blobs.put_bytes(csv_key, *files[csv_key])  # last, in one PUT: replaces any earlier result at once
         self._events.publish(events.SLIDE_SCORED, {**summary, "summary_uri": self._blobs.uri(summary_key)})
         self._state.record_slide_scored(
             slide_id,
@@ -172,16 +165,49 @@ class SlideScoring(JobKindBase):
         logger.info("slide scored", extra={"slide_id": slide_id, **figures})
         return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
 
-    def _write_whole_slide_pictures(self, slide: SlideRecord, plan, probabilities: np.ndarray, model: str) -> str:
-        """The heatmap over the slide's thumbnail, and the QuPath GeoJSON; returns the GeoJSON's URI."""
-        thumbnail = Image.open(io.BytesIO(self._blobs.get_bytes(thumbnail_key(slide.tile_plan_key))))
-        title = f"{slide.slide_id}  (model {model}, {plan.mpp_source})"
-        picture = overlay_png(thumbnail, plan, probabilities, title, self._threshold)
-        self._blobs.put_bytes(keys.prediction_key(slide.slide_id, "png"), picture, "image/png")
-        geojson_key = keys.prediction_key(slide.slide_id, "geojson")
-        document = qupath_geojson(slide.slide_id, plan, probabilities, self._threshold)
-        self._blobs.put_bytes(geojson_key, json.dumps(document).encode(), "application/geo+json")
-        return self._blobs.uri(geojson_key)
+    def _result_files(self, slide: SlideRecord, plan, coords, probabilities: np.ndarray, model: str) -> dict:
+        """Key → (body, content type): the CSV, the heatmap (over the thumbnail for a whole-slide image) and
+        the QuPath GeoJSON, as the slide has them."""
+        slide_id = slide.slide_id
+        csv_body = slide_results.prediction_csv(slide_id, probabilities, coords, self._threshold)
+        files = {keys.prediction_key(slide_id, "csv"): (csv_body, "text/csv")}
+        if plan:
+            thumbnail = Image.open(io.BytesIO(self._blobs.get_bytes(thumbnail_key(slide.tile_plan_key))))
+            title = f"{slide_id}  (model {model}, {plan.mpp_source})"
+            picture = overlay_png(thumbnail, plan, probabilities, title, self._threshold)
+            document = qupath_geojson(slide_id, plan, probabilities, self._threshold)
+            files[keys.prediction_key(slide_id, "geojson")] = (json.dumps(document).encode(), "application/geo+json")
+        elif coords is not None:
+            picture = slide_results.heatmap_png(coords, probabilities, f"{slide_id}  (model {model})", self._threshold)
+        if plan or coords is not None:
+            files[keys.prediction_key(slide_id, "png")] = (picture, "image/png")
+        return files
+
+    def _summary(self, slide: SlideRecord, job: JobRecord, figures: dict, gathered_at: str, files: dict) -> dict:
+        uri = self._blobs.uri
+        png, geojson = (keys.prediction_key(slide.slide_id, ext) for ext in ("png", "geojson"))
+        dropped = self._state.file_version(slide.x_key, slide.x_version)
+        model = self._registry.model(job.model_name)
+        summary = {
+            "slide_id": slide.slide_id,
+            "input_key": slide.x_key,
+            "input_version": slide.x_version,
+            "dropped_at": dropped.received_at if dropped else None,
+            **figures,
+            "model_name": job.model_name,
+            "previous_model": slide.scored_model,  # of the result this one replaces, if any
+            "model_metrics": model.metrics if model else {},
+            "transform_job": job.name,
+            "transform_started_at": job.started_at,
+            "transform_ended_at": job.ended_at,
+            "gathered_at": gathered_at,
+            "scored_at": now_iso(),
+            "csv_uri": uri(keys.prediction_key(slide.slide_id, "csv")),
+            "heatmap_uri": uri(png) if png in files else None,
+        }
+        if geojson in files:
+            summary["geojson_uri"] = uri(geojson)
+        return summary
 
     def _coords(self, slide: SlideRecord) -> np.ndarray:
         with self._blobs.open(slide.x_source_key, slide.x_source_version) as f, open_hdf5(f, f.size) as handle:
