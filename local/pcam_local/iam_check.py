@@ -151,7 +151,7 @@ def recorded_calls(directory: Path) -> list[dict]:
 class Need:
     action: str
     resource: str
-    context: tuple[tuple[str, str], ...] = ()
+    context: tuple[tuple[str, Any], ...] = ()  # a multivalued key's value is a tuple
 
 
 def _queue_arn(url: str) -> str:
@@ -220,7 +220,7 @@ def _sagemaker_needs(action: str, operation: str, params: dict) -> list[Need]:
         raise ValueError(f"no IAM mapping for sagemaker:{operation}")
     name = params.get(f"{kind}Name") or params.get("ModelName")
     arn = f"arn:{PARTITION}:sagemaker:{REGION}:{ACCOUNT}:{SAGEMAKER_RESOURCE[kind]}/{name.lower()}"
-    found = [Need(action, arn)]
+    found = [Need(action, arn, _sagemaker_request_context(params))]
     roles = [
         params.get("RoleArn"),
         params.get("ExecutionRoleArn"),
@@ -235,6 +235,41 @@ def _sagemaker_needs(action: str, operation: str, params: dict) -> list[Need]:
     return found
 
 
+def _sagemaker_request_context(params: dict) -> tuple[tuple[str, Any], ...]:
+    """The SageMaker condition keys a Create request carries (Service Authorization Reference)."""
+    definition = params.get("TrainingJobDefinition") or {}
+    resources = [
+        params.get("ResourceConfig"),
+        definition.get("ResourceConfig"),
+        params.get("TransformResources"),
+        (params.get("ProcessingResources") or {}).get("ClusterConfig"),
+    ]
+    context: dict[str, Any] = {}
+    types = tuple(sorted({r["InstanceType"] for r in resources if r and r.get("InstanceType")}))
+    if types:
+        context["sagemaker:InstanceTypes"] = types
+    stopping = params.get("StoppingCondition") or definition.get("StoppingCondition") or {}
+    if "MaxRuntimeInSeconds" in stopping:
+        context["sagemaker:MaxRuntimeInSeconds"] = str(stopping["MaxRuntimeInSeconds"])
+    isolation = params.get("EnableNetworkIsolation", definition.get("EnableNetworkIsolation"))
+    isolation = (params.get("NetworkConfig") or {}).get("EnableNetworkIsolation", isolation)
+    if isolation is not None:
+        context["sagemaker:NetworkIsolation"] = str(bool(isolation)).lower()
+    encryption = params.get("EnableInterContainerTrafficEncryption",
+                            definition.get("EnableInterContainerTrafficEncryption"))  # fmt: skip
+    encryption = (params.get("NetworkConfig") or {}).get("EnableInterContainerTrafficEncryption", encryption)
+    if encryption is not None:
+        context["sagemaker:InterContainerTrafficEncryption"] = str(bool(encryption)).lower()
+    output = params.get("OutputDataConfig") or definition.get("OutputDataConfig") or params.get("TransformOutput")
+    output = output or params.get("ProcessingOutputConfig") or {}
+    if output.get("KmsKeyId"):
+        context["sagemaker:OutputKmsKey"] = output["KmsKeyId"]
+    volume = [r.get("VolumeKmsKeyId") for r in resources if r and r.get("VolumeKmsKeyId")]
+    if volume:
+        context["sagemaker:VolumeKmsKey"] = volume[0]
+    return tuple(sorted(context.items()))
+
+
 # ------------------------------------------------------------------ policies
 class TemplateResolver:
     """Resolves the intrinsic functions of the translated template with the deployed physical ids."""
@@ -242,7 +277,7 @@ class TemplateResolver:
     def __init__(self, template: dict, physical: dict[str, str], parameters: dict[str, str]):
         self._template, self._physical = template, physical
         self._parameters = {
-            name: str(parameters.get(name, spec.get("Default", "")))
+            name: _parameter_value(str(parameters.get(name, spec.get("Default", ""))), spec)
             for name, spec in template.get("Parameters", {}).items()
         }
         self._pseudo = {
@@ -307,6 +342,12 @@ class TemplateResolver:
         return self.ref(name)
 
 
+def _parameter_value(text: str, spec: dict) -> str | list[str]:
+    if spec.get("Type") == "CommaDelimitedList":
+        return [item.strip() for item in text.split(",")]
+    return text
+
+
 def role_statements(template: dict, role: str, resolver: TemplateResolver) -> list[dict]:
     properties = template["Resources"][role]["Properties"]
     statements = []
@@ -332,22 +373,42 @@ def _matches(pattern: str, value: str, case_sensitive: bool = True) -> bool:
     )
 
 
-def _condition_holds(condition: dict, context: dict[str, str]) -> bool:
+def _value_holds(base: str, value: str, expected) -> bool | None:
+    """One single-valued test; None for an operator this check does not evaluate."""
+    if base in ("StringEquals", "ArnEquals", "Bool"):
+        return (
+            str(value).lower() in [str(e).lower() for e in _listed(expected)]
+            if base == "Bool"
+            else (value in _listed(expected))
+        )
+    if base in ("StringLike", "ArnLike"):
+        return any(_matches(p, value) for p in _listed(expected))
+    if base == "NumericLessThanEquals":
+        return float(value) <= float(expected)
+    return None
+
+
+def _condition_holds(condition: dict, context: dict[str, Any]) -> bool:
+    """IAM's condition evaluation for the operators the template uses (IAM JSON policy reference: condition
+    operators, multivalued context keys, Null); any other operator counts as not granted."""
     for operator, tests in condition.items():
-        if_exists = operator.endswith("IfExists")
-        base = operator.removesuffix("IfExists")
+        qualifier, _, base = operator.rpartition(":")
+        if_exists = base.endswith("IfExists")
+        base = base.removesuffix("IfExists")
         for key, expected in tests.items():
+            if base == "Null":
+                if (key not in context) != (str(expected).lower() == "true"):
+                    return False
+                continue
             if key not in context:
-                if if_exists:
+                if if_exists or qualifier == "ForAllValues":  # ForAllValues holds for a missing key
                     continue
                 return False
-            value = context[key]
-            if base in ("StringEquals", "ArnEquals"):
-                ok = value in _listed(expected)
-            elif base in ("StringLike", "ArnLike"):
-                ok = any(_matches(p, value) for p in _listed(expected))
-            else:
-                return False  # an operator this check does not evaluate counts as not granted
+            values = context[key] if isinstance(context[key], tuple) else (context[key],)
+            results = [_value_holds(base, value, expected) for value in values]
+            if None in results:
+                return False
+            ok = any(results) if qualifier == "ForAnyValue" else all(results)
             if not ok:
                 return False
     return True

@@ -222,6 +222,42 @@ def translate(template: dict, parameters: dict[str, str]) -> dict:
     return translator.translate(template, parameter_values=dict(parameters))
 
 
+class RuleFailed(ValueError):
+    """A template rule refuses the parameters, as CloudFormation would refuse to create the stack."""
+
+
+def check_rules(template: dict, parameters: dict[str, str]) -> None:
+    """Evaluate the template's Rules (moto ignores them) for the functions this template uses."""
+    values = {
+        name: parameters.get(name, spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()
+    }
+    for name, spec in template.get("Parameters", {}).items():
+        if spec.get("Type") == "CommaDelimitedList":
+            values[name] = [item.strip() for item in str(values[name]).split(",")]
+
+    def value(node):
+        if isinstance(node, dict) and "Ref" in node:
+            return values[node["Ref"]]
+        if isinstance(node, dict):
+            (function, arguments), *_ = node.items()
+            evaluated = [value(argument) for argument in arguments]
+            return {
+                "Fn::Contains": lambda: evaluated[1] in evaluated[0],
+                "Fn::Equals": lambda: evaluated[0] == evaluated[1],
+                "Fn::Not": lambda: not evaluated[0],
+                "Fn::And": lambda: all(evaluated),
+                "Fn::Or": lambda: any(evaluated),
+            }[function]()
+        return node
+
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not value(rule["RuleCondition"]):
+            continue
+        for assertion in rule["Assertions"]:
+            if not value(assertion["Assert"]):
+                raise RuleFailed(f"template rule {name}: {assertion.get('AssertDescription', 'an assertion failed')}")
+
+
 def deploy(root: Path, endpoint: str, parameters: dict[str, str] | None = None) -> DeployedStack:
     """Deploy template.yaml into the local AWS and return what the runtime needs to run it."""
     session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
@@ -231,12 +267,19 @@ def deploy(root: Path, endpoint: str, parameters: dict[str, str] | None = None) 
     }
     parameters = parameters or {}
     template, code_dirs = package_template(load_template(root / "template.yaml"), root, clients["s3"])
+    check_rules(template, parameters)
     cfn_template = translate(template, parameters)
     cfn = clients["cloudformation"]
+    # moto 5.2.5 splits a CommaDelimitedList parameter's given value but not its default: give every one.
+    lists = {
+        name: spec["Default"]
+        for name, spec in template["Parameters"].items()
+        if spec.get("Type") == "CommaDelimitedList" and "Default" in spec
+    }
     cfn.create_stack(
         StackName=STACK_NAME,
         TemplateBody=json.dumps(cfn_template),
-        Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
+        Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in {**lists, **parameters}.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
     stack = _wait_for_stack(cfn)

@@ -87,3 +87,42 @@ def test_the_local_transform_quota_defaults_to_the_deployed_cap():
     from pcam_local import TRANSFORM_QUOTA
 
     assert TEMPLATE["Parameters"]["MaxConcurrentTransformJobs"]["Default"] == TRANSFORM_QUOTA
+
+
+@pytest.mark.parametrize(
+    ("parameters", "refused"),
+    [
+        ({}, None),
+        ({"TrainingInstanceType": "ml.g5.xlarge"}, None),
+        (
+            {"TrainingInstanceType": "ml.p5.48xlarge"},
+            "TrainingInstanceType must be one of AllowedTrainingInstanceTypes",
+        ),
+        (
+            {"TransformInstanceType": "ml.c5.2xlarge"},
+            "TransformInstanceType must be one of AllowedTransformInstanceTypes",
+        ),
+        (
+            {"TransformInstanceType": "ml.c5.2xlarge", "AllowedTransformInstanceTypes": "ml.m5.xlarge,ml.c5.2xlarge"},
+            None,
+        ),
+        ({"EvaluationInstanceType": "ml.m5.4xlarge"}, "EvaluationInstanceType must be one of"),
+    ],
+)
+def test_a_deployment_whose_instance_types_are_outside_its_own_limits_is_refused_by_the_template_rules(
+    parameters, refused
+):
+    from pcam_local.stack import RuleFailed, check_rules
+
+    if refused is None:
+        check_rules(TEMPLATE, parameters)
+        return
+    with pytest.raises(RuleFailed, match=refused):
+        check_rules(TEMPLATE, parameters)
+
+
+@pytest.mark.parametrize("environment", ["default", "staging", "prod"])
+def test_every_samconfig_environment_keeps_its_instance_types_within_its_limits(environment):
+    from pcam_local.stack import check_rules
+
+    check_rules(TEMPLATE, overrides(environment))

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pcam_pipeline.core.cost_limits import CostLimits
 from pcam_pipeline.core.errors import SettingsError
 from pcam_pipeline.wsi.structure import SlideLimits
 from pcam_pipeline.wsi.tiling import TilingSettings
@@ -78,6 +79,34 @@ class ConversionSettings:
         )
 
 
+def _instance_types(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    types = tuple(t.strip() for t in env.get(name, ",".join(default)).split(",") if t.strip())
+    if not types:
+        raise SettingsError(f"{name} must list at least one instance type, e.g. {','.join(default)}")
+    return types
+
+
+def cost_limits(env: Mapping[str, str] = os.environ) -> CostLimits:
+    """The operator's limits on SageMaker spending (the template's Allowed*InstanceTypes and Max* parameters)."""
+    default = CostLimits()
+    return CostLimits(
+        training_instance_types=_instance_types(
+            env, "ALLOWED_TRAINING_INSTANCE_TYPES", default.training_instance_types
+        ),
+        transform_instance_types=_instance_types(
+            env, "ALLOWED_TRANSFORM_INSTANCE_TYPES", default.transform_instance_types
+        ),
+        processing_instance_types=_instance_types(
+            env, "ALLOWED_PROCESSING_INSTANCE_TYPES", default.processing_instance_types
+        ),
+        max_instance_count=_int(env, "MAX_INSTANCE_COUNT", default.max_instance_count, 1, 100),
+        max_epochs=_int(env, "MAX_TRAINING_EPOCHS", default.max_epochs, 1, 100_000),
+        max_training_starts_per_day=_int(
+            env, "MAX_TRAINING_STARTS_PER_DAY", default.max_training_starts_per_day, 1, 1000
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     conversion: ConversionSettings
@@ -85,6 +114,7 @@ class IngestSettings:
     convert_queue_url: str
     patches_per_shard: int
     max_uncompressed_bytes: int = 16 << 30  # MaxUncompressedGB: a .gz inflating past it is refused
+    cost_limits: CostLimits = CostLimits()  # what a lab's training.json may ask for
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestSettings:
@@ -94,6 +124,7 @@ class IngestSettings:
             convert_queue_url=_required(env, "CONVERT_QUEUE_URL"),
             patches_per_shard=_int(env, "PATCHES_PER_SHARD", 16384, 1, 10_000_000),
             max_uncompressed_bytes=int(_float(env, "MAX_UNCOMPRESSED_GB", 16, 0.01, 5000) * (1 << 30)),
+            cost_limits=cost_limits(env),
         )
 
 
@@ -166,6 +197,7 @@ class ModelSettings:
                 ),
                 max_payload_mb=_int(env, "MAX_PAYLOAD_MB", default.max_payload_mb, 1, 100),
                 evaluation_instance_type=_required(env, "EVALUATION_INSTANCE_TYPE"),
+                limits=cost_limits(env),
             ),
             max_transform_jobs=_int(env, "MAX_CONCURRENT_TRANSFORM_JOBS", cls.max_transform_jobs, 1, 100),
             scoring_batch_window_seconds=_int(

@@ -140,6 +140,7 @@ class Ingestor:
         with storage.S3RangeFile(self._s3, self._bucket, dropped.key, dropped.version_id) as f:
             body = f.read(MAX_SETTINGS_BYTES + 1)
         settings = parse_training_settings(body)
+        self._settings.cost_limits.check_training_settings(settings)
         self._state.record_training_settings(kind.dataset, settings, dropped.key, dropped.version)
         self._state.record_file(dropped.key, dropped.version, FileStatus.SETTINGS_RECORDED)
         logger.info("training settings recorded", extra={"dataset": kind.dataset, "settings": settings})

@@ -67,7 +67,7 @@ def transform_request(
     }
     if settings.max_payload_mb * settings.max_concurrent_transforms > 100:
         raise InvalidJobRequest("MaxPayloadInMB x MaxConcurrentTransforms must not exceed 100")
-    validate("CreateTransformJob", request)
+    validate("CreateTransformJob", request, settings.limits)
     return request
 
 
@@ -130,5 +130,5 @@ def evaluation_request(
         "RoleArn": settings.role_arn,
         "Tags": tag_list(tags),
     }
-    validate("CreateProcessingJob", request)
+    validate("CreateProcessingJob", request, settings.limits)
     return request

@@ -17,6 +17,7 @@ from typing import Any
 import regex
 
 from pcam_pipeline.aws import request_rules
+from pcam_pipeline.core.cost_limits import CostLimits
 from pcam_pipeline.core.errors import InvalidJobRequest
 from pcam_training import config
 
@@ -45,6 +46,7 @@ class SageMakerSettings:
     max_concurrent_transforms: int = 0
     max_payload_mb: int = 1
     evaluation_instance_type: str = "ml.m5.large"
+    limits: CostLimits = CostLimits()  # what any request may ask for, whatever a dataset's settings say
 
     def for_dataset(self, settings: dict[str, Any]) -> SageMakerSettings:
         """These settings with a dataset's own training.json applied (``training_settings``)."""
@@ -130,7 +132,7 @@ def training_job_request(settings: SageMakerSettings, inputs: TrainingInputs) ->
         **_training_definition(settings, inputs.train_uri, inputs.valid_uri),
         "Tags": inputs.tag_list(),
     }
-    validate("CreateTrainingJob", request)
+    validate("CreateTrainingJob", request, settings.limits)
     return request
 
 
@@ -155,7 +157,7 @@ def tuning_job_request(settings: SageMakerSettings, inputs: TrainingInputs) -> d
         },
         "Tags": inputs.tag_list(),
     }
-    validate("CreateHyperParameterTuningJob", request)
+    validate("CreateHyperParameterTuningJob", request, settings.limits)
     return request
 
 
@@ -175,8 +177,11 @@ def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": tag_value(value)} for key, value in tags.items()]
 
 
-def validate(operation: str, request: dict[str, Any]) -> None:
-    """Raise InvalidJobRequest, saying what is wrong, if SageMaker would refuse ``request``."""
+def validate(operation: str, request: dict[str, Any], limits: CostLimits | None = None) -> None:
+    """Raise InvalidJobRequest, saying what is wrong, if SageMaker would refuse ``request`` or it asks for
+    more than the deployment's cost ``limits`` allow."""
     problems = request_rules.violations("sagemaker", operation, request)
     if problems:
         raise InvalidJobRequest(f"{operation}: " + "; ".join(problems))
+    if limits is not None:
+        limits.check_request(operation, request)

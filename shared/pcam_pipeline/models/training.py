@@ -3,6 +3,8 @@ handed to evaluation. One job per combination of uploads: its name derives from 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from pcam_pipeline.core.errors import InvalidJobRequest
 from pcam_pipeline.core.records import JobRecord, ModelRecord
 from pcam_pipeline.core.statuses import JobKind, JobStatus
@@ -44,6 +46,14 @@ class ModelTraining(JobKindBase):
         if not self._jobs.record(job) and self._state.job(name).status is not JobStatus.STARTING:
             return {"status": "already started", "job": name, "kind": job.kind}
         self._state.record_training_status(dataset, JobStatus.STARTING, latest_job=name)
+        per_day = self._settings.limits.max_training_starts_per_day
+        if not self._state.claim_training_start(dataset, datetime.now(UTC).date().isoformat(), name, per_day):
+            reason = (
+                f"the dataset has started {per_day} trainings today (UTC), this deployment's "
+                "MaxTrainingStartsPerDay; drop its splits again tomorrow, or ask the operator to raise it"
+            )
+            self._jobs.fail(failed(job), self, reason)
+            return {"status": "refused", "job": name, "reason": reason}
         try:
             inputs = TrainingInputs(
                 name,

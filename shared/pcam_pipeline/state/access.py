@@ -9,6 +9,7 @@ Records (pk, sk):
 - ``awaiting-mpp#<slide_id>``, ``current``: a whole-slide image quarantined for want of µm/px, restored
   when its sidecar arrives.
 - ``dataset#<dataset>``, ``current``: its latest training job, that job's status and failure, its latest model.
+- ``dataset#<dataset>``, ``training-start#<UTC day>#<n>``: the n-th training started for it that day (the cap).
 - ``job#<name>``, ``current``: a SageMaker job the pipeline started (kind, dataset, status, reason, times).
 - ``models``, ``model#<name>``: a trained model, its evaluation and the promotion decision.
 - ``models``, ``current``: which model scores slides, with its metrics, lineage and the models it replaced.

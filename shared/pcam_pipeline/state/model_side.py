@@ -60,6 +60,15 @@ class ModelSideRecords(TableAccess):
         fields = {"dataset": dataset, "training_settings": settings, "training_settings_from": f"{key}#{version}"}
         self._set(dataset_pk(dataset), CURRENT, fields)
 
+    def claim_training_start(self, dataset: str, day: str, job_name: str, per_day: int) -> bool:
+        """One of the dataset's ``per_day`` training starts of ``day`` (UTC), for this job; True again for the
+        same job (a retried event), False when the day's starts are all taken."""
+        prefix = f"training-start#{day}#"
+        if any(item.get("job") == job_name for item in self.query(dataset_pk(dataset), prefix)):
+            return True
+        claim = {"dataset": dataset, "job": job_name, "claimed_at": now_iso()}
+        return any(self._put_new(dataset_pk(dataset), f"{prefix}{n:03d}", claim) for n in range(per_day))
+
     def training_settings(self, dataset: str) -> dict:
         return (self.get(dataset_pk(dataset)) or {}).get("training_settings", {})
 
