@@ -1,11 +1,15 @@
 """`pcam smoke`: an operator's first check of a deployment, right after `sam deploy`.
 
-Drops a tiny synthetic dataset (with its own training.json: a cheap instance type, few epochs), a
+Drops a tiny synthetic dataset (with its own training.json: a cheap instance type, few epochs, and
+``"experiment": true``, so that its model can never become current and score real slides), a
 tiny slide and a tiny whole-slide image (pyramidal TIFF) into the stack, then follows each step through
 the stack's state table: settings recorded, splits and slides converted, training, evaluation, scoring.
+Its slides are scored by the current model, as a lab's are; on a deployment with no current model yet, by
+its own model (a rescore naming it), which still does not become current.
 It prints each step's time and the estimated cost of the SageMaker jobs, and exits non-zero with the reason
 on any failure.
-``--clean`` removes what it dropped and what the pipeline wrote for it. It works the same against
+``--clean`` removes what it dropped and what the pipeline wrote for it, never the current model or a model
+it replaced (which a rollback needs). It works the same against
 `pcam local up` (point boto3 at it with the variables that command prints).
 """
 
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import boto3
 
-from pcam_ops.operations import stack_outputs
+from pcam_ops.operations import rescore, stack_outputs
 from pcam_pipeline.core import dropped_files, keys
 from pcam_pipeline.core.records import JobRecord
 from pcam_pipeline.core.statuses import FileStatus, JobStatus, ModelStatus, OwnerStatus, ScoringStatus
@@ -67,7 +71,11 @@ class SmokeRun:
     # ------------------------------------------------------------------ steps
     def run(self) -> dict:
         settings_key = f"{keys.INCOMING}datasets/{self.dataset}/{dropped_files.TRAINING_SETTINGS_FILE}"
-        settings = {"instance_type": self.instance_type, "hyperparameters": {"epochs": self.epochs}}
+        settings = {
+            "instance_type": self.instance_type,
+            "hyperparameters": {"epochs": self.epochs},
+            "experiment": True,  # its model never becomes current, whatever its AUC
+        }
         self.s3.put_object(Bucket=self.bucket, Key=settings_key, Body=json.dumps(settings).encode())
         self._wait("training settings recorded", lambda: self._file_done(settings_key))
         self._drop_data()
@@ -79,6 +87,8 @@ class SmokeRun:
         self._wait("whole-slide image cut", lambda: self._owner_ready(self.state.slide(self.whole_slide)))
         training = self._wait("training job", self._training_done)
         model = self._wait("model evaluated", self._model_evaluated)
+        if self.state.current_model() is None:  # else the current model scores them, as it would a lab's
+            rescore(self.stack, [self.slide, self.whole_slide], self._smoke_model().model_name, "pcam smoke")
         scored = self._wait("slide scored", lambda: self._slide_scored(self.slide))
         self._wait("whole-slide image scored", lambda: self._slide_scored(self.whole_slide))
         return {
@@ -141,27 +151,30 @@ class SmokeRun:
             raise SmokeFailed(f"training job {name} {job.status}: {job.reason}")
         return f"{name} on {self.instance_type}" if job.status is JobStatus.COMPLETED else None
 
-    def _model_evaluated(self) -> str | None:
+    def _smoke_model(self):
         models = [m for m in self.state.models() if m.dataset == self.dataset]
-        if not models:
+        return models[-1] if models else None
+
+    def _model_evaluated(self) -> str | None:
+        model = self._smoke_model()
+        if model is None:
             return None
-        model = models[-1]
         if model.status is ModelStatus.EVALUATION_FAILED:
             raise SmokeFailed(f"evaluation of {model.model_name} failed: {model.failure_reason}")
         if model.status is not ModelStatus.EVALUATED or model.decision is None:
             return None
-        promoted = "promoted" if model.decision["promote"] else "not promoted"
-        return f"{model.model_name}: test AUC {model.auc:.3f}, {promoted} ({model.decision['reason']})"
+        if model.decision["promote"]:
+            raise SmokeFailed(f"the smoke model {model.model_name} became current: {model.decision['reason']}")
+        return f"{model.model_name}: test AUC {model.auc:.3f}, not current ({model.decision['reason']})"
 
     def _slide_scored(self, slide_id: str) -> str | None:
         slide = self.state.slide(slide_id)
         if slide.scoring_status is ScoringStatus.FAILED:
             raise SmokeFailed(f"scoring failed: {slide.scoring_failure}")
-        if slide.scoring_status is ScoringStatus.WAITING_FOR_MODEL and self.state.current_model() is None:
-            return "not scored: no model is current (the smoke model did not pass the gate); scoring untested"
         if slide.scoring_status is ScoringStatus.SCORED:
             extra = " (+ .geojson, overlay .png)" if slide.tile_plan_key else ""
-            return f"predictions/{slide_id}.csv{extra}, tumour fraction {slide.tumour_fraction:.1%}"
+            fraction = f"tumour fraction {slide.tumour_fraction:.1%}"
+            return f"predictions/{slide_id}.csv{extra} by {slide.scored_model}, {fraction}"
         return None
 
     # ------------------------------------------------------------------ costs
@@ -221,8 +234,13 @@ class SmokeRun:
             f"{keys.PREDICTIONS}{self.whole_slide}.",
             f"{keys.TILING}{self.whole_slide}/",
         ]
-        prefixes += [keys.evaluation_prefix(m.model_name) for m in self.state.models() if m.dataset == self.dataset]
-        prefixes += [f"{keys.MODELS}{m.training_job}/" for m in self.state.models() if m.dataset == self.dataset]
+        current = self.state.current_model()
+        needed = {current.model_name, *current.replaced} if current else set()  # what serves, or a rollback needs
+        mine = [m for m in self.state.models() if m.dataset == self.dataset and m.model_name not in needed]
+        prefixes += [keys.evaluation_prefix(m.model_name) for m in mine]
+        prefixes += [f"{keys.MODELS}{m.training_job}/" for m in mine]
+        for slide_id in (self.slide, self.whole_slide):  # a later promotion must not queue a deleted slide
+            self.state.forget_waiting_slide(slide_id)
         deleted = 0
         paginator = self.s3.get_paginator("list_objects_v2")
         for prefix in prefixes:

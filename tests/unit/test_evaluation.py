@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from pcam_evaluation_job import evaluate_model
 from pcam_evaluation_job.evaluate_model import evaluate, roc_csv
+from pcam_pipeline.core.records import CurrentModel, ModelRecord
 from pcam_pipeline.models.evaluation_report import promotion_decision, roc_png
 from tests.picture_text import shows_text, text_positions
 
@@ -53,9 +54,21 @@ def test_an_asymmetric_case_with_a_score_exactly_at_the_threshold():
     assert result["auc"] == pytest.approx(16.5 / 21)
 
 
+TEST_SPLIT = "pcam/test upload-1"
+
+
+def evaluated(auc, test_split=TEST_SPLIT, experiment=False) -> ModelRecord:
+    return ModelRecord("candidate", "pcam", "job", "s3://b/m", metrics={"auc": auc}, test_split=test_split,
+                       experiment=experiment)  # fmt: skip
+
+
+def current_model(auc, test_split=TEST_SPLIT) -> CurrentModel:
+    return CurrentModel("current", "2026-12-01", "pipeline", "r", metrics={"auc": auc}, test_split=test_split)
+
+
 def test_the_gate_promotes_a_model_exactly_at_the_minimum_auc():
-    assert promotion_decision(0.9, 0.9, None).promote
-    assert not promotion_decision(0.8999999, 0.9, None).promote
+    assert promotion_decision(evaluated(0.9), 0.9, None).promote
+    assert not promotion_decision(evaluated(0.8999999), 0.9, None).promote
 
 
 def test_auc_agrees_with_scikit_learn_on_random_scores():
@@ -86,8 +99,21 @@ def test_roc_points_are_written_as_csv_and_a_picture():
     ],
 )
 def test_promotion_gate(candidate, current, promote, reason):
-    decision = promotion_decision(candidate, 0.90, current)
+    decision = promotion_decision(evaluated(candidate), 0.90, current_model(current) if current else None)
     assert decision.promote is promote and reason in decision.reason
+
+
+def test_the_gate_compares_only_models_evaluated_on_the_same_test_split():
+    better_elsewhere = promotion_decision(evaluated(0.99, "smoke/test upload-9"), 0.5, current_model(0.95))
+    assert not better_elsewhere.promote
+    assert "do not compare" in better_elsewhere.reason and "smoke/test upload-9" in better_elsewhere.reason
+    # a current model promoted before lineage was recorded is compared by AUC, as it was then
+    assert promotion_decision(evaluated(0.96), 0.9, current_model(0.95, test_split=None)).promote
+
+
+def test_an_experiments_model_never_passes_the_gate_even_as_the_first_model_with_a_perfect_auc():
+    decision = promotion_decision(evaluated(1.0, experiment=True), 0.5, None)
+    assert not decision.promote and "experiment" in decision.reason
 
 
 PREFIX = "s3://b/images/datasets/pcam/test/run1/"
@@ -142,7 +168,7 @@ def test_a_test_set_of_one_class_has_no_auc_and_cannot_be_promoted(tmp_path):
     assert evaluate_model.main(["--base-dir", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "output/metrics.json").read_text())
     assert metrics["auc"] is None and metrics["accuracy"] == 1.0
-    assert not promotion_decision(metrics["auc"], 0.9, None).promote
+    assert not promotion_decision(evaluated(metrics["auc"]), 0.9, None).promote
     assert Image.open(io.BytesIO(roc_png(metrics, "m"))).format == "PNG"
 
 

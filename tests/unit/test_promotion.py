@@ -253,3 +253,28 @@ def test_promoting_a_model_that_cannot_score_says_its_status(registry):
     with pytest.raises(PromotionError) as caught:
         registry.promote("young", by="ops")
     assert str(caught.value) == "model young cannot score slides (status: created)"
+
+
+def test_an_experiments_model_is_never_made_current_neither_by_the_gate_nor_by_hand(registry):
+    add_model(registry, "m1", 0.93)
+    registry.apply_gate("m1", MINIMUM_AUC)
+    smoke = ModelRecord("smoke", "smoke-1", "smoke", "s3://data/models/smoke/model.tar.gz", "evaluated",
+                        metrics={"auc": 1.0}, experiment=True)  # fmt: skip
+    registry._state.create_model(smoke)
+    assert not registry.apply_gate("smoke", 0.5).promote
+    with pytest.raises(PromotionError, match="is an experiment"):
+        registry.promote("smoke", by="operator")
+    assert registry.current().model_name == "m1"
+
+
+def test_a_model_tested_on_another_test_split_is_not_compared_with_the_current_one(registry):
+    for name, split in (("lab-a", "a/test u1"), ("lab-b", "b/test u7")):
+        registry._state.create_model(
+            ModelRecord(
+                name, name, name, f"s3://data/models/{name}", "evaluated", metrics={"auc": 0.95}, test_split=split
+            )
+        )
+    registry.apply_gate("lab-a", MINIMUM_AUC)
+    decision = registry.apply_gate("lab-b", MINIMUM_AUC)
+    assert not decision.promote and "do not compare" in decision.reason
+    assert registry.current().model_name == "lab-a" and registry.current().test_split == "a/test u1"

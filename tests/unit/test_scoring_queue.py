@@ -337,3 +337,16 @@ def test_a_slide_whose_results_fail_unforeseen_is_retried_alone_then_failed_and_
     assert "the slide's results could not be written (MemoryError" in failed.scoring_failure
     assert len(world.alerter.alerts) == alerts_before + 1 and "slide b" in world.alerter.alerts[-1][0]
     assert not world.blobs.exists("predictions/b.csv") and world.state.queued_slides() == []
+
+
+def test_with_no_current_model_only_slides_queued_with_a_named_model_start_and_the_others_wait():
+    world = flow_on_fakes(model_settings())
+    for slide_id in ("named", "unnamed"):
+        make_ready(world.state, slide_pk(slide_id), {"kind": "slide", "slide_id": slide_id}, 6, f"{slide_id}-r")
+    world.state.queue_rescore("named", "smoke", model="pcam-smoke-model")
+    world.state.queue_slide("unnamed", "unnamed-r", 6)
+    outcome = world.flow.slides.queue.dispatch()
+    assert outcome["started"] == [["named"]]
+    assert [entry.slide_id for entry in world.state.queued_slides()] == ["unnamed"], "it waits for a current model"
+    (started,) = scoring_jobs(world)
+    assert world.launcher.started[started][1]["ModelName"] == "pcam-smoke-model"

@@ -183,6 +183,7 @@ class JobRecord(Record):
     train_count: int | None = None
     valid_count: int | None = None
     hyperparameters: dict | None = None
+    experiment: bool = False  # the dataset's training.json says "experiment": its models never score slides
     # test transform
     test_manifest: str | None = None
     test_images: str | None = None
@@ -227,6 +228,8 @@ class ModelRecord(Record):
     decision: dict | None = None
     evaluation_prefix: str | None = None
     test_transform_job: str | None = None
+    test_split: str | None = None  # lineage: "<dataset>/test <upload>" it was evaluated on; AUCs compare within one
+    experiment: bool = False  # trained as an experiment (pcam smoke): never becomes current
     failure_reason: str = ""
     created_at: str | None = None
     evaluated_at: str | None = None
@@ -249,6 +252,7 @@ class CurrentModel(Record):
     model_data_uri: str | None = None
     metrics: dict = field(default_factory=dict)
     evaluation_prefix: str | None = None
+    test_split: str | None = None  # None: promoted before lineage was recorded
     replaced: list = field(default_factory=list)
     action: str = "promoted"  # how it became current: promoted, promoted by hand, rolled back
     previous_model: str | None = None

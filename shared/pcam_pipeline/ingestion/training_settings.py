@@ -3,7 +3,8 @@
 Lets a lab (or ``pcam smoke``) train one dataset on another instance type or with other
 hyperparameters than the deployment's defaults, e.g. ``{"instance_type": "ml.g4dn.xlarge",
 "hyperparameters": {"epochs": 1}}``. Drop it before the dataset's splits: it applies to the training
-started after it is recorded. Hyperparameters are checked against the algorithm when training starts
+started after it is recorded. ``"experiment": true`` (as ``pcam smoke`` sets) trains and evaluates as usual, but
+the models never become current, so they never score slides. Hyperparameters are checked against the algorithm when training starts
 (a refusal fails that training job with the reason, as a deployment override would).
 """
 
@@ -32,7 +33,7 @@ def parse_training_settings(body: bytes) -> dict[str, Any]:
     document = parse_lab_json(body, "training.json", MAX_BYTES, _EXPECTED)
     if not isinstance(document, dict):
         raise InvalidInput("training.json must hold a JSON object", _EXPECTED, type(document).__name__)
-    unknown = sorted(set(document) - {"instance_type", "instance_count", "hyperparameters"})
+    unknown = sorted(set(document) - {"instance_type", "instance_count", "hyperparameters", "experiment"})
     if unknown:
         raise InvalidInput("training.json has settings the pipeline does not know", _EXPECTED, ", ".join(unknown))
     instance_type = document.get("instance_type")
@@ -43,6 +44,8 @@ def parse_training_settings(body: bytes) -> dict[str, Any]:
     count = document.get("instance_count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100):
         raise InvalidInput("instance_count must be a whole number from 1 to 100", "e.g. 1", repr(count))
+    if not isinstance(document.get("experiment", False), bool):
+        raise InvalidInput("experiment must be true or false", '"experiment": true', repr(document["experiment"]))
     hyperparameters = document.get("hyperparameters", {})
     if not isinstance(hyperparameters, dict) or not all(
         isinstance(v, str | int | float | bool) for v in hyperparameters.values()

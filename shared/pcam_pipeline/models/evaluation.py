@@ -60,7 +60,7 @@ class ModelEvaluation(JobKindBase):
             predictions=self._blobs.uri(prefix + "predictions/"),
         )
         self._jobs.record(job)
-        self._state.mark_model_evaluating(model_name, prefix, name)
+        self._state.mark_model_evaluating(model_name, prefix, name, f"{model.dataset}/test {test.ready_token}")
         request = inference_requests.transform_request(
             self._settings,
             name,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
+from pcam_pipeline.core.records import CurrentModel, ModelRecord
+
 
 def roc_png(evaluation: dict, title: str, size: int = 480) -> bytes:
     """A readable ROC curve: axes with ticks, the chance diagonal, the curve, and the AUC."""
@@ -51,14 +53,28 @@ class PromotionDecision:
     reason: str
 
 
-def promotion_decision(candidate_auc: float | None, minimum_auc: float, current_auc: float | None) -> PromotionDecision:
-    """A model becomes current only if evaluated, at least ``minimum_auc``, and not worse than the current one."""
+EXPERIMENT = "its models never score slides"
+
+
+def promotion_decision(candidate: ModelRecord, minimum_auc: float, current: CurrentModel | None) -> PromotionDecision:
+    """A model becomes current only if it is no experiment, was evaluated, has at least ``minimum_auc``, and is
+    not worse than the current model on the same test split (AUCs on different test sets do not compare)."""
+    candidate_auc = candidate.auc
+    current_auc = current.metrics.get("auc") if current else None
+    if candidate.experiment:
+        return PromotionDecision(False, f"trained as an experiment (training.json, pcam smoke): {EXPERIMENT}")
     if candidate_auc is None:
         return PromotionDecision(
             False, "no test-set AUC (no test split, or one holding a single class): promote it by hand if wanted"
         )
     if candidate_auc < minimum_auc:
         return PromotionDecision(False, f"AUC {candidate_auc:.4f} is below the required {minimum_auc:.4f}")
+    if current and current.test_split and current.test_split != candidate.test_split:
+        return PromotionDecision(
+            False,
+            f"evaluated on {candidate.test_split}, the current model on {current.test_split}: AUCs on different "
+            "test sets do not compare; promote it by hand after comparing them on one test set",
+        )
     if current_auc is not None and candidate_auc < current_auc:
         return PromotionDecision(False, f"AUC {candidate_auc:.4f} is worse than the current model's {current_auc:.4f}")
     if current_auc is None:

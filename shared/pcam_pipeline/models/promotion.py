@@ -11,7 +11,7 @@ from pcam_pipeline.aws.observability import logger
 from pcam_pipeline.core.errors import PipelineError, RetryableError
 from pcam_pipeline.core.records import CurrentModel, ModelRecord
 from pcam_pipeline.core.statuses import SERVABLE_MODEL_STATUSES
-from pcam_pipeline.models.evaluation_report import PromotionDecision, promotion_decision
+from pcam_pipeline.models.evaluation_report import EXPERIMENT, PromotionDecision, promotion_decision
 from pcam_pipeline.state import StateStore, now_iso
 
 PIPELINE = "pipeline (automatic promotion gate)"
@@ -58,7 +58,7 @@ class PromotedModels:
                 self._finish_announcing(current)
                 decision = PromotionDecision(True, "already the current model")
             else:
-                decision = promotion_decision(model.auc, minimum_auc, current.metrics.get("auc") if current else None)
+                decision = promotion_decision(model, minimum_auc, current)
                 if decision.promote and not self._make_current(model, current, PIPELINE, decision.reason, "promoted"):
                     continue  # the current model changed meanwhile: decide again against the new one
             self._state.record_promotion_decision(model_name, decision.promote, decision.reason)
@@ -71,6 +71,8 @@ class PromotedModels:
         model = self._require(model_name)
         if model.status not in SERVABLE_MODEL_STATUSES:
             raise PromotionError(f"model {model_name} cannot score slides (status: {model.status})")
+        if model.experiment:
+            raise PromotionError(f"model {model_name} is an experiment (its training.json, or pcam smoke): {EXPERIMENT}")
         current = self.current()
         if current and current.model_name == model_name:
             if not current.announced:  # the operator repeats a promote whose announcement failed
@@ -122,6 +124,7 @@ class PromotedModels:
             model_data_uri=model.model_data_uri,
             metrics=model.metrics,
             evaluation_prefix=model.evaluation_prefix,
+            test_split=model.test_split,
             replaced=replaced[-_REPLACED_KEPT:],
             action=action,
             previous_model=previous,

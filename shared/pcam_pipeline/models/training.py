@@ -27,7 +27,8 @@ class ModelTraining(JobKindBase):
         train, valid = self._state.split(dataset, "train"), self._state.split(dataset, "valid")
         if not (train and train.ready and valid and valid.ready):
             return {"status": "waiting for both train and valid", "dataset": dataset}
-        settings = self._settings.for_dataset(self._state.training_settings(dataset))
+        own_settings = self._state.training_settings(dataset)
+        settings = self._settings.for_dataset(own_settings)
         tuning = settings.tuning_max_jobs > 0
         identity = f"{train.ready_token}|{valid.ready_token}"
         if tuning:
@@ -42,6 +43,7 @@ class ModelTraining(JobKindBase):
             valid_manifest=self._blobs.uri(valid.manifest_key),
             train_count=train.x_count,
             valid_count=valid.x_count,
+            experiment=bool(own_settings.get("experiment")),
         )
         if not self._jobs.record(job) and self._state.job(name).status is not JobStatus.STARTING:
             return {"status": "already started", "job": name, "kind": job.kind}
@@ -61,7 +63,8 @@ class ModelTraining(JobKindBase):
                 job.valid_manifest,
                 train.x_count,
                 train.image_edge,
-                tags={"pcam:dataset": dataset, "pcam:inputs": identity},
+                tags={"pcam:dataset": dataset, "pcam:inputs": identity}
+                | ({"pcam:purpose": "experiment"} if job.experiment else {}),
             )
             if tuning:
                 request = sagemaker_jobs.tuning_job_request(settings, inputs)
@@ -107,6 +110,7 @@ class ModelTraining(JobKindBase):
                 train_manifest=job.train_manifest,
                 valid_manifest=job.valid_manifest,
                 train_count=job.train_count,
+                experiment=job.experiment,
             )
         )
         self._state.record_latest_model(job.dataset, training_job)

@@ -58,25 +58,28 @@ class ScoringQueue:
 
     def dispatch(self) -> dict:
         """Start jobs for queued slides, oldest first, while a batch is due, a slot is free and SageMaker has room."""
-        if not self._state.queued_slides():
+        queued = self._state.queued_slides()
+        if not queued:
             return {"status": "nothing queued"}
         current = self._registry.current()
-        if current is None:
+        if current is None and not any(entry.model for entry in queued):
             return {"status": "waiting for a model"}
         holder = uuid.uuid4().hex
         if not self._state.take_dispatch_lease(holder, DISPATCH_LEASE_SECONDS):
             return {"status": "another dispatch is running"}
         try:
-            return self._dispatch(current.model_name)
+            return self._dispatch(current.model_name if current else "")
         finally:
             self._state.release_dispatch_lease(holder)
 
     def _dispatch(self, model_name: str) -> dict:
+        """``model_name``: the current model, for entries that name none ("" while none is current: only
+        entries naming their model, such as an operator's rescore with --model, can start)."""
         self._free_slots_of_ended_jobs()
         queued = [
             replace(entry, model=entry.model or model_name)
             for entry in self._state.queued_slides()
-            if self._still_wanted(entry)
+            if (entry.model or model_name) and self._still_wanted(entry)
         ]
         started, outcome = [], "every queued slide has a job"
         while queued:

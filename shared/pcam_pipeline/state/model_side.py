@@ -90,12 +90,13 @@ class ModelSideRecords(TableAccess):
         fields = {"status": ModelStatus.AWAITING_TEST_SPLIT}
         self._set(MODELS_PK, model_sk(name), fields, Equals("status", ModelStatus.CREATED))
 
-    def mark_model_evaluating(self, name: str, evaluation_prefix: str, test_transform_job: str) -> None:
+    def mark_model_evaluating(self, name: str, evaluation_prefix: str, test_transform_job: str, test_split: str) -> None:
         """Only from created or awaiting a test split: a repeated event never undoes a later state."""
         fields = {
             "status": ModelStatus.EVALUATING,
             "evaluation_prefix": evaluation_prefix,
             "test_transform_job": test_transform_job,
+            "test_split": test_split,
         }
         waiting = OneOf("status", (ModelStatus.CREATED, ModelStatus.AWAITING_TEST_SPLIT))
         self._set(MODELS_PK, model_sk(name), fields, waiting)
