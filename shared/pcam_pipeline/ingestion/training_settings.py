@@ -3,8 +3,8 @@
 Lets a lab (or ``pcam smoke``) train one dataset on another instance type or with other
 hyperparameters than the deployment's defaults, e.g. ``{"instance_type": "ml.g4dn.xlarge",
 "hyperparameters": {"epochs": 1}}``. Drop it before the dataset's splits: it applies to the training
-started after it is recorded. ``"experiment": true`` (as ``pcam smoke`` sets) trains and evaluates as usual, but
-the models never become current, so they never score slides. Hyperparameters are checked against the algorithm when training starts
+started after it is recorded. ``"experiment": true`` (as ``pcam smoke`` sets) trains and evaluates as
+usual, but its models never become current, so they never score slides. Hyperparameters are checked against the algorithm when training starts
 (a refusal fails that training job with the reason, as a deployment override would).
 """
 

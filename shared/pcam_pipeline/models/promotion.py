@@ -72,7 +72,7 @@ class PromotedModels:
         if model.status not in SERVABLE_MODEL_STATUSES:
             raise PromotionError(f"model {model_name} cannot score slides (status: {model.status})")
         if model.experiment:
-            raise PromotionError(f"model {model_name} is an experiment (its training.json, or pcam smoke): {EXPERIMENT}")
+            raise PromotionError(f"model {model_name} is an experiment (training.json, pcam smoke): {EXPERIMENT}")
         current = self.current()
         if current and current.model_name == model_name:
             if not current.announced:  # the operator repeats a promote whose announcement failed

@@ -90,7 +90,7 @@ class ModelSideRecords(TableAccess):
         fields = {"status": ModelStatus.AWAITING_TEST_SPLIT}
         self._set(MODELS_PK, model_sk(name), fields, Equals("status", ModelStatus.CREATED))
 
-    def mark_model_evaluating(self, name: str, evaluation_prefix: str, test_transform_job: str, test_split: str) -> None:
+    def mark_model_evaluating(self, name: str, evaluation_prefix: str, test_transform_job: str, test_split: str):
         """Only from created or awaiting a test split: a repeated event never undoes a later state."""
         fields = {
             "status": ModelStatus.EVALUATING,
