@@ -4,8 +4,9 @@ Lets a lab (or ``pcam smoke``) train one dataset on another instance type or wit
 hyperparameters than the deployment's defaults, e.g. ``{"instance_type": "ml.g4dn.xlarge",
 "hyperparameters": {"epochs": 1}}``. Drop it before the dataset's splits: it applies to the training
 started after it is recorded. ``"experiment": true`` (as ``pcam smoke`` sets) trains and evaluates as
-usual, but its models never become current, so they never score slides. Hyperparameters are checked against the algorithm when training starts
-(a refusal fails that training job with the reason, as a deployment override would).
+usual, but its models never become current, so they never score slides. The operator's cost limits
+(instance types, count, epochs) are checked at ingestion (``core/cost_limits``); hyperparameters are checked
+against the algorithm when training starts (a refusal fails that training job with the reason).
 """
 
 from __future__ import annotations
