@@ -200,7 +200,12 @@ def model_settings(minimum_auc: float = 0.85, **sagemaker) -> ModelSettings:
         minimum_auc=minimum_auc,
         decision_threshold=0.5,
         sagemaker=SageMakerSettings(
-            role_arn="arn:aws:iam::123456789012:role/sm", region="us-east-1", bucket="data", **sagemaker
+            role_arn="arn:aws:iam::123456789012:role/sm-training",
+            model_role_arn="arn:aws:iam::123456789012:role/sm-transform",
+            evaluation_role_arn="arn:aws:iam::123456789012:role/sm-evaluation",
+            region="us-east-1",
+            bucket="data",
+            **sagemaker,
         ),
         scoring_batch_window_seconds=0,  # a ready slide's batch is due at once (tests set a window to batch)
     )

@@ -84,6 +84,13 @@ IDENTIFIERS = (
     "Bucket", "Key", "VersionId", "CopySource", "TableName", "QueueUrl", "TopicArn", "RoleArn",
     "ExecutionRoleArn", "ModelName", "TrainingJobName", "HyperParameterTuningJobName", "TransformJobName",
     "ProcessingJobName", "Tags", "Entries", "TrainingJobDefinition", "logGroupName", "logStreamName", "Namespace",
+    "Prefix",
+)  # fmt: skip
+# Kept whole: what the condition keys of a SageMaker Create call (and s3:prefix) are read from.
+CONDITION_FIELDS = (
+    "TrainingJobDefinition", "ResourceConfig", "TransformResources", "ProcessingResources", "StoppingCondition",
+    "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption", "NetworkConfig", "OutputDataConfig",
+    "TransformOutput", "ProcessingOutputConfig",
 )  # fmt: skip
 
 
@@ -121,7 +128,11 @@ class CallRecorder:
 
     def write(self, service: str, operation: str, params: dict) -> None:
         """Record one call (also those AWS makes with the role itself, such as a job's logs)."""
-        kept = {k: _identifiers(v) for k, v in params.items() if k in IDENTIFIERS}
+        kept = {
+            k: v if k in CONDITION_FIELDS else _identifiers(v)
+            for k, v in params.items()
+            if k in IDENTIFIERS or k in CONDITION_FIELDS
+        }
         line = {"role": self.role, "service": service, "operation": operation, "params": kept}
         with self.path.open("a") as handle:
             handle.write(json.dumps(line, default=str) + "\n")
@@ -171,7 +182,8 @@ def needs_of(call: dict, topic_keys: dict[str, str]) -> list[Need]:
     if service == "s3":
         bucket = params["Bucket"]
         if action == "s3:ListBucket":
-            return [Need(action, f"arn:{PARTITION}:s3:::{bucket}")]
+            prefix = (("s3:prefix", params["Prefix"]),) if "Prefix" in params else ()
+            return [Need(action, f"arn:{PARTITION}:s3:::{bucket}", prefix)]
         versioned = operation in ("GetObject", "HeadObject") and params.get("VersionId")
         found = [Need(f"{action}Version" if versioned else action, f"arn:{PARTITION}:s3:::{bucket}/{params['Key']}")]
         if operation == "HeadObject":  # without ListBucket a missing object answers 403, not 404 (S3 docs)
@@ -271,6 +283,9 @@ def _sagemaker_request_context(params: dict) -> tuple[tuple[str, Any], ...]:
 
 
 # ------------------------------------------------------------------ policies
+NO_VALUE = object()  # AWS::NoValue: the property or list item is left out
+
+
 class TemplateResolver:
     """Resolves the intrinsic functions of the translated template with the deployed physical ids."""
 
@@ -317,11 +332,30 @@ class TemplateResolver:
             return physical
         raise ValueError(f"cannot resolve {logical}.{attribute}")
 
+    def holds(self, condition: Any) -> bool:
+        """A template condition (by name, or an Fn::Equals/Not/And/Or of references)."""
+        if isinstance(condition, str):
+            return self.holds(self._template["Conditions"][condition])
+        (function, arguments), *_ = condition.items()
+        if function == "Condition":
+            return self.holds(arguments)
+        if function == "Fn::Equals":
+            return self.resolve(arguments[0]) == self.resolve(arguments[1])
+        checks = [self.holds(argument) for argument in arguments]
+        return {"Fn::Not": lambda: not checks[0], "Fn::And": lambda: all(checks), "Fn::Or": lambda: any(checks)}[
+            function
+        ]()
+
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [resolved for resolved in map(self.resolve, value) if resolved is not NO_VALUE]
         if not isinstance(value, dict):
             return value
+        if value.get("Ref") == "AWS::NoValue":
+            return NO_VALUE
+        if "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.resolve(when_true if self.holds(condition) else when_false)
         if "Ref" in value:
             return self.ref(value["Ref"])
         if "Fn::GetAtt" in value:
@@ -332,7 +366,8 @@ class TemplateResolver:
             text, variables = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
             variables = {k: self.resolve(v) for k, v in variables.items()}
             return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub(m.group(1), variables), text)
-        return {k: self.resolve(v) for k, v in value.items()}
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
     def _sub(self, name: str, variables: dict) -> str:
         if name in variables:
@@ -354,6 +389,8 @@ def role_statements(template: dict, role: str, resolver: TemplateResolver) -> li
     for policy in properties.get("Policies", []):
         for index, statement in enumerate(policy["PolicyDocument"]["Statement"]):
             resolved = resolver.resolve(statement)
+            if resolved is NO_VALUE:
+                continue
             resolved.setdefault("Sid", f"{policy['PolicyName']}#{index}")
             statements.append(resolved)
     for arn in properties.get("ManagedPolicyArns", []):
@@ -458,11 +495,14 @@ def check(template: dict, physical: dict[str, str], parameters: dict[str, str], 
         for logical, r in template["Resources"].items()
         if r["Type"] == "AWS::SNS::Topic" and isinstance(r["Properties"].get("KmsMasterKeyId"), dict)
     }
+    # A SageMaker job's calls name its role as its ARN does (the role's name): report them by logical id.
+    logical_of = {physical: logical for logical, physical in physical.items()}
     reports = {}
     for call in calls:
-        report = reports.get(call["role"])
+        role = logical_of.get(call["role"], call["role"])
+        report = reports.get(role)
         if report is None:
-            report = reports[call["role"]] = RoleReport(call["role"], role_statements(template, call["role"], resolver))
+            report = reports[role] = RoleReport(role, role_statements(template, role, resolver))
         report.calls += 1
         for need in needs_of(call, topic_keys):
             report.permissions.add(need)

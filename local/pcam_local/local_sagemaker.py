@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -81,6 +82,8 @@ class Job:
     ended: datetime | None = None
     failure_reason: str = ""
     outputs: dict = field(default_factory=dict)
+    s3: Any = None  # S3 as the job's role: what the job reads and writes is recorded for the IAM check
+    calls: Any = None  # the role's call recorder (its logs and metrics)
 
     @property
     def arn(self) -> str:
@@ -126,14 +129,8 @@ class LocalSageMaker:
     def __init__(
         self, aws_endpoint: str, work_dir: Path, max_parallel_jobs: int = 2, transform_quota: int = TRANSFORM_QUOTA
     ):
-        session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
-        config = Config(max_pool_connections=48, retries={"mode": "standard", "max_attempts": 5})
-        # What jobs read and write, SageMaker does with the execution role: recorded for the IAM check.
-        self._role_calls = iam_check.CallRecorder(
-            "SageMakerExecutionRole", Path(work_dir) / "calls" / "sagemaker-jobs.jsonl"
-        )
-        session.events.register_last("before-parameter-build", self._role_calls)
-        self.s3 = session.client("s3", endpoint_url=aws_endpoint, config=config)
+        self._aws_endpoint = aws_endpoint
+        self._roles: dict[str, tuple[Any, iam_check.CallRecorder]] = {}
         # State-change events come from SageMaker itself, not from the role: a session of their own.
         self._events = boto3.Session(
             region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
@@ -155,6 +152,28 @@ class LocalSageMaker:
         self.outcome_next: dict[str, tuple[str, str]] = {}
         # The next transform completes but loses this many of its last outputs (a lost .out object).
         self.lose_outputs_next = 0
+
+    def _as_role(self, role: str) -> tuple[Any, iam_check.CallRecorder]:
+        """An S3 client acting as the role (its name) and the recorder of its calls; what a job reads and
+        writes, SageMaker does with the job's role, so each role's calls are checked against its policies."""
+        with self._lock:
+            if role not in self._roles:
+                session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+                recorder = iam_check.CallRecorder(role, self._work_dir / "calls" / f"sagemaker-{role}.jsonl")
+                session.events.register_last("before-parameter-build", recorder)
+                config = Config(max_pool_connections=48, retries={"mode": "standard", "max_attempts": 5})
+                self._roles[role] = (session.client("s3", endpoint_url=self._aws_endpoint, config=config), recorder)
+            return self._roles[role]
+
+    def _role_of(self, job: Job) -> str:
+        """The role name in the job's RoleArn; a transform job runs as its Model's ExecutionRoleArn."""
+        request = job.request
+        arn = request.get("RoleArn") or (request.get("TrainingJobDefinition") or {}).get("RoleArn")
+        if job.kind == "TransformJob":
+            arn = self._models[request["ModelName"]].get("ExecutionRoleArn")
+        if not arn:
+            raise JobEnded("Failed", "ClientError: the job names no role to run as")
+        return arn.rsplit("/", 1)[-1]
 
     # ------------------------------------------------------------------ server
     def start(self) -> LocalSageMaker:
@@ -281,8 +300,9 @@ class LocalSageMaker:
     # ------------------------------------------------------------------- jobs
     def _run(self, job: Job) -> None:
         self._emit(job)
-        self._record_logs_and_metrics(job)
         try:
+            job.s3, job.calls = self._as_role(self._role_of(job))
+            self._record_logs_and_metrics(job)
             if job.kind in self.outcome_next:
                 raise JobEnded(*self.outcome_next.pop(job.kind))
             refused = ALGORITHM_RULES.get(job.kind, lambda _: [])(job.request)
@@ -317,11 +337,11 @@ class LocalSageMaker:
             return  # its trials log as training jobs
         group = f"/aws/sagemaker/{job.kind}s"
         stream = f"{job.name}/algo-1-{int(job.created.timestamp())}"
-        self._role_calls.write("logs", "CreateLogGroup", {"logGroupName": group})
+        job.calls.write("logs", "CreateLogGroup", {"logGroupName": group})
         for operation in ("CreateLogStream", "PutLogEvents"):
-            self._role_calls.write("logs", operation, {"logGroupName": group, "logStreamName": stream})
+            job.calls.write("logs", operation, {"logGroupName": group, "logStreamName": stream})
         if job.kind == "TrainingJob":
-            self._role_calls.write("cloudwatch", "PutMetricData", {"Namespace": "/aws/sagemaker/TrainingJobs"})
+            job.calls.write("cloudwatch", "PutMetricData", {"Namespace": "/aws/sagemaker/TrainingJobs"})
 
     def _emit(self, job: Job) -> None:
         detail_type = {
@@ -336,7 +356,7 @@ class LocalSageMaker:
         self.events_sent.append({"detail-type": detail_type, "detail": detail})
 
     def _train(self, job: Job) -> None:
-        result = run_training_job(self.s3, job.request)
+        result = run_training_job(job.s3, job.request)
         job.outputs = {
             "ModelArtifacts": {"S3ModelArtifacts": result.model_uri},
             "FinalMetricDataList": [
@@ -388,17 +408,17 @@ class LocalSageMaker:
     def _transform(self, job: Job) -> None:
         time.sleep(self.transform_startup_seconds)
         request = job.request
-        model = load_model(self.s3, self._models[request["ModelName"]]["PrimaryContainer"]["ModelDataUrl"])
+        model = load_model(job.s3, self._models[request["ModelName"]]["PrimaryContainer"]["ModelDataUrl"])
         source = request["TransformInput"]["DataSource"]["S3DataSource"]
-        inputs = self._transform_inputs(source["S3DataType"], source["S3Uri"])
+        inputs = self._transform_inputs(job.s3, source["S3DataType"], source["S3Uri"])
         out_bucket, out_prefix = split_s3_uri(request["TransformOutput"]["S3OutputPath"])
         out_prefix = out_prefix.rstrip("/") + "/" if out_prefix else ""
         lost, self.lose_outputs_next = self.lose_outputs_next, 0
         inputs_kept = len(inputs) - lost
-        with ThreadPoolExecutor(max_workers=16) as readers, storage.ConcurrentUploader(self.s3, out_bucket) as writer:
+        with ThreadPoolExecutor(max_workers=16) as readers, storage.ConcurrentUploader(job.s3, out_bucket) as writer:
             for start in range(0, len(inputs), TRANSFORM_BATCH):
                 batch = inputs[start : start + TRANSFORM_BATCH]
-                images = list(readers.map(lambda item: self._read_image(*item[:2]), batch))
+                images = list(readers.map(lambda item: self._read_image(job.s3, *item[:2]), batch))
                 probabilities = model.predict_proba(np.stack(images))
                 for position, ((_, _, relative), p) in enumerate(zip(batch, probabilities, strict=True), start):
                     if position >= inputs_kept:
@@ -406,22 +426,22 @@ class LocalSageMaker:
                     body = json.dumps({"prediction": [float(p[0]), float(p[1])]})
                     writer.put(f"{out_prefix}{relative}.out", body.encode(), "application/json")
 
-    def _transform_inputs(self, data_type: str, uri: str) -> list[tuple[str, str, str]]:
+    def _transform_inputs(self, s3, data_type: str, uri: str) -> list[tuple[str, str, str]]:
         """(bucket, key, output name relative to the input prefix) of every input object, in order."""
         bucket, key = split_s3_uri(uri)
         if data_type == "ManifestFile":
-            entries = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            entries = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
             prefix_bucket, prefix = split_s3_uri(entries[0]["prefix"])
             return [(prefix_bucket, prefix + name, name) for name in entries[1:]]
         found = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
             found.extend(obj["Key"] for obj in page.get("Contents", []))
         base = key[: key.rfind("/") + 1]
         return [(bucket, k, k[len(base) :]) for k in sorted(found)]
 
-    def _read_image(self, bucket: str, key: str) -> np.ndarray:
+    def _read_image(self, s3, bucket: str, key: str) -> np.ndarray:
         try:
-            data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         except Exception as exc:
             raise TransformFailed(f"ClientError: s3://{bucket}/{key} could not be read as an image: {exc}") from exc
@@ -435,7 +455,7 @@ class LocalSageMaker:
 
         try:
             for item in request.get("ProcessingInputs", []):
-                self._download(item["S3Input"]["S3Uri"], Path(local(item["S3Input"]["LocalPath"])))
+                self._download(job.s3, item["S3Input"]["S3Uri"], Path(local(item["S3Input"]["LocalPath"])))
             outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
             for item in outputs:
                 Path(local(item["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
@@ -446,21 +466,23 @@ class LocalSageMaker:
             if command and command[0] in PROCESSING_ENTRY_PYTHON:
                 command[0] = sys.executable
             timeout = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400)
+            if request.get("NetworkConfig", {}).get("EnableNetworkIsolation"):
+                command = without_network(command)
             completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
             if completed.returncode != 0:
                 last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
                 raise ProcessingFailed(f"AlgorithmError: {last}, exit code: {completed.returncode}")
             for item in outputs:
-                self._upload(Path(local(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
+                self._upload(job.s3, Path(local(item["S3Output"]["LocalPath"])), item["S3Output"]["S3Uri"])
             job.outputs = {"ExitMessage": completed.stdout.strip()[-1024:]}
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
-    def _download(self, uri: str, target: Path) -> None:
+    def _download(self, s3, uri: str, target: Path) -> None:
         bucket, prefix = split_s3_uri(uri)
         base = prefix[: prefix.rfind("/") + 1]
         keys = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         if not keys:
             raise ProcessingFailed(f"ClientError: no objects found under {uri}")
@@ -468,18 +490,36 @@ class LocalSageMaker:
         def fetch(key: str) -> None:
             path = target / key[len(base) :]
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(fetch, keys))
 
-    def _upload(self, directory: Path, uri: str) -> None:
+    def _upload(self, s3, directory: Path, uri: str) -> None:
         bucket, prefix = split_s3_uri(uri)
         prefix = prefix.rstrip("/") + "/" if prefix else ""
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-            self.s3.put_object(
-                Bucket=bucket, Key=prefix + path.relative_to(directory).as_posix(), Body=path.read_bytes()
-            )
+            s3.put_object(Bucket=bucket, Key=prefix + path.relative_to(directory).as_posix(), Body=path.read_bytes())
+
+
+# Run a Python entrypoint with every socket refused, as SageMaker runs a container in network isolation
+# (NetworkConfig.EnableNetworkIsolation: "no inbound or outbound network calls").
+_NO_NETWORK = """
+import runpy, socket, sys
+def refused(*args, **kwargs):
+    raise OSError("network isolation: this job's container has no network")
+socket.socket.connect = socket.socket.connect_ex = refused
+socket.create_connection = socket.getaddrinfo = refused
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def without_network(command: list[str]) -> list[str]:
+    """``[python, script, *args]`` run with no network; any other command cannot be isolated here."""
+    if len(command) < 2 or command[0] != sys.executable:
+        raise ProcessingFailed("ClientError: the local SageMaker isolates only Python entrypoints from the network")
+    return [sys.executable, "-c", _NO_NETWORK, *command[1:]]
 
 
 def _tuned_names(config: dict) -> list[str]:

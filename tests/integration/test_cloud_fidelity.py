@@ -89,9 +89,14 @@ def test_a_function_client_refuses_an_alert_subject_sns_refuses(stack):
 
 
 def test_every_call_each_role_made_is_allowed_by_its_policies(stack):
-    """The IAM sufficiency report (also written to iam-report.json): all four roles made calls, none denied."""
+    """The IAM sufficiency report (also written to iam-report.json): all six roles made calls, none denied; each
+    SageMaker job's role used every statement it has (nothing it should have dropped)."""
     reports = {report["role"]: report for report in stack.iam_report()}
-    roles = ["ConvertShardFunctionRole", "IngestFunctionRole", "SageMakerExecutionRole", "SageMakerFlowFunctionRole"]
-    assert sorted(reports) == roles
+    jobs = ["SageMakerEvaluationRole", "SageMakerTrainingRole", "SageMakerTransformRole"]
+    assert sorted(reports) == sorted(
+        ["ConvertShardFunctionRole", "IngestFunctionRole", "SageMakerFlowFunctionRole", *jobs]
+    )
     for report in reports.values():
         assert report["calls"] > 0 and report["statements_used"] and report["denied"] == []
+    for role in jobs:
+        assert reports[role]["statements_never_used"] == [], (role, reports[role]["statements_never_used"])

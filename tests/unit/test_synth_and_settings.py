@@ -59,7 +59,9 @@ MODEL_ENV = {
     "STATE_TABLE": "t",
     "EVENT_BUS": "bus",
     "ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-1:1:alerts",
-    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::1:role/sm",
+    "SAGEMAKER_TRAINING_ROLE_ARN": "arn:aws:iam::1:role/sm-training",
+    "SAGEMAKER_TRANSFORM_ROLE_ARN": "arn:aws:iam::1:role/sm-transform",
+    "SAGEMAKER_EVALUATION_ROLE_ARN": "arn:aws:iam::1:role/sm-evaluation",
     "AWS_REGION": "eu-west-1",
     "TRAINING_INSTANCE_TYPE": "ml.p3.2xlarge",
     "TRANSFORM_INSTANCE_TYPE": "ml.m5.xlarge",
@@ -84,7 +86,7 @@ def test_model_settings_come_from_the_template_environment():
         ("HYPERPARAMETER_OVERRIDES", "[1, 2]", "must be a JSON object"),
         ("MINIMUM_AUC", "high", "must be a number"),
         ("MINIMUM_AUC", "1.5", "between 0.0 and 1.0"),
-        ("SAGEMAKER_ROLE_ARN", "", "SAGEMAKER_ROLE_ARN is not set"),
+        ("SAGEMAKER_EVALUATION_ROLE_ARN", "", "SAGEMAKER_EVALUATION_ROLE_ARN is not set"),
     ],
 )
 def test_bad_model_settings_are_refused_plainly(name, value, problem):

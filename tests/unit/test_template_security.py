@@ -23,7 +23,9 @@ def allow_statements():
                     yield name, statement
         if resource["Type"] == "AWS::IAM::Role":
             for policy in resource["Properties"].get("Policies", []):
-                yield from ((name, s) for s in policy["PolicyDocument"]["Statement"])
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    # a statement under a condition (SSE-KMS only): its Allow side is checked like any other
+                    yield name, statement["Fn::If"][1] if "Fn::If" in statement else statement
 
 
 def test_no_statement_grants_every_action_or_a_service_wildcard():
@@ -39,12 +41,53 @@ def test_only_metric_publishing_has_an_unscoped_resource_and_only_under_a_namesp
             assert "cloudwatch:namespace" in statement["Condition"]["StringLike"]
 
 
-def test_pass_role_only_passes_the_sagemaker_role_and_only_to_sagemaker():
+JOB_ROLES = ["SageMakerTrainingRole", "SageMakerTransformRole", "SageMakerEvaluationRole"]
+
+
+def test_pass_role_only_passes_the_sagemaker_job_roles_and_only_to_sagemaker():
     passes = [(o, s) for o, s in allow_statements() if "iam:PassRole" in _listed(s["Action"])]
     assert passes
     for _, statement in passes:
-        assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+        assert statement["Resource"] == [{"Fn::GetAtt": [role, "Arn"]} for role in JOB_ROLES]
         assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
+
+
+def writes_of(role: str) -> set[str]:
+    return {
+        str(resource).removeprefix("{'Fn::Sub': '${DataBucket.Arn}/").removesuffix("'}")
+        for owner, statement in allow_statements()
+        if owner == role and "s3:PutObject" in _listed(statement["Action"])
+        for resource in _listed(statement["Resource"])
+    }
+
+
+def test_each_sagemaker_job_role_writes_only_its_own_prefix_and_only_evaluation_writes_metrics():
+    assert writes_of("SageMakerTrainingRole") == {"models/*"}
+    assert writes_of("SageMakerTransformRole") == {"scores/*", "evaluations/*/predictions/*"}
+    assert writes_of("SageMakerEvaluationRole") == {"evaluations/*/metrics.json", "evaluations/*/roc.csv"}
+
+
+@pytest.mark.parametrize("role", JOB_ROLES)
+def test_sagemaker_may_assume_a_job_role_only_for_this_account(role):
+    (trust,) = RESOURCES[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_cloudwatch_may_use_the_alert_key_only_for_this_accounts_alarms():
+    statements = RESOURCES["AlertTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (cloudwatch,) = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert cloudwatch["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert ":alarm:*" in cloudwatch["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+
+
+def test_every_listing_of_the_data_bucket_is_confined_to_prefixes():
+    listings = [(o, s) for o, s in allow_statements() if "s3:ListBucket" in _listed(s["Action"])]
+    assert listings
+    for owner, statement in listings:
+        condition = statement.get("Condition", {})
+        prefixes = (condition.get("StringLike") or condition.get("StringLikeIfExists") or {}).get("s3:prefix")
+        assert prefixes and all(p.endswith("/*") and p != "/*" for p in prefixes), owner
 
 
 def test_nothing_the_pipeline_runs_can_write_where_labs_drop_files():

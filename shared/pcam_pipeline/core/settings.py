@@ -176,7 +176,10 @@ class ModelSettings:
             minimum_auc=_float(env, "MINIMUM_AUC", 0.90, 0.0, 1.0),
             decision_threshold=_float(env, "DECISION_THRESHOLD", 0.5, 0.0, 1.0),
             sagemaker=SageMakerSettings(
-                role_arn=_required(env, "SAGEMAKER_ROLE_ARN"),
+                role_arn=_required(env, "SAGEMAKER_TRAINING_ROLE_ARN"),
+                model_role_arn=_required(env, "SAGEMAKER_TRANSFORM_ROLE_ARN"),
+                evaluation_role_arn=_required(env, "SAGEMAKER_EVALUATION_ROLE_ARN"),
+                data_key_arn=env.get("DATA_KEY_ARN", "").strip(),
                 region=env.get("AWS_REGION") or _required(env, "AWS_DEFAULT_REGION"),
                 bucket=bucket,
                 instance_type=_required(env, "TRAINING_INSTANCE_TYPE"),

@@ -12,11 +12,13 @@ from pcam_training import config
 
 
 def model_request(settings: SageMakerSettings, name: str, model_data_uri: str, tags: dict[str, str]) -> dict:
-    """A Model serving a trained job's artefacts with the same algorithm image it was trained with."""
+    """A Model serving a trained job's artefacts with the same algorithm image it was trained with; its
+    container has no network (its transform jobs inherit that)."""
     request = {
         "ModelName": name,
         "PrimaryContainer": {"Image": config.image_uri(settings.region), "ModelDataUrl": model_data_uri},
-        "ExecutionRoleArn": settings.role_arn,
+        "ExecutionRoleArn": settings.model_role_arn or settings.role_arn,
+        "EnableNetworkIsolation": True,
         "Tags": tag_list(tags),
     }
     validate("CreateModel", request)
@@ -58,10 +60,11 @@ def transform_request(
             "SplitType": "None",
             "CompressionType": "None",
         },
-        "TransformOutput": {"S3OutputPath": output_uri, "AssembleWith": "None"},
+        "TransformOutput": {"S3OutputPath": output_uri, "AssembleWith": "None", **settings.volume_and_output_keys[1]},
         "TransformResources": {
             "InstanceType": settings.transform_instance_type,
             "InstanceCount": settings.transform_instance_count,
+            **settings.volume_and_output_keys[0],
         },
         "Tags": tag_list(tags),
     }
@@ -96,6 +99,7 @@ def evaluation_request(
     /opt/ml/processing/input/<name>, and /opt/ml/processing/output is uploaded to ``output_uri``.
     """
     script = script_uri.rsplit("/", 1)[-1]
+    volume_key, output_key = settings.volume_and_output_keys
     request = {
         "ProcessingJobName": name,
         "ProcessingResources": {
@@ -103,8 +107,10 @@ def evaluation_request(
                 "InstanceCount": 1,
                 "InstanceType": settings.evaluation_instance_type,
                 "VolumeSizeInGB": 30,
+                **volume_key,
             }
         },
+        "NetworkConfig": {"EnableNetworkIsolation": True},  # the script reads its inputs from local files
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
         "AppSpecification": {
             "ImageUri": config.evaluation_image_uri(settings.region),
@@ -125,9 +131,10 @@ def evaluation_request(
                         "S3UploadMode": "EndOfJob",
                     },
                 }
-            ]
+            ],
+            **output_key,
         },
-        "RoleArn": settings.role_arn,
+        "RoleArn": settings.evaluation_role_arn or settings.role_arn,
         "Tags": tag_list(tags),
     }
     validate("CreateProcessingJob", request, settings.limits)

@@ -28,9 +28,12 @@ _NOT_ALLOWED = re.compile(r"[^a-zA-Z0-9-]+")
 
 @dataclass(frozen=True)
 class SageMakerSettings:
-    role_arn: str
+    role_arn: str  # training and tuning jobs' role: reads patches and manifests, writes models/
     region: str
     bucket: str
+    model_role_arn: str = ""  # the Model's (and so its transform jobs'): writes scores/ and test predictions
+    evaluation_role_arn: str = ""  # the evaluation job's: the only role that writes an evaluation's metrics
+    data_key_arn: str = ""  # with SSE-KMS: volumes and outputs are encrypted with the bucket's own key
     instance_type: str = "ml.p3.2xlarge"
     instance_count: int = 1
     volume_size_gb: int = 50
@@ -47,6 +50,13 @@ class SageMakerSettings:
     max_payload_mb: int = 1
     evaluation_instance_type: str = "ml.m5.large"
     limits: CostLimits = CostLimits()  # what any request may ask for, whatever a dataset's settings say
+
+    @property
+    def volume_and_output_keys(self) -> tuple[dict[str, str], dict[str, str]]:
+        """``VolumeKmsKeyId`` and ``KmsKeyId`` entries, or nothing where the bucket is not SSE-KMS."""
+        if not self.data_key_arn:
+            return {}, {}
+        return {"VolumeKmsKeyId": self.data_key_arn}, {"KmsKeyId": self.data_key_arn}
 
     def for_dataset(self, settings: dict[str, Any]) -> SageMakerSettings:
         """These settings with a dataset's own training.json applied (``training_settings``)."""
@@ -90,6 +100,10 @@ def _channel(name: str, manifest_uri: str) -> dict[str, Any]:
 
 
 def _training_definition(settings: SageMakerSettings, train_uri: str, valid_uri: str) -> dict[str, Any]:
+    """Locked down: the algorithm's container has no network (SageMaker streams the data and uploads the
+    model), instances of a distributed training encrypt what they exchange, and with SSE-KMS the volume and
+    the model are encrypted with the bucket's key."""
+    volume_key, output_key = settings.volume_and_output_keys
     return {
         "AlgorithmSpecification": {
             "TrainingImage": config.image_uri(settings.region),
@@ -97,13 +111,16 @@ def _training_definition(settings: SageMakerSettings, train_uri: str, valid_uri:
         },
         "RoleArn": settings.role_arn,
         "InputDataConfig": [_channel("train", train_uri), _channel("validation", valid_uri)],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{settings.bucket}/{settings.output_prefix}"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{settings.bucket}/{settings.output_prefix}", **output_key},
         "ResourceConfig": {
             "InstanceType": settings.instance_type,
             "InstanceCount": settings.instance_count,
             "VolumeSizeInGB": settings.volume_size_gb,
+            **volume_key,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_seconds},
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": settings.instance_count > 1,
     }
 
 

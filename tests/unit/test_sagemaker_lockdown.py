@@ -1,0 +1,92 @@
+"""Every SageMaker job the pipeline starts runs locked down: no network in its container, encrypted traffic
+between instances, the bucket's own key on volumes and outputs under SSE-KMS, and a role of its own kind."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pcam_local.local_sagemaker import without_network
+from pcam_pipeline.models import inference_requests, sagemaker_jobs
+from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings, TrainingInputs
+
+ROLES = {
+    "role_arn": "arn:aws:iam::123456789012:role/training",
+    "model_role_arn": "arn:aws:iam::123456789012:role/transform",
+    "evaluation_role_arn": "arn:aws:iam::123456789012:role/evaluation",
+}
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+INPUTS = TrainingInputs("pcam-x-train-1", "s3://data/manifests/t", "s3://data/manifests/v", 10, 96)
+
+
+def settings(**fields) -> SageMakerSettings:
+    return SageMakerSettings(region="us-east-1", bucket="data", **ROLES, **fields)
+
+
+def requests(**fields) -> dict:
+    chosen = settings(**fields)
+    return {
+        "training": sagemaker_jobs.training_job_request(chosen, INPUTS),
+        "tuning": sagemaker_jobs.tuning_job_request(settings(tuning_max_jobs=2, **fields), INPUTS),
+        "model": inference_requests.model_request(chosen, "pcam-m", "s3://data/models/m/model.tar.gz", {}),
+        "transform": inference_requests.transform_request(
+            chosen, "pcam-t", "pcam-m", "s3://data/i/", "s3://data/o/", {}
+        ),
+        "evaluation": inference_requests.evaluation_request(
+            chosen, "pcam-e", "s3://data/code/e.py", {"labels": "s3://data/manifests/x"}, "s3://data/evaluations/m", {}
+        ),
+    }
+
+
+def test_no_job_container_has_a_network():
+    built = requests()
+    assert built["training"]["EnableNetworkIsolation"] is True
+    assert built["tuning"]["TrainingJobDefinition"]["EnableNetworkIsolation"] is True
+    assert built["model"]["EnableNetworkIsolation"] is True  # its transform jobs inherit it
+    assert built["evaluation"]["NetworkConfig"]["EnableNetworkIsolation"] is True
+
+
+def test_instances_of_one_training_encrypt_what_they_exchange():
+    assert requests()["training"]["EnableInterContainerTrafficEncryption"] is False  # one instance: no peers
+    assert requests(instance_count=2)["training"]["EnableInterContainerTrafficEncryption"] is True
+
+
+def test_under_sse_kms_volumes_and_outputs_use_the_buckets_key_and_otherwise_name_no_key():
+    built = requests(data_key_arn=KEY)
+    assert built["training"]["ResourceConfig"]["VolumeKmsKeyId"] == KEY
+    assert built["training"]["OutputDataConfig"]["KmsKeyId"] == KEY
+    assert built["tuning"]["TrainingJobDefinition"]["OutputDataConfig"]["KmsKeyId"] == KEY
+    assert built["transform"]["TransformResources"]["VolumeKmsKeyId"] == KEY
+    assert built["transform"]["TransformOutput"]["KmsKeyId"] == KEY
+    assert built["evaluation"]["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == KEY
+    assert built["evaluation"]["ProcessingOutputConfig"]["KmsKeyId"] == KEY
+    assert "KmsKeyId" not in str(requests())
+
+
+def test_each_kind_of_job_runs_as_its_own_role():
+    built = requests()
+    assert built["training"]["RoleArn"] == ROLES["role_arn"]
+    assert built["tuning"]["TrainingJobDefinition"]["RoleArn"] == ROLES["role_arn"]
+    assert built["model"]["ExecutionRoleArn"] == ROLES["model_role_arn"]
+    assert built["evaluation"]["RoleArn"] == ROLES["evaluation_role_arn"]
+
+
+@pytest.mark.parametrize(
+    ("script", "isolated_ok"),
+    [
+        ("import socket; socket.create_connection(('127.0.0.1', 9), timeout=1)", False),
+        ("import urllib.request; urllib.request.urlopen('http://127.0.0.1:9', timeout=1)", False),
+        ("import sys; print(sum(range(10)), sys.argv[1:])", True),
+    ],
+    ids=["socket", "http", "no-network-needed"],
+)
+def test_the_local_sagemaker_runs_an_isolated_job_with_every_connection_refused(tmp_path, script, isolated_ok):
+    path = tmp_path / "job.py"
+    path.write_text(script)
+    isolated = subprocess.run(without_network([sys.executable, str(path), "--base-dir", "x"]), capture_output=True,
+                              text=True, check=False)  # fmt: skip
+    assert (isolated.returncode == 0) is isolated_ok, isolated.stderr
+    if not isolated_ok:
+        assert "network isolation" in isolated.stderr
+    else:
+        assert isolated.stdout.strip() == "45 ['--base-dir', 'x']", "the script runs as __main__ with its arguments"
