@@ -12,7 +12,7 @@ import json
 import threading
 from types import SimpleNamespace
 
-from pcam_pipeline.aws import request_rules
+from pcam_pipeline.aws import events, request_rules
 from pcam_pipeline.aws.blob_store import MissingObject
 from pcam_pipeline.core.errors import CapacityRefused, RetryableError
 from pcam_pipeline.core.settings import ModelSettings
@@ -177,7 +177,7 @@ class RecordingPublisher:
         self.published: list[tuple[str, dict]] = []
 
     def publish(self, detail_type: str, detail: dict) -> None:
-        self.published.append((detail_type, json.loads(json.dumps(detail, default=str))))
+        self.published.append((detail_type, json.loads(json.dumps(events.with_lab(detail), default=str))))
 
     def of_type(self, detail_type: str) -> list[dict]:
         return [detail for kind, detail in self.published if kind == detail_type]

@@ -212,6 +212,27 @@ def _redrive(args) -> int:
 
 
 @_operator_command
+def _lab(args) -> int:
+    from pcam_ops.operations import add_lab, stack_outputs
+    from pcam_pipeline.core.errors import InvalidInput
+    from pcam_pipeline.core.labs import lab_policy
+
+    try:
+        if args.lab_command == "policy":
+            outputs = stack_outputs(args.stack)
+            bucket_arn = f"arn:aws:s3:::{outputs['DataBucketName']}"
+            print(json.dumps(lab_policy(bucket_arn, args.lab, outputs.get("DataKeyArn", "")), indent=2))
+            return 0
+        added = add_lab(args.stack, args.lab, args.principal)
+    except InvalidInput as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    for field, value in added.items():
+        console.print(f"{field:>14}: {value}")
+    return 0
+
+
+@_operator_command
 def _smoke(args) -> int:
     from pcam_ops.operations import stack_parameters
     from pcam_ops.smoke import PRICE_PER_HOUR, SmokeFailed, SmokeRun
@@ -317,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--timeout", type=float, default=3600, help="seconds to wait for each step")
     smoke.add_argument("--clean", action="store_true", help="remove what the smoke test dropped and caused")
     smoke.set_defaults(run=_smoke)
+    lab = commands.add_parser("lab", help="give a lab its own folders, and an IAM policy confined to them")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True)
+    add = lab_commands.add_parser("add", help="create the lab's IAM policy (and, with --principal, a role)")
+    add.add_argument("--principal", default=None, help="an AWS account or role ARN of the lab, to assume a role")
+    show = lab_commands.add_parser("policy", help="print the lab's IAM policy (to manage it elsewhere)")
+    for command in (add, show):
+        command.add_argument("lab", help="the lab's name: lower-case letters, digits and '-', at most 32")
+        command.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+        command.set_defaults(run=_lab)
     redrive = commands.add_parser("redrive", help="move dead-lettered messages back to their queues (after a fix)")
     redrive.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
     redrive.add_argument("--queue", default=None, help="only the dead-letter queue whose name contains this")

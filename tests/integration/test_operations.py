@@ -58,3 +58,25 @@ def test_redrive_moves_dead_lettered_messages_back_to_their_queue(pipeline, monk
     pipeline.settle()
     assert not stack.dead_letters()["IngestDeadLetterQueue"]
     assert pipeline.file_record(key)["status"] == "converted", "the redriven event was handled (idempotently)"
+
+
+def test_an_operator_adds_a_lab_in_one_step_and_its_policy_confines_it_to_its_folders(pipeline, monkeypatch, capsys):
+    import boto3
+
+    use_stack(pipeline.stack, monkeypatch)
+    lab_account = "arn:aws:iam::210987654321:root"
+    assert main(["lab", "add", "lab-a", "--stack", "pcam-local", "--principal", lab_account]) == 0
+    assert main(["lab", "add", "lab-a", "--stack", "pcam-local", "--principal", lab_account]) == 0, "repeatable"
+    printed = capsys.readouterr().out
+    assert "incoming/labs/lab-a/" in printed and "predictions/labs/lab-a/" in printed
+    iam = boto3.client("iam")
+    role = iam.get_role(RoleName="pcam-local-lab-a")["Role"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"] == lab_account
+    (attached,) = iam.list_attached_role_policies(RoleName="pcam-local-lab-a")["AttachedPolicies"]
+    version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)["PolicyVersion"]["Document"]
+    document = json.loads(document) if isinstance(document, str) else document
+    resources = json.dumps(document)
+    assert "incoming/labs/lab-a/*" in resources and "lab-b" not in resources and "incoming/slides" not in resources
+    assert main(["lab", "add", "Lab_A", "--stack", "pcam-local"]) == 2
+    assert "not a lab name" in capsys.readouterr().out

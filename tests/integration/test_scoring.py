@@ -113,6 +113,25 @@ def test_a_slide_id_that_is_a_formula_is_text_in_the_csv_and_unchanged_everywher
     assert pipeline.events_for("Slide Scored", slide_id=slide_id), "the event carries the id unchanged"
 
 
+def test_two_labs_dropping_the_same_slide_name_get_separate_results_that_say_whose_they_are(stack, pipeline):
+    truths = {}
+    for lab, seed in (("lab-a", 11), ("lab-b", 12)):
+        patches, coords, labels = synth_slide(2, 3, np.random.default_rng(seed))
+        pipeline.drop(f"incoming/labs/{lab}/slides/shared.h5", h5_bytes(x=patches, coords=coords))
+        truths[lab] = len(patches)
+    pipeline.drop("incoming/labs/lab-a/slides/other.h5", h5_bytes(x=synth_slide(1, 1, np.random.default_rng(1))[0]))
+    pipeline.settle()
+    for lab, count in truths.items():
+        summary = pipeline.json(f"predictions/labs/{lab}/shared.json")
+        assert (summary["slide_id"], summary["lab"]) == (f"labs/{lab}/shared", lab)
+        assert summary["input_key"] == f"incoming/labs/{lab}/slides/shared.h5" and summary["patch_count"] == count
+        assert len(read_csv(stack, f"labs/{lab}/shared")) == count
+        (event,) = pipeline.events_for("Slide Scored", slide_id=f"labs/{lab}/shared")
+        assert event["lab"] == lab
+    assert not stack.list_keys("predictions/shared."), "neither lab's slide lands in the deployment's own folder"
+    assert pipeline.json("predictions/plain.json")["lab"] is None
+
+
 def test_a_slide_dropped_again_is_scored_again_and_the_new_result_replaces_the_old(stack, pipeline):
     drop_slide(pipeline, "again", rows=3, cols=4, seed=3)
     first = pipeline.json("predictions/again.json")

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pcam_pipeline.core.dropped_files import DatasetSettingsFile, classify_incoming_key
 from pcam_pipeline.core.errors import InvalidInput
@@ -63,3 +65,21 @@ def test_settings_the_algorithm_refuses_fail_that_training_with_the_reason():
     result = split_ready(world, "valid", dataset="bad")
     assert result["status"] == "failed" and "num_layers 20 does not exist for 96x96" in result["reason"]
     assert world.state.job(result["job"]).status is JobStatus.FAILED
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(alphabet='[]{}",:0123456789.eE-+ \\truefalsnNIfiy', max_size=300).map(str.encode),
+    )
+)
+def test_any_bytes_a_lab_sends_are_settings_or_a_reason_never_another_exception(body):
+    from pcam_pipeline.ingestion.training_settings import parse_training_settings
+    from pcam_pipeline.wsi.ingestion import parse_sidecar
+
+    for parse in (parse_training_settings, parse_sidecar):
+        try:
+            parse(body)
+        except InvalidInput as refusal:
+            assert refusal.problem

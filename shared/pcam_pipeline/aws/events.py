@@ -8,6 +8,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from pcam_pipeline.core.errors import RetryableError
+from pcam_pipeline.core.labs import lab_of
 
 SOURCE = "pcam.pipeline"
 SPLIT_READY = "Split Ready"
@@ -19,12 +20,18 @@ SLIDE_SCORED = "Slide Scored"
 SCHEDULED_TICK = "Scheduled Event"
 
 
+def with_lab(detail: dict) -> dict:
+    """Every event says which lab it belongs to (``lab``: None for the deployment's own folders)."""
+    return {**detail, "lab": lab_of(detail.get("slide_id") or detail.get("dataset") or "")}
+
+
 class EventPublisher:
     def __init__(self, bus_name: str, client=None):
         self._bus = bus_name
         self._client = client or boto3.client("events")
 
     def publish(self, detail_type: str, detail: dict) -> None:
+        detail = with_lab(detail)
         entry = {
             "Source": SOURCE,
             "DetailType": detail_type,

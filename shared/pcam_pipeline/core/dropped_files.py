@@ -11,6 +11,7 @@ from typing import Literal
 
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.keys import INCOMING, SIDECAR_SUFFIX
+from pcam_pipeline.core.labs import LABS, check_lab_name, in_lab
 from pcam_pipeline.core.names import usable_name
 
 _SPLIT_ALIASES = {
@@ -125,10 +126,31 @@ IncomingKind = DatasetFile | SlideFile | WholeSlideFile | SlideSidecarFile | Dat
 
 
 def classify_incoming_key(key: str) -> IncomingKind:
-    """Tell what a dropped key is from its location and name, or explain why it is not usable."""
+    """Tell what a dropped key is from its location and name, or explain why it is not usable.
+
+    ``incoming/labs/<lab>/slides/…`` and ``incoming/labs/<lab>/datasets/…`` are a lab's: the same kinds, with
+    ids named in the lab (``labs/<lab>/<name>``, ``core/labs``)."""
     if not key.startswith(INCOMING):
         raise InvalidInput("the file is outside incoming/", "a key under incoming/", repr(key))
-    parts = key[len(INCOMING) :].split("/")
+    rest = key[len(INCOMING) :]
+    if rest.startswith(f"{LABS}/"):
+        lab, _, inside = rest[len(LABS) + 1 :].partition("/")
+        check_lab_name(lab)
+        kind = _classify(inside, key)
+        if isinstance(kind, DatasetFile | DatasetSettingsFile):
+            return replace(kind, dataset=in_lab(lab, kind.dataset))
+        return replace(kind, slide_id=in_lab(lab, kind.slide_id))
+    kind = _classify(rest, key)
+    if getattr(kind, "slide_id", None) == LABS or getattr(kind, "dataset", None) == LABS:
+        raise InvalidInput(
+            "the name 'labs' is reserved for labs' folders", "any other slide id or dataset name", repr(key)
+        )
+    return kind
+
+
+def _classify(rest: str, key: str) -> IncomingKind:
+    """What ``incoming/<rest>`` is, in one lab's (or the deployment's own) folders."""
+    parts = rest.split("/")
     where = parts[0] if parts else ""
     stripped = _strip_h5_suffix(parts[-1])
     if where == "slides" and len(parts) > 2:

@@ -49,8 +49,9 @@ SLIDE_IMAGES = f"{IMAGES}slides/"
 
 
 def sidecar_key(slide_id: str) -> str:
-    """Where a lab drops a slide's sidecar (µm/px)."""
-    return f"{INCOMING}slides/{slide_id}{SIDECAR_SUFFIX}"
+    """Where a lab drops a slide's sidecar (µm/px): beside the slide, in the lab's folder if it has one."""
+    lab, _, name = slide_id.rpartition("/")  # a lab's slide id is labs/<lab>/<name> (core/labs)
+    return f"{INCOMING}{lab + '/' if lab else ''}slides/{name}{SIDECAR_SUFFIX}"
 
 
 def slide_image_prefix(slide_id: str, run_id: str) -> str:

@@ -25,6 +25,7 @@ from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed, RetryableError
+from pcam_pipeline.core.labs import lab_of
 from pcam_pipeline.core.records import JobRecord, SlideRecord
 from pcam_pipeline.core.statuses import OwnerStatus
 from pcam_pipeline.ingestion.hdf5_input import FileLimits, open_hdf5, read_coords
@@ -190,6 +191,7 @@ class SlideScoring(JobKindBase):
         model = self._registry.model(job.model_name)
         summary = {
             "slide_id": slide.slide_id,
+            "lab": lab_of(slide.slide_id),
             "input_key": slide.x_key,
             "input_version": slide.x_version,
             "dropped_at": dropped.received_at if dropped else None,
