@@ -70,9 +70,9 @@ def test_an_operator_adds_a_lab_in_one_step_and_its_policy_confines_it_to_its_fo
     printed = capsys.readouterr().out
     assert "incoming/labs/lab-a/" in printed and "predictions/labs/lab-a/" in printed
     iam = boto3.client("iam")
-    role = iam.get_role(RoleName="pcam-local-lab-a")["Role"]
+    role = iam.get_role(RoleName="pcam-local-lab-lab-a")["Role"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"] == lab_account
-    (attached,) = iam.list_attached_role_policies(RoleName="pcam-local-lab-a")["AttachedPolicies"]
+    (attached,) = iam.list_attached_role_policies(RoleName="pcam-local-lab-lab-a")["AttachedPolicies"]
     version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
     document = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)["PolicyVersion"]["Document"]
     document = json.loads(document) if isinstance(document, str) else document

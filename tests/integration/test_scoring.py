@@ -127,7 +127,7 @@ def test_two_labs_dropping_the_same_slide_name_get_separate_results_that_say_who
         assert summary["input_key"] == f"incoming/labs/{lab}/slides/shared.h5" and summary["patch_count"] == count
         assert len(read_csv(stack, f"labs/{lab}/shared")) == count
         (event,) = pipeline.events_for("Slide Scored", slide_id=f"labs/{lab}/shared")
-        assert event["lab"] == lab
+        assert event["detail"]["lab"] == lab
     assert not stack.list_keys("predictions/shared."), "neither lab's slide lands in the deployment's own folder"
     assert pipeline.json("predictions/plain.json")["lab"] is None
 
