@@ -70,3 +70,11 @@ def test_other_events_are_ignored(world):
     assert world.flow.on_event("Slide Scored", {"slide_id": "s"})["status"] == "ignored"
     detail_type, detail = training_event("Completed")
     assert world.flow.on_event(detail_type, {**detail, "TrainingJobName": "not-ours"})["status"] == "ignored"
+
+
+@pytest.mark.parametrize("status", ["Deleting", "DeleteFailed", "SomethingNew"])
+def test_a_status_the_pipeline_does_not_follow_is_ignored_not_retried_into_a_dead_letter_queue(world, status):
+    result = world.flow.on_event(*training_event(status))
+    assert result["status"] == "ignored" and status in result["reason"]
+    assert world.state.job(JOB).status is JobStatus.IN_PROGRESS
+    assert world.flow.on_event(*training_event("Completed"))["model"] == JOB, "later events still count"

@@ -73,7 +73,7 @@ class ConversionSettings:
             event_bus=_required(env, "EVENT_BUS"),
             jpeg_quality=_int(env, "JPEG_QUALITY", 90, 1, 100),
             resize_to=_int(env, "RESIZE_TO", 0, 0, 1024),
-            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 3, 1, 1000),
+            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 5, 1, 1000),
             max_patches_per_file=_int(env, "MAX_PATCHES_PER_FILE", 2_000_000, 1, 100_000_000),
             max_patches_per_slide=_int(env, "SCORING_BATCH_MAX_PATCHES", 100_000, 1, 1_000_000),
         )

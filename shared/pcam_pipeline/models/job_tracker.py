@@ -50,7 +50,7 @@ class StateChange:
     """A SageMaker event, read against the job's record."""
 
     name: str
-    status: JobStatus
+    status: JobStatus | None  # None: a status the pipeline does not follow (ignored)
     job: JobRecord | None = None
     reason: str = ""
     ignored: str = ""  # why the event changes nothing, if it does not
@@ -79,7 +79,12 @@ class JobTracker:
     def observe(self, detail_type: str, detail: dict) -> StateChange:
         """Record the job's new status, once; late, repeated and foreign events change nothing."""
         name_field, status_field = SAGEMAKER_EVENTS[detail_type]
-        name, status = detail[name_field], JobStatus(detail[status_field])
+        name, reported = detail[name_field], detail.get(status_field)
+        try:
+            status = JobStatus(reported)
+        except ValueError:  # "Deleting", or a status SageMaker adds later: logged, never retried into a DLQ
+            logger.warning("a job status the pipeline does not follow", extra={"job": name, "status": reported})
+            return StateChange(name, None, ignored=f"status {reported!r} is not one the pipeline follows")
         job = self._state.job(name)
         if job is None:
             return StateChange(name, status, ignored="not started by this pipeline")
