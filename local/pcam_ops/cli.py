@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from pcam_local import TRANSFORM_QUOTA
-from pcam_ops.rendering import console, models_table, print_summary, smoke_costs_table, wait_with_progress
+from pcam_ops.rendering import console, errors, models_table, print_summary, smoke_costs_table, wait_with_progress
 
 DEFAULT_STACK = "pcam-pipeline"  # samconfig.toml's stack_name
 
@@ -39,8 +39,8 @@ def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: floa
     from pcam_ops.report import summarise, write_summary
 
     if not drop_dir.is_dir():
-        console.print(f"[red]{drop_dir} is not a folder[/red]")
-        return 2
+        errors.print(f"[red]{drop_dir} is not a folder[/red]")
+        return USAGE
     out_dir.mkdir(parents=True, exist_ok=True)
     with LocalStack(port=port, work_dir=out_dir / ".local-stack", transform_job_quota=quota) as stack:
         console.print(f"local stack up at {stack.endpoint}, bucket s3://{stack.bucket}")
@@ -62,7 +62,7 @@ def _run_pipeline(drop_dir: Path, out_dir: Path, port: int | None, timeout: floa
         f"({out_dir}/.local-stack/iam-report.json)"
     )
     if not idle:
-        console.print(f"[red]the pipeline was still busy after {timeout} s[/red]")
+        errors.print(f"[red]the pipeline was still busy after {timeout} s[/red]")
         return 1
     return 1 if summary["problems"] else 0
 
@@ -71,13 +71,21 @@ def _local_run(args) -> int:
     return _run_pipeline(Path(args.drop_dir), Path(args.out), args.port, args.timeout, args.transform_job_quota)
 
 
+DEMO_MARK = ".made-by-pcam-demo"
+
+
 def _demo(args) -> int:
     import shutil
 
     started = time.monotonic()
     drop_dir = Path(args.drop)
-    for owned in (drop_dir, Path(args.out)):  # the demo's own folders: start from nothing
-        shutil.rmtree(owned, ignore_errors=True)
+    for folder in (drop_dir, Path(args.out)):  # the demo's own folders start from nothing; no one else's is touched
+        if folder.exists() and any(folder.iterdir()) and not (folder / DEMO_MARK).exists():
+            errors.print(f"[red]{folder} holds files pcam demo did not make: choose another folder, or remove it[/red]")
+            return USAGE
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        (folder / DEMO_MARK).write_text("pcam demo empties this folder at its next run\n")
     with console.status("synthesising a dataset, two slides and a whole-slide image…"):
         _synth(build_parser().parse_args(["synth", str(drop_dir), "--wsi"]))  # synth's defaults are the demo's
     code = _run_pipeline(drop_dir, Path(args.out), args.port, args.timeout, args.transform_job_quota)
@@ -87,8 +95,24 @@ def _demo(args) -> int:
 
 def _local_up(args) -> int:
     from pcam_local.local_stack import LocalStack
+    from pcam_local.stack import RuleFailed, check_rules, load_template, project_root
 
+    malformed = [item for item in args.parameter if "=" not in item or not item.split("=", 1)[0]]
+    if malformed:
+        errors.print(
+            f"[red]--parameter takes NAME=VALUE, e.g. PromotionMinimumAuc=0.5; not {', '.join(malformed)}[/red]"
+        )
+        return USAGE
     parameters = dict(item.split("=", 1) for item in args.parameter)
+    template = load_template(project_root() / "template.yaml")
+    unknown = sorted(set(parameters) - set(template["Parameters"]))
+    try:
+        if unknown:
+            raise RuleFailed(f"template.yaml has no parameter {', '.join(unknown)}")
+        check_rules(template, parameters)
+    except RuleFailed as exc:
+        errors.print(f"[red]{exc}[/red]")
+        return USAGE
     with LocalStack(port=args.port, parameters=parameters, transform_job_quota=args.transform_job_quota) as stack:
         console.print(f"local stack running at [bold]{stack.endpoint}[/bold]")
         console.print(f"drop files into [bold]s3://{stack.bucket}/incoming/[/bold], for example:")
@@ -123,18 +147,30 @@ def _wait_until_stopped() -> None:
             signal.signal(sig, handler)
 
 
+# Exit codes: 0 done; 1 problems found, or a change refused (the message says why); 2 a usage error (argparse's
+# own code); 3 the stack cannot be reached.
+PROBLEMS, USAGE, UNREACHABLE = 1, 2, 3
+
+
 def _operator_command(run):
-    """An operator command against a deployed stack: a stack that cannot be read is a plain error (exit 2)."""
+    """An operator command against a deployed stack: errors go to stderr, as plain words, with an exit code."""
 
     def command(args) -> int:
-        from pcam_ops.operations import StackNotFound
+        from pcam_ops.operations import StackNotFound, UnknownQueue
+        from pcam_pipeline.core.errors import InvalidInput
         from pcam_pipeline.models.promotion import PromotionError
 
         try:
             return run(args)
-        except (StackNotFound, PromotionError) as exc:
-            console.print(f"[red]{exc}[/red]")
-            return 2
+        except StackNotFound as exc:
+            errors.print(f"[red]{exc}[/red]")
+            return UNREACHABLE
+        except (UnknownQueue, InvalidInput) as exc:
+            errors.print(f"[red]{exc}[/red]")
+            return USAGE
+        except PromotionError as exc:
+            errors.print(f"[red]{exc}[/red]")
+            return PROBLEMS
 
     return command
 
@@ -175,11 +211,17 @@ def _change_current(args) -> int:
 def _rescore(args) -> int:
     from pcam_ops.operations import rescore, who_is_calling
 
-    queued = rescore(args.stack, None if args.all else [args.slide], args.model, who_is_calling())
+    queued = rescore(args.stack, None if args.all else [args.slide], args.model, who_is_calling(), args.dry_run)
     if not queued:
-        console.print("[red]nothing queued: no such ready slide[/red]" if args.slide else "no scored slide to rescore")
-        return 1 if args.slide else 0
+        if args.slide:
+            errors.print("[red]nothing queued: no such ready slide[/red]")
+            return PROBLEMS
+        console.print("no scored slide to rescore")
+        return 0
     model = args.model or "the current model"
+    if args.dry_run:
+        console.print(f"would queue {len(queued)} slide(s) to be scored again with {model}: " + ", ".join(queued))
+        return 0
     console.print(f"queued {len(queued)} slide(s) to be scored again with {model}; jobs start within a minute")
     return 0
 
@@ -205,28 +247,24 @@ def _status(args) -> int:
 def _redrive(args) -> int:
     from pcam_ops.operations import DeployedStackView
 
-    moved = DeployedStackView(args.stack).redrive(args.queue)
+    moved = DeployedStackView(args.stack).redrive(args.queue, args.dry_run)
     for queue, count in moved.items():
-        console.print(f"{queue}: {count} message(s) moved back to the queue they came from")
+        done = "would move back" if args.dry_run else "moved back to the queue they came from"
+        console.print(f"{queue}: {count} message(s) {done}")
     return 0
 
 
 @_operator_command
 def _lab(args) -> int:
     from pcam_ops.operations import add_lab, stack_outputs
-    from pcam_pipeline.core.errors import InvalidInput
     from pcam_pipeline.core.labs import lab_policy
 
-    try:
-        if args.lab_command == "policy":
-            outputs = stack_outputs(args.stack)
-            bucket_arn = f"arn:aws:s3:::{outputs['DataBucketName']}"
-            print(json.dumps(lab_policy(bucket_arn, args.lab, outputs.get("DataKeyArn", "")), indent=2))
-            return 0
-        added = add_lab(args.stack, args.lab, args.principal)
-    except InvalidInput as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 2
+    if args.lab_command == "policy":
+        outputs = stack_outputs(args.stack)
+        bucket_arn = f"arn:aws:s3:::{outputs['DataBucketName']}"
+        print(json.dumps(lab_policy(bucket_arn, args.lab, outputs.get("DataKeyArn", "")), indent=2))
+        return 0
+    added = add_lab(args.stack, args.lab, args.principal)
     for field, value in added.items():
         console.print(f"{field:>14}: {value}")
     return 0
@@ -245,7 +283,7 @@ def _smoke(args) -> int:
     try:
         run.run()
     except SmokeFailed as exc:
-        console.print(f"[red]smoke test failed: {exc}[/red]")
+        errors.print(f"[red]smoke test failed: {exc}[/red]")
         code = 1
     costs = run.job_costs(stack_parameters(args.stack))
     console.print(smoke_costs_table(costs))
@@ -325,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--slide", help="one slide's id")
     which.add_argument("--all", action="store_true", help="every scored slide")
     rescore.add_argument("--model", default=None, help="a model from `pcam models` (default: the current one)")
+    rescore.add_argument("--dry-run", action="store_true", help="list the slides that would be queued; queue none")
     rescore.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
     rescore.set_defaults(run=_rescore)
     status = commands.add_parser("status", help="every file, dataset, job, model and slide with its state")
@@ -350,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     redrive = commands.add_parser("redrive", help="move dead-lettered messages back to their queues (after a fix)")
     redrive.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
     redrive.add_argument("--queue", default=None, help="only the dead-letter queue whose name contains this")
+    redrive.add_argument("--dry-run", action="store_true", help="count what would move; move nothing")
     redrive.set_defaults(run=_redrive)
     return parser
 

@@ -17,6 +17,10 @@ class StackNotFound(Exception):
     pass
 
 
+class UnknownQueue(ValueError):
+    """A --queue naming no dead-letter queue of the stack: a usage error."""
+
+
 def _describe_stack(stack_name: str) -> dict:
     try:
         return boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
@@ -69,12 +73,17 @@ class DeployedStackView:
             counts[name] = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
         return counts
 
-    def redrive(self, only: str | None = None) -> dict[str, int]:
-        """Move every dead-lettered message back to the queue it came from; returns how many per queue."""
+    def redrive(self, only: str | None = None, dry_run: bool = False) -> dict[str, int]:
+        """Move every dead-lettered message back to the queue it came from; returns how many per queue (with
+        ``dry_run``, how many would move). ``only`` must name a dead-letter queue, in part."""
+        queues = {name: url for name, url in self.dead_letter_queues().items() if not only or only in name}
+        if not queues:
+            known = ", ".join(sorted(self.dead_letter_queues()))
+            raise UnknownQueue(f"no dead-letter queue of this stack is named like {only!r}; they are: {known}")
+        if dry_run:
+            return {name: count for name, count in self.dead_letter_counts().items() if name in queues}
         moved = {}
-        for name, url in self.dead_letter_queues().items():
-            if only and only not in name:
-                continue
+        for name, url in queues.items():
             (source,) = self._sqs.list_dead_letter_source_queues(QueueUrl=url)["queueUrls"]
             moved[name] = self._move_all(url, source)
         return moved
@@ -103,7 +112,9 @@ class DeployedStackView:
                 raise RuntimeError(f"could not send some messages back to {source_url}: {sent.get('Failed')}")
 
 
-def rescore(stack_name: str, slide_ids: list[str] | None, model: str | None, by: str) -> list[str]:
+def rescore(
+    stack_name: str, slide_ids: list[str] | None, model: str | None, by: str, dry_run: bool = False
+) -> list[str]:
     """Queue slides (None: every scored slide) to be scored again; the deployment's scheduled tick starts
     their jobs within a minute. ``model``: a servable model, else the model current when the job starts."""
     from pcam_pipeline.core.statuses import SERVABLE_MODEL_STATUSES
@@ -115,6 +126,8 @@ def rescore(stack_name: str, slide_ids: list[str] | None, model: str | None, by:
         if record is None or record.status not in SERVABLE_MODEL_STATUSES:
             raise PromotionError(f"{model} is not a model that can score slides (see `pcam models`)")
     targets = slide_ids if slide_ids is not None else [slide.slide_id for slide in state.scored_slides()]
+    if dry_run:
+        return [slide_id for slide_id in targets if (slide := state.slide(slide_id)) and slide.ready]
     request = f"by {by} at {now_iso()}"
     return [slide_id for slide_id in targets if state.queue_rescore(slide_id, request, model or "")]
 

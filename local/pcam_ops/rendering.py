@@ -13,6 +13,8 @@ from rich.table import Table
 
 # Piped output (make, CI logs) gets a wide console so that tables stay readable.
 console = Console(width=None if sys.stdout.isatty() else 150)
+# Errors go to stderr, so that `pcam status --json | jq` reads only the answer.
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
 
 
 def wait_with_progress(stack, timeout: float) -> bool:

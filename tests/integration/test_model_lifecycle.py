@@ -179,8 +179,10 @@ def test_operators_list_promote_and_roll_back_models(stack, pipeline, monkeypatc
     assert main(["promote", waiting, "--stack", "pcam-local", "--by", "dr-ops", "--reason", "trial"]) == 0
     current = current_model(stack)
     assert (current["model_name"], current["promoted_by"], current["reason"]) == (waiting, "dr-ops", "trial")
-    assert main(["promote", "no-such-model", "--stack", "pcam-local"]) == 2
-    assert "no model named" in capsys.readouterr().out
+    assert main(["promote", "no-such-model", "--stack", "pcam-local"]) == 1, "refused: a problem, not a usage error"
+    refused = capsys.readouterr()
+    assert "no model named" in refused.err and "no model named" not in refused.out, "errors go to stderr"
+    assert main(["models", "--stack", "no-such-stack"]) == 3, "an unreachable stack has its own exit code"
 
     assert main(["rollback", "--stack", "pcam-local", "--by", "dr-ops"]) == 0
     assert current_model(stack)["model_name"] == registry_before["model_name"]

@@ -53,6 +53,11 @@ def test_redrive_moves_dead_lettered_messages_back_to_their_queue(pipeline, monk
     stack.sqs.send_message(QueueUrl=dead_letter_url, MessageBody=object_created(stack.bucket, key, version))
     use_stack(stack, monkeypatch)
 
+    assert main(["redrive", "--stack", "pcam-local", "--queue", "Ingset"]) == 2, "a mistyped queue is an error"
+    assert "IngestDeadLetterQueue" in capsys.readouterr().err, "the error lists the queues there are"
+    assert main(["redrive", "--stack", "pcam-local", "--queue", "Ingest", "--dry-run"]) == 0
+    assert "IngestDeadLetterQueue: 1 message(s) would move back" in capsys.readouterr().out
+    assert len(stack.dead_letters()["IngestDeadLetterQueue"]) == 1, "a dry run moves nothing"
     assert main(["redrive", "--stack", "pcam-local", "--queue", "Ingest"]) == 0
     assert "IngestDeadLetterQueue: 1 message(s) moved back" in capsys.readouterr().out
     pipeline.settle()
@@ -79,4 +84,4 @@ def test_an_operator_adds_a_lab_in_one_step_and_its_policy_confines_it_to_its_fo
     resources = json.dumps(document)
     assert "incoming/labs/lab-a/*" in resources and "lab-b" not in resources and "incoming/slides" not in resources
     assert main(["lab", "add", "Lab_A", "--stack", "pcam-local"]) == 2
-    assert "not a lab name" in capsys.readouterr().out
+    assert "not a lab name" in capsys.readouterr().err

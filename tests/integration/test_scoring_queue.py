@@ -157,8 +157,12 @@ def test_operators_rescore_one_slide_or_all_through_the_queue(stack, pipeline, m
     assert len(pipeline.events_for("Slide Scored", slide_id="morning-00")) == 2
 
     assert main(["rescore", "--slide", "no-such-slide", "--stack", "pcam-local"]) == 1
-    assert main(["rescore", "--all", "--model", "no-such-model", "--stack", "pcam-local"]) == 2
+    assert main(["rescore", "--all", "--model", "no-such-model", "--stack", "pcam-local"]) == 1
     scored = {r["slide_id"] for r in stack.records() if r.get("scoring_status") == "scored"}
+    capsys.readouterr()
+    assert main(["rescore", "--all", "--dry-run", "--stack", "pcam-local"]) == 0
+    assert f"would queue {len(scored)} slide(s)" in capsys.readouterr().out
+    assert stack.state.queued_slides() == [], "a dry run queues nothing"
     assert main(["rescore", "--all", "--stack", "pcam-local"]) == 0
     assert f"queued {len(scored)} slide(s)" in capsys.readouterr().out
     pipeline.settle()

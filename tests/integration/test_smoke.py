@@ -109,6 +109,6 @@ def test_smoke_after_a_labs_model_is_scored_by_that_model_which_stays_current_wi
 
 def test_smoke_fails_with_the_reason_when_a_step_fails(operator_env, capsys):
     code = main(["smoke", "--stack", "pcam-local", "--instance-type", "ml.t2.nano", "--timeout", "60", "--clean"])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert code == 1
     assert "smoke test failed" in printed and "not a SageMaker training instance type" in printed

@@ -1,0 +1,31 @@
+"""The `pcam` command's refusals that need no stack: plain words on stderr, the usage exit code, nothing
+touched. (Commands against a stack are tested in tests/integration/.)"""
+
+import pytest
+
+from pcam_ops.cli import USAGE, main
+
+
+@pytest.mark.parametrize(
+    ("parameter", "said"),
+    [
+        ("foo", "--parameter takes NAME=VALUE"),
+        ("=1", "--parameter takes NAME=VALUE"),
+        ("NoSuchParameter=1", "template.yaml has no parameter NoSuchParameter"),
+        ("TrainingInstanceType=ml.p5.48xlarge", "TrainingInstanceType must be one of AllowedTrainingInstanceTypes"),
+    ],
+)
+def test_local_up_refuses_a_parameter_it_cannot_use_in_plain_words(parameter, said, capsys):
+    assert main(["local", "up", "--parameter", parameter]) == USAGE
+    printed = capsys.readouterr()
+    assert said in printed.err and not printed.out
+    assert "Traceback" not in printed.err
+
+
+def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path, capsys):
+    precious = tmp_path / "results"
+    precious.mkdir()
+    (precious / "thesis.docx").write_text("years of work")
+    assert main(["demo", "--out", str(precious), "--drop", str(tmp_path / "drop")]) == USAGE
+    assert (precious / "thesis.docx").read_text() == "years of work"
+    assert "pcam demo did not make" in capsys.readouterr().err
