@@ -6,16 +6,21 @@ import pytest
 from moto import mock_aws
 
 from pcam_pipeline.aws import events
+from pcam_pipeline.core.dropped_files import DroppedFile
+from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.records import SplitRecord
 from pcam_pipeline.ingestion.completion import Completer
+from pcam_pipeline.ingestion.quarantine import quarantine
 from pcam_pipeline.state import slide_pk, split_pk
 from tests.event_contracts import contract_violations, documented_schemas
 from tests.fakes import RecordingPublisher, in_memory_state
 from tests.integration.conftest import h5_bytes
 from tests.unit.test_sagemaker_flow import (
     JobKind,
+    job_event,
     make_world,
     slide_ready,
+    split_ready,
     train_and_promote,
     write_outputs,
 )
@@ -26,6 +31,9 @@ EVENT_TYPES = [
     events.MODEL_EVALUATED,
     events.MODEL_PROMOTED,
     events.SLIDE_SCORED,
+    events.FILE_QUARANTINED,
+    events.SLIDE_SCORING_FAILED,
+    events.MODEL_FAILED,
 ]
 
 
@@ -43,7 +51,17 @@ def published_by_the_model_side() -> list[tuple[str, dict]]:
     world.flow.on_event(
         "SageMaker Transform Job State Change", {"TransformJobName": name, "TransformJobStatus": "Completed"}
     )
-    return world.publisher.published
+    slide_ready(world, "labs/lab-a/doomed")  # scored alone: its job fails
+    (doomed,) = [n for n in world.launcher.names(JobKind.SLIDE_SCORING) if n != name]
+    world.flow.on_event(
+        "SageMaker Transform Job State Change",
+        {"TransformJobName": doomed, "TransformJobStatus": "Failed", "FailureReason": "AlgorithmError: oom"},
+    )
+    failing = make_world()
+    split_ready(failing, "train")
+    split_ready(failing, "valid")
+    job_event(failing, JobKind.TRAINING, "Failed", FailureReason="ResourceLimitExceeded")
+    return world.publisher.published + failing.publisher.published
 
 
 def published_by_ingestion(monkeypatch) -> list[tuple[str, dict]]:
@@ -73,6 +91,10 @@ def published_by_ingestion(monkeypatch) -> list[tuple[str, dict]]:
             )
             state.record_shard_done(owner, "r", 0)
             assert Completer("data", s3, state, publisher).complete_if_ready(owner, "claimer")
+        bad = "incoming/labs/lab-a/slides/bad.h5"
+        version = s3.put_object(Bucket="data", Key=bad, Body=b"not hdf5").get("VersionId")
+        problem = InvalidInput("the file is not an HDF5 file", "an HDF5 file", "b'not hdf5'")
+        quarantine(s3, "data", state, publisher, DroppedFile("data", bad, version, etag="e"), problem)
         return publisher.published
 
 
@@ -91,3 +113,13 @@ def test_a_drifting_event_is_caught(published):
     detail_type, detail = next(event for event in published if event[0] == events.SLIDE_SCORED)
     assert contract_violations(detail_type, {**detail, "undocumented": 1})
     assert contract_violations(detail_type, {k: v for k, v in detail.items() if k != "csv_uri"})
+
+
+def test_failures_are_announced_with_whose_they_are_and_why(published):
+    (quarantined,) = [d for t, d in published if t == events.FILE_QUARANTINED]
+    assert (quarantined["lab"], quarantined["problem"]) == ("lab-a", "the file is not an HDF5 file")
+    assert quarantined["error_uri"] == "s3://data/quarantine/incoming/labs/lab-a/slides/bad.h5.error.json"
+    (failed,) = [d for t, d in published if t == events.SLIDE_SCORING_FAILED]
+    assert (failed["slide_id"], failed["lab"]) == ("labs/lab-a/doomed", "lab-a") and "oom" in failed["reason"]
+    (model,) = [d for t, d in published if t == events.MODEL_FAILED]
+    assert (model["stage"], model["status"], model["lab"]) == ("training", "Failed", None)

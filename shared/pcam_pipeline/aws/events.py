@@ -16,12 +16,18 @@ SLIDE_READY = "Slide Ready"
 MODEL_EVALUATED = "Model Evaluated"
 MODEL_PROMOTED = "Model Promoted"
 SLIDE_SCORED = "Slide Scored"
+# Failures, so that an integrator waiting for a result hears when none will come.
+FILE_QUARANTINED = "File Quarantined"
+SLIDE_SCORING_FAILED = "Slide Scoring Failed"
+MODEL_FAILED = "Model Failed"
 # What an EventBridge rule with a ScheduleExpression sends its targets (source aws.events, empty detail).
 SCHEDULED_TICK = "Scheduled Event"
 
 
 def with_lab(detail: dict) -> dict:
     """Every event says which lab it belongs to (``lab``: None for the deployment's own folders)."""
+    if "lab" in detail:
+        return detail
     return {**detail, "lab": lab_of(detail.get("slide_id") or detail.get("dataset") or "")}
 
 

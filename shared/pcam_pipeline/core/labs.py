@@ -35,6 +35,15 @@ def lab_of(name: str) -> str | None:
     return name.split("/", 2)[1] if name.startswith(f"{LABS}/") and name.count("/") >= 2 else None
 
 
+def lab_of_key(key: str) -> str | None:
+    """The lab whose folder a dropped key is in, if it is a lab's (whatever else is wrong with the key)."""
+    prefix = f"incoming/{LABS}/"
+    if not key.startswith(prefix):
+        return None
+    lab = key[len(prefix) :].split("/", 1)[0]
+    return lab if _LAB_NAME.fullmatch(lab) else None
+
+
 def lab_policy(bucket_arn: str, lab: str, data_key_arn: str = "") -> dict:
     """The IAM policy of one lab: drop under its own incoming folder, read its own results and quarantine,
     list only those; nothing of another lab or of the deployment's own folders."""

@@ -44,9 +44,8 @@ class ShardConverter:
         self._blobs = S3BlobStore(self._bucket, self._s3)
         self._state = state or StateStore(settings.state_table)
         limits = FileLimits(max_patches=settings.max_patches_per_file)
-        self._completer = Completer(
-            self._bucket, self._s3, self._state, publisher or EventPublisher(settings.event_bus), limits
-        )
+        self._events = publisher or EventPublisher(settings.event_bus)
+        self._completer = Completer(self._bucket, self._s3, self._state, self._events, limits)
 
     def convert(self, task: ShardTask) -> dict:
         logger.append_keys(file_key=task.file_key, run_id=task.run_id, shard=task.shard)
@@ -125,7 +124,7 @@ class ShardConverter:
         logger.warning("the file is damaged", extra={"reason": problem.describe()})
         if self._state.mark_damaged(task.owner, task.run_id, problem.describe()):
             dropped = DroppedFile(self._bucket, task.file_key, task.file_version_id, etag=task.file_version)
-            quarantine(self._s3, self._bucket, self._state, dropped, problem)
+            quarantine(self._s3, self._bucket, self._state, self._events, dropped, problem)
         return {"status": "damaged", "reason": problem.describe()}
 
     def record_failure(self, task: ShardTask, reason: str) -> None:

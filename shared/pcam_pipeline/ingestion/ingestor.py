@@ -48,9 +48,8 @@ class Ingestor:
             self._state, sqs or boto3.client("sqs"), settings.convert_queue_url, settings.patches_per_shard
         )
         limits = FileLimits(max_patches=conversion.max_patches_per_file)
-        completer = Completer(
-            self._bucket, self._s3, self._state, publisher or EventPublisher(conversion.event_bus), limits
-        )
+        self._events = publisher or EventPublisher(conversion.event_bus)
+        completer = Completer(self._bucket, self._s3, self._state, self._events, limits)
         self._patch_files = PatchFileIngestion(
             conversion, self._s3, self._state, self._planner, completer, self._image_edge, limits
         )
@@ -74,7 +73,7 @@ class Ingestor:
                     "a file the pipeline's HDF5 reader gets through",
                     f"{crashed} earlier attempt(s) ended without an answer (the process died)",
                 )
-                return quarantine(self._s3, self._bucket, self._state, dropped, problem)
+                return quarantine(self._s3, self._bucket, self._state, self._events, dropped, problem)
             return ingest()
         finally:
             self._state.close_attempt(dropped.key, dropped.version, attempt)
@@ -109,7 +108,7 @@ class Ingestor:
         try:
             return self._ingest_upload(dropped)
         except InvalidInput as problem:
-            return quarantine(self._s3, self._bucket, self._state, dropped, problem)
+            return quarantine(self._s3, self._bucket, self._state, self._events, dropped, problem)
 
     def _ingest_upload(self, dropped: DroppedFile) -> dict:
         kind = dropped_files.classify_incoming_key(dropped.key)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from pcam_pipeline.aws import storage
+from pcam_pipeline.aws import events, storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.labs import lab_of_key
 from pcam_pipeline.core.records import FileStatus
 from pcam_pipeline.state import StateStore, now_iso
 
 
-def quarantine(s3, bucket: str, state: StateStore, dropped: DroppedFile, problem: InvalidInput) -> dict:
+def quarantine(
+    s3, bucket: str, state: StateStore, publisher: EventPublisher, dropped: DroppedFile, problem: InvalidInput
+) -> dict:
+    """Move the upload to quarantine/ with its reason beside it, record it, and announce "File Quarantined"."""
     target = keys.quarantine_key(dropped.key)
     error = {
         "key": dropped.key,
@@ -27,6 +32,12 @@ def quarantine(s3, bucket: str, state: StateStore, dropped: DroppedFile, problem
     state.record_file(
         dropped.key, dropped.version, FileStatus.QUARANTINED, reason=problem.describe(), quarantine_key=target
     )
+    error_key = keys.quarantine_error_key(dropped.key)
+    publisher.publish(
+        events.FILE_QUARANTINED,
+        {"key": dropped.key, "version": dropped.version, "lab": lab_of_key(dropped.key), "quarantine_key": target,
+         "error_uri": f"s3://{bucket}/{error_key}", **problem.as_dict(), "quarantined_at": error["quarantined_at"]},
+    )  # fmt: skip
     metrics.add_metric(name="FilesQuarantined", unit="Count", value=1)
     logger.warning("quarantined", extra={"reason": problem.describe()})
     return {"status": "quarantined", "reason": problem.describe(), "quarantine_key": target}

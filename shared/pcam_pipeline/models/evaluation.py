@@ -157,3 +157,4 @@ class ModelEvaluation(JobKindBase):
 
     def on_failed(self, job: JobRecord, reason: str) -> None:
         self._state.record_model_evaluation_failed(job.model_name, f"{job.kind} {job.name}: {reason}")
+        self.announce_model_failure(job, reason)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from pcam_pipeline.aws import events
 from pcam_pipeline.aws.alerts import Alerter
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.events import EventPublisher
@@ -137,6 +138,14 @@ class JobKindBase:
 
     def on_progress(self, job: JobRecord, status: JobStatus) -> None:
         pass  # most kinds change their records only when a job ends
+
+    def announce_model_failure(self, job: JobRecord, reason: str) -> None:
+        """ "Model Failed": a dataset's training, or a model's evaluation, ended without a usable result."""
+        self._events.publish(
+            events.MODEL_FAILED,
+            {"dataset": job.dataset, "stage": str(job.kind), "job": job.name, "model_name": job.model_name,
+             "status": str(job.status), "reason": reason},
+        )  # fmt: skip
 
 
 def failed(job: JobRecord) -> JobRecord:

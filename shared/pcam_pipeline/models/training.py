@@ -90,6 +90,7 @@ class ModelTraining(JobKindBase):
 
     def on_failed(self, job: JobRecord, reason: str) -> None:
         self._state.record_training_status(job.dataset, job.status, failure_reason=reason)
+        self.announce_model_failure(job, reason)
 
     # ------------------------------------------------------------ the model
     def register_model(self, training_job: str, job: JobRecord, description: dict, tuning_job: str | None = None):

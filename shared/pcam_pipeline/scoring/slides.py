@@ -108,6 +108,11 @@ class SlideScoring(JobKindBase):
             return True
         member = members[0]
         self._state.record_slide_scoring_failed(member["slide_id"], member["run_id"], f"transform {job.name}: {reason}")
+        self._events.publish(
+            events.SLIDE_SCORING_FAILED,
+            {"slide_id": member["slide_id"], "run_id": member["run_id"], "transform_job": job.name, "reason": reason,
+             "consequence": self.failure_consequence},
+        )  # fmt: skip
         return False
 
     def _slides_own_results(self, job: JobRecord, member: dict) -> dict:
