@@ -23,6 +23,8 @@ def _assert_quarantined(pipeline, key: str, body: bytes, *reason_parts: str) -> 
         assert part in error["error"], error
     assert error["key"] == key and error["expected"]
     assert pipeline.file_record(key)["status"] == "quarantined"
+    (announced,) = pipeline.events_for("File Quarantined", key=key)
+    assert announced["detail"]["problem"] == error["problem"], "integrators hear the same reason"
     return error
 
 

@@ -160,6 +160,8 @@ def test_a_failed_transform_marks_the_slide_failed_alerts_and_writes_no_csv(stac
     assert record["scoring_status"] == "failed" and "unable to decode" in record["scoring_failure"]
     assert not stack.list_keys("predictions/unlucky")
     assert any("slide unlucky" in a["Message"] and "unable to decode" in a["Message"] for a in alerts())
+    (failed,) = pipeline.events_for("Slide Scoring Failed", slide_id="unlucky")
+    assert "unable to decode" in failed["detail"]["reason"], "an integrator waiting for the CSV hears why none comes"
 
 
 def test_a_missing_prediction_output_fails_the_slide_without_a_partial_csv(stack, pipeline, alerts):
