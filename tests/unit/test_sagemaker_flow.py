@@ -263,3 +263,27 @@ def test_dropping_train_again_trains_again_on_the_new_upload(world):
     request = world.launcher.started[second][1]
     assert request["HyperParameters"]["num_training_samples"] == "12"
     assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].endswith("ds-train-again.manifest")
+
+
+def test_sagemaker_refusing_training_or_evaluation_for_capacity_is_a_wait_the_tick_ends_without_an_alert():
+    world = make_world()
+    world.launcher.capacity_refusals = 1
+    split_ready(world, "train")
+    assert split_ready(world, "valid")["status"] == "waiting for SageMaker capacity"
+    assert world.launcher.names(JobKind.TRAINING) == [] and world.alerter.alerts == []
+    world.launcher.capacity_refusals = 1  # still no room at the first tick
+    world.flow.on_event(events.SCHEDULED_TICK, {})
+    assert world.launcher.names(JobKind.TRAINING) == [] and len(world.state.capacity_waits()) == 1
+    tick = world.flow.on_event(events.SCHEDULED_TICK, {})
+    (training,) = world.launcher.names(JobKind.TRAINING)
+    assert tick["capacity_waits"] == {training: "started"} and world.state.capacity_waits() == []
+    split_ready(world, "test")
+    world.launcher.capacity_refusals = 1
+    assert job_event(world, JobKind.TRAINING, "Completed")["evaluation"] == "waiting for SageMaker capacity"
+    world.flow.on_event(events.SCHEDULED_TICK, {})
+    assert world.launcher.names(JobKind.TEST_TRANSFORM), "the test transform started at the next tick"
+    world.launcher.capacity_refusals = 1
+    assert job_event(world, JobKind.TEST_TRANSFORM, "Completed")["evaluation"] == "waiting for SageMaker capacity"
+    world.flow.on_event(events.SCHEDULED_TICK, {})
+    assert world.launcher.names(JobKind.EVALUATION) and world.state.capacity_waits() == []
+    assert world.alerter.alerts == [], "waits are never failures"

@@ -181,7 +181,7 @@ def test_sagemaker_refusing_for_capacity_keeps_the_slide_queued_without_an_alert
     assert not [r for r in world.state.scan_all() if r["pk"].startswith("job#") and r["kind"] == "slide scoring"]
     tick = world.flow.on_event(events.SCHEDULED_TICK, {})
     assert tick["started"] == [["s1"]] and world.state.slide("s1").scoring_status is ScoringStatus.SCORING
-    assert world.flow.on_event(events.SCHEDULED_TICK, {}) == {"status": "nothing queued"}
+    assert world.flow.on_event(events.SCHEDULED_TICK, {}) == {"capacity_waits": {}, "status": "nothing queued"}
 
 
 def test_a_repeated_slide_ready_after_scoring_neither_queues_nor_rescores():

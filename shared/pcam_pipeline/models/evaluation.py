@@ -11,7 +11,7 @@ from importlib import resources
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.blob_store import MissingObject
 from pcam_pipeline.core import keys
-from pcam_pipeline.core.errors import JobFailed
+from pcam_pipeline.core.errors import CapacityRefused, JobFailed
 from pcam_pipeline.core.records import JobRecord
 from pcam_pipeline.core.statuses import JobKind, ModelStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
@@ -69,7 +69,8 @@ class ModelEvaluation(JobKindBase):
             job.predictions,
             {"pcam:dataset": model.dataset, "pcam:model": model_name},
         )
-        self._jobs.start_once(job, request)
+        if not self._start_or_wait(job, request, model_name=model_name):
+            return {"evaluation": "waiting for SageMaker capacity", "transform_job": name}
         return {"evaluation": "scoring the test split", "transform_job": name}
 
     def _evaluation_script_uri(self) -> str:
@@ -116,8 +117,18 @@ class ModelEvaluation(JobKindBase):
             self._blobs.uri(prefix.rstrip("/")),
             {"pcam:dataset": model.dataset, "pcam:model": model_name},
         )
-        self._jobs.start_once(job, request)
+        if not self._start_or_wait(job, request, model_name=model_name, transform_job=transform.name):
+            return {"evaluation": "waiting for SageMaker capacity", "evaluation_job": name}
         return {"evaluation": "computing metrics", "evaluation_job": name}
+
+    def _start_or_wait(self, job: JobRecord, request: dict, **what: str) -> bool:
+        """Start the job; False when SageMaker has no capacity now (recorded: the scheduled tick tries again)."""
+        try:
+            self._jobs.start_once(job, request)
+        except CapacityRefused:
+            self._state.wait_for_capacity(job.name, str(job.kind), **what)
+            return False
+        return True
 
     def conclude_evaluation(self, model_name: str, delivery: str) -> dict:
         """Draw the ROC picture, record the metrics and let the promotion gate decide; announce it once.

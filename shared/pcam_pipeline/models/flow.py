@@ -50,6 +50,7 @@ class SageMakerFlow:
         blobs = blobs or S3BlobStore(settings.bucket)
         launcher = launcher or SageMakerLauncher()
         publisher = publisher or events.EventPublisher(settings.event_bus)
+        self._state = state
         self.jobs = JobTracker(state, launcher, alerter or Alerter(settings.alert_topic_arn))
         self.registry = PromotedModels(state, publisher)
         parts = FlowParts(settings, state, blobs, launcher, publisher, self.jobs, self.registry)
@@ -75,10 +76,27 @@ class SageMakerFlow:
         if detail_type == events.MODEL_PROMOTED:
             return self.slides.on_model_promoted(detail)
         if detail_type == events.SCHEDULED_TICK:
-            return self.slides.queue.dispatch()
+            return {"capacity_waits": self.start_waiting_jobs(), **self.slides.queue.dispatch()}
         if detail_type in SAGEMAKER_EVENTS:
             return self.on_sagemaker_event(detail_type, detail, event_id)
         return {"status": "ignored", "reason": f"not an event this function handles: {detail_type!r}"}
+
+    def start_waiting_jobs(self) -> dict[str, str]:
+        """Start again each job SageMaker refused for capacity; a job still refused keeps waiting."""
+        outcomes = {}
+        for wait in self._state.capacity_waits():
+            name = wait["sk"]
+            if wait["kind"] == "training":
+                outcome = self.training.start_training(wait["dataset"]).get("status", "")
+            elif wait["kind"] == str(JobKind.TEST_TRANSFORM):
+                outcome = self.evaluation.start_test_transform(wait["model_name"]).get("evaluation", "")
+            else:
+                transform = self._state.job(wait["transform_job"])
+                outcome = self.evaluation.start_evaluation(wait["model_name"], transform).get("evaluation", "")
+            if "waiting for SageMaker capacity" not in outcome:
+                self._state.forget_capacity_wait(name)
+            outcomes[name] = outcome
+        return outcomes
 
     def on_split_ready(self, detail: dict) -> dict:
         logger.append_keys(dataset=detail["dataset"], split=detail["split"], run_id=detail.get("run_id"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pcam_pipeline.core.errors import InvalidJobRequest
+from pcam_pipeline.core.errors import CapacityRefused, InvalidJobRequest
 from pcam_pipeline.core.records import JobRecord, ModelRecord
 from pcam_pipeline.core.statuses import JobKind, JobStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
@@ -74,7 +74,11 @@ class ModelTraining(JobKindBase):
             # A deployment setting SageMaker cannot accept: retrying cannot help, operators must fix it.
             self._jobs.fail(failed(job), self, f"the job request is invalid: {exc}")
             return {"status": "failed", "job": name, "reason": str(exc)}
-        started = self._jobs.start_once(job, request, hyperparameters=inputs.hyperparameters(settings))
+        try:
+            started = self._jobs.start_once(job, request, hyperparameters=inputs.hyperparameters(settings))
+        except CapacityRefused as exc:  # a wait, not a failure: the scheduled tick starts it again
+            self._state.wait_for_capacity(name, "training", dataset=dataset)
+            return {"status": "waiting for SageMaker capacity", "job": name, "reason": str(exc)}
         return {"status": "started" if started else "already started", "job": name, "kind": job.kind}
 
     # ------------------------------------------------------------ job kind

@@ -15,6 +15,8 @@ Records (pk, sk):
 - ``models``, ``current``: which model scores slides, with its metrics, lineage and the models it replaced.
 - ``models``, ``history#<time>#<model>``: every promotion and rollback, by whom and why.
 - ``waiting-slides``, ``<slide_id>``: a ready slide waiting for a model to be promoted.
+- ``capacity-waits``, ``<job>``: a training, test transform or evaluation job SageMaker refused for capacity,
+  started again by the scheduled tick.
 - ``scoring-queue``, ``<slide_id>#<run_id>``: a ready slide's upload waiting for a transform job.
 - ``transform-slots``, ``slot#<n>``: the slide-scoring transform job running in slot n, if any.
 """
@@ -30,6 +32,7 @@ from pcam_pipeline.state.table import Change, Condition, DynamoDBTable, now_iso
 CURRENT = "current"
 MODELS_PK = "models"
 WAITING_SLIDES_PK = "waiting-slides"
+CAPACITY_WAITS_PK = "capacity-waits"
 SCORING_QUEUE_PK = "scoring-queue"
 TRANSFORM_SLOTS_PK = "transform-slots"
 

@@ -8,6 +8,7 @@ from typing import Any
 from pcam_pipeline.core.records import CurrentModel, JobRecord, ModelRecord, SlideRecord
 from pcam_pipeline.core.statuses import TERMINAL_JOB_STATUSES, JobStatus, ModelStatus, ScoringStatus
 from pcam_pipeline.state.access import (
+    CAPACITY_WAITS_PK,
     CURRENT,
     MODELS_PK,
     WAITING_SLIDES_PK,
@@ -49,6 +50,17 @@ class ModelSideRecords(TableAccess):
 
     def record_job_failure(self, name: str, status: JobStatus, reason: str) -> None:
         self._set(job_pk(name), CURRENT, {"status": status, "reason": reason, "ended_at": now_iso()})
+
+    # ---------------------------------------------------------- capacity waits
+    def wait_for_capacity(self, job_name: str, kind: str, **what: str) -> None:
+        """SageMaker refused the job for capacity (a quota, throttling): the scheduled tick starts it again."""
+        self._put_new(CAPACITY_WAITS_PK, job_name, {"kind": kind, "waiting_since": now_iso(), **what})
+
+    def capacity_waits(self) -> list[dict]:
+        return self.query(CAPACITY_WAITS_PK)
+
+    def forget_capacity_wait(self, job_name: str) -> None:
+        self._delete(CAPACITY_WAITS_PK, job_name)
 
     # --------------------------------------------------------------- datasets
     def record_training_status(self, dataset: str, status: JobStatus, **fields: Any) -> None:
