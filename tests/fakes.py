@@ -101,11 +101,13 @@ class InMemoryBlobStore:
             raise MissingObject(f"{key}: NoSuchKey")
         return self.objects[key]
 
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> str:
         self.objects[key] = bytes(body)
+        self.versions = getattr(self, "versions", 0) + 1
+        return f"v{self.versions}"
 
-    def put_json(self, key: str, document) -> None:
-        self.put_bytes(key, json.dumps(document, default=str).encode(), "application/json")
+    def put_json(self, key: str, document) -> str:
+        return self.put_bytes(key, json.dumps(document, default=str).encode(), "application/json")
 
     def exists(self, key: str) -> bool:
         return key in self.objects

@@ -128,6 +128,9 @@ def test_two_labs_dropping_the_same_slide_name_get_separate_results_that_say_who
         assert len(read_csv(stack, f"labs/{lab}/shared")) == count
         (event,) = pipeline.events_for("Slide Scored", slide_id=f"labs/{lab}/shared")
         assert event["detail"]["lab"] == lab
+        csv_key = f"predictions/labs/{lab}/shared.csv"
+        version = stack.s3.head_object(Bucket=stack.bucket, Key=csv_key)["VersionId"]
+        assert event["detail"]["file_versions"][csv_key] == version, "the event names the version it announces"
     assert not stack.list_keys("predictions/shared."), "neither lab's slide lands in the deployment's own folder"
     assert pipeline.json("predictions/plain.json")["lab"] is None
 

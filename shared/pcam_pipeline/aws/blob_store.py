@@ -29,14 +29,16 @@ class S3BlobStore:
         except ClientError as exc:
             raise MissingObject(f"{key}: {exc}") from exc
 
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> str | None:
+        """Write the object; its S3 version id (None where the bucket is not versioned)."""
         try:
-            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+            written = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         except ClientError as exc:
             raise RetryableError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+        return written.get("VersionId")
 
-    def put_json(self, key: str, document: Any) -> None:
-        self.put_bytes(key, json.dumps(document, indent=2, default=str).encode(), "application/json")
+    def put_json(self, key: str, document: Any) -> str | None:
+        return self.put_bytes(key, json.dumps(document, indent=2, default=str).encode(), "application/json")
 
     def exists(self, key: str) -> bool:
         return storage.object_exists(self._s3, self.bucket, key)

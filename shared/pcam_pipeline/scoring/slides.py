@@ -149,12 +149,16 @@ class SlideScoring(JobKindBase):
             return {"status": "scored by another job", "slide_id": slide_id}
         csv_key, summary_key = keys.prediction_key(slide_id, "csv"), keys.prediction_key(slide_id, "json")
         summary = self._summary(slide, job, figures, gathered_at, files)
-        for key, (body, content_type) in files.items():
-            if key != csv_key:
-                self._blobs.put_bytes(key, body, content_type)
-        self._blobs.put_json(summary_key, summary)
-        self._blobs.put_bytes(csv_key, *files[csv_key])  # last, in one PUT: replaces any earlier result at once
-        self._events.publish(events.SLIDE_SCORED, {**summary, "summary_uri": self._blobs.uri(summary_key)})
+        versions = {
+            key: self._blobs.put_bytes(key, body, content_type)
+            for key, (body, content_type) in files.items()
+            if key != csv_key
+        }
+        versions[summary_key] = self._blobs.put_json(summary_key, summary)
+        versions[csv_key] = self._blobs.put_bytes(csv_key, *files[csv_key])  # last: replaces any earlier result at once
+        # The versions written, so that a late reader fetches these files, not a newer result's.
+        announced = {**summary, "summary_uri": self._blobs.uri(summary_key), "file_versions": versions}
+        self._events.publish(events.SLIDE_SCORED, announced)
         self._state.record_slide_scored(
             slide_id,
             run_id,
