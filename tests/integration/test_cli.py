@@ -29,7 +29,8 @@ def test_local_run_converts_a_drop_folder_and_reports_a_bad_file(tmp_path, capsy
     assert error["problem"] == "the file is not an HDF5 file"
     summary = json.loads((out / "summary.json").read_text())
     assert {r["name"] for r in summary["ready"]} == {"synthetic/train", "synthetic/valid", "slide-001"}
-    assert len(summary["events"]) == 3
+    announced = sorted(event["detail-type"] for event in summary["events"])
+    assert announced == ["File Quarantined", "Slide Ready", "Split Ready", "Split Ready"]
 
 
 def test_local_run_exits_zero_when_every_input_is_usable(tmp_path):
