@@ -13,7 +13,7 @@ import threading
 from types import SimpleNamespace
 
 from pcam_pipeline.aws import events, request_rules
-from pcam_pipeline.aws.blob_store import MissingObject
+from pcam_pipeline.aws.blob_store import MissingObject, array_bytes, array_from_bytes
 from pcam_pipeline.core.errors import CapacityRefused, RetryableError
 from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import JobKind
@@ -108,6 +108,12 @@ class InMemoryBlobStore:
 
     def put_json(self, key: str, document) -> str:
         return self.put_bytes(key, json.dumps(document, default=str).encode(), "application/json")
+
+    def put_array(self, key: str, array) -> str:
+        return self.put_bytes(key, array_bytes(array), "application/octet-stream")
+
+    def get_array(self, key: str):
+        return array_from_bytes(self.get_bytes(key))
 
     def exists(self, key: str) -> bool:
         return key in self.objects

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +79,7 @@ class Job:
     name: str
     request: dict
     status: str = "InProgress"
-    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))  # the local stack's clock passes its own
     ended: datetime | None = None
     failure_reason: str = ""
     outputs: dict = field(default_factory=dict)
@@ -127,9 +128,15 @@ def _json_default(value):
 
 class LocalSageMaker:
     def __init__(
-        self, aws_endpoint: str, work_dir: Path, max_parallel_jobs: int = 2, transform_quota: int = TRANSFORM_QUOTA
+        self,
+        aws_endpoint: str,
+        work_dir: Path,
+        max_parallel_jobs: int = 2,
+        transform_quota: int = TRANSFORM_QUOTA,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),  # the local stack's clock (LocalClock)
     ):
         self._aws_endpoint = aws_endpoint
+        self._now = now
         self._roles: dict[str, tuple[Any, iam_check.CallRecorder]] = {}
         # State-change events come from SageMaker itself, not from the role: a session of their own.
         self._events = boto3.Session(
@@ -243,7 +250,7 @@ class LocalSageMaker:
                 raise SageMakerError(
                     "ValidationException", f'Cannot create already existing model "arn:aws:sagemaker:{name}".'
                 )
-            self._models[name] = {**request, "CreationTime": datetime.now(UTC)}
+            self._models[name] = {**request, "CreationTime": self._now()}
         return {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{name}"}
 
     def _describe_model(self, name: str) -> dict:
@@ -262,7 +269,7 @@ class LocalSageMaker:
     def _create_job(self, kind: str, name: str, request: dict, run: bool = True) -> dict:
         if kind == "TransformJob" and request["ModelName"] not in self._models:
             raise SageMakerError("ValidationException", f'Could not find model "{request["ModelName"]}".')
-        job = Job(kind, name, request)
+        job = Job(kind, name, request, created=self._now())
         with self._lock:
             if (kind, name) in self._jobs:
                 raise SageMakerError("ResourceInUse", f"{kind} names must be unique; {name} already exists")
@@ -323,7 +330,7 @@ class LocalSageMaker:
             job.status = "Failed"
             job.failure_reason = f"InternalServerError: {exc}"
             traceback.print_exc()
-        job.ended = datetime.now(UTC)
+        job.ended = self._now()
         try:
             self._emit(job)
         finally:
@@ -379,7 +386,7 @@ class LocalSageMaker:
                 **{k: v for k, v in definition.items() if k != "StaticHyperParameters"},
                 "AlgorithmSpecification": definition["AlgorithmSpecification"],
             }
-            trial = Job("TrainingJob", name, request)
+            trial = Job("TrainingJob", name, request, created=self._now())
             with self._lock:
                 self._jobs[("TrainingJob", name)] = trial
                 self._unannounced += 1

@@ -12,6 +12,8 @@ import boto3
 from botocore.config import Config
 
 from pcam_local import TRANSFORM_QUOTA, iam_check
+from pcam_local.clock import LocalClock
+from pcam_local.lifecycle import LifecycleAction
 from pcam_local.local_sagemaker import LocalSageMaker
 from pcam_local.runtime import LocalRuntime
 from pcam_local.schedules import ScheduledRules
@@ -52,8 +54,9 @@ class LocalStack:
         try:
             parameters = {**LOCAL_PARAMETER_DEFAULTS, **self.parameters}
             self.deployed: DeployedStack = deploy(project_root(), self.endpoint, parameters)
+            self.clock = LocalClock(self.endpoint)
             self.sagemaker = LocalSageMaker(
-                self.endpoint, self.work_dir, transform_quota=self.transform_job_quota
+                self.endpoint, self.work_dir, transform_quota=self.transform_job_quota, now=self.clock.now
             ).start()
             dynamodb = self._session.resource("dynamodb", endpoint_url=self.endpoint)
             self.state = StateStore(self.deployed.outputs["StateTableName"], dynamodb)
@@ -64,8 +67,9 @@ class LocalStack:
                 concurrency=self.concurrency,
                 extra_environment={"AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker.url},
                 also_busy=self._jobs_pending,
+                clock_offset=self.clock.offset_seconds,
             ).start()
-            self.schedules = ScheduledRules(self.deployed, self.endpoint, self.tick_seconds).start()
+            self.schedules = ScheduledRules(self.deployed, self.endpoint, self.tick_seconds, self.clock.now).start()
         except BaseException:
             if getattr(self, "runtime", None):
                 self.runtime.stop()
@@ -128,6 +132,10 @@ class LocalStack:
 
     def wait_until_idle(self, timeout: float = 900) -> bool:
         return self.runtime.wait_until_idle(timeout)
+
+    def advance_days(self, days: float) -> list[LifecycleAction]:
+        """Let ``days`` pass: the bucket's lifecycle rules act as S3's would have; the clock moves on."""
+        return self.clock.advance(days, self.s3, [self.bucket])
 
     # ------------------------------------------------------------------ output
     def list_keys(self, prefix: str) -> list[str]:

@@ -13,6 +13,8 @@ so this launcher serves single-range GETs of stored objects itself, reading only
 Multipart uploads are completed on disk, and each write sends the one event S3 sends (``s3_writes``);
 small object bodies are kept on disk too (``s3_bodies``), so memory does not grow with a dataset.
 
+The S3 times it reports follow a clock tests can move (``s3_clock``), for lifecycle rules.
+
 It stops moto from keeping every model object it ever made, and keeps a scheduled rule from matching
 events (moto matches a rule without a pattern to every event).
 
@@ -32,7 +34,7 @@ from moto.s3.models import FakeKey, s3_backends
 from moto.server import MotoRequestHandler
 from werkzeug.serving import run_simple
 
-from pcam_local import s3_bodies, s3_writes
+from pcam_local import s3_bodies, s3_clock, s3_writes
 
 _SERIALISED_TARGETS = ("DynamoDB", "AmazonSQS", "AWSEvents")
 _SINGLE_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -87,7 +89,7 @@ class SerialisedControlPlane:
         return environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE") and "/incoming/" in path
 
     def __call__(self, environ, start_response):
-        served = ranged_get(environ, start_response)
+        served = ranged_get(environ, start_response) or s3_clock.set_clock(environ, start_response)
         if served is not None:
             return served
         if not self._needs_lock(environ):
@@ -135,6 +137,7 @@ def main() -> None:
     models_are_not_tracked()
     s3_writes.install()
     s3_bodies.install()
+    s3_clock.install()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple("127.0.0.1", port, SerialisedControlPlane(app), threaded=True, request_handler=RefusalsLogged)

@@ -126,11 +126,21 @@ def _peak_memory_mb() -> float:
     return 0.0
 
 
-def _invoke(event: dict) -> dict:
+def _moved_clock(offset_seconds: float):
+    """The function's clock moved as far ahead as the local stack's (``LocalClock``); time still flows."""
+    if not offset_seconds:
+        return contextlib.nullcontext()
+    import time_machine  # only a test that moves the clock needs it
+
+    return time_machine.travel(time.time() + offset_seconds, tick=True)
+
+
+def _invoke(event: dict, clock_offset_seconds: float = 0.0) -> dict:
     _reset_peak_memory()
     started, cpu_started = time.monotonic(), time.process_time()
     try:
-        result, error = _handler(event, LocalContext(_function)), None
+        with _moved_clock(clock_offset_seconds):
+            result, error = _handler(event, LocalContext(_function)), None
     except Exception:  # a function error fails the whole batch, as in Lambda
         result, error = None, traceback.format_exc()
     return {
@@ -162,8 +172,9 @@ class ExecutionEnvironment:
     If the process dies during an invocation (a crash in a C library, a kill), the invocation fails as
     Lambda's does with Runtime.ExitError, and the next invocation gets a fresh process."""
 
-    def __init__(self, function: FunctionSpec, environment: dict[str, str], log_path: Path):
+    def __init__(self, function: FunctionSpec, environment: dict[str, str], log_path: Path, clock_offset=lambda: 0.0):
         self.function = function
+        self._clock_offset = clock_offset  # seconds the local stack's clock is ahead of real time
         self._start = (function, environment, str(log_path))
         self.pool = self._new_pool()
         self.started = False  # its process starts with its first invocation (a cold start)
@@ -177,7 +188,7 @@ class ExecutionEnvironment:
         started = time.monotonic()
         self.started = self.busy = True
         try:
-            return self.pool.submit(_invoke, event).result()
+            return self.pool.submit(_invoke, event, self._clock_offset()).result()
         except BrokenProcessPool:
             processes = list(self.pool._processes.values())
             self.pool.shutdown(wait=True, cancel_futures=True)
@@ -210,6 +221,7 @@ class LocalRuntime:
     invocations: list[Invocation] = field(default_factory=list)
     extra_environment: dict[str, str] = field(default_factory=dict)  # e.g. where the local SageMaker listens
     also_busy: Callable[[], bool] = lambda: False  # other work (local SageMaker jobs) that will send events
+    clock_offset: Callable[[], float] = lambda: 0.0  # seconds the local stack's clock is ahead (LocalClock)
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -243,7 +255,7 @@ class LocalRuntime:
             }
             log_path = self.log_dir / f"{function.logical_id}.log"
             for _ in range(self.concurrency.get(function.logical_id, mapping.maximum_concurrency)):
-                worker = ExecutionEnvironment(function, environment, log_path)
+                worker = ExecutionEnvironment(function, environment, log_path, self.clock_offset)
                 self.environments.append(worker)
                 thread = threading.Thread(target=self._poll, args=(mapping, worker), daemon=True)
                 thread.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import boto3
@@ -17,14 +18,14 @@ import boto3
 from pcam_local.stack import REGION, DeployedStack
 
 
-def scheduled_event(rule_arn: str, account: str) -> dict:
+def scheduled_event(rule_arn: str, account: str, now: datetime) -> dict:
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": account,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": REGION,
         "resources": [rule_arn],
         "detail": {},
@@ -32,7 +33,14 @@ def scheduled_event(rule_arn: str, account: str) -> dict:
 
 
 class ScheduledRules:
-    def __init__(self, stack: DeployedStack, endpoint: str, period: float = 3.0):
+    def __init__(
+        self,
+        stack: DeployedStack,
+        endpoint: str,
+        period: float = 3.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._now = now  # the local stack's clock (LocalClock)
         session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
         self._events = session.client("events", endpoint_url=endpoint)
         self._sqs = session.client("sqs", endpoint_url=endpoint)
@@ -60,7 +68,7 @@ class ScheduledRules:
             rule = self._events.describe_rule(Name=name)
             if rule.get("State") != "ENABLED":
                 continue
-            event = scheduled_event(rule["Arn"], rule["Arn"].split(":")[4])
+            event = scheduled_event(rule["Arn"], rule["Arn"].split(":")[4], self._now())
             for target in self._events.list_targets_by_rule(Rule=name)["Targets"]:
                 if target["Arn"].startswith("arn:aws:sqs:"):
                     queue_url = self._sqs.get_queue_url(QueueName=target["Arn"].rsplit(":", 1)[-1])["QueueUrl"]

@@ -289,8 +289,9 @@ def deploy(root: Path, endpoint: str, parameters: dict[str, str] | None = None) 
         for r in cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
         if "LogicalResourceId" in r
     }
+    values = {name: str(parameters.get(name, spec.get("Default", ""))) for name, spec in template["Parameters"].items()}
     _apply_bucket_settings_moto_skips(
-        clients["s3"], outputs["DataBucketName"], template["Resources"]["DataBucket"]["Properties"]
+        clients["s3"], outputs["DataBucketName"], template["Resources"]["DataBucket"]["Properties"], values
     )
     functions = _functions(clients["lambda"], resources, code_dirs)
     mappings = _mappings(clients["lambda"], clients["sqs"], functions)
@@ -324,7 +325,30 @@ def _physical_ids(resources: dict, template: dict, outputs: dict[str, str]) -> d
     return physical
 
 
-def _apply_bucket_settings_moto_skips(s3, bucket: str, properties: dict) -> None:
+def lifecycle_rules(rules: list[dict], parameters: dict[str, str]) -> list[dict]:
+    """A template's lifecycle rules (AWS::S3::Bucket Rule) as CloudFormation hands them to S3's API."""
+
+    def number(value) -> int:
+        return int(parameters[value["Ref"]] if isinstance(value, dict) else value)
+
+    translated = []
+    for rule in rules:
+        api_rule = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+        if "ExpirationInDays" in rule:
+            api_rule["Expiration"] = {"Days": number(rule["ExpirationInDays"])}
+        if rule.get("ExpiredObjectDeleteMarker"):
+            api_rule["Expiration"] = {"ExpiredObjectDeleteMarker": True}
+        if "NoncurrentVersionExpiration" in rule:
+            days = number(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+            api_rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
+        if "AbortIncompleteMultipartUpload" in rule:
+            days = number(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+            api_rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+        translated.append(api_rule)
+    return translated
+
+
+def _apply_bucket_settings_moto_skips(s3, bucket: str, properties: dict, parameters: dict[str, str]) -> None:
     """moto's CloudFormation ignores these bucket properties; apply them from the template as S3 would."""
     if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -336,6 +360,9 @@ def _apply_bucket_settings_moto_skips(s3, bucket: str, properties: dict) -> None
         s3.put_public_access_block(
             Bucket=bucket, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
         )
+    if "LifecycleConfiguration" in properties:  # acted on only as the local clock moves (LocalClock)
+        rules = lifecycle_rules(properties["LifecycleConfiguration"]["Rules"], parameters)
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
 
 
 def _wait_for_stack(cfn) -> dict:

@@ -6,6 +6,7 @@ import pytest
 from moto import mock_aws
 
 from pcam_pipeline.aws import events
+from pcam_pipeline.aws.blob_store import array_bytes
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.records import SplitRecord
@@ -14,7 +15,6 @@ from pcam_pipeline.ingestion.quarantine import quarantine
 from pcam_pipeline.state import slide_pk, split_pk
 from tests.event_contracts import contract_violations, documented_schemas
 from tests.fakes import RecordingPublisher, in_memory_state
-from tests.integration.conftest import h5_bytes
 from tests.unit.test_sagemaker_flow import (
     JobKind,
     job_event,
@@ -69,13 +69,15 @@ def published_by_ingestion(monkeypatch) -> list[tuple[str, dict]]:
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="data")
-        s3.put_object(Bucket="data", Key="incoming/datasets/ds/train_y.h5", Body=h5_bytes(y=np.array([0, 1, 1])))
+        labels = "manifests/ds/train/labels-r.npy"
+        s3.put_object(Bucket="data", Key=labels, Body=array_bytes(np.array([0, 1, 1], dtype=np.uint8)))
         state, publisher = in_memory_state(), RecordingPublisher()
         split = {"kind": "split", "dataset": "ds", "split": "train", "x_key": "incoming/datasets/ds/train_x.h5",
                  "x_version": "v1", "y_key": "incoming/datasets/ds/train_y.h5", "y_version": "v2",
-                 "y_source_key": "incoming/datasets/ds/train_y.h5", "y_count": 3}  # fmt: skip
+                 "y_labels_key": labels, "y_count": 3}  # fmt: skip
         slide = {"kind": "slide", "slide_id": "s 1", "x_key": "incoming/slides/s 1.h5", "x_version": "v3",
-                 "x_source_key": "incoming/slides/s 1.h5", "has_coords": True}  # fmt: skip
+                 "x_source_key": "incoming/slides/s 1.h5", "has_coords": True,
+                 "coords_key": "tiling/s 1/r/coords.npy"}  # fmt: skip
         for owner, fields in ((split_pk("ds", "train"), split), (slide_pk("s 1"), slide)):
             state.start_patch_conversion(
                 owner,

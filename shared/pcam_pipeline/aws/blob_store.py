@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
+import numpy as np
 from botocore.exceptions import ClientError
 
 from pcam_pipeline.aws import storage
@@ -13,6 +15,17 @@ from pcam_pipeline.core.errors import RetryableError
 
 class MissingObject(LookupError):
     """The object is not there (or cannot be read); callers decide whether that is a failed job."""
+
+
+def array_bytes(array: np.ndarray) -> bytes:
+    """An array as a .npy file: numbers only, read back without pickle."""
+    body = io.BytesIO()
+    np.save(body, array, allow_pickle=False)
+    return body.getvalue()
+
+
+def array_from_bytes(body: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(body), allow_pickle=False)
 
 
 class S3BlobStore:
@@ -39,6 +52,12 @@ class S3BlobStore:
 
     def put_json(self, key: str, document: Any) -> str | None:
         return self.put_bytes(key, json.dumps(document, indent=2, default=str).encode(), "application/json")
+
+    def put_array(self, key: str, array: np.ndarray) -> str | None:
+        return self.put_bytes(key, array_bytes(array), "application/octet-stream")
+
+    def get_array(self, key: str) -> np.ndarray:
+        return array_from_bytes(self.get_bytes(key))
 
     def exists(self, key: str) -> bool:
         return storage.object_exists(self._s3, self.bucket, key)

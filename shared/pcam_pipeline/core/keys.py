@@ -81,8 +81,19 @@ def slide_manifest_key(slide_id: str, run_id: str) -> str:
 
 
 def tiling_key(slide_id: str, run_id: str, name: str) -> str:
-    """Where ingestion keeps a whole-slide upload's tile plan (plan.json) and thumbnail (thumbnail.jpg)."""
+    """Where ingestion keeps what scoring needs of a slide's upload: a whole-slide image's tile plan
+    (plan.json) and thumbnail (thumbnail.jpg), an HDF5 slide's coordinates (coords.npy)."""
     return f"{TILING}{slide_id}/{run_id}/{name}"
+
+
+def coords_key(slide_id: str, run_id: str) -> str:
+    """An HDF5 slide's patch coordinates, copied at ingestion: scoring, weeks later, never reads the drop."""
+    return tiling_key(slide_id, run_id, "coords.npy")
+
+
+def labels_key(dataset: str, split: str, run_id: str) -> str:
+    """A split's labels, copied at ingestion: images arriving weeks later never need the labels' drop."""
+    return f"{MANIFESTS}{dataset}/{split}/labels-{run_id}.npy"
 
 
 def prediction_key(slide_id: str, extension: str) -> str:

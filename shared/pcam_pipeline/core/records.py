@@ -102,8 +102,7 @@ class SplitRecord(PatchOwner):
     split: str = ""
     y_key: str | None = None
     y_version: str | None = None
-    y_source_key: str | None = None
-    y_source_version: str | None = None
+    y_labels_key: str | None = None  # the labels as read at ingestion (keys.labels_key)
     y_count: int | None = None
     y_tumour_count: int | None = None
 
@@ -119,6 +118,7 @@ class SlideRecord(PatchOwner):
     slide_id: str = ""
     scoring_status: ScoringStatus | None = None
     tile_plan_key: str | None = None  # a whole-slide image's tiles (tiling.TilePlan); None for HDF5 patches
+    coords_key: str | None = None  # an HDF5 slide's coordinates as read at ingestion (keys.coords_key)
     sidecar_version: str | None = None  # the sidecar whose µm/px the whole-slide image was cut at
     queued_run: str | None = None  # the upload queued for scoring (once per upload)
     queued_at: str | None = None

@@ -9,7 +9,6 @@ from pcam_pipeline.core import keys
 from pcam_pipeline.core.records import PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion import manifests
-from pcam_pipeline.ingestion.hdf5_input import DEFAULT_LIMITS, FileLimits, open_hdf5, read_labels
 from pcam_pipeline.state import StateStore
 
 
@@ -28,10 +27,7 @@ def readiness_token(record: PatchOwner) -> str | None:
 
 
 class Completer:
-    def __init__(
-        self, bucket: str, s3, state: StateStore, publisher: events.EventPublisher, limits: FileLimits = DEFAULT_LIMITS
-    ):
-        self._limits = limits
+    def __init__(self, bucket: str, s3, state: StateStore, publisher: events.EventPublisher):
         self._blobs = S3BlobStore(bucket, s3)
         self._bucket, self._s3, self._state, self._events = bucket, s3, state, publisher
 
@@ -62,12 +58,8 @@ class Completer:
         logger.info(f"{detail_type}", extra=detail)
         return True
 
-    def _labels(self, record: SplitRecord):
-        with self._blobs.open(record.y_source_key, record.y_source_version) as f, open_hdf5(f, f.size) as handle:
-            return read_labels(handle, self._limits)
-
     def _write_split_manifest(self, record: SplitRecord, token: str) -> dict:
-        labels = self._labels(record)
+        labels = self._blobs.get_array(record.y_labels_key)
         key = keys.split_manifest_key(record.dataset, record.split, token)
         storage.put_lines(
             self._s3,

@@ -18,7 +18,7 @@ from pcam_pipeline.core.keys import patch_file_name
 from pcam_pipeline.core.records import FileStatus
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.ingestion.completion import Completer
-from pcam_pipeline.ingestion.hdf5_input import FileLimits, open_hdf5
+from pcam_pipeline.ingestion.hdf5_input import open_hdf5
 from pcam_pipeline.ingestion.patches import encode_jpeg
 from pcam_pipeline.ingestion.quarantine import quarantine
 from pcam_pipeline.ingestion.shard_planning import ShardTask
@@ -43,9 +43,8 @@ class ShardConverter:
         self._s3 = s3 or storage.s3_client()
         self._blobs = S3BlobStore(self._bucket, self._s3)
         self._state = state or StateStore(settings.state_table)
-        limits = FileLimits(max_patches=settings.max_patches_per_file)
         self._events = publisher or EventPublisher(settings.event_bus)
-        self._completer = Completer(self._bucket, self._s3, self._state, self._events, limits)
+        self._completer = Completer(self._bucket, self._s3, self._state, self._events)
 
     def convert(self, task: ShardTask) -> dict:
         logger.append_keys(file_key=task.file_key, run_id=task.run_id, shard=task.shard)

@@ -46,7 +46,11 @@ class PatchFileInfo:
 
     count: int
     storage: str  # "contiguous" or "chunked (…)", for logs and status
-    has_coords: bool
+    coords: np.ndarray | None  # (count, 2) level-0 corners, when the file has them
+
+    @property
+    def has_coords(self) -> bool:
+        return self.coords is not None
 
 
 @contextlib.contextmanager
@@ -223,9 +227,8 @@ def inspect_patches(handle: h5py.File, limits: FileLimits = DEFAULT_LIMITS) -> P
         raise InvalidInput("'x' holds no patches", "at least one patch", "(0, 96, 96, 3)")
     _check_readable(x, "patches")
     has_coords = handle.get("coords", getlink=True) is not None
-    if has_coords:
-        read_coords(handle, x.shape[0], limits)
-    return PatchFileInfo(count=int(x.shape[0]), storage=_storage(x), has_coords=has_coords)
+    coords = read_coords(handle, x.shape[0], limits) if has_coords else None
+    return PatchFileInfo(count=int(x.shape[0]), storage=_storage(x), coords=coords)
 
 
 @_damage_explained

@@ -49,7 +49,7 @@ class Ingestor:
         )
         limits = FileLimits(max_patches=conversion.max_patches_per_file)
         self._events = publisher or EventPublisher(conversion.event_bus)
-        completer = Completer(self._bucket, self._s3, self._state, self._events, limits)
+        completer = Completer(self._bucket, self._s3, self._state, self._events)
         self._patch_files = PatchFileIngestion(
             conversion, self._s3, self._state, self._planner, completer, self._image_edge, limits
         )

@@ -5,6 +5,7 @@ be at work), then planned as shards or, for labels, recorded and announced once 
 from __future__ import annotations
 
 from pcam_pipeline.aws import storage
+from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DatasetFile, DroppedFile, SlideFile
 from pcam_pipeline.core.records import IMAGE_FIELDS, LABEL_FIELDS, PatchOwner, SlideRecord, SplitRecord
@@ -45,6 +46,7 @@ class PatchFileIngestion:
         limits: FileLimits,
     ):
         self._settings, self._s3, self._state, self._planner = settings, s3, state, planner
+        self._blobs = S3BlobStore(settings.bucket, s3)
         self._completer, self._image_edge, self._limits = completer, image_edge, limits
 
     def ingest(self, dropped: DroppedFile, kind: SlideFile | DatasetFile, source_key: str, source_version) -> dict:
@@ -61,6 +63,14 @@ class PatchFileIngestion:
     def _inspect_patches(self, key: str, version: str | None) -> PatchFileInfo:
         with self._open(key, version) as f, open_hdf5(f, f.size) as handle:
             return inspect_patches(handle, self._limits)
+
+    def _keep_coords(self, slide_id: str, run_id: str, info: PatchFileInfo) -> dict:
+        """Copy the slide's coordinates out of the drop (whose staged copy expires) for every later scoring."""
+        if info.coords is None:
+            return {}
+        key = keys.coords_key(slide_id, run_id)
+        self._blobs.put_array(key, info.coords)
+        return {"coords_key": key}
 
     def _dataset_images(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
         owner = split_pk(kind.dataset, kind.split)
@@ -90,13 +100,12 @@ class PatchFileIngestion:
             if info is None:
                 info = self._inspect_patches(source_key, source_version)
                 check_slide_fits_one_job(info.count, self._settings.max_patches_per_slide)
+                coords = self._keep_coords(kind.slide_id, dropped.run_id, info)
             prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
             source = PatchSource(source_key, source_version, info.count, info.storage, prefix)
-            fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords}
-            whole_slide_fields = ("tile_plan_key", "sidecar_version")  # of an earlier whole-slide upload
-            planned = self._planner.plan(
-                dropped, owner, source, {**fields, **self._image_edge}, current, forget=whole_slide_fields
-            )
+            fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": info.has_coords, **coords}
+            earlier = ("tile_plan_key", "sidecar_version", *(() if coords else ("coords_key",)))  # of an older upload
+            planned = self._planner.plan(dropped, owner, source, {**fields, **self._image_edge}, current, earlier)
             if planned:
                 return planned
 
@@ -109,6 +118,8 @@ class PatchFileIngestion:
             if labels is None:
                 with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
                     labels = read_labels(handle, self._limits)
+                labels_key = keys.labels_key(kind.dataset, kind.split, dropped.run_id)
+                self._blobs.put_array(labels_key, labels)
             images_are_stale = _replaces_announced_pair(current, current.x_count, int(labels.size))
             if current.x_count is not None and not images_are_stale and current.status is not OwnerStatus.FAILED:
                 check_counts_agree(current.x_count, int(labels.size), arrived="labels")
@@ -122,8 +133,7 @@ class PatchFileIngestion:
                     "split": kind.split,
                     "y_key": dropped.key,
                     "y_version": dropped.version,
-                    "y_source_key": source_key,
-                    "y_source_version": source_version,
+                    "y_labels_key": labels_key,
                     "y_count": int(labels.size),
                     "y_tumour_count": int(labels.sum()),
                 },

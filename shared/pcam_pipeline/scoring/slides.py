@@ -28,7 +28,6 @@ from pcam_pipeline.core.errors import JobFailed, RetryableError
 from pcam_pipeline.core.labs import lab_of
 from pcam_pipeline.core.records import JobRecord, SlideRecord
 from pcam_pipeline.core.statuses import OwnerStatus
-from pcam_pipeline.ingestion.hdf5_input import FileLimits, open_hdf5, read_coords
 from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase
 from pcam_pipeline.scoring import slide_results
 from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
@@ -140,7 +139,7 @@ class SlideScoring(JobKindBase):
         gathered_at = now_iso()
         probabilities = gather_tumour_probabilities(self._blobs, member["outputs"], member["patch_count"])
         plan = load_plan(self._blobs, slide.tile_plan_key) if slide.tile_plan_key else None
-        coords = np.asarray(plan.coords) if plan else self._coords(slide) if slide.has_coords else None
+        coords = np.asarray(plan.coords) if plan else self._coords(slide)
         figures = slide_results.summary_figures(probabilities, self._threshold)
         if plan:
             figures.update(whole_slide_figures(plan, probabilities, self._threshold))
@@ -220,10 +219,9 @@ class SlideScoring(JobKindBase):
             summary["geojson_uri"] = uri(geojson)
         return summary
 
-    def _coords(self, slide: SlideRecord) -> np.ndarray:
-        with self._blobs.open(slide.x_source_key, slide.x_source_version) as f, open_hdf5(f, f.size) as handle:
-            # Checked at ingestion already; the coordinates may declare no more rows than the slide has patches.
-            return read_coords(handle, slide.x_count, FileLimits(max_patches=slide.x_count))
+    def _coords(self, slide: SlideRecord) -> np.ndarray | None:
+        """An HDF5 slide's coordinates as ingestion copied them (never the drop: its staged copy expires)."""
+        return self._blobs.get_array(slide.coords_key) if slide.coords_key else None
 
 
 def members_of(job: JobRecord) -> list[dict]:

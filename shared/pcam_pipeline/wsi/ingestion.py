@@ -100,7 +100,7 @@ class WholeSlideIngestion:
             source = PatchSource(dropped.key, dropped.version_id, plan.tiles_kept, read_at, prefix, plan_key)
             fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": True, "tile_plan_key": plan_key,
                       "sidecar_version": sidecar_version, **self._image_edge}  # fmt: skip
-            planned = self._planner.plan(dropped, owner, source, fields, current)
+            planned = self._planner.plan(dropped, owner, source, fields, current, forget=("coords_key",))
             if planned:
                 return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
 
@@ -133,6 +133,7 @@ class WholeSlideIngestion:
             waited = DroppedFile(self._settings.bucket, awaiting["key"], awaiting["version_id"],
                                  run_context=f"sidecar {dropped.version}")  # fmt: skip
             try:
+                self._check_still_kept(waited)
                 cut = self.ingest(waited, WholeSlideFile(kind.slide_id))
             except InvalidInput as problem:  # the slide stays in quarantine, now for this reason
                 self._state.record_file(waited.key, waited.version, FileStatus.QUARANTINED, reason=problem.describe())
@@ -142,8 +143,18 @@ class WholeSlideIngestion:
         current = self._state.slide(kind.slide_id)
         if current and current.tile_plan_key and current.sidecar_version != dropped.version:
             again = self._with_sidecar(current, dropped.version)
+            self._check_still_kept(again)  # else the sidecar is quarantined with the reason; it stays recorded
             return {**result, "cut_again": self.ingest(again, WholeSlideFile(kind.slide_id))}
         return result
+
+    def _check_still_kept(self, waited: DroppedFile) -> None:
+        if not storage.object_exists(self._s3, self._settings.bucket, waited.key, waited.version_id):
+            raise InvalidInput(
+                "the quarantined slide is no longer in the bucket's history (a replaced or quarantined upload is "
+                "kept for KeepReplacedDropsDays days, 365 by default)",
+                f"the slide dropped again at {waited.key}; its sidecar is already recorded",
+                f"version {waited.version_id} of {waited.key}",
+            )
 
     def _plan(self, dropped: DroppedFile, slide_id: str) -> tuple[TilePlan, str, str | None]:
         """Read the slide's structure and tissue; write its plan and thumbnail. Returns the plan, its key and
