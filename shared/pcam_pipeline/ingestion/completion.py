@@ -42,6 +42,11 @@ class Completer:
                 owner_pk, f"images ({record.x_count}) and labels ({record.y_count}) disagree in number"
             )
             return False
+        if isinstance(record, SplitRecord) and not record.y_labels_key:
+            self._state.mark_failed(
+                owner_pk, "the labels were recorded by a version that kept no copy: drop them again"
+            )
+            return False
         if not self._state.claim_ready(owner_pk, token, claimer):
             return False
         if isinstance(record, SplitRecord):

@@ -221,6 +221,8 @@ class SlideScoring(JobKindBase):
 
     def _coords(self, slide: SlideRecord) -> np.ndarray | None:
         """An HDF5 slide's coordinates as ingestion copied them (never the drop: its staged copy expires)."""
+        if slide.has_coords and not slide.coords_key:
+            raise ValueError("the slide was ingested by a version that kept no copy of its coordinates: drop it again")
         return self._blobs.get_array(slide.coords_key) if slide.coords_key else None
 
 
