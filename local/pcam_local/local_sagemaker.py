@@ -159,6 +159,9 @@ class LocalSageMaker:
         self.outcome_next: dict[str, tuple[str, str]] = {}
         # The next transform completes but loses this many of its last outputs (a lost .out object).
         self.lose_outputs_next = 0
+        # How a transform names the output of a ManifestFile entry "a/b/c.jpg": "relative path" (a/b/c.jpg.out)
+        # or "base name" (c.jpg.out). SageMaker's docs do not say which; the pipeline must work with either.
+        self.manifest_output_names = "relative path"
 
     def _as_role(self, role: str) -> tuple[Any, iam_check.CallRecorder]:
         """An S3 client acting as the role (its name) and the recorder of its calls; what a job reads and
@@ -439,7 +442,10 @@ class LocalSageMaker:
         if data_type == "ManifestFile":
             entries = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
             prefix_bucket, prefix = split_s3_uri(entries[0]["prefix"])
-            return [(prefix_bucket, prefix + name, name) for name in entries[1:]]
+            base_names = self.manifest_output_names == "base name"
+            return [
+                (prefix_bucket, prefix + name, name.rsplit("/", 1)[-1] if base_names else name) for name in entries[1:]
+            ]
         found = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
             found.extend(obj["Key"] for obj in page.get("Contents", []))

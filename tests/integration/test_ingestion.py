@@ -92,9 +92,11 @@ def test_a_slide_gets_a_transform_manifest_of_its_patches_in_order(pipeline, pat
     manifest = pipeline.json(event["detail"]["manifest_key"])
     prefix = manifest[0]["prefix"]
     assert prefix == f"s3://{pipeline.stack.bucket}/{event['detail']['image_prefix']}"
-    assert manifest[1:] == [f"{i:07d}.jpg" for i in range(50)]
+    run = event["detail"]["run_id"]
+    assert manifest[1:] == [f"{run}-{i:07d}.jpg" for i in range(50)], "base names unique in any scoring job"
     assert event["detail"]["has_coords"] is True
-    last = np.asarray(Image.open(io.BytesIO(pipeline.stack.read(event["detail"]["image_prefix"] + "0000049.jpg"))))
+    last_key = event["detail"]["image_prefix"] + f"{run}-0000049.jpg"
+    last = np.asarray(Image.open(io.BytesIO(pipeline.stack.read(last_key))))
     assert np.abs(last.astype(int) - x[49].astype(int)).mean() < 6
 
 

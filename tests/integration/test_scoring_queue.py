@@ -12,6 +12,7 @@ import pytest
 
 from pcam_local.local_stack import LocalStack
 from pcam_ops.cli import main
+from pcam_pipeline.core import keys
 from pcam_synth.synth import synth_slide, synth_split
 from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed, h5_bytes
 
@@ -116,6 +117,29 @@ def test_the_cap_holds_when_the_quota_would_allow_more(stack, pipeline):
     assert_each_scored_once(stack, pipeline, slide_ids)
 
 
+def test_batched_slides_are_scored_when_sagemaker_names_outputs_by_base_name(stack, pipeline):
+    """SageMaker's docs leave open whether a ManifestFile entry's output keeps its relative path; the first
+    test ran with relative paths, this one with base names only, all of one job's outputs in one folder."""
+    stack.sagemaker.manifest_output_names = "base name"
+    try:
+        slide_ids = drop_slides(pipeline, "flat", 8)
+        pipeline.settle()
+    finally:
+        stack.sagemaker.manifest_output_names = "relative path"
+
+    jobs = jobs_of(stack, slide_ids)
+    assert sorted(len(members) for members in jobs.values()) == [SLIDES_PER_JOB] * 2, jobs
+    assert_each_scored_once(stack, pipeline, slide_ids)
+    for job, members in jobs.items():
+        for slide_id in members:
+            run = stack.state.get(f"slide#{slide_id}")["x_run"]
+            outputs = sorted(stack.list_keys(f"scores/{job}/{run}-"))
+            assert len(outputs) == 12, "each slide's outputs lie flat in the job's folder, none overwritten"
+            written = [json.loads(stack.read(key))["prediction"][1] for key in outputs]
+            rows = stack.read(f"predictions/{slide_id}.csv").decode().splitlines()[1:]
+            assert [float(row.split(",")[4]) for row in rows] == pytest.approx(written, abs=1e-6)
+
+
 def test_one_bad_slide_fails_alone_and_the_rest_of_its_batch_is_scored(stack, pipeline, alerts):
     alerts()
     stack.sagemaker.transform_quota = 0
@@ -123,7 +147,8 @@ def test_one_bad_slide_fails_alone_and_the_rest_of_its_batch_is_scored(stack, pi
     wait_until_queued(stack, slide_ids)
     bad = slide_ids[2]
     image_prefix = stack.state.slide(bad).image_prefix
-    stack.s3.put_object(Bucket=stack.bucket, Key=f"{image_prefix}0000005.jpg", Body=b"not a JPEG")
+    patch = image_prefix + keys.patch_file_name(5, image_prefix)
+    stack.s3.put_object(Bucket=stack.bucket, Key=patch, Body=b"not a JPEG")
     stack.sagemaker.transform_quota = 10
     pipeline.settle()
 

@@ -36,7 +36,7 @@ def test_augmented_manifest_lists_patches_in_order_with_string_classes():
 
 def test_transform_manifest_is_a_prefix_then_patch_names():
     document = json.loads(transform_manifest("bkt", "images/slides/s 1/r/", 3))
-    assert document == [{"prefix": "s3://bkt/images/slides/s 1/r/"}, "0000000.jpg", "0000001.jpg", "0000002.jpg"]
+    assert document == [{"prefix": "s3://bkt/images/slides/s 1/r/"}, "r-0000000.jpg", "r-0000001.jpg", "r-0000002.jpg"]
 
 
 def test_shards_cover_every_patch_once():

@@ -130,7 +130,10 @@ def test_the_bucket_layout_is_the_documented_one():
 
     assert dataset_image_prefix("ds", "train", "r1") == "images/datasets/ds/train/r1/"
     assert slide_image_prefix("s 1", "r1") == "images/slides/s 1/r1/"
-    assert keys.patch_file_name(7) == "0000007.jpg"
+    assert keys.patch_file_name(7, "images/datasets/ds/train/r1/") == "0000007.jpg"
+    assert keys.patch_file_name(7, "images/slides/s 1/r1/") == "r1-0000007.jpg", "unique base names in a job"
+    assert keys.coords_key("s 1", "r1") == "tiling/s 1/r1/coords.npy"
+    assert keys.labels_key("ds", "train", "r1") == "manifests/ds/train/labels-r1.npy"
     assert split_manifest_key("ds", "valid", "tok").startswith("manifests/ds/valid/")
     assert split_manifest_key("ds", "valid", "tok").endswith(".manifest")
     assert slide_manifest_key("s 1", "r1") == "manifests/slides/s 1/r1.manifest"

@@ -159,7 +159,8 @@ def write_outputs(world, job_name: str, probabilities, slide_id: str | None = No
     members = members_of(world.state.job(job_name))
     (member,) = [m for m in members if slide_id in (None, m["slide_id"])]
     for index, p in enumerate(probabilities):
-        world.blobs.put_json(f"{member['outputs']}{keys.patch_file_name(index)}.out", {"prediction": [1 - p, p]})
+        name = keys.patch_file_name(index, member["image_prefix"])
+        world.blobs.put_json(f"{member['outputs']}{name}.out", {"prediction": [1 - p, p]})
 
 
 def test_a_slide_waits_for_a_model_and_is_scored_when_one_is_promoted(world):

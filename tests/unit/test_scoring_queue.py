@@ -89,7 +89,7 @@ def test_slides_beyond_the_cap_wait_and_start_together_in_one_job_when_a_slot_fr
         == f"s3://data/{keys.scoring_manifest_key(batch)}"
     )
     assert manifest[0] == {"prefix": "s3://data/images/slides/"}
-    assert manifest[1:] == [f"{s}/{s}-r/{keys.patch_file_name(i)}" for s in "cd" for i in range(6)]
+    assert manifest[1:] == [f"{s}/{s}-r/{s}-r-{i:07d}.jpg" for s in "cd" for i in range(6)]
     finish(world, batch)
     for slide_id in ("c", "d"):
         (scored,) = [e for e in world.publisher.of_type(events.SLIDE_SCORED) if e["slide_id"] == slide_id]

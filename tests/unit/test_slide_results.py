@@ -103,21 +103,21 @@ def put_outputs(s3, probabilities, skip=()):
 def test_gathering_reads_every_output_in_patch_order(s3):
     probabilities = np.linspace(0, 1, 50)
     put_outputs(s3, probabilities)
-    gathered = gather_tumour_probabilities(S3BlobStore("bkt", s3), "scores/s1/job/", 50, threads=8)
+    gathered = gather_tumour_probabilities(S3BlobStore("bkt", s3), ["scores/s1/job/"], "", 50, threads=8)
     assert gathered == pytest.approx(probabilities)
 
 
 def test_a_missing_output_is_named(s3):
     put_outputs(s3, np.full(5, 0.5), skip={3})
     with pytest.raises(JobFailed, match=r"prediction of patch 3 \(scores/s1/job/0000003.jpg.out\) is missing"):
-        gather_tumour_probabilities(S3BlobStore("bkt", s3), "scores/s1/job/", 5)
+        gather_tumour_probabilities(S3BlobStore("bkt", s3), ["scores/s1/job/"], "", 5)
 
 
 def test_an_unreadable_output_is_named(s3):
     put_outputs(s3, np.full(2, 0.5))
     s3.put_object(Bucket="bkt", Key="scores/s1/job/0000001.jpg.out", Body=b"<html>")
     with pytest.raises(JobFailed, match="0000001.jpg.out is not a prediction of two classes"):
-        gather_tumour_probabilities(S3BlobStore("bkt", s3), "scores/s1/job/", 2)
+        gather_tumour_probabilities(S3BlobStore("bkt", s3), ["scores/s1/job/"], "", 2)
 
 
 @pytest.mark.parametrize("slide_id", ["Lab (A), B&C #1 o'Brien", 'say "cheese"', "line\nbreak", "Übersicht 病理"])
@@ -149,7 +149,7 @@ def test_gathering_crosses_windows_in_patch_order():
     blobs = InMemoryBlobStore()
     for index, p in enumerate(expected):
         blobs.put_json(f"scores/s1/job/{index:07d}.jpg.out", {"prediction": [1 - p, p]})
-    gathered = gather_tumour_probabilities(blobs, "scores/s1/job/", count, threads=8)
+    gathered = gather_tumour_probabilities(blobs, ["scores/s1/job/"], "", count, threads=8)
     assert gathered == pytest.approx(expected) and not np.isnan(gathered).any()
 
 

@@ -63,7 +63,13 @@ def scoring_manifest_key(job_name: str) -> str:
     return f"{MANIFESTS}scoring/{job_name}.manifest"
 
 
-def patch_file_name(index: int) -> str:
+def patch_file_name(index: int, image_prefix: str = "") -> str:
+    """A patch's JPEG under its image prefix. A slide's patches carry their upload's run id
+    (``images/slides/<slide>/<run>/<run>-<index>.jpg``), so base names are unique within any scoring job:
+    for a ManifestFile input SageMaker names each output after the entry, but does not document whether it
+    keeps the entry's relative path or only its base name, and slides sharing a job must never share an output."""
+    if image_prefix.startswith(SLIDE_IMAGES):
+        return f"{image_prefix.rstrip('/').rsplit('/', 1)[-1]}-{index:07d}.jpg"
     return f"{index:07d}.jpg"
 
 

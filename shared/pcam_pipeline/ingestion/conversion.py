@@ -72,8 +72,8 @@ class ShardConverter:
         source = self._whole_slide_patches if task.tile_plan_key else self._hdf5_patches
         with storage.ConcurrentUploader(self._s3, self._bucket) as uploader, source(task) as patches:
             for index, patch in patches:
-                uploader.put(task.image_prefix + patch_file_name(index), encode_jpeg(patch, quality, resize_to),
-                             "image/jpeg")  # fmt: skip
+                key = task.image_prefix + patch_file_name(index, task.image_prefix)
+                uploader.put(key, encode_jpeg(patch, quality, resize_to), "image/jpeg")
         return task.stop - task.start
 
     @contextlib.contextmanager

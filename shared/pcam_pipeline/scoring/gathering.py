@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,12 +16,25 @@ GATHER_THREADS = 32
 GATHER_WINDOW = 4096  # predictions fetched per round: bounds the futures held in memory
 
 
-def gather_tumour_probabilities(blobs: S3BlobStore, prefix: str, count: int, threads: int = GATHER_THREADS):
-    """Read ``<prefix><index:07d>.jpg.out`` for every patch, in parallel, into an array in patch order."""
+def outputs_prefix(blobs: S3BlobStore, candidates: Sequence[str], first_output: str) -> str:
+    """Where a transform wrote this slide's outputs: under the entry's relative path, or flat under the job's
+    output prefix (SageMaker's docs do not say which for a ManifestFile input; both are accepted)."""
+    for prefix in candidates:
+        if blobs.exists(prefix + first_output):
+            return prefix
+    raise JobFailed(f"the prediction of patch 0 ({candidates[0]}{first_output}) is missing")
+
+
+def gather_tumour_probabilities(
+    blobs: S3BlobStore, candidates: Sequence[str], image_prefix: str, count: int, threads: int = GATHER_THREADS
+):
+    """Read every patch's ``<patch>.jpg.out``, in parallel, into an array in patch order; ``candidates`` are the
+    prefixes the outputs may be under (`outputs_prefix`)."""
     probabilities = np.full(count, np.nan, dtype=np.float64)
+    prefix = outputs_prefix(blobs, candidates, keys.patch_file_name(0, image_prefix) + ".out")
 
     def fetch(index: int) -> None:
-        key = f"{prefix}{keys.patch_file_name(index)}.out"
+        key = f"{prefix}{keys.patch_file_name(index, image_prefix)}.out"
         try:
             body = blobs.get_bytes(key)
         except MissingObject as exc:

@@ -137,7 +137,8 @@ class SlideScoring(JobKindBase):
         if slide.scored_job == job.name and slide.scored_run == run_id:
             return {"status": "already scored", "slide_id": slide_id}
         gathered_at = now_iso()
-        probabilities = gather_tumour_probabilities(self._blobs, member["outputs"], member["patch_count"])
+        where = (member["outputs"], member["job_outputs"])
+        probabilities = gather_tumour_probabilities(self._blobs, where, member["image_prefix"], member["patch_count"])
         plan = load_plan(self._blobs, slide.tile_plan_key) if slide.tile_plan_key else None
         coords = np.asarray(plan.coords) if plan else self._coords(slide)
         figures = slide_results.summary_figures(probabilities, self._threshold)
@@ -229,10 +230,11 @@ class SlideScoring(JobKindBase):
 def members_of(job: JobRecord) -> list[dict]:
     """The slides a scoring job scored, each with where its outputs are. A job recorded before jobs held
     several slides scored one, with its outputs directly under the job's output prefix."""
-    if not job.slides:
+    if not job.slides:  # its patches were named <index>.jpg, as a dataset's are (keys.patch_file_name)
         return [{"slide_id": job.slide_id, "run_id": job.run_id, "patch_count": job.patch_count, "request": "",
-                 "outputs": job.output_prefix}]  # fmt: skip
+                 "image_prefix": "", "outputs": job.output_prefix, "job_outputs": job.output_prefix}]  # fmt: skip
     return [
-        {**member, "outputs": job.output_prefix + member["image_prefix"].removeprefix(keys.SLIDE_IMAGES)}
+        {**member, "outputs": job.output_prefix + member["image_prefix"].removeprefix(keys.SLIDE_IMAGES),
+         "job_outputs": job.output_prefix}
         for member in job.slides
-    ]
+    ]  # fmt: skip
