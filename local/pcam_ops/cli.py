@@ -11,8 +11,7 @@ from pathlib import Path
 
 from pcam_local import TRANSFORM_QUOTA
 from pcam_ops.rendering import console, errors, models_table, print_summary, smoke_costs_table, wait_with_progress
-
-DEFAULT_STACK = "pcam-pipeline"  # samconfig.toml's stack_name
+from pcam_ops.target import DEFAULT_CONFIG_FILE, DEFAULT_STACK, TargetError, resolve
 
 
 def _synth(args) -> int:
@@ -161,7 +160,11 @@ def _operator_command(run):
         from pcam_pipeline.models.promotion import PromotionError
 
         try:
+            args.stack = resolve(args.stack, args.region, args.profile, args.config_env, args.config_file).stack
             return run(args)
+        except TargetError as exc:
+            errors.print(f"[red]{exc}[/red]")
+            return USAGE
         except StackNotFound as exc:
             errors.print(f"[red]{exc}[/red]")
             return UNREACHABLE
@@ -229,13 +232,14 @@ def _rescore(args) -> int:
 @_operator_command
 def _status(args) -> int:
     from pcam_ops.operations import DeployedStackView, stack_parameters
-    from pcam_ops.report import summarise
+    from pcam_ops.report import records_about, summarise
 
     view = DeployedStackView(args.stack)
     parameters = stack_parameters(args.stack)  # those left at their default are absent
     slots = int(parameters.get("MaxConcurrentTransformJobs") or TRANSFORM_QUOTA)
     max_patches = int(parameters.get("ScoringBatchMaxPatches") or 100_000)
-    summary = summarise(view.records(), view.dead_letter_counts(), scoring=(slots, max_patches))
+    records = records_about(view.records(), file=args.file, slide=args.slide, since=args.since)
+    summary = summarise(records, view.dead_letter_counts(), scoring=(slots, max_patches))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -294,8 +298,28 @@ def _smoke(args) -> int:
     return code
 
 
+class DEFAULTS(argparse.HelpFormatter):
+    """Help that shows each option's default, unless it has none or its text already says it."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: {action.default})"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pcam-pipeline")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcam", description="PCam slide-scoring pipeline")
+    parser.add_argument("--version", action="version", version=f"pcam {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="write synthetic PCam-format data in the drop layout")
@@ -345,33 +369,71 @@ def build_parser() -> argparse.ArgumentParser:
             "the template's MaxConcurrentTransformJobs default)",
         )
 
-    stack_help = "the deployed stack's name (AWS, or pcam-local for `pcam local up`)"
-    models = commands.add_parser("models", help="list models with their test-set metrics and which is current")
-    models.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+    def operator_command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        """A command against a deployed stack (AWS, or `pcam local up`): which one, where, as whom."""
+        command = commands.add_parser(
+            name, help=help_text, description=help_text, epilog=f"example: {example}", formatter_class=DEFAULTS
+        )
+        target = command.add_argument_group("which deployment (flags win over --config-env)")
+        target.add_argument(
+            "--stack", default=None, help=f"the stack's name (pcam-local for `pcam local up`; default: "
+            f"--config-env's stack_name, else {DEFAULT_STACK})"
+        )  # fmt: skip
+        target.add_argument("--region", default=None, help="AWS region (default: --config-env's, else boto3's)")
+        target.add_argument("--profile", default=None, help="AWS profile (default: --config-env's, else boto3's)")
+        target.add_argument(
+            "--config-env", default=None, metavar="ENV",
+            help="read stack_name, region and profile from this environment of samconfig.toml, as `sam deploy "
+            "--config-env ENV` does (default, staging, prod)",
+        )  # fmt: skip
+        target.add_argument("--config-file", default=DEFAULT_CONFIG_FILE, help="the SAM config file")
+        return command
+
+    models = operator_command(
+        "models", "list models with their test-set metrics and which is current", "pcam models --config-env prod"
+    )
     models.add_argument("--json", action="store_true", help="print JSON for scripts")
     models.set_defaults(run=_models)
-    promote = commands.add_parser("promote", help="make MODEL the current model by hand (recorded)")
+    promote = operator_command(
+        "promote", "make MODEL the current model by hand (recorded)",
+        'pcam promote pcam-2026-12-01-1200-ab12 --reason "better recall on lab B" --config-env prod',
+    )  # fmt: skip
     promote.add_argument("model")
-    rollback = commands.add_parser("rollback", help="go back to the model that was current before this one")
+    rollback = operator_command(
+        "rollback", "go back to the model that was current before this one",
+        'pcam rollback --reason "false positives on lab A" --config-env prod',
+    )  # fmt: skip
     for command in (promote, rollback):
-        command.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
         command.add_argument("--reason", default="", help="why, kept in the promotion history")
         command.add_argument("--by", default="", help="who decided (default: your AWS identity)")
         command.set_defaults(run=_change_current)
-    rescore = commands.add_parser("rescore", help="score slides again (after a better model), through the queue")
+    rescore = operator_command(
+        "rescore", "score slides again (after a better model), through the queue",
+        "pcam rescore --all --dry-run --config-env prod",
+    )  # fmt: skip
     which = rescore.add_mutually_exclusive_group(required=True)
     which.add_argument("--slide", help="one slide's id")
     which.add_argument("--all", action="store_true", help="every scored slide")
     rescore.add_argument("--model", default=None, help="a model from `pcam models` (default: the current one)")
     rescore.add_argument("--dry-run", action="store_true", help="list the slides that would be queued; queue none")
-    rescore.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
     rescore.set_defaults(run=_rescore)
-    status = commands.add_parser("status", help="every file, dataset, job, model and slide with its state")
-    status.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+    status = operator_command(
+        "status", "every file, dataset, job, model and slide with its state, and the problems",
+        "pcam status --slide labs/lab-a/s7 --json --config-env prod | jq .problems",
+    )  # fmt: skip
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    about = status.add_mutually_exclusive_group()
+    about.add_argument("--file", default=None, metavar="KEY", help="only this dropped file (its S3 key)")
+    about.add_argument("--slide", default=None, metavar="ID", help="only this slide: its files, jobs and results")
+    status.add_argument(
+        "--since", default=None, metavar="TIME", help="only what changed since TIME (ISO 8601, e.g. 2026-12-01 or "
+        "2026-12-01T09:00:00+00:00; UTC when no offset)"
+    )  # fmt: skip
     status.set_defaults(run=_status)
-    smoke = commands.add_parser("smoke", help="check a fresh deployment end to end with a tiny synthetic dataset")
-    smoke.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+    smoke = operator_command(
+        "smoke", "check a fresh deployment end to end with a tiny synthetic dataset",
+        "pcam smoke --config-env staging --clean",
+    )  # fmt: skip
     smoke.add_argument("--instance-type", default="ml.g4dn.xlarge", help="training instance type (a GPU type)")
     smoke.add_argument("--epochs", type=int, default=2, help="training epochs")
     smoke.add_argument("--timeout", type=float, default=3600, help="seconds to wait for each step")
@@ -379,15 +441,23 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.set_defaults(run=_smoke)
     lab = commands.add_parser("lab", help="give a lab its own folders, and an IAM policy confined to them")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
-    add = lab_commands.add_parser("add", help="create the lab's IAM policy (and, with --principal, a role)")
+    commands, outer = lab_commands, commands  # operator_command adds to the lab's subcommands here
+    add = operator_command(
+        "add", "create the lab's IAM policy (and, with --principal, a role)",
+        "pcam lab add lab-a --principal arn:aws:iam::210987654321:root --config-env prod",
+    )  # fmt: skip
     add.add_argument("--principal", default=None, help="an AWS account or role ARN of the lab, to assume a role")
-    show = lab_commands.add_parser("policy", help="print the lab's IAM policy (to manage it elsewhere)")
+    show = operator_command(
+        "policy", "print the lab's IAM policy (to manage it elsewhere)", "pcam lab policy lab-a --config-env prod"
+    )
+    commands = outer
     for command in (add, show):
         command.add_argument("lab", help="the lab's name: lower-case letters, digits and '-', at most 32")
-        command.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
         command.set_defaults(run=_lab)
-    redrive = commands.add_parser("redrive", help="move dead-lettered messages back to their queues (after a fix)")
-    redrive.add_argument("--stack", default=DEFAULT_STACK, help=stack_help)
+    redrive = operator_command(
+        "redrive", "move dead-lettered messages back to their queues (after a fix)",
+        "pcam redrive --queue Convert --dry-run --config-env prod",
+    )  # fmt: skip
     redrive.add_argument("--queue", default=None, help="only the dead-letter queue whose name contains this")
     redrive.add_argument("--dry-run", action="store_true", help="count what would move; move nothing")
     redrive.set_defaults(run=_redrive)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
 
+from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.statuses import (
     TERMINAL_JOB_STATUSES,
     FileStatus,
@@ -93,6 +94,42 @@ def scoring_schedule(records: list[dict], cap: int, max_patches: int, now: datet
             for e in batch
         ]
     return schedule
+
+
+def _since(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInput("--since is not a time", "ISO 8601, e.g. 2026-12-01 or 2026-12-01T09:00:00Z", text) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def records_about(
+    records: list[dict], file: str | None = None, slide: str | None = None, since: str | None = None
+) -> list[dict]:
+    """The records `pcam status --file KEY | --slide ID [--since TIME]` reports: a dropped file with the split or
+    slide it feeds; a slide with its uploads, sidecar, queue entries and the jobs that scored it; what changed
+    since a time."""
+    if slide:
+        owned = [r for r in records if r["pk"] == f"slide#{slide}"]
+        uploads = {r.get(field) for r in owned for field in ("x_key", "key")} - {None}
+        records = [
+            r for r in records
+            if r["pk"] == f"slide#{slide}" or r.get("slide_id") == slide or r.get("key") in uploads
+            or any(member.get("slide_id") == slide for member in r.get("slides", []))
+        ]  # fmt: skip
+    if file:
+        owners = {r["pk"] for r in records if file in (r.get("x_key"), r.get("y_key"))}
+        records = [r for r in records if r["pk"] == f"file#{file}" or r["pk"] in owners]
+    if since:
+        moment = _since(since)
+        records = [r for r in records if _changed_at(r) and _changed_at(r) >= moment]
+    return records
+
+
+def _changed_at(record: dict) -> datetime | None:
+    stamp = record.get("updated_at") or record.get("created_at")
+    return datetime.fromisoformat(stamp) if stamp else None
 
 
 def summarise(

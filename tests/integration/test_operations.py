@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pcam_ops.cli import main
 from pcam_synth.synth import synth_split
@@ -85,3 +86,67 @@ def test_an_operator_adds_a_lab_in_one_step_and_its_policy_confines_it_to_its_fo
     assert "incoming/labs/lab-a/*" in resources and "lab-b" not in resources and "incoming/slides" not in resources
     assert main(["lab", "add", "Lab_A", "--stack", "pcam-local"]) == 2
     assert "not a lab name" in capsys.readouterr().err
+
+
+@pytest.fixture
+def fresh_default_session():
+    """`pcam` sets boto3's default session to the region and profile it resolved; other tests start afresh."""
+    import boto3
+
+    yield
+    boto3.DEFAULT_SESSION = None
+
+
+def test_operators_pick_the_deployment_as_sam_does_with_config_env_region_and_profile(
+    pipeline, monkeypatch, capsys, tmp_path, fresh_default_session
+):
+    use_stack(pipeline.stack, monkeypatch)
+    config = tmp_path / "samconfig.toml"
+    config.write_text(
+        'version = 0.1\n[local.global.parameters]\nstack_name = "pcam-local"\n'
+        '[local.deploy.parameters]\nregion = "us-east-1"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))  # nor a region in ~/.aws/config
+
+    assert main(["models", "--json"]) == 2, "no region anywhere is a usage error"
+    assert "no AWS region: pass --region" in capsys.readouterr().err
+    assert main(["models", "--json", "--config-env", "local"]) == 0, "stack and region from samconfig.toml"
+    assert "models" in json.loads(capsys.readouterr().out)
+    assert main(["models", "--json", "--stack", "pcam-local", "--region", "us-east-1"]) == 0
+    capsys.readouterr()
+    assert main(["models", "--config-env", "prod"]) == 2
+    assert "samconfig.toml has no environment 'prod' (it has local)" in capsys.readouterr().err
+    assert main(["models", "--config-env", "local", "--profile", "no-such-profile"]) == 2
+    assert "no AWS profile 'no-such-profile'" in capsys.readouterr().err
+    assert main(["models", "--config-env", "local", "--stack", "not-deployed"]) == 3, "an unreachable stack"
+    capsys.readouterr()
+
+
+def test_status_answers_for_one_file_one_slide_or_what_changed_since(pipeline, monkeypatch, capsys):
+    x = synth_split(6, np.random.default_rng(5))[0]
+    coords = np.stack([np.arange(6) * 96, np.zeros(6, int)], axis=1)
+    pipeline.drop("incoming/slides/asked-about.h5", h5_bytes(x=x, coords=coords))
+    pipeline.drop("incoming/slides/other.h5", b"not hdf5")
+    pipeline.settle()
+    use_stack(pipeline.stack, monkeypatch)
+
+    assert main(["status", "--stack", "pcam-local", "--json", "--slide", "asked-about"]) == 0, "no problem of its own"
+    about = json.loads(capsys.readouterr().out)
+    assert [f["key"] for f in about["files"]] == ["incoming/slides/asked-about.h5"]
+    assert [r["name"] for r in about["ready"]] == ["asked-about"]
+    assert main(["status", "--stack", "pcam-local", "--json", "--file", "incoming/slides/other.h5"]) == 1
+    other = json.loads(capsys.readouterr().out)
+    assert [f["key"] for f in other["files"]] == ["incoming/slides/other.h5"] and other["files"][0]["reason"]
+    main(["status", "--stack", "pcam-local", "--json", "--since", "2999-01-01"])
+    assert json.loads(capsys.readouterr().out)["files"] == [], "nothing changed in the future"
+    assert main(["status", "--stack", "pcam-local", "--since", "last tuesday"]) == 2
+    assert "--since is not a time" in capsys.readouterr().err
+
+
+def test_pcam_says_its_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("pcam 0.")
