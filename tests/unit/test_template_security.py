@@ -137,3 +137,18 @@ def test_the_optional_bucket_key_rotates_and_is_usable_only_through_s3_in_this_a
             conditions = statement["Condition"]["StringEquals"]
             assert {"kms:ViaService", "kms:CallerAccount"} <= set(conditions)
             assert set(statement["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"}
+
+
+def test_data_outlives_the_stack_and_a_replacement_of_it():
+    """`sam delete` (or an update that replaces a resource) must not take the slides, results, model registry
+    and promotion history, or the key they are encrypted with; the idempotency table and the alert topic's key
+    (it encrypts messages in flight only) go with the stack."""
+    holding_data = {
+        name
+        for name, resource in RESOURCES.items()
+        if resource["Type"] in ("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::KMS::Key")
+    } - {"IdempotencyTable", "AlertTopicKey"}
+    assert holding_data == {"DataBucket", "AccessLogBucket", "StateTable", "DataKey"}
+    for name in holding_data:
+        assert RESOURCES[name].get("DeletionPolicy") == "Retain", name
+        assert RESOURCES[name].get("UpdateReplacePolicy") == "Retain", name
