@@ -317,6 +317,39 @@ def _version() -> str:
         return "unknown"
 
 
+def _check(args) -> int:
+    """Run ingestion's checks on local files; exit 1 if any would be quarantined."""
+    from pcam_pipeline.core.errors import InvalidInput
+    from pcam_pipeline.core.settings import IngestSettings
+    from pcam_pipeline.ingestion.checks import check_upload
+
+    if args.key and len(args.files) != 1:
+        errors.print("[red]--as names the key of one file; check the others in another call[/red]")
+        return USAGE
+    unnamed = {
+        name: "-" for name in ("DATA_BUCKET", "STATE_TABLE", "EVENT_BUS", "IDEMPOTENCY_TABLE", "CONVERT_QUEUE_URL")
+    }
+    settings = IngestSettings.from_env(unnamed)  # the template's defaults (limits, caps)
+    folder = f"incoming/labs/{args.lab}/" if args.lab else "incoming/"
+    folder += f"datasets/{args.dataset}/" if args.dataset else "slides/"
+    refused = 0
+    for name in args.files:
+        path = Path(name)
+        key = args.key or folder + path.name
+        if not path.is_file():
+            errors.print(f"[red]{name}: no such file[/red]")
+            refused += 1
+            continue
+        try:
+            with path.open("rb") as f:
+                said = check_upload(key, f, path.stat().st_size, settings)
+            print(f"ok: {name} as {key}: {said}", flush=True)  # unwrapped: one line per file, for grep
+        except InvalidInput as problem:
+            refused += 1
+            print(f"would be quarantined: {name} as {key}: {problem.describe()}", flush=True)
+    return PROBLEMS if refused else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcam", description="PCam slide-scoring pipeline")
     parser.add_argument("--version", action="version", version=f"pcam {_version()}")
@@ -368,6 +401,21 @@ def build_parser() -> argparse.ArgumentParser:
             f"CreateTransformJob is refused with ResourceLimitExceeded as on AWS (default {TRANSFORM_QUOTA}, "
             "the template's MaxConcurrentTransformJobs default)",
         )
+
+    check = commands.add_parser(
+        "check", formatter_class=DEFAULTS,
+        help="run ingestion's checks on local files before uploading them: what each would be taken as, or the "
+        "reason it would be quarantined (the template's default limits)",
+        epilog="example: pcam check scans/s7.svs scans/s7.json; pcam check --dataset pcam *_train_*.h5.gz",
+    )  # fmt: skip
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument(
+        "--dataset", default=None, help="check them as this dataset's files (incoming/datasets/NAME/); "
+        "without it, as slides (incoming/slides/)"
+    )  # fmt: skip
+    check.add_argument("--lab", default=None, help="as this lab's drops (incoming/labs/LAB/…)")
+    check.add_argument("--as", dest="key", default=None, metavar="KEY", help="the exact key one file would have")
+    check.set_defaults(run=_check)
 
     def operator_command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
         """A command against a deployed stack (AWS, or `pcam local up`): which one, where, as whom."""

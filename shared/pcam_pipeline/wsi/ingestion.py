@@ -160,18 +160,8 @@ class WholeSlideIngestion:
         """Read the slide's structure and tissue; write its plan and thumbnail. Returns the plan, its key and
         the version of the sidecar it used (None: the slide's own metadata)."""
         sidecar = self._state.slide_sidecar(slide_id)
-        with (
-            storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f,
-            WholeSlide(f, f.size, self._settings.slide_limits) as slide,
-        ):
-            if sidecar:
-                mpp, source = sidecar["mpp"], sidecar_source(sidecar["key"], sidecar["version"])
-            elif slide.resolution.mpp is not None:
-                mpp, source = slide.resolution.mpp, slide.resolution.source
-            else:
-                raise missing_resolution(slide_id, slide.resolution.source)
-            plan, thumbnail = plan_tiles(slide, mpp, source, self._settings.tiling)
-        check_slide_fits_one_job(plan.tiles_kept, self._settings.max_patches_per_slide)
+        with storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f:
+            plan, thumbnail = plan_whole_slide(f, f.size, slide_id, sidecar, self._settings)
         plan_key = keys.tiling_key(slide_id, dropped.run_id, "plan.json")
         picture = io.BytesIO()
         thumbnail.save(picture, format="JPEG", quality=85)
@@ -179,6 +169,22 @@ class WholeSlideIngestion:
                               "image/jpeg")  # fmt: skip
         self._blobs.put_json(plan_key, plan.to_json())
         return plan, plan_key, sidecar["version"] if sidecar else None
+
+
+def plan_whole_slide(f, size: int, slide_id: str, sidecar: dict | None, settings: ConversionSettings):
+    """Read a slide's structure and tissue and plan its tiles at the sidecar's µm/px, else its own; the plan
+    and the thumbnail. Refuses (InvalidInput) what ingestion refuses: an unreadable slide, no resolution, too
+    many tiles for one scoring job."""
+    with WholeSlide(f, size, settings.slide_limits) as slide:
+        if sidecar:
+            mpp, source = sidecar["mpp"], sidecar_source(sidecar["key"], sidecar["version"])
+        elif slide.resolution.mpp is not None:
+            mpp, source = slide.resolution.mpp, slide.resolution.source
+        else:
+            raise missing_resolution(slide_id, slide.resolution.source)
+        plan, thumbnail = plan_tiles(slide, mpp, source, settings.tiling)
+    check_slide_fits_one_job(plan.tiles_kept, settings.max_patches_per_slide)
+    return plan, thumbnail
 
 
 def load_plan(blobs: S3BlobStore, plan_key: str) -> TilePlan:
