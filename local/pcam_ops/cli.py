@@ -239,7 +239,9 @@ def _status(args) -> int:
     slots = int(parameters.get("MaxConcurrentTransformJobs") or TRANSFORM_QUOTA)
     max_patches = int(parameters.get("ScoringBatchMaxPatches") or 100_000)
     records = records_about(view.records(), file=args.file, slide=args.slide, since=args.since)
-    summary = summarise(records, view.dead_letter_counts(), scoring=(slots, max_patches))
+    # Dead letters belong to no one file or slide: they are reported when the whole deployment is.
+    dead_letters = {} if args.file or args.slide else view.dead_letter_counts()
+    summary = summarise(records, dead_letters, scoring=(slots, max_patches))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
