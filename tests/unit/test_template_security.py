@@ -34,14 +34,20 @@ def test_no_statement_grants_every_action_or_a_service_wildcard():
             assert action != "*" and not action.endswith(":*"), f"{owner}: {action}"
 
 
-def test_only_metric_publishing_has_an_unscoped_resource_and_only_under_a_namespace_condition():
+JOB_ROLES = ["SageMakerTrainingRole", "SageMakerTransformRole", "SageMakerEvaluationRole"]
+
+
+def test_only_actions_without_resource_level_permissions_have_an_unscoped_resource():
+    """Metric publishing (under a namespace condition) and a job role's ECR token, which AWS scopes to no
+    resource; the image layers themselves are read only from the job's own repository."""
     for owner, statement in allow_statements():
         if "*" in _listed(statement["Resource"]):
-            assert _listed(statement["Action"]) == ["cloudwatch:PutMetricData"], owner
-            assert "cloudwatch:namespace" in statement["Condition"]["StringLike"]
-
-
-JOB_ROLES = ["SageMakerTrainingRole", "SageMakerTransformRole", "SageMakerEvaluationRole"]
+            actions = _listed(statement["Action"])
+            assert actions in (["cloudwatch:PutMetricData"], ["ecr:GetAuthorizationToken"]), owner
+            if actions == ["cloudwatch:PutMetricData"]:
+                assert "cloudwatch:namespace" in statement["Condition"]["StringLike"]
+            else:
+                assert owner in JOB_ROLES
 
 
 def test_pass_role_only_passes_the_sagemaker_job_roles_and_only_to_sagemaker():
