@@ -126,3 +126,22 @@ def test_every_samconfig_environment_keeps_its_instance_types_within_its_limits(
     from pcam_local.stack import check_rules
 
     check_rules(TEMPLATE, overrides(environment))
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if "==" in requirement:
+            name, version = requirement.split("==")
+            pins[name.split("[")[0].strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_the_layer_ships_the_aws_sdk_the_tests_ran_all_three_together():
+    """A layer that carried botocore alone (pulled in by aws-xray-sdk) would shadow the runtime's botocore
+    under the runtime's boto3 and s3transfer: a combination nobody tested."""
+    root = Path(__file__).parents[2]
+    layer, tested = _pins(root / "shared" / "requirements.txt"), _pins(root / "requirements" / "dev.txt")
+    assert {"boto3", "botocore", "s3transfer"} <= layer.keys()
+    assert {name: version for name, version in layer.items() if tested.get(name) != version} == {}
