@@ -1,4 +1,5 @@
-"""The event schemas of docs/integrators.md, read from the page itself, so the page is the contract."""
+"""The event schemas integrators get (schemas/events/<event>.v<N>.json), the newest version of each, so the
+files are the contract the tests hold the pipeline to."""
 
 from __future__ import annotations
 
@@ -9,23 +10,32 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
-PAGE = Path(__file__).parents[1] / "docs" / "integrators.md"
-_SCHEMA_BLOCK = re.compile(r"^### (?P<name>[^\n]+)\n+```json schema\n(?P<schema>.*?)\n```", re.M | re.S)
+SCHEMAS = Path(__file__).parents[1] / "schemas" / "events"
+PAGE = SCHEMAS.parents[1] / "docs" / "integrators.md"
+_FILE = re.compile(r"^(?P<event>[a-z0-9-]+)\.v(?P<version>[1-9][0-9]*)\.json$")
+
+
+def schema_files() -> dict[Path, dict]:
+    return {path: json.loads(path.read_text()) for path in sorted(SCHEMAS.glob("*.json"))}
 
 
 @cache
 def documented_schemas() -> dict[str, dict]:
-    schemas = {m["name"].strip(): json.loads(m["schema"]) for m in _SCHEMA_BLOCK.finditer(PAGE.read_text())}
-    for schema in schemas.values():
+    """Detail type → the newest version of its schema."""
+    newest: dict[str, tuple[int, dict]] = {}
+    for path, schema in schema_files().items():
         Draft202012Validator.check_schema(schema)
-    return schemas
+        version = int(_FILE.match(path.name)["version"])
+        if version > newest.get(schema["title"], (0, {}))[0]:
+            newest[schema["title"]] = (version, schema)
+    return {title: schema for title, (_, schema) in newest.items()}
 
 
 def contract_violations(detail_type: str, detail: dict) -> list[str]:
     """Why ``detail`` breaks its documented schema (empty when it conforms)."""
     schema = documented_schemas().get(detail_type)
     if schema is None:
-        return [f"{detail_type!r} has no schema in {PAGE.name}"]
+        return [f"{detail_type!r} has no schema in {SCHEMAS}"]
     return [
         f"{detail_type}: {error.json_path}: {error.message}"
         for error in Draft202012Validator(schema).iter_errors(detail)

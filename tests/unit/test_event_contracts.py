@@ -13,7 +13,7 @@ from pcam_pipeline.core.records import SplitRecord
 from pcam_pipeline.ingestion.completion import Completer
 from pcam_pipeline.ingestion.quarantine import quarantine
 from pcam_pipeline.state import slide_pk, split_pk
-from tests.event_contracts import contract_violations, documented_schemas
+from tests.event_contracts import PAGE, contract_violations, documented_schemas, schema_files
 from tests.fakes import RecordingPublisher, in_memory_state
 from tests.unit.test_sagemaker_flow import (
     JobKind,
@@ -37,8 +37,14 @@ EVENT_TYPES = [
 ]
 
 
-def test_every_event_type_has_a_valid_schema_on_the_page():
+def test_every_event_type_has_a_valid_versioned_schema_file_that_the_page_links():
     assert sorted(documented_schemas()) == sorted(EVENT_TYPES)
+    page = PAGE.read_text()
+    for path, schema in schema_files().items():
+        event, version = path.name.removesuffix(".json").rsplit(".v", 1)
+        assert schema["$id"] == f"urn:pcam-pipeline:events:{event}:v{version}", path.name
+        assert event == schema["title"].lower().replace(" ", "-"), "the file is named for its detail type"
+        assert f"(../schemas/events/{path.name})" in page, f"docs/integrators.md links {path.name}"
 
 
 def published_by_the_model_side() -> list[tuple[str, dict]]:
