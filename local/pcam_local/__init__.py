@@ -1,7 +1,8 @@
 """pcam_local: the embedded local stack, an emulator of the AWS the pipeline runs on: moto server
-(`moto_launcher`, `s3_bodies`, `s3_writes`), the template deployed into it (`stack`), the local runtime that
-polls the queues and calls the handlers (`runtime`, `schedules`), the local SageMaker that really trains and
-scores (`local_sagemaker`, `local_trainer`, `job_failures`), the offline IAM check (`iam_check`), all started
+(`moto_launcher`, `s3_bodies`, `s3_writes`, `s3_clock`), the template deployed into it (`stack`), the local
+runtime that polls the queues and calls the handlers (`runtime`, `schedules`), the local SageMaker that really
+trains and scores (`local_sagemaker`, `local_trainer`, `job_failures`), the offline IAM check (`iam_check`), a
+clock tests move and the bucket's lifecycle rules applied as it moves (`clock`, `lifecycle`), all started
 together by `local_stack.LocalStack`.
 
 Cloud code (functions/, shared/) never imports this package; this package imports cloud code. The operator's
@@ -11,3 +12,8 @@ tools are `pcam_ops`; synthetic data is `pcam_synth`.
 # The local SageMaker's quota of transform instances of one type running at once. It equals the template's
 # MaxConcurrentTransformJobs default (a unit test keeps them equal), so the local stack rehearses the cap.
 TRANSFORM_QUOTA = 2
+
+# Lambda's default concurrency quota per region; a new account may have far less (10). The local server
+# answers GetAccountSettings with the value the local stack simulates (moto_launcher).
+DEFAULT_ACCOUNT_CONCURRENCY = 1000
+ACCOUNT_CONCURRENCY_VARIABLE = "PCAM_LOCAL_ACCOUNT_CONCURRENCY"

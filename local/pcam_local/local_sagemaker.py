@@ -159,6 +159,8 @@ class LocalSageMaker:
         self.outcome_next: dict[str, tuple[str, str]] = {}
         # The next transform completes but loses this many of its last outputs (a lost .out object).
         self.lose_outputs_next = 0
+        # job kind → how many of its next Create… calls SageMaker refuses for capacity (ResourceLimitExceeded).
+        self.refuse_next: dict[str, int] = {}
         # How a transform names the output of a ManifestFile entry "a/b/c.jpg": "relative path" (a/b/c.jpg.out)
         # or "base name" (c.jpg.out). SageMaker's docs do not say which; the pipeline must work with either.
         self.manifest_output_names = "relative path"
@@ -276,6 +278,15 @@ class LocalSageMaker:
         with self._lock:
             if (kind, name) in self._jobs:
                 raise SageMakerError("ResourceInUse", f"{kind} names must be unique; {name} already exists")
+            if self.refuse_next.get(kind, 0) > 0:
+                self.refuse_next[kind] -= 1
+                self.quota_refusals += 1
+                raise SageMakerError(
+                    "ResourceLimitExceeded",
+                    f"The account-level service limit for {kind} usage is 0 Instances, with current utilization of "
+                    "0 Instances and a request delta of 1 Instances. Please use AWS Service Quotas to request an "
+                    "increase for this quota.",
+                )
             if kind == "TransformJob":
                 self._check_transform_quota(request["TransformResources"])
             self._jobs[(kind, name)] = job

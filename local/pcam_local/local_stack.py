@@ -44,11 +44,14 @@ class LocalStack:
     concurrency: dict[str, int] = field(default_factory=dict)  # overrides per function, e.g. 0 to switch off
     transform_job_quota: int = TRANSFORM_QUOTA  # the local SageMaker's quota of transform instances
     tick_seconds: float = 3.0  # how often scheduled rules fire (a compressed minute)
+    account_concurrency: int | None = None  # the account's Lambda concurrency to simulate (None: unlimited)
 
     def start(self) -> LocalStack:
         self.work_dir = Path(self.work_dir or tempfile.mkdtemp(prefix="pcam-local-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.server = MotoServer(self.port, log_path=self.work_dir / "moto.log").start()
+        self.server = MotoServer(
+            self.port, log_path=self.work_dir / "moto.log", account_concurrency=self.account_concurrency
+        ).start()
         self.endpoint = self.server.url
         self._session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
         try:
@@ -68,6 +71,7 @@ class LocalStack:
                 extra_environment={"AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker.url},
                 also_busy=self._jobs_pending,
                 clock_offset=self.clock.offset_seconds,
+                account_concurrency=self.account_concurrency,
             ).start()
             self.schedules = ScheduledRules(self.deployed, self.endpoint, self.tick_seconds, self.clock.now).start()
         except BaseException:
@@ -84,8 +88,9 @@ class LocalStack:
         return self
 
     def _jobs_pending(self) -> bool:
-        """Work that will send events: a local SageMaker job, or slides queued for a transform job."""
-        return self.sagemaker.busy() or bool(self.state.queued_slides())
+        """Work that will send events: a local SageMaker job, slides queued for a transform job, or a job
+        SageMaker refused for capacity, which the scheduled tick starts again."""
+        return self.sagemaker.busy() or bool(self.state.queued_slides()) or bool(self.state.capacity_waits())
 
     def stop(self) -> None:
         try:

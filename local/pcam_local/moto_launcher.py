@@ -23,6 +23,8 @@ Usage: python -m pcam_local.moto_launcher PORT
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import sys
 import threading
@@ -34,7 +36,7 @@ from moto.s3.models import FakeKey, s3_backends
 from moto.server import MotoRequestHandler
 from werkzeug.serving import run_simple
 
-from pcam_local import s3_bodies, s3_clock, s3_writes
+from pcam_local import ACCOUNT_CONCURRENCY_VARIABLE, DEFAULT_ACCOUNT_CONCURRENCY, s3_bodies, s3_clock, s3_writes
 
 _SERIALISED_TARGETS = ("DynamoDB", "AmazonSQS", "AWSEvents")
 _SINGLE_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -76,6 +78,28 @@ def ranged_get(environ, start_response):
     return [body]
 
 
+def lambda_account_settings(environ, start_response):
+    """Answer Lambda's GetAccountSettings (moto does not) with the account concurrency the local stack simulates;
+    None for any other request."""
+    if environ.get("REQUEST_METHOD") != "GET" or not environ.get("PATH_INFO", "").startswith(
+        "/2016-08-19/account-settings"
+    ):
+        return None
+    limit = int(os.environ.get(ACCOUNT_CONCURRENCY_VARIABLE, DEFAULT_ACCOUNT_CONCURRENCY))
+    body = {
+        "AccountLimit": {
+            "TotalCodeSize": 80 << 30,
+            "CodeSizeUnzipped": 250 << 20,
+            "CodeSizeZipped": 50 << 20,
+            "ConcurrentExecutions": limit,
+            "UnreservedConcurrentExecutions": limit,
+        },
+        "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": 0},
+    }
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(body).encode()]
+
+
 class SerialisedControlPlane:
     def __init__(self, app):
         self._app = app
@@ -89,7 +113,11 @@ class SerialisedControlPlane:
         return environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE") and "/incoming/" in path
 
     def __call__(self, environ, start_response):
-        served = ranged_get(environ, start_response) or s3_clock.set_clock(environ, start_response)
+        served = (
+            ranged_get(environ, start_response)
+            or s3_clock.set_clock(environ, start_response)
+            or lambda_account_settings(environ, start_response)
+        )
         if served is not None:
             return served
         if not self._needs_lock(environ):

@@ -222,8 +222,16 @@ class LocalRuntime:
     extra_environment: dict[str, str] = field(default_factory=dict)  # e.g. where the local SageMaker listens
     also_busy: Callable[[], bool] = lambda: False  # other work (local SageMaker jobs) that will send events
     clock_offset: Callable[[], float] = lambda: 0.0  # seconds the local stack's clock is ahead (LocalClock)
+    # The account's Lambda concurrency (None: unlimited). Past it an invocation is throttled: as Lambda does for
+    # an SQS event source, the batch is retried until a slot frees or the queue's visibility timeout lapses
+    # (Lambda Developer Guide, "Creating and configuring an Amazon SQS event source mapping").
+    account_concurrency: int | None = None
 
     def __post_init__(self):
+        self._account_slots = threading.BoundedSemaphore(self.account_concurrency or 1)
+        self.throttled_invocations = 0  # invocations that had to wait for a slot of the account's concurrency
+        self.peak_account_concurrency = 0
+        self._running = 0
         self._stop = threading.Event()
         self._busy = 0
         self._lock = threading.Lock()
@@ -316,9 +324,14 @@ class LocalRuntime:
     def _run_batch(self, mapping: QueueMapping, worker: ExecutionEnvironment, messages: list[dict]) -> None:
         queue_arn = f"arn:aws:sqs:{REGION}:123456789012:{mapping.queue_url.rsplit('/', 1)[-1]}"
         event = {"Records": [_sqs_record(message, queue_arn) for message in messages]}
-        started = time.monotonic()
-        outcome = worker.invoke(event)
-        ended = time.monotonic()
+        if not self._take_account_slot(mapping):
+            return  # throttled past the visibility timeout: the messages come back, a receive spent
+        try:
+            started = time.monotonic()
+            outcome = worker.invoke(event)
+            ended = time.monotonic()
+        finally:
+            self._release_account_slot()
         failed_ids = _failed_message_ids(outcome, mapping, messages)
         succeeded = [m for m in messages if m["MessageId"] not in failed_ids]
         failed = [m for m in messages if m["MessageId"] in failed_ids]
@@ -350,6 +363,29 @@ class LocalRuntime:
                     bodies=tuple(m["Body"] for m in messages),
                 )
             )
+
+    def _take_account_slot(self, mapping: QueueMapping) -> bool:
+        if self.account_concurrency is None:
+            return True
+        if not self._account_slots.acquire(blocking=False):
+            with self._lock:
+                self.throttled_invocations += 1
+            if not self._account_slots.acquire(timeout=self._visibility_timeout(mapping)):
+                return False
+        with self._lock:
+            self._running += 1
+            self.peak_account_concurrency = max(self.peak_account_concurrency, self._running)
+        return True
+
+    def _release_account_slot(self) -> None:
+        if self.account_concurrency is not None:
+            with self._lock:
+                self._running -= 1
+            self._account_slots.release()
+
+    def _visibility_timeout(self, mapping: QueueMapping) -> float:
+        attributes = self._sqs.get_queue_attributes(QueueUrl=mapping.queue_url, AttributeNames=["VisibilityTimeout"])
+        return float(attributes["Attributes"]["VisibilityTimeout"])
 
     def peak_concurrency(self, function: str) -> int:
         """The most invocations of ``function`` (logical id) that overlapped in time so far."""

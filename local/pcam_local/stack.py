@@ -18,6 +18,8 @@ import yaml
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
+from pcam_local import ACCOUNT_CONCURRENCY_VARIABLE, DEFAULT_ACCOUNT_CONCURRENCY
+
 REGION = "us-east-1"
 STACK_NAME = "pcam-local"
 ARTIFACTS_BUCKET = "pcam-local-artifacts"
@@ -91,7 +93,8 @@ def free_port() -> int:
 class MotoServer:
     """A separate moto server process (faster than an in-process one) bound to loopback only."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None):
+    def __init__(self, port: int | None = None, log_path: Path | None = None, account_concurrency: int | None = None):
+        self.account_concurrency = account_concurrency  # what Lambda's GetAccountSettings answers (default 1,000)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = log_path
@@ -106,6 +109,7 @@ class MotoServer:
             "MOTO_LAMBDA_STUB_ECR": "TRUE",
             "MALLOC_MMAP_THRESHOLD_": "1048576",
             "MALLOC_ARENA_MAX": "2",
+            ACCOUNT_CONCURRENCY_VARIABLE: str(self.account_concurrency or DEFAULT_ACCOUNT_CONCURRENCY),
         }
         self._process = subprocess.Popen(
             [sys.executable, "-m", "pcam_local.moto_launcher", str(self.port)], stdout=log, stderr=log, env=env

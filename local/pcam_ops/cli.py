@@ -231,7 +231,7 @@ def _rescore(args) -> int:
 
 @_operator_command
 def _status(args) -> int:
-    from pcam_ops.operations import DeployedStackView, stack_parameters
+    from pcam_ops.operations import DeployedStackView, concurrency_headroom, stack_parameters
     from pcam_ops.report import records_about, summarise
 
     view = DeployedStackView(args.stack)
@@ -242,6 +242,14 @@ def _status(args) -> int:
     # Dead letters belong to no one file or slide: they are reported when the whole deployment is.
     dead_letters = {} if args.file or args.slide else view.dead_letter_counts()
     summary = summarise(records, dead_letters, scoring=(slots, max_patches))
+    headroom = None if args.file or args.slide else concurrency_headroom(args.stack)
+    if headroom and headroom[0] > headroom[1]:
+        summary["problems"].append(
+            f"the queues' MaximumConcurrency settings add up to {headroom[0]}, more than the account's "
+            f"{headroom[1]} unreserved Lambda concurrent executions: under load functions are throttled and wait "
+            "for each other; ask AWS for a higher Lambda concurrency quota, or lower IngestMaxConcurrency, "
+            "ConvertMaxConcurrency and SageMakerFlowMaxConcurrency"
+        )
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

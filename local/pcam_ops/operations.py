@@ -159,3 +159,24 @@ def add_lab(stack_name: str, lab: str, principal: str | None = None) -> dict[str
         iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
         found["role_arn"] = iam.get_role(RoleName=name)["Role"]["Arn"]
     return found
+
+
+def concurrency_headroom(stack_name: str) -> tuple[int, int] | None:
+    """(the stack's SQS event sources' MaximumConcurrency summed, the account's unreserved Lambda concurrency);
+    None where Lambda does not say. Past the account's, invocations are throttled and retried (not lost), but
+    every function waits on the others."""
+    try:
+        resources = boto3.client("cloudformation").describe_stack_resources(StackName=stack_name)["StackResources"]
+        functions = {r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == "AWS::Lambda::Function"}
+        lambda_client = boto3.client("lambda")
+        mappings = [
+            mapping
+            for page in lambda_client.get_paginator("list_event_source_mappings").paginate()
+            for mapping in page["EventSourceMappings"]
+            if mapping["FunctionArn"].rsplit(":", 1)[-1] in functions
+        ]
+        limit = lambda_client.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
+    except (ClientError, BotoCoreError):
+        return None
+    caps = sum(int((m.get("ScalingConfig") or {}).get("MaximumConcurrency", 1000)) for m in mappings)
+    return caps, int(limit)
