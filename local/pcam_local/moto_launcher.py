@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import threading
+import uuid
 from urllib.parse import parse_qs, unquote
 
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -142,6 +143,43 @@ def scheduled_rules_match_no_events() -> None:
     Rule.send_to_targets = send_unless_scheduled
 
 
+def archives_and_replays_as_eventbridge_keeps_them() -> None:
+    """moto's CloudFormation hands an Archive's EventPattern object to code that expects JSON text (the stack
+    fails), and its replays send every archived event to every rule of the bus, whatever the replay's time
+    window and FilterArns (EventBridge's StartReplay sends only events of the window, only to those rules)."""
+    from datetime import datetime
+
+    from moto.core.utils import unix_time
+    from moto.events.models import Archive, Replay, ReplayState, events_backends
+
+    from_template = Archive.create_from_cloudformation_json.__func__
+
+    def create_with_pattern_text(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        properties = cloudformation_json["Properties"]
+        if isinstance(properties.get("EventPattern"), dict):
+            properties["EventPattern"] = json.dumps(properties["EventPattern"])
+        return from_template(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    Archive.create_from_cloudformation_json = classmethod(create_with_pattern_text)
+
+    def replay_events(self, archive) -> None:
+        bus = events_backends[self.account_id][self.region].describe_event_bus(self.destination["Arn"].split("/")[-1])
+        wanted = set(self.destination.get("FilterArns") or [])
+        start, end = float(self.event_start_time), float(self.event_end_time)
+        for event in archive.events:
+            sent = event["time"]  # moto keeps an epoch number, EventBridge sends ISO 8601
+            sent_at = float(sent) if not isinstance(sent, str) else datetime.fromisoformat(sent).timestamp()
+            if not start <= sent_at <= end:
+                continue
+            for rule in bus.rules.values():
+                if not wanted or rule.arn in wanted:
+                    rule.send_to_targets(dict(event, **{"id": str(uuid.uuid4()), "replay-name": self.name}), False)
+        self.state = ReplayState.COMPLETED
+        self.end_time = unix_time()
+
+    Replay.replay_events = replay_events
+
+
 def models_are_not_tracked() -> None:
     """moto appends every model object it ever creates (each S3 object and its ACL, each SQS message, each
     DynamoDB item) to a class-wide list, for its reset API, so nothing is ever freed: hundreds of bytes per
@@ -162,6 +200,7 @@ class RefusalsLogged(MotoRequestHandler):
 
 def main() -> None:
     scheduled_rules_match_no_events()
+    archives_and_replays_as_eventbridge_keeps_them()
     models_are_not_tracked()
     s3_writes.install()
     s3_bodies.install()

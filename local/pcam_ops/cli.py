@@ -155,7 +155,7 @@ def _operator_command(run):
     """An operator command against a deployed stack: errors go to stderr, as plain words, with an exit code."""
 
     def command(args) -> int:
-        from pcam_ops.operations import StackNotFound, UnknownQueue
+        from pcam_ops.operations import StackNotFound, UnknownQueue, UnknownRule
         from pcam_pipeline.core.errors import InvalidInput
         from pcam_pipeline.models.promotion import PromotionError
 
@@ -168,7 +168,7 @@ def _operator_command(run):
         except StackNotFound as exc:
             errors.print(f"[red]{exc}[/red]")
             return UNREACHABLE
-        except (UnknownQueue, InvalidInput) as exc:
+        except (UnknownQueue, UnknownRule, InvalidInput) as exc:
             errors.print(f"[red]{exc}[/red]")
             return USAGE
         except PromotionError as exc:
@@ -265,6 +265,22 @@ def _redrive(args) -> int:
     for queue, count in moved.items():
         done = "would move back" if args.dry_run else "moved back to the queue they came from"
         console.print(f"{queue}: {count} message(s) {done}")
+    return 0
+
+
+@_operator_command
+def _replay(args) -> int:
+    from datetime import UTC, datetime
+
+    from pcam_ops.operations import replay
+    from pcam_ops.report import parse_time
+
+    since = parse_time(args.since)
+    until = parse_time(args.until, "--until") if args.until else datetime.now(UTC)
+    name, rules = replay(args.stack, since, until, args.rule)
+    console.print(
+        f"replay {name}: events of {since.isoformat()} to {until.isoformat()} sent again to {', '.join(rules)}"
+    )
     return 0
 
 
@@ -512,6 +528,17 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (add, show):
         command.add_argument("lab", help="the lab's name: lower-case letters, digits and '-', at most 32")
         command.set_defaults(run=_lab)
+    replay = operator_command(
+        "replay", "send the pipeline's archived events of a time window again to the consumers' rules on its bus",
+        "pcam replay --since 2026-12-01T00:00Z --until 2026-12-02T00:00Z --rule lims-slide-scored --config-env prod",
+    )  # fmt: skip
+    replay.add_argument("--since", required=True, metavar="TIME", help="from (ISO 8601; UTC when no offset)")
+    replay.add_argument("--until", default=None, metavar="TIME", help="to (ISO 8601; default: now)")
+    replay.add_argument(
+        "--rule", default=None, help="only this rule (name or ARN; default: every rule on the bus that is not the "
+        "pipeline's own)"
+    )  # fmt: skip
+    replay.set_defaults(run=_replay)
     redrive = operator_command(
         "redrive", "move dead-lettered messages back to their queues (after a fix)",
         "pcam redrive --queue Convert --dry-run --config-env prod",

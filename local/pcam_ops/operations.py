@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import time
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -180,3 +181,46 @@ def concurrency_headroom(stack_name: str) -> tuple[int, int] | None:
         return None
     caps = sum(int((m.get("ScalingConfig") or {}).get("MaximumConcurrency", 1000)) for m in mappings)
     return caps, int(limit)
+
+
+class UnknownRule(ValueError):
+    """A --rule naming no consumer's rule on the bus: a usage error."""
+
+
+def replay(stack_name: str, since, until, rule: str | None = None, timeout: float = 900) -> tuple[str, list[str]]:
+    """Send the archived events of [since, until] again to the consumers' rules on the pipeline's bus (every
+    rule that is not the pipeline's own, or ``rule``): the replay's name and the rules it went to. Replayed
+    events carry ``replay-name``; the pipeline's own functions never see them."""
+    outputs = stack_outputs(stack_name)
+    events = boto3.client("events")
+    bus = events.describe_event_bus(Name=outputs["PipelineBusName"])
+    own = {
+        resource.get("PhysicalResourceId")
+        for resource in boto3.client("cloudformation").describe_stack_resources(StackName=stack_name)["StackResources"]
+    }
+    rules = [
+        found
+        for page in events.get_paginator("list_rules").paginate(EventBusName=bus["Name"])
+        for found in page["Rules"]
+        if found["Name"] not in own and found["Arn"] not in own and not found.get("ManagedBy")
+    ]
+    if rule:
+        rules = [found for found in rules if rule in (found["Name"], found["Arn"])]
+    if not rules:
+        raise UnknownRule(
+            f"no consumer's rule {rule!r} on bus {bus['Name']}" if rule else f"no consumer's rule on bus {bus['Name']}"
+        )
+    name = f"pcam-replay-{now_iso().replace(':', '').replace('+', '-')}"[:64]
+    events.start_replay(
+        ReplayName=name,
+        EventSourceArn=outputs["PipelineEventArchiveArn"],
+        EventStartTime=since,
+        EventEndTime=until,
+        Destination={"Arn": bus["Arn"], "FilterArns": [found["Arn"] for found in rules]},
+    )
+    deadline = time.monotonic() + timeout
+    while (state := events.describe_replay(ReplayName=name)["State"]) not in ("COMPLETED", "FAILED", "CANCELLED"):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    return f"{name} ({state})", [found["Name"] for found in rules]

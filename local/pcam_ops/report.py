@@ -96,11 +96,13 @@ def scoring_schedule(records: list[dict], cap: int, max_patches: int, now: datet
     return schedule
 
 
-def _since(text: str) -> datetime:
+def parse_time(text: str, option: str = "--since") -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise InvalidInput("--since is not a time", "ISO 8601, e.g. 2026-12-01 or 2026-12-01T09:00:00Z", text) from exc
+        raise InvalidInput(
+            f"{option} is not a time", "ISO 8601, e.g. 2026-12-01 or 2026-12-01T09:00:00Z", text
+        ) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -122,7 +124,7 @@ def records_about(
         owners = {r["pk"] for r in records if file in (r.get("x_key"), r.get("y_key"))}
         records = [r for r in records if r["pk"] == f"file#{file}" or r["pk"] in owners]
     if since:
-        moment = _since(since)
+        moment = parse_time(since)
         records = [r for r in records if _changed_at(r) and _changed_at(r) >= moment]
     return records
 

@@ -150,3 +150,27 @@ def test_pcam_says_its_version(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out.startswith("pcam 0.")
+
+
+def test_a_consumer_that_missed_events_gets_them_again_from_the_archive(pipeline, monkeypatch, capsys):
+    """The local tap is a consumer's rule on the bus; the pipeline's own rules never see a replay."""
+    from datetime import UTC, datetime, timedelta
+
+    before = (datetime.now(UTC) - timedelta(seconds=2)).isoformat()
+    x = synth_split(5, np.random.default_rng(9))[0]
+    pipeline.drop("incoming/slides/replayed.h5", h5_bytes(x=x))
+    pipeline.settle()
+    (ready,) = pipeline.events_for("Slide Ready", slide_id="replayed")
+    use_stack(pipeline.stack, monkeypatch)
+    flow_runs = len([i for i in pipeline.stack.runtime.invocations if i.function == "SageMakerFlowFunction"])
+
+    assert main(["replay", "--stack", "pcam-local", "--since", before, "--rule", "not-a-rule"]) == 2
+    assert "no consumer's rule 'not-a-rule'" in capsys.readouterr().err
+    assert main(["replay", "--stack", "pcam-local", "--since", before]) == 0
+    assert "pcam-local-events-tap" in capsys.readouterr().out, "every consumer's rule, and only those"
+    pipeline.settle()
+
+    again = [e for e in pipeline.events_for("Slide Ready", slide_id="replayed") if e.get("replay-name")]
+    assert [e["detail"] for e in again] == [ready["detail"]], "the same event once more, marked as a replay"
+    flow_now = len([i for i in pipeline.stack.runtime.invocations if i.function == "SageMakerFlowFunction"])
+    assert flow_now - flow_runs <= 3, "the flow's own rule got no replay (only its scheduled ticks ran)"

@@ -158,3 +158,15 @@ def test_data_outlives_the_stack_and_a_replacement_of_it():
     for name in holding_data:
         assert RESOURCES[name].get("DeletionPolicy") == "Retain", name
         assert RESOURCES[name].get("UpdateReplacePolicy") == "Retain", name
+
+
+def test_other_accounts_may_subscribe_only_with_rules_of_their_own_on_pipeline_events():
+    policy = RESOURCES["PipelineBusSubscribers"]
+    assert policy["Condition"] == "HasSubscribers", "no policy at all without subscriber accounts"
+    statement = policy["Properties"]["Statement"]
+    assert statement["Principal"] == {"AWS": {"Ref": "SubscriberAccountIds"}}
+    assert not {"events:PutEvents", "events:PutPermission"} & set(statement["Action"]), "they read, never write"
+    conditions = statement["Condition"]["StringEqualsIfExists"]
+    assert conditions == {"events:creatorAccount": "${aws:PrincipalAccount}", "events:source": "pcam.pipeline"}
+    archive = RESOURCES["PipelineEventArchive"]["Properties"]
+    assert archive["RetentionDays"] == {"Ref": "EventArchiveRetentionDays"}
