@@ -84,7 +84,7 @@ IDENTIFIERS = (
     "Bucket", "Key", "VersionId", "CopySource", "TableName", "QueueUrl", "TopicArn", "RoleArn",
     "ExecutionRoleArn", "ModelName", "TrainingJobName", "HyperParameterTuningJobName", "TransformJobName",
     "ProcessingJobName", "Tags", "Entries", "TrainingJobDefinition", "logGroupName", "logStreamName", "Namespace",
-    "Prefix",
+    "Prefix", "registryId", "repositoryName",
 )  # fmt: skip
 # Kept whole: what the condition keys of a SageMaker Create call (and s3:prefix) are read from.
 CONDITION_FIELDS = (
@@ -217,6 +217,12 @@ def needs_of(call: dict, topic_keys: dict[str, str]) -> list[Need]:
         return [Need(action, f"{group}:log-stream:{stream}" if stream else group)]
     if service == "cloudwatch" and operation == "PutMetricData":
         return [Need(action, "*", (("cloudwatch:namespace", params["Namespace"]),))]
+    if service == "ecr":  # GetAuthorizationToken has no resource; the layer reads are on the repository
+        if operation == "GetAuthorizationToken":
+            return [Need(action, "*")]
+        return [
+            Need(action, f"arn:{PARTITION}:ecr:{REGION}:{params['registryId']}:repository/{params['repositoryName']}")
+        ]
     raise ValueError(f"no IAM mapping for {service}:{operation}; add it to iam_check")
 
 

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.event_contracts import contract_violations
 from tests.hostile_files import HOSTILE, hostile_file
 from tests.integration.conftest import INTEGRATION, h5_bytes
 
@@ -25,6 +26,7 @@ def _assert_quarantined(pipeline, key: str, body: bytes, *reason_parts: str) -> 
     assert pipeline.file_record(key)["status"] == "quarantined"
     (announced,) = pipeline.events_for("File Quarantined", key=key)
     assert announced["detail"]["problem"] == error["problem"], "integrators hear the same reason"
+    assert contract_violations("File Quarantined", announced["detail"]) == [], "as its schema file says"
     return error
 
 

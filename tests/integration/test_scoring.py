@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from pcam_synth.synth import synth_slide, synth_split
+from tests.event_contracts import contract_violations
 from tests.integration.conftest import INTEGRATION, h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
@@ -165,6 +166,7 @@ def test_a_failed_transform_marks_the_slide_failed_alerts_and_writes_no_csv(stac
     assert any("slide unlucky" in a["Message"] and "unable to decode" in a["Message"] for a in alerts())
     (failed,) = pipeline.events_for("Slide Scoring Failed", slide_id="unlucky")
     assert "unable to decode" in failed["detail"]["reason"], "an integrator waiting for the CSV hears why none comes"
+    assert contract_violations("Slide Scoring Failed", failed["detail"]) == [], "as its schema file says"
 
 
 def test_a_missing_prediction_output_fails_the_slide_without_a_partial_csv(stack, pipeline, alerts):
