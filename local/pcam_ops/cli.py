@@ -381,7 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pcam {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    synth = commands.add_parser("synth", help="write synthetic PCam-format data in the drop layout")
+    synth = commands.add_parser(
+        "synth", help="write synthetic PCam-format data in the drop layout", formatter_class=DEFAULTS,
+        epilog="example: pcam synth demo-drop --train 2000 --slides 2 --wsi",
+    )  # fmt: skip
     synth.add_argument("dir")
     synth.add_argument("--dataset", default="synthetic")
     synth.add_argument("--train", type=int, default=2000)
@@ -399,19 +402,28 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(run=_synth)
 
     local = commands.add_parser("local", help="the embedded local stack").add_subparsers(dest="local", required=True)
-    run = local.add_parser("run", help="run the pipeline on DROP_DIR and copy the results to OUT_DIR")
+    run = local.add_parser(
+        "run", help="run the pipeline on DROP_DIR and copy the results to OUT_DIR", formatter_class=DEFAULTS,
+        epilog="example: pcam local run ./pcam-files --out ./results --timeout 3600",
+    )  # fmt: skip
     run.add_argument("drop_dir")
     run.add_argument("--out", required=True)
     run.add_argument("--port", type=int, default=None)
     run.add_argument("--timeout", type=float, default=1800)
     run.set_defaults(run=_local_run)
-    demo = commands.add_parser("demo", help="the whole product on the local stack: synthesise, train, score")
+    demo = commands.add_parser(
+        "demo", help="the whole product on the local stack: synthesise, train, score", formatter_class=DEFAULTS,
+        epilog="example: pcam demo --out pcam-output",
+    )  # fmt: skip
     demo.add_argument("--drop", default="demo-drop", help="where the synthetic drop is written")
     demo.add_argument("--out", default="pcam-output", help="where the results are copied")
     demo.add_argument("--port", type=int, default=None)
     demo.add_argument("--timeout", type=float, default=1800)
     demo.set_defaults(run=_demo)
-    up = local.add_parser("up", help="keep the local stack running in the foreground")
+    up = local.add_parser(
+        "up", help="keep the local stack running in the foreground", formatter_class=DEFAULTS,
+        epilog="example: pcam local up --parameter PromotionMinimumAuc=0.5 --parameter RescoreOnPromotion=true",
+    )  # fmt: skip
     up.add_argument("--port", type=int, default=None)
     up.add_argument(
         "--parameter", action="append", default=[], metavar="NAME=VALUE", help="a template parameter (repeatable)"

@@ -29,3 +29,24 @@ def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path, capsys):
     assert main(["demo", "--out", str(precious), "--drop", str(tmp_path / "drop")]) == USAGE
     assert (precious / "thesis.docx").read_text() == "years of work"
     assert "pcam demo did not make" in capsys.readouterr().err
+
+
+def test_every_command_says_its_defaults_and_shows_an_example():
+    import argparse
+
+    from pcam_ops.cli import build_parser
+
+    def commands(parser, path=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from commands(child, (*path, name))
+        if path and not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+            yield " ".join(path), parser
+
+    found = dict(commands(build_parser()))
+    assert {"check", "status", "replay", "local up", "demo", "lab add"} <= found.keys()
+    for name, parser in found.items():
+        assert (parser.epilog or "").startswith("example: pcam "), f"pcam {name} --help shows no example"
+        if name == "status":
+            assert "(default: samconfig.toml)" in parser.format_help()
