@@ -1,7 +1,10 @@
 # Everything runs from virtualenvs built from the pinned requirements; nothing is installed by hand.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
-PYTHON ?= python3.11
+# The Lambda runtime's Python (python3.13: openslide-bin's manylinux_2_28 wheels need Amazon Linux 2023);
+# pyenv's own copy when its shim would refuse. The tools (SAM CLI, checkov, mutmut) keep the machine's python3.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13.*/bin/python3.13) python3.13)
+TOOLS_PYTHON ?= python3
 VENV := .venv
 TOOLS := .venv-tools
 CHECKOV := .venv-checkov
@@ -15,7 +18,7 @@ QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory"
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements/dev.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(VENV)/bin/pip install -q -r requirements/dev.txt $(QUIET_PIP)
 	$(VENV)/bin/pip install -q --no-deps -e . $(QUIET_PIP)
 	touch $@
@@ -23,12 +26,12 @@ $(VENV)/.installed: requirements/dev.txt pyproject.toml
 tools: $(TOOLS)/.installed
 
 $(TOOLS)/.installed: requirements/tools.txt
-	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS_PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q -r requirements/tools.txt $(QUIET_PIP)
 	touch $@
 
 $(CHECKOV)/.installed: requirements/checkov.txt
-	$(PYTHON) -m venv $(CHECKOV)
+	$(TOOLS_PYTHON) -m venv $(CHECKOV)
 	$(CHECKOV)/bin/pip install -q -r requirements/checkov.txt $(QUIET_PIP)
 	touch $@
 
@@ -43,7 +46,7 @@ lint: setup
 # The template must validate, lint and build (no Docker) at every commit.
 template: setup tools
 	$(TOOLS)/bin/sam validate --lint
-	$(TOOLS)/bin/sam build --cached --parallel
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(TOOLS)/bin/sam build --cached --parallel  # finds python3.13 in .venv
 	$(VENV)/bin/python scripts/check_bundle_sizes.py
 
 # Every run is in a new random order (pytest-randomly); SEED=… repeats one.
@@ -86,7 +89,7 @@ fuzz: setup
 	$(VENV)/bin/python -m tests.fuzz --cases $(N) --seed $(FUZZ_SEED) --report fuzz-report.json
 
 $(MUTATION)/.installed: requirements/mutation.txt
-	$(PYTHON) -m venv $(MUTATION)
+	$(TOOLS_PYTHON) -m venv $(MUTATION)
 	$(MUTATION)/bin/pip install -q -r requirements/mutation.txt $(QUIET_PIP)
 	touch $@
 

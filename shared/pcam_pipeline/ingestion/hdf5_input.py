@@ -10,15 +10,13 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, ParamSpec, TypeVar
+from typing import BinaryIO
 
 import h5py
 import numpy as np
 
 from pcam_pipeline.core.errors import InvalidInput
 
-P = ParamSpec("P")
-T = TypeVar("T")
 PATCH_SHAPE = (96, 96, 3)
 PIXELS = "uint8 pixel values 0-255"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -197,7 +195,7 @@ def _check_readable(dataset: h5py.Dataset, what: str) -> None:
         ) from exc
 
 
-def _damage_explained(read: Callable[P, T]) -> Callable[P, T]:
+def _damage_explained[**P, T](read: Callable[P, T]) -> Callable[P, T]:
     """HDF5 reports damaged metadata (a bad B-tree node, heap or object header) as OSError, RuntimeError,
     KeyError or ValueError from wherever it is met: each becomes a plain reason, and the file is quarantined."""
 
