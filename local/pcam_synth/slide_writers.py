@@ -1,5 +1,6 @@
-"""Whole-slide test images written by other people's writers, not ours: libvips (pyvips) and tifffile in the
-layouts scanners and converters use. Tests and the bench hold the pipeline's reader to OpenSlide on them.
+"""Whole-slide test images written by other people's writers, not ours: libvips (pyvips), tifffile in the
+layouts scanners and converters use, and wsidicom (DICOM WSI, through wsidicomizer). Tests and the bench hold
+the pipeline's reader to OpenSlide on them.
 
 Each writer takes the same synthetic picture (`synth.synth_wsi_picture`), so every slide holds the same
 tissue, tumour and pen stroke, whatever its layout, compression and predictor.
@@ -20,7 +21,7 @@ class SlideRecipe:
     """One way a lab's slide is written: the writer, its options, and the file name it gets."""
 
     name: str
-    writer: str  # "libvips" or "tifffile"
+    writer: str  # "libvips", "tifffile" or "wsidicom"
     suffix: str = ".tif"
     options: dict = field(default_factory=dict)
 
@@ -41,6 +42,13 @@ RECIPES = [
     SlideRecipe("ycbcr-jpeg", "tifffile", options={"layout": "ycbcr"}),
     SlideRecipe("ome-tiff-nm", "tifffile", ".ome.tif", {"layout": "ome"}),
 ]
+# Slides only OpenSlide reads: the pipeline stages them once at ingestion (wsi.vendor). JPEG 2000 tiles in the
+# Aperio layout (compression 33005, RGB; imagecodecs' OpenJPEG encodes them) and a DICOM WSI series, zipped as
+# a lab drops it (docs/labs.md, "Multi-file slides").
+OPENSLIDE_RECIPES = [
+    SlideRecipe("aperio-jpeg2000", "tifffile", ".svs", {"layout": "aperio", "compression": 33005}),
+    SlideRecipe("dicom-wsidicom", "wsidicom", ".zip"),
+]
 
 
 def write_slide(
@@ -52,10 +60,8 @@ def write_slide(
     level0 = picture.repeat(scale, axis=0).repeat(scale, axis=1)
     path = folder / f"{recipe.name}{recipe.suffix}"
     folder.mkdir(parents=True, exist_ok=True)
-    if recipe.writer == "libvips":
-        _write_with_libvips(path, level0, truth.mpp, **recipe.options)
-    else:
-        _write_with_tifffile(path, level0, truth.mpp, **recipe.options)
+    writers = {"libvips": _write_with_libvips, "tifffile": _write_with_tifffile, "wsidicom": _write_dicom_zip}
+    writers[recipe.writer](path, level0, truth.mpp, **recipe.options)
     return path, truth
 
 
@@ -79,10 +85,32 @@ def _levels(level0: np.ndarray, smallest: int = 256) -> list[np.ndarray]:
     return levels
 
 
-def _write_with_tifffile(path: Path, level0: np.ndarray, mpp: float, layout: str, single_level: bool = False) -> None:
+def _write_dicom_zip(path: Path, level0: np.ndarray, mpp: float) -> None:
+    """A DICOM WSI series written by wsidicom (wsidicomizer's conversion of a libvips JPEG pyramid, its 256-px
+    JPEG tiles copied, not re-encoded), zipped in a folder named after the slide, as a lab uploads a series."""
+    import tempfile
+    import zipfile
+
+    from wsidicomizer import WsiDicomizer
+
+    with tempfile.TemporaryDirectory() as work:
+        source, series = Path(work) / "source.tif", Path(work) / "series"
+        _write_with_libvips(source, level0, mpp, compression="jpeg", Q=90, tile_width=256, tile_height=256)
+        series.mkdir()
+        WsiDicomizer.convert(source, series, tile_size=256, include_label=False, include_overview=False,
+                             include_thumbnail=False, workers=1)  # fmt: skip
+        with zipfile.ZipFile(path, "w") as bundle:
+            for part in sorted(series.glob("*.dcm")):
+                bundle.write(part, f"{path.stem}/{part.name}")
+
+
+def _write_with_tifffile(
+    path: Path, level0: np.ndarray, mpp: float, layout: str, single_level: bool = False, compression: int = 7
+) -> None:
     """Scanner and microscopy layouts written by tifffile (JPEG tiles encoded by Pillow):
 
-    - ``aperio``: Aperio's page order: level 0 in 240-px JPEG tiles (RGB components, as Aperio writes them)
+    - ``aperio``: Aperio's page order: level 0 in 240-px JPEG tiles (RGB components, as Aperio writes them;
+      ``compression=33005``: JPEG 2000 RGB, as Aperio's J2K slides)
       with the ``Aperio ...|MPP =`` description, a stripped thumbnail, the smaller levels, then stripped
       label and macro pictures; ``single_level`` is a region export (level 0, thumbnail, label, macro),
       like OpenSlide's CMU-1-Small-Region.svs;
@@ -99,15 +127,17 @@ def _write_with_tifffile(path: Path, level0: np.ndarray, mpp: float, layout: str
     with tifffile.TiffWriter(path, bigtiff=layout == "ome", ome=layout == "ome") as writer:
         if layout == "aperio":
             jpeg = dict(compression="jpeg", photometric="rgb", compressionargs={"outcolorspace": "RGB"}, metadata=None)
+            tiles = jpeg if compression == 7 else dict(compression=compression, photometric="rgb", metadata=None)
+            codec = "JPEG/RGB Q=90" if compression == 7 else "J2K/KDU Q=70"
             description = (f"Aperio Image Library v12.0.15\r\n{width}x{height} [0,0 {width}x{height}] (240x240) "
-                           f"JPEG/RGB Q=90|AppMag = 20|MPP = {mpp}|Filename = {path.stem}")  # fmt: skip
-            writer.write(levels[0], tile=(240, 240), description=description, **jpeg)
+                           f"{codec}|AppMag = 20|MPP = {mpp}|Filename = {path.stem}")  # fmt: skip
+            writer.write(levels[0], tile=(240, 240), description=description, **tiles)
             thumbnail = Image.fromarray(level0)
             thumbnail.thumbnail((768, 768))
             writer.write(np.asarray(thumbnail), description=f"Aperio Image Library v12.0.15\r\n{width}x{height} -> "
                          f"{thumbnail.width}x{thumbnail.height} - |MPP = {mpp}", **jpeg)  # fmt: skip
             for level in levels[1:]:
-                writer.write(level, tile=(240, 240), description="Aperio Image Library v12.0.15\r\n", **jpeg)
+                writer.write(level, tile=(240, 240), description="Aperio Image Library v12.0.15\r\n", **tiles)
             label = np.full((300, 300, 3), 250, np.uint8)
             writer.write(label, subfiletype=1, description="Aperio Image Library v12.0.15\r\nlabel 300x300",
                          photometric="rgb", metadata=None)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,21 @@ class S3BlobStore:
 
     def exists(self, key: str) -> bool:
         return storage.object_exists(self._s3, self.bucket, key)
+
+    def download(self, key: str, version: str | None, path: Path) -> None:
+        """One object version into a local file (multipart ranged GETs, bounded memory)."""
+        try:
+            self._s3.download_file(self.bucket, key, str(path), ExtraArgs={"VersionId": version} if version else None)
+        except ClientError as exc:
+            raise RetryableError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+
+    def upload(self, key: str, path: Path, content_type: str) -> str | None:
+        """A local file as the object (multipart when large); its version id (None: the bucket keeps none)."""
+        try:
+            self._s3.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
+            return self._s3.head_object(Bucket=self.bucket, Key=key).get("VersionId")
+        except ClientError as exc:
+            raise RetryableError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
 
     def open(self, key: str, version: str | None = None) -> storage.S3RangeFile:
         """A seekable file of one object version, read with ranged GETs (for HDF5)."""

@@ -27,10 +27,20 @@ _SPLIT_TOKEN = re.compile(r"(?:^|[_\-. ])(" + "|".join(_SPLIT_ALIASES) + r")(?=[
 _ROLE_SUFFIX = re.compile(r"[_\-]([xy])$", re.IGNORECASE)
 _H5_SUFFIXES = (".h5.gz", ".hdf5.gz", ".h5", ".hdf5")
 TRAINING_SETTINGS_FILE = "training.json"
-# Whole-slide images the reader decodes (pyramidal tiled TIFF: generic and Aperio), and formats it cannot.
-WHOLE_SLIDE_SUFFIXES = (".ome.tiff", ".ome.tif", ".svs", ".tiff", ".tif")  # OME-TIFF: the id has no ".ome"
-UNREADABLE_SLIDE_SUFFIXES = (".ndpi", ".mrxs", ".vms", ".vmu", ".scn", ".bif", ".czi", ".isyntax", ".dcm")
-SLIDE_KINDS = "HDF5 patches (.h5, .h5.gz), a whole-slide image (.svs, .tif, .tiff) or a sidecar (.json)"
+# Whole-slide images by the reader that opens them: the pipeline's own (pyramidal TIFF, generic and Aperio; a
+# vendor TIFF inside falls back to OpenSlide), OpenSlide 4 (single-file vendor formats), or a .zip of a multi-file
+# slide (MIRAX, DICOM, VMS) that OpenSlide opens once unpacked. OME-TIFF: the id has no ".ome".
+WHOLE_SLIDE_SUFFIXES = {
+    **dict.fromkeys((".ome.tiff", ".ome.tif", ".svs", ".tiff", ".tif"), "tiff"),
+    **dict.fromkeys((".ndpi", ".scn", ".bif", ".czi", ".svslide"), "openslide"),
+    ".zip": "archive",
+}
+MULTI_FILE_SUFFIXES = (".mrxs", ".vms", ".vmu", ".dcm")  # readable once zipped with their companion files
+UNREADABLE_SLIDE_SUFFIXES = (".isyntax",)
+SLIDE_KINDS = (
+    "HDF5 patches (.h5, .h5.gz), a whole-slide image (.svs, .tif, .tiff, .ndpi, .scn, .bif, .czi, .svslide, "
+    "or a .zip of a MIRAX, DICOM or VMS slide) or a sidecar (.json)"
+)
 
 
 @dataclass(frozen=True)
@@ -75,9 +85,10 @@ class SlideFile:
 
 @dataclass(frozen=True)
 class WholeSlideFile:
-    """``incoming/slides/<slide_id>.svs|.tif|.tiff``: a scanner's pyramidal image."""
+    """``incoming/slides/<slide_id>.svs|.tif|.ndpi|.zip|…``: a scanner's pyramidal image, and what opens it."""
 
     slide_id: str
+    reader: Literal["tiff", "openslide", "archive"] = "tiff"
 
 
 @dataclass(frozen=True)
@@ -107,16 +118,22 @@ def _slide_kind(name: str) -> SlideFile | WholeSlideFile | SlideSidecarFile:
     stripped = _strip_h5_suffix(name)
     if stripped is not None and stripped[0]:
         return SlideFile(slide_id=usable_name(stripped[0], "slide id"), compressed=stripped[1])
-    for suffix in WHOLE_SLIDE_SUFFIXES:
+    for suffix, reader in WHOLE_SLIDE_SUFFIXES.items():
         if lowered.endswith(suffix) and len(name) > len(suffix):
-            return WholeSlideFile(slide_id=usable_name(name[: -len(suffix)], "slide id"))
+            return WholeSlideFile(slide_id=usable_name(name[: -len(suffix)], "slide id"), reader=reader)
     if lowered.endswith(SIDECAR_SUFFIX) and len(name) > len(SIDECAR_SUFFIX):
         return SlideSidecarFile(slide_id=usable_name(name[: -len(SIDECAR_SUFFIX)], "slide id"))
+    if lowered.endswith(MULTI_FILE_SUFFIXES):
+        raise InvalidInput(
+            f"a {name.rsplit('.', 1)[-1].upper()} slide is several files, and this is only one of them",
+            f"the slide's files in one .zip named after the slide ({name.rsplit('.', 1)[0]}.zip): see docs/labs.md, "
+            "'Multi-file slides'",
+            repr(name),
+        )
     if lowered.endswith(UNREADABLE_SLIDE_SUFFIXES):
         raise InvalidInput(
             f"the pipeline cannot read {name.rsplit('.', 1)[-1].upper()} slides",
-            "a pyramidal TIFF (.tif, .tiff) or an Aperio .svs; convert with, for example, "
-            "vips tiffsave slide.ndpi slide.tif --tile --pyramid --compression jpeg",
+            "a format OpenSlide 4 reads, or a pyramidal TIFF (Philips' software exports iSyntax as TIFF)",
             repr(name),
         )
     raise InvalidInput("the file is not a kind of slide the pipeline reads", SLIDE_KINDS, repr(name))

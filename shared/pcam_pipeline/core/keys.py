@@ -92,6 +92,11 @@ def tiling_key(slide_id: str, run_id: str, name: str) -> str:
     return f"{TILING}{slide_id}/{run_id}/{name}"
 
 
+def staged_slide_key(slide_id: str, run_id: str) -> str:
+    """A slide only OpenSlide reads, staged at ingestion as a pyramidal TIFF that conversion shards read."""
+    return f"{STAGING}slides/{slide_id}/{run_id}/slide.tif"
+
+
 def coords_key(slide_id: str, run_id: str) -> str:
     """An HDF5 slide's patch coordinates, copied at ingestion: scoring, weeks later, never reads the drop."""
     return tiling_key(slide_id, run_id, "coords.npy")

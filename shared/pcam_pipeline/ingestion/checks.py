@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from pcam_pipeline.aws.storage import GunzipStream
@@ -22,7 +23,7 @@ from pcam_pipeline.ingestion.hdf5_input import FileLimits, inspect_patches, open
 from pcam_pipeline.ingestion.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
 from pcam_pipeline.ingestion.training_settings import parse_training_settings
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
-from pcam_pipeline.wsi.ingestion import SIDECAR_MAX_BYTES, parse_sidecar, plan_whole_slide
+from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, parse_sidecar, plan_dropped_slide
 
 
 def check_upload(key: str, f: BinaryIO, size: int, settings: IngestSettings) -> str:
@@ -35,10 +36,13 @@ def check_upload(key: str, f: BinaryIO, size: int, settings: IngestSettings) -> 
     if isinstance(kind, SlideSidecarFile):
         return f"the sidecar of slide {kind.slide_id}: {parse_sidecar(f.read(SIDECAR_MAX_BYTES + 1))} µm/px"
     if isinstance(kind, WholeSlideFile):
-        plan, _ = plan_whole_slide(f, size, kind.slide_id, None, settings.conversion)
+        with tempfile.TemporaryDirectory(prefix="pcam-check-") as work:
+            local = Path(work) / PurePosixPath(key).name
+            plan, _, staged = plan_dropped_slide(f, size, kind, None, settings.conversion, (local, _copier(f)))
+        read_by = f", read by OpenSlide ({staged.vendor})" if staged else ""
         return (
             f"whole-slide image {kind.slide_id}: {plan.tiles_kept:,} tiles on tissue of {plan.tiles_total:,}, "
-            f"at {plan.mpp} µm/px ({plan.mpp_source})"
+            f"at {plan.mpp} µm/px ({plan.mpp_source}){read_by}"
         )
     with _decompressed(f, settings.max_uncompressed_bytes) if kind.compressed else contextlib.nullcontext(f) as hdf5:
         return _check_hdf5(kind, hdf5, settings)
@@ -56,6 +60,15 @@ def _check_hdf5(kind, f: BinaryIO, settings: IngestSettings) -> str:
             return f"images of {kind.dataset}/{kind.split}: {inspect_patches(handle, limits).count:,} patches"
         labels = read_labels(handle, limits)
         return f"labels of {kind.dataset}/{kind.split}: {labels.size:,} ({int(labels.sum()):,} tumour)"
+
+
+def _copier(f: BinaryIO):
+    def copy(path: Path) -> None:
+        f.seek(0)
+        with open(path, "wb") as local:
+            shutil.copyfileobj(f, local, 8 << 20)
+
+    return copy
 
 
 @contextlib.contextmanager

@@ -82,7 +82,7 @@ class ShardConverter:
         plan = load_plan(self._blobs, task.tile_plan_key)
         with (
             storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
-            WholeSlide(f, f.size, self._settings.slide_limits) as slide,
+            WholeSlide(f, f.size, self._settings.slide_limits, (plan.width, plan.height)) as slide,
         ):
             yield cut_patches(slide, plan, task.start, task.stop)
 

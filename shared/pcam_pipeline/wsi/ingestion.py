@@ -9,65 +9,26 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections.abc import Iterator
+from functools import partial
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.core import keys
-from pcam_pipeline.core.dropped_files import DroppedFile, SlideSidecarFile, WholeSlideFile
+from pcam_pipeline.core.dropped_files import DroppedFile, SlideSidecarFile, WholeSlideFile, classify_incoming_key
 from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.core.lab_json import parse_lab_json
 from pcam_pipeline.core.records import SlideRecord
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from
-from pcam_pipeline.scoring.batches import check_slide_fits_one_job
 from pcam_pipeline.state import StateStore, slide_pk
+from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, MissingResolution, parse_sidecar, plan_dropped_slide
 from pcam_pipeline.wsi.reader import WholeSlide
-from pcam_pipeline.wsi.resolution import check_mpp
-from pcam_pipeline.wsi.tiling import TilePlan, plan_tiles, read_patch
-
-SIDECAR_MAX_BYTES = 4096
-SIDECAR_EXAMPLE = '{"mpp": 0.25}'
-
-
-class MissingResolution(InvalidInput):
-    """The slide does not say its µm/px and no sidecar does: it waits in quarantine for its sidecar."""
-
-
-def sidecar_source(key: str, version: str) -> str:
-    return f"sidecar {key} (version {version})"
-
-
-def parse_sidecar(body: bytes) -> float:
-    """The µm per level-0 pixel a sidecar gives; anything else in it is refused, not ignored."""
-    document = parse_lab_json(body, "the sidecar", SIDECAR_MAX_BYTES, SIDECAR_EXAMPLE)
-    if not isinstance(document, dict) or "mpp" not in document:
-        raise InvalidInput(
-            "the sidecar does not give the slide's µm per pixel",
-            f"a JSON object such as {SIDECAR_EXAMPLE}",
-            repr(document)[:200],
-        )
-    unknown = sorted(set(document) - {"mpp"})
-    if unknown:
-        found = ", ".join(unknown)[:200]
-        raise InvalidInput("the sidecar holds fields the pipeline does not know", 'only "mpp"', found)
-    mpp = document["mpp"]
-    if isinstance(mpp, bool) or not isinstance(mpp, int | float):
-        raise InvalidInput("the sidecar's mpp is not a number", f"a number such as {SIDECAR_EXAMPLE}", repr(mpp)[:200])
-    return check_mpp(float(mpp), "the sidecar")
-
-
-def missing_resolution(slide_id: str, why: str) -> MissingResolution:
-    sidecar = keys.sidecar_key(slide_id)
-    return MissingResolution(
-        "the slide does not say its resolution (µm per pixel)",
-        f'a sidecar {sidecar} containing {{"mpp": <µm per pixel of level 0>}}, for example {SIDECAR_EXAMPLE} for '
-        "a 40x scan: drop it and this upload of the slide is read again (no need to drop the slide again)",
-        why,
-    )
+from pcam_pipeline.wsi.tiling import TilePlan, read_patch
 
 
 class WholeSlideIngestion:
@@ -93,20 +54,23 @@ class WholeSlideIngestion:
             if current.x_run == dropped.run_id:
                 return {"status": "already planned", "owner": owner}
             if decided is None:
-                decided = self._plan_or_wait_for_sidecar(dropped, kind.slide_id)
-            plan, plan_key, sidecar_version = decided
+                decided = self._plan_or_wait_for_sidecar(dropped, kind)
+            plan, plan_key, sidecar_version, (source_key, source_version) = decided
             prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
-            read_at = f"whole-slide image, level {plan.level} ({plan.level_mpp:.3f} µm/px)"
-            source = PatchSource(dropped.key, dropped.version_id, plan.tiles_kept, read_at, prefix, plan_key)
+            read_at = f"whole-slide image, level {plan.slide_level} ({plan.level_mpp:.3f} µm/px)"
+            if plan.vendor:
+                read_at += f", staged by OpenSlide ({plan.vendor})"
+            source = PatchSource(source_key, source_version, plan.tiles_kept, read_at, prefix, plan_key)
             fields = {"kind": "slide", "slide_id": kind.slide_id, "has_coords": True, "tile_plan_key": plan_key,
                       "sidecar_version": sidecar_version, **self._image_edge}  # fmt: skip
             planned = self._planner.plan(dropped, owner, source, fields, current, forget=("coords_key",))
             if planned:
                 return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
 
-    def _plan_or_wait_for_sidecar(self, dropped: DroppedFile, slide_id: str) -> tuple[TilePlan, str, str | None]:
+    def _plan_or_wait_for_sidecar(self, dropped: DroppedFile, kind: WholeSlideFile):
+        slide_id = kind.slide_id
         try:
-            return self._plan(dropped, slide_id)
+            return self._plan(dropped, kind)
         except MissingResolution:  # quarantined; its sidecar will have this upload read again
             awaiting = (slide_id, dropped.key, dropped.version_id, keys.quarantine_key(dropped.key))
             self._state.record_slide_awaiting_mpp(*awaiting)
@@ -114,7 +78,7 @@ class WholeSlideIngestion:
                 raise
             # The sidecar was recorded meanwhile, and may not have seen this upload waiting for it.
             self._state.forget_slide_awaiting_mpp(slide_id)
-            return self._plan(dropped, slide_id)
+            return self._plan(dropped, kind)
 
     def _with_sidecar(self, current: SlideRecord, sidecar_version: str) -> DroppedFile:
         """The slide's current upload, to be cut again at a sidecar's µm/px (its own run: outputs never mix)."""
@@ -134,7 +98,7 @@ class WholeSlideIngestion:
                                  run_context=f"sidecar {dropped.version}")  # fmt: skip
             try:
                 self._check_still_kept(waited)
-                cut = self.ingest(waited, WholeSlideFile(kind.slide_id))
+                cut = self.ingest(waited, classify_incoming_key(waited.key))
             except InvalidInput as problem:  # the slide stays in quarantine, now for this reason
                 self._state.record_file(waited.key, waited.version, FileStatus.QUARANTINED, reason=problem.describe())
                 cut = {"status": "still quarantined", "reason": problem.describe()}
@@ -144,7 +108,7 @@ class WholeSlideIngestion:
         if current and current.tile_plan_key and current.sidecar_version != dropped.version:
             again = self._with_sidecar(current, dropped.version)
             self._check_still_kept(again)  # else the sidecar is quarantined with the reason; it stays recorded
-            return {**result, "cut_again": self.ingest(again, WholeSlideFile(kind.slide_id))}
+            return {**result, "cut_again": self.ingest(again, classify_incoming_key(again.key))}
         return result
 
     def _check_still_kept(self, waited: DroppedFile) -> None:
@@ -156,35 +120,29 @@ class WholeSlideIngestion:
                 f"version {waited.version_id} of {waited.key}",
             )
 
-    def _plan(self, dropped: DroppedFile, slide_id: str) -> tuple[TilePlan, str, str | None]:
-        """Read the slide's structure and tissue; write its plan and thumbnail. Returns the plan, its key and
-        the version of the sidecar it used (None: the slide's own metadata)."""
-        sidecar = self._state.slide_sidecar(slide_id)
-        with storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f:
-            plan, thumbnail = plan_whole_slide(f, f.size, slide_id, sidecar, self._settings)
-        plan_key = keys.tiling_key(slide_id, dropped.run_id, "plan.json")
+    def _plan(self, dropped: DroppedFile, kind: WholeSlideFile):
+        """Read the slide's structure and tissue; write its plan and thumbnail. Returns the plan, its key, the
+        version of the sidecar it used (None: the slide's own metadata) and the object shards read (key, version):
+        the upload, or the copy staged in ``staging/`` of a slide only OpenSlide reads."""
+        sidecar = self._state.slide_sidecar(kind.slide_id)
+        with (
+            tempfile.TemporaryDirectory(prefix="pcam-slide-") as work,
+            storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f,
+        ):
+            local = Path(work) / PurePosixPath(dropped.key).name
+            download = partial(self._blobs.download, dropped.key, dropped.version_id)
+            plan, thumbnail, staged = plan_dropped_slide(f, f.size, kind, sidecar, self._settings, (local, download))
+            source = (dropped.key, dropped.version_id)
+            if staged is not None:
+                staged_key = keys.staged_slide_key(kind.slide_id, dropped.run_id)
+                source = (staged_key, self._blobs.upload(staged_key, Path(staged.path), "image/tiff"))
+        plan_key = keys.tiling_key(kind.slide_id, dropped.run_id, "plan.json")
         picture = io.BytesIO()
         thumbnail.save(picture, format="JPEG", quality=85)
-        self._blobs.put_bytes(keys.tiling_key(slide_id, dropped.run_id, "thumbnail.jpg"), picture.getvalue(),
+        self._blobs.put_bytes(keys.tiling_key(kind.slide_id, dropped.run_id, "thumbnail.jpg"), picture.getvalue(),
                               "image/jpeg")  # fmt: skip
         self._blobs.put_json(plan_key, plan.to_json())
-        return plan, plan_key, sidecar["version"] if sidecar else None
-
-
-def plan_whole_slide(f, size: int, slide_id: str, sidecar: dict | None, settings: ConversionSettings):
-    """Read a slide's structure and tissue and plan its tiles at the sidecar's µm/px, else its own; the plan
-    and the thumbnail. Refuses (InvalidInput) what ingestion refuses: an unreadable slide, no resolution, too
-    many tiles for one scoring job."""
-    with WholeSlide(f, size, settings.slide_limits) as slide:
-        if sidecar:
-            mpp, source = sidecar["mpp"], sidecar_source(sidecar["key"], sidecar["version"])
-        elif slide.resolution.mpp is not None:
-            mpp, source = slide.resolution.mpp, slide.resolution.source
-        else:
-            raise missing_resolution(slide_id, slide.resolution.source)
-        plan, thumbnail = plan_tiles(slide, mpp, source, settings.tiling)
-    check_slide_fits_one_job(plan.tiles_kept, settings.max_patches_per_slide)
-    return plan, thumbnail
+        return plan, plan_key, sidecar["version"] if sidecar else None, source
 
 
 def load_plan(blobs: S3BlobStore, plan_key: str) -> TilePlan:

@@ -33,21 +33,30 @@ class Level:
 
 
 class WholeSlide:
-    """An open pyramidal TIFF: its levels, its resolution metadata and region reads with a tile cache."""
+    """An open pyramidal TIFF: its levels, its resolution metadata and region reads with a tile cache.
 
-    def __init__(self, fileobj: BinaryIO, size: int, limits: SlideLimits = DEFAULT_SLIDE_LIMITS):
+    ``base_size`` is the (width, height) that level downsamples and tile coordinates refer to: the file's level 0,
+    or the original slide's level 0 when the file is a vendor slide's staged copy holding only its coarser levels."""
+
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        size: int,
+        limits: SlideLimits = DEFAULT_SLIDE_LIMITS,
+        base_size: tuple[int, int] | None = None,
+    ):
         self._limits = limits
         check_signature(fileobj, size)
         try:
             self._tiff = tifffile.TiffFile(fileobj)
             # Tags of the wrong type (a width stored as text, an unknown photometric code) fail in here too.
             self._pyramid = pyramid_pages(self._tiff, limits, size)
-            base = self._pyramid[0]
+            self.width, self.height = base_size or (self._pyramid[0].imagewidth, self._pyramid[0].imagelength)
             self.levels = [
-                Level(p.imagewidth, p.imagelength, base.imagewidth / p.imagewidth, p.tilewidth, p.tilelength)
+                Level(p.imagewidth, p.imagelength, self.width / p.imagewidth, p.tilewidth, p.tilelength)
                 for p in self._pyramid
             ]
-            self.resolution = resolution_from_metadata(base)
+            self.resolution = resolution_from_metadata(self._pyramid[0])
             self._formats = [TileFormat.of(p) for p in self._pyramid]
         except InvalidInput:
             raise

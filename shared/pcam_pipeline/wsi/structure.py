@@ -16,6 +16,12 @@ from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.tile_decoding import HORIZONTAL_PREDICTOR, LIBTIFF_COMPRESSION, READABLE_COMPRESSION
 
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# TIFF layouts that only OpenSlide's vendor drivers interpret (offsets, crops, tile maps in their own metadata).
+VENDOR_LAYOUTS = {"ndpi": "Hamamatsu NDPI", "philips": "Philips TIFF", "scn": "Leica SCN", "bif": "Ventana BIF"}
+
+
+class NeedsOpenSlide(InvalidInput):
+    """The pipeline's own reader does not decode this slide; OpenSlide may (read once and staged, `wsi.vendor`)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,11 @@ class SlideLimits:
     max_tile_edge: int = 4096
     max_tile_bytes: int = 16 << 20
     cache_bytes: int = 192 << 20  # decoded tiles kept while a shard reads neighbouring patches
+    # Slides OpenSlide reads (wsi.vendor) are copied to ephemeral storage: the file, or a .zip and what it holds.
+    max_vendor_bytes: int = 4 << 30  # MaxVendorSlideGB
+    max_archive_files: int = 10_000
+    openslide_cpu_seconds: int = 600
+    openslide_memory_bytes: int = 3 << 30  # address space of the child process reading with OpenSlide
 
 
 DEFAULT_SLIDE_LIMITS = SlideLimits()
@@ -44,6 +55,9 @@ def check_signature(fileobj: BinaryIO, size: int) -> None:
 
 def pyramid_pages(tiff: tifffile.TiffFile, limits: SlideLimits, size: int) -> list[tifffile.TiffPage]:
     """The pages of the pyramid, level 0 first, each checked; ``size`` is the file's, in bytes."""
+    for flag, name in VENDOR_LAYOUTS.items():
+        if getattr(tiff, f"is_{flag}"):
+            raise NeedsOpenSlide(f"the slide is a {name} file", "a layout OpenSlide's vendor reader interprets", name)
     pages = _pages(tiff, limits)
     pages[1:1] = _subifd_levels(tiff, pages[0], limits)
     return _pyramid_of(pages, limits, size)
@@ -104,7 +118,7 @@ def _check_page(page: tifffile.TiffPage, level: int, limits: SlideLimits, size: 
         )
     compression = int(page.compression)
     if compression not in READABLE_COMPRESSION:
-        raise InvalidInput(
+        raise NeedsOpenSlide(
             f"{where} is compressed in a way the pipeline cannot decode",
             "JPEG, LZW, deflate, PackBits or none (convert first: vips tiffsave slide.svs slide.tif --tile "
             "--pyramid --compression jpeg --Q 90)",

@@ -53,17 +53,26 @@ class TilePlan:
     mask_level: int
     thumbnail_downsample: tuple[float, float]  # level-0 pixels per thumbnail pixel (x, y)
     coords: list = field(default_factory=list)  # [x, y] of each kept tile's top-left corner, level 0
+    # A slide only OpenSlide reads: its vendor, and the slide's level the staged copy starts at (``level`` counts
+    # from there).
+    vendor: str = ""
+    first_level: int = 0
 
     @property
     def tiles_kept(self) -> int:
         return len(self.coords)
+
+    @property
+    def slide_level(self) -> int:
+        """The level patches are read from, counted in the slide as dropped."""
+        return self.first_level + self.level
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, body: dict) -> TilePlan:
-        values = {name: body[name] for name in cls.__dataclass_fields__}
+        values = {name: body[name] for name in cls.__dataclass_fields__ if name in body}
         values["thumbnail_downsample"] = tuple(values["thumbnail_downsample"])
         return cls(**values)
 
@@ -201,9 +210,8 @@ def plan_tiles(
     mask_index, reduction = choose_mask_read(levels, edge)
     low = read_reduced(slide, mask_index, reduction)
     mask = tissue_mask(low)
-    base = levels[0]
-    downsample = (base.width / low.shape[1], base.height / low.shape[0])
-    coords = tile_grid(base.width, base.height, edge, stride)
+    downsample = (slide.width / low.shape[1], slide.height / low.shape[0])
+    coords = tile_grid(slide.width, slide.height, edge, stride)
     fractions = tissue_fractions(mask, coords, edge, downsample)
     kept = coords[fractions >= settings.min_tissue_fraction]
     thumbnail = thumbnail_of(low)
@@ -217,12 +225,12 @@ def plan_tiles(
         stride=stride,
         overlap=settings.overlap,
         min_tissue_fraction=settings.min_tissue_fraction,
-        width=base.width,
-        height=base.height,
+        width=slide.width,
+        height=slide.height,
         tiles_total=len(coords),
         tissue_area_mm2=float(mask.sum() * downsample[0] * downsample[1] * (mpp / 1000) ** 2),
         mask_level=mask_index,
-        thumbnail_downsample=(base.width / thumbnail.width, base.height / thumbnail.height),
+        thumbnail_downsample=(slide.width / thumbnail.width, slide.height / thumbnail.height),
         coords=kept.tolist(),
     )
     if not plan.coords:
@@ -238,7 +246,7 @@ def read_patch(slide: WholeSlide, plan: TilePlan, x: int, y: int) -> np.ndarray:
     """The 96 x 96 RGB patch of the tile at level-0 (x, y), read at the plan's level and resampled."""
     level = slide.levels[plan.level]
     # Scanners round each level's size down, so its x and y downsamples differ slightly (Aperio).
-    dx, dy = level.downsample, slide.levels[0].height / level.height
+    dx, dy = level.downsample, slide.height / level.height
     width, height = max(1, round(plan.tile_edge / dx)), max(1, round(plan.tile_edge / dy))
     pixels = slide.read_region(plan.level, round(x / dx), round(y / dy), width, height)
     if width == height == PATCH_EDGE:

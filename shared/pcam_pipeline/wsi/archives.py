@@ -1,0 +1,90 @@
+"""Multi-file slides dropped as one .zip (MIRAX, a DICOM series, Hamamatsu VMS): unpacked into ephemeral storage
+with the checks an untrusted archive needs (names, links, sizes, counts, encryption), then the one file OpenSlide
+is given. Pure apart from the local files."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.wsi.structure import SlideLimits
+
+ARCHIVE_LAYOUT = (
+    "one slide per .zip: MIRAX as slide.mrxs beside its folder slide/ (Slidedat.ini, Index.dat, Data*.dat); "
+    "DICOM as the .dcm files of one slide's series in one folder; Hamamatsu VMS as the .vms with its .jpg files; "
+    "or a single slide file (.ndpi, .svs, .scn, .bif, .tif)"
+)
+# The file OpenSlide opens, by the kind of archive; a DICOM series is opened from any of its files.
+ENTRY_SUFFIXES = (".mrxs", ".vms", ".ndpi", ".svs", ".scn", ".bif", ".tif", ".tiff", ".svslide", ".czi")
+
+
+def unpack_slide_archive(archive: Path, into: Path, limits: SlideLimits) -> Path:
+    """Unpack ``archive`` into ``into``; the path of the slide file in it. InvalidInput for anything unsafe."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            # macOS's "Compress" adds __MACOSX/ and ._ files: not the lab's
+            members = [m for m in bundle.infolist() if not m.is_dir() and not _mac_extra(m.filename)]
+            _check_members(members, limits)
+            for member in members:
+                target = into.joinpath(*PurePosixPath(member.filename).parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(member) as source, open(target, "wb") as copy:
+                    shutil.copyfileobj(source, copy, 8 << 20)  # zipfile stops at the declared size, checks the CRC
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
+        raise InvalidInput("the .zip cannot be unpacked (damaged, or an unsupported compression)",
+                           "a .zip made with deflate or no compression", str(exc)[:300]) from exc  # fmt: skip
+    return _slide_file(into, [m.filename for m in members])
+
+
+def _mac_extra(name: str) -> bool:
+    path = PurePosixPath(name)
+    return path.parts[:1] == ("__MACOSX",) or path.name == ".DS_Store" or path.name.startswith("._")
+
+
+def _check_members(members: list[zipfile.ZipInfo], limits: SlideLimits) -> None:
+    if not members:
+        raise InvalidInput("the .zip is empty", ARCHIVE_LAYOUT)
+    if len(members) > limits.max_archive_files:
+        limit = f"at most {limits.max_archive_files:,}"
+        raise InvalidInput("the .zip holds too many files", limit, f"{len(members):,}")
+    total = sum(m.file_size for m in members)
+    if total > limits.max_vendor_bytes:
+        raise InvalidInput(
+            "the .zip unpacks to more than a slide may hold (MaxVendorSlideGB)",
+            f"at most {limits.max_vendor_bytes / 2**30:g} GiB unpacked",
+            f"{total:,} bytes declared",
+        )
+    for member in members:
+        _check_member(member)
+
+
+def _check_member(member: zipfile.ZipInfo) -> None:
+    name = member.filename
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or "\\" in name or ".." in parts or "\x00" in name or (parts and ":" in parts[0]):
+        raise InvalidInput("the .zip holds a file named outside its own folder", "relative names", repr(name[:200]))
+    if stat.S_ISLNK(member.external_attr >> 16):
+        raise InvalidInput("the .zip holds a symbolic link", "plain files only", repr(name[:200]))
+    if member.flag_bits & 0x1:
+        raise InvalidInput("the .zip is encrypted", "a .zip without a password", repr(name[:200]))
+
+
+def _slide_file(root: Path, names: list[str]) -> Path:
+    by_suffix: dict[str, list[str]] = {}
+    for name in names:
+        by_suffix.setdefault(PurePosixPath(name).suffix.lower(), []).append(name)
+    dicom = sorted(by_suffix.get(".dcm", []))
+    entries = [name for suffix in ENTRY_SUFFIXES for name in by_suffix.get(suffix, [])]
+    if dicom and not entries:
+        folders = {PurePosixPath(name).parent for name in dicom}
+        if len(folders) > 1:
+            raise InvalidInput("the .zip's DICOM files are in more than one folder", ARCHIVE_LAYOUT,
+                               ", ".join(sorted(map(str, folders)))[:300])  # fmt: skip
+        return root.joinpath(*PurePosixPath(dicom[0]).parts)
+    if len(entries) == 1:
+        return root.joinpath(*PurePosixPath(entries[0]).parts)
+    found = ", ".join(sorted(entries))[:300] if entries else f"{len(names)} files, none a slide"
+    raise InvalidInput("the .zip does not hold exactly one slide", ARCHIVE_LAYOUT, found)
