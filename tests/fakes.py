@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from pcam_pipeline.aws import events, request_rules
 from pcam_pipeline.aws.blob_store import MissingObject, array_bytes, array_from_bytes
 from pcam_pipeline.core.errors import CapacityRefused, RetryableError
-from pcam_pipeline.core.settings import ModelSettings
+from pcam_pipeline.core.settings import ConversionSettings, ModelSettings
 from pcam_pipeline.core.statuses import JobKind
 from pcam_pipeline.models.flow import SageMakerFlow
 from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
@@ -197,6 +197,10 @@ class RecordingAlerter:
 
     def alert(self, subject: str, message: str) -> None:
         self.alerts.append((subject, message))
+
+
+def conversion_settings(**overrides) -> ConversionSettings:
+    return ConversionSettings("data", "state", "bus", jpeg_quality=90, resize_to=0, max_receive_count=5, **overrides)
 
 
 def model_settings(minimum_auc: float = 0.85, **sagemaker) -> ModelSettings:

@@ -128,13 +128,13 @@ def test_a_whole_slide_image_is_scored_on_tissue_at_the_models_resolution(stack,
 
 
 def test_slides_from_other_writers_are_scored_from_the_same_pixels(stack, pipeline, tmp_path):
-    """libvips (deflate with its predictor, LZW, JPEG, PackBits, SubIFDs, BigTIFF) and tifffile (Aperio with and
-    without a pyramid, YCbCr JPEG, OME-TIFF in nm): the tumour stands out on every one. Wrong pixels would
-    find no tissue or score noise."""
-    from pcam_synth.slide_writers import RECIPES, write_slide
+    """libvips (deflate with its predictor, LZW, JPEG, PackBits, SubIFDs, BigTIFF), tifffile (Aperio with and
+    without a pyramid, YCbCr JPEG, OME-TIFF in nm, Aperio JPEG 2000) and wsidicom (a DICOM series, zipped): the
+    tumour stands out on every one. Wrong pixels would find no tissue or score noise."""
+    from pcam_synth.slide_writers import OPENSLIDE_RECIPES, RECIPES, write_slide
 
     truths = {}
-    for recipe in RECIPES:
+    for recipe in RECIPES + OPENSLIDE_RECIPES:
         path, truths[recipe.name] = write_slide(recipe, tmp_path)
         pipeline.drop(f"incoming/slides/{path.name}", path.read_bytes())
     pipeline.settle()
@@ -147,7 +147,13 @@ def test_slides_from_other_writers_are_scored_from_the_same_pixels(stack, pipeli
         assert truth.tissue[cells].all() and len(rows) >= 0.9 * truth.tissue.sum(), name
         probabilities = np.array([float(r["tumor_probability"]) for r in rows])
         assert roc_auc_score(truth.tumour[cells], probabilities) > 0.9, name
-        assert pipeline.json(f"predictions/{name}.json")["mpp"] == pytest.approx(0.486, rel=1e-6), name
+        summary = pipeline.json(f"predictions/{name}.json")
+        assert summary["mpp"] == pytest.approx(0.486, rel=1e-6) and summary["level"] == (0 if "region" in name else 1)
+    for recipe in OPENSLIDE_RECIPES:  # read once by OpenSlide, then by shards from the staged copy
+        summary = pipeline.json(f"predictions/{recipe.name}.json")
+        assert "OpenSlide's openslide.mpp-x" in summary["mpp_source"], recipe.name
+        assert stack.list_keys(f"staging/slides/{recipe.name}/"), "the staged copy the shards read"
+        assert (summary["slide_width"], summary["slide_height"]) == (3072, 2304), "the dropped slide's level 0"
 
 
 def test_an_svs_without_resolution_waits_in_quarantine_until_its_sidecar_arrives(stack, pipeline, tmp_path):
@@ -202,7 +208,9 @@ def test_unusable_whole_slide_images_and_sidecars_are_quarantined_with_plain_rea
         "incoming/slides/words.tiff": (b"II*\x00" + b"not really a tiff" * 10, "the TIFF holds no image"),
         "incoming/slides/cut.tif": (cut_short, "run past the end of the file (truncated?"),
         "incoming/slides/notes.svs": (b"Aperio? no: notes", "the file is not a TIFF"),
-        "incoming/slides/scan.ndpi": (b"anything", "the pipeline cannot read NDPI slides"),
+        "incoming/slides/scan.ndpi": (b"anything", "a format neither the pipeline nor OpenSlide 4 reads"),
+        "incoming/slides/scan.mrxs": (b"[GENERAL]", "a MRXS slide is several files"),
+        "incoming/slides/escape.zip": (_zip({"../up.dcm": b"x"}), "the .zip holds a file named outside its own"),
         "incoming/slides/fast.json": (b'{"mpp": "fast"}', "the sidecar's mpp is not a number"),
         "incoming/slides/huge.json": (b'{"mpp": 250}', "the µm per pixel in the sidecar is not plausible"),
         "incoming/slides/extra.json": (b'{"mpp": 0.25, "stain": "HE"}', "the sidecar holds fields"),
@@ -216,6 +224,16 @@ def test_unusable_whole_slide_images_and_sidecars_are_quarantined_with_plain_rea
         assert problem in reason["problem"], (key, reason)
         assert reason["expected"], "a lab is told what was expected"
         assert pipeline.file_record(key)["status"] == "quarantined"
+
+
+def _zip(files: dict) -> bytes:
+    import zipfile
+
+    body = io.BytesIO()
+    with zipfile.ZipFile(body, "w") as bundle:
+        for name, data in files.items():
+            bundle.writestr(name, data)
+    return body.getvalue()
 
 
 def _glass_only(tmp_path) -> bytes:

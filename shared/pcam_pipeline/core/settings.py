@@ -67,7 +67,10 @@ class ConversionSettings:
                 min_tissue_fraction=_float(env, "MIN_TISSUE_FRACTION", 0.5, 0.01, 1),
                 overlap=_float(env, "TILE_OVERLAP", 0.0, 0, 0.75),
             ),
-            slide_limits=SlideLimits(max_gigapixels=_float(env, "MAX_SLIDE_GIGAPIXELS", 25, 0.001, 1000)),
+            slide_limits=SlideLimits(
+                max_gigapixels=_float(env, "MAX_SLIDE_GIGAPIXELS", 25, 0.001, 1000),
+                max_vendor_bytes=int(_float(env, "MAX_VENDOR_SLIDE_GB", 4, 0.01, 4) * 2**30),
+            ),
             bucket=_required(env, "DATA_BUCKET"),
             state_table=_required(env, "STATE_TABLE"),
             event_bus=_required(env, "EVENT_BUS"),

@@ -42,8 +42,7 @@ def whole_slide_figures(plan: TilePlan, probabilities: np.ndarray, threshold: fl
         "mpp": plan.mpp,
         "mpp_source": plan.mpp_source,
         "model_mpp": plan.model_mpp,
-        "level": plan.slide_level,
-        "read_by": f"OpenSlide ({plan.vendor}), staged once" if plan.vendor else "the pipeline's TIFF reader",
+        "level": plan.slide_level,  # of the slide as dropped, also when read from a staged copy
         "level_mpp": plan.level_mpp,
         "tile_edge_level0": plan.tile_edge,
         "tile_overlap": plan.overlap,

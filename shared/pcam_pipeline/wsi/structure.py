@@ -37,7 +37,12 @@ class SlideLimits:
     max_vendor_bytes: int = 4 << 30  # MaxVendorSlideGB
     max_archive_files: int = 10_000
     openslide_cpu_seconds: int = 600
-    openslide_memory_bytes: int = 3 << 30  # address space of the child process reading with OpenSlide
+    # Pixels OpenSlide may decode to stage one slide (the level nearest the model's resolution): see
+    # docs/architecture.md for the seconds per gigapixel measured.
+    max_staging_gigapixels: float = 4.0
+    # The child reading with OpenSlide: its address space stays under the ingest function's 1,769 MB (it peaks
+    # under 200 MB: a region of 4096 x 512 pixels and OpenSlide's 32 MB tile cache).
+    openslide_memory_bytes: int = 1 << 30
 
 
 DEFAULT_SLIDE_LIMITS = SlideLimits()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -48,6 +49,8 @@ class StagedSlide:
     levels_staged: int
     first_level: int  # OpenSlide's level the staged pyramid starts at
     staged_bytes: int
+    peak_memory_mb: float = 0.0  # the child process's peak resident memory
+    reduction: int = 1  # the first level's pixels averaged over reduction x reduction blocks
 
 
 def stage_with_openslide(
@@ -57,6 +60,7 @@ def stage_with_openslide(
     overrides the slide's own. InvalidInput when OpenSlide refuses, fails, or exceeds the limits."""
     request = {"slide": str(slide_path), "staged": str(staged_path), "model_mpp": model_mpp, "mpp": mpp,
                "max_gigapixels": limits.max_gigapixels, "cpu_seconds": limits.openslide_cpu_seconds,
+               "max_staging_gigapixels": limits.max_staging_gigapixels,
                "memory_bytes": limits.openslide_memory_bytes}  # fmt: skip
     try:
         done = subprocess.run(
@@ -64,6 +68,7 @@ def stage_with_openslide(
             capture_output=True,
             timeout=limits.openslide_cpu_seconds * 2,  # CPU time is capped in the child; this catches a sleep
             check=False,
+            env=_child_environment(),
         )
     except subprocess.TimeoutExpired as exc:
         raise InvalidInput(
@@ -72,9 +77,16 @@ def stage_with_openslide(
     return _answer(done)
 
 
+def _child_environment() -> dict[str, str]:
+    """The parent's import path for the child: Lambda's PYTHONPATH names only the runtime's folder, and the layer's
+    /opt/python reaches sys.path through the runtime's bootstrap (Lambda DG, "Packaging your layer content")."""
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*inherited, *filter(None, sys.path)])}
+
+
 def _answer(done: subprocess.CompletedProcess) -> StagedSlide:
     lines = done.stdout.decode(errors="replace").strip().splitlines()
-    answer = json.loads(lines[-1]) if done.returncode in (0, 3) and lines else None
+    answer = json.loads(lines[-1]) if done.returncode in (0, 3) and lines else None  # the child's last line
     if answer is None:
         raise InvalidInput(
             "OpenSlide stopped while reading the slide (the file is damaged or made to crash a reader)",
@@ -122,12 +134,36 @@ def _stage(request: dict) -> dict:
         vendor = slide.properties.get("openslide.vendor", "unknown")
         if mpp is None:  # nothing staged: the slide waits in quarantine for its sidecar
             return asdict(StagedSlide("", (width, height), None, mpp_source, vendor, 0, 0, 0))
-        levels = [Level(w, h, width / w, STAGED_TILE, STAGED_TILE) for w, h in slide.level_dimensions]
-        first = choose_level(levels, mpp, request["model_mpp"])
-        _write_staged(slide, range(first, len(levels)), request["staged"], vendor)
+        first, reduction = _staged_start(slide, mpp, request)
+        plan = [(first, reduction)] + [(i, 1) for i, ds in enumerate(slide.level_downsamples)
+                                       if ds > slide.level_downsamples[first] * reduction * 1.001]  # fmt: skip
+        _write_staged(slide, plan, request["staged"], vendor)
     size = Path(request["staged"]).stat().st_size
-    return asdict(StagedSlide(request["staged"], (width, height), mpp, mpp_source, vendor, len(levels) - first,
-                              first, size))  # fmt: skip
+    return asdict(StagedSlide(request["staged"], (width, height), mpp, mpp_source, vendor, len(plan), first,
+                              size, reduction=reduction))  # fmt: skip
+
+
+def _staged_start(slide, mpp: float, request: dict) -> tuple[int, int]:
+    """The level the staged copy starts at, and the whole factor its pixels are averaged by: as coarse as the
+    model's resolution allows. A scanner with 4x levels (Aperio's 0.25, 1.0 µm/px) has no level near the model's
+    0.972: level 0 averaged 3 x 3 (0.75 µm/px) is staged, not level 0 itself (9 x the pixels to write).
+    Refused before anything is decoded when OpenSlide would decode more than ``max_staging_gigapixels``."""
+    width, height = slide.dimensions
+    levels = [Level(w, h, width / w, STAGED_TILE, STAGED_TILE) for w, h in slide.level_dimensions]
+    choose_level(levels, mpp, request["model_mpp"])  # refuses a slide coarser than the model
+    whole = max(1, int(request["model_mpp"] * 1.001 / mpp))  # the coarsest whole downsample fine enough
+    first = max(i for i, ds in enumerate(slide.level_downsamples) if ds <= whole * 1.001)
+    reduction = max(1, int(whole / slide.level_downsamples[first] + 1e-6))
+    level_width, level_height = slide.level_dimensions[first]
+    if level_width * level_height > request["max_staging_gigapixels"] * 1e9:
+        raise InvalidInput(
+            "the slide has no level near the model's resolution small enough to read within one ingestion",
+            f"at most {request['max_staging_gigapixels']:g} gigapixels decoded (level {first} is the nearest at or "
+            "finer than the model's); convert it to a pyramidal TIFF with 2x levels: vips tiffsave slide slide.tif "
+            "--tile --pyramid --compression jpeg --Q 90",
+            f"{level_width:,} x {level_height:,} pixels",
+        )
+    return first, reduction
 
 
 def _resolution(properties, override: float | None) -> tuple[float | None, str]:
@@ -143,14 +179,15 @@ def _resolution(properties, override: float | None) -> tuple[float | None, str]:
     return mpp_x, f"the slide's metadata (OpenSlide's openslide.mpp-x, vendor {vendor})"
 
 
-def _write_staged(slide, level_indices: range, staged: str, vendor: str) -> None:
+def _write_staged(slide, plan: list[tuple[int, int]], staged: str, vendor: str) -> None:
+    """``plan``: (OpenSlide level, reduction) of each staged level, finest first."""
     import tifffile
 
     with tifffile.TiffWriter(staged, bigtiff=True) as tiff:
-        for order, level in enumerate(level_indices):
-            width, height = slide.level_dimensions[level]
+        for order, (level, reduction) in enumerate(plan):
+            width, height = (math.ceil(size / reduction) for size in slide.level_dimensions[level])
             tiff.write(
-                _tiles(slide, level),
+                _tiles(slide, level, reduction),
                 shape=(height, width, 3),
                 dtype=np.uint8,
                 tile=(STAGED_TILE, STAGED_TILE),
@@ -159,22 +196,29 @@ def _write_staged(slide, level_indices: range, staged: str, vendor: str) -> None
                 compressionargs={"level": 1},
                 predictor=True,
                 subfiletype=1 if order else 0,
-                description=f"pcam-pipeline staged copy: {vendor} level {level}" if order == 0 else None,
+                description=f"pcam-pipeline staged copy: {vendor} level {level} / {reduction}" if order == 0 else None,
                 metadata=None,
             )
 
 
-def _tiles(slide, level: int):
-    """The level's tiles, row by row, cut from regions of one tile row by REGION_WIDTH pixels read from OpenSlide
-    (8 MB of RGBA at a time, whatever the slide's width)."""
-    width, height = slide.level_dimensions[level]
+def _tiles(slide, level: int, reduction: int):
+    """The staged level's tiles, row by row, cut from regions of one tile row by REGION_WIDTH staged pixels read
+    from OpenSlide (8 MB of RGBA at a time without reduction, whatever the slide's width) and averaged over
+    reduction x reduction blocks aligned to the level's origin (Pillow's reduce; edge blocks average the
+    pixels they have)."""
+    from PIL import Image
+
+    level_width, level_height = slide.level_dimensions[level]
     downsample = slide.level_downsamples[level]
-    for y in range(0, height, STAGED_TILE):
-        rows = min(STAGED_TILE, height - y)
-        for region_x in range(0, width, REGION_WIDTH):
-            size = (min(REGION_WIDTH, width - region_x), rows)
+    step_x, step_y = REGION_WIDTH * reduction, STAGED_TILE * reduction
+    for y in range(0, level_height, step_y):
+        rows = min(step_y, level_height - y)
+        for region_x in range(0, level_width, step_x):
+            size = (min(step_x, level_width - region_x), rows)
             region = _opaque(slide.read_region((round(region_x * downsample), round(y * downsample)), level, size))
-            for x in range(0, size[0], STAGED_TILE):
+            if reduction > 1:
+                region = np.asarray(Image.fromarray(region).reduce(reduction))
+            for x in range(0, region.shape[1], STAGED_TILE):
                 tile = np.full((STAGED_TILE, STAGED_TILE, 3), 255, np.uint8)
                 part = region[:, x : x + STAGED_TILE]
                 tile[: part.shape[0], : part.shape[1]] = part
@@ -190,11 +234,20 @@ def _opaque(region) -> np.ndarray:
     return ((rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
+def _peak_memory_mb() -> float:
+    """This process's peak resident memory since its exec (getrusage's counts the forked parent's too)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main(argv: list[str]) -> int:
     request = json.loads(argv[1])
     _limit_resources(request["cpu_seconds"], request["memory_bytes"])
     try:
         answer, status = _stage(request), 0
+        answer["peak_memory_mb"] = _peak_memory_mb()
     except InvalidInput as problem:
         answer, status = {"refused": [problem.problem, problem.expected, problem.found]}, 3
     print(json.dumps(answer))
