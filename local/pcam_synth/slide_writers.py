@@ -60,7 +60,7 @@ def write_slide(
     level0 = picture.repeat(scale, axis=0).repeat(scale, axis=1)
     path = folder / f"{recipe.name}{recipe.suffix}"
     folder.mkdir(parents=True, exist_ok=True)
-    writers = {"libvips": _write_with_libvips, "tifffile": _write_with_tifffile, "wsidicom": _write_dicom_zip}
+    writers = {"libvips": _write_with_libvips, "tifffile": _write_with_tifffile, "wsidicom": write_dicom_zip}
     writers[recipe.writer](path, level0, truth.mpp, **recipe.options)
     return path, truth
 
@@ -85,7 +85,7 @@ def _levels(level0: np.ndarray, smallest: int = 256) -> list[np.ndarray]:
     return levels
 
 
-def _write_dicom_zip(path: Path, level0: np.ndarray, mpp: float) -> None:
+def write_dicom_zip(path: Path, level0: np.ndarray, mpp: float) -> None:
     """A DICOM WSI series written by wsidicom (wsidicomizer's conversion of a libvips JPEG pyramid, its 256-px
     JPEG tiles copied, not re-encoded), zipped in a folder named after the slide, as a lab uploads a series."""
     import tempfile

@@ -51,21 +51,61 @@ def plan_local(path: Path, tmp_path: Path, settings=None, sidecar=None):
 
 
 @pytest.mark.parametrize("recipe", [r.name for r in OPENSLIDE_RECIPES])
-def test_the_staged_copy_holds_openslides_levels_pixel_for_pixel(slides, recipe, tmp_path):
+def test_the_staged_copy_holds_openslides_pixels_wherever_a_patch_is_cut(slides, recipe, tmp_path):
+    """The first staged level is OpenSlide's level tile for tile near tissue, white glass elsewhere (never decoded);
+    the coarser levels are OpenSlide's whole. Every kept tile's pixels are OpenSlide's."""
     path, truth = slides[recipe]
     plan, _, staged = plan_local(path, tmp_path)
     reference = opened_by_openslide(path, tmp_path)
     assert staged.base_size == reference.dimensions and staged.vendor == reference.properties["openslide.vendor"]
     assert staged.mpp == pytest.approx(float(reference.properties["openslide.mpp-x"]))
     assert staged.mpp == pytest.approx(truth.mpp, rel=1e-6)
+    assert 0 < staged.tiles_read <= staged.tiles_total
     with open(staged.path, "rb") as f, WholeSlide(f, staged.staged_bytes, base_size=staged.base_size) as slide:
         assert len(slide.levels) == reference.level_count - staged.first_level
+        levels = []
         for index, level in enumerate(slide.levels):
             original = staged.first_level + index
             assert (level.width, level.height) == reference.level_dimensions[original]
             assert level.downsample == pytest.approx(reference.level_downsamples[original])
             expected = reference.read_region((0, 0), original, reference.level_dimensions[original]).convert("RGB")
-            assert np.array_equal(slide.read_level(index), np.asarray(expected)), f"level {original}"
+            levels.append((slide.read_level(index), np.asarray(expected)))
+    for ours, theirs in levels[1:]:
+        assert np.array_equal(ours, theirs), "coarser levels whole"
+    ours, theirs = levels[0]
+    for y in range(0, ours.shape[0], 512):
+        for x in range(0, ours.shape[1], 512):
+            tile, truth_tile = ours[y : y + 512, x : x + 512], theirs[y : y + 512, x : x + 512]
+            assert np.array_equal(tile, truth_tile) or (tile == 255).all(), (x, y)
+    scale = slide.levels[0].downsample
+    for x, y in plan.coords:
+        x0, y0, x1, y1 = (round(v / scale) for v in (x, y, x + plan.tile_edge, y + plan.tile_edge))
+        assert np.array_equal(ours[y0:y1, x0:x1], theirs[y0:y1, x0:x1]), "a kept tile is OpenSlide's pixels"
+
+
+def test_glass_far_from_tissue_is_never_decoded_and_every_kept_tile_is_openslides(tmp_path):
+    """A DICOM slide whose tissue fills one corner: of its first staged level only the tiles within a tile of
+    tissue are read; the rest is white; the plan keeps the same tiles as on OpenSlide's whole level."""
+    from pcam_synth.slide_writers import write_dicom_zip
+    from pcam_synth.synth import synth_wsi_picture
+
+    picture, _ = synth_wsi_picture(12, 16, seed=3)
+    level0 = np.full((4608, 6144, 3), 245, np.uint8)
+    level0[:2304, :3072] = picture.repeat(2, 0).repeat(2, 1)  # the tissue in the top-left quarter
+    path = tmp_path / "corner.zip"
+    write_dicom_zip(path, level0, 0.486)
+    plan, _, staged = plan_local(path, tmp_path)
+    assert staged.tiles_read <= staged.tiles_total // 2, (staged.tiles_read, staged.tiles_total)
+    reference = opened_by_openslide(path, tmp_path)
+    theirs = np.asarray(reference.read_region((0, 0), 1, reference.level_dimensions[1]).convert("RGB"))
+    with open(staged.path, "rb") as f, WholeSlide(f, staged.staged_bytes, base_size=staged.base_size) as slide:
+        ours = slide.read_level(0)
+    assert (ours[1536:, 2048:] == 255).all(), "far from tissue: white, not decoded"
+    corners = np.array(plan.coords)
+    assert corners[:, 0].max() < 3072 and corners[:, 1].max() < 2304, "tiles only on the tissue"
+    for x, y in plan.coords:
+        x0, y0, x1, y1 = (round(v / 2) for v in (x, y, x + plan.tile_edge, y + plan.tile_edge))
+        assert np.array_equal(ours[y0:y1, x0:x1], theirs[y0:y1, x0:x1])
 
 
 @pytest.mark.parametrize("recipe", [r.name for r in OPENSLIDE_RECIPES])
