@@ -1,11 +1,15 @@
-"""Which reader for whole-slide images: tifffile through ranged S3 reads, or OpenSlide on a staged copy?
+"""Which reader for whole-slide images: tifffile through ranged S3 reads, OpenSlide on a downloaded copy, or the
+path slides only OpenSlide reads take (downloaded, staged once by OpenSlide as a tiled TIFF, then read like a TIFF)?
 
 A synthetic pyramidal JPEG-tiled TIFF of PCAM_BENCH_WSI_GB (default 1.5 GB; level 0 at 0.243 µm/px, as
 Camelyon16) is put in the local stack's S3. Each reader then does, in a fresh process, what a Lambda does
 with a dropped slide: ingestion (open, read the low-resolution level, find tissue, plan the tiles) and one
 conversion shard (cut PCAM_BENCH_WSI_TILES kept tiles at 0.972 µm/px; no JPEG encode or upload, which are the
-same for both). Measured per step: seconds, bytes read from S3, peak resident memory of the process; and
-each reader's unzipped wheel size (the Lambda layer's budget).
+same for all). Measured per step: seconds, bytes read from S3, peak resident memory of the process; and
+each reader's unzipped wheel size (the Lambda layer's budget). The staged path is ingestion's for an NDPI, MIRAX
+or DICOM slide (wsi.vendor), run here on the TIFF as if OpenSlide alone read it, with the µm/px a sidecar would
+give: the download, OpenSlide's child process (CPU seconds, peak memory, tiles decoded of the first staged level),
+the staged copy's bytes written to S3, and the shard reading that copy with ranged GETs.
 
 Then the same slide is dropped under incoming/slides/ on the same stack: seconds from the start of the upload
 to "Slide Ready" (every tissue tile cut, encoded and written by the conversion shards), tiles per second
@@ -37,6 +41,7 @@ SHARD_TILES = int(os.environ.get("PCAM_BENCH_WSI_TILES", 4096))
 LEVEL0_MPP = 0.243
 TILE = 256
 KEY = "bench/wsi/slide.tif"
+STAGED_KEY = "bench/wsi/staged.tif"
 OUT = Path("bench-output")
 
 
@@ -96,30 +101,6 @@ def write_bench_slide(path: Path, target_bytes: float) -> dict:
     return {"level0_pixels": side * TILE, "file_bytes": path.stat().st_size}
 
 
-class OpenSlideLevels:
-    """OpenSlide behind the interface the planner reads (levels, read_region at a level's own pixels)."""
-
-    def __init__(self, path: str):
-        import openslide
-
-        from pcam_pipeline.wsi.reader import Level
-
-        self._slide = openslide.OpenSlide(path)
-        width, height = self._slide.dimensions
-        self.levels = []
-        for index, (w, h) in enumerate(self._slide.level_dimensions):
-            tile = int(self._slide.properties.get(f"openslide.level[{index}].tile-width", 256))
-            self.levels.append(Level(w, h, width / w, tile, tile))
-
-    def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
-        downsample = self.levels[level].downsample
-        region = self._slide.read_region((round(x * downsample), round(y * downsample)), level, (width, height))
-        return np.asarray(region.convert("RGB"))
-
-    def read_level(self, level: int) -> np.ndarray:
-        return self.read_region(level, 0, 0, self.levels[level].width, self.levels[level].height)
-
-
 def _run_reader(reader: str, endpoint: str, bucket: str, environment: dict, results) -> None:
     os.environ.update(environment)
     import boto3
@@ -133,17 +114,24 @@ def _run_reader(reader: str, endpoint: str, bucket: str, environment: dict, resu
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as staging:
         if reader == "openslide":
+            import openslide
+
+            from pcam_pipeline.wsi.openslide_staging import OpenSlideView
+
             local = Path(staging) / "slide.tif"
             s3.download_file(bucket, KEY, str(local))
             figures["staging_seconds"] = time.perf_counter() - started
             figures["bytes_read_from_s3"] = local.stat().st_size
-            slide, fileobj = OpenSlideLevels(str(local)), None
+            slide, fileobj = OpenSlideView(openslide.OpenSlide(str(local))), None
+        elif reader == "staged":
+            fileobj, slide = _staged_copy(s3, bucket, Path(staging), figures)
+            figures["staging_seconds"] = time.perf_counter() - started
         else:
             fileobj = storage.S3RangeFile(s3, bucket, KEY)
             slide = WholeSlide(fileobj, fileobj.size)
         plan, _ = plan_tiles(slide, LEVEL0_MPP, "bench", TilingSettings())
         figures["ingest_seconds"] = time.perf_counter() - started
-        figures["ingest_bytes"] = fileobj.bytes_fetched if fileobj else figures["bytes_read_from_s3"]
+        figures["ingest_bytes"] = figures.get("bytes_read_from_s3", 0) + (fileobj.bytes_fetched if fileobj else 0)
         cut = time.perf_counter()
         tiles = plan.coords[: min(SHARD_TILES, plan.tiles_kept)]
         for x, y in tiles:
@@ -153,10 +141,34 @@ def _run_reader(reader: str, endpoint: str, bucket: str, environment: dict, resu
         figures["tiles_kept"] = plan.tiles_kept
         figures["level"] = plan.level
         if fileobj:
-            figures["bytes_read_from_s3"] = fileobj.bytes_fetched
+            figures["bytes_read_from_s3"] = figures.get("bytes_read_from_s3", 0) + fileobj.bytes_fetched
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["total_seconds"] = time.perf_counter() - started
     results.put(figures)
+
+
+def _staged_copy(s3, bucket: str, work: Path, figures: dict):
+    """Ingestion's path for a slide only OpenSlide reads: download, stage in OpenSlide's child process, upload
+    the staged copy; then the staged copy opened through ranged reads, in the original level 0's frame."""
+    from pcam_pipeline.aws import storage
+    from pcam_pipeline.wsi.reader import WholeSlide
+    from pcam_pipeline.wsi.structure import DEFAULT_SLIDE_LIMITS
+    from pcam_pipeline.wsi.tiling import TilingSettings
+    from pcam_pipeline.wsi.vendor import stage_with_openslide
+
+    local = work / "slide.tif"
+    s3.download_file(bucket, KEY, str(local))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    staged = stage_with_openslide(local, work / "staged.tif", TilingSettings().model_mpp, LEVEL0_MPP,
+                                  DEFAULT_SLIDE_LIMITS)  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s3.upload_file(staged.path, bucket, STAGED_KEY)
+    figures.update(bytes_read_from_s3=local.stat().st_size, staged_bytes=staged.staged_bytes,
+                   openslide_cpu_seconds=after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime,
+                   openslide_peak_mb=staged.peak_memory_mb, first_level_tiles_read=staged.tiles_read,
+                   first_level_tiles=staged.tiles_total)  # fmt: skip
+    fileobj = storage.S3RangeFile(s3, bucket, STAGED_KEY)
+    return fileobj, WholeSlide(fileobj, fileobj.size, base_size=staged.base_size)
 
 
 def drop_and_wait_for_slide_ready(stack: LocalStack, path: Path) -> dict:
@@ -205,7 +217,7 @@ def main() -> int:
             stack.s3.upload_file(str(path), stack.bucket, KEY)
             context = multiprocessing.get_context("spawn")
             runs = []
-            for reader in ("tifffile", "openslide"):
+            for reader in ("tifffile", "openslide", "staged"):
                 results = context.Queue()
                 child = context.Process(
                     target=_run_reader, args=(reader, stack.endpoint, stack.bucket, stack.environment(), results)
@@ -223,7 +235,7 @@ def main() -> int:
                 end_to_end["end_to_end_tiles_per_second"] / ceiling["stack"]["best_per_second"]
             )
             print(json.dumps(end_to_end), flush=True)
-    tifffile_run, openslide_run = runs
+    tifffile_run, openslide_run, staged_run = runs
     report = {
         "slide": slide,
         "shard_tiles": SHARD_TILES,
@@ -234,9 +246,14 @@ def main() -> int:
             name: tifffile_run[name] / openslide_run[name]
             for name in ("bytes_read_from_s3", "peak_rss_mb", "ingest_seconds", "shard_seconds", "total_seconds")
         },
+        "ratios_staged_over_tifffile": {
+            name: staged_run[name] / tifffile_run[name]
+            for name in ("bytes_read_from_s3", "peak_rss_mb", "ingest_seconds", "shard_seconds", "total_seconds")
+        },
     }
     (OUT / "wsi_readers.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report["ratios_tifffile_over_openslide"], indent=2))
+    print(json.dumps(report["ratios_staged_over_tifffile"], indent=2))
     print(json.dumps(report["bundle_mb"]))
     return 0
 
