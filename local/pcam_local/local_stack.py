@@ -128,8 +128,9 @@ class LocalStack:
         self.s3.upload_file(str(local_path), self.bucket, key)
 
     def drop_directory(self, directory: Path) -> list[str]:
-        """Upload every file under ``directory`` to ``incoming/<relative path>``."""
-        files = sorted(p for p in Path(directory).rglob("*") if p.is_file())
+        """Upload every file under ``directory`` to ``incoming/<relative path>``; hidden files (``.DS_Store``, the
+        demo's own marker) are not a lab's data."""
+        files = sorted(p for p in Path(directory).rglob("*") if p.is_file() and not p.name.startswith("."))
         keys = ["incoming/" + p.relative_to(directory).as_posix() for p in files]
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(self.drop, files, keys))
