@@ -147,6 +147,9 @@ class LocalSageMaker:
         # Seconds each transform spends starting its instance before the first request (minutes on AWS;
         # 0 locally unless a test needs jobs to overlap, as a burst of them does on AWS).
         self.transform_startup_seconds = 0.0
+        # While set, a starting transform waits (at most a minute) until SageMaker has refused this many starts
+        # for quota in all: a test of the refusal then does not depend on how fast jobs finish.
+        self.hold_transforms_until_refusals: int | None = None
         self._jobs: dict[tuple[str, str], Job] = {}
         self._models: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -442,6 +445,11 @@ class LocalSageMaker:
 
     def _transform(self, job: Job) -> None:
         time.sleep(self.transform_startup_seconds)
+        deadline = time.monotonic() + 60
+        while (held := self.hold_transforms_until_refusals) is not None and self.quota_refusals < held:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         request = job.request
         model = load_model(job.s3, self._models[request["ModelName"]]["PrimaryContainer"]["ModelDataUrl"])
         source = request["TransformInput"]["DataSource"]["S3DataSource"]
