@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -24,7 +25,7 @@ MODEL_FAILED = "Model Failed"
 SCHEDULED_TICK = "Scheduled Event"
 
 
-def with_lab(detail: dict) -> dict:
+def with_lab(detail: dict[str, Any]) -> dict[str, Any]:
     """Every event says which lab it belongs to (``lab``: None for the deployment's own folders)."""
     if "lab" in detail:
         return detail
@@ -36,7 +37,7 @@ class EventPublisher:
         self._bus = bus_name
         self._client = client or boto3.client("events")
 
-    def publish(self, detail_type: str, detail: dict) -> None:
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
         detail = with_lab(detail)
         entry = {
             "Source": SOURCE,

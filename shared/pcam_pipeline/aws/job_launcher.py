@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -35,7 +37,7 @@ class SageMakerLauncher:
     def __init__(self, client=None):
         self._sagemaker = client or boto3.client("sagemaker", config=_RETRYING)
 
-    def _create(self, operation: str, what: str, request: dict) -> bool:
+    def _create(self, operation: str, what: str, request: dict[str, Any]) -> bool:
         """False when SageMaker already has it (names are derived from inputs, so it is the same)."""
         try:
             getattr(self._sagemaker, operation)(**request)
@@ -47,13 +49,13 @@ class SageMakerLauncher:
             raise RetryableError(f"SageMaker refused to create {what}: {exc}") from exc
         return True
 
-    def start(self, kind: JobKind, name: str, request: dict) -> bool:
+    def start(self, kind: JobKind, name: str, request: dict[str, Any]) -> bool:
         return self._create(_CREATE[kind], name, request)
 
-    def create_model(self, request: dict) -> bool:
+    def create_model(self, request: dict[str, Any]) -> bool:
         return self._create("create_model", f"model {request['ModelName']}", request)
 
-    def describe_training_job(self, name: str) -> dict:
+    def describe_training_job(self, name: str) -> dict[str, Any]:
         return self._sagemaker.describe_training_job(TrainingJobName=name)
 
     def best_training_job(self, tuning_job: str) -> str:

@@ -109,7 +109,7 @@ def _utf8(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def event_entry_size(entry: dict) -> int:
+def event_entry_size(entry: dict[str, Any]) -> int:
     size = 14 if entry.get("Time") else 0
     size += sum(_utf8(entry.get(field) or "") for field in ("Source", "DetailType", "Detail"))
     return size + sum(_utf8(resource) for resource in entry.get("Resources", []))
@@ -141,11 +141,11 @@ def _attribute_value_size(value: Any) -> int:
     return len(str(value)) // 2 + 1 if value is not None else 1  # numbers: about a byte per two digits
 
 
-def item_size(item: dict) -> int:
+def item_size(item: dict[str, Any]) -> int:
     return sum(_utf8(name) + _attribute_value_size(value) for name, value in item.items())
 
 
-def _documented_limits(service: str, operation: str, params: dict) -> list[str]:
+def _documented_limits(service: str, operation: str, params: dict[str, Any]) -> list[str]:
     problems = []
     if service == "events" and operation == "PutEvents":
         for index, entry in enumerate(params.get("Entries", [])):

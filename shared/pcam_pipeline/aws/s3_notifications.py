@@ -7,12 +7,13 @@ the spelling in the event is kept too, for a key that only exists as spelled (se
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import unquote_plus
 
 from pcam_pipeline.core.dropped_files import DroppedFile
 
 
-def dropped_files_in(body: dict) -> list[DroppedFile]:
+def dropped_files_in(body: dict[str, Any]) -> list[DroppedFile]:
     """Return the files a message announces; test events and other event kinds announce none."""
     if body.get("detail-type") == "Object Created" and body.get("source") == "aws.s3":
         detail = body["detail"]
@@ -24,7 +25,7 @@ def dropped_files_in(body: dict) -> list[DroppedFile]:
     ]
 
 
-def _dropped(bucket: str, obj: dict, version_field: str, etag_field: str) -> DroppedFile:
+def _dropped(bucket: str, obj: dict[str, Any], version_field: str, etag_field: str) -> DroppedFile:
     return DroppedFile(
         bucket=bucket,
         key=unquote_plus(obj["key"]),

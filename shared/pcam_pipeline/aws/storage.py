@@ -239,7 +239,7 @@ def move_object(client, bucket: str, key: str, version: str | None, target_key: 
         raise RetryableError(f"cannot move s3://{bucket}/{key} to {target_key}: {exc}") from exc
 
 
-def _head(client, bucket: str, key: str, version: str | None = None) -> dict | None:
+def _head(client, bucket: str, key: str, version: str | None = None) -> dict[str, Any] | None:
     """The object's metadata; None if it (or that version of it) is not there."""
     try:
         return client.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))

@@ -14,7 +14,10 @@ from pcam_pipeline.core.keys import INCOMING, SIDECAR_SUFFIX
 from pcam_pipeline.core.labs import LABS, check_lab_name, in_lab
 from pcam_pipeline.core.names import usable_name
 
-_SPLIT_ALIASES = {
+type Split = Literal["train", "valid", "test"]
+type SlideReader = Literal["tiff", "openslide", "archive"]
+
+_SPLIT_ALIASES: dict[str, Split] = {
     "train": "train",
     "training": "train",
     "valid": "valid",
@@ -30,7 +33,7 @@ TRAINING_SETTINGS_FILE = "training.json"
 # Whole-slide images by the reader that opens them: the pipeline's own (pyramidal TIFF, generic and Aperio; a
 # vendor TIFF inside falls back to OpenSlide), OpenSlide 4 (single-file vendor formats), or a .zip of a multi-file
 # slide (MIRAX, DICOM, VMS) that OpenSlide opens once unpacked. OME-TIFF: the id has no ".ome".
-WHOLE_SLIDE_SUFFIXES = {
+WHOLE_SLIDE_SUFFIXES: dict[str, SlideReader] = {
     **dict.fromkeys((".ome.tiff", ".ome.tif", ".svs", ".tiff", ".tif"), "tiff"),
     **dict.fromkeys((".ndpi", ".scn", ".bif", ".czi", ".svslide"), "openslide"),
     ".zip": "archive",
@@ -72,7 +75,7 @@ class DroppedFile:
 @dataclass(frozen=True)
 class DatasetFile:
     dataset: str
-    split: Literal["train", "valid", "test"]
+    split: Split
     role: Literal["x", "y"]
     compressed: bool
 
@@ -88,7 +91,7 @@ class WholeSlideFile:
     """``incoming/slides/<slide_id>.svs|.tif|.ndpi|.zip|…``: a scanner's pyramidal image, and what opens it."""
 
     slide_id: str
-    reader: Literal["tiff", "openslide", "archive"] = "tiff"
+    reader: SlideReader = "tiff"
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ def _classify(rest: str, key: str) -> IncomingKind:
         return DatasetFile(
             dataset=dataset,
             split=_SPLIT_ALIASES[split.group(1).lower()],
-            role=role.group(1).lower(),
+            role="x" if role.group(1).lower() == "x" else "y",
             compressed=compressed,
         )
     raise InvalidInput(

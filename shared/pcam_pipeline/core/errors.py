@@ -10,6 +10,8 @@
 - ``InvalidJobRequest``: a request SageMaker would refuse, from a deployment setting → record the job
   as failed with the reason; operators must change the setting.
 - ``SettingsError``: a function's environment is wrong → the function cannot start.
+- ``IncompleteRecord``: the state table lacks what a record's status promises (a bug or a hand edit) →
+  the message is retried, then dead-lettered, with the missing field named.
 """
 
 
@@ -34,7 +36,7 @@ class InvalidInput(PipelineError):
             parts.append(f"found {self.found}")
         return "; ".join(parts)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         return {"problem": self.problem, "expected": self.expected, "found": self.found}
 
 
@@ -61,3 +63,7 @@ class MisroutedEvent(PipelineError):
 
 class SettingsError(PipelineError):
     """A function's environment is missing or has an invalid setting."""
+
+
+class IncompleteRecord(PipelineError):
+    """The state table lacks a value that the record's status promises."""

@@ -10,6 +10,7 @@ under ``incoming/`` (``slides/``, ``datasets/``) stay the deployment's own, sing
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pcam_pipeline.core.errors import InvalidInput
 
@@ -44,7 +45,7 @@ def lab_of_key(key: str) -> str | None:
     return lab if _LAB_NAME.fullmatch(lab) else None
 
 
-def lab_policy(bucket_arn: str, lab: str, data_key_arn: str = "") -> dict:
+def lab_policy(bucket_arn: str, lab: str, data_key_arn: str = "") -> dict[str, Any]:
     """The IAM policy of one lab: drop under its own incoming folder, read its own results and quarantine,
     list only those; nothing of another lab or of the deployment's own folders."""
     check_lab_name(lab)

@@ -9,9 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from pcam_pipeline.core.errors import IncompleteRecord
 from pcam_pipeline.core.statuses import FileStatus, JobKind, JobStatus, ModelStatus, OwnerStatus, ScoringStatus
 
 
+def present[T](value: T | None, what: str) -> T:
+    """``value``, which the state promises at this point; a plain error naming ``what`` when it is missing."""
+    if value is None:
+        raise IncompleteRecord(f"the state table has no {what}")
+    return value
+
+
+@dataclass(frozen=True)
 class Record:
     """Builds a frozen dataclass from a stored item, ignoring keys it does not know (pk, sk, …)."""
 
@@ -64,8 +73,8 @@ class PatchOwner(Record):
     x_run: str | None = None
     x_count: int | None = None
     shards_total: int | None = None
-    shards_done: list = field(default_factory=list)
-    failed_shards: dict = field(default_factory=dict)
+    shards_done: list[Any] = field(default_factory=list)
+    failed_shards: dict[str, Any] = field(default_factory=dict)
     image_prefix: str | None = None
     image_edge: int = 96
     storage: str | None = None
@@ -182,7 +191,7 @@ class JobRecord(Record):
     valid_manifest: str | None = None
     train_count: int | None = None
     valid_count: int | None = None
-    hyperparameters: dict | None = None
+    hyperparameters: dict[str, Any] | None = None
     experiment: bool = False  # the dataset's training.json says "experiment": its models never score slides
     # test transform
     test_manifest: str | None = None
@@ -193,7 +202,7 @@ class JobRecord(Record):
     manifest: str | None = None
     output_prefix: str | None = None
     patch_count: int | None = None
-    slides: list[dict] | None = None
+    slides: list[dict[str, Any]] | None = None
 
     @property
     def subject(self) -> str:
@@ -220,12 +229,12 @@ class ModelRecord(Record):
     model_data_uri: str
     status: ModelStatus = ModelStatus.CREATED
     tuning_job: str | None = None
-    hyperparameters: dict = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
     train_manifest: str | None = None
     valid_manifest: str | None = None
     train_count: int | None = None
-    metrics: dict = field(default_factory=dict)
-    decision: dict | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    decision: dict[str, Any] | None = None
     evaluation_prefix: str | None = None
     test_transform_job: str | None = None
     test_split: str | None = None  # lineage: "<dataset>/test <upload>" it was evaluated on; AUCs compare within one
@@ -250,10 +259,10 @@ class CurrentModel(Record):
     dataset: str | None = None
     training_job: str | None = None
     model_data_uri: str | None = None
-    metrics: dict = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     evaluation_prefix: str | None = None
     test_split: str | None = None  # None: promoted before lineage was recorded
-    replaced: list = field(default_factory=list)
+    replaced: list[Any] = field(default_factory=list)
     action: str = "promoted"  # how it became current: promoted, promoted by hand, rolled back
     previous_model: str | None = None
     # Model Promoted was published; a retry finishes a change whose announcement failed. Records written

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pcam_pipeline.core.cost_limits import CostLimits
 from pcam_pipeline.core.errors import SettingsError
@@ -138,7 +138,7 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, not {env[name]!r}")
 
 
-def _json_object(env: Mapping[str, str], name: str) -> dict:
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
     raw = env.get(name, "").strip() or "{}"
     try:
         value = json.loads(raw)

@@ -13,11 +13,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
 from pcam_pipeline.aws.storage import GunzipStream
 from pcam_pipeline.core import dropped_files
 from pcam_pipeline.core.dropped_files import DatasetSettingsFile, SlideFile, SlideSidecarFile, WholeSlideFile
+from pcam_pipeline.core.ports import ByteFile
 from pcam_pipeline.core.settings import IngestSettings
 from pcam_pipeline.ingestion.hdf5_input import FileLimits, inspect_patches, open_hdf5, read_labels
 from pcam_pipeline.ingestion.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
@@ -26,7 +26,7 @@ from pcam_pipeline.scoring.batches import check_slide_fits_one_job
 from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, parse_sidecar, plan_dropped_slide
 
 
-def check_upload(key: str, f: BinaryIO, size: int, settings: IngestSettings) -> str:
+def check_upload(key: str, f: ByteFile, size: int, settings: IngestSettings) -> str:
     """What the file would be taken as when dropped at ``key``; InvalidInput with ingestion's reason if refused."""
     kind = dropped_files.classify_incoming_key(key)
     if isinstance(kind, DatasetSettingsFile):
@@ -48,7 +48,7 @@ def check_upload(key: str, f: BinaryIO, size: int, settings: IngestSettings) -> 
         return _check_hdf5(kind, hdf5, settings)
 
 
-def _check_hdf5(kind, f: BinaryIO, settings: IngestSettings) -> str:
+def _check_hdf5(kind, f: ByteFile, settings: IngestSettings) -> str:
     limits = FileLimits(max_patches=settings.conversion.max_patches_per_file)
     size = f.seek(0, 2)
     with open_hdf5(f, size) as handle:
@@ -62,7 +62,7 @@ def _check_hdf5(kind, f: BinaryIO, settings: IngestSettings) -> str:
         return f"labels of {kind.dataset}/{kind.split}: {labels.size:,} ({int(labels.sum()):,} tumour)"
 
 
-def _copier(f: BinaryIO):
+def _copier(f: ByteFile):
     def copy(path: Path) -> None:
         f.seek(0)
         with open(path, "wb") as local:
@@ -72,7 +72,7 @@ def _copier(f: BinaryIO):
 
 
 @contextlib.contextmanager
-def _decompressed(f: BinaryIO, max_bytes: int) -> Iterator[BinaryIO]:
+def _decompressed(f: ByteFile, max_bytes: int) -> Iterator[ByteFile]:
     """The .gz file decompressed into a temporary file, stopping at the cap ingestion stops at."""
     with tempfile.TemporaryFile() as copy:
         shutil.copyfileobj(GunzipStream(f, max_bytes=max_bytes), copy, 8 << 20)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pcam_pipeline.aws import events, storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.observability import logger
 from pcam_pipeline.core import keys
-from pcam_pipeline.core.records import PatchOwner, SlideRecord, SplitRecord
+from pcam_pipeline.core.ports import EventPublisher
+from pcam_pipeline.core.records import PatchOwner, SlideRecord, SplitRecord, present
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion import manifests
 from pcam_pipeline.state import StateStore
@@ -19,7 +22,7 @@ def readiness_token(record: PatchOwner) -> str | None:
     is checked again by the completer."""
     if record.failed_shards or not record.shards_complete:
         return None
-    if isinstance(record, SlideRecord):
+    if not isinstance(record, SplitRecord):
         return record.x_run
     if record.y_version is None:
         return None
@@ -27,7 +30,7 @@ def readiness_token(record: PatchOwner) -> str | None:
 
 
 class Completer:
-    def __init__(self, bucket: str, s3, state: StateStore, publisher: events.EventPublisher):
+    def __init__(self, bucket: str, s3, state: StateStore, publisher: EventPublisher):
         self._blobs = S3BlobStore(bucket, s3)
         self._bucket, self._s3, self._state, self._events = bucket, s3, state, publisher
 
@@ -35,7 +38,7 @@ class Completer:
         """Write the manifest and announce the owner if all its inputs are in; True if this call did."""
         record = self._state.owner(owner_pk)
         token = readiness_token(record) if record else None
-        if token is None:
+        if record is None or token is None:
             return False
         if isinstance(record, SplitRecord) and record.x_count != record.y_count:
             self._state.mark_failed(
@@ -59,18 +62,20 @@ class Completer:
         self._state.mark_ready(owner_pk, detail["manifest_key"])
         self._events.publish(detail_type, detail)
         self._state.mark_announced(owner_pk, token)
-        self._state.record_file(record.x_key, record.x_version, FileStatus.CONVERTED, patch_count=record.x_count)
+        upload = present(record.x_key, f"upload of {owner_pk}")
+        self._state.record_file(upload, present(record.x_version, f"version of {upload}"), FileStatus.CONVERTED,
+                                patch_count=record.x_count)  # fmt: skip
         logger.info(f"{detail_type}", extra=detail)
         return True
 
-    def _write_split_manifest(self, record: SplitRecord, token: str) -> dict:
-        labels = self._blobs.get_array(record.y_labels_key)
+    def _write_split_manifest(self, record: SplitRecord, token: str) -> dict[str, Any]:
+        labels = self._blobs.get_array(present(record.y_labels_key, f"labels of {record.dataset}/{record.split}"))
         key = keys.split_manifest_key(record.dataset, record.split, token)
         storage.put_lines(
             self._s3,
             self._bucket,
             key,
-            manifests.augmented_manifest_lines(self._bucket, record.image_prefix, labels),
+            manifests.augmented_manifest_lines(self._bucket, images_of(record), labels),
             "application/jsonlines",
         )
         return {
@@ -89,9 +94,10 @@ class Completer:
             "run_id": record.x_run,
         }
 
-    def _write_slide_manifest(self, record: SlideRecord) -> dict:
-        key = keys.slide_manifest_key(record.slide_id, record.x_run)
-        body = manifests.transform_manifest(self._bucket, record.image_prefix, record.x_count)
+    def _write_slide_manifest(self, record: SlideRecord) -> dict[str, Any]:
+        key = keys.slide_manifest_key(record.slide_id, present(record.x_run, f"upload of slide {record.slide_id}"))
+        count = present(record.x_count, f"patch count of slide {record.slide_id}")
+        body = manifests.transform_manifest(self._bucket, images_of(record), count)
         storage.put_lines(self._s3, self._bucket, key, [body], "application/json")
         return {
             "slide_id": record.slide_id,
@@ -106,3 +112,7 @@ class Completer:
             "source_version": record.x_source_version,
             "run_id": record.x_run,
         }
+
+
+def images_of(record: PatchOwner) -> str:
+    return present(record.image_prefix, f"images of {record.kind} {record.x_key}")

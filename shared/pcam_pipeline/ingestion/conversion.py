@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -12,10 +13,11 @@ from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core import ports
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.keys import patch_file_name
-from pcam_pipeline.core.records import FileStatus
+from pcam_pipeline.core.records import FileStatus, present
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.ingestion.completion import Completer
 from pcam_pipeline.ingestion.hdf5_input import open_hdf5
@@ -36,7 +38,7 @@ class ShardConverter:
         settings: ConversionSettings,
         s3=None,
         state: StateStore | None = None,
-        publisher: EventPublisher | None = None,
+        publisher: ports.EventPublisher | None = None,
     ):
         self._settings = settings
         self._bucket = settings.bucket
@@ -46,7 +48,7 @@ class ShardConverter:
         self._events = publisher or EventPublisher(settings.event_bus)
         self._completer = Completer(self._bucket, self._s3, self._state, self._events)
 
-    def convert(self, task: ShardTask) -> dict:
+    def convert(self, task: ShardTask) -> dict[str, Any]:
         logger.append_keys(file_key=task.file_key, run_id=task.run_id, shard=task.shard)
         try:
             written = self.write_patches(task)
@@ -79,7 +81,7 @@ class ShardConverter:
     @contextlib.contextmanager
     def _whole_slide_patches(self, task: ShardTask) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
         """The shard's tiles cut from the slide: only the pyramid tiles under them are read."""
-        plan = load_plan(self._blobs, task.tile_plan_key)
+        plan = load_plan(self._blobs, present(task.tile_plan_key, f"tile plan of {task.owner}"))
         with (
             storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
             WholeSlide(f, f.size, self._settings.slide_limits, (plan.width, plan.height)) as slide,
@@ -118,7 +120,7 @@ class ShardConverter:
 
             yield blocks()
 
-    def _set_aside(self, task: ShardTask, problem: InvalidInput) -> dict:
+    def _set_aside(self, task: ShardTask, problem: InvalidInput) -> dict[str, Any]:
         """Quarantine the upload at its first damaged patches: no retry, no manifest, and its owner says why."""
         logger.warning("the file is damaged", extra={"reason": problem.describe()})
         if self._state.mark_damaged(task.owner, task.run_id, problem.describe()):

@@ -10,12 +10,12 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import h5py
 import numpy as np
 
 from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.ports import ByteFile
 
 PATCH_SHAPE = (96, 96, 3)
 PIXELS = "uint8 pixel values 0-255"
@@ -52,7 +52,7 @@ class PatchFileInfo:
 
 
 @contextlib.contextmanager
-def open_hdf5(fileobj: BinaryIO, size: int) -> Iterator[h5py.File]:
+def open_hdf5(fileobj: ByteFile, size: int) -> Iterator[h5py.File]:
     """Open an HDF5 file object, turning every way it can be unreadable into a plain explanation."""
     if size == 0:
         raise InvalidInput("the file is empty (0 bytes)", "an HDF5 file")

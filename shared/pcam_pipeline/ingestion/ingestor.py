@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import boto3
 
 from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger
-from pcam_pipeline.core import dropped_files, keys
+from pcam_pipeline.core import dropped_files, keys, ports
 from pcam_pipeline.core.dropped_files import DatasetSettingsFile, DroppedFile, SlideSidecarFile, WholeSlideFile
 from pcam_pipeline.core.errors import InvalidInput, MisroutedEvent
 from pcam_pipeline.core.settings import IngestSettings
@@ -34,7 +35,7 @@ class Ingestor:
         settings: IngestSettings,
         s3=None,
         state: StateStore | None = None,
-        publisher: EventPublisher | None = None,
+        publisher: ports.EventPublisher | None = None,
         sqs=None,
     ):
         conversion = settings.conversion
@@ -55,7 +56,9 @@ class Ingestor:
         )
         self._whole_slides = WholeSlideIngestion(conversion, self._s3, self._state, self._planner, self._image_edge)
 
-    def ingest_attempt(self, dropped: DroppedFile, attempt: int, ingest: Callable[[], dict]) -> dict:
+    def ingest_attempt(
+        self, dropped: DroppedFile, attempt: int, ingest: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
         """One delivery (``attempt``, the SQS receive count) of an upload's event, running ``ingest``.
 
         A crash in the HDF5 library kills the process: the handler cannot say why, and the queue tries
@@ -85,7 +88,7 @@ class Ingestor:
                 return candidate
         return None
 
-    def ingest(self, dropped: DroppedFile) -> dict:
+    def ingest(self, dropped: DroppedFile) -> dict[str, Any]:
         if dropped.bucket != self._bucket:
             raise MisroutedEvent(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
@@ -110,7 +113,7 @@ class Ingestor:
         except InvalidInput as problem:
             return quarantine(self._s3, self._bucket, self._state, self._events, dropped, problem)
 
-    def _ingest_upload(self, dropped: DroppedFile) -> dict:
+    def _ingest_upload(self, dropped: DroppedFile) -> dict[str, Any]:
         kind = dropped_files.classify_incoming_key(dropped.key)
         if isinstance(kind, DatasetSettingsFile):
             return self._record_training_settings(dropped, kind)
@@ -135,7 +138,7 @@ class Ingestor:
         return target, head.get("VersionId")
 
     # ------------------------------------------------------------------ kinds
-    def _record_training_settings(self, dropped: DroppedFile, kind: DatasetSettingsFile) -> dict:
+    def _record_training_settings(self, dropped: DroppedFile, kind: DatasetSettingsFile) -> dict[str, Any]:
         with storage.S3RangeFile(self._s3, self._bucket, dropped.key, dropped.version_id) as f:
             body = f.read(MAX_SETTINGS_BYTES + 1)
         settings = parse_training_settings(body)

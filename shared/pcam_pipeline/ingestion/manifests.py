@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pcam_pipeline.core.keys import SLIDE_IMAGES, patch_file_name
 
@@ -17,7 +18,7 @@ def augmented_manifest_lines(bucket: str, image_prefix: str, labels: Iterable[in
 
 def transform_manifest(bucket: str, image_prefix: str, count: int) -> str:
     """Batch Transform ManifestFile: a JSON array of a prefix followed by the patch names in order."""
-    entries: list = [{"prefix": f"s3://{bucket}/{image_prefix}"}]
+    entries: list[Any] = [{"prefix": f"s3://{bucket}/{image_prefix}"}]
     entries.extend(patch_file_name(index, image_prefix) for index in range(count))
     return json.dumps(entries)
 
@@ -28,7 +29,7 @@ def scoring_manifest(bucket: str, slides: Iterable[tuple[str, int]]) -> str:
 
     SageMaker writes each entry's output at ``<S3OutputPath>/<entry>.out`` (one folder per slide upload), or
     perhaps at ``<S3OutputPath>/<base name>.out``: base names are unique in a job (`keys.patch_file_name`)."""
-    entries: list = [{"prefix": f"s3://{bucket}/{SLIDE_IMAGES}"}]
+    entries: list[Any] = [{"prefix": f"s3://{bucket}/{SLIDE_IMAGES}"}]
     for image_prefix, count in slides:
         relative = image_prefix.removeprefix(SLIDE_IMAGES)
         entries.extend(relative + patch_file_name(index, image_prefix) for index in range(count))

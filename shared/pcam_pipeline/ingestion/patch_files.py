@@ -4,6 +4,8 @@ be at work), then planned as shards or, for labels, recorded and announced once 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.core import keys
@@ -20,7 +22,7 @@ from pcam_pipeline.ingestion.hdf5_input import (
     open_hdf5,
     read_labels,
 )
-from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from
+from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from, kept_changing
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
 from pcam_pipeline.state import StateStore, slide_pk, split_pk
 
@@ -42,14 +44,16 @@ class PatchFileIngestion:
         state: StateStore,
         planner: ShardPlanner,
         completer: Completer,
-        image_edge: dict,
+        image_edge: dict[str, Any],
         limits: FileLimits,
     ):
         self._settings, self._s3, self._state, self._planner = settings, s3, state, planner
         self._blobs = S3BlobStore(settings.bucket, s3)
         self._completer, self._image_edge, self._limits = completer, image_edge, limits
 
-    def ingest(self, dropped: DroppedFile, kind: SlideFile | DatasetFile, source_key: str, source_version) -> dict:
+    def ingest(
+        self, dropped: DroppedFile, kind: SlideFile | DatasetFile, source_key: str, source_version
+    ) -> dict[str, Any]:
         """``source_key`` and ``source_version`` name the object to read: the upload, or its staged copy."""
         if isinstance(kind, SlideFile):
             return self._slide(dropped, kind, source_key, source_version)
@@ -64,7 +68,7 @@ class PatchFileIngestion:
         with self._open(key, version) as f, open_hdf5(f, f.size) as handle:
             return inspect_patches(handle, self._limits)
 
-    def _keep_coords(self, slide_id: str, run_id: str, info: PatchFileInfo) -> dict:
+    def _keep_coords(self, slide_id: str, run_id: str, info: PatchFileInfo) -> dict[str, Any]:
         """Copy the slide's coordinates out of the drop (whose staged copy expires) for every later scoring."""
         if info.coords is None:
             return {}
@@ -72,7 +76,7 @@ class PatchFileIngestion:
         self._blobs.put_array(key, info.coords)
         return {"coords_key": key}
 
-    def _dataset_images(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
+    def _dataset_images(self, dropped, kind: DatasetFile, source_key, source_version) -> dict[str, Any]:
         owner = split_pk(kind.dataset, kind.split)
         info = None
         for current in decided_from(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
@@ -90,8 +94,9 @@ class PatchFileIngestion:
             planned = self._planner.plan(dropped, owner, source, {**fields, **self._image_edge}, current, forget)
             if planned:
                 return planned
+        raise kept_changing()
 
-    def _slide(self, dropped, kind: SlideFile, source_key, source_version) -> dict:
+    def _slide(self, dropped, kind: SlideFile, source_key, source_version) -> dict[str, Any]:
         owner = slide_pk(kind.slide_id)
         info = None
         for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
@@ -108,8 +113,9 @@ class PatchFileIngestion:
             planned = self._planner.plan(dropped, owner, source, {**fields, **self._image_edge}, current, earlier)
             if planned:
                 return planned
+        raise kept_changing()
 
-    def _dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version) -> dict:
+    def _dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version) -> dict[str, Any]:
         owner = split_pk(kind.dataset, kind.split)
         labels = None
         for current in decided_from(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pcam_pipeline.aws import events, storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
-from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.labs import lab_of_key
+from pcam_pipeline.core.ports import EventPublisher
 from pcam_pipeline.core.records import FileStatus
 from pcam_pipeline.state import StateStore, now_iso
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core.dropped_files import DroppedFile
@@ -17,11 +18,15 @@ SQS_BATCH = 10  # entries per SendMessageBatch, SQS's maximum
 DECISION_ATTEMPTS = 5
 
 
-def decided_from(read_owner: Callable[[], PatchOwner]) -> Iterator[PatchOwner]:
-    """Reads of the owner to decide from: again after a concurrent delivery changed its inputs."""
+def decided_from[Owner: PatchOwner](read_owner: Callable[[], Owner]) -> Iterator[Owner]:
+    """Reads of the owner to decide from: again after a concurrent delivery changed its inputs. After
+    ``DECISION_ATTEMPTS`` the caller gives up with ``kept_changing()``."""
     for _ in range(DECISION_ATTEMPTS):
         yield read_owner()
-    raise RetryableError("other uploads kept changing this split or slide while this file was ingested")
+
+
+def kept_changing() -> RetryableError:
+    return RetryableError("other uploads kept changing this split or slide while this file was ingested")
 
 
 def plan_shards(count: int, patches_per_shard: int) -> list[tuple[int, int]]:
@@ -47,8 +52,8 @@ class ShardTask:
     tile_plan_key: str | None = None  # a whole-slide image: the tiles to cut (patch indices are its tiles)
 
     @classmethod
-    def from_message(cls, body: dict) -> ShardTask:
-        return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})
+    def from_message(cls, body: dict[str, Any]) -> ShardTask:
+        return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
     @property
     def claimer(self) -> str:
@@ -76,7 +81,7 @@ class ShardPlanner:
 
     def plan(
         self, dropped: DroppedFile, owner: str, source: PatchSource, fields: dict, as_read: PatchOwner, forget=()
-    ) -> dict | None:
+    ) -> dict[str, Any] | None:
         """Make this upload the owner's current images and enqueue one message per shard.
 
         None (nothing planned) if the owner's inputs changed since ``as_read`` was read."""

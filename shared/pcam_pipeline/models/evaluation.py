@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 from importlib import resources
+from typing import Any
 
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.blob_store import MissingObject
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import CapacityRefused, JobFailed
-from pcam_pipeline.core.records import JobRecord
+from pcam_pipeline.core.records import JobRecord, present
 from pcam_pipeline.core.statuses import JobKind, ModelStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation_report import roc_png
@@ -29,7 +30,7 @@ class ModelEvaluation(JobKindBase):
         super().__init__(parts)
         self._minimum_auc, self._threshold = parts.settings.minimum_auc, parts.settings.decision_threshold
 
-    def evaluate_waiting_models(self, dataset: str) -> dict:
+    def evaluate_waiting_models(self, dataset: str) -> dict[str, Any]:
         """A test split arrived: evaluate the dataset's models that were waiting for one."""
         waiting = [
             m.model_name
@@ -40,9 +41,9 @@ class ModelEvaluation(JobKindBase):
             self.start_test_transform(model_name)
         return {"status": "evaluating waiting models", "models": waiting}
 
-    def start_test_transform(self, model_name: str) -> dict:
+    def start_test_transform(self, model_name: str) -> dict[str, Any]:
         """Score the dataset's test split with the model (Batch Transform), or wait for a test split."""
-        model = self._state.model(model_name)
+        model = present(self._state.model(model_name), f"model {model_name}")
         test = self._state.split(model.dataset, "test")
         if not (test and test.ready):
             self._state.mark_model_awaiting_test_split(model_name)
@@ -54,8 +55,8 @@ class ModelEvaluation(JobKindBase):
             kind=JobKind.TEST_TRANSFORM,
             dataset=model.dataset,
             model_name=model_name,
-            test_manifest=self._blobs.uri(test.manifest_key),
-            test_images=self._blobs.uri(test.image_prefix),
+            test_manifest=self._blobs.uri(present(test.manifest_key, "test split's manifest")),
+            test_images=self._blobs.uri(present(test.image_prefix, "test split's images")),
             test_count=test.x_count,
             predictions=self._blobs.uri(prefix + "predictions/"),
         )
@@ -65,8 +66,8 @@ class ModelEvaluation(JobKindBase):
             self._settings,
             name,
             model_name,
-            job.test_images,
-            job.predictions,
+            present(job.test_images, "test images"),
+            present(job.predictions, "predictions prefix"),
             {"pcam:dataset": model.dataset, "pcam:model": model_name},
         )
         if not self._start_or_wait(job, request, model_name=model_name):
@@ -81,9 +82,9 @@ class ModelEvaluation(JobKindBase):
             self._blobs.put_bytes(key, body, "text/x-python")
         return self._blobs.uri(key)
 
-    def start_evaluation(self, model_name: str, transform: JobRecord) -> dict:
+    def start_evaluation(self, model_name: str, transform: JobRecord) -> dict[str, Any]:
         """Compute the model's test-set metrics from its predictions in a scikit-learn processing job."""
-        model = self._state.model(model_name)
+        model = present(self._state.model(model_name), f"model {model_name}")
         prefix = keys.evaluation_prefix(model_name)
         context = {
             "model_name": model_name,
@@ -110,8 +111,8 @@ class ModelEvaluation(JobKindBase):
             name,
             self._evaluation_script_uri(),
             {
-                "labels": transform.test_manifest,
-                "predictions": transform.predictions,
+                "labels": present(transform.test_manifest, f"test manifest of {transform.name}"),
+                "predictions": present(transform.predictions, f"predictions of {transform.name}"),
                 "context": self._blobs.uri(prefix + "context.json"),
             },
             self._blobs.uri(prefix.rstrip("/")),
@@ -121,7 +122,7 @@ class ModelEvaluation(JobKindBase):
             return {"evaluation": "waiting for SageMaker capacity", "evaluation_job": name}
         return {"evaluation": "computing metrics", "evaluation_job": name}
 
-    def _start_or_wait(self, job: JobRecord, request: dict, **what: str) -> bool:
+    def _start_or_wait(self, job: JobRecord, request: dict[str, Any], **what: str) -> bool:
         """Start the job; False when SageMaker has no capacity now (recorded: the scheduled tick tries again)."""
         try:
             self._jobs.start_once(job, request)
@@ -130,7 +131,7 @@ class ModelEvaluation(JobKindBase):
             return False
         return True
 
-    def conclude_evaluation(self, model_name: str, delivery: str) -> dict:
+    def conclude_evaluation(self, model_name: str, delivery: str) -> dict[str, Any]:
         """Draw the ROC picture, record the metrics and let the promotion gate decide; announce it once.
 
         ``delivery`` identifies the event being handled: a retry of it may announce again, another
@@ -161,11 +162,14 @@ class ModelEvaluation(JobKindBase):
         return result
 
     # ------------------------------------------------------------ job kind
-    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
+    def on_completed(self, job: JobRecord, detail: dict[str, Any], delivery: str) -> dict[str, Any]:
+        model_name = present(job.model_name, f"model of {job.name}")
         if job.kind is JobKind.TEST_TRANSFORM:
-            return self.start_evaluation(job.model_name, self._state.job(job.name))
-        return self.conclude_evaluation(job.model_name, delivery)
+            return self.start_evaluation(model_name, present(self._state.job(job.name), f"job {job.name}"))
+        return self.conclude_evaluation(model_name, delivery)
 
     def on_failed(self, job: JobRecord, reason: str) -> None:
-        self._state.record_model_evaluation_failed(job.model_name, f"{job.kind} {job.name}: {reason}")
+        self._state.record_model_evaluation_failed(
+            present(job.model_name, f"model of {job.name}"), f"{job.kind} {job.name}: {reason}"
+        )
         self.announce_model_failure(job, reason)

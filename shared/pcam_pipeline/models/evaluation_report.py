@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, ImageDraw
 
 from pcam_pipeline.core.records import CurrentModel, ModelRecord
 
 
-def roc_png(evaluation: dict, title: str, size: int = 480) -> bytes:
+def roc_png(evaluation: dict[str, Any], title: str, size: int = 480) -> bytes:
     """A readable ROC curve: axes with ticks, the chance diagonal, the curve, and the AUC."""
     margin = 60
     plot = size - 2 * margin

@@ -13,18 +13,23 @@ the same name), records are created conditionally, and a repeated event repeats 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.alerts import Alerter
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.job_launcher import SageMakerLauncher
 from pcam_pipeline.aws.observability import logger
+from pcam_pipeline.core import ports
 from pcam_pipeline.core.errors import JobFailed
+from pcam_pipeline.core.records import present
 from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import JobKind, JobStatus
 from pcam_pipeline.models.evaluation import ModelEvaluation
 from pcam_pipeline.models.job_tracker import (
     SAGEMAKER_EVENTS,
     FlowParts,
+    IgnoredEvent,
     JobKindHandler,
     JobTracker,
     StateChange,
@@ -41,10 +46,10 @@ class SageMakerFlow:
         self,
         settings: ModelSettings,
         state: StateStore | None = None,
-        blobs: S3BlobStore | None = None,
-        launcher: SageMakerLauncher | None = None,
-        publisher: events.EventPublisher | None = None,
-        alerter: Alerter | None = None,
+        blobs: ports.BlobStore | None = None,
+        launcher: ports.JobLauncher | None = None,
+        publisher: ports.EventPublisher | None = None,
+        alerter: ports.Alerter | None = None,
     ):
         state = state or StateStore(settings.state_table)
         blobs = blobs or S3BlobStore(settings.bucket)
@@ -65,7 +70,7 @@ class SageMakerFlow:
             JobKind.SLIDE_SCORING: self.slides,
         }
 
-    def on_event(self, detail_type: str, detail: dict, event_id: str = "") -> dict:
+    def on_event(self, detail_type: str, detail: dict[str, Any], event_id: str = "") -> dict[str, Any]:
         """One event from either bus: a split or slide became ready, a model was promoted, a job changed.
 
         ``event_id`` (EventBridge's) tells a retry of this event from another delivery of the same news."""
@@ -91,30 +96,30 @@ class SageMakerFlow:
             elif wait["kind"] == str(JobKind.TEST_TRANSFORM):
                 outcome = self.evaluation.start_test_transform(wait["model_name"]).get("evaluation", "")
             else:
-                transform = self._state.job(wait["transform_job"])
+                transform = present(self._state.job(wait["transform_job"]), f"job {wait['transform_job']}")
                 outcome = self.evaluation.start_evaluation(wait["model_name"], transform).get("evaluation", "")
             if "waiting for SageMaker capacity" not in outcome:
                 self._state.forget_capacity_wait(name)
             outcomes[name] = outcome
         return outcomes
 
-    def on_split_ready(self, detail: dict) -> dict:
+    def on_split_ready(self, detail: dict[str, Any]) -> dict[str, Any]:
         logger.append_keys(dataset=detail["dataset"], split=detail["split"], run_id=detail.get("run_id"))
         if detail["split"] == "test":
             return self.evaluation.evaluate_waiting_models(detail["dataset"])
         return self.training.start_training(detail["dataset"])
 
-    def on_sagemaker_event(self, detail_type: str, detail: dict, event_id: str = "") -> dict:
+    def on_sagemaker_event(self, detail_type: str, detail: dict[str, Any], event_id: str = "") -> dict[str, Any]:
         change = self.jobs.observe(detail_type, detail)
-        if change.ignored:
-            return {"status": "ignored", "job": change.name, "reason": change.ignored}
+        if isinstance(change, IgnoredEvent):
+            return {"status": "ignored", "job": change.name, "reason": change.why}
         outcome = self._follow_up(change, detail, event_id)
         if change.status.terminal and change.job.kind is JobKind.SLIDE_SCORING:
             # Also on a repeat: a delivery that died after the follow-up must still free the slot.
             outcome["queue"] = self.slides.queue.job_ended(change.job)
         return outcome
 
-    def _follow_up(self, change: StateChange, detail: dict, event_id: str) -> dict:
+    def _follow_up(self, change: StateChange, detail: dict[str, Any], event_id: str) -> dict[str, Any]:
         job, kind = change.job, self._kinds[change.job.kind]
         if change.first_report:
             kind.on_progress(job, change.status)

@@ -11,7 +11,7 @@ from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings, tag_list, val
 from pcam_training import config
 
 
-def model_request(settings: SageMakerSettings, name: str, model_data_uri: str, tags: dict[str, str]) -> dict:
+def model_request(settings: SageMakerSettings, name: str, model_data_uri: str, tags: dict[str, str]) -> dict[str, Any]:
     """A Model serving a trained job's artefacts with the same algorithm image it was trained with; its
     container has no network (its transform jobs inherit that)."""
     request = {
@@ -91,7 +91,12 @@ def _processing_input(name: str, uri: str) -> dict[str, Any]:
 
 
 def evaluation_request(
-    settings: SageMakerSettings, name: str, script_uri: str, inputs: dict[str, str], output_uri: str, tags: dict
+    settings: SageMakerSettings,
+    name: str,
+    script_uri: str,
+    inputs: dict[str, str],
+    output_uri: str,
+    tags: dict[str, Any],
 ) -> dict:
     """A processing job running the evaluation script in SageMaker's scikit-learn container.
 

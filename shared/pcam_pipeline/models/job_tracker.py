@@ -6,14 +6,11 @@ ignore late or foreign events, and record and alert a failure. The kinds (``mode
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from pcam_pipeline.aws import events
-from pcam_pipeline.aws.alerts import Alerter
-from pcam_pipeline.aws.blob_store import S3BlobStore
-from pcam_pipeline.aws.events import EventPublisher
-from pcam_pipeline.aws.job_launcher import SageMakerLauncher
 from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core.ports import Alerter, BlobStore, EventPublisher, JobLauncher
 from pcam_pipeline.core.records import JobRecord
 from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import JobStatus
@@ -39,7 +36,7 @@ class JobKindHandler(Protocol):
 
     def on_progress(self, job: JobRecord, status: JobStatus) -> None: ...
 
-    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
+    def on_completed(self, job: JobRecord, detail: dict[str, Any], delivery: str) -> dict[str, Any]:
         """``delivery`` identifies the event (its EventBridge id): what to announce once per delivery."""
 
     def on_failed(self, job: JobRecord, reason: str) -> bool | None:
@@ -51,22 +48,29 @@ class StateChange:
     """A SageMaker event, read against the job's record."""
 
     name: str
-    status: JobStatus | None  # None: a status the pipeline does not follow (ignored)
-    job: JobRecord | None = None
+    status: JobStatus
+    job: JobRecord
     reason: str = ""
-    ignored: str = ""  # why the event changes nothing, if it does not
     first_report: bool = True  # False for a repeat of the job's final status
 
 
+@dataclass(frozen=True)
+class IgnoredEvent:
+    """A SageMaker event that changes nothing: late, foreign, or a status the pipeline does not follow."""
+
+    name: str
+    why: str
+
+
 class JobTracker:
-    def __init__(self, state: StateStore, launcher: SageMakerLauncher, alerter: Alerter):
+    def __init__(self, state: StateStore, launcher: JobLauncher, alerter: Alerter):
         self._state, self._launcher, self._alerts = state, launcher, alerter
 
     def record(self, job: JobRecord) -> bool:
         """Record a job about to start; False if it was recorded before (a repeated event)."""
         return self._state.create_job(job)
 
-    def start_once(self, job: JobRecord, request: dict, **fields) -> bool:
+    def start_once(self, job: JobRecord, request: dict[str, Any], **fields) -> bool:
         """Start the recorded job unless its record says it was started already."""
         recorded = self._state.job(job.name)
         if recorded is None or recorded.status is not JobStatus.STARTING:
@@ -77,25 +81,25 @@ class JobTracker:
         logger.info("SageMaker job started", extra={"job": job.name, "kind": job.kind})
         return True
 
-    def observe(self, detail_type: str, detail: dict) -> StateChange:
+    def observe(self, detail_type: str, detail: dict[str, Any]) -> StateChange | IgnoredEvent:
         """Record the job's new status, once; late, repeated and foreign events change nothing."""
         name_field, status_field = SAGEMAKER_EVENTS[detail_type]
-        name, reported = detail[name_field], detail.get(status_field)
+        name, reported = detail[name_field], detail.get(status_field, "")
         try:
             status = JobStatus(reported)
         except ValueError:  # "Deleting", or a status SageMaker adds later: logged, never retried into a DLQ
             logger.warning("a job status the pipeline does not follow", extra={"job": name, "status": reported})
-            return StateChange(name, None, ignored=f"status {reported!r} is not one the pipeline follows")
+            return IgnoredEvent(name, f"status {reported!r} is not one the pipeline follows")
         job = self._state.job(name)
         if job is None:
-            return StateChange(name, status, ignored="not started by this pipeline")
+            return IgnoredEvent(name, "not started by this pipeline")
         # Correlation: the job, and the dataset or slide (and its upload) and model it belongs to.
         correlation = {"dataset": job.dataset, "slide_id": job.slide_id, "run_id": job.run_id}
         logger.append_keys(job=name, model_name=job.model_name, **{k: v for k, v in correlation.items() if v})
         reason = "" if status is JobStatus.COMPLETED else detail.get("FailureReason") or detail.get("ExitMessage") or ""
         if job.status.terminal:
             if status is not job.status:
-                return StateChange(name, status, job, ignored=f"late {status} event for a {job.status} job")
+                return IgnoredEvent(name, f"late {status} event for a {job.status} job")
             return StateChange(name, status, job, reason, first_report=False)
         self._state.record_job_status(name, status, reason)
         return StateChange(name, status, replace(job, status=status, reason=reason), reason)
@@ -121,8 +125,8 @@ class FlowParts:
 
     settings: ModelSettings
     state: StateStore
-    blobs: S3BlobStore
-    launcher: SageMakerLauncher
+    blobs: BlobStore
+    launcher: JobLauncher
     publisher: EventPublisher
     jobs: JobTracker
     registry: PromotedModels
@@ -154,6 +158,7 @@ def failed(job: JobRecord) -> JobRecord:
 
 __all__ = [
     "SAGEMAKER_EVENTS",
+    "IgnoredEvent",
     "FlowParts",
     "JobKindBase",
     "JobKindHandler",

@@ -6,10 +6,13 @@ so two evaluations finishing at once cannot both win, and every change is kept i
 
 from __future__ import annotations
 
+from typing import Any
+
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger
+from pcam_pipeline.core import ports
 from pcam_pipeline.core.errors import PipelineError, RetryableError
-from pcam_pipeline.core.records import CurrentModel, ModelRecord
+from pcam_pipeline.core.records import CurrentModel, ModelRecord, present
 from pcam_pipeline.core.statuses import SERVABLE_MODEL_STATUSES
 from pcam_pipeline.models.evaluation_report import EXPERIMENT, PromotionDecision, promotion_decision
 from pcam_pipeline.state import StateStore, now_iso
@@ -23,7 +26,7 @@ class PromotionError(PipelineError):
     """An operator's promote or rollback cannot be done; the message says why."""
 
 
-def metric_summary(evaluation: dict) -> dict:
+def metric_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
     keep = ("auc", "accuracy", "recall", "precision", "f1", "count", "tumour_count", "threshold")
     return {key: evaluation[key] for key in keep if key in evaluation}
 
@@ -31,7 +34,7 @@ def metric_summary(evaluation: dict) -> dict:
 class PromotedModels:
     """The pipeline's own record of trained models and which one is current (not SageMaker's Model Registry)."""
 
-    def __init__(self, state: StateStore, publisher: events.EventPublisher):
+    def __init__(self, state: StateStore, publisher: ports.EventPublisher):
         self._state, self._events = state, publisher
 
     def models(self) -> list[ModelRecord]:
@@ -43,7 +46,7 @@ class PromotedModels:
     def current(self) -> CurrentModel | None:
         return self._state.current_model()
 
-    def history(self) -> list[dict]:
+    def history(self) -> list[dict[str, Any]]:
         return self._state.promotion_history()
 
     # -------------------------------------------------------------- automatic
@@ -80,7 +83,7 @@ class PromotedModels:
             raise PromotionError(f"{model_name} is already the current model")
         if not self._make_current(model, current, by, reason or "promoted by hand", "promoted by hand"):
             raise PromotionError("the current model changed while promoting; look again and retry")
-        return self.current()
+        return present(self.current(), "current model")
 
     def rollback(self, by: str, reason: str = "") -> CurrentModel:
         current = self.current()
@@ -93,7 +96,7 @@ class PromotedModels:
         reason = reason or f"rolled back from {current.model_name}"
         if not self._make_current(model, current, by, reason, "rolled back", replaced=older):
             raise PromotionError("the current model changed while rolling back; look again and retry")
-        return self.current()
+        return present(self.current(), "current model")
 
     # ---------------------------------------------------------------- helpers
     def _require(self, model_name: str) -> ModelRecord:
@@ -109,7 +112,7 @@ class PromotedModels:
         by: str,
         reason: str,
         action: str,
-        replaced: list | None = None,
+        replaced: list[Any] | None = None,
     ) -> bool:
         previous = current.model_name if current else None
         if replaced is None:
@@ -150,4 +153,4 @@ class PromotedModels:
         logger.info(
             "current model changed", extra={"model_name": current.model_name, "previous": change["previous_model"]}
         )
-        return self.current()
+        return present(self.current(), "current model")

@@ -4,9 +4,10 @@ handed to evaluation. One job per combination of uploads: its name derives from 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pcam_pipeline.core.errors import CapacityRefused, InvalidJobRequest
-from pcam_pipeline.core.records import JobRecord, ModelRecord
+from pcam_pipeline.core.records import JobRecord, ModelRecord, present
 from pcam_pipeline.core.statuses import JobKind, JobStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation import ModelEvaluation
@@ -22,7 +23,7 @@ class ModelTraining(JobKindBase):
         super().__init__(parts)
         self._evaluation = evaluation
 
-    def start_training(self, dataset: str) -> dict:
+    def start_training(self, dataset: str) -> dict[str, Any]:
         """Start one training (or tuning) job for the dataset's current train and valid splits."""
         train, valid = self._state.split(dataset, "train"), self._state.split(dataset, "valid")
         if not (train and train.ready and valid and valid.ready):
@@ -35,17 +36,22 @@ class ModelTraining(JobKindBase):
             name = sagemaker_jobs.job_name(dataset, identity, sagemaker_jobs.TUNING_JOB_NAME_LIMIT, kind="tune")
         else:
             name = sagemaker_jobs.job_name(dataset, identity, kind="train")
+        train_uri = self._blobs.uri(present(train.manifest_key, f"{dataset}/train's manifest"))
+        valid_uri = self._blobs.uri(present(valid.manifest_key, f"{dataset}/valid's manifest"))
         job = JobRecord(
             name=name,
             kind=JobKind.TUNING if tuning else JobKind.TRAINING,
             dataset=dataset,
-            train_manifest=self._blobs.uri(train.manifest_key),
-            valid_manifest=self._blobs.uri(valid.manifest_key),
+            train_manifest=train_uri,
+            valid_manifest=valid_uri,
             train_count=train.x_count,
             valid_count=valid.x_count,
             experiment=bool(own_settings.get("experiment")),
         )
-        if not self._jobs.record(job) and self._state.job(name).status is not JobStatus.STARTING:
+        if (
+            not self._jobs.record(job)
+            and present(self._state.job(name), f"job {name}").status is not JobStatus.STARTING
+        ):
             return {"status": "already started", "job": name, "kind": job.kind}
         self._state.record_training_status(dataset, JobStatus.STARTING, latest_job=name)
         per_day = self._settings.limits.max_training_starts_per_day
@@ -59,9 +65,9 @@ class ModelTraining(JobKindBase):
         try:
             inputs = TrainingInputs(
                 name,
-                job.train_manifest,
-                job.valid_manifest,
-                train.x_count,
+                train_uri,
+                valid_uri,
+                present(train.x_count, f"{dataset}/train's patch count"),
                 train.image_edge,
                 tags={"pcam:dataset": dataset, "pcam:inputs": identity}
                 | ({"pcam:purpose": "experiment"} if job.experiment else {}),
@@ -83,9 +89,9 @@ class ModelTraining(JobKindBase):
 
     # ------------------------------------------------------------ job kind
     def on_progress(self, job: JobRecord, status: JobStatus) -> None:
-        self._state.record_training_status(job.dataset, status)
+        self._state.record_training_status(dataset_of(job), status)
 
-    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
+    def on_completed(self, job: JobRecord, detail: dict[str, Any], delivery: str) -> dict[str, Any]:
         if job.kind is JobKind.TUNING:
             best = self._launcher.best_training_job(job.name)
             return self.register_model(best, job, self._launcher.describe_training_job(best), tuning_job=job.name)
@@ -93,21 +99,22 @@ class ModelTraining(JobKindBase):
         return self.register_model(job.name, job, description)
 
     def on_failed(self, job: JobRecord, reason: str) -> None:
-        self._state.record_training_status(job.dataset, job.status, failure_reason=reason)
+        self._state.record_training_status(dataset_of(job), job.status, failure_reason=reason)
         self.announce_model_failure(job, reason)
 
     # ------------------------------------------------------------ the model
-    def register_model(self, training_job: str, job: JobRecord, description: dict, tuning_job: str | None = None):
+    def register_model(
+        self, training_job: str, job: JobRecord, description: dict[str, Any], tuning_job: str | None = None
+    ):
         """Create the SageMaker Model of a finished training job, then evaluate it if a test split exists."""
         model_data = description["ModelArtifacts"]["S3ModelArtifacts"]
-        request = inference_requests.model_request(
-            self._settings, training_job, model_data, {"pcam:dataset": job.dataset}
-        )
+        dataset = dataset_of(job)
+        request = inference_requests.model_request(self._settings, training_job, model_data, {"pcam:dataset": dataset})
         self._launcher.create_model(request)  # an existing model of this name is this model
         self._state.create_model(
             ModelRecord(
                 model_name=training_job,
-                dataset=job.dataset,
+                dataset=dataset,
                 training_job=training_job,
                 tuning_job=tuning_job,
                 model_data_uri=model_data,
@@ -118,5 +125,10 @@ class ModelTraining(JobKindBase):
                 experiment=job.experiment,
             )
         )
-        self._state.record_latest_model(job.dataset, training_job)
+        self._state.record_latest_model(dataset, training_job)
         return {"model": training_job, **self._evaluation.start_test_transform(training_job)}
+
+
+def dataset_of(job: JobRecord) -> str:
+    """The dataset a training or tuning job trained on (recorded when it was started)."""
+    return present(job.dataset, f"dataset of {job.name}")

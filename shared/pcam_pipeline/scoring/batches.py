@@ -31,7 +31,8 @@ def next_batch(queued: Sequence[ScoringQueueEntry], policy: BatchPolicy, now: da
         return []
     if queued[0].alone:
         return [queued[0]]
-    batch, patches = [], 0
+    batch: list[ScoringQueueEntry] = []
+    patches = 0
     for entry in queued:
         if entry.alone or entry.model != queued[0].model:
             continue

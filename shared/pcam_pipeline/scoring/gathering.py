@@ -8,15 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from pcam_evaluation_job.evaluate_model import EvaluationInputError, tumour_probability
-from pcam_pipeline.aws.blob_store import MissingObject, S3BlobStore
+from pcam_pipeline.aws.blob_store import MissingObject
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed
+from pcam_pipeline.core.ports import BlobStore
 
 GATHER_THREADS = 32
 GATHER_WINDOW = 4096  # predictions fetched per round: bounds the futures held in memory
 
 
-def outputs_prefix(blobs: S3BlobStore, candidates: Sequence[str], first_output: str) -> str:
+def outputs_prefix(blobs: BlobStore, candidates: Sequence[str], first_output: str) -> str:
     """Where a transform wrote this slide's outputs: under the entry's relative path, or flat under the job's
     output prefix (SageMaker's docs do not say which for a ManifestFile input; both are accepted)."""
     for prefix in candidates:
@@ -26,7 +27,7 @@ def outputs_prefix(blobs: S3BlobStore, candidates: Sequence[str], first_output: 
 
 
 def gather_tumour_probabilities(
-    blobs: S3BlobStore, candidates: Sequence[str], image_prefix: str, count: int, threads: int = GATHER_THREADS
+    blobs: BlobStore, candidates: Sequence[str], image_prefix: str, count: int, threads: int = GATHER_THREADS
 ):
     """Read every patch's ``<patch>.jpg.out``, in parallel, into an array in patch order; ``candidates`` are the
     prefixes the outputs may be under (`outputs_prefix`)."""

@@ -14,11 +14,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import CapacityRefused
-from pcam_pipeline.core.records import JobRecord, ScoringQueueEntry
+from pcam_pipeline.core.records import JobRecord, ScoringQueueEntry, present
 from pcam_pipeline.core.statuses import JobKind, JobStatus, OwnerStatus
 from pcam_pipeline.ingestion import manifests
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
@@ -48,15 +49,15 @@ class ScoringQueue:
         return [
             member["slide_id"]
             for member in job.slides or []
-            if self._state.requeue_slide_alone(queued_entry(member, job.model_name))
+            if self._state.requeue_slide_alone(queued_entry(member, present(job.model_name, f"model of {job.name}")))
         ]
 
-    def job_ended(self, job: JobRecord) -> dict:
+    def job_ended(self, job: JobRecord) -> dict[str, Any]:
         """A slide-scoring job ended, however it ended: its slot is free for the next batch."""
         self._state.free_transform_slot(job.name)
         return self.dispatch()
 
-    def dispatch(self) -> dict:
+    def dispatch(self) -> dict[str, Any]:
         """Start jobs for queued slides, oldest first, while a batch is due, a slot is free and SageMaker has room."""
         queued = self._state.queued_slides()
         if not queued:
@@ -72,7 +73,7 @@ class ScoringQueue:
         finally:
             self._state.release_dispatch_lease(holder)
 
-    def _dispatch(self, model_name: str) -> dict:
+    def _dispatch(self, model_name: str) -> dict[str, Any]:
         """``model_name``: the current model, for entries that name none ("" while none is current: only
         entries naming their model, such as an operator's rescore with --model, can start)."""
         self._free_slots_of_ended_jobs()
@@ -114,7 +115,7 @@ class ScoringQueue:
             if not self._state.take_transform_slot(job.name, self._slots):
                 return f"all {self._slots} transform slots are in use"
             self._jobs.record(job)
-            members = [(member["image_prefix"], member["patch_count"]) for member in job.slides]
+            members = [(member["image_prefix"], member["patch_count"]) for member in job.slides or []]
             manifest_key = keys.scoring_manifest_key(job.name)
             self._blobs.put_bytes(
                 manifest_key, manifests.scoring_manifest(self._blobs.bucket, members).encode(), "application/json"
@@ -170,20 +171,21 @@ class ScoringQueue:
             slides=members,
         )
 
-    def _transform_request(self, job: JobRecord) -> dict:
-        tags = {"pcam:slide": job.slide_id or f"{len(job.slides)} slides", "pcam:model": job.model_name}
+    def _transform_request(self, job: JobRecord) -> dict[str, Any]:
+        model_name = present(job.model_name, f"model of {job.name}")
+        tags = {"pcam:slide": job.slide_id or f"{len(job.slides or [])} slides", "pcam:model": model_name}
         return inference_requests.transform_request(
             self._sagemaker,
             job.name,
-            job.model_name,
-            job.manifest,
-            self._blobs.uri(job.output_prefix),
+            model_name,
+            present(job.manifest, f"manifest of {job.name}"),
+            self._blobs.uri(present(job.output_prefix, f"output of {job.name}")),
             tags,
             input_is_manifest=True,
         )
 
 
-def queued_entry(member: dict, model_name: str) -> ScoringQueueEntry:
+def queued_entry(member: dict[str, Any], model_name: str) -> ScoringQueueEntry:
     """A job's member as the queue entry it came from."""
     return ScoringQueueEntry(
         slide_id=member["slide_id"],

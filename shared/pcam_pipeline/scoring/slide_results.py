@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -47,7 +48,7 @@ def prediction_csv(slide_id: str, probabilities: np.ndarray, coords: np.ndarray 
     return text.getvalue().encode()
 
 
-def summary_figures(probabilities: np.ndarray, threshold: float) -> dict:
+def summary_figures(probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
     tumour = int(labels_at(probabilities, threshold).sum())
     return {
         "patch_count": int(probabilities.size),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,7 +27,7 @@ from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed, RetryableError
 from pcam_pipeline.core.labs import lab_of
-from pcam_pipeline.core.records import JobRecord, SlideRecord
+from pcam_pipeline.core.records import JobRecord, SlideRecord, present
 from pcam_pipeline.core.statuses import OwnerStatus
 from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase
 from pcam_pipeline.scoring import slide_results
@@ -47,7 +48,7 @@ class SlideScoring(JobKindBase):
         self.queue = ScoringQueue(parts)
 
     # ------------------------------------------------------------ starting
-    def on_slide_ready(self, detail: dict) -> dict:
+    def on_slide_ready(self, detail: dict[str, Any]) -> dict[str, Any]:
         logger.append_keys(slide_id=detail["slide_id"], run_id=detail["run_id"], file_key=detail.get("input_key"))
         slide_id, run_id = detail["slide_id"], detail["run_id"]
         slide = self._state.slide(slide_id)
@@ -57,17 +58,17 @@ class SlideScoring(JobKindBase):
             self._state.mark_slide_waiting_for_model(slide_id, run_id)
             if self._registry.current() is None:  # else a model was promoted meanwhile: queue the slide now
                 return {"status": "waiting for a model", "slide_id": slide_id}
-        self.queue.add(slide_id, run_id, slide.x_count)
+        self.queue.add(slide_id, run_id, patch_count_of(slide))
         return {"slide_id": slide_id, **self.queue.dispatch()}
 
-    def on_model_promoted(self, detail: dict) -> dict:
+    def on_model_promoted(self, detail: dict[str, Any]) -> dict[str, Any]:
         """The slides that waited for a model join the scoring queue; with RescoreOnPromotion, so does every
         slide scored before (once per promotion: the request names the change)."""
         waiting = self._state.waiting_slides()
         for slide_id in waiting:
             slide = self._state.slide(slide_id)
             if slide and slide.status is OwnerStatus.READY:
-                self.queue.add(slide_id, slide.x_run, slide.x_count)
+                self.queue.add(slide_id, present(slide.x_run, f"upload of slide {slide_id}"), patch_count_of(slide))
             self._state.forget_waiting_slide(slide_id)
         current = self._registry.current()
         rescored = []
@@ -78,13 +79,13 @@ class SlideScoring(JobKindBase):
         return {"waiting_slides": waiting, "rescored": rescored, **self.queue.dispatch()}
 
     # ------------------------------------------------------------ job kind
-    def on_completed(self, job: JobRecord, detail: dict, delivery: str) -> dict:
+    def on_completed(self, job: JobRecord, detail: dict[str, Any], delivery: str) -> dict[str, Any]:
         """Split the job's predictions per slide and write each slide's results; then announce it.
 
         A slide whose outputs cannot be assembled, or whose results fail in any way but AWS's for-now
         refusals, gets no partial CSV: alone, its job fails (JobFailed: recorded and alerted); in a job of
         several slides, it is retried alone and the others keep their results."""
-        job = self._state.job(job.name)  # with the times SageMaker reported
+        job = present(self._state.job(job.name), f"job {job.name}")  # with the times SageMaker reported
         members = members_of(job)
         if len(members) == 1:
             return self._slides_own_results(job, members[0])
@@ -114,7 +115,7 @@ class SlideScoring(JobKindBase):
         )  # fmt: skip
         return False
 
-    def _slides_own_results(self, job: JobRecord, member: dict) -> dict:
+    def _slides_own_results(self, job: JobRecord, member: dict[str, Any]) -> dict[str, Any]:
         """``_write_results``, where any failure but a retryable AWS one is this slide's alone (JobFailed)."""
         try:
             return self._write_results(job, member)
@@ -124,14 +125,15 @@ class SlideScoring(JobKindBase):
             logger.exception("a slide's results could not be written", extra={"slide_id": member["slide_id"]})
             raise JobFailed(f"the slide's results could not be written ({type(exc).__name__}: {exc})") from exc
 
-    def _write_results(self, job: JobRecord, member: dict) -> dict:
+    def _write_results(self, job: JobRecord, member: dict[str, Any]) -> dict[str, Any]:
         """One slide's CSV, summary and pictures from its share of the job's outputs; then "Slide Scored".
 
         Every file is made before the slide's results are claimed and any is written: a slide that cannot be
         made leaves no claim and no partial result behind."""
         slide_id, run_id = member["slide_id"], member["run_id"]
         logger.append_keys(slide_id=slide_id, run_id=run_id)
-        slide = self._state.slide(slide_id)
+        slide = present(self._state.slide(slide_id), f"slide {slide_id}")
+        model_name = present(job.model_name, f"model of {job.name}")
         if slide.x_run != run_id:
             return {"status": "superseded", "slide_id": slide_id, "reason": "the slide was dropped again"}
         if slide.scored_job == job.name and slide.scored_run == run_id:
@@ -144,8 +146,8 @@ class SlideScoring(JobKindBase):
         figures = slide_results.summary_figures(probabilities, self._threshold)
         if plan:
             figures.update(whole_slide_figures(plan, probabilities, self._threshold))
-        files = self._result_files(slide, plan, coords, probabilities, job.model_name)
-        if not self._state.claim_slide_results(queued_entry(member, job.model_name), job.name):
+        files = self._result_files(slide, plan, coords, probabilities, model_name)
+        if not self._state.claim_slide_results(queued_entry(member, model_name), job.name):
             return {"status": "scored by another job", "slide_id": slide_id}
         csv_key, summary_key = keys.prediction_key(slide_id, "csv"), keys.prediction_key(slide_id, "json")
         summary = self._summary(slide, job, figures, gathered_at, files)
@@ -164,7 +166,7 @@ class SlideScoring(JobKindBase):
             run_id,
             job.name,
             scored_at=summary["scored_at"],
-            scored_model=job.model_name,
+            scored_model=model_name,
             predictions_key=csv_key,
             tumour_fraction=figures["tumour_fraction"],
         )
@@ -175,14 +177,15 @@ class SlideScoring(JobKindBase):
         logger.info("slide scored", extra={"slide_id": slide_id, **figures})
         return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
 
-    def _result_files(self, slide: SlideRecord, plan, coords, probabilities: np.ndarray, model: str) -> dict:
+    def _result_files(self, slide: SlideRecord, plan, coords, probabilities: np.ndarray, model: str) -> dict[str, Any]:
         """Key → (body, content type): the CSV, the heatmap (over the thumbnail for a whole-slide image) and
         the QuPath GeoJSON, as the slide has them."""
         slide_id = slide.slide_id
         csv_body = slide_results.prediction_csv(slide_id, probabilities, coords, self._threshold)
         files = {keys.prediction_key(slide_id, "csv"): (csv_body, "text/csv")}
         if plan:
-            thumbnail = Image.open(io.BytesIO(self._blobs.get_bytes(thumbnail_key(slide.tile_plan_key))))
+            plan_key = present(slide.tile_plan_key, f"tile plan of slide {slide_id}")
+            thumbnail = Image.open(io.BytesIO(self._blobs.get_bytes(thumbnail_key(plan_key))))
             title = f"{slide_id}  (model {model}, {plan.mpp_source})"
             picture = overlay_png(thumbnail, plan, probabilities, title, self._threshold)
             document = qupath_geojson(slide_id, plan, probabilities, self._threshold)
@@ -193,11 +196,13 @@ class SlideScoring(JobKindBase):
             files[keys.prediction_key(slide_id, "png")] = (picture, "image/png")
         return files
 
-    def _summary(self, slide: SlideRecord, job: JobRecord, figures: dict, gathered_at: str, files: dict) -> dict:
+    def _summary(
+        self, slide: SlideRecord, job: JobRecord, figures: dict[str, Any], gathered_at: str, files: dict[str, Any]
+    ) -> dict[str, Any]:
         uri = self._blobs.uri
         png, geojson = (keys.prediction_key(slide.slide_id, ext) for ext in ("png", "geojson"))
-        dropped = self._state.file_version(slide.x_key, slide.x_version)
-        model = self._registry.model(job.model_name)
+        dropped = self._state.file_version(slide.x_key, slide.x_version) if slide.x_key and slide.x_version else None
+        model = self._registry.model(job.model_name) if job.model_name else None
         summary = {
             "slide_id": slide.slide_id,
             "lab": lab_of(slide.slide_id),
@@ -227,7 +232,7 @@ class SlideScoring(JobKindBase):
         return self._blobs.get_array(slide.coords_key) if slide.coords_key else None
 
 
-def members_of(job: JobRecord) -> list[dict]:
+def members_of(job: JobRecord) -> list[dict[str, Any]]:
     """The slides a scoring job scored, each with where its outputs are. A job recorded before jobs held
     several slides scored one, with its outputs directly under the job's output prefix."""
     if not job.slides:  # its patches were named <index>.jpg, as a dataset's are (keys.patch_file_name)
@@ -238,3 +243,7 @@ def members_of(job: JobRecord) -> list[dict]:
          "job_outputs": job.output_prefix}
         for member in job.slides
     ]  # fmt: skip
+
+
+def patch_count_of(slide: SlideRecord) -> int:
+    return present(slide.x_count, f"patch count of slide {slide.slide_id}")

@@ -27,6 +27,7 @@ from typing import Any
 
 import boto3
 
+from pcam_pipeline.core.records import SlideRecord, SplitRecord, owner_record
 from pcam_pipeline.state.table import Change, Condition, DynamoDBTable, now_iso
 
 CURRENT = "current"
@@ -77,13 +78,23 @@ class TableAccess:
             table = DynamoDBTable((resource or boto3.resource("dynamodb")).Table(table_name))
         self._table = table
 
-    def get(self, pk: str, sk: str = CURRENT) -> dict | None:
+    def get(self, pk: str, sk: str = CURRENT) -> dict[str, Any] | None:
         return self._table.get(pk, sk)
 
-    def query(self, pk: str, sk_prefix: str = "") -> list[dict]:
+    def query(self, pk: str, sk_prefix: str = "") -> list[dict[str, Any]]:
         return self._table.query(pk, sk_prefix)
 
-    def scan_all(self) -> list[dict]:
+    # Reads every use case shares.
+    def owner(self, owner_pk: str) -> SplitRecord | SlideRecord | None:
+        return owner_record(self.get(owner_pk))
+
+    def split(self, dataset: str, split: str) -> SplitRecord | None:
+        return SplitRecord.from_item(self.get(split_pk(dataset, split)))
+
+    def slide(self, slide_id: str) -> SlideRecord | None:
+        return SlideRecord.from_item(self.get(slide_pk(slide_id)))
+
+    def scan_all(self) -> list[dict[str, Any]]:
         return self._table.scan()
 
     def _put_new(self, pk: str, sk: str, fields: dict[str, Any]) -> bool:
@@ -100,7 +111,7 @@ class TableAccess:
         condition: Condition | None = None,
         return_new: bool = False,
         **change: Any,
-    ) -> dict | None:
+    ) -> dict[str, Any] | None:
         """One update; None (nothing written) when ``condition`` does not hold.
 
         ``change``: add (to number sets), remove (attributes), map_entry, as in ``Change``.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.core.records import FileRecord, PatchOwner, SlideRecord, SplitRecord, owner_record
+from pcam_pipeline.core.records import FileRecord, PatchOwner, SplitRecord
 from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
-from pcam_pipeline.state.access import CURRENT, TableAccess, awaiting_mpp_pk, file_pk, sidecar_pk, slide_pk, split_pk
+from pcam_pipeline.state.access import CURRENT, TableAccess, awaiting_mpp_pk, file_pk, sidecar_pk
 from pcam_pipeline.state.table import Condition, Equals, Missing, Not, now_iso
 
 
@@ -62,7 +62,7 @@ class IngestionRecords(TableAccess):
     def record_slide_sidecar(self, slide_id: str, mpp: float, key: str, version: str) -> None:
         self._set(sidecar_pk(slide_id), CURRENT, {"slide_id": slide_id, "mpp": mpp, "key": key, "version": version})
 
-    def slide_sidecar(self, slide_id: str) -> dict | None:
+    def slide_sidecar(self, slide_id: str) -> dict[str, Any] | None:
         item = self.get(sidecar_pk(slide_id), CURRENT)
         return {**item, "mpp": float(item["mpp"])} if item else None
 
@@ -70,22 +70,13 @@ class IngestionRecords(TableAccess):
         fields = {"slide_id": slide_id, "key": key, "version_id": version_id, "quarantine_key": quarantine_key}
         self._set(awaiting_mpp_pk(slide_id), CURRENT, fields)
 
-    def slide_awaiting_mpp(self, slide_id: str) -> dict | None:
+    def slide_awaiting_mpp(self, slide_id: str) -> dict[str, Any] | None:
         return self.get(awaiting_mpp_pk(slide_id), CURRENT)
 
     def forget_slide_awaiting_mpp(self, slide_id: str) -> None:
         self._delete(awaiting_mpp_pk(slide_id), CURRENT)
 
     # ------------------------------------------------------- splits and slides
-    def owner(self, owner_pk: str) -> SplitRecord | SlideRecord | None:
-        return owner_record(self.get(owner_pk))
-
-    def split(self, dataset: str, split: str) -> SplitRecord | None:
-        return SplitRecord.from_item(self.get(split_pk(dataset, split)))
-
-    def slide(self, slide_id: str) -> SlideRecord | None:
-        return SlideRecord.from_item(self.get(slide_pk(slide_id)))
-
     def start_patch_conversion(
         self, owner_pk: str, fields: dict[str, Any], as_read: PatchOwner, forget: tuple[str, ...] = ()
     ) -> bool:
@@ -115,7 +106,7 @@ class IngestionRecords(TableAccess):
         )
         return written is not None
 
-    def record_shard_done(self, owner_pk: str, run_id: str, shard: int) -> dict | None:
+    def record_shard_done(self, owner_pk: str, run_id: str, shard: int) -> dict[str, Any] | None:
         """Count a finished shard (a set, so repeats count once); None if the upload was superseded.
 
         A shard that failed before (its message dead-lettered, then redriven) is no longer a failure."""

@@ -56,7 +56,7 @@ class ModelSideRecords(TableAccess):
         """SageMaker refused the job for capacity (a quota, throttling): the scheduled tick starts it again."""
         self._put_new(CAPACITY_WAITS_PK, job_name, {"kind": kind, "waiting_since": now_iso(), **what})
 
-    def capacity_waits(self) -> list[dict]:
+    def capacity_waits(self) -> list[dict[str, Any]]:
         return self.query(CAPACITY_WAITS_PK)
 
     def forget_capacity_wait(self, job_name: str) -> None:
@@ -67,7 +67,7 @@ class ModelSideRecords(TableAccess):
         """The dataset's latest training: ``latest_job`` when starting, ``failure_reason`` when it failed."""
         self._set(dataset_pk(dataset), CURRENT, {"dataset": dataset, "training_status": status, **fields})
 
-    def record_training_settings(self, dataset: str, settings: dict, key: str, version: str) -> None:
+    def record_training_settings(self, dataset: str, settings: dict[str, Any], key: str, version: str) -> None:
         """A dataset's own training settings (its training.json); the latest upload wins."""
         fields = {"dataset": dataset, "training_settings": settings, "training_settings_from": f"{key}#{version}"}
         self._set(dataset_pk(dataset), CURRENT, fields)
@@ -81,7 +81,7 @@ class ModelSideRecords(TableAccess):
         claim = {"dataset": dataset, "job": job_name, "claimed_at": now_iso()}
         return any(self._put_new(dataset_pk(dataset), f"{prefix}{n:03d}", claim) for n in range(per_day))
 
-    def training_settings(self, dataset: str) -> dict:
+    def training_settings(self, dataset: str) -> dict[str, Any]:
         return (self.get(dataset_pk(dataset)) or {}).get("training_settings", {})
 
     def record_latest_model(self, dataset: str, model_name: str) -> None:
@@ -113,7 +113,7 @@ class ModelSideRecords(TableAccess):
         waiting = OneOf("status", (ModelStatus.CREATED, ModelStatus.AWAITING_TEST_SPLIT))
         self._set(MODELS_PK, model_sk(name), fields, waiting)
 
-    def record_model_evaluated(self, name: str, metrics: dict, evaluated_at: str | None) -> None:
+    def record_model_evaluated(self, name: str, metrics: dict[str, Any], evaluated_at: str | None) -> None:
         fields = {"status": ModelStatus.EVALUATED, "metrics": metrics, "evaluated_at": evaluated_at}
         self._set(MODELS_PK, model_sk(name), fields)
 
@@ -148,7 +148,7 @@ class ModelSideRecords(TableAccess):
         condition = Equals("model_name", current.model_name) & Equals("promoted_at", current.promoted_at)
         self._set(MODELS_PK, CURRENT, {"announced": True}, condition)
 
-    def promotion_history(self) -> list[dict]:
+    def promotion_history(self) -> list[dict[str, Any]]:
         return self.query(MODELS_PK, "history#")
 
     # ---------------------------------------------------------- slide scoring

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from pcam_pipeline.core.records import ScoringQueueEntry
+from pcam_pipeline.core.records import ScoringQueueEntry, present
 from pcam_pipeline.core.statuses import OwnerStatus, ScoringStatus
 from pcam_pipeline.state.access import CURRENT, SCORING_QUEUE_PK, TRANSFORM_SLOTS_PK, TableAccess, slide_pk
 from pcam_pipeline.state.table import Before, Equals, Missing, Not, now_iso
@@ -59,7 +60,8 @@ class ScoringQueueRecords(TableAccess):
         claim = Equals("x_run", slide.x_run) & Not(Equals("rescore_request", request))
         if self._set(slide_pk(slide_id), CURRENT, {"rescore_request": request}, claim) is None:
             return False  # this request was queued before (a repeated promotion event, say)
-        entry = ScoringQueueEntry(slide_id, slide.x_run, slide.x_count, now_iso(), request=request, model=model)
+        run, count = present(slide.x_run, f"upload of {slide_id}"), present(slide.x_count, f"count of {slide_id}")
+        entry = ScoringQueueEntry(slide_id, run, count, now_iso(), request=request, model=model)
         return self._put_new(SCORING_QUEUE_PK, entry.sk, entry.to_item())
 
     def requeue_slide_alone(self, member: ScoringQueueEntry) -> bool:
@@ -93,7 +95,7 @@ class ScoringQueueRecords(TableAccess):
         self._set(TRANSFORM_SLOTS_PK, "dispatcher", {}, Equals("holder", holder), remove=("holder", "until"))
 
     # ------------------------------------------------------------------ slots
-    def transform_slots(self) -> dict[int, dict]:
+    def transform_slots(self) -> dict[int, dict[str, Any]]:
         """Slot index → its record (``job``, ``taken_at`` while taken)."""
         return {int(item["sk"].removeprefix("slot#")): item for item in self.query(TRANSFORM_SLOTS_PK, "slot#")}
 

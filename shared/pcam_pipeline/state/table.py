@@ -24,7 +24,7 @@ def now_iso(timespec: str = "milliseconds") -> str:
 
 # ------------------------------------------------------------------ conditions
 class Condition:
-    def holds(self, item: dict | None) -> bool:
+    def holds(self, item: dict[str, Any] | None) -> bool:
         raise NotImplementedError
 
     def expression(self):
@@ -55,7 +55,7 @@ class Equals(Condition):
 @dataclass(frozen=True)
 class OneOf(Condition):
     name: str
-    values: tuple
+    values: tuple[Any, ...]
 
     def holds(self, item):
         return item is not None and item.get(self.name) in self.values
@@ -171,12 +171,12 @@ class DynamoDBTable:
                 return None
             raise RetryableError(f"cannot {what} the state table: {exc}") from exc
 
-    def get(self, pk: str, sk: str) -> dict | None:
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         response = self._call("read", self._table.get_item, Key={"pk": pk, "sk": sk}, ConsistentRead=True)
         return plain(response["Item"]) if response and "Item" in response else None
 
-    def _pages(self, operation, **kwargs) -> list[dict]:
-        items = []
+    def _pages(self, operation, **kwargs) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
         while True:
             page = self._call("read", operation, ConsistentRead=True, **kwargs)
             items.extend(plain(item) for item in page.get("Items", []))
@@ -184,14 +184,14 @@ class DynamoDBTable:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def query(self, pk: str, sk_prefix: str = "") -> list[dict]:
+    def query(self, pk: str, sk_prefix: str = "") -> list[dict[str, Any]]:
         condition = Key("pk").eq(pk) & Key("sk").begins_with(sk_prefix) if sk_prefix else Key("pk").eq(pk)
         return self._pages(self._table.query, KeyConditionExpression=condition)
 
-    def scan(self) -> list[dict]:
+    def scan(self) -> list[dict[str, Any]]:
         return self._pages(self._table.scan)
 
-    def put_if_absent(self, item: dict) -> bool:
+    def put_if_absent(self, item: dict[str, Any]) -> bool:
         kwargs = {"Item": storable(item), "ConditionExpression": Attr("pk").not_exists()}
         return self._call("write", self._table.put_item, **kwargs) is not None
 

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -21,10 +22,11 @@ from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DroppedFile, SlideSidecarFile, WholeSlideFile, classify_incoming_key
 from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.core.records import SlideRecord
+from pcam_pipeline.core.ports import BlobStore
+from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.core.statuses import FileStatus
-from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from
+from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from, kept_changing
 from pcam_pipeline.state import StateStore, slide_pk
 from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, MissingResolution, parse_sidecar, plan_dropped_slide
 from pcam_pipeline.wsi.reader import WholeSlide
@@ -34,12 +36,14 @@ from pcam_pipeline.wsi.tiling import TilePlan, read_patch
 class WholeSlideIngestion:
     """A dropped whole-slide image becomes a tile plan and conversion shards; a sidecar gives its µm/px."""
 
-    def __init__(self, settings: ConversionSettings, s3, state: StateStore, planner: ShardPlanner, image_edge: dict):
+    def __init__(
+        self, settings: ConversionSettings, s3, state: StateStore, planner: ShardPlanner, image_edge: dict[str, Any]
+    ):
         self._settings, self._s3, self._state = settings, s3, state
         self._planner, self._image_edge = planner, image_edge
         self._blobs = S3BlobStore(settings.bucket, s3)
 
-    def ingest(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict:
+    def ingest(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict[str, Any]:
         planned = self._plan_conversion(dropped, kind)
         # A sidecar recorded while this upload was being read found no cut slide to redo: redo it here.
         sidecar, current = self._state.slide_sidecar(kind.slide_id), self._state.slide(kind.slide_id)
@@ -47,7 +51,7 @@ class WholeSlideIngestion:
             return self.ingest(self._with_sidecar(current, sidecar["version"]), kind)
         return planned
 
-    def _plan_conversion(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict:
+    def _plan_conversion(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict[str, Any]:
         owner = slide_pk(kind.slide_id)
         decided = None
         for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
@@ -66,6 +70,7 @@ class WholeSlideIngestion:
             planned = self._planner.plan(dropped, owner, source, fields, current, forget=("coords_key",))
             if planned:
                 return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
+        raise kept_changing()
 
     def _plan_or_wait_for_sidecar(self, dropped: DroppedFile, kind: WholeSlideFile):
         slide_id = kind.slide_id
@@ -82,10 +87,11 @@ class WholeSlideIngestion:
 
     def _with_sidecar(self, current: SlideRecord, sidecar_version: str) -> DroppedFile:
         """The slide's current upload, to be cut again at a sidecar's µm/px (its own run: outputs never mix)."""
-        return DroppedFile(self._settings.bucket, current.x_key, current.x_source_version, etag=current.x_version,
+        upload = present(current.x_key, f"upload of slide {current.slide_id}")
+        return DroppedFile(self._settings.bucket, upload, current.x_source_version, etag=current.x_version or "",
                            run_context=f"sidecar {sidecar_version}")  # fmt: skip
 
-    def record_sidecar(self, dropped: DroppedFile, kind: SlideSidecarFile) -> dict:
+    def record_sidecar(self, dropped: DroppedFile, kind: SlideSidecarFile) -> dict[str, Any]:
         """Record a slide's µm/px; a slide quarantined for want of it is read again, one already cut is cut again."""
         with storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f:
             mpp = parse_sidecar(f.read(SIDECAR_MAX_BYTES + 1))
@@ -98,7 +104,7 @@ class WholeSlideIngestion:
                                  run_context=f"sidecar {dropped.version}")  # fmt: skip
             try:
                 self._check_still_kept(waited)
-                cut = self.ingest(waited, classify_incoming_key(waited.key))
+                cut = self.ingest(waited, whole_slide_file(waited.key))
             except InvalidInput as problem:  # the slide stays in quarantine, now for this reason
                 self._state.record_file(waited.key, waited.version, FileStatus.QUARANTINED, reason=problem.describe())
                 cut = {"status": "still quarantined", "reason": problem.describe()}
@@ -108,7 +114,7 @@ class WholeSlideIngestion:
         if current and current.tile_plan_key and current.sidecar_version != dropped.version:
             again = self._with_sidecar(current, dropped.version)
             self._check_still_kept(again)  # else the sidecar is quarantined with the reason; it stays recorded
-            return {**result, "cut_again": self.ingest(again, classify_incoming_key(again.key))}
+            return {**result, "cut_again": self.ingest(again, whole_slide_file(again.key))}
         return result
 
     def _check_still_kept(self, waited: DroppedFile) -> None:
@@ -145,7 +151,7 @@ class WholeSlideIngestion:
         return plan, plan_key, sidecar["version"] if sidecar else None, source
 
 
-def load_plan(blobs: S3BlobStore, plan_key: str) -> TilePlan:
+def load_plan(blobs: BlobStore, plan_key: str) -> TilePlan:
     return TilePlan.from_json(json.loads(blobs.get_bytes(plan_key)))
 
 
@@ -158,3 +164,11 @@ def cut_patches(slide: WholeSlide, plan: TilePlan, start: int, stop: int) -> Ite
     for index in range(start, stop):
         x, y = plan.coords[index]
         yield index, read_patch(slide, plan, x, y)
+
+
+def whole_slide_file(key: str) -> WholeSlideFile:
+    """What a slide's recorded upload is: a whole-slide image, or it would not be waiting for a sidecar."""
+    kind = classify_incoming_key(key)
+    if not isinstance(kind, WholeSlideFile):
+        raise InvalidInput(f"{key} is not a whole-slide image", "a slide image for the sidecar's µm per pixel")
+    return kind

@@ -15,6 +15,7 @@ import resource
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def _limit_resources(cpu_seconds: int, memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 
 
-def _stage(request: dict) -> dict:
+def _stage(request: dict[str, Any]) -> dict[str, Any]:
     import openslide  # only the child loads the C library
 
     try:
@@ -102,7 +103,7 @@ class TissueReach:
         return near
 
 
-def _staged_start(view: OpenSlideView, mpp: float, request: dict) -> tuple[int, int]:
+def _staged_start(view: OpenSlideView, mpp: float, request: dict[str, Any]) -> tuple[int, int]:
     """The level the staged copy starts at, and the whole factor its pixels are averaged by: as coarse as the
     model's resolution allows. A scanner with 4x levels (Aperio's 0.25, 1.0 µm/px) has no level near the model's
     0.972: level 0 averaged 3 x 3 (0.75 µm/px) is staged, not level 0 itself (9 x the pixels to write).

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -87,7 +88,12 @@ def plan_whole_slide(
 
 
 def plan_vendor_slide(
-    path: Path, workdir: Path, slide_id: str, sidecar: dict | None, settings: ConversionSettings, archive: bool
+    path: Path,
+    workdir: Path,
+    slide_id: str,
+    sidecar: dict[str, Any] | None,
+    settings: ConversionSettings,
+    archive: bool,
 ) -> tuple[TilePlan, Image.Image, StagedSlide]:
     """Plan a slide only OpenSlide reads: unpack it (a .zip), stage it in ``workdir`` and plan on the staged copy."""
     limits = settings.slide_limits
@@ -106,7 +112,7 @@ def plan_dropped_slide(
     f,
     size: int,
     kind: WholeSlideFile,
-    sidecar: dict | None,
+    sidecar: dict[str, Any] | None,
     settings: ConversionSettings,
     local_copy: tuple[Path, Callable[[Path], None]],
 ) -> tuple[TilePlan, Image.Image, StagedSlide | None]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, cast
 
 import numpy as np
 import tifffile
 
 from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.ports import ByteFile
 from pcam_pipeline.wsi.resolution import resolution_from_metadata
 from pcam_pipeline.wsi.structure import DEFAULT_SLIDE_LIMITS, SlideLimits, check_signature, pyramid_pages
 from pcam_pipeline.wsi.tile_decoding import TileFormat, decode_tile
@@ -40,7 +41,7 @@ class WholeSlide:
 
     def __init__(
         self,
-        fileobj: BinaryIO,
+        fileobj: ByteFile,
         size: int,
         limits: SlideLimits = DEFAULT_SLIDE_LIMITS,
         base_size: tuple[int, int] | None = None,
@@ -48,7 +49,7 @@ class WholeSlide:
         self._limits = limits
         check_signature(fileobj, size)
         try:
-            self._tiff = tifffile.TiffFile(fileobj)
+            self._tiff = tifffile.TiffFile(cast(IO[bytes], fileobj))  # it reads any seekable binary file
             # Tags of the wrong type (a width stored as text, an unknown photometric code) fail in here too.
             self._pyramid = pyramid_pages(self._tiff, limits, size)
             self.width, self.height = base_size or (self._pyramid[0].imagewidth, self._pyramid[0].imagelength)

@@ -65,9 +65,9 @@ def resolution_from_metadata(page: tifffile.TiffPage) -> Resolution:
         except (ValueError, InvalidInput):
             return Resolution(None, f"the Aperio description says MPP = {found.group(1)!r}, not a usable value")
     tags = page.tags
-    unit = tags.get("ResolutionUnit")
+    unit_tag = tags.get("ResolutionUnit")
     x_resolution = tags.get("XResolution")
-    microns_per_unit = {2: 25_400.0, 3: 10_000.0}.get(int(unit.value) if unit else 2)
+    microns_per_unit = {2: 25_400.0, 3: 10_000.0}.get(int(unit_tag.value) if unit_tag else 2)
     if x_resolution is None or microns_per_unit is None:
         return Resolution(None, "the file has no resolution tags with a unit")
     try:

@@ -8,6 +8,8 @@ and ``measurements`` (a name → number map, as QuPath 0.4 and later write it).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import shapely
 from PIL import Image, ImageDraw
@@ -36,7 +38,7 @@ def area_mm2(geometry, plan: TilePlan) -> float:
     return float(geometry.area) * (plan.mpp / 1000) ** 2
 
 
-def whole_slide_figures(plan: TilePlan, probabilities: np.ndarray, threshold: float) -> dict:
+def whole_slide_figures(plan: TilePlan, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
     """The summary's whole-slide fields: how the slide was read and what of it is tissue and tumour."""
     return {
         "mpp": plan.mpp,
@@ -57,7 +59,7 @@ def whole_slide_figures(plan: TilePlan, probabilities: np.ndarray, threshold: fl
     }
 
 
-def _ring(coordinates) -> list:
+def _ring(coordinates) -> list[Any]:
     return [[round(x, 2), round(y, 2)] for x, y in coordinates]
 
 
@@ -71,7 +73,7 @@ def _polygons(geometry) -> list[list]:
     ]
 
 
-def qupath_geojson(slide_id: str, plan: TilePlan, probabilities: np.ndarray, threshold: float) -> dict:
+def qupath_geojson(slide_id: str, plan: TilePlan, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
     """A FeatureCollection QuPath imports: one detection per tile, then one annotation per tumour region."""
     labels = labels_at(probabilities, threshold)
     features = []

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 import tifffile
 
 from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.ports import ByteFile
 from pcam_pipeline.wsi.tile_decoding import HORIZONTAL_PREDICTOR, LIBTIFF_COMPRESSION, READABLE_COMPRESSION
 
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -48,7 +49,7 @@ class SlideLimits:
 DEFAULT_SLIDE_LIMITS = SlideLimits()
 
 
-def check_signature(fileobj: BinaryIO, size: int) -> None:
+def check_signature(fileobj: ByteFile, size: int) -> None:
     if size < 8:
         raise InvalidInput("the file is too short to be a TIFF", "a pyramidal TIFF, SVS or TIF", f"{size} bytes")
     fileobj.seek(0)
@@ -69,11 +70,12 @@ def pyramid_pages(tiff: tifffile.TiffFile, limits: SlideLimits, size: int) -> li
 
 
 def _pages(tiff: tifffile.TiffFile, limits: SlideLimits) -> list[tifffile.TiffPage]:
-    pages = []
+    pages: list[tifffile.TiffPage] = []
     for index, page in enumerate(tiff.pages):
         if index >= limits.max_pages:
             raise InvalidInput("the file holds too many images", f"at most {limits.max_pages}", "more")
-        pages.append(page)
+        if isinstance(page, tifffile.TiffPage):  # tifffile yields frames only when asked to
+            pages.append(page)
     if not pages:
         raise InvalidInput("the TIFF holds no image", "a pyramid of tiled images")
     return pages
@@ -88,7 +90,7 @@ def _subifd_levels(tiff: tifffile.TiffFile, base: tifffile.TiffPage, limits: Sli
     return [level.keyframe for level in tiff.series[0].levels[1:]]
 
 
-def _pyramid_of(pages: list, limits: SlideLimits, size: int) -> list[tifffile.TiffPage]:
+def _pyramid_of(pages: list[Any], limits: SlideLimits, size: int) -> list[tifffile.TiffPage]:
     """Level 0 and every smaller tiled image of the same shape (as OpenSlide reads generic TIFF and SVS);
     thumbnails, labels and macro pictures are stripped images and are left out. Level 0 alone is a slide
     too (an Aperio region export)."""

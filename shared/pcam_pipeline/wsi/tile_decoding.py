@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile
@@ -73,7 +74,7 @@ class TileFormat:
         return 4 * self.pixel_bytes + (64 << 10)
 
 
-def _values(value) -> tuple:
+def _values(value) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, tuple | list) else (value,)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -52,7 +53,7 @@ class TilePlan:
     tissue_area_mm2: float
     mask_level: int
     thumbnail_downsample: tuple[float, float]  # level-0 pixels per thumbnail pixel (x, y)
-    coords: list = field(default_factory=list)  # [x, y] of each kept tile's top-left corner, level 0
+    coords: list[Any] = field(default_factory=list)  # [x, y] of each kept tile's top-left corner, level 0
     # A slide only OpenSlide reads: its vendor, and the slide's level the staged copy starts at (``level`` counts
     # from there).
     vendor: str = ""
@@ -67,11 +68,11 @@ class TilePlan:
         """The level patches are read from, counted in the slide as dropped."""
         return self.first_level + self.level
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, body: dict) -> TilePlan:
+    def from_json(cls, body: dict[str, Any]) -> TilePlan:
         values = {name: body[name] for name in cls.__dataclass_fields__ if name in body}
         values["thumbnail_downsample"] = tuple(values["thumbnail_downsample"])
         return cls(**values)
