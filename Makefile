@@ -42,6 +42,7 @@ checkov: $(CHECKOV)/.installed
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy  # what it checks, and how strictly: [tool.mypy] in pyproject.toml
 
 # The template must validate, lint and build (no Docker) at every commit.
 template: setup tools

@@ -1,7 +1,9 @@
 """In-memory stand-ins for the model side's ports (state table, bucket, SageMaker, bus, alert topic).
 
 They let the lifecycle logic run in unit tests without any emulator. ``InMemoryTable`` is held to
-DynamoDB's behaviour by ``tests/unit/test_state_table.py``, which runs the same cases on both.
+DynamoDB's behaviour by ``tests/unit/test_state_table.py``, which runs the same cases on both. mypy
+(``make lint``) checks each fake against the port it stands for (``core/ports.py``, ``state.table.Table``):
+see ``flow_on_fakes`` and ``in_memory_state``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import copy
 import io
 import json
 import threading
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from pcam_pipeline.aws import events, request_rules
 from pcam_pipeline.aws.blob_store import MissingObject, array_bytes, array_from_bytes
@@ -54,12 +58,12 @@ class InMemoryTable:
             self._items[(item["pk"], item["sk"])] = storable(copy.deepcopy(item))
             return True
 
-    def update(self, pk: str, sk: str, change: Change, condition: Condition | None, return_new: bool):
+    def update(self, pk: str, sk: str, change: Change, condition: Condition | None, return_new: bool) -> dict | None:
         with self._lock:
             existing = self._items.get((pk, sk))
             if condition is not None and not condition.holds(self._copy(existing) if existing else None):
                 return None
-            item = copy.deepcopy(existing) if existing is not None else {"pk": pk, "sk": sk}
+            item: dict[str, Any] = copy.deepcopy(existing) if existing is not None else {"pk": pk, "sk": sk}
             item.update(storable(copy.deepcopy(change.sets)))
             if change.map_entry is not None:
                 map_name, entry, value = change.map_entry
@@ -120,6 +124,12 @@ class InMemoryBlobStore:
 
     def open(self, key: str, version: str | None = None) -> SizedBytesIO:
         return SizedBytesIO(self.get_bytes(key))
+
+    def upload(self, key: str, path: Path, content_type: str) -> str:
+        return self.put_bytes(key, path.read_bytes(), content_type)
+
+    def download(self, key: str, version: str | None, path: Path) -> None:
+        path.write_bytes(self.get_bytes(key))
 
 
 OPERATIONS = {
@@ -223,15 +233,10 @@ def model_settings(minimum_auc: float = 0.85, **sagemaker) -> ModelSettings:
     )
 
 
-def flow_on_fakes(settings: ModelSettings | None = None, alerter=None) -> SimpleNamespace:
+def flow_on_fakes(settings: ModelSettings | None = None, alerter: RecordingAlerter | None = None) -> SimpleNamespace:
     """The SageMaker side wired to fakes; the fakes are attributes to inspect."""
-    world = SimpleNamespace(
-        state=in_memory_state(),
-        blobs=InMemoryBlobStore(),
-        launcher=FakeLauncher(),
-        publisher=RecordingPublisher(),
-        alerter=alerter or RecordingAlerter(),
-    )
-    parts = (world.state, world.blobs, world.launcher, world.publisher, world.alerter)
-    world.flow = SageMakerFlow(settings or model_settings(), *parts)
-    return world
+    state, blobs, launcher = in_memory_state(), InMemoryBlobStore(), FakeLauncher()
+    publisher, alerter = RecordingPublisher(), alerter or RecordingAlerter()
+    # Typed arguments: mypy checks each fake against the port SageMakerFlow takes.
+    flow = SageMakerFlow(settings or model_settings(), state, blobs, launcher, publisher, alerter)
+    return SimpleNamespace(state=state, blobs=blobs, launcher=launcher, publisher=publisher, alerter=alerter, flow=flow)

@@ -9,7 +9,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from pcam_pipeline.core.errors import CapacityRefused, RetryableError
-from pcam_pipeline.core.records import JobKind
+from pcam_pipeline.core.statuses import JobKind
 
 _RETRYING = Config(retries={"mode": "standard", "max_attempts": 8})
 _CREATE = {

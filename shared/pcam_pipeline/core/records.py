@@ -7,7 +7,7 @@ strings stored in the table and shown by ``pcam status``. Writes go through ``pc
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, overload
 
 from pcam_pipeline.core.errors import IncompleteRecord
 from pcam_pipeline.core.statuses import FileStatus, JobKind, JobStatus, ModelStatus, OwnerStatus, ScoringStatus
@@ -26,8 +26,16 @@ class Record:
 
     _enums: ClassVar[dict[str, type]] = {}
 
+    @overload
     @classmethod
-    def from_item(cls, item: dict[str, Any] | None, **extra: Any):
+    def from_item(cls, item: dict[str, Any], **extra: Any) -> Self: ...
+
+    @overload
+    @classmethod
+    def from_item(cls, item: dict[str, Any] | None, **extra: Any) -> Self | None: ...
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any] | None, **extra: Any) -> Self | None:
         if item is None:
             return None
         known = {f.name for f in fields(cls)}
@@ -168,7 +176,8 @@ class ScoringQueueEntry(Record):
 def owner_record(item: dict[str, Any] | None) -> SplitRecord | SlideRecord | None:
     if item is None:
         return None
-    return (SlideRecord if item.get("kind") == "slide" else SplitRecord).from_item(item)
+    record: SplitRecord | SlideRecord = (SlideRecord if item.get("kind") == "slide" else SplitRecord).from_item(item)
+    return record
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,9 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _number(env: Mapping[str, str], name: str, default, low, high, parse=int):
+def _number[N: (int, float)](
+    env: Mapping[str, str], name: str, default: N, low: N, high: N, parse: Callable[[str], N]
+) -> N:
     raw = str(env.get(name, default)).strip()
     try:
         value = parse(raw)
@@ -37,11 +39,11 @@ def _number(env: Mapping[str, str], name: str, default, low, high, parse=int):
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    return _number(env, name, default, low, high)
+    return _number(env, name, default, low, high, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    return _number(env, name, default, low, high, parse=float)
+    return _number(env, name, default, low, high, float)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from pcam_pipeline.core import ports
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.keys import patch_file_name
-from pcam_pipeline.core.records import FileStatus, present
+from pcam_pipeline.core.records import present
 from pcam_pipeline.core.settings import ConversionSettings
+from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion.completion import Completer
 from pcam_pipeline.ingestion.hdf5_input import open_hdf5
 from pcam_pipeline.ingestion.patches import encode_jpeg

@@ -10,7 +10,7 @@ from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.labs import lab_of_key
 from pcam_pipeline.core.ports import EventPublisher
-from pcam_pipeline.core.records import FileStatus
+from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.state import StateStore, now_iso
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import RetryableError
-from pcam_pipeline.core.records import FileStatus, PatchOwner
+from pcam_pipeline.core.records import PatchOwner
+from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.state import StateStore
 
 SQS_BATCH = 10  # entries per SendMessageBatch, SQS's maximum

@@ -28,7 +28,7 @@ from typing import Any
 import boto3
 
 from pcam_pipeline.core.records import SlideRecord, SplitRecord, owner_record
-from pcam_pipeline.state.table import Change, Condition, DynamoDBTable, now_iso
+from pcam_pipeline.state.table import Change, Condition, DynamoDBTable, Table, now_iso
 
 CURRENT = "current"
 MODELS_PK = "models"
@@ -73,7 +73,7 @@ def model_sk(name: str) -> str:
 class TableAccess:
     """Primitive operations; only the named methods of the state package call the writing ones."""
 
-    def __init__(self, table_name: str | None = None, resource=None, table=None):
+    def __init__(self, table_name: str | None = None, resource: Any = None, table: Table | None = None):
         if table is None:
             table = DynamoDBTable((resource or boto3.resource("dynamodb")).Table(table_name))
         self._table = table

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
@@ -159,6 +159,25 @@ def storable(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------ DynamoDB
+class Table(Protocol):
+    """The state table's operations: DynamoDB (``DynamoDBTable``) or, in unit tests, a dict (``tests/fakes``)."""
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None: ...
+
+    def query(self, pk: str, sk_prefix: str = "") -> list[dict[str, Any]]: ...
+
+    def scan(self) -> list[dict[str, Any]]: ...
+
+    def put_if_absent(self, item: dict[str, Any]) -> bool: ...
+
+    def update(
+        self, pk: str, sk: str, change: Change, condition: Condition | None, return_new: bool
+    ) -> dict[str, Any] | None:
+        """The item as written ({} unless ``return_new``); None when the condition did not hold."""
+
+    def delete(self, pk: str, sk: str) -> None: ...
+
+
 class DynamoDBTable:
     def __init__(self, table):
         self._table = table
@@ -195,7 +214,9 @@ class DynamoDBTable:
         kwargs = {"Item": storable(item), "ConditionExpression": Attr("pk").not_exists()}
         return self._call("write", self._table.put_item, **kwargs) is not None
 
-    def update(self, pk: str, sk: str, change: Change, condition: Condition | None, return_new: bool):
+    def update(
+        self, pk: str, sk: str, change: Change, condition: Condition | None, return_new: bool
+    ) -> dict[str, Any] | None:
         # Placeholders avoid #n/:v, which boto3 uses for the condition expression.
         names = {f"#s{i}": name for i, name in enumerate(change.sets)}
         values = {f":s{i}": storable(value) for i, value in enumerate(change.sets.values())}
