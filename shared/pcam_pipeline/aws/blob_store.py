@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from botocore.exceptions import ClientError
+from numpy.typing import NDArray
 
 from pcam_pipeline.aws import storage
 from pcam_pipeline.core.errors import RetryableError
@@ -18,14 +19,14 @@ class MissingObject(LookupError):
     """The object is not there (or cannot be read); callers decide whether that is a failed job."""
 
 
-def array_bytes(array: np.ndarray) -> bytes:
+def array_bytes(array: NDArray[Any]) -> bytes:
     """An array as a .npy file: numbers only, read back without pickle."""
     body = io.BytesIO()
     np.save(body, array, allow_pickle=False)
     return body.getvalue()
 
 
-def array_from_bytes(body: bytes) -> np.ndarray:
+def array_from_bytes(body: bytes) -> NDArray[Any]:
     return np.load(io.BytesIO(body), allow_pickle=False)
 
 
@@ -54,10 +55,10 @@ class S3BlobStore:
     def put_json(self, key: str, document: Any) -> str | None:
         return self.put_bytes(key, json.dumps(document, indent=2, default=str).encode(), "application/json")
 
-    def put_array(self, key: str, array: np.ndarray) -> str | None:
+    def put_array(self, key: str, array: NDArray[Any]) -> str | None:
         return self.put_bytes(key, array_bytes(array), "application/octet-stream")
 
-    def get_array(self, key: str) -> np.ndarray:
+    def get_array(self, key: str) -> NDArray[Any]:
         return array_from_bytes(self.get_bytes(key))
 
     def exists(self, key: str) -> bool:

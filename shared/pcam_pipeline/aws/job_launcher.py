@@ -34,7 +34,7 @@ def _already_exists(exc: ClientError) -> bool:
 
 
 class SageMakerLauncher:
-    def __init__(self, client=None):
+    def __init__(self, client: Any = None) -> None:
         self._sagemaker = client or boto3.client("sagemaker", config=_RETRYING)
 
     def _create(self, operation: str, what: str, request: dict[str, Any]) -> bool:
@@ -56,9 +56,10 @@ class SageMakerLauncher:
         return self._create("create_model", f"model {request['ModelName']}", request)
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
-        return self._sagemaker.describe_training_job(TrainingJobName=name)
+        description: dict[str, Any] = self._sagemaker.describe_training_job(TrainingJobName=name)
+        return description
 
     def best_training_job(self, tuning_job: str) -> str:
         # The tuning job's event does not name its best job: ask SageMaker.
         tuning = self._sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job)
-        return tuning["BestTrainingJob"]["TrainingJobName"]
+        return str(tuning["BestTrainingJob"]["TrainingJobName"])

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
@@ -80,7 +80,7 @@ class ShardConverter:
         return task.stop - task.start
 
     @contextlib.contextmanager
-    def _whole_slide_patches(self, task: ShardTask) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
+    def _whole_slide_patches(self, task: ShardTask) -> Iterator[Iterator[tuple[int, NDArray[Any]]]]:
         """The shard's tiles cut from the slide: only the pyramid tiles under them are read."""
         plan = load_plan(self._blobs, present(task.tile_plan_key, f"tile plan of {task.owner}"))
         with (
@@ -90,7 +90,7 @@ class ShardConverter:
             yield cut_patches(slide, plan, task.start, task.stop)
 
     @contextlib.contextmanager
-    def _hdf5_patches(self, task: ShardTask) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
+    def _hdf5_patches(self, task: ShardTask) -> Iterator[Iterator[tuple[int, NDArray[Any]]]]:
         """The shard's patches, each block read while the one before is encoded (read-ahead)."""
         starts = range(task.start, task.stop, READ_BATCH)
         with (
@@ -111,7 +111,7 @@ class ShardConverter:
                         str(exc),
                     ) from exc
 
-            def blocks() -> Iterator[tuple[int, np.ndarray]]:
+            def blocks() -> Iterator[tuple[int, NDArray[Any]]]:
                 pending = reader.submit(read, starts[0])
                 for position, first in enumerate(starts):
                     block = pending.result()

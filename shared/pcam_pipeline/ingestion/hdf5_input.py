@@ -10,9 +10,11 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import h5py
 import numpy as np
+from numpy.typing import NDArray
 
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.ports import ByteFile
@@ -44,7 +46,7 @@ class PatchFileInfo:
 
     count: int
     storage: str  # "contiguous" or "chunked (…)", for logs and status
-    coords: np.ndarray | None  # (count, 2) level-0 corners, when the file has them
+    coords: NDArray[Any] | None  # (count, 2) level-0 corners, when the file has them
 
     @property
     def has_coords(self) -> bool:
@@ -230,7 +232,7 @@ def inspect_patches(handle: h5py.File, limits: FileLimits = DEFAULT_LIMITS) -> P
 
 
 @_damage_explained
-def read_labels(handle: h5py.File, limits: FileLimits = DEFAULT_LIMITS) -> np.ndarray:
+def read_labels(handle: h5py.File, limits: FileLimits = DEFAULT_LIMITS) -> NDArray[Any]:
     """Return ``y`` as a flat uint8 array of 0/1, accepting (N,) and PCam's (N, 1, 1, 1)."""
     y = _dataset(handle, "y", limits, holds="integer labels 0 or 1")
     if y.ndim == 0 or y.shape[0] == 0 or int(np.prod(y.shape[1:])) != 1:
@@ -249,7 +251,7 @@ def read_labels(handle: h5py.File, limits: FileLimits = DEFAULT_LIMITS) -> np.nd
 
 
 @_damage_explained
-def read_coords(handle: h5py.File, count: int, limits: FileLimits = DEFAULT_LIMITS) -> np.ndarray:
+def read_coords(handle: h5py.File, count: int, limits: FileLimits = DEFAULT_LIMITS) -> NDArray[Any]:
     """Return ``coords`` as an (N, 2) int64 array of (x, y) patch positions."""
     coords = _dataset(handle, "coords", limits, holds="integer positions")
     if coords.shape != (count, 2):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 
-def encode_jpeg(patch: np.ndarray, quality: int, resize_to: int = 0) -> bytes:
+def encode_jpeg(patch: NDArray[Any], quality: int, resize_to: int = 0) -> bytes:
     """Encode one (H, W, 3) uint8 patch; ``resize_to`` > 0 scales it to a square of that edge."""
     image = Image.fromarray(patch)
     if resize_to and image.size != (resize_to, resize_to):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pcam_pipeline.aws import events, storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.observability import logger, metrics
@@ -16,7 +18,7 @@ from pcam_pipeline.state import StateStore, now_iso
 
 def quarantine(
     s3, bucket: str, state: StateStore, publisher: EventPublisher, dropped: DroppedFile, problem: InvalidInput
-) -> dict:
+) -> dict[str, Any]:
     """Move the upload to quarantine/ with its reason beside it, record it, and announce "File Quarantined"."""
     target = keys.quarantine_key(dropped.key)
     error = {

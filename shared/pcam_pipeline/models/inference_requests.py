@@ -33,7 +33,7 @@ def transform_request(
     output_uri: str,
     tags: dict[str, str],
     input_is_manifest: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """Batch Transform with the built-in algorithm: one JPEG per request, one ``<name>.out`` per input.
 
     The algorithm takes one image per request (image/jpeg, image/png, application/x-image), so SingleRecord
@@ -97,7 +97,7 @@ def evaluation_request(
     inputs: dict[str, str],
     output_uri: str,
     tags: dict[str, Any],
-) -> dict:
+) -> dict[str, Any]:
     """A processing job running the evaluation script in SageMaker's scikit-learn container.
 
     ``inputs`` maps input names (labels, predictions, context) to S3 URIs; each is downloaded to

@@ -70,7 +70,7 @@ class JobTracker:
         """Record a job about to start; False if it was recorded before (a repeated event)."""
         return self._state.create_job(job)
 
-    def start_once(self, job: JobRecord, request: dict[str, Any], **fields) -> bool:
+    def start_once(self, job: JobRecord, request: dict[str, Any], **fields: Any) -> bool:
         """Start the recorded job unless its record says it was started already."""
         recorded = self._state.job(job.name)
         if recorded is None or recorded.status is not JobStatus.STARTING:

@@ -187,7 +187,7 @@ def tag_value(text: str) -> str:
     """``text`` as a tag value SageMaker accepts: other characters become ``_``, at most 256 characters.
 
     Tags are for finding jobs in the console and the bill; the full name lives in the state table."""
-    return _NOT_IN_TAG_VALUES.sub("_", text)[:TAG_VALUE_LIMIT]
+    return str(_NOT_IN_TAG_VALUES.sub("_", text)[:TAG_VALUE_LIMIT])
 
 
 def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:

@@ -105,7 +105,7 @@ class ModelTraining(JobKindBase):
     # ------------------------------------------------------------ the model
     def register_model(
         self, training_job: str, job: JobRecord, description: dict[str, Any], tuning_job: str | None = None
-    ):
+    ) -> dict[str, Any]:
         """Create the SageMaker Model of a finished training job, then evaluate it if a test split exists."""
         model_data = description["ModelArtifacts"]["S3ModelArtifacts"]
         dataset = dataset_of(job)

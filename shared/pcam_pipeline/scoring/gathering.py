@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pcam_evaluation_job.evaluate_model import EvaluationInputError, tumour_probability
 from pcam_pipeline.aws.blob_store import MissingObject
@@ -28,7 +30,7 @@ def outputs_prefix(blobs: BlobStore, candidates: Sequence[str], first_output: st
 
 def gather_tumour_probabilities(
     blobs: BlobStore, candidates: Sequence[str], image_prefix: str, count: int, threads: int = GATHER_THREADS
-):
+) -> NDArray[Any]:
     """Read every patch's ``<patch>.jpg.out``, in parallel, into an array in patch order; ``candidates`` are the
     prefixes the outputs may be under (`outputs_prefix`)."""
     probabilities = np.full(count, np.nan, dtype=np.float64)

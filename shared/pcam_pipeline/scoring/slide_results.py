@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
 CSV_COLUMNS = ("slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label")
@@ -23,7 +24,7 @@ _COLOUR_ANCHORS = np.array(
 )
 
 
-def labels_at(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+def labels_at(probabilities: NDArray[Any], threshold: float) -> NDArray[Any]:
     return (probabilities >= threshold).astype(np.uint8)
 
 
@@ -32,7 +33,7 @@ def spreadsheet_text(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def prediction_csv(slide_id: str, probabilities: np.ndarray, coords: np.ndarray | None, threshold: float) -> bytes:
+def prediction_csv(slide_id: str, probabilities: NDArray[Any], coords: NDArray[Any] | None, threshold: float) -> bytes:
     """One row per patch in patch order; coords empty when the slide has none.
 
     RFC 4180 (the csv module): a slide id with commas, quotes or line breaks is quoted, so every row
@@ -48,7 +49,7 @@ def prediction_csv(slide_id: str, probabilities: np.ndarray, coords: np.ndarray 
     return text.getvalue().encode()
 
 
-def summary_figures(probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+def summary_figures(probabilities: NDArray[Any], threshold: float) -> dict[str, Any]:
     tumour = int(labels_at(probabilities, threshold).sum())
     return {
         "patch_count": int(probabilities.size),
@@ -60,15 +61,16 @@ def summary_figures(probabilities: np.ndarray, threshold: float) -> dict[str, An
     }
 
 
-def colour_of(probabilities: np.ndarray) -> np.ndarray:
+def colour_of(probabilities: NDArray[Any]) -> NDArray[Any]:
     """RGB (uint8) for each probability in [0, 1], interpolated between the colour anchors."""
     position = np.clip(probabilities, 0, 1) * (len(_COLOUR_ANCHORS) - 1)
     low = np.floor(position).astype(int).clip(0, len(_COLOUR_ANCHORS) - 2)
     fraction = (position - low)[..., None]
-    return (_COLOUR_ANCHORS[low] * (1 - fraction) + _COLOUR_ANCHORS[low + 1] * fraction).round().astype(np.uint8)
+    colours: NDArray[Any] = (_COLOUR_ANCHORS[low] * (1 - fraction) + _COLOUR_ANCHORS[low + 1] * fraction).round()
+    return colours.astype(np.uint8)
 
 
-def heatmap_png(coords: np.ndarray, probabilities: np.ndarray, title: str, threshold: float) -> bytes:
+def heatmap_png(coords: NDArray[Any], probabilities: NDArray[Any], title: str, threshold: float) -> bytes:
     """Tumour probability laid out at the patch positions, with a colour bar a pathologist can read.
 
     At most MAX_HEATMAP_CELLS cells a side, whatever the positions span: patches far apart share a cell,
@@ -90,7 +92,7 @@ def heatmap_png(coords: np.ndarray, probabilities: np.ndarray, title: str, thres
     return framed_png(picture, probabilities, title, threshold)
 
 
-def framed_png(picture: Image.Image, probabilities: np.ndarray, title: str, threshold: float) -> bytes:
+def framed_png(picture: Image.Image, probabilities: NDArray[Any], title: str, threshold: float) -> bytes:
     """A map of the slide with a title, the share of patches at or above the threshold, and the colour bar."""
     map_w, map_h = picture.size
     margin, bar_w, top = 20, 24, 60

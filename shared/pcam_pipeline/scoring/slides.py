@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
+from numpy.typing import NDArray
 from PIL import Image
 
 from pcam_pipeline.aws import events
@@ -36,6 +37,7 @@ from pcam_pipeline.scoring.queue import ScoringQueue, queued_entry
 from pcam_pipeline.state import now_iso
 from pcam_pipeline.wsi.ingestion import load_plan, thumbnail_key
 from pcam_pipeline.wsi.results import overlay_png, qupath_geojson, whole_slide_figures
+from pcam_pipeline.wsi.tiling import TilePlan
 
 
 class SlideScoring(JobKindBase):
@@ -177,7 +179,14 @@ class SlideScoring(JobKindBase):
         logger.info("slide scored", extra={"slide_id": slide_id, **figures})
         return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
 
-    def _result_files(self, slide: SlideRecord, plan, coords, probabilities: np.ndarray, model: str) -> dict[str, Any]:
+    def _result_files(
+        self,
+        slide: SlideRecord,
+        plan: TilePlan | None,
+        coords: NDArray[Any] | None,
+        probabilities: NDArray[Any],
+        model: str,
+    ) -> dict[str, tuple[bytes, str]]:
         """Key → (body, content type): the CSV, the heatmap (over the thumbnail for a whole-slide image) and
         the QuPath GeoJSON, as the slide has them."""
         slide_id = slide.slide_id
@@ -225,7 +234,7 @@ class SlideScoring(JobKindBase):
             summary["geojson_uri"] = uri(geojson)
         return summary
 
-    def _coords(self, slide: SlideRecord) -> np.ndarray | None:
+    def _coords(self, slide: SlideRecord) -> NDArray[Any] | None:
         """An HDF5 slide's coordinates as ingestion copied them (never the drop: its staged copy expires)."""
         if slide.has_coords and not slide.coords_key:
             raise ValueError("the slide was ingested by a version that kept no copy of its coordinates: drop it again")

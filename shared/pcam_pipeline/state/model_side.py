@@ -82,7 +82,8 @@ class ModelSideRecords(TableAccess):
         return any(self._put_new(dataset_pk(dataset), f"{prefix}{n:03d}", claim) for n in range(per_day))
 
     def training_settings(self, dataset: str) -> dict[str, Any]:
-        return (self.get(dataset_pk(dataset)) or {}).get("training_settings", {})
+        settings: dict[str, Any] = (self.get(dataset_pk(dataset)) or {}).get("training_settings", {})
+        return settings
 
     def record_latest_model(self, dataset: str, model_name: str) -> None:
         self._set(dataset_pk(dataset), CURRENT, {"dataset": dataset, "latest_model": model_name})
@@ -102,7 +103,9 @@ class ModelSideRecords(TableAccess):
         fields = {"status": ModelStatus.AWAITING_TEST_SPLIT}
         self._set(MODELS_PK, model_sk(name), fields, Equals("status", ModelStatus.CREATED))
 
-    def mark_model_evaluating(self, name: str, evaluation_prefix: str, test_transform_job: str, test_split: str):
+    def mark_model_evaluating(
+        self, name: str, evaluation_prefix: str, test_transform_job: str, test_split: str
+    ) -> None:
         """Only from created or awaiting a test split: a repeated event never undoes a later state."""
         fields = {
             "status": ModelStatus.EVALUATING,

@@ -7,12 +7,13 @@ can also be evaluated against an item, so tests can run the same logic on an in-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 
 from pcam_pipeline.core.errors import RetryableError
@@ -27,7 +28,8 @@ class Condition:
     def holds(self, item: dict[str, Any] | None) -> bool:
         raise NotImplementedError
 
-    def expression(self):
+    def expression(self) -> ConditionBase:
+        """The condition as boto3 writes it into a ConditionExpression."""
         raise NotImplementedError
 
     def __or__(self, other: Condition) -> Condition:
@@ -45,10 +47,10 @@ class Equals(Condition):
     name: str
     value: Any
 
-    def holds(self, item):
+    def holds(self, item: dict[str, Any] | None) -> bool:
         return item is not None and self.name in item and item[self.name] == self.value
 
-    def expression(self):
+    def expression(self) -> ConditionBase:
         return Attr(self.name).eq(self.value)
 
 
@@ -57,10 +59,10 @@ class OneOf(Condition):
     name: str
     values: tuple[Any, ...]
 
-    def holds(self, item):
+    def holds(self, item: dict[str, Any] | None) -> bool:
         return item is not None and item.get(self.name) in self.values
 
-    def expression(self):
+    def expression(self) -> ConditionBase:
         return Attr(self.name).is_in(list(self.values))
 
 
@@ -71,10 +73,10 @@ class Before(Condition):
     name: str
     value: Any
 
-    def holds(self, item):
+    def holds(self, item: dict[str, Any] | None) -> bool:
         return item is not None and self.name in item and item[self.name] < self.value
 
-    def expression(self):
+    def expression(self) -> ConditionBase:
         return Attr(self.name).lt(self.value)
 
 
@@ -82,10 +84,10 @@ class Before(Condition):
 class Missing(Condition):
     name: str
 
-    def holds(self, item):
+    def holds(self, item: dict[str, Any] | None) -> bool:
         return item is None or self.name not in item
 
-    def expression(self):
+    def expression(self) -> ConditionBase:
         return Attr(self.name).not_exists()
 
 
@@ -93,10 +95,10 @@ class Missing(Condition):
 class Not(Condition):
     inner: Condition
 
-    def holds(self, item):
+    def holds(self, item: dict[str, Any] | None) -> bool:
         return not self.inner.holds(item)
 
-    def expression(self):
+    def expression(self) -> ConditionBase:
         return ~self.inner.expression()
 
 
@@ -105,10 +107,10 @@ class Either(Condition):
     left: Condition
     right: Condition
 
-    def holds(self, item):
+    def holds(self, item: dict[str, Any] | None) -> bool:
         return self.left.holds(item) or self.right.holds(item)
 
-    def expression(self):
+    def expression(self) -> ConditionBase:
         return self.left.expression() | self.right.expression()
 
 
@@ -117,10 +119,10 @@ class Both(Condition):
     left: Condition
     right: Condition
 
-    def holds(self, item):
+    def holds(self, item: dict[str, Any] | None) -> bool:
         return self.left.holds(item) and self.right.holds(item)
 
-    def expression(self):
+    def expression(self) -> ConditionBase:
         return self.left.expression() & self.right.expression()
 
 
@@ -130,7 +132,7 @@ class Change:
     """One UpdateItem: set attributes, add to number sets, remove attributes, set one entry of a map."""
 
     sets: dict[str, Any] = field(default_factory=dict)
-    add: dict[str, set] = field(default_factory=dict)
+    add: dict[str, set[Any]] = field(default_factory=dict)
     remove: tuple[str, ...] = ()
     map_entry: tuple[str, str, Any] | None = None
     map_entry_removed: tuple[str, str] | None = None
@@ -179,10 +181,10 @@ class Table(Protocol):
 
 
 class DynamoDBTable:
-    def __init__(self, table):
+    def __init__(self, table: Any) -> None:  # a boto3 Table resource
         self._table = table
 
-    def _call(self, what: str, operation, **kwargs):
+    def _call(self, what: str, operation: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             return operation(**kwargs)
         except ClientError as exc:
@@ -194,7 +196,7 @@ class DynamoDBTable:
         response = self._call("read", self._table.get_item, Key={"pk": pk, "sk": sk}, ConsistentRead=True)
         return plain(response["Item"]) if response and "Item" in response else None
 
-    def _pages(self, operation, **kwargs) -> list[dict[str, Any]]:
+    def _pages(self, operation: Callable[..., Any], **kwargs: Any) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         while True:
             page = self._call("read", operation, ConsistentRead=True, **kwargs)

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
@@ -159,7 +159,7 @@ def thumbnail_key(plan_key: str) -> str:
     return plan_key.rsplit("/", 1)[0] + "/thumbnail.jpg"
 
 
-def cut_patches(slide: WholeSlide, plan: TilePlan, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
+def cut_patches(slide: WholeSlide, plan: TilePlan, start: int, stop: int) -> Iterator[tuple[int, NDArray[Any]]]:
     """The patches of kept tiles [start, stop), in order: rows of tiles share pyramid tiles in the cache."""
     for index in range(start, stop):
         x, y = plan.coords[index]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.reader import Level
@@ -75,11 +76,11 @@ class OpenSlideView:
         self.width, self.height = slide.dimensions
         self.levels = [Level(w, h, self.width / w, STAGED_TILE, STAGED_TILE) for w, h in slide.level_dimensions]
 
-    def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+    def read_region(self, level: int, x: int, y: int, width: int, height: int) -> NDArray[Any]:
         downsample = self.slide.level_downsamples[level]
         return _opaque(self.slide.read_region((round(x * downsample), round(y * downsample)), level, (width, height)))
 
-    def read_level(self, level: int) -> np.ndarray:
+    def read_level(self, level: int) -> NDArray[Any]:
         return self.read_region(level, 0, 0, self.levels[level].width, self.levels[level].height)
 
 
@@ -195,7 +196,7 @@ def _tiles_near_tissue(view: OpenSlideView, level: int, reduction: int, reaches:
             yield _padded(pixels)
 
 
-def _padded(part: np.ndarray) -> np.ndarray:
+def _padded(part: NDArray[Any]) -> NDArray[Any]:
     if part.shape[:2] == (STAGED_TILE, STAGED_TILE):
         return part
     tile = np.full((STAGED_TILE, STAGED_TILE, 3), 255, np.uint8)
@@ -203,7 +204,7 @@ def _padded(part: np.ndarray) -> np.ndarray:
     return tile
 
 
-def _opaque(region) -> np.ndarray:
+def _opaque(region) -> NDArray[Any]:
     """OpenSlide's RGBA over white: areas a scanner did not image are transparent (MIRAX, sparse DICOM)."""
     from PIL import Image
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import numpy as np
 import tifffile
+from numpy.typing import NDArray
 
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.ports import ByteFile
@@ -78,7 +79,7 @@ class WholeSlide:
         self.close()
 
     # ------------------------------------------------------------------ pixels
-    def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+    def read_region(self, level: int, x: int, y: int, width: int, height: int) -> NDArray[Any]:
         """RGB pixels of ``level`` in [x, x + width) x [y, y + height); outside the image is white."""
         page = self._pyramid[level]
         region = np.full((height, width, 3), 255, np.uint8)
@@ -97,10 +98,10 @@ class WholeSlide:
                 region[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[sy0 - ty : sy1 - ty, sx0 - tx : sx1 - tx]
         return region
 
-    def read_level(self, level: int) -> np.ndarray:
+    def read_level(self, level: int) -> NDArray[Any]:
         return self.read_region(level, 0, 0, self.levels[level].width, self.levels[level].height)
 
-    def _tile(self, level: int, index: int) -> np.ndarray:
+    def _tile(self, level: int, index: int) -> NDArray[Any]:
         key = (level, index)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -112,7 +113,7 @@ class WholeSlide:
             self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
         return tile
 
-    def _decode(self, level: int, index: int) -> np.ndarray:
+    def _decode(self, level: int, index: int) -> NDArray[Any]:
         page = self._pyramid[level]
         offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
         where = f"tile {index} of level {level}"

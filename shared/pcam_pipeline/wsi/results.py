@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
 from pcam_pipeline.scoring.slide_results import colour_of, framed_png, labels_at
@@ -22,13 +23,13 @@ NORMAL = {"name": "Normal", "color": [0, 130, 60]}
 OVERLAY_ALPHA = 110  # of 255: the tissue stays visible under the colours
 
 
-def tile_boxes(plan: TilePlan) -> np.ndarray:
+def tile_boxes(plan: TilePlan) -> NDArray[Any]:
     """(N, 4) level-0 boxes (x0, y0, x1, y1) of the kept tiles."""
     corners = np.asarray(plan.coords, dtype=np.float64).reshape(-1, 2)
     return np.column_stack([corners, corners + plan.tile_edge])
 
 
-def tumour_regions(plan: TilePlan, probabilities: np.ndarray, threshold: float):
+def tumour_regions(plan: TilePlan, probabilities: NDArray[Any], threshold: float):
     """The union of the tumour tiles: touching and overlapping tiles merge into one region."""
     boxes = tile_boxes(plan)[labels_at(probabilities, threshold).astype(bool)]
     return shapely.union_all(shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]))
@@ -38,7 +39,7 @@ def area_mm2(geometry, plan: TilePlan) -> float:
     return float(geometry.area) * (plan.mpp / 1000) ** 2
 
 
-def whole_slide_figures(plan: TilePlan, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+def whole_slide_figures(plan: TilePlan, probabilities: NDArray[Any], threshold: float) -> dict[str, Any]:
     """The summary's whole-slide fields: how the slide was read and what of it is tissue and tumour."""
     return {
         "mpp": plan.mpp,
@@ -73,7 +74,7 @@ def _polygons(geometry) -> list[list]:
     ]
 
 
-def qupath_geojson(slide_id: str, plan: TilePlan, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+def qupath_geojson(slide_id: str, plan: TilePlan, probabilities: NDArray[Any], threshold: float) -> dict[str, Any]:
     """A FeatureCollection QuPath imports: one detection per tile, then one annotation per tumour region."""
     labels = labels_at(probabilities, threshold)
     features = []
@@ -106,7 +107,7 @@ def qupath_geojson(slide_id: str, plan: TilePlan, probabilities: np.ndarray, thr
     return {"type": "FeatureCollection", "features": features}
 
 
-def overlay_png(thumbnail: Image.Image, plan: TilePlan, probabilities: np.ndarray, title: str, threshold: float):
+def overlay_png(thumbnail: Image.Image, plan: TilePlan, probabilities: NDArray[Any], title: str, threshold: float):
     """The tumour probability of each kept tile laid over the slide's thumbnail, with the colour bar."""
     picture = thumbnail.convert("RGBA")
     layer = Image.new("RGBA", picture.size, (0, 0, 0, 0))

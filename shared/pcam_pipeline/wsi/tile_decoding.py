@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageFile
 
 from pcam_pipeline.core.errors import InvalidInput
@@ -78,7 +79,7 @@ def _values(value) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, tuple | list) else (value,)
 
 
-def decode_tile(data: bytes, tile: TileFormat) -> np.ndarray:
+def decode_tile(data: bytes, tile: TileFormat) -> NDArray[Any]:
     """One stored tile to a (height, width, 3) uint8 RGB array."""
     if len(data) > tile.max_stored_bytes:
         raise InvalidInput(
@@ -104,7 +105,7 @@ def decode_tile(data: bytes, tile: TileFormat) -> np.ndarray:
     )
 
 
-def _decode_jpeg(data: bytes, tile: TileFormat) -> np.ndarray:
+def _decode_jpeg(data: bytes, tile: TileFormat) -> NDArray[Any]:
     """A JPEG tile of an RGB image without a JFIF or Adobe marker holds RGB, not YCbCr (Aperio SVS does this;
     tifffile and OpenSlide decode it the same way): the decoder is told so, or the colours would come out
     wrong."""

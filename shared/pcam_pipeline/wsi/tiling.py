@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageFilter
 
 from pcam_pipeline.core.errors import InvalidInput
@@ -114,7 +115,7 @@ def choose_mask_read(levels: list[Level], tile_edge: float) -> tuple[int, int]:
     return index, reduction
 
 
-def read_reduced(slide, level: int, reduction: int) -> np.ndarray:
+def read_reduced(slide, level: int, reduction: int) -> NDArray[Any]:
     """The level's pixels averaged over reduction x reduction blocks, read in bands of rows so that memory
     holds one band and the result, never the whole level."""
     if reduction == 1:
@@ -128,7 +129,7 @@ def read_reduced(slide, level: int, reduction: int) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def otsu_threshold(values: np.ndarray) -> int:
+def otsu_threshold(values: NDArray[Any]) -> int:
     """Otsu's threshold of uint8 values (class one is <= it): the cut that maximises the between-class variance."""
     histogram = np.bincount(values.ravel(), minlength=256).astype(np.float64)
     below = np.cumsum(histogram)
@@ -143,7 +144,7 @@ def otsu_threshold(values: np.ndarray) -> int:
     return int(np.argmax(np.where(valid, between, -1)))
 
 
-def pen_ink(rgb: np.ndarray) -> np.ndarray:
+def pen_ink(rgb: NDArray[Any]) -> NDArray[Any]:
     """Blue, green and black marker ink; H&E (pink, purple, blue-purple with red above green) never is."""
     red, green, blue = (rgb[..., i].astype(np.int16) for i in range(3))
     blue_ink = (blue > red + 40) & (green >= red)
@@ -152,14 +153,14 @@ def pen_ink(rgb: np.ndarray) -> np.ndarray:
     return blue_ink | green_ink | black_ink
 
 
-def _filtered(mask: np.ndarray, *filters: ImageFilter.Filter) -> np.ndarray:
+def _filtered(mask: NDArray[Any], *filters: ImageFilter.Filter) -> NDArray[Any]:
     image = Image.fromarray(mask.astype(np.uint8) * 255)
     for step in filters:
         image = image.filter(step)
     return np.asarray(image) > 127
 
 
-def tissue_mask(rgb: np.ndarray) -> np.ndarray:
+def tissue_mask(rgb: NDArray[Any]) -> NDArray[Any]:
     """True where there is tissue: saturated (Otsu), not pen ink, small specks opened and gaps closed."""
     saturation = np.asarray(Image.fromarray(rgb).convert("HSV"))[..., 1]
     tissue = saturation > max(otsu_threshold(saturation), MIN_SATURATION)
@@ -170,7 +171,7 @@ def tissue_mask(rgb: np.ndarray) -> np.ndarray:
     return tissue & ~pen
 
 
-def tile_grid(width: int, height: int, edge: float, stride: float) -> np.ndarray:
+def tile_grid(width: int, height: int, edge: float, stride: float) -> NDArray[Any]:
     """Top-left corners (x, y), level 0, row by row, of every whole tile; origin at (0, 0)."""
     columns = int(np.floor((width - edge) / stride)) + 1 if width >= edge else 0
     rows = int(np.floor((height - edge) / stride)) + 1 if height >= edge else 0
@@ -180,7 +181,9 @@ def tile_grid(width: int, height: int, edge: float, stride: float) -> np.ndarray
     return np.column_stack([grid_x.ravel(), grid_y.ravel()])
 
 
-def tissue_fractions(mask: np.ndarray, coords: np.ndarray, edge: float, downsample: tuple[float, float]) -> np.ndarray:
+def tissue_fractions(
+    mask: NDArray[Any], coords: NDArray[Any], edge: float, downsample: tuple[float, float]
+) -> NDArray[Any]:
     """The fraction of each tile's area that the mask calls tissue (summed-area table: one pass)."""
     summed = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int64)
     summed[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
@@ -194,7 +197,7 @@ def tissue_fractions(mask: np.ndarray, coords: np.ndarray, edge: float, downsamp
     return inside / area
 
 
-def thumbnail_of(rgb: np.ndarray) -> Image.Image:
+def thumbnail_of(rgb: NDArray[Any]) -> Image.Image:
     image = Image.fromarray(rgb)
     image.thumbnail((THUMBNAIL_EDGE, THUMBNAIL_EDGE), Image.Resampling.LANCZOS)
     return image
@@ -243,7 +246,7 @@ def plan_tiles(
     return plan, thumbnail
 
 
-def read_patch(slide: WholeSlide, plan: TilePlan, x: int, y: int) -> np.ndarray:
+def read_patch(slide: WholeSlide, plan: TilePlan, x: int, y: int) -> NDArray[Any]:
     """The 96 x 96 RGB patch of the tile at level-0 (x, y), read at the plan's level and resampled."""
     level = slide.levels[plan.level]
     # Scanners round each level's size down, so its x and y downsamples differ slightly (Aperio).
