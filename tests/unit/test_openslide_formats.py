@@ -257,3 +257,19 @@ def test_a_slide_too_large_to_copy_for_openslide_is_refused_before_it_is_copied(
     with pytest.raises(InvalidInput, match="too large to copy for OpenSlide"):
         plan_local(path, tmp_path, settings=small)
     assert not (tmp_path / "work" / path.name).exists()
+
+
+def test_a_reader_that_ends_without_its_answer_line_is_a_refusal_not_a_crash(tmp_path, monkeypatch):
+    """The child's answer is its last stdout line; if a library printed after it (or the child printed nothing
+    usable), the slide is refused with how the reader ended, not retried into the dead-letter queue."""
+    import subprocess
+
+    from pcam_pipeline.wsi import vendor
+
+    def ended_with_a_library_message(command, **_):
+        return subprocess.CompletedProcess(command, 0, b"tile 3 decoded with warnings\n", b"libtiff: odd tag\n")
+
+    monkeypatch.setattr(vendor.subprocess, "run", ended_with_a_library_message)
+    with pytest.raises(InvalidInput, match="OpenSlide stopped while reading the slide") as caught:
+        stage_with_openslide(tmp_path / "slide.ndpi", tmp_path / "staged.tif", 0.972, None, SlideLimits())
+    assert "exit status 0: libtiff: odd tag" in caught.value.found

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.reader import Level
 from pcam_pipeline.wsi.tiling import PATCH_EDGE, choose_level, choose_mask_read, read_reduced, tissue_mask
-from pcam_pipeline.wsi.vendor import OPENSLIDE_RECIPE, STAGED_TILE, StagedSlide
+from pcam_pipeline.wsi.vendor import OPENSLIDE_OR_CONVERT, STAGED_TILE, StagedSlide
 
 REGION_WIDTH = 4096  # staged pixels of a coarser level read at once: a multiple of STAGED_TILE
 
@@ -39,7 +39,7 @@ def _stage(request: dict[str, Any]) -> dict[str, Any]:
     try:
         slide = openslide.OpenSlide(request["slide"])
     except openslide.OpenSlideUnsupportedFormatError as exc:
-        raise InvalidInput("the slide is in a format neither the pipeline nor OpenSlide 4 reads", OPENSLIDE_RECIPE,
+        raise InvalidInput("the slide is in a format neither the pipeline nor OpenSlide 4 reads", OPENSLIDE_OR_CONVERT,
                            Path(request["slide"]).name) from exc  # fmt: skip
     except openslide.OpenSlideError as exc:
         raise InvalidInput("OpenSlide cannot read the slide (damaged?)", "a readable slide", str(exc)[:300]) from exc

@@ -25,7 +25,7 @@ from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.structure import SlideLimits
 
 STAGED_TILE = 512
-OPENSLIDE_RECIPE = (
+OPENSLIDE_OR_CONVERT = (
     "a slide OpenSlide 4 opens (its formats: https://openslide.org/formats/), or a pyramidal TIFF: "
     "vips tiffsave slide slide.tif --tile --pyramid --compression jpeg --Q 90"
 )
@@ -82,8 +82,13 @@ def _child_environment() -> dict[str, str]:
 
 def _answer(done: subprocess.CompletedProcess) -> StagedSlide:
     lines = done.stdout.decode(errors="replace").strip().splitlines()
-    answer = json.loads(lines[-1]) if done.returncode in (0, 3) and lines else None  # the child's last line
-    if answer is None:
+    answer = None
+    if done.returncode in (0, 3) and lines:
+        try:
+            answer = json.loads(lines[-1])  # the child's last line; a library may have printed before it
+        except ValueError:
+            answer = None
+    if not isinstance(answer, dict):
         raise InvalidInput(
             "OpenSlide stopped while reading the slide (the file is damaged or made to crash a reader)",
             "a slide OpenSlide reads to the end",
