@@ -24,7 +24,8 @@ from pcam_pipeline.core.statuses import JobKind
 from pcam_pipeline.models.flow import SageMakerFlow
 from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.state import StateStore
-from pcam_pipeline.state.table import Change, Condition, plain, storable
+from pcam_pipeline.state.conditions import Change, Condition
+from pcam_pipeline.state.table import plain, storable
 
 
 class InMemoryTable:

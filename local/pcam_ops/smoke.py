@@ -27,7 +27,7 @@ import boto3
 
 from pcam_ops.operations import rescore, stack_outputs
 from pcam_pipeline.core import dropped_files, keys
-from pcam_pipeline.core.records import JobRecord
+from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.statuses import FileStatus, JobStatus, ModelStatus, OwnerStatus, ScoringStatus
 from pcam_pipeline.state import StateStore
 from pcam_synth.synth import synth_drop, synth_wsi

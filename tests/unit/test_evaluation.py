@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from pcam_evaluation_job import evaluate_model
 from pcam_evaluation_job.evaluate_model import evaluate, roc_csv
-from pcam_pipeline.core.records import CurrentModel, ModelRecord
+from pcam_pipeline.core.model_records import CurrentModel, ModelRecord
 from pcam_pipeline.models.evaluation_report import promotion_decision, roc_png
 from tests.picture_text import shows_text, text_positions
 

@@ -5,7 +5,7 @@ from unittest.mock import Mock
 import pytest
 
 from pcam_pipeline.core.errors import RetryableError
-from pcam_pipeline.core.records import ModelRecord
+from pcam_pipeline.core.model_records import ModelRecord
 from pcam_pipeline.models.promotion import PIPELINE, PromotedModels, PromotionError
 from tests.fakes import RecordingPublisher, in_memory_state
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pcam_pipeline.core.records import JobRecord
+from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.statuses import JobKind, JobStatus, ModelStatus
 from tests.fakes import flow_on_fakes
 

@@ -13,7 +13,8 @@ from pcam_pipeline.aws import events
 from pcam_pipeline.aws.blob_store import MissingObject
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import CapacityRefused, JobFailed
-from pcam_pipeline.core.records import JobRecord, present
+from pcam_pipeline.core.model_records import JobRecord
+from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import JobKind, ModelStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation_report import roc_png

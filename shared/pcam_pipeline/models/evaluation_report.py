@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from pcam_pipeline.core.records import CurrentModel, ModelRecord
+from pcam_pipeline.core.model_records import CurrentModel, ModelRecord
 
 
 def roc_png(evaluation: dict[str, Any], title: str, size: int = 480) -> bytes:

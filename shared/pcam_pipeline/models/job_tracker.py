@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.ports import Alerter, BlobStore, EventPublisher, JobLauncher
-from pcam_pipeline.core.records import JobRecord
 from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.models.promotion import PromotedModels

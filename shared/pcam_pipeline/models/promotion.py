@@ -12,7 +12,8 @@ from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger
 from pcam_pipeline.core import ports
 from pcam_pipeline.core.errors import PipelineError, RetryableError
-from pcam_pipeline.core.records import CurrentModel, ModelRecord, present
+from pcam_pipeline.core.model_records import CurrentModel, ModelRecord
+from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import SERVABLE_MODEL_STATUSES
 from pcam_pipeline.models.evaluation_report import EXPERIMENT, PromotionDecision, promotion_decision
 from pcam_pipeline.state import StateStore, now_iso

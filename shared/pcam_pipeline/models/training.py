@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pcam_pipeline.core.errors import CapacityRefused, InvalidJobRequest
-from pcam_pipeline.core.records import JobRecord, ModelRecord, present
+from pcam_pipeline.core.model_records import JobRecord, ModelRecord
+from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import JobKind, JobStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation import ModelEvaluation

@@ -28,7 +28,8 @@ from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed, RetryableError
 from pcam_pipeline.core.labs import lab_of
-from pcam_pipeline.core.records import JobRecord, SlideRecord, present
+from pcam_pipeline.core.model_records import JobRecord
+from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.core.statuses import OwnerStatus
 from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase
 from pcam_pipeline.scoring import slide_results

@@ -28,7 +28,8 @@ from typing import Any
 import boto3
 
 from pcam_pipeline.core.records import SlideRecord, SplitRecord, owner_record
-from pcam_pipeline.state.table import Change, Condition, DynamoDBTable, Table, now_iso
+from pcam_pipeline.state.conditions import Change, Condition
+from pcam_pipeline.state.table import DynamoDBTable, Table, now_iso
 
 CURRENT = "current"
 MODELS_PK = "models"

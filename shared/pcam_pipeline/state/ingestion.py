@@ -7,7 +7,8 @@ from typing import Any
 from pcam_pipeline.core.records import FileRecord, PatchOwner, SplitRecord
 from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
 from pcam_pipeline.state.access import CURRENT, TableAccess, awaiting_mpp_pk, file_pk, sidecar_pk
-from pcam_pipeline.state.table import Condition, Equals, Missing, Not, now_iso
+from pcam_pipeline.state.conditions import Condition, Equals, Missing, Not
+from pcam_pipeline.state.table import now_iso
 
 
 def _holds(name: str, value: Any) -> Condition:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.core.records import CurrentModel, JobRecord, ModelRecord, SlideRecord
+from pcam_pipeline.core.model_records import CurrentModel, JobRecord, ModelRecord
+from pcam_pipeline.core.records import SlideRecord
 from pcam_pipeline.core.statuses import TERMINAL_JOB_STATUSES, JobStatus, ModelStatus, ScoringStatus
 from pcam_pipeline.state.access import (
     CAPACITY_WAITS_PK,
@@ -18,7 +19,8 @@ from pcam_pipeline.state.access import (
     model_sk,
     slide_pk,
 )
-from pcam_pipeline.state.table import Equals, Missing, Not, OneOf, now_iso
+from pcam_pipeline.state.conditions import Equals, Missing, Not, OneOf
+from pcam_pipeline.state.table import now_iso
 
 
 class ModelSideRecords(TableAccess):

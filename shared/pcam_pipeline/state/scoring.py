@@ -15,7 +15,8 @@ from typing import Any
 from pcam_pipeline.core.records import ScoringQueueEntry, present
 from pcam_pipeline.core.statuses import OwnerStatus, ScoringStatus
 from pcam_pipeline.state.access import CURRENT, SCORING_QUEUE_PK, TRANSFORM_SLOTS_PK, TableAccess, slide_pk
-from pcam_pipeline.state.table import Before, Equals, Missing, Not, now_iso
+from pcam_pipeline.state.conditions import Before, Equals, Missing, Not
+from pcam_pipeline.state.table import now_iso
 
 
 def _slot_sk(index: int) -> str:
