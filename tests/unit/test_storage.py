@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from pcam_pipeline.aws.storage import ConcurrentUploader, GunzipStream, S3RangeFile, decompress_to
+from pcam_pipeline.aws.storage import ConcurrentUploader, S3RangeFile, decompress_to
 from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.gzip_stream import GunzipStream
 
 
 @pytest.fixture

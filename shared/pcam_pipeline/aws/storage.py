@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -13,7 +12,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pcam_pipeline.core.errors import InvalidInput, RetryableError
+from pcam_pipeline.core.errors import RetryableError
+from pcam_pipeline.core.gzip_stream import GunzipStream
 
 # Adaptive retries back off on S3 503 SlowDown; the pool matches the upload concurrency.
 UPLOAD_CONCURRENCY = 32
@@ -145,59 +145,6 @@ class ConcurrentUploader:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-class GunzipStream(io.RawIOBase):
-    """Decompresses a gzip body as it is read, holding at most one chunk in and one out."""
-
-    def __init__(self, body, chunk_size: int = 8 << 20, max_bytes: int | None = None):
-        super().__init__()
-        self._body, self._chunk_size, self._max_bytes = body, chunk_size, max_bytes
-        self._inflated = 0
-        self._inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-        self._buffer = b""
-        self._tail = b""
-        self._compressed_seen = False
-
-    def readable(self) -> bool:
-        return True
-
-    def _body_size(self) -> str:
-        size = getattr(self._body, "_content_length", None)
-        return f"{int(size):,}-byte" if size is not None else "smaller"
-
-    def _refill(self) -> None:
-        while not self._buffer and not self._inflater.eof:
-            data = self._tail or self._body.read(self._chunk_size)
-            if not data:
-                if not self._compressed_seen:
-                    raise InvalidInput("the file is empty (0 bytes)", "gzip-compressed HDF5")
-                raise InvalidInput(
-                    "the .gz file is truncated (incomplete upload?)",
-                    "a complete gzip stream",
-                    "the stream ends before its end marker",
-                )
-            self._compressed_seen = True
-            try:
-                self._buffer = self._inflater.decompress(data, self._chunk_size)
-            except zlib.error as exc:
-                raise InvalidInput("the file is not a valid .gz file", "gzip-compressed HDF5", str(exc)) from exc
-            self._tail = self._inflater.unconsumed_tail
-            self._inflated += len(self._buffer)
-            if self._max_bytes is not None and self._inflated > self._max_bytes:
-                raise InvalidInput(
-                    "the .gz file inflates past the limit (a decompression bomb?)",
-                    f"at most {self._max_bytes / (1 << 30):g} GB uncompressed (the MaxUncompressedGB setting)",
-                    f"more than that from a {self._body_size()} file",
-                )
-
-    def readinto(self, buffer) -> int:
-        self._refill()
-        view = memoryview(buffer).cast("B")
-        take = min(len(view), len(self._buffer))
-        view[:take] = self._buffer[:take]
-        self._buffer = self._buffer[take:]
-        return take
 
 
 def decompress_to(

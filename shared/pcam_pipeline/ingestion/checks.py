@@ -14,9 +14,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pcam_pipeline.aws.storage import GunzipStream
 from pcam_pipeline.core import dropped_files
 from pcam_pipeline.core.dropped_files import DatasetSettingsFile, SlideFile, SlideSidecarFile, WholeSlideFile
+from pcam_pipeline.core.gzip_stream import GunzipStream
 from pcam_pipeline.core.ports import ByteFile
 from pcam_pipeline.core.settings import IngestSettings
 from pcam_pipeline.ingestion.hdf5_input import FileLimits, inspect_patches, open_hdf5, read_labels
