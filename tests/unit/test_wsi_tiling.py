@@ -14,13 +14,12 @@ from pcam_pipeline.wsi.tiling import (
     TilePlan,
     TilingSettings,
     choose_level,
-    otsu_threshold,
-    pen_ink,
     plan_tiles,
     read_patch,
     tile_grid,
     tissue_fractions,
 )
+from pcam_pipeline.wsi.tissue import otsu_threshold, pen_ink
 from tests.wsi_files import open_slide, plan_of, tiny_pyramid
 
 
@@ -136,7 +135,7 @@ def test_faint_glass_is_not_tissue_however_otsu_splits_it():
     rng = np.random.default_rng(0)
     glass = np.full((64, 64, 3), 240, np.int16) + rng.integers(-3, 4, (64, 64, 3))
     glass[:, 32:, 0] -= 12  # two shades of glass, both nearly grey (saturation < 20/255)
-    from pcam_pipeline.wsi.tiling import tissue_mask
+    from pcam_pipeline.wsi.tissue import tissue_mask
 
     assert not tissue_mask(glass.clip(0, 255).astype(np.uint8)).any()
 

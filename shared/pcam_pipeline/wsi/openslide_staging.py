@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.reader import Level
-from pcam_pipeline.wsi.tiling import PATCH_EDGE, choose_level, choose_mask_read, read_reduced, tissue_mask
+from pcam_pipeline.wsi.tiling import PATCH_EDGE, choose_level, choose_mask_read, read_reduced
+from pcam_pipeline.wsi.tissue import tissue_mask
 from pcam_pipeline.wsi.vendor import OPENSLIDE_OR_CONVERT, STAGED_TILE, StagedSlide
 
 REGION_WIDTH = 4096  # staged pixels of a coarser level read at once: a multiple of STAGED_TILE
