@@ -102,7 +102,7 @@ def test_a_write_decided_on_an_outdated_read_of_the_inputs_is_refused(state):
 
 
 def test_floats_survive_and_lists_keep_their_order(state):
-    from pcam_pipeline.core.records import CurrentModel
+    from pcam_pipeline.core.model_records import CurrentModel
 
     current = CurrentModel("m3", "t", "ops", "why", metrics={"auc": 0.9375}, replaced=["m2", "m1"])
     assert state.replace_current_model(current, expected=None)
@@ -119,7 +119,7 @@ def test_removed_attributes_are_gone(state):
 
 
 def test_only_the_change_announced_is_marked_announced(state):
-    from pcam_pipeline.core.records import CurrentModel
+    from pcam_pipeline.core.model_records import CurrentModel
 
     first = CurrentModel("m1", "2026-01-01T00:00:00.000001+00:00", "ops", "why", announced=False)
     assert state.replace_current_model(first, expected=None)
@@ -170,7 +170,7 @@ def test_each_ingestion_write_leaves_the_fields_its_readers_use(state):
 
 
 def test_each_model_side_write_leaves_the_fields_its_readers_use(state):
-    from pcam_pipeline.core.records import ModelRecord
+    from pcam_pipeline.core.model_records import ModelRecord
 
     state.create_job(JobRecord("pcam-j", JobKind.TRAINING, dataset="d"))
     assert state.mark_job_started("pcam-j", arn="arn:j")
