@@ -99,14 +99,14 @@ $(MUTATION)/.installed: requirements/mutation.txt
 # put first on the path. MODULES=keys runs one module; the score per module is in docs/testing.md.
 MUTATION_PLAN := core/keys:test_keys.py \
 	core/dropped_files:test_keys.py,test_name_properties.py,test_training_settings.py,test_notifications.py \
-	ingestion/hdf5_input:test_hdf5_input.py,test_damaged_files.py \
+	ingestion/hdf5_input:test_hdf5_input.py,test_damaged_files.py ingestion/hdf5_layout:test_hdf5_input.py,test_damaged_files.py \
 	ingestion/manifests:test_conversion_core.py models/evaluation_report:test_evaluation.py ../pcam_evaluation_job/evaluate_model:test_evaluation.py \
 	models/promotion:test_promotion.py,test_sagemaker_flow.py scoring/slide_results:test_slide_results.py \
 	models/sagemaker_jobs:test_training_config.py,test_cloud_fidelity.py \
 	state/ingestion:test_state_table.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
 	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py,test_scoring_queue.py \
-	scoring/batches:test_scoring_queue.py \
-	wsi/tiling:test_wsi_tiling.py wsi/results:test_wsi_results.py \
+	scoring/batches:test_scoring_queue.py state/conditions:test_state_table.py \
+	wsi/tiling:test_wsi_tiling.py wsi/tissue:test_wsi_tiling.py wsi/results:test_wsi_results.py \
 	wsi/reader:test_wsi_reader.py,test_real_writers.py,test_hostile_slides.py \
 	wsi/structure:test_wsi_reader.py,test_hostile_slides.py,test_real_writers.py \
 	wsi/tile_decoding:test_hostile_slides.py,test_wsi_reader.py,test_real_writers.py \
