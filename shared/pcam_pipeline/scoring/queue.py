@@ -25,6 +25,7 @@ from pcam_pipeline.core.statuses import JobKind, JobStatus, OwnerStatus
 from pcam_pipeline.ingestion import manifests
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.job_tracker import FlowParts
+from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.scoring.batches import BatchPolicy, next_batch
 
 # A slot taken for a start that has not happened after this long was abandoned (a start takes seconds).
@@ -122,7 +123,8 @@ class ScoringQueue:
                 manifest_key, manifests.scoring_manifest(self._blobs.bucket, members).encode(), "application/json"
             )
             try:
-                self._jobs.start_once(job, self._transform_request(job))
+                output = self._blobs.uri(present(job.output_prefix, f"output of {job.name}"))
+                self._jobs.start_once(job, scoring_request(self._sagemaker, job, output))
             except CapacityRefused as exc:
                 self._state.free_transform_slot(job.name)
                 self._state.forget_unstarted_job(job.name)  # the next try may batch differently
@@ -172,18 +174,15 @@ class ScoringQueue:
             slides=members,
         )
 
-    def _transform_request(self, job: JobRecord) -> dict[str, Any]:
-        model_name = present(job.model_name, f"model of {job.name}")
-        tags = {"pcam:slide": job.slide_id or f"{len(job.slides or [])} slides", "pcam:model": model_name}
-        return inference_requests.transform_request(
-            self._sagemaker,
-            job.name,
-            model_name,
-            present(job.manifest, f"manifest of {job.name}"),
-            self._blobs.uri(present(job.output_prefix, f"output of {job.name}")),
-            tags,
-            input_is_manifest=True,
-        )
+
+def scoring_request(settings: SageMakerSettings, job: JobRecord, output_uri: str) -> dict[str, Any]:
+    """CreateTransformJob for a scoring job: its ManifestFile lists every member slide's patches."""
+    model_name = present(job.model_name, f"model of {job.name}")
+    tags = {"pcam:slide": job.slide_id or f"{len(job.slides or [])} slides", "pcam:model": model_name}
+    manifest = present(job.manifest, f"manifest of {job.name}")
+    return inference_requests.transform_request(
+        settings, job.name, model_name, manifest, output_uri, tags, input_is_manifest=True
+    )
 
 
 def queued_entry(member: dict[str, Any], model_name: str) -> ScoringQueueEntry:

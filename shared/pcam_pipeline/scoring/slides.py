@@ -1,10 +1,10 @@
 """Scoring slides: Batch Transform of ready slides with the current model, then predictions/<slide_id>.*
 
-A ready slide joins the scoring queue (``scoring_queue``), which starts transform jobs as slots and
+A ready slide joins the scoring queue (``scoring/queue.py``), which starts transform jobs as slots and
 SageMaker's capacity allow, several slides per job when they are ready close together. When a job
 completes, its outputs are split back per slide: each slide gets its CSV, summary, heatmap and one
-"Slide Scored". A job of several slides that fails has each of its slides retried alone, so one bad
-slide cannot block the others; a slide that fails alone is recorded and alerted.
+"Slide Scored" (``scoring/result_writing.py``). A job of several slides that fails has each of its slides
+retried alone, so one bad slide cannot block the others; a slide that fails alone is recorded and alerted.
 
 A slide that is ready before any model is current waits (a record under ``waiting-slides``) and is
 queued when a model is promoted. A slide dropped again is scored again; a result is only written for
@@ -13,32 +13,18 @@ the slide's current upload, so a late job for an older upload never overwrites a
 
 from __future__ import annotations
 
-import io
-import json
-from datetime import datetime
 from typing import Any
 
-import numpy as np
-from botocore.exceptions import BotoCoreError, ClientError
-from numpy.typing import NDArray
-from PIL import Image
-
 from pcam_pipeline.aws import events
-from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.aws.observability import logger
 from pcam_pipeline.core import keys
-from pcam_pipeline.core.errors import JobFailed, RetryableError
-from pcam_pipeline.core.labs import lab_of
+from pcam_pipeline.core.errors import JobFailed
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.core.statuses import OwnerStatus
 from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase
-from pcam_pipeline.scoring import slide_results
-from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
-from pcam_pipeline.scoring.queue import ScoringQueue, queued_entry
-from pcam_pipeline.state import now_iso
-from pcam_pipeline.wsi.ingestion import load_plan, thumbnail_key
-from pcam_pipeline.wsi.results import overlay_png, qupath_geojson, whole_slide_figures
-from pcam_pipeline.wsi.tiling import TilePlan
+from pcam_pipeline.scoring.queue import ScoringQueue
+from pcam_pipeline.scoring.result_writing import SlideResultWriter
 
 
 class SlideScoring(JobKindBase):
@@ -49,6 +35,7 @@ class SlideScoring(JobKindBase):
         self._threshold = parts.settings.decision_threshold
         self._rescore_on_promotion = parts.settings.rescore_on_promotion
         self.queue = ScoringQueue(parts)
+        self._results = SlideResultWriter(parts)
 
     # ------------------------------------------------------------ starting
     def on_slide_ready(self, detail: dict[str, Any]) -> dict[str, Any]:
@@ -91,11 +78,11 @@ class SlideScoring(JobKindBase):
         job = present(self._state.job(job.name), f"job {job.name}")  # with the times SageMaker reported
         members = members_of(job)
         if len(members) == 1:
-            return self._slides_own_results(job, members[0])
+            return self._results.write(job, members[0])
         outcomes, unusable = [], []
         for member in members:
             try:
-                outcomes.append(self._slides_own_results(job, member))
+                outcomes.append(self._results.write(job, member))
             except JobFailed as exc:
                 unusable.append(member["slide_id"])
                 logger.warning("a slide of the batch is retried alone", extra={"reason": str(exc)})
@@ -117,129 +104,6 @@ class SlideScoring(JobKindBase):
              "consequence": self.failure_consequence},
         )  # fmt: skip
         return False
-
-    def _slides_own_results(self, job: JobRecord, member: dict[str, Any]) -> dict[str, Any]:
-        """``_write_results``, where any failure but a retryable AWS one is this slide's alone (JobFailed)."""
-        try:
-            return self._write_results(job, member)
-        except (JobFailed, RetryableError, BotoCoreError, ClientError):
-            raise
-        except Exception as exc:  # a slide nothing foresaw (a defect, memory) must not block its batch's others
-            logger.exception("a slide's results could not be written", extra={"slide_id": member["slide_id"]})
-            raise JobFailed(f"the slide's results could not be written ({type(exc).__name__}: {exc})") from exc
-
-    def _write_results(self, job: JobRecord, member: dict[str, Any]) -> dict[str, Any]:
-        """One slide's CSV, summary and pictures from its share of the job's outputs; then "Slide Scored".
-
-        Every file is made before the slide's results are claimed and any is written: a slide that cannot be
-        made leaves no claim and no partial result behind."""
-        slide_id, run_id = member["slide_id"], member["run_id"]
-        logger.append_keys(slide_id=slide_id, run_id=run_id)
-        slide = present(self._state.slide(slide_id), f"slide {slide_id}")
-        model_name = present(job.model_name, f"model of {job.name}")
-        if slide.x_run != run_id:
-            return {"status": "superseded", "slide_id": slide_id, "reason": "the slide was dropped again"}
-        if slide.scored_job == job.name and slide.scored_run == run_id:
-            return {"status": "already scored", "slide_id": slide_id}
-        gathered_at = now_iso()
-        where = (member["outputs"], member["job_outputs"])
-        probabilities = gather_tumour_probabilities(self._blobs, where, member["image_prefix"], member["patch_count"])
-        plan = load_plan(self._blobs, slide.tile_plan_key) if slide.tile_plan_key else None
-        coords = np.asarray(plan.coords) if plan else self._coords(slide)
-        figures = slide_results.summary_figures(probabilities, self._threshold)
-        if plan:
-            figures.update(whole_slide_figures(plan, probabilities, self._threshold))
-        files = self._result_files(slide, plan, coords, probabilities, model_name)
-        if not self._state.claim_slide_results(queued_entry(member, model_name), job.name):
-            return {"status": "scored by another job", "slide_id": slide_id}
-        csv_key, summary_key = keys.prediction_key(slide_id, "csv"), keys.prediction_key(slide_id, "json")
-        summary = self._summary(slide, job, figures, gathered_at, files)
-        versions = {
-            key: self._blobs.put_bytes(key, body, content_type)
-            for key, (body, content_type) in files.items()
-            if key != csv_key
-        }
-        versions[summary_key] = self._blobs.put_json(summary_key, summary)
-        versions[csv_key] = self._blobs.put_bytes(csv_key, *files[csv_key])  # last: replaces any earlier result at once
-        # The versions written, so that a late reader fetches these files, not a newer result's.
-        announced = {**summary, "summary_uri": self._blobs.uri(summary_key), "file_versions": versions}
-        self._events.publish(events.SLIDE_SCORED, announced)
-        self._state.record_slide_scored(
-            slide_id,
-            run_id,
-            job.name,
-            scored_at=summary["scored_at"],
-            scored_model=model_name,
-            predictions_key=csv_key,
-            tumour_fraction=figures["tumour_fraction"],
-        )
-        metrics.add_metric(name="SlidesScored", unit="Count", value=1)
-        if summary["dropped_at"]:
-            latency = datetime.fromisoformat(summary["scored_at"]) - datetime.fromisoformat(summary["dropped_at"])
-            metrics.add_metric(name="SlideDropToResultSeconds", unit="Seconds", value=latency.total_seconds())
-        logger.info("slide scored", extra={"slide_id": slide_id, **figures})
-        return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
-
-    def _result_files(
-        self,
-        slide: SlideRecord,
-        plan: TilePlan | None,
-        coords: NDArray[Any] | None,
-        probabilities: NDArray[Any],
-        model: str,
-    ) -> dict[str, tuple[bytes, str]]:
-        """Key → (body, content type): the CSV, the heatmap (over the thumbnail for a whole-slide image) and
-        the QuPath GeoJSON, as the slide has them."""
-        slide_id = slide.slide_id
-        csv_body = slide_results.prediction_csv(slide_id, probabilities, coords, self._threshold)
-        files = {keys.prediction_key(slide_id, "csv"): (csv_body, "text/csv")}
-        if plan:
-            plan_key = present(slide.tile_plan_key, f"tile plan of slide {slide_id}")
-            thumbnail = Image.open(io.BytesIO(self._blobs.get_bytes(thumbnail_key(plan_key))))
-            title = f"{slide_id}  (model {model}, {plan.mpp_source})"
-            picture = overlay_png(thumbnail, plan, probabilities, title, self._threshold)
-            document = qupath_geojson(slide_id, plan, probabilities, self._threshold)
-            files[keys.prediction_key(slide_id, "geojson")] = (json.dumps(document).encode(), "application/geo+json")
-        elif coords is not None:
-            picture = slide_results.heatmap_png(coords, probabilities, f"{slide_id}  (model {model})", self._threshold)
-        if plan or coords is not None:
-            files[keys.prediction_key(slide_id, "png")] = (picture, "image/png")
-        return files
-
-    def _summary(
-        self, slide: SlideRecord, job: JobRecord, figures: dict[str, Any], gathered_at: str, files: dict[str, Any]
-    ) -> dict[str, Any]:
-        uri = self._blobs.uri
-        png, geojson = (keys.prediction_key(slide.slide_id, ext) for ext in ("png", "geojson"))
-        dropped = self._state.file_version(slide.x_key, slide.x_version) if slide.x_key and slide.x_version else None
-        model = self._registry.model(job.model_name) if job.model_name else None
-        summary = {
-            "slide_id": slide.slide_id,
-            "lab": lab_of(slide.slide_id),
-            "input_key": slide.x_key,
-            "input_version": slide.x_version,
-            "dropped_at": dropped.received_at if dropped else None,
-            **figures,
-            "model_name": job.model_name,
-            "previous_model": slide.scored_model,  # of the result this one replaces, if any
-            "model_metrics": model.metrics if model else {},
-            "transform_job": job.name,
-            "transform_started_at": job.started_at,
-            "transform_ended_at": job.ended_at,
-            "gathered_at": gathered_at,
-            "scored_at": now_iso(),
-            "csv_uri": uri(keys.prediction_key(slide.slide_id, "csv")),
-            "heatmap_uri": uri(png) if png in files else None,
-        }
-        if geojson in files:
-            summary["geojson_uri"] = uri(geojson)
-        return summary
-
-    def _coords(self, slide: SlideRecord) -> NDArray[Any] | None:
-        """An HDF5 slide's coordinates as ingestion copied them (never the drop: its staged copy expires)."""
-        if slide.has_coords and not slide.coords_key:
-            raise ValueError("the slide was ingested by a version that kept no copy of its coordinates: drop it again")
-        return self._blobs.get_array(slide.coords_key) if slide.coords_key else None
 
 
 def members_of(job: JobRecord) -> list[dict[str, Any]]:

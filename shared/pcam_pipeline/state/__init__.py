@@ -17,6 +17,7 @@ from pcam_pipeline.state.access import (
 from pcam_pipeline.state.ingestion import IngestionRecords
 from pcam_pipeline.state.model_side import ModelSideRecords
 from pcam_pipeline.state.scoring import ScoringQueueRecords
+from pcam_pipeline.state.slide_scoring import SlideScoringRecords
 from pcam_pipeline.state.table import now_iso
 
 __all__ = [
@@ -34,5 +35,5 @@ __all__ = [
 ]
 
 
-class StateStore(IngestionRecords, ModelSideRecords, ScoringQueueRecords):
+class StateStore(IngestionRecords, ModelSideRecords, ScoringQueueRecords, SlideScoringRecords):
     """Every record of one deployment's state table."""

@@ -1,23 +1,20 @@
 """Named reads and writes of the model side: SageMaker jobs, datasets' training, models, the current
-model and its history, and the scoring of slides. Every transition names the state it leaves."""
+model and its history. Every transition names the state it leaves."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pcam_pipeline.core.model_records import CurrentModel, JobRecord, ModelRecord
-from pcam_pipeline.core.records import SlideRecord
-from pcam_pipeline.core.statuses import TERMINAL_JOB_STATUSES, JobStatus, ModelStatus, ScoringStatus
+from pcam_pipeline.core.statuses import TERMINAL_JOB_STATUSES, JobStatus, ModelStatus
 from pcam_pipeline.state.access import (
     CAPACITY_WAITS_PK,
     CURRENT,
     MODELS_PK,
-    WAITING_SLIDES_PK,
     TableAccess,
     dataset_pk,
     job_pk,
     model_sk,
-    slide_pk,
 )
 from pcam_pipeline.state.conditions import Equals, Missing, Not, OneOf
 from pcam_pipeline.state.table import now_iso
@@ -155,34 +152,3 @@ class ModelSideRecords(TableAccess):
 
     def promotion_history(self) -> list[dict[str, Any]]:
         return self.query(MODELS_PK, "history#")
-
-    # ---------------------------------------------------------- slide scoring
-    def waiting_slides(self) -> list[str]:
-        return [item["sk"] for item in self.query(WAITING_SLIDES_PK)]
-
-    def mark_slide_waiting_for_model(self, slide_id: str, run_id: str) -> None:
-        self._put_new(WAITING_SLIDES_PK, slide_id, {"slide_id": slide_id, "run_id": run_id})
-        self._set(slide_pk(slide_id), CURRENT, {"scoring_status": ScoringStatus.WAITING_FOR_MODEL})
-
-    def scored_slides(self) -> list[SlideRecord]:
-        """Every slide whose current upload has a result (a scan: read on a promotion that rescores)."""
-        items = (item for item in self.scan_all() if item["pk"].startswith("slide#"))
-        return [s for s in map(SlideRecord.from_item, items) if s.scoring_status is ScoringStatus.SCORED]
-
-    def forget_waiting_slide(self, slide_id: str) -> None:
-        self._delete(WAITING_SLIDES_PK, slide_id)
-
-    def mark_slide_scoring(self, slide_id: str, run_id: str, job_name: str, model_name: str) -> None:
-        """Only from queued: a late repeat never turns a scored or failed slide back to scoring."""
-        fields = {"scoring_status": ScoringStatus.SCORING, "scoring_job": job_name, "scoring_model": model_name}
-        condition = Equals("x_run", run_id) & Equals("scoring_status", ScoringStatus.QUEUED)
-        self._set(slide_pk(slide_id), CURRENT, fields, condition)
-
-    def record_slide_scored(self, slide_id: str, run_id: str, job_name: str, **result: Any) -> None:
-        """``result``: scored_at, scored_model, predictions_key, tumour_fraction."""
-        fields = {"scoring_status": ScoringStatus.SCORED, "scored_job": job_name, "scored_run": run_id, **result}
-        self._set(slide_pk(slide_id), CURRENT, fields, remove=("scoring_failure",))
-
-    def record_slide_scoring_failed(self, slide_id: str, run_id: str, reason: str) -> None:
-        fields = {"scoring_status": ScoringStatus.FAILED, "scoring_failure": reason}
-        self._set(slide_pk(slide_id), CURRENT, fields, Equals("x_run", run_id))
