@@ -19,8 +19,8 @@ from typing import Any
 from pcam_pipeline.aws import events, request_rules
 from pcam_pipeline.aws.blob_store import MissingObject, array_bytes, array_from_bytes
 from pcam_pipeline.core.errors import CapacityRefused, RetryableError
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.settings import ConversionSettings, ModelSettings
-from pcam_pipeline.core.statuses import JobKind
 from pcam_pipeline.models.flow import SageMakerFlow
 from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.state import StateStore
@@ -133,15 +133,6 @@ class InMemoryBlobStore:
         path.write_bytes(self.get_bytes(key))
 
 
-OPERATIONS = {
-    JobKind.TRAINING: "CreateTrainingJob",
-    JobKind.TUNING: "CreateHyperParameterTuningJob",
-    JobKind.TEST_TRANSFORM: "CreateTransformJob",
-    JobKind.SLIDE_SCORING: "CreateTransformJob",
-    JobKind.EVALUATION: "CreateProcessingJob",
-}
-
-
 class FakeLauncher:
     """Accepts every job once per name, as SageMaker does, and refuses what SageMaker's API would
     (the strict request checker); tells what it was asked."""
@@ -161,7 +152,7 @@ class FakeLauncher:
             raise RetryableError(f"SageMaker refused {operation}: ValidationException: {problems}")
 
     def start(self, kind: JobKind, name: str, request: dict) -> bool:
-        self._check(OPERATIONS[kind], request)
+        self._check(kind.resource.create_operation, request)
         if name in self.started:
             return False
         if self.capacity_refusals:

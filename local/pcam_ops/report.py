@@ -8,10 +8,10 @@ from pathlib import Path
 from statistics import median
 
 from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.statuses import (
     TERMINAL_JOB_STATUSES,
     FileStatus,
-    JobKind,
     JobStatus,
     OwnerStatus,
     ScoringStatus,

@@ -5,7 +5,7 @@ import pytest
 from pcam_local.stack import load_template
 from pcam_pipeline.aws import request_rules
 from pcam_pipeline.aws.alerts import Alerter
-from pcam_pipeline.core.statuses import JobKind
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_training import config
 from tests.fakes import flow_on_fakes
 from tests.unit.test_deployment_config import ROOT

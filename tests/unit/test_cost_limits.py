@@ -9,8 +9,9 @@ import time_machine
 
 from pcam_pipeline.core.cost_limits import CostLimits
 from pcam_pipeline.core.errors import InvalidInput, InvalidJobRequest
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.settings import cost_limits
-from pcam_pipeline.core.statuses import JobKind, JobStatus
+from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.ingestion.training_settings import parse_training_settings
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings, TrainingInputs

@@ -10,8 +10,9 @@ import pytest
 from pcam_evaluation_job.evaluate_model import evaluate
 from pcam_pipeline.aws import events
 from pcam_pipeline.core import keys
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.records import SplitRecord
-from pcam_pipeline.core.statuses import JobKind, JobStatus, ModelStatus, ScoringStatus
+from pcam_pipeline.core.statuses import JobStatus, ModelStatus, ScoringStatus
 from pcam_pipeline.scoring.slides import members_of
 from pcam_pipeline.state import slide_pk, split_pk
 from tests.fakes import flow_on_fakes, model_settings

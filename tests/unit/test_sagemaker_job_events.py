@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
-from pcam_pipeline.core.statuses import JobKind, JobStatus, ModelStatus
+from pcam_pipeline.core.statuses import JobStatus, ModelStatus
 from tests.fakes import flow_on_fakes
 
 EVENTS = Path(__file__).parents[2] / "events"

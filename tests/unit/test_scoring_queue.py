@@ -12,8 +12,9 @@ import numpy as np
 
 from pcam_pipeline.aws import events
 from pcam_pipeline.core import keys
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.records import ScoringQueueEntry
-from pcam_pipeline.core.statuses import JobKind, JobStatus, ScoringStatus
+from pcam_pipeline.core.statuses import JobStatus, ScoringStatus
 from pcam_pipeline.scoring.batches import BatchPolicy, next_batch
 from pcam_pipeline.state import slide_pk
 from tests.fakes import flow_on_fakes, model_settings

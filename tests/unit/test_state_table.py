@@ -8,9 +8,10 @@ import pytest
 from moto import mock_aws
 
 from pcam_pipeline.aws import request_rules
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.records import SplitRecord
-from pcam_pipeline.core.statuses import FileStatus, JobKind, JobStatus
+from pcam_pipeline.core.statuses import FileStatus, JobStatus
 from pcam_pipeline.state import StateStore, split_pk
 from tests.fakes import InMemoryTable
 

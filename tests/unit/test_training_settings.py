@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from pcam_pipeline.core.dropped_files import DatasetSettingsFile, classify_incoming_key
 from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.core.statuses import JobKind, JobStatus
+from pcam_pipeline.core.job_kinds import JobKind
+from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.ingestion.training_settings import parse_training_settings
 from tests.unit.test_sagemaker_flow import make_world, split_ready
 

@@ -5,20 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from pcam_pipeline.core.errors import CapacityRefused, RetryableError
-from pcam_pipeline.core.statuses import JobKind
+from pcam_pipeline.core.job_kinds import JobKind
 
 _RETRYING = Config(retries={"mode": "standard", "max_attempts": 8})
-_CREATE = {
-    JobKind.TRAINING: "create_training_job",
-    JobKind.TUNING: "create_hyper_parameter_tuning_job",
-    JobKind.TEST_TRANSFORM: "create_transform_job",
-    JobKind.SLIDE_SCORING: "create_transform_job",
-    JobKind.EVALUATION: "create_processing_job",
-}
 
 
 # CreateTransformJob (and every Create*Job) declares ResourceLimitExceeded in botocore's SageMaker model: the
@@ -50,7 +44,7 @@ class SageMakerLauncher:
         return True
 
     def start(self, kind: JobKind, name: str, request: dict[str, Any]) -> bool:
-        return self._create(_CREATE[kind], name, request)
+        return self._create(xform_name(kind.resource.create_operation), name, request)
 
     def create_model(self, request: dict[str, Any]) -> bool:
         return self._create("create_model", f"model {request['ModelName']}", request)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.records import Record
-from pcam_pipeline.core.statuses import JobKind, JobStatus, ModelStatus
+from pcam_pipeline.core.statuses import JobStatus, ModelStatus
 
 
 @dataclass(frozen=True)

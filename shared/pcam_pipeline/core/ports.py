@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
-from pcam_pipeline.core.statuses import JobKind
+from pcam_pipeline.core.job_kinds import JobKind
 
 # A seekable binary file: a local file, an in-memory one, or S3 read in ranges (aws.storage.S3RangeFile).
 type ByteFile = BinaryIO | io.RawIOBase

@@ -28,18 +28,6 @@ class OwnerStatus(StrEnum):
     FAILED = "failed"
 
 
-class JobKind(StrEnum):
-    TRAINING = "training"
-    TUNING = "tuning"
-    TEST_TRANSFORM = "test transform"
-    EVALUATION = "evaluation"
-    SLIDE_SCORING = "slide scoring"
-
-    @property
-    def trains(self) -> bool:
-        return self in (JobKind.TRAINING, JobKind.TUNING)
-
-
 class JobStatus(StrEnum):
     """SageMaker's job statuses, and ``Starting`` between the pipeline's record and SageMaker's answer."""
 

@@ -13,9 +13,10 @@ from pcam_pipeline.aws import events
 from pcam_pipeline.aws.blob_store import MissingObject
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import CapacityRefused, JobFailed
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.records import present
-from pcam_pipeline.core.statuses import JobKind, ModelStatus
+from pcam_pipeline.core.statuses import ModelStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation_report import roc_png
 from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase
@@ -25,6 +26,7 @@ EVALUATION_SCRIPT = "evaluate_model.py"
 
 
 class ModelEvaluation(JobKindBase):
+    kinds: tuple[JobKind, ...] = (JobKind.TEST_TRANSFORM, JobKind.EVALUATION)
     failure_consequence = "No model is promoted."
 
     def __init__(self, parts: FlowParts):

@@ -22,12 +22,12 @@ from pcam_pipeline.aws.job_launcher import SageMakerLauncher
 from pcam_pipeline.aws.observability import logger
 from pcam_pipeline.core import ports
 from pcam_pipeline.core.errors import JobFailed
+from pcam_pipeline.core.job_kinds import RESOURCE_BY_EVENT, JobKind
 from pcam_pipeline.core.records import present
 from pcam_pipeline.core.settings import ModelSettings
-from pcam_pipeline.core.statuses import JobKind, JobStatus
+from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.models.evaluation import ModelEvaluation
 from pcam_pipeline.models.job_tracker import (
-    SAGEMAKER_EVENTS,
     FlowParts,
     IgnoredEvent,
     JobKindHandler,
@@ -62,13 +62,10 @@ class SageMakerFlow:
         self.evaluation = ModelEvaluation(parts)
         self.training = ModelTraining(parts, self.evaluation)
         self.slides = SlideScoring(parts)
-        self._kinds: dict[JobKind, JobKindHandler] = {
-            JobKind.TRAINING: self.training,
-            JobKind.TUNING: self.training,
-            JobKind.TEST_TRANSFORM: self.evaluation,
-            JobKind.EVALUATION: self.evaluation,
-            JobKind.SLIDE_SCORING: self.slides,
-        }
+        handlers: tuple[JobKindHandler, ...] = (self.training, self.evaluation, self.slides)
+        self._kinds = {kind: handler for handler in handlers for kind in handler.kinds}
+        if unhandled := set(JobKind) - set(self._kinds):
+            raise TypeError(f"no handler follows up jobs of kind {', '.join(sorted(unhandled))}")
 
     def on_event(self, detail_type: str, detail: dict[str, Any], event_id: str = "") -> dict[str, Any]:
         """One event from either bus: a split or slide became ready, a model was promoted, a job changed.
@@ -82,7 +79,7 @@ class SageMakerFlow:
             return self.slides.on_model_promoted(detail)
         if detail_type == events.SCHEDULED_TICK:
             return {"capacity_waits": self.start_waiting_jobs(), **self.slides.queue.dispatch()}
-        if detail_type in SAGEMAKER_EVENTS:
+        if detail_type in RESOURCE_BY_EVENT:
             return self.on_sagemaker_event(detail_type, detail, event_id)
         return {"status": "ignored", "reason": f"not an event this function handles: {detail_type!r}"}
 

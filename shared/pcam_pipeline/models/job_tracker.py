@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.core.job_kinds import RESOURCE_BY_EVENT, JobKind
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.ports import Alerter, BlobStore, EventPublisher, JobLauncher
 from pcam_pipeline.core.settings import ModelSettings
@@ -17,21 +18,11 @@ from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.state import StateStore
 
-# detail-type → (field naming the job, field holding its status)
-SAGEMAKER_EVENTS = {
-    "SageMaker Training Job State Change": ("TrainingJobName", "TrainingJobStatus"),
-    "SageMaker HyperParameter Tuning Job State Change": (
-        "HyperParameterTuningJobName",
-        "HyperParameterTuningJobStatus",
-    ),
-    "SageMaker Transform Job State Change": ("TransformJobName", "TransformJobStatus"),
-    "SageMaker Processing Job State Change": ("ProcessingJobName", "ProcessingJobStatus"),
-}
-
 
 class JobKindHandler(Protocol):
-    """What one kind of job means to the pipeline."""
+    """What the kinds of job it handles mean to the pipeline."""
 
+    kinds: tuple[JobKind, ...]  # the job kinds whose events it follows up (core/job_kinds.py)
     failure_consequence: str  # told to operators with every failure
 
     def on_progress(self, job: JobRecord, status: JobStatus) -> None: ...
@@ -83,8 +74,8 @@ class JobTracker:
 
     def observe(self, detail_type: str, detail: dict[str, Any]) -> StateChange | IgnoredEvent:
         """Record the job's new status, once; late, repeated and foreign events change nothing."""
-        name_field, status_field = SAGEMAKER_EVENTS[detail_type]
-        name, reported = detail[name_field], detail.get(status_field, "")
+        resource = RESOURCE_BY_EVENT[detail_type]
+        name, reported = detail[resource.name_field], detail.get(resource.status_field, "")
         try:
             status = JobStatus(reported)
         except ValueError:  # "Deleting", or a status SageMaker adds later: logged, never retried into a DLQ
@@ -157,7 +148,6 @@ def failed(job: JobRecord) -> JobRecord:
 
 
 __all__ = [
-    "SAGEMAKER_EVENTS",
     "IgnoredEvent",
     "FlowParts",
     "JobKindBase",

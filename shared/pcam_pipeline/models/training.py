@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pcam_pipeline.core.errors import CapacityRefused, InvalidJobRequest
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord, ModelRecord
 from pcam_pipeline.core.records import present
-from pcam_pipeline.core.statuses import JobKind, JobStatus
+from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation import ModelEvaluation
 from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase, failed
@@ -18,6 +19,7 @@ from pcam_training.config import TrainingConfigError
 
 
 class ModelTraining(JobKindBase):
+    kinds: tuple[JobKind, ...] = (JobKind.TRAINING, JobKind.TUNING)
     failure_consequence = "No model is promoted."
 
     def __init__(self, parts: FlowParts, evaluation: ModelEvaluation):

@@ -19,9 +19,10 @@ from typing import Any
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import CapacityRefused
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.records import ScoringQueueEntry, present
-from pcam_pipeline.core.statuses import JobKind, JobStatus, OwnerStatus
+from pcam_pipeline.core.statuses import JobStatus, OwnerStatus
 from pcam_pipeline.ingestion import manifests
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.job_tracker import FlowParts

@@ -19,6 +19,7 @@ from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed
+from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.core.statuses import OwnerStatus
@@ -28,6 +29,7 @@ from pcam_pipeline.scoring.result_writing import SlideResultWriter
 
 
 class SlideScoring(JobKindBase):
+    kinds: tuple[JobKind, ...] = (JobKind.SLIDE_SCORING,)
     failure_consequence = "No result is written for the slide."
 
     def __init__(self, parts: FlowParts):
