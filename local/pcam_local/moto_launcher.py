@@ -15,21 +15,19 @@ small object bodies are kept on disk too (``s3_bodies``), so memory does not gro
 
 The S3 times it reports follow a clock tests can move (``s3_clock``), for lifecycle rules.
 
-It stops moto from keeping every model object it ever made, and keeps a scheduled rule from matching
-events (moto matches a rule without a pattern to every event).
+Every change to moto's own code is listed, with why, in ``moto_patches``, which refuses a moto version other
+than the one they were written for.
 
 Usage: python -m pcam_local.moto_launcher PORT
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
 import sys
 import threading
-import uuid
 from urllib.parse import parse_qs, unquote
 
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -38,7 +36,7 @@ from moto.s3.models import FakeKey, s3_backends
 from moto.server import MotoRequestHandler
 from werkzeug.serving import run_simple
 
-from pcam_local import ACCOUNT_CONCURRENCY_VARIABLE, DEFAULT_ACCOUNT_CONCURRENCY, s3_bodies, s3_clock, s3_writes
+from pcam_local import ACCOUNT_CONCURRENCY_VARIABLE, DEFAULT_ACCOUNT_CONCURRENCY, moto_patches, s3_clock
 
 _SERIALISED_TARGETS = ("DynamoDB", "AmazonSQS", "AWSEvents")
 _SINGLE_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -128,68 +126,6 @@ class SerialisedControlPlane:
             return list(self._app(environ, start_response))
 
 
-def scheduled_rules_match_no_events() -> None:
-    """An EventBridge rule with a ScheduleExpression and no EventPattern fires on its schedule only; moto's
-    empty pattern matches every event on the bus, which would copy every S3 and SageMaker event to the
-    scheduled rule's targets (the local stack fires schedules itself: ``schedules.py``)."""
-    from moto.events.models import Rule
-
-    send_to_targets = Rule.send_to_targets
-
-    def send_unless_scheduled(self, original_event, transform_input=True):
-        if self.scheduled_expression and not self.event_pattern.dump():
-            return None
-        return send_to_targets(self, original_event, transform_input)
-
-    Rule.send_to_targets = send_unless_scheduled
-
-
-def archives_and_replays_as_eventbridge_keeps_them() -> None:
-    """moto's CloudFormation hands an Archive's EventPattern object to code that expects JSON text (the stack
-    fails), and its replays send every archived event to every rule of the bus, whatever the replay's time
-    window and FilterArns (EventBridge's StartReplay sends only events of the window, only to those rules)."""
-    from datetime import datetime
-
-    from moto.core.utils import unix_time
-    from moto.events.models import Archive, Replay, ReplayState, events_backends
-
-    from_template = Archive.create_from_cloudformation_json.__func__
-
-    def create_with_pattern_text(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
-        properties = cloudformation_json["Properties"]
-        if isinstance(properties.get("EventPattern"), dict):
-            properties["EventPattern"] = json.dumps(properties["EventPattern"])
-        return from_template(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-
-    Archive.create_from_cloudformation_json = classmethod(create_with_pattern_text)
-
-    def replay_events(self, archive) -> None:
-        bus = events_backends[self.account_id][self.region].describe_event_bus(self.destination["Arn"].split("/")[-1])
-        wanted = set(self.destination.get("FilterArns") or [])
-        start, end = float(self.event_start_time), float(self.event_end_time)
-        for event in archive.events:
-            sent = event["time"]  # moto keeps an epoch number, EventBridge sends ISO 8601
-            sent_at = float(sent) if not isinstance(sent, str) else datetime.fromisoformat(sent).timestamp()
-            if not start <= sent_at <= end:
-                continue
-            for rule in bus.rules.values():
-                if not wanted or rule.arn in wanted:
-                    rule.send_to_targets(dict(event, **{"id": str(uuid.uuid4()), "replay-name": self.name}), False)
-        self.state = ReplayState.COMPLETED
-        self.end_time = unix_time()
-
-    Replay.replay_events = replay_events
-
-
-def models_are_not_tracked() -> None:
-    """moto appends every model object it ever creates (each S3 object and its ACL, each SQS message, each
-    DynamoDB item) to a class-wide list, for its reset API, so nothing is ever freed: hundreds of bytes per
-    object even after it is deleted or replaced. The local stack never resets its server."""
-    from moto.core.common_models import BaseModel
-
-    BaseModel.__new__ = staticmethod(lambda cls, *args, **kwargs: object.__new__(cls))
-
-
 class RefusalsLogged(MotoRequestHandler):
     """Logs the requests the server refused or failed (4xx, 5xx) and not the hundreds of thousands it
     served: one log line per request under one lock took a tenth of the server's time in a conversion."""
@@ -200,16 +136,7 @@ class RefusalsLogged(MotoRequestHandler):
 
 
 def main() -> None:
-    # moto's response objects keep each request's body in reference cycles until the collector runs. Python 3.13
-    # raised the youngest generation's threshold from 700 to 2,000 allocations, so a 512 MB multipart upload's
-    # 8 MB parts piled up to 300 MB before a collection (tests/integration/test_local_s3.py); collect as 3.12 did.
-    gc.set_threshold(700, 10, 10)
-    scheduled_rules_match_no_events()
-    archives_and_replays_as_eventbridge_keeps_them()
-    models_are_not_tracked()
-    s3_writes.install()
-    s3_bodies.install()
-    s3_clock.install()
+    moto_patches.install_all()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple("127.0.0.1", port, SerialisedControlPlane(app), threaded=True, request_handler=RefusalsLogged)
