@@ -15,6 +15,7 @@ from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import CapacityRefused, JobFailed
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
+from pcam_pipeline.core.ports import BlobStore
 from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import ModelStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
@@ -77,14 +78,6 @@ class ModelEvaluation(JobKindBase):
             return {"evaluation": "waiting for SageMaker capacity", "transform_job": name}
         return {"evaluation": "scoring the test split", "transform_job": name}
 
-    def _evaluation_script_uri(self) -> str:
-        """Upload the evaluation script once per version of it (content-addressed key)."""
-        body = resources.files("pcam_evaluation_job").joinpath(EVALUATION_SCRIPT).read_bytes()
-        key = f"{keys.CODE}evaluate_model-{hashlib.sha256(body).hexdigest()[:12]}/{EVALUATION_SCRIPT}"
-        if not self._blobs.exists(key):
-            self._blobs.put_bytes(key, body, "text/x-python")
-        return self._blobs.uri(key)
-
     def start_evaluation(self, model_name: str, transform: JobRecord) -> dict[str, Any]:
         """Compute the model's test-set metrics from its predictions in a scikit-learn processing job."""
         model = present(self._state.model(model_name), f"model {model_name}")
@@ -112,7 +105,7 @@ class ModelEvaluation(JobKindBase):
         request = inference_requests.evaluation_request(
             self._settings,
             name,
-            self._evaluation_script_uri(),
+            evaluation_script_uri(self._blobs),
             {
                 "labels": present(transform.test_manifest, f"test manifest of {transform.name}"),
                 "predictions": present(transform.predictions, f"predictions of {transform.name}"),
@@ -176,3 +169,12 @@ class ModelEvaluation(JobKindBase):
             present(job.model_name, f"model of {job.name}"), f"{job.kind} {job.name}: {reason}"
         )
         self.announce_model_failure(job, reason)
+
+
+def evaluation_script_uri(blobs: BlobStore) -> str:
+    """Upload the evaluation script once per version of it (content-addressed key)."""
+    body = resources.files("pcam_evaluation_job").joinpath(EVALUATION_SCRIPT).read_bytes()
+    key = f"{keys.CODE}evaluate_model-{hashlib.sha256(body).hexdigest()[:12]}/{EVALUATION_SCRIPT}"
+    if not blobs.exists(key):
+        blobs.put_bytes(key, body, "text/x-python")
+    return blobs.uri(key)
