@@ -22,6 +22,7 @@ from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation_report import roc_png
 from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase
 from pcam_pipeline.models.promotion import metric_summary
+from pcam_pipeline.state.views import EvaluationState
 
 EVALUATION_SCRIPT = "evaluate_model.py"
 
@@ -32,6 +33,7 @@ class ModelEvaluation(JobKindBase):
 
     def __init__(self, parts: FlowParts):
         super().__init__(parts)
+        self._state: EvaluationState = parts.state
         self._minimum_auc, self._threshold = parts.settings.minimum_auc, parts.settings.decision_threshold
 
     def evaluate_waiting_models(self, dataset: str) -> dict[str, Any]:

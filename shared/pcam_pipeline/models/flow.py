@@ -39,6 +39,7 @@ from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.models.training import ModelTraining
 from pcam_pipeline.scoring.slides import SlideScoring
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.state.views import FlowState
 
 
 class SageMakerFlow:
@@ -55,7 +56,7 @@ class SageMakerFlow:
         blobs = blobs or S3BlobStore(settings.bucket)
         launcher = launcher or SageMakerLauncher()
         publisher = publisher or events.EventPublisher(settings.event_bus)
-        self._state = state
+        self._state: FlowState = state
         self.jobs = JobTracker(state, launcher, alerter or Alerter(settings.alert_topic_arn))
         self.registry = PromotedModels(state, publisher)
         parts = FlowParts(settings, state, blobs, launcher, publisher, self.jobs, self.registry)

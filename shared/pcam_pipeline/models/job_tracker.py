@@ -17,6 +17,7 @@ from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.state.views import JobsState
 
 
 class JobKindHandler(Protocol):
@@ -54,7 +55,7 @@ class IgnoredEvent:
 
 
 class JobTracker:
-    def __init__(self, state: StateStore, launcher: JobLauncher, alerter: Alerter):
+    def __init__(self, state: JobsState, launcher: JobLauncher, alerter: Alerter):
         self._state, self._launcher, self._alerts = state, launcher, alerter
 
     def record(self, job: JobRecord) -> bool:
@@ -128,7 +129,7 @@ class JobKindBase:
 
     def __init__(self, parts: FlowParts):
         self._settings = parts.settings.sagemaker
-        self._state, self._blobs, self._launcher = parts.state, parts.blobs, parts.launcher
+        self._blobs, self._launcher = parts.blobs, parts.launcher  # each kind keeps its own view of the state
         self._jobs, self._registry, self._events = parts.jobs, parts.registry, parts.publisher
 
     def on_progress(self, job: JobRecord, status: JobStatus) -> None:

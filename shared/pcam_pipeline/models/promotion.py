@@ -16,7 +16,8 @@ from pcam_pipeline.core.model_records import CurrentModel, ModelRecord
 from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import SERVABLE_MODEL_STATUSES
 from pcam_pipeline.models.evaluation_report import EXPERIMENT, PromotionDecision, promotion_decision
-from pcam_pipeline.state import StateStore, now_iso
+from pcam_pipeline.state import now_iso
+from pcam_pipeline.state.views import PromotionState
 
 PIPELINE = "pipeline (automatic promotion gate)"
 _CHANGE_ATTEMPTS = 5
@@ -35,7 +36,7 @@ def metric_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
 class PromotedModels:
     """The pipeline's own record of trained models and which one is current (not SageMaker's Model Registry)."""
 
-    def __init__(self, state: StateStore, publisher: ports.EventPublisher):
+    def __init__(self, state: PromotionState, publisher: ports.EventPublisher):
         self._state, self._events = state, publisher
 
     def models(self) -> list[ModelRecord]:

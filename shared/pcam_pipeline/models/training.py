@@ -15,6 +15,7 @@ from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation import ModelEvaluation
 from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase, failed
 from pcam_pipeline.models.sagemaker_jobs import TrainingInputs
+from pcam_pipeline.state.views import TrainingState
 from pcam_training.config import TrainingConfigError
 
 
@@ -24,6 +25,7 @@ class ModelTraining(JobKindBase):
 
     def __init__(self, parts: FlowParts, evaluation: ModelEvaluation):
         super().__init__(parts)
+        self._state: TrainingState = parts.state
         self._evaluation = evaluation
 
     def start_training(self, dataset: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.job_tracker import FlowParts
 from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.scoring.batches import BatchPolicy, next_batch
+from pcam_pipeline.state.views import ScoringQueueState
 
 # A slot taken for a start that has not happened after this long was abandoned (a start takes seconds).
 ABANDONED_START = timedelta(minutes=10)
@@ -37,7 +38,8 @@ DISPATCH_LEASE_SECONDS = 120
 
 class ScoringQueue:
     def __init__(self, parts: FlowParts):
-        self._state, self._blobs, self._jobs = parts.state, parts.blobs, parts.jobs
+        self._state: ScoringQueueState = parts.state
+        self._blobs, self._jobs = parts.blobs, parts.jobs
         self._registry, self._sagemaker = parts.registry, parts.settings.sagemaker
         self._slots = parts.settings.max_transform_jobs
         self._policy = BatchPolicy(

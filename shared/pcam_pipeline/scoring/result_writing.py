@@ -29,6 +29,7 @@ from pcam_pipeline.scoring import slide_results
 from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
 from pcam_pipeline.scoring.queue import queued_entry
 from pcam_pipeline.state import now_iso
+from pcam_pipeline.state.views import SlideResultsState
 from pcam_pipeline.wsi.ingestion import load_plan, thumbnail_key
 from pcam_pipeline.wsi.results import overlay_png, qupath_geojson, whole_slide_figures
 from pcam_pipeline.wsi.tiling import TilePlan
@@ -36,12 +37,8 @@ from pcam_pipeline.wsi.tiling import TilePlan
 
 class SlideResultWriter:
     def __init__(self, parts: FlowParts):
-        self._state, self._blobs, self._events, self._registry = (
-            parts.state,
-            parts.blobs,
-            parts.publisher,
-            parts.registry,
-        )
+        self._state: SlideResultsState = parts.state
+        self._blobs, self._events, self._registry = parts.blobs, parts.publisher, parts.registry
         self._threshold = parts.settings.decision_threshold
 
     def write(self, job: JobRecord, member: dict[str, Any]) -> dict[str, Any]:

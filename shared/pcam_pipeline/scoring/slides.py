@@ -26,6 +26,7 @@ from pcam_pipeline.core.statuses import OwnerStatus
 from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase
 from pcam_pipeline.scoring.queue import ScoringQueue
 from pcam_pipeline.scoring.result_writing import SlideResultWriter
+from pcam_pipeline.state.views import SlideScoringState
 
 
 class SlideScoring(JobKindBase):
@@ -34,6 +35,7 @@ class SlideScoring(JobKindBase):
 
     def __init__(self, parts: FlowParts):
         super().__init__(parts)
+        self._state: SlideScoringState = parts.state
         self._threshold = parts.settings.decision_threshold
         self._rescore_on_promotion = parts.settings.rescore_on_promotion
         self.queue = ScoringQueue(parts)
