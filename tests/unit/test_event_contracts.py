@@ -6,7 +6,7 @@ import pytest
 from moto import mock_aws
 
 from pcam_pipeline.aws import events
-from pcam_pipeline.aws.blob_store import array_bytes
+from pcam_pipeline.aws.blob_store import S3BlobStore, array_bytes
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.records import SplitRecord
@@ -98,7 +98,7 @@ def published_by_ingestion(monkeypatch) -> list[tuple[str, dict]]:
                 as_read=SplitRecord(),
             )
             state.record_shard_done(owner, "r", 0)
-            assert Completer("data", s3, state, publisher).complete_if_ready(owner, "claimer")
+            assert Completer(S3BlobStore("data", s3), state, publisher).complete_if_ready(owner, "claimer")
         bad = "incoming/labs/lab-a/slides/bad.h5"
         version = s3.put_object(Bucket="data", Key=bad, Body=b"not hdf5").get("VersionId")
         problem = InvalidInput("the file is not an HDF5 file", "an HDF5 file", "b'not hdf5'")

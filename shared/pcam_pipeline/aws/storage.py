@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -165,11 +164,6 @@ def decompress_to(
         )
     except ClientError as exc:
         raise RetryableError(f"cannot decompress s3://{bucket}/{key}: {exc}") from exc
-
-
-def put_lines(client, bucket: str, key: str, lines: Iterable[str], content_type: str) -> None:
-    """Write a text object in one PUT, so readers see it whole or not at all."""
-    client.put_object(Bucket=bucket, Key=key, Body="".join(lines).encode(), ContentType=content_type)
 
 
 def move_object(client, bucket: str, key: str, version: str | None, target_key: str) -> None:

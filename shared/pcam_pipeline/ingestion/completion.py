@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.aws import events, storage
-from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger
 from pcam_pipeline.core import keys
-from pcam_pipeline.core.ports import EventPublisher
+from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import PatchOwner, SlideRecord, SplitRecord, present
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion import manifests
@@ -30,9 +29,8 @@ def readiness_token(record: PatchOwner) -> str | None:
 
 
 class Completer:
-    def __init__(self, bucket: str, s3, state: StateStore, publisher: EventPublisher):
-        self._blobs = S3BlobStore(bucket, s3)
-        self._bucket, self._s3, self._state, self._events = bucket, s3, state, publisher
+    def __init__(self, blobs: BlobStore, state: StateStore, publisher: EventPublisher):
+        self._blobs, self._state, self._events = blobs, state, publisher
 
     def complete_if_ready(self, owner_pk: str, claimer: str) -> bool:
         """Write the manifest and announce the owner if all its inputs are in; True if this call did."""
@@ -71,13 +69,8 @@ class Completer:
     def _write_split_manifest(self, record: SplitRecord, token: str) -> dict[str, Any]:
         labels = self._blobs.get_array(present(record.y_labels_key, f"labels of {record.dataset}/{record.split}"))
         key = keys.split_manifest_key(record.dataset, record.split, token)
-        storage.put_lines(
-            self._s3,
-            self._bucket,
-            key,
-            manifests.augmented_manifest_lines(self._bucket, images_of(record), labels),
-            "application/jsonlines",
-        )
+        lines = manifests.augmented_manifest_lines(self._blobs.bucket, images_of(record), labels)
+        self._blobs.put_bytes(key, "".join(lines).encode(), "application/jsonlines")  # one PUT: whole or absent
         return {
             "dataset": record.dataset,
             "split": record.split,
@@ -97,8 +90,8 @@ class Completer:
     def _write_slide_manifest(self, record: SlideRecord) -> dict[str, Any]:
         key = keys.slide_manifest_key(record.slide_id, present(record.x_run, f"upload of slide {record.slide_id}"))
         count = present(record.x_count, f"patch count of slide {record.slide_id}")
-        body = manifests.transform_manifest(self._bucket, images_of(record), count)
-        storage.put_lines(self._s3, self._bucket, key, [body], "application/json")
+        body = manifests.transform_manifest(self._blobs.bucket, images_of(record), count)
+        self._blobs.put_bytes(key, body.encode(), "application/json")
         return {
             "slide_id": record.slide_id,
             "manifest_key": key,

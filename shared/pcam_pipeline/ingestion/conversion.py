@@ -47,7 +47,7 @@ class ShardConverter:
         self._blobs = S3BlobStore(self._bucket, self._s3)
         self._state = state or StateStore(settings.state_table)
         self._events = publisher or EventPublisher(settings.event_bus)
-        self._completer = Completer(self._bucket, self._s3, self._state, self._events)
+        self._completer = Completer(self._blobs, self._state, self._events)
 
     def convert(self, task: ShardTask) -> dict[str, Any]:
         logger.append_keys(file_key=task.file_key, run_id=task.run_id, shard=task.shard)

@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 
 from pcam_pipeline.aws import storage
+from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger
 from pcam_pipeline.core import dropped_files, keys, ports
@@ -50,7 +51,7 @@ class Ingestor:
         )
         limits = FileLimits(max_patches=conversion.max_patches_per_file)
         self._events = publisher or EventPublisher(conversion.event_bus)
-        completer = Completer(self._bucket, self._s3, self._state, self._events)
+        completer = Completer(S3BlobStore(self._bucket, self._s3), self._state, self._events)
         self._patch_files = PatchFileIngestion(
             conversion, self._s3, self._state, self._planner, completer, self._image_edge, limits
         )
