@@ -65,8 +65,9 @@ shuffled: setup
 	  if [ -n "$$left" ]; then echo "run $$run left processes behind:"; ps -o pid,args -p $$left; exit 1; fi; \
 	done
 
+# Everything but the local stack: the domain on its fakes, the adapters and contracts on in-process moto.
 unit: setup
-	$(VENV)/bin/pytest -q tests/unit
+	$(VENV)/bin/pytest -q -n 2 tests/unit tests/adapters tests/emulator
 
 integration: setup
 	$(VENV)/bin/pytest -q -m integration

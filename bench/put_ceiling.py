@@ -19,8 +19,9 @@ import boto3
 import numpy as np
 from botocore.config import Config
 
+from pcam_local import CREDENTIALS, REGION
 from pcam_local.local_stack import LocalStack
-from pcam_local.stack import CREDENTIALS, REGION, free_port
+from pcam_local.moto_server import free_port
 
 PUT_OBJECTS = int(os.environ.get("PCAM_BENCH_PUTS", 4000))  # fewer for a quick try of a benchmark
 PUT_SHAPES = ((1, 8), (1, 16), (2, 16), (2, 32))  # (processes, threads)

@@ -6,7 +6,7 @@ import pytest
 
 from pcam_synth.synth import synth_split
 
-pytest_plugins = ["tests.moto_lab"]  # the in-process moto "lab" fixture
+pytest_plugins = ["tests.lab"]  # the "lab" fixture: ingestion and conversion on the fakes
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -9,15 +9,12 @@ see ``flow_on_fakes`` and ``in_memory_state``.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from pcam_pipeline.aws import events, request_rules
-from pcam_pipeline.aws.blob_store import MissingObject, array_bytes, array_from_bytes
 from pcam_pipeline.core.errors import CapacityRefused, RetryableError
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.settings import ConversionSettings, ModelSettings
@@ -26,6 +23,8 @@ from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.state import StateStore
 from pcam_pipeline.state.conditions import Change, Condition
 from pcam_pipeline.state.table import plain, storable
+from tests.fake_bucket import InMemoryBlobStore as InMemoryBlobStore  # the bucket's fakes, re-exported
+from tests.fake_bucket import InMemoryQueue as InMemoryQueue
 
 
 class InMemoryTable:
@@ -85,52 +84,6 @@ class InMemoryTable:
 
 def in_memory_state() -> StateStore:
     return StateStore(table=InMemoryTable())
-
-
-class SizedBytesIO(io.BytesIO):
-    @property
-    def size(self) -> int:
-        return len(self.getbuffer())
-
-
-class InMemoryBlobStore:
-    def __init__(self, bucket: str = "data"):
-        self.bucket = bucket
-        self.objects: dict[str, bytes] = {}
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def get_bytes(self, key: str) -> bytes:
-        if key not in self.objects:
-            raise MissingObject(f"{key}: NoSuchKey")
-        return self.objects[key]
-
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> str:
-        self.objects[key] = bytes(body)
-        self.versions = getattr(self, "versions", 0) + 1
-        return f"v{self.versions}"
-
-    def put_json(self, key: str, document) -> str:
-        return self.put_bytes(key, json.dumps(document, default=str).encode(), "application/json")
-
-    def put_array(self, key: str, array) -> str:
-        return self.put_bytes(key, array_bytes(array), "application/octet-stream")
-
-    def get_array(self, key: str):
-        return array_from_bytes(self.get_bytes(key))
-
-    def exists(self, key: str) -> bool:
-        return key in self.objects
-
-    def open(self, key: str, version: str | None = None) -> SizedBytesIO:
-        return SizedBytesIO(self.get_bytes(key))
-
-    def upload(self, key: str, path: Path, content_type: str) -> str:
-        return self.put_bytes(key, path.read_bytes(), content_type)
-
-    def download(self, key: str, version: str | None, path: Path) -> None:
-        path.write_bytes(self.get_bytes(key))
 
 
 class FakeLauncher:

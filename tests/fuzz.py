@@ -4,7 +4,7 @@ through the ingest and conversion use cases.
 Every case must end "converted" (or its labels recorded) or "quarantined with a reason": never an exception
 escaping, a crash of the process or a hang. Each case runs in a forked child under a time limit, so a crash
 or a hang is seen and reported rather than taking the run down. The S3 bucket, queue and state table are
-in-process fakes (moto, the in-memory table) set up once; each child works on its own copy.
+in-memory fakes (tests/lab.py) set up once; each child works on its own copy.
 
     python -m tests.fuzz --cases 200 --seed 7 --report fuzz.json      (make fuzz N=2000)
 """
@@ -260,17 +260,14 @@ def run_case(lab, role: str, data: bytes, index: int) -> dict:
 
 
 def fuzz(count: int, seed: int) -> dict:
-    from moto import mock_aws
-
-    from tests.moto_lab import make_lab
+    from tests.lab import make_lab
 
     made = cases(count, seed)
-    with mock_aws():
-        lab = make_lab()
-        results = []
-        for index, (description, role, data) in enumerate(made):
-            outcome = run_case(lab, role, data, index)
-            results.append({"case": index, "what": description, "bytes": len(data), **outcome})
+    lab = make_lab()
+    results = []
+    for index, (description, role, data) in enumerate(made):
+        outcome = run_case(lab, role, data, index)
+        results.append({"case": index, "what": description, "bytes": len(data), **outcome})
     findings = [r for r in results if r["status"] not in GOOD_OUTCOMES]
     slowest = max(results, key=lambda r: r["seconds"])
     return {

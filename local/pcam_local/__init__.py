@@ -1,13 +1,16 @@
 """pcam_local: the embedded local stack, an emulator of the AWS the pipeline runs on: moto server
-(`moto_launcher`, `s3_bodies`, `s3_writes`, `s3_clock`), the template deployed into it (`stack`), the local
-runtime that polls the queues and calls the handlers (`runtime`, `schedules`), the local SageMaker that really
-trains and scores (`local_sagemaker`, `local_trainer`, `job_failures`), the offline IAM check (`iam_check`), a
-clock tests move and the bucket's lifecycle rules applied as it moves (`clock`, `lifecycle`), all started
-together by `local_stack.LocalStack`.
+(`moto_server`, `moto_launcher`, `moto_patches`, `s3_bodies`, `s3_writes`, `s3_clock`), template.yaml read
+(`template`) and deployed into it (`stack`), the local runtime that polls the queues and calls the handlers
+(`runtime`, `schedules`), the local SageMaker that really trains and scores (`local_sagemaker`,
+`local_trainer`, `job_failures`), the offline IAM check (`iam_check`), a clock tests move and the bucket's
+lifecycle rules applied as it moves (`clock`, `lifecycle`), all started together by `local_stack.LocalStack`.
 
 Cloud code (functions/, shared/) never imports this package; this package imports cloud code. The operator's
 tools are `pcam_ops`; synthetic data is `pcam_synth`.
 """
+
+REGION = "us-east-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 
 # The local SageMaker's quota of transform instances of one type running at once. It equals the template's
 # MaxConcurrentTransformJobs default (a unit test keeps them equal), so the local stack rehearses the cap.

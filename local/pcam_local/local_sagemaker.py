@@ -38,10 +38,9 @@ import numpy as np
 from botocore.config import Config
 from PIL import Image
 
-from pcam_local import TRANSFORM_QUOTA, iam_check
+from pcam_local import REGION, TRANSFORM_QUOTA, iam_check
 from pcam_local.job_failures import LocalJobFailed, ProcessingFailed, TransformFailed, TuningFailed
 from pcam_local.local_trainer import load_model, run_training_job, split_s3_uri
-from pcam_local.stack import REGION
 from pcam_pipeline.aws import storage
 from pcam_pipeline.core.errors import InvalidJobRequest
 from pcam_pipeline.models.inference_requests import PROCESSING_ROOT

@@ -11,20 +11,15 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from pcam_local import TRANSFORM_QUOTA, iam_check
+from pcam_local import REGION, TRANSFORM_QUOTA, iam_check
 from pcam_local.clock import LocalClock
 from pcam_local.lifecycle import LifecycleAction
 from pcam_local.local_sagemaker import LocalSageMaker
+from pcam_local.moto_server import MotoServer, client_environment
 from pcam_local.runtime import LocalRuntime
 from pcam_local.schedules import ScheduledRules
-from pcam_local.stack import (
-    REGION,
-    DeployedStack,
-    MotoServer,
-    client_environment,
-    deploy,
-    project_root,
-)
+from pcam_local.stack import DeployedStack, deploy
+from pcam_local.template import project_root
 from pcam_pipeline.state import StateStore
 
 RESULT_PREFIXES = ("manifests/", "quarantine/", "evaluations/", "predictions/")

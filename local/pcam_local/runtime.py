@@ -25,8 +25,9 @@ from pathlib import Path
 
 import boto3
 
-from pcam_local import iam_check
-from pcam_local.stack import REGION, DeployedStack, FunctionSpec, QueueMapping, client_environment
+from pcam_local import REGION, iam_check
+from pcam_local.moto_server import client_environment
+from pcam_local.stack import DeployedStack, FunctionSpec, QueueMapping
 from pcam_pipeline.aws import request_rules
 
 RETRY_DELAY_SECONDS = 1

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 
 import boto3
 
-from pcam_local.stack import REGION, DeployedStack
+from pcam_local import REGION
+from pcam_local.stack import DeployedStack
 
 
 def scheduled_event(rule_arn: str, account: str, now: datetime) -> dict:

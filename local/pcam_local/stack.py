@@ -1,147 +1,23 @@
-"""The local AWS: a moto server on 127.0.0.1 with template.yaml itself deployed into it."""
+"""template.yaml itself deployed into the local AWS (``moto_server``), as `sam deploy` would: what the local
+runtime then needs to run it (functions, queue mappings, dead-letter queues, the events tap)."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
-import yaml
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
-from pcam_local import ACCOUNT_CONCURRENCY_VARIABLE, DEFAULT_ACCOUNT_CONCURRENCY
+from pcam_local import REGION
+from pcam_local.template import check_rules, lifecycle_rules, load_template, translate
 
-REGION = "us-east-1"
 STACK_NAME = "pcam-local"
 ARTIFACTS_BUCKET = "pcam-local-artifacts"
 EVENTS_TAP_QUEUE = "pcam-local-events-tap"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
-
-
-def project_root() -> Path:
-    """The checkout holding template.yaml (the package is installed in editable mode from it)."""
-    configured = os.environ.get("PCAM_PROJECT_ROOT")
-    root = Path(configured) if configured else Path(__file__).resolve().parents[2]
-    if not (root / "template.yaml").is_file():
-        raise RuntimeError(f"template.yaml not found in {root}; set PCAM_PROJECT_ROOT to the project checkout")
-    return root
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """YAML loader that understands CloudFormation's short tags (!Ref, !Sub, !GetAtt …)."""
-
-
-def _short_tag(tag: str):
-    full = tag if tag in ("Ref", "Condition") else f"Fn::{tag}"
-
-    def construct(loader, node):
-        if isinstance(node, yaml.ScalarNode):
-            value = loader.construct_scalar(node)
-            if tag == "GetAtt":
-                value = value.split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        return {full: value}
-
-    return construct
-
-
-for _tag in (
-    "Ref",
-    "Condition",
-    "GetAtt",
-    "Sub",
-    "Join",
-    "If",
-    "Not",
-    "Equals",
-    "And",
-    "Or",
-    "Select",
-    "Split",
-    "FindInMap",
-    "GetAZs",
-    "ImportValue",
-    "Base64",
-    "Cidr",
-):
-    _CfnLoader.add_constructor(f"!{_tag}", _short_tag(_tag))
-
-
-def load_template(path: Path) -> dict:
-    with open(path) as handle:
-        return yaml.load(handle, _CfnLoader)  # noqa: S506 - SafeLoader subclass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class MotoServer:
-    """A separate moto server process (faster than an in-process one) bound to loopback only."""
-
-    def __init__(self, port: int | None = None, log_path: Path | None = None, account_concurrency: int | None = None):
-        self.account_concurrency = account_concurrency  # what Lambda's GetAccountSettings answers (default 1,000)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log_path = log_path
-        self._process: subprocess.Popen | None = None
-
-    def start(self) -> MotoServer:
-        log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
-        # glibc keeps freed request buffers (8 MB upload parts) per thread arena: 430 MB after receiving a
-        # 450 MB file. Buffers of 1 MB and more mapped apart and two arenas: 230 MB, whatever the file's size.
-        env = {
-            **os.environ,
-            "MOTO_LAMBDA_STUB_ECR": "TRUE",
-            "MALLOC_MMAP_THRESHOLD_": "1048576",
-            "MALLOC_ARENA_MAX": "2",
-            ACCOUNT_CONCURRENCY_VARIABLE: str(self.account_concurrency or DEFAULT_ACCOUNT_CONCURRENCY),
-        }
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "pcam_local.moto_launcher", str(self.port)], stdout=log, stderr=log, env=env
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"moto server exited at start (code {self._process.returncode})")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("moto server did not start within 30 s")
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None, "the moto server is not started"
-        return self._process.pid
-
-    def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-
-
-def client_environment(endpoint: str) -> dict[str, str]:
-    """What any process needs to talk to the local stack with plain boto3 (no local special-casing)."""
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, **CREDENTIALS}
 
 
 @dataclass
@@ -212,56 +88,6 @@ def package_template(template: dict, root: Path, s3) -> tuple[dict, dict[str, Pa
     return template, code_dirs
 
 
-class _NoManagedPolicies:
-    """The translator looks up managed policy names only when a template uses them by name."""
-
-    def load(self) -> dict:
-        return {}
-
-
-def translate(template: dict, parameters: dict[str, str]) -> dict:
-    """SAM to CloudFormation, as `sam deploy` has CloudFormation do it."""
-    session = boto3.Session(region_name=REGION)
-    translator = Translator(_NoManagedPolicies(), Parser(), boto_session=session)
-    return translator.translate(template, parameter_values=dict(parameters))
-
-
-class RuleFailed(ValueError):
-    """A template rule refuses the parameters, as CloudFormation would refuse to create the stack."""
-
-
-def check_rules(template: dict, parameters: dict[str, str]) -> None:
-    """Evaluate the template's Rules (moto ignores them) for the functions this template uses."""
-    values = {
-        name: parameters.get(name, spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()
-    }
-    for name, spec in template.get("Parameters", {}).items():
-        if spec.get("Type") == "CommaDelimitedList":
-            values[name] = [item.strip() for item in str(values[name]).split(",")]
-
-    def value(node):
-        if isinstance(node, dict) and "Ref" in node:
-            return values[node["Ref"]]
-        if isinstance(node, dict):
-            (function, arguments), *_ = node.items()
-            evaluated = [value(argument) for argument in arguments]
-            return {
-                "Fn::Contains": lambda: evaluated[1] in evaluated[0],
-                "Fn::Equals": lambda: evaluated[0] == evaluated[1],
-                "Fn::Not": lambda: not evaluated[0],
-                "Fn::And": lambda: all(evaluated),
-                "Fn::Or": lambda: any(evaluated),
-            }[function]()
-        return node
-
-    for name, rule in template.get("Rules", {}).items():
-        if "RuleCondition" in rule and not value(rule["RuleCondition"]):
-            continue
-        for assertion in rule["Assertions"]:
-            if not value(assertion["Assert"]):
-                raise RuleFailed(f"template rule {name}: {assertion.get('AssertDescription', 'an assertion failed')}")
-
-
 def deploy(root: Path, endpoint: str, parameters: dict[str, str] | None = None) -> DeployedStack:
     """Deploy template.yaml into the local AWS and return what the runtime needs to run it."""
     session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
@@ -327,29 +153,6 @@ def _physical_ids(resources: dict, template: dict, outputs: dict[str, str]) -> d
         if target and target not in physical and name in outputs:
             physical[target] = outputs[name]
     return physical
-
-
-def lifecycle_rules(rules: list[dict], parameters: dict[str, str]) -> list[dict]:
-    """A template's lifecycle rules (AWS::S3::Bucket Rule) as CloudFormation hands them to S3's API."""
-
-    def number(value) -> int:
-        return int(parameters[value["Ref"]] if isinstance(value, dict) else value)
-
-    translated = []
-    for rule in rules:
-        api_rule = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
-        if "ExpirationInDays" in rule:
-            api_rule["Expiration"] = {"Days": number(rule["ExpirationInDays"])}
-        if rule.get("ExpiredObjectDeleteMarker"):
-            api_rule["Expiration"] = {"ExpiredObjectDeleteMarker": True}
-        if "NoncurrentVersionExpiration" in rule:
-            days = number(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
-            api_rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
-        if "AbortIncompleteMultipartUpload" in rule:
-            days = number(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
-            api_rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
-        translated.append(api_rule)
-    return translated
 
 
 def _apply_bucket_settings_moto_skips(s3, bucket: str, properties: dict, parameters: dict[str, str]) -> None:

@@ -93,7 +93,7 @@ def demo(args) -> int:
 
 def local_up(args) -> int:
     from pcam_local.local_stack import LocalStack
-    from pcam_local.stack import RuleFailed, check_rules, load_template, project_root
+    from pcam_local.template import RuleFailed, check_rules, load_template, project_root
 
     malformed = [item for item in args.parameter if "=" not in item or not item.split("=", 1)[0]]
     if malformed:

@@ -1,11 +1,10 @@
-import io
 import json
 
-import h5py
 import numpy as np
 import pytest
 
 from pcam_local.local_stack import LocalStack
+from tests.lab import h5_bytes
 
 # Every integration test file sets: pytestmark = INTEGRATION. `make test` runs with --dist loadfile: a
 # file's tests run in order on one worker, and each worker starts at most one shared session stack.
@@ -59,14 +58,6 @@ def alerts(stack):
         return [json.loads(m["Body"]) for m in messages]
 
     return read
-
-
-def h5_bytes(**datasets) -> bytes:
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as handle:
-        for name, value in datasets.items():
-            handle.create_dataset(name, data=value)
-    return buffer.getvalue()
 
 
 class Pipeline:

@@ -21,7 +21,8 @@ import time_machine
 
 from pcam_ops.cli import main
 from pcam_synth.synth import synth_slide, synth_split, synth_wsi
-from tests.integration.conftest import INTEGRATION, h5_bytes
+from tests.integration.conftest import INTEGRATION
+from tests.lab import h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 

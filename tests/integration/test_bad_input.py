@@ -8,7 +8,8 @@ import pytest
 
 from tests.event_contracts import contract_violations
 from tests.hostile_files import HOSTILE, hostile_file
-from tests.integration.conftest import INTEGRATION, h5_bytes
+from tests.integration.conftest import INTEGRATION
+from tests.lab import h5_bytes
 
 pytestmark = INTEGRATION
 

@@ -55,8 +55,8 @@ def test_local_up_serves_a_stack_a_lab_can_drop_into(tmp_path):
     import boto3
     import numpy as np
 
-    from pcam_local.stack import free_port
-    from tests.integration.conftest import h5_bytes
+    from pcam_local.moto_server import free_port
+    from tests.lab import h5_bytes
 
     port = free_port()
     server = subprocess.Popen(

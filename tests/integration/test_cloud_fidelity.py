@@ -14,7 +14,8 @@ from botocore.exceptions import ClientError
 from pcam_local.local_stack import LocalStack
 from pcam_pipeline.aws import request_rules
 from pcam_synth.synth import synth_slide, synth_split
-from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed, h5_bytes
+from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed
+from tests.lab import h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # the later checks look at what the end-to-end run made
 

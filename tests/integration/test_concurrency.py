@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.integration.conftest import INTEGRATION, h5_bytes
+from tests.integration.conftest import INTEGRATION
+from tests.lab import h5_bytes
 
 pytestmark = INTEGRATION
 

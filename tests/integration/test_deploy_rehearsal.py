@@ -1,6 +1,7 @@
 """The deploy rehearsal: template.yaml, translated as `sam deploy` has it translated, creates every resource."""
 
-from pcam_local.stack import ARTIFACTS_BUCKET, STACK_NAME, load_template, project_root, translate
+from pcam_local.stack import ARTIFACTS_BUCKET, STACK_NAME
+from pcam_local.template import load_template, project_root, translate
 from tests.integration.conftest import INTEGRATION
 
 pytestmark = INTEGRATION
@@ -84,7 +85,9 @@ def test_every_resource_of_the_translated_template_is_really_created(stack):
 def test_the_sse_kms_option_deploys_a_rotating_key_and_encrypts_the_bucket_with_it(tmp_path):
     import boto3
 
-    from pcam_local.stack import REGION, MotoServer, deploy
+    from pcam_local import REGION
+    from pcam_local.moto_server import MotoServer
+    from pcam_local.stack import deploy
 
     server = MotoServer(log_path=tmp_path / "moto.log").start()
     try:

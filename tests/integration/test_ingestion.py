@@ -6,7 +6,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from tests.integration.conftest import INTEGRATION, h5_bytes
+from tests.integration.conftest import INTEGRATION
+from tests.lab import h5_bytes
 
 pytestmark = INTEGRATION
 

@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
+from pcam_local import CREDENTIALS, REGION
 from pcam_local.clock import LocalClock
 from pcam_local.lifecycle import due
-from pcam_local.stack import CREDENTIALS, REGION, MotoServer, lifecycle_rules, load_template, project_root
+from pcam_local.moto_server import MotoServer
+from pcam_local.template import lifecycle_rules, load_template, project_root
 
 from .conftest import INTEGRATION
 

@@ -15,7 +15,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from moto.s3.utils import compute_checksum
 
-from pcam_local.stack import CREDENTIALS, REGION, MotoServer
+from pcam_local import CREDENTIALS, REGION
+from pcam_local.moto_server import MotoServer
 
 from .conftest import INTEGRATION
 

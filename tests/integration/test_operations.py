@@ -8,7 +8,8 @@ import pytest
 
 from pcam_ops.cli import main
 from pcam_synth.synth import synth_split
-from tests.integration.conftest import INTEGRATION, h5_bytes
+from tests.integration.conftest import INTEGRATION
+from tests.lab import h5_bytes
 
 pytestmark = INTEGRATION
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import boto3
 import pytest
 
+from pcam_local import REGION
+from pcam_local.moto_server import MotoServer
 from pcam_local.runtime import LocalRuntime
-from pcam_local.stack import REGION, DeployedStack, FunctionSpec, MotoServer, QueueMapping
+from pcam_local.stack import DeployedStack, FunctionSpec, QueueMapping
 from tests.integration.conftest import INTEGRATION
 
 pytestmark = INTEGRATION

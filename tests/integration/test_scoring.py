@@ -12,7 +12,8 @@ from PIL import Image
 
 from pcam_synth.synth import synth_slide, synth_split
 from tests.event_contracts import contract_violations
-from tests.integration.conftest import INTEGRATION, h5_bytes
+from tests.integration.conftest import INTEGRATION
+from tests.lab import h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 
@@ -193,7 +194,7 @@ def test_every_event_the_stack_published_matches_its_documented_schema(stack):
 
 def test_every_alarm_on_the_pipelines_metrics_watches_a_metric_the_functions_emitted(stack):
     """Failed transforms above made the SageMaker flow emit SageMakerJobsFailed (embedded metric format)."""
-    from pcam_local.stack import load_template
+    from pcam_local.template import load_template
     from tests.observability_contract import ROOT, alarm_problems, emitted_metrics
 
     emitted = emitted_metrics(stack.work_dir / "logs")

@@ -14,7 +14,8 @@ from pcam_local.local_stack import LocalStack
 from pcam_ops.cli import main
 from pcam_pipeline.core import keys
 from pcam_synth.synth import synth_slide, synth_split
-from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed, h5_bytes
+from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed
+from tests.lab import h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 

@@ -10,7 +10,7 @@ import time
 import boto3
 import pytest
 
-from pcam_local.stack import free_port
+from pcam_local.moto_server import free_port
 from pcam_ops.cli import main
 from pcam_ops.operations import stack_outputs
 from pcam_pipeline.state import StateStore

@@ -13,7 +13,7 @@ from pcam_pipeline.core.errors import InvalidInput
 from pcam_synth.hostile_slides import HOSTILE_SLIDES
 from pcam_synth.synth import synth_wsi
 from tests.hostile_files import HOSTILE, hostile_file
-from tests.integration.conftest import h5_bytes
+from tests.lab import h5_bytes
 
 
 def refusal(tmp_path, name: str, body: bytes, *options: str, capsys) -> str:

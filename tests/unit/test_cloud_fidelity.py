@@ -2,7 +2,7 @@
 
 import pytest
 
-from pcam_local.stack import load_template
+from pcam_local.template import load_template
 from pcam_pipeline.aws import request_rules
 from pcam_pipeline.aws.alerts import Alerter
 from pcam_pipeline.core.job_kinds import JobKind

@@ -7,7 +7,6 @@ import h5py
 import numpy as np
 
 from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
-from tests.moto_lab import BUCKET
 
 
 def damaged_chunk(index: int, count: int = 6) -> bytes:
@@ -34,7 +33,7 @@ def test_a_damaged_chunk_quarantines_the_file_with_the_patches_it_spoils(lab):
     slide = lab.state.slide("s9")
     assert slide.status is OwnerStatus.FAILED and "the file is damaged" in slide.failure
     assert lab.publisher.of_type("Slide Ready") == []
-    keys = [o["Key"] for o in lab.s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    keys = lab.blobs.stored_keys()
     assert "quarantine/incoming/slides/s9.h5" in keys and "quarantine/incoming/slides/s9.h5.error.json" in keys
     assert "incoming/slides/s9.h5" not in keys
 
@@ -48,6 +47,5 @@ def test_the_damage_found_again_by_a_redelivery_changes_nothing(lab):
     assert lab.converter.convert(task)["status"] == "damaged"
     fixed = lab.drop("incoming/slides/s8.h5", x=np.ones((2, 96, 96, 3), np.uint8))  # the lab drops a good one
     assert lab.converter.convert(task)["status"] == "damaged"  # the old message comes back
-    assert lab.s3.head_object(Bucket=BUCKET, Key=dropped.key)["VersionId"] == fixed.version_id
-    versions = lab.s3.list_object_versions(Bucket=BUCKET, Prefix="quarantine/incoming/slides/s8.h5.error")
-    assert len(versions["Versions"]) == 1, "quarantined once"
+    assert lab.blobs.latest_version(dropped.key) == fixed.version_id
+    assert len(lab.blobs.versions("quarantine/incoming/slides/s8.h5.error.json")) == 1, "quarantined once"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pcam_local.stack import load_template
+from pcam_local.template import load_template
 
 ROOT = Path(__file__).parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -112,7 +112,7 @@ def test_the_local_transform_quota_defaults_to_the_deployed_cap():
 def test_a_deployment_whose_instance_types_are_outside_its_own_limits_is_refused_by_the_template_rules(
     parameters, refused
 ):
-    from pcam_local.stack import RuleFailed, check_rules
+    from pcam_local.template import RuleFailed, check_rules
 
     if refused is None:
         check_rules(TEMPLATE, parameters)
@@ -123,7 +123,7 @@ def test_a_deployment_whose_instance_types_are_outside_its_own_limits_is_refused
 
 @pytest.mark.parametrize("environment", ["default", "staging", "prod"])
 def test_every_samconfig_environment_keeps_its_instance_types_within_its_limits(environment):
-    from pcam_local.stack import check_rules
+    from pcam_local.template import check_rules
 
     check_rules(TEMPLATE, overrides(environment))
 

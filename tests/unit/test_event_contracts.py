@@ -1,12 +1,9 @@
 """Every event the pipeline publishes conforms to its JSON Schema in docs/integrators.md."""
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from pcam_pipeline.aws import events
-from pcam_pipeline.aws.blob_store import S3BlobStore, array_bytes
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.records import SplitRecord
@@ -14,7 +11,7 @@ from pcam_pipeline.ingestion.completion import Completer
 from pcam_pipeline.ingestion.quarantine import quarantine
 from pcam_pipeline.state import slide_pk, split_pk
 from tests.event_contracts import PAGE, contract_violations, documented_schemas, schema_files
-from tests.fakes import RecordingPublisher, in_memory_state
+from tests.fakes import InMemoryBlobStore, RecordingPublisher, in_memory_state
 from tests.unit.test_sagemaker_flow import (
     JobKind,
     job_event,
@@ -70,45 +67,35 @@ def published_by_the_model_side() -> list[tuple[str, dict]]:
     return world.publisher.published + failing.publisher.published
 
 
-def published_by_ingestion(monkeypatch) -> list[tuple[str, dict]]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="data")
-        labels = "manifests/ds/train/labels-r.npy"
-        s3.put_object(Bucket="data", Key=labels, Body=array_bytes(np.array([0, 1, 1], dtype=np.uint8)))
-        state, publisher = in_memory_state(), RecordingPublisher()
-        split = {"kind": "split", "dataset": "ds", "split": "train", "x_key": "incoming/datasets/ds/train_x.h5",
-                 "x_version": "v1", "y_key": "incoming/datasets/ds/train_y.h5", "y_version": "v2",
-                 "y_labels_key": labels, "y_count": 3}  # fmt: skip
-        slide = {"kind": "slide", "slide_id": "s 1", "x_key": "incoming/slides/s 1.h5", "x_version": "v3",
-                 "x_source_key": "incoming/slides/s 1.h5", "has_coords": True,
-                 "coords_key": "tiling/s 1/r/coords.npy"}  # fmt: skip
-        for owner, fields in ((split_pk("ds", "train"), split), (slide_pk("s 1"), slide)):
-            state.start_patch_conversion(
-                owner,
-                {
-                    **fields,
-                    "x_run": "r",
-                    "x_count": 3,
-                    "shards_total": 1,
-                    "image_prefix": "images/x/",
-                    "image_edge": 96,
-                },
-                as_read=SplitRecord(),
-            )
-            state.record_shard_done(owner, "r", 0)
-            assert Completer(S3BlobStore("data", s3), state, publisher).complete_if_ready(owner, "claimer")
-        bad = "incoming/labs/lab-a/slides/bad.h5"
-        version = s3.put_object(Bucket="data", Key=bad, Body=b"not hdf5").get("VersionId")
-        problem = InvalidInput("the file is not an HDF5 file", "an HDF5 file", "b'not hdf5'")
-        quarantine(s3, "data", state, publisher, DroppedFile("data", bad, version, etag="e"), problem)
-        return publisher.published
+def published_by_ingestion() -> list[tuple[str, dict]]:
+    blobs = InMemoryBlobStore("data")
+    labels = "manifests/ds/train/labels-r.npy"
+    blobs.put_array(labels, np.array([0, 1, 1], dtype=np.uint8))
+    state, publisher = in_memory_state(), RecordingPublisher()
+    split = {"kind": "split", "dataset": "ds", "split": "train", "x_key": "incoming/datasets/ds/train_x.h5",
+             "x_version": "v1", "y_key": "incoming/datasets/ds/train_y.h5", "y_version": "v2",
+             "y_labels_key": labels, "y_count": 3}  # fmt: skip
+    slide = {"kind": "slide", "slide_id": "s 1", "x_key": "incoming/slides/s 1.h5", "x_version": "v3",
+             "x_source_key": "incoming/slides/s 1.h5", "has_coords": True,
+             "coords_key": "tiling/s 1/r/coords.npy"}  # fmt: skip
+    for owner, fields in ((split_pk("ds", "train"), split), (slide_pk("s 1"), slide)):
+        state.start_patch_conversion(
+            owner,
+            {**fields, "x_run": "r", "x_count": 3, "shards_total": 1, "image_prefix": "images/x/", "image_edge": 96},
+            as_read=SplitRecord(),
+        )
+        state.record_shard_done(owner, "r", 0)
+        assert Completer(blobs, state, publisher).complete_if_ready(owner, "claimer")
+    bad = "incoming/labs/lab-a/slides/bad.h5"
+    version = blobs.put_bytes(bad, b"not hdf5", "")
+    problem = InvalidInput("the file is not an HDF5 file", "an HDF5 file", "b'not hdf5'")
+    quarantine(blobs, state, publisher, DroppedFile("data", bad, version, etag="e"), problem)
+    return publisher.published
 
 
 @pytest.fixture
-def published(monkeypatch):
-    return published_by_the_model_side() + published_by_ingestion(monkeypatch)
+def published():
+    return published_by_the_model_side() + published_by_ingestion()
 
 
 def test_the_events_the_code_publishes_match_their_documented_schemas(published):

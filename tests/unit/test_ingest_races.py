@@ -1,13 +1,13 @@
 """Ingestion when deliveries overlap or arrive out of order (S3 events are at-least-once, workers concurrent).
 
 Each race is made deterministic: a delivery reads the split's record, then another delivery runs to its end,
-then the first one goes on to write. In-process moto holds the bucket (versioned, as deployed) and the
-conversion queue; the state table is the in-memory one held to DynamoDB by test_state_table.py."""
+then the first one goes on to write. The lab runs on the fakes (tests/lab.py): the versioned bucket and the
+state table held to S3 and DynamoDB by their contract tests."""
 
 import numpy as np
 
 from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
-from tests.moto_lab import BUCKET  # and the lab fixture (tests/conftest.py)
+from tests.lab import BUCKET  # and the lab fixture (tests/conftest.py)
 
 
 def patches(count: int) -> np.ndarray:
@@ -68,7 +68,7 @@ def test_a_repeated_event_for_a_quarantined_upload_keeps_its_record_and_spares_t
     lab.ingestor.ingest(fixed)
     assert lab.ingestor.ingest(bad)["status"] == "already handled"
     assert lab.state.file_version(bad.key, bad.version).status is FileStatus.QUARANTINED
-    assert lab.s3.head_object(Bucket=BUCKET, Key=fixed.key)["VersionId"] == fixed.version_id
+    assert lab.blobs.latest_version(fixed.key) == fixed.version_id
     assert lab.state.slide("s2").x_version == fixed.version
 
 

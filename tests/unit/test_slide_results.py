@@ -5,16 +5,14 @@ import io
 import json
 from itertools import islice
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 from PIL import Image
 
-from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.core.errors import JobFailed
 from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
 from pcam_pipeline.scoring.slide_results import CSV_HEADER, colour_of, heatmap_png, prediction_csv, summary_figures
+from tests.fakes import InMemoryBlobStore
 from tests.picture_text import shows_text, text_positions
 
 PROBABILITIES = np.array([0.1, 0.5, 0.49, 0.97])
@@ -84,40 +82,33 @@ def test_colour_scale_runs_from_dark_to_bright():
     assert dark.sum() < bright.sum()
 
 
-@pytest.fixture
-def s3(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket="bkt")
-        yield client
-
-
-def put_outputs(s3, probabilities, skip=()):
+def outputs(probabilities, skip=()) -> InMemoryBlobStore:
+    """Batch Transform's output files, one per patch (``<image>.out``), with those in ``skip`` missing."""
+    blobs = InMemoryBlobStore("bkt")
     for index, p in enumerate(probabilities):
         if index not in skip:
-            body = json.dumps({"prediction": [1 - p, p]})
-            s3.put_object(Bucket="bkt", Key=f"scores/s1/job/{index:07d}.jpg.out", Body=body)
+            body = json.dumps({"prediction": [1 - p, p]}).encode()
+            blobs.put_bytes(f"scores/s1/job/{index:07d}.jpg.out", body, "application/json")
+    return blobs
 
 
-def test_gathering_reads_every_output_in_patch_order(s3):
+def test_gathering_reads_every_output_in_patch_order():
     probabilities = np.linspace(0, 1, 50)
-    put_outputs(s3, probabilities)
-    gathered = gather_tumour_probabilities(S3BlobStore("bkt", s3), ["scores/s1/job/"], "", 50, threads=8)
+    gathered = gather_tumour_probabilities(outputs(probabilities), ["scores/s1/job/"], "", 50, threads=8)
     assert gathered == pytest.approx(probabilities)
 
 
-def test_a_missing_output_is_named(s3):
-    put_outputs(s3, np.full(5, 0.5), skip={3})
+def test_a_missing_output_is_named():
+    blobs = outputs(np.full(5, 0.5), skip={3})
     with pytest.raises(JobFailed, match=r"prediction of patch 3 \(scores/s1/job/0000003.jpg.out\) is missing"):
-        gather_tumour_probabilities(S3BlobStore("bkt", s3), ["scores/s1/job/"], "", 5)
+        gather_tumour_probabilities(blobs, ["scores/s1/job/"], "", 5)
 
 
-def test_an_unreadable_output_is_named(s3):
-    put_outputs(s3, np.full(2, 0.5))
-    s3.put_object(Bucket="bkt", Key="scores/s1/job/0000001.jpg.out", Body=b"<html>")
+def test_an_unreadable_output_is_named():
+    blobs = outputs(np.full(2, 0.5))
+    blobs.put_bytes("scores/s1/job/0000001.jpg.out", b"<html>", "text/html")
     with pytest.raises(JobFailed, match="0000001.jpg.out is not a prediction of two classes"):
-        gather_tumour_probabilities(S3BlobStore("bkt", s3), ["scores/s1/job/"], "", 2)
+        gather_tumour_probabilities(blobs, ["scores/s1/job/"], "", 2)
 
 
 @pytest.mark.parametrize("slide_id", ["Lab (A), B&C #1 o'Brien", 'say "cheese"', "line\nbreak", "Übersicht 病理"])
@@ -142,7 +133,6 @@ def test_downstream_pandas_reads_awkward_slide_ids_back_unchanged():
 
 def test_gathering_crosses_windows_in_patch_order():
     from pcam_pipeline.scoring import gathering
-    from tests.fakes import InMemoryBlobStore
 
     count = gathering.GATHER_WINDOW * 2 + 3
     expected = np.random.default_rng(5).random(count)

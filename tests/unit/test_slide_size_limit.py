@@ -4,12 +4,11 @@ reason, before any of it is converted; a slide exactly at the limit is converted
 
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
 from pcam_synth.synth import synth_wsi
-from tests.moto_lab import make_lab
+from tests.lab import make_lab
 
 
 def test_the_limit_is_inclusive_and_the_refusal_names_the_setting():
@@ -24,24 +23,20 @@ def test_the_limit_is_inclusive_and_the_refusal_names_the_setting():
 
 
 @pytest.mark.parametrize(("limit", "status"), [(5, "converting"), (4, "quarantined")])
-def test_an_hdf5_slide_over_the_limit_is_quarantined_before_conversion(monkeypatch, limit, status):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        lab = make_lab(max_patches_per_slide=limit)
-        dropped = lab.drop("incoming/slides/s5.h5", x=np.ones((5, 96, 96, 3), np.uint8))
-        outcome = lab.ingestor.ingest(dropped)
-        assert outcome["status"] == status
-        if status == "quarantined":
-            assert outcome["reason"].startswith("the slide has more patches than one scoring job can take")
-            assert lab.shard_messages() == [], "nothing converted"
-
-
-def test_a_whole_slide_image_with_more_tissue_tiles_than_the_limit_is_quarantined(monkeypatch, tmp_path):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    synth_wsi(tmp_path / "w.tif", rows=6, cols=8, seed=1)
-    with mock_aws():
-        lab = make_lab(max_patches_per_slide=3)
-        outcome = lab.ingestor.ingest(lab.drop("incoming/slides/w.tif", (tmp_path / "w.tif").read_bytes()))
-        assert outcome["status"] == "quarantined"
+def test_an_hdf5_slide_over_the_limit_is_quarantined_before_conversion(limit, status):
+    lab = make_lab(max_patches_per_slide=limit)
+    dropped = lab.drop("incoming/slides/s5.h5", x=np.ones((5, 96, 96, 3), np.uint8))
+    outcome = lab.ingestor.ingest(dropped)
+    assert outcome["status"] == status
+    if status == "quarantined":
         assert outcome["reason"].startswith("the slide has more patches than one scoring job can take")
-        assert lab.shard_messages() == []
+        assert lab.shard_messages() == [], "nothing converted"
+
+
+def test_a_whole_slide_image_with_more_tissue_tiles_than_the_limit_is_quarantined(tmp_path):
+    synth_wsi(tmp_path / "w.tif", rows=6, cols=8, seed=1)
+    lab = make_lab(max_patches_per_slide=3)
+    outcome = lab.ingestor.ingest(lab.drop("incoming/slides/w.tif", (tmp_path / "w.tif").read_bytes()))
+    assert outcome["status"] == "quarantined"
+    assert outcome["reason"].startswith("the slide has more patches than one scoring job can take")
+    assert lab.shard_messages() == []

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pcam_local.stack import load_template
+from pcam_local.template import load_template
 
 TEMPLATE = load_template(Path(__file__).parents[2] / "template.yaml")
 RESOURCES = TEMPLATE["Resources"]

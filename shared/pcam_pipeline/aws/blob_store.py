@@ -1,4 +1,4 @@
-"""The data bucket as the model side sees it: whole objects by key, and S3 URIs of keys."""
+"""The data bucket behind the BlobStore port: objects by key and version, ranged reads, moves, S3 URIs."""
 
 from __future__ import annotations
 
@@ -61,8 +61,21 @@ class S3BlobStore:
     def get_array(self, key: str) -> NDArray[Any]:
         return array_from_bytes(self.get_bytes(key))
 
-    def exists(self, key: str) -> bool:
-        return storage.object_exists(self._s3, self.bucket, key)
+    def exists(self, key: str, version: str | None = None) -> bool:
+        return storage.object_exists(self._s3, self.bucket, key, version)
+
+    def latest_version(self, key: str) -> str | None:
+        return storage.latest_version(self._s3, self.bucket, key)
+
+    def decompress(self, key: str, version: str | None, target_key: str, max_bytes: int | None) -> str | None:
+        storage.decompress_to(self._s3, self.bucket, key, version, target_key, max_bytes)
+        return storage.version_of(self._s3, self.bucket, target_key)
+
+    def move(self, key: str, version: str | None, target_key: str) -> None:
+        storage.move_object(self._s3, self.bucket, key, version, target_key)
+
+    def uploader(self) -> storage.ConcurrentUploader:
+        return storage.ConcurrentUploader(self._s3, self.bucket)
 
     def download(self, key: str, version: str | None, path: Path) -> None:
         """One object version into a local file (multipart ranged GETs, bounded memory)."""
@@ -75,9 +88,9 @@ class S3BlobStore:
         """A local file as the object (multipart when large); its version id (None: the bucket keeps none)."""
         try:
             self._s3.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
-            return self._s3.head_object(Bucket=self.bucket, Key=key).get("VersionId")
         except ClientError as exc:
             raise RetryableError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+        return storage.version_of(self._s3, self.bucket, key)
 
     def open(self, key: str, version: str | None = None) -> storage.S3RangeFile:
         """A seekable file of one object version, read with ranged GETs (for HDF5)."""

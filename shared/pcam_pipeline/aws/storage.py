@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pcam_pipeline.core.errors import RetryableError
 from pcam_pipeline.core.gzip_stream import GunzipStream
+from pcam_pipeline.core.ports import StoredFile
 
 # Adaptive retries back off on S3 503 SlowDown; the pool matches the upload concurrency.
 UPLOAD_CONCURRENCY = 32
@@ -23,7 +24,7 @@ def s3_client():
     return boto3.client("s3", config=S3_CONFIG)
 
 
-class S3RangeFile(io.RawIOBase):
+class S3RangeFile(StoredFile):
     """A read-only, seekable view of one S3 object version, fetched with ranged GETs.
 
     Small reads (HDF5 metadata, chunk indexes) are served from a bounded cache of blocks;
@@ -197,6 +198,14 @@ def latest_version(client, bucket: str, key: str) -> str | None:
         return None
     version = head.get("VersionId")
     return version if version not in (None, "null") else head["ETag"].strip('"')
+
+
+def version_of(client, bucket: str, key: str) -> str | None:
+    """The version id of what was just written at ``key`` (None where the bucket keeps no versions)."""
+    head = _head(client, bucket, key)
+    if head is None:
+        raise RetryableError(f"s3://{bucket}/{key} is not there just after it was written")
+    return head.get("VersionId")
 
 
 def object_exists(client, bucket: str, key: str, version: str | None = None) -> bool:

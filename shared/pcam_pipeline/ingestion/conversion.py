@@ -9,7 +9,6 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger, metrics
@@ -37,14 +36,12 @@ class ShardConverter:
     def __init__(
         self,
         settings: ConversionSettings,
-        s3=None,
+        blobs: ports.BlobStore | None = None,
         state: StateStore | None = None,
         publisher: ports.EventPublisher | None = None,
     ):
         self._settings = settings
-        self._bucket = settings.bucket
-        self._s3 = s3 or storage.s3_client()
-        self._blobs = S3BlobStore(self._bucket, self._s3)
+        self._blobs = blobs or S3BlobStore(settings.bucket)
         self._state = state or StateStore(settings.state_table)
         self._events = publisher or EventPublisher(settings.event_bus)
         self._completer = Completer(self._blobs, self._state, self._events)
@@ -73,7 +70,7 @@ class ShardConverter:
         """Encode and upload the shard's patches as they are read."""
         quality, resize_to = self._settings.jpeg_quality, self._settings.resize_to
         source = self._whole_slide_patches if task.tile_plan_key else self._hdf5_patches
-        with storage.ConcurrentUploader(self._s3, self._bucket) as uploader, source(task) as patches:
+        with self._blobs.uploader() as uploader, source(task) as patches:
             for index, patch in patches:
                 key = task.image_prefix + patch_file_name(index, task.image_prefix)
                 uploader.put(key, encode_jpeg(patch, quality, resize_to), "image/jpeg")
@@ -84,7 +81,7 @@ class ShardConverter:
         """The shard's tiles cut from the slide: only the pyramid tiles under them are read."""
         plan = load_plan(self._blobs, present(task.tile_plan_key, f"tile plan of {task.owner}"))
         with (
-            storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
+            self._blobs.open(task.source_key, task.source_version) as f,
             WholeSlide(f, f.size, self._settings.slide_limits, (plan.width, plan.height)) as slide,
         ):
             yield cut_patches(slide, plan, task.start, task.stop)
@@ -94,7 +91,7 @@ class ShardConverter:
         """The shard's patches, each block read while the one before is encoded (read-ahead)."""
         starts = range(task.start, task.stop, READ_BATCH)
         with (
-            storage.S3RangeFile(self._s3, self._bucket, task.source_key, task.source_version) as f,
+            self._blobs.open(task.source_key, task.source_version) as f,
             open_hdf5(f, f.size) as handle,
             ThreadPoolExecutor(max_workers=1) as reader,
         ):
@@ -125,8 +122,8 @@ class ShardConverter:
         """Quarantine the upload at its first damaged patches: no retry, no manifest, and its owner says why."""
         logger.warning("the file is damaged", extra={"reason": problem.describe()})
         if self._state.mark_damaged(task.owner, task.run_id, problem.describe()):
-            dropped = DroppedFile(self._bucket, task.file_key, task.file_version_id, etag=task.file_version)
-            quarantine(self._s3, self._bucket, self._state, self._events, dropped, problem)
+            dropped = DroppedFile(self._blobs.bucket, task.file_key, task.file_version_id, etag=task.file_version)
+            quarantine(self._blobs, self._state, self._events, dropped, problem)
         return {"status": "damaged", "reason": problem.describe()}
 
     def record_failure(self, task: ShardTask, reason: str) -> None:

@@ -5,21 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-
-from pcam_pipeline.aws import storage
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger
+from pcam_pipeline.aws.queues import SqsQueue
 from pcam_pipeline.core import dropped_files, keys, ports
 from pcam_pipeline.core.dropped_files import DatasetSettingsFile, DroppedFile, SlideSidecarFile, WholeSlideFile
 from pcam_pipeline.core.errors import InvalidInput, MisroutedEvent
 from pcam_pipeline.core.settings import IngestSettings
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion.completion import Completer
-from pcam_pipeline.ingestion.hdf5_input import (
-    FileLimits,
-)
+from pcam_pipeline.ingestion.hdf5_input import FileLimits
 from pcam_pipeline.ingestion.patch_files import PatchFileIngestion
 from pcam_pipeline.ingestion.patches import image_shape
 from pcam_pipeline.ingestion.quarantine import quarantine
@@ -34,28 +30,26 @@ class Ingestor:
     def __init__(
         self,
         settings: IngestSettings,
-        s3=None,
+        blobs: ports.BlobStore | None = None,
         state: StateStore | None = None,
         publisher: ports.EventPublisher | None = None,
-        sqs=None,
+        queue: ports.MessageQueue | None = None,
     ):
         conversion = settings.conversion
         self._settings = settings
-        self._bucket = conversion.bucket
-        self._s3 = s3 or storage.s3_client()
+        self._blobs = blobs or S3BlobStore(conversion.bucket)
         self._state = state or StateStore(conversion.state_table)
         # The edge of the JPEGs written (Split Ready tells training the image shape).
-        self._image_edge = {"image_edge": image_shape(conversion.resize_to)[1]}
-        self._planner = ShardPlanner(
-            self._state, sqs or boto3.client("sqs"), settings.convert_queue_url, settings.patches_per_shard
-        )
+        image_edge = {"image_edge": image_shape(conversion.resize_to)[1]}
+        queue = queue or SqsQueue(settings.convert_queue_url)
+        planner = ShardPlanner(self._state, queue, settings.patches_per_shard)
         limits = FileLimits(max_patches=conversion.max_patches_per_file)
         self._events = publisher or EventPublisher(conversion.event_bus)
-        completer = Completer(S3BlobStore(self._bucket, self._s3), self._state, self._events)
+        completer = Completer(self._blobs, self._state, self._events)
         self._patch_files = PatchFileIngestion(
-            conversion, self._s3, self._state, self._planner, completer, self._image_edge, limits
+            conversion, self._blobs, self._state, planner, completer, image_edge, limits
         )
-        self._whole_slides = WholeSlideIngestion(conversion, self._s3, self._state, self._planner, self._image_edge)
+        self._whole_slides = WholeSlideIngestion(conversion, self._blobs, self._state, planner, image_edge)
 
     def ingest_attempt(
         self, dropped: DroppedFile, attempt: int, ingest: Callable[[], dict[str, Any]]
@@ -77,7 +71,7 @@ class Ingestor:
                     "a file the pipeline's HDF5 reader gets through",
                     f"{crashed} earlier attempt(s) ended without an answer (the process died)",
                 )
-                return quarantine(self._s3, self._bucket, self._state, self._events, dropped, problem)
+                return quarantine(self._blobs, self._state, self._events, dropped, problem)
             return ingest()
         finally:
             self._state.close_attempt(dropped.key, dropped.version, attempt)
@@ -85,13 +79,13 @@ class Ingestor:
     def _located(self, dropped: DroppedFile) -> DroppedFile | None:
         """The upload as stored: its key as the event spelled it when the event did not URL-encode it."""
         for candidate in dict.fromkeys([dropped, dropped.as_spelled_in_event()]):
-            if storage.object_exists(self._s3, self._bucket, candidate.key, candidate.version_id):
+            if self._blobs.exists(candidate.key, candidate.version_id):
                 return candidate
         return None
 
     def ingest(self, dropped: DroppedFile) -> dict[str, Any]:
-        if dropped.bucket != self._bucket:
-            raise MisroutedEvent(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._bucket!r}")
+        if dropped.bucket != self._blobs.bucket:
+            raise MisroutedEvent(f"event for bucket {dropped.bucket!r}; this pipeline owns {self._blobs.bucket!r}")
         logger.append_keys(file_key=dropped.key, file_version=dropped.version)
         located = self._located(dropped)
         if located is None:
@@ -100,7 +94,7 @@ class Ingestor:
             return {"status": "gone"}
         dropped = located
         self._state.record_file_received(dropped.key, dropped.version)
-        latest = storage.latest_version(self._s3, self._bucket, dropped.key)
+        latest = self._blobs.latest_version(dropped.key)
         if latest != dropped.version:
             # A late or repeated event: handling this upload now would replace the newer one's results
             # (or, for a quarantined file, move the newer upload away).
@@ -112,7 +106,7 @@ class Ingestor:
         try:
             return self._ingest_upload(dropped)
         except InvalidInput as problem:
-            return quarantine(self._s3, self._bucket, self._state, self._events, dropped, problem)
+            return quarantine(self._blobs, self._state, self._events, dropped, problem)
 
     def _ingest_upload(self, dropped: DroppedFile) -> dict[str, Any]:
         kind = dropped_files.classify_incoming_key(dropped.key)
@@ -131,16 +125,15 @@ class Ingestor:
         if not compressed:
             return dropped.key, dropped.version_id
         target = keys.staged_key(dropped.key)
-        storage.decompress_to(
-            self._s3, self._bucket, dropped.key, dropped.version_id, target, self._settings.max_uncompressed_bytes
+        staged_version = self._blobs.decompress(
+            dropped.key, dropped.version_id, target, self._settings.max_uncompressed_bytes
         )
-        head = self._s3.head_object(Bucket=self._bucket, Key=target)
         self._state.record_file(dropped.key, dropped.version, status=FileStatus.STAGED, staged_key=target)
-        return target, head.get("VersionId")
+        return target, staged_version
 
     # ------------------------------------------------------------------ kinds
     def _record_training_settings(self, dropped: DroppedFile, kind: DatasetSettingsFile) -> dict[str, Any]:
-        with storage.S3RangeFile(self._s3, self._bucket, dropped.key, dropped.version_id) as f:
+        with self._blobs.open(dropped.key, dropped.version_id) as f:
             body = f.read(MAX_SETTINGS_BYTES + 1)
         settings = parse_training_settings(body)
         self._settings.cost_limits.check_training_settings(settings)

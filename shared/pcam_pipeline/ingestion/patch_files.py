@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.aws import storage
-from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DatasetFile, DroppedFile, SlideFile
+from pcam_pipeline.core.ports import BlobStore
 from pcam_pipeline.core.records import IMAGE_FIELDS, LABEL_FIELDS, PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
@@ -40,15 +39,14 @@ class PatchFileIngestion:
     def __init__(
         self,
         settings: ConversionSettings,
-        s3,
+        blobs: BlobStore,
         state: StateStore,
         planner: ShardPlanner,
         completer: Completer,
         image_edge: dict[str, Any],
         limits: FileLimits,
     ):
-        self._settings, self._s3, self._state, self._planner = settings, s3, state, planner
-        self._blobs = S3BlobStore(settings.bucket, s3)
+        self._settings, self._blobs, self._state, self._planner = settings, blobs, state, planner
         self._completer, self._image_edge, self._limits = completer, image_edge, limits
 
     def ingest(
@@ -61,11 +59,8 @@ class PatchFileIngestion:
             return self._dataset_images(dropped, kind, source_key, source_version)
         return self._dataset_labels(dropped, kind, source_key, source_version)
 
-    def _open(self, key: str, version: str | None):
-        return storage.S3RangeFile(self._s3, self._settings.bucket, key, version)
-
     def _inspect_patches(self, key: str, version: str | None) -> PatchFileInfo:
-        with self._open(key, version) as f, open_hdf5(f, f.size) as handle:
+        with self._blobs.open(key, version) as f, open_hdf5(f, f.size) as handle:
             return inspect_patches(handle, self._limits)
 
     def _keep_coords(self, slide_id: str, run_id: str, info: PatchFileInfo) -> dict[str, Any]:
@@ -122,7 +117,7 @@ class PatchFileIngestion:
             if current.y_version == dropped.version:
                 break  # recorded by an earlier delivery
             if labels is None:
-                with self._open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
+                with self._blobs.open(source_key, source_version) as f, open_hdf5(f, f.size) as handle:
                     labels = read_labels(handle, self._limits)
                 labels_key = keys.labels_key(kind.dataset, kind.split, dropped.run_id)
                 self._blobs.put_array(labels_key, labels)

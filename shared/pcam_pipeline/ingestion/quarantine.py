@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcam_pipeline.aws import events, storage
-from pcam_pipeline.aws.blob_store import S3BlobStore
+from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.labs import lab_of_key
-from pcam_pipeline.core.ports import EventPublisher
+from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.state import StateStore, now_iso
 
 
 def quarantine(
-    s3, bucket: str, state: StateStore, publisher: EventPublisher, dropped: DroppedFile, problem: InvalidInput
+    blobs: BlobStore, state: StateStore, publisher: EventPublisher, dropped: DroppedFile, problem: InvalidInput
 ) -> dict[str, Any]:
     """Move the upload to quarantine/ with its reason beside it, record it, and announce "File Quarantined"."""
     target = keys.quarantine_key(dropped.key)
@@ -29,16 +28,16 @@ def quarantine(
         "quarantined_at": now_iso(),
         "quarantined_as": target,
     }
-    S3BlobStore(bucket, s3).put_json(keys.quarantine_error_key(dropped.key), error)
-    storage.move_object(s3, bucket, dropped.key, dropped.version_id, target)
+    error_key = keys.quarantine_error_key(dropped.key)
+    blobs.put_json(error_key, error)
+    blobs.move(dropped.key, dropped.version_id, target)
     state.record_file(
         dropped.key, dropped.version, FileStatus.QUARANTINED, reason=problem.describe(), quarantine_key=target
     )
-    error_key = keys.quarantine_error_key(dropped.key)
     publisher.publish(
         events.FILE_QUARANTINED,
         {"key": dropped.key, "version": dropped.version, "lab": lab_of_key(dropped.key), "quarantine_key": target,
-         "error_uri": f"s3://{bucket}/{error_key}", **problem.as_dict(), "quarantined_at": error["quarantined_at"]},
+         "error_uri": blobs.uri(error_key), **problem.as_dict(), "quarantined_at": error["quarantined_at"]},
     )  # fmt: skip
     metrics.add_metric(name="FilesQuarantined", unit="Count", value=1)
     logger.warning("quarantined", extra={"reason": problem.describe()})

@@ -10,11 +10,11 @@ from typing import Any
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import RetryableError
+from pcam_pipeline.core.ports import MessageQueue
 from pcam_pipeline.core.records import PatchOwner
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.state import StateStore
 
-SQS_BATCH = 10  # entries per SendMessageBatch, SQS's maximum
 # Reads and decisions a delivery makes before it gives up on a split that other deliveries keep changing.
 DECISION_ATTEMPTS = 5
 
@@ -76,9 +76,8 @@ class PatchSource:
 
 
 class ShardPlanner:
-    def __init__(self, state: StateStore, sqs, convert_queue_url: str, patches_per_shard: int):
-        self._state, self._sqs = state, sqs
-        self._queue_url, self._patches_per_shard = convert_queue_url, patches_per_shard
+    def __init__(self, state: StateStore, queue: MessageQueue, patches_per_shard: int):
+        self._state, self._queue, self._patches_per_shard = state, queue, patches_per_shard
 
     def plan(
         self, dropped: DroppedFile, owner: str, source: PatchSource, fields: dict, as_read: PatchOwner, forget=()
@@ -123,7 +122,7 @@ class ShardPlanner:
             )  # fmt: skip
             for index, (start, stop) in enumerate(shards)
         ]
-        self._enqueue(tasks)
+        self._queue.send([json.dumps(asdict(task)) for task in tasks])
         self._state.record_file(
             dropped.key,
             dropped.version,
@@ -139,11 +138,3 @@ class ShardPlanner:
             extra={"owner": owner, "patches": source.count, "shards": len(shards), "storage": source.storage},
         )
         return {"status": "converting", "owner": owner, "patches": source.count, "shards": len(shards)}
-
-    def _enqueue(self, tasks: list[ShardTask]) -> None:
-        for first in range(0, len(tasks), SQS_BATCH):
-            batch = tasks[first : first + SQS_BATCH]
-            entries = [{"Id": str(i), "MessageBody": json.dumps(asdict(task))} for i, task in enumerate(batch)]
-            response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-            if response.get("Failed"):
-                raise RetryableError(f"could not enqueue shards: {response['Failed']}")

@@ -17,8 +17,6 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from pcam_pipeline.aws import storage
-from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DroppedFile, SlideSidecarFile, WholeSlideFile, classify_incoming_key
 from pcam_pipeline.core.errors import InvalidInput
@@ -37,11 +35,15 @@ class WholeSlideIngestion:
     """A dropped whole-slide image becomes a tile plan and conversion shards; a sidecar gives its µm/px."""
 
     def __init__(
-        self, settings: ConversionSettings, s3, state: StateStore, planner: ShardPlanner, image_edge: dict[str, Any]
+        self,
+        settings: ConversionSettings,
+        blobs: BlobStore,
+        state: StateStore,
+        planner: ShardPlanner,
+        image_edge: dict[str, Any],
     ):
-        self._settings, self._s3, self._state = settings, s3, state
+        self._settings, self._blobs, self._state = settings, blobs, state
         self._planner, self._image_edge = planner, image_edge
-        self._blobs = S3BlobStore(settings.bucket, s3)
 
     def ingest(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict[str, Any]:
         planned = self._plan_conversion(dropped, kind)
@@ -93,7 +95,7 @@ class WholeSlideIngestion:
 
     def record_sidecar(self, dropped: DroppedFile, kind: SlideSidecarFile) -> dict[str, Any]:
         """Record a slide's µm/px; a slide quarantined for want of it is read again, one already cut is cut again."""
-        with storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f:
+        with self._blobs.open(dropped.key, dropped.version_id) as f:
             mpp = parse_sidecar(f.read(SIDECAR_MAX_BYTES + 1))
         self._state.record_slide_sidecar(kind.slide_id, mpp, dropped.key, dropped.version)
         self._state.record_file(dropped.key, dropped.version, FileStatus.SIDECAR_RECORDED)
@@ -118,7 +120,7 @@ class WholeSlideIngestion:
         return result
 
     def _check_still_kept(self, waited: DroppedFile) -> None:
-        if not storage.object_exists(self._s3, self._settings.bucket, waited.key, waited.version_id):
+        if not self._blobs.exists(waited.key, waited.version_id):
             raise InvalidInput(
                 "the quarantined slide is no longer in the bucket's history (a replaced or quarantined upload is "
                 "kept for KeepReplacedDropsDays days, 365 by default)",
@@ -133,7 +135,7 @@ class WholeSlideIngestion:
         sidecar = self._state.slide_sidecar(kind.slide_id)
         with (
             tempfile.TemporaryDirectory(prefix="pcam-slide-") as work,
-            storage.S3RangeFile(self._s3, self._settings.bucket, dropped.key, dropped.version_id) as f,
+            self._blobs.open(dropped.key, dropped.version_id) as f,
         ):
             local = Path(work) / PurePosixPath(dropped.key).name
             download = partial(self._blobs.download, dropped.key, dropped.version_id)

@@ -1,6 +1,6 @@
 """Each Lambda entry point (functions/*/app.handler) with generated SQS batches: partial batch failures,
-the last attempt recorded, and idempotency on redelivery. In-process moto holds the idempotency table
-and the bucket; the domain objects run on the in-memory fakes where that is enough."""
+the last attempt recorded, and idempotency on redelivery. In-process moto holds Powertools' idempotency table
+(DynamoDB, every request checked as AWS would); the use cases behind each handler run on the in-memory fakes."""
 
 import importlib.util
 import json
@@ -21,7 +21,14 @@ from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
 from pcam_pipeline.ingestion.conversion import ShardConverter
 from pcam_pipeline.ingestion.ingestor import Ingestor
 from pcam_pipeline.models.flow import SageMakerFlow
-from tests.fakes import FakeLauncher, InMemoryBlobStore, RecordingAlerter, RecordingPublisher, in_memory_state
+from tests.fakes import (
+    FakeLauncher,
+    InMemoryBlobStore,
+    InMemoryQueue,
+    RecordingAlerter,
+    RecordingPublisher,
+    in_memory_state,
+)
 
 ROOT = Path(__file__).parents[2]
 ENVIRONMENT = {
@@ -150,7 +157,9 @@ def test_the_flow_handler_handles_an_event_delivered_twice_once(flow_app, monkey
 def convert_app(aws, monkeypatch):
     app = load_app("convert_shard")
     state = in_memory_state()
-    monkeypatch.setattr(app, "converter", ShardConverter(app.settings, boto3.client("s3"), state, RecordingPublisher()))
+    monkeypatch.setattr(
+        app, "converter", ShardConverter(app.settings, InMemoryBlobStore(), state, RecordingPublisher())
+    )
     return SimpleNamespace(app=app, state=state)
 
 
@@ -189,24 +198,23 @@ def test_a_failing_shard_is_retried_and_recorded_only_on_its_last_attempt(conver
 @pytest.fixture
 def ingest_app(aws, monkeypatch):
     app = load_app("ingest")
-    state = in_memory_state()
-    ingestor = Ingestor(app.settings, boto3.client("s3"), state, RecordingPublisher(), boto3.client("sqs"))
+    state, blobs = in_memory_state(), InMemoryBlobStore()
+    ingestor = Ingestor(app.settings, blobs, state, RecordingPublisher(), InMemoryQueue())
     monkeypatch.setattr(app, "ingestor", ingestor)
-    return SimpleNamespace(app=app, state=state)
+    return SimpleNamespace(app=app, state=state, blobs=blobs)
 
 
 def test_the_ingest_handler_quarantines_a_file_that_is_not_hdf5_and_ignores_test_events(ingest_app):
-    s3 = boto3.client("s3")
-    s3.put_object(Bucket="data", Key="incoming/slides/notes.h5", Body=b"hello")
+    version = ingest_app.blobs.put_bytes("incoming/slides/notes.h5", b"hello", "")
     dropped = fixture_event("s3-object-created-eventbridge.json")
-    etag = s3.head_object(Bucket="data", Key="incoming/slides/notes.h5")["ETag"].strip('"')
+    etag = ingest_app.blobs.versions("incoming/slides/notes.h5")[-1].etag
     dropped["detail"]["bucket"]["name"] = "data"
-    dropped["detail"]["object"].update({"key": "incoming/slides/notes.h5", "etag": etag, "version-id": "null"})
+    dropped["detail"]["object"].update({"key": "incoming/slides/notes.h5", "etag": etag, "version-id": version})
     test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "data"}
     assert failed_ids(ingest_app.app.handler(sqs_event(dropped, test_event), CONTEXT)) == []
-    record = ingest_app.state.file_version("incoming/slides/notes.h5", etag)
+    record = ingest_app.state.file_version("incoming/slides/notes.h5", version)
     assert record.status is FileStatus.QUARANTINED and "not an HDF5 file" in record.reason
-    assert "quarantine/incoming/slides/notes.h5" in [o["Key"] for o in s3.list_objects_v2(Bucket="data")["Contents"]]
+    assert "quarantine/incoming/slides/notes.h5" in ingest_app.blobs.stored_keys()
 
 
 class PublisherFailingOnce(RecordingPublisher):
@@ -224,13 +232,14 @@ class PublisherFailingOnce(RecordingPublisher):
 def test_a_redriven_shard_finishes_an_announcement_its_first_attempt_left_half_done(aws, monkeypatch):
     """The first attempt claimed the announcement, then died publishing; the message went to the dead-letter
     queue. Redriven (a new SQS message id), the same shard must be able to finish announcing."""
-    from tests.integration.conftest import h5_bytes
+    from tests.lab import h5_bytes
 
     app = load_app("convert_shard")
     state, publisher = in_memory_state(), PublisherFailingOnce()
-    monkeypatch.setattr(app, "converter", ShardConverter(app.settings, boto3.client("s3"), state, publisher))
+    blobs = InMemoryBlobStore()
+    monkeypatch.setattr(app, "converter", ShardConverter(app.settings, blobs, state, publisher))
     patches = np.zeros((4, 96, 96, 3), dtype=np.uint8)
-    boto3.client("s3").put_object(Bucket="data", Key="incoming/slides/s1.h5", Body=h5_bytes(x=patches))
+    blobs.put_bytes("incoming/slides/s1.h5", h5_bytes(x=patches), "")
     fields = {"kind": "slide", "slide_id": "s1", "x_key": "incoming/slides/s1.h5", "x_version": "v1", "x_run": "r1"}
     fields |= {"x_count": 4, "shards_total": 1, "image_prefix": "images/s1/"}
     state.start_patch_conversion("slide#s1", fields, SlideRecord())

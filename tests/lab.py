@@ -1,43 +1,43 @@
-"""An in-process moto "lab": a versioned bucket (as deployed), the conversion queue, the in-memory state
-table, and the ingestion and conversion use cases wired to them."""
+"""A lab on the fakes: the in-memory versioned bucket (as deployed), the conversion queue, the in-memory state
+table, and the ingestion and conversion use cases wired to them. No emulator: the bucket fake is held to S3 by
+``tests/unit/test_blob_store_contract.py``; the whole flow on moto is the integration suite's."""
 
 from __future__ import annotations
 
-import json
+import io
+from typing import Any
 
-import boto3
+import h5py
 import pytest
-from moto import mock_aws
 
-from pcam_pipeline.aws import request_rules
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.settings import ConversionSettings, IngestSettings
 from pcam_pipeline.ingestion.conversion import ShardConverter
 from pcam_pipeline.ingestion.ingestor import Ingestor
 from pcam_pipeline.ingestion.shard_planning import ShardTask
+from tests.fake_bucket import InMemoryBlobStore, InMemoryQueue
 from tests.fakes import RecordingPublisher, in_memory_state
-from tests.integration.conftest import h5_bytes
 
 BUCKET = "data"
 
 
+def h5_bytes(**datasets: Any) -> bytes:
+    """An HDF5 file with these datasets (``x=`` patches, ``y=`` labels, ``coords=`` …), as a lab would drop it."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        for name, value in datasets.items():
+            handle.create_dataset(name, data=value)
+    return buffer.getvalue()
+
+
 @pytest.fixture
-def lab(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        yield make_lab()
+def lab() -> Lab:
+    return make_lab()
 
 
 def make_lab(
     patches_per_shard: int = 2, max_uncompressed_bytes: int = 16 << 30, max_patches_per_slide: int = 100_000
 ) -> Lab:
-    """The lab's bucket, queue and use cases; call it where moto's mock_aws is active."""
-    session = boto3.Session(region_name="us-east-1")
-    request_rules.install(session)
-    s3, sqs = session.client("s3"), session.client("sqs")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    queue_url = sqs.create_queue(QueueName="convert")["QueueUrl"]
     settings = IngestSettings(
         conversion=ConversionSettings(
             BUCKET,
@@ -49,31 +49,29 @@ def make_lab(
             max_patches_per_slide=max_patches_per_slide,
         ),
         idempotency_table="idempotency",
-        convert_queue_url=queue_url,
+        convert_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/convert",
         patches_per_shard=patches_per_shard,
         max_uncompressed_bytes=max_uncompressed_bytes,
     )
-    state, publisher = in_memory_state(), RecordingPublisher()
-    converter = ShardConverter(settings.conversion, s3, state, publisher)
-    return Lab(s3, sqs, queue_url, state, Ingestor(settings, s3, state, publisher, sqs), converter, publisher)
+    blobs, queue, state, publisher = InMemoryBlobStore(BUCKET), InMemoryQueue(), in_memory_state(), RecordingPublisher()
+    # Typed arguments: mypy checks each fake against the port the use cases take.
+    ingestor = Ingestor(settings, blobs, state, publisher, queue)
+    converter = ShardConverter(settings.conversion, blobs, state, publisher)
+    return Lab(blobs, queue, state, ingestor, converter, publisher)
 
 
 class Lab:
-    def __init__(self, s3, sqs, queue_url, state, ingestor, converter, publisher):
-        self.s3, self.sqs, self.queue_url, self.state, self.ingestor = s3, sqs, queue_url, state, ingestor
+    def __init__(self, blobs, queue, state, ingestor, converter, publisher):
+        self.blobs, self.queue, self.state, self.ingestor = blobs, queue, state, ingestor
         self.converter, self.publisher = converter, publisher
 
     def drop(self, key: str, body: bytes | None = None, **datasets) -> DroppedFile:
-        response = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body if body is not None else h5_bytes(**datasets))
-        return DroppedFile(BUCKET, key, response["VersionId"], response["ETag"].strip('"'))
+        """A lab's upload, as its S3 event names it (key, version id, ETag)."""
+        version = self.blobs.put_bytes(key, body if body is not None else h5_bytes(**datasets), "")
+        return DroppedFile(BUCKET, key, version, self.blobs.versions(key)[-1].etag)
 
     def shard_messages(self) -> list[dict]:
-        bodies = []
-        while messages := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
-            bodies += [json.loads(m["Body"]) for m in messages]
-            for message in messages:
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return bodies
+        return self.queue.take_all()
 
     def convert_all(self) -> list[dict]:
         """Run every planned shard, as the conversion function would."""
