@@ -1,7 +1,7 @@
 """The bucket and the conversion queue in memory, for the ingestion and model-side unit tests.
 
 ``InMemoryBlobStore`` keeps every version of every key, as the deployed (versioned) bucket does: a delete
-adds a marker and leaves the versions before it readable. ``tests/unit/test_blob_store_contract.py`` runs the
+adds a marker and leaves the versions before it readable. ``tests/adapters/test_blob_store_contract.py`` runs the
 same cases on it and on the S3 adapter (moto), so the two cannot drift; mypy checks it against the
 ``BlobStore`` port.
 """

@@ -1,7 +1,8 @@
-"""In-memory stand-ins for the model side's ports (state table, bucket, SageMaker, bus, alert topic).
+"""In-memory stand-ins for the ports (state table, SageMaker, bus, alert topic; the bucket and the conversion
+queue are in ``tests/fake_bucket.py``, re-exported here).
 
-They let the lifecycle logic run in unit tests without any emulator. ``InMemoryTable`` is held to
-DynamoDB's behaviour by ``tests/unit/test_state_table.py``, which runs the same cases on both. mypy
+They let the domain run in unit tests without any emulator. ``InMemoryTable`` is held to
+DynamoDB's behaviour by ``tests/adapters/test_state_table_contract.py``, which runs the same cases on both. mypy
 (``make lint``) checks each fake against the port it stands for (``core/ports.py``, ``state.table.Table``):
 see ``flow_on_fakes`` and ``in_memory_state``.
 """

@@ -1,6 +1,6 @@
 """A lab on the fakes: the in-memory versioned bucket (as deployed), the conversion queue, the in-memory state
 table, and the ingestion and conversion use cases wired to them. No emulator: the bucket fake is held to S3 by
-``tests/unit/test_blob_store_contract.py``; the whole flow on moto is the integration suite's."""
+``tests/adapters/test_blob_store_contract.py``; the whole flow on moto is the integration suite's."""
 
 from __future__ import annotations
 

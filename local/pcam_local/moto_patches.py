@@ -1,6 +1,6 @@
 """Every change the local stack makes to moto's own code, in one list, for the one moto version they were
 written for (the pin in requirements/dev.txt). Another version is refused at the server's start: each patch
-must be checked against it first. ``tests/unit/test_moto_upstream_contract.py`` holds each assumption about
+must be checked against it first. ``tests/emulator/test_moto_upstream_contract.py`` holds each assumption about
 upstream moto to what that version does, so a moto that changed one fails there, not in a scenario.
 
 The patches, and why:
@@ -39,7 +39,7 @@ def check_moto_version(installed: str | None = None) -> None:
         raise UnexpectedMoto(
             f"the local stack patches moto's internals as moto {MOTO_VERSION} has them, and moto {installed} is "
             "installed: check each patch in pcam_local/moto_patches.py against it (and run "
-            "tests/unit/test_moto_upstream_contract.py) before changing the pin in requirements/dev.txt"
+            "tests/emulator/test_moto_upstream_contract.py) before changing the pin in requirements/dev.txt"
         )
 
 
