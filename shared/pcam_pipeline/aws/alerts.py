@@ -7,6 +7,7 @@ import unicodedata
 import boto3
 from botocore.exceptions import ClientError
 
+from pcam_pipeline.aws.storage import AwsClient
 from pcam_pipeline.core.errors import RetryableError
 
 SUBJECT_PREFIX = "PCam pipeline: "
@@ -23,7 +24,7 @@ def sns_subject(text: str) -> str:
 
 
 class Alerter:
-    def __init__(self, topic_arn: str, client=None):
+    def __init__(self, topic_arn: str, client: AwsClient | None = None):
         self._topic = topic_arn
         self._client = client or boto3.client("sns")
 

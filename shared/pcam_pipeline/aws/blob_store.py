@@ -27,11 +27,12 @@ def array_bytes(array: NDArray[Any]) -> bytes:
 
 
 def array_from_bytes(body: bytes) -> NDArray[Any]:
-    return np.load(io.BytesIO(body), allow_pickle=False)
+    array: NDArray[Any] = np.load(io.BytesIO(body), allow_pickle=False)
+    return array
 
 
 class S3BlobStore:
-    def __init__(self, bucket: str, s3=None):
+    def __init__(self, bucket: str, s3: storage.AwsClient | None = None):
         self.bucket = bucket
         self._s3 = s3 or storage.s3_client()
 
@@ -40,7 +41,8 @@ class S3BlobStore:
 
     def get_bytes(self, key: str) -> bytes:
         try:
-            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            body: bytes = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return body
         except ClientError as exc:
             raise MissingObject(f"{key}: {exc}") from exc
 
@@ -50,7 +52,8 @@ class S3BlobStore:
             written = self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         except ClientError as exc:
             raise RetryableError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
-        return written.get("VersionId")
+        version: str | None = written.get("VersionId")
+        return version
 
     def put_json(self, key: str, document: Any) -> str | None:
         return self.put_bytes(key, json.dumps(document, indent=2, default=str).encode(), "application/json")

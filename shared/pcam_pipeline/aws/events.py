@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from pcam_pipeline.aws.storage import AwsClient
 from pcam_pipeline.core.errors import RetryableError
 from pcam_pipeline.core.labs import lab_of
 
@@ -33,7 +34,7 @@ def with_lab(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 class EventPublisher:
-    def __init__(self, bus_name: str, client=None):
+    def __init__(self, bus_name: str, client: AwsClient | None = None):
         self._bus = bus_name
         self._client = client or boto3.client("events")
 

@@ -9,8 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
 logger = Logger()
 tracer = Tracer()
@@ -19,7 +25,7 @@ metrics = Metrics()
 IDEMPOTENCY_SECONDS = 7 * 24 * 3600
 
 
-def idempotent_once(event_key_jmespath: str, table_name: str):
+def idempotent_once(event_key_jmespath: str, table_name: str) -> tuple[IdempotencyConfig, Callable[..., Any]]:
     """Powertools idempotency on the DynamoDB table: (config for ``sqs_batch_handler``, decorator).
 
     The decorator takes ``data_keyword_argument``: the argument whose ``event_key_jmespath`` identifies it.
@@ -41,7 +47,9 @@ def is_last_attempt(approximate_receive_count: int | str, max_receive_count: int
 
 
 @contextmanager
-def failure_recorded_on_last_attempt(record, max_receive_count: int, record_failure: Callable[[str], None]) -> Iterator:
+def failure_recorded_on_last_attempt(
+    record: SQSRecord, max_receive_count: int, record_failure: Callable[[str], None]
+) -> Iterator[None]:
     """Let a failure reach the queue (it retries); on the message's last attempt, record it first."""
     try:
         yield
@@ -52,7 +60,9 @@ def failure_recorded_on_last_attempt(record, max_receive_count: int, record_fail
         raise
 
 
-def sqs_batch_handler(record_handler, idempotency=None):
+def sqs_batch_handler(
+    record_handler: Callable[[SQSRecord], None], idempotency: IdempotencyConfig | None = None
+) -> Callable[[dict[str, Any], Any], PartialItemFailureResponse]:
     """The Lambda entry point of a queue-fed function: the same decorator stack for every handler.
 
     Each SQS record goes to ``record_handler``; failed records are reported back (partial batch
@@ -67,7 +77,7 @@ def sqs_batch_handler(record_handler, idempotency=None):
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler
     @metrics.log_metrics
-    def handler(event, context):
+    def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         if idempotency is not None:
             idempotency.register_lambda_context(context)
         return process_partial_response(

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 import boto3
 from botocore.exceptions import ClientError
 
+from pcam_pipeline.aws.storage import AwsClient
 from pcam_pipeline.core.errors import RetryableError
 
 SQS_BATCH = 10  # entries per SendMessageBatch, SQS's maximum
 
 
 class SqsQueue:
-    def __init__(self, queue_url: str, client=None):
+    def __init__(self, queue_url: str, client: AwsClient | None = None):
         self._url = queue_url
         self._client = client or boto3.client("sqs")
 

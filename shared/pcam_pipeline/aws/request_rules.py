@@ -30,6 +30,7 @@ from typing import Any
 import botocore.session
 import regex
 from botocore.exceptions import ClientError
+from botocore.model import OperationModel, ServiceModel, Shape
 from botocore.validate import ParamValidator
 
 EVENT_ENTRY_LIMIT = 256 * 1024
@@ -43,7 +44,7 @@ _SNS_SUBJECT_START = set(string.ascii_letters + string.digits + string.punctuati
 
 
 @cache
-def _service_model(service: str):
+def _service_model(service: str) -> ServiceModel:
     return botocore.session.get_session().get_service_model(service)
 
 
@@ -52,7 +53,7 @@ _SURROGATE_PAIRS = r"\uD800\uDC00-\uDBFF\uDFFF"
 
 
 @cache
-def _pattern(expression: str):
+def _pattern(expression: str) -> regex.Pattern[str]:
     return regex.compile(expression.replace(_SURROGATE_PAIRS, r"\U00010000-\U0010FFFF"))
 
 
@@ -70,7 +71,7 @@ def beyond_botocore(service: str, operation: str, params: dict[str, Any]) -> lis
     return problems + _documented_limits(service, operation, params)
 
 
-def _walk(shape, value, path: str, problems: list[str]) -> None:
+def _walk(shape: Shape | None, value: Any, path: str, problems: list[str]) -> None:
     """The model's max, enum and pattern constraints (botocore checks the rest)."""
     if shape is None or value is None:
         return
@@ -183,10 +184,10 @@ def sns_subject_problems(subject: str | None) -> list[str]:
 class StrictRequests:
     """A botocore hook that refuses, before sending, every request AWS would refuse."""
 
-    def __init__(self):
-        self.refused: list[dict] = []
+    def __init__(self) -> None:
+        self.refused: list[dict[str, Any]] = []
 
-    def __call__(self, params, model, **_) -> None:
+    def __call__(self, params: dict[str, Any], model: OperationModel, **_: Any) -> None:
         service, operation = model.service_model.service_name, model.name
         problems = beyond_botocore(service, operation, params)  # botocore then checks the rest itself
         if problems:
@@ -196,7 +197,7 @@ class StrictRequests:
             raise ClientError({"Error": {"Code": code, "Message": message}}, operation)
 
 
-def install(session) -> StrictRequests:
+def install(session: Any) -> StrictRequests:  # a boto3 Session
     """Refuse what AWS would refuse on every client ``session`` (a boto3 Session) creates from now on.
 
     The hook runs last, after boto3's own parameter transformations (DynamoDB's typed values and

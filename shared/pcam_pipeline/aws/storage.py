@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import boto3
@@ -15,12 +15,16 @@ from pcam_pipeline.core.errors import RetryableError
 from pcam_pipeline.core.gzip_stream import GunzipStream
 from pcam_pipeline.core.ports import StoredFile
 
+# A boto3 client. boto3 ships no type stubs (and none are installed): its calls are checked at run time by
+# botocore's service models and request_rules instead, and what they return is typed where it is read.
+type AwsClient = Any
+
 # Adaptive retries back off on S3 503 SlowDown; the pool matches the upload concurrency.
 UPLOAD_CONCURRENCY = 32
 S3_CONFIG = Config(max_pool_connections=UPLOAD_CONCURRENCY + 4, retries={"mode": "adaptive", "max_attempts": 10})
 
 
-def s3_client():
+def s3_client() -> AwsClient:
     return boto3.client("s3", config=S3_CONFIG)
 
 
@@ -32,7 +36,13 @@ class S3RangeFile(StoredFile):
     """
 
     def __init__(
-        self, client, bucket: str, key: str, version: str | None = None, block_size: int = 1 << 20, max_blocks: int = 16
+        self,
+        client: AwsClient,
+        bucket: str,
+        key: str,
+        version: str | None = None,
+        block_size: int = 1 << 20,
+        max_blocks: int = 16,
     ):
         super().__init__()
         self._client, self._bucket, self._key, self._version = client, bucket, key, version
@@ -47,13 +57,14 @@ class S3RangeFile(StoredFile):
 
     def _head(self) -> dict[str, Any]:
         try:
-            return self._client.head_object(Bucket=self._bucket, Key=self._key, **self._version_args())
+            head: dict[str, Any] = self._client.head_object(Bucket=self._bucket, Key=self._key, **self._version_args())
+            return head
         except ClientError as exc:
             raise RetryableError(f"cannot read s3://{self._bucket}/{self._key}: {exc}") from exc
 
     def _get(self, start: int, stop: int) -> bytes:
         try:
-            body = self._client.get_object(
+            body: bytes = self._client.get_object(
                 Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{stop - 1}", **self._version_args()
             )["Body"].read()
         except (ClientError, BotoCoreError) as exc:  # h5py passes it on unchanged: retried, never "damaged"
@@ -86,7 +97,7 @@ class S3RangeFile(StoredFile):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:  # a writable buffer (collections.abc.Buffer)
         view = memoryview(buffer).cast("B")
         stop = min(self._pos + len(view), self.size)
         if stop <= self._pos:
@@ -110,10 +121,10 @@ class S3RangeFile(StoredFile):
 class ConcurrentUploader:
     """Puts many small objects with a bounded number in flight (memory stays bounded)."""
 
-    def __init__(self, client, bucket: str, concurrency: int = UPLOAD_CONCURRENCY):
+    def __init__(self, client: AwsClient, bucket: str, concurrency: int = UPLOAD_CONCURRENCY):
         self._client, self._bucket = client, bucket
         self._pool = ThreadPoolExecutor(max_workers=concurrency)
-        self._pending: list = []
+        self._pending: list[Future[Any]] = []
         self._limit = concurrency * 4
 
     def put(self, key: str, body: bytes, content_type: str) -> None:
@@ -143,12 +154,12 @@ class ConcurrentUploader:
     def __enter__(self) -> ConcurrentUploader:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
 def decompress_to(
-    client, bucket: str, key: str, version: str | None, target_key: str, max_bytes: int | None = None
+    client: AwsClient, bucket: str, key: str, version: str | None, target_key: str, max_bytes: int | None = None
 ) -> None:
     """Stream-decompress a .gz object into ``target_key`` (multipart upload, bounded memory).
 
@@ -167,7 +178,7 @@ def decompress_to(
         raise RetryableError(f"cannot decompress s3://{bucket}/{key}: {exc}") from exc
 
 
-def move_object(client, bucket: str, key: str, version: str | None, target_key: str) -> None:
+def move_object(client: AwsClient, bucket: str, key: str, version: str | None, target_key: str) -> None:
     """Copy one object version to ``target_key`` (multipart for large files), then delete the original.
 
     With versioning on, the delete only adds a delete marker: the original version stays recoverable.
@@ -181,32 +192,34 @@ def move_object(client, bucket: str, key: str, version: str | None, target_key: 
         raise RetryableError(f"cannot move s3://{bucket}/{key} to {target_key}: {exc}") from exc
 
 
-def _head(client, bucket: str, key: str, version: str | None = None) -> dict[str, Any] | None:
+def _head(client: AwsClient, bucket: str, key: str, version: str | None = None) -> dict[str, Any] | None:
     """The object's metadata; None if it (or that version of it) is not there."""
     try:
-        return client.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+        head: dict[str, Any] = client.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+        return head
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchVersion", "405"):
             return None
         raise RetryableError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
 
 
-def latest_version(client, bucket: str, key: str) -> str | None:
+def latest_version(client: AwsClient, bucket: str, key: str) -> str | None:
     """The key's current upload: its version id (its ETag where the bucket keeps no versions); None if deleted."""
     head = _head(client, bucket, key)
     if head is None:
         return None
-    version = head.get("VersionId")
-    return version if version not in (None, "null") else head["ETag"].strip('"')
+    version: str | None = head.get("VersionId")
+    return version if version not in (None, "null") else str(head["ETag"]).strip('"')
 
 
-def version_of(client, bucket: str, key: str) -> str | None:
+def version_of(client: AwsClient, bucket: str, key: str) -> str | None:
     """The version id of what was just written at ``key`` (None where the bucket keeps no versions)."""
     head = _head(client, bucket, key)
     if head is None:
         raise RetryableError(f"s3://{bucket}/{key} is not there just after it was written")
-    return head.get("VersionId")
+    written: str | None = head.get("VersionId")
+    return written
 
 
-def object_exists(client, bucket: str, key: str, version: str | None = None) -> bool:
+def object_exists(client: AwsClient, bucket: str, key: str, version: str | None = None) -> bool:
     return _head(client, bucket, key, version) is not None

@@ -11,11 +11,17 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from pcam_pipeline.core import dropped_files
-from pcam_pipeline.core.dropped_files import DatasetSettingsFile, SlideFile, SlideSidecarFile, WholeSlideFile
+from pcam_pipeline.core.dropped_files import (
+    DatasetFile,
+    DatasetSettingsFile,
+    SlideFile,
+    SlideSidecarFile,
+    WholeSlideFile,
+)
 from pcam_pipeline.core.gzip_stream import GunzipStream
 from pcam_pipeline.core.ports import ByteFile
 from pcam_pipeline.core.settings import IngestSettings
@@ -48,7 +54,7 @@ def check_upload(key: str, f: ByteFile, size: int, settings: IngestSettings) -> 
         return _check_hdf5(kind, hdf5, settings)
 
 
-def _check_hdf5(kind, f: ByteFile, settings: IngestSettings) -> str:
+def _check_hdf5(kind: SlideFile | DatasetFile, f: ByteFile, settings: IngestSettings) -> str:
     limits = FileLimits(max_patches=settings.conversion.max_patches_per_file)
     size = f.seek(0, 2)
     with open_hdf5(f, size) as handle:
@@ -62,7 +68,7 @@ def _check_hdf5(kind, f: ByteFile, settings: IngestSettings) -> str:
         return f"labels of {kind.dataset}/{kind.split}: {labels.size:,} ({int(labels.sum()):,} tumour)"
 
 
-def _copier(f: ByteFile):
+def _copier(f: ByteFile) -> Callable[[Path], None]:
     def copy(path: Path) -> None:
         f.seek(0)
         with open(path, "wb") as local:

@@ -97,10 +97,11 @@ class ShardConverter:
         ):
             patches = handle["x"]
 
-            def read(first: int):
+            def read(first: int) -> NDArray[Any]:
                 stop = min(first + READ_BATCH, task.stop)
                 try:
-                    return patches[first:stop]
+                    block: NDArray[Any] = patches[first:stop]
+                    return block
                 except (OSError, RuntimeError, ValueError) as exc:  # a checksum or decode error of the file
                     raise InvalidInput(
                         f"patches {first} to {stop - 1} cannot be read (the file is damaged)",

@@ -4,6 +4,7 @@ chunking and attributes (the file is untrusted). Pure."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import h5py
 import numpy as np
@@ -99,7 +100,7 @@ def _check_layout(dataset: h5py.Dataset, name: str, limits: FileLimits, holds: s
         )
 
 
-def _check_plain_numbers(dtype: np.dtype, name: str, holds: str) -> None:
+def _check_plain_numbers(dtype: np.dtype[Any], name: str, holds: str) -> None:
     kind = (
         "an enumeration" if h5py.check_enum_dtype(dtype) is not None
         else "variable-length data" if h5py.check_vlen_dtype(dtype) is not None

@@ -50,7 +50,7 @@ class PatchFileIngestion:
         self._completer, self._image_edge, self._limits = completer, image_edge, limits
 
     def ingest(
-        self, dropped: DroppedFile, kind: SlideFile | DatasetFile, source_key: str, source_version
+        self, dropped: DroppedFile, kind: SlideFile | DatasetFile, source_key: str, source_version: str | None
     ) -> dict[str, Any]:
         """``source_key`` and ``source_version`` name the object to read: the upload, or its staged copy."""
         if isinstance(kind, SlideFile):
@@ -71,7 +71,9 @@ class PatchFileIngestion:
         self._blobs.put_array(key, info.coords)
         return {"coords_key": key}
 
-    def _dataset_images(self, dropped, kind: DatasetFile, source_key, source_version) -> dict[str, Any]:
+    def _dataset_images(
+        self, dropped: DroppedFile, kind: DatasetFile, source_key: str, source_version: str | None
+    ) -> dict[str, Any]:
         owner = split_pk(kind.dataset, kind.split)
         info = None
         for current in decided_from(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
@@ -91,7 +93,9 @@ class PatchFileIngestion:
                 return planned
         raise kept_changing()
 
-    def _slide(self, dropped, kind: SlideFile, source_key, source_version) -> dict[str, Any]:
+    def _slide(
+        self, dropped: DroppedFile, kind: SlideFile, source_key: str, source_version: str | None
+    ) -> dict[str, Any]:
         owner = slide_pk(kind.slide_id)
         info = None
         for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
@@ -110,7 +114,9 @@ class PatchFileIngestion:
                 return planned
         raise kept_changing()
 
-    def _dataset_labels(self, dropped, kind: DatasetFile, source_key, source_version) -> dict[str, Any]:
+    def _dataset_labels(
+        self, dropped: DroppedFile, kind: DatasetFile, source_key: str, source_version: str | None
+    ) -> dict[str, Any]:
         owner = split_pk(kind.dataset, kind.split)
         labels = None
         for current in decided_from(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):

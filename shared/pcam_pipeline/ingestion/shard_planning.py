@@ -80,7 +80,13 @@ class ShardPlanner:
         self._state, self._queue, self._patches_per_shard = state, queue, patches_per_shard
 
     def plan(
-        self, dropped: DroppedFile, owner: str, source: PatchSource, fields: dict, as_read: PatchOwner, forget=()
+        self,
+        dropped: DroppedFile,
+        owner: str,
+        source: PatchSource,
+        fields: dict[str, Any],
+        as_read: PatchOwner,
+        forget: tuple[str, ...] = (),
     ) -> dict[str, Any] | None:
         """Make this upload the owner's current images and enqueue one message per shard.
 

@@ -30,6 +30,10 @@ from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, MissingResolution, parse_
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.tiling import TilePlan, read_patch
 
+# A slide's plan, its key, the sidecar version it used (None: the slide's own metadata) and the object its
+# shards read (key, version).
+type PlannedSlide = tuple[TilePlan, str, str | None, tuple[str, str | None]]
+
 
 class WholeSlideIngestion:
     """A dropped whole-slide image becomes a tile plan and conversion shards; a sidecar gives its µm/px."""
@@ -74,7 +78,7 @@ class WholeSlideIngestion:
                 return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
         raise kept_changing()
 
-    def _plan_or_wait_for_sidecar(self, dropped: DroppedFile, kind: WholeSlideFile):
+    def _plan_or_wait_for_sidecar(self, dropped: DroppedFile, kind: WholeSlideFile) -> PlannedSlide:
         slide_id = kind.slide_id
         try:
             return self._plan(dropped, kind)
@@ -128,7 +132,7 @@ class WholeSlideIngestion:
                 f"version {waited.version_id} of {waited.key}",
             )
 
-    def _plan(self, dropped: DroppedFile, kind: WholeSlideFile):
+    def _plan(self, dropped: DroppedFile, kind: WholeSlideFile) -> PlannedSlide:
         """Read the slide's structure and tissue; write its plan and thumbnail. Returns the plan, its key, the
         version of the sidecar it used (None: the slide's own metadata) and the object shards read (key, version):
         the upload, or the copy staged in ``staging/`` of a slide only OpenSlide reads."""

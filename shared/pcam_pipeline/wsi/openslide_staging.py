@@ -13,9 +13,10 @@ import json
 import math
 import resource
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +26,9 @@ from pcam_pipeline.wsi.reader import Level
 from pcam_pipeline.wsi.tiling import PATCH_EDGE, choose_level, choose_mask_read, read_reduced
 from pcam_pipeline.wsi.tissue import tissue_mask
 from pcam_pipeline.wsi.vendor import OPENSLIDE_OR_CONVERT, STAGED_TILE, StagedSlide
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 REGION_WIDTH = 4096  # staged pixels of a coarser level read at once: a multiple of STAGED_TILE
 
@@ -72,7 +76,7 @@ class OpenSlideView:
     """An open OpenSlide slide as tiling's code reads a slide: its levels, and RGB region reads in a level's own
     pixels, transparent areas over white."""
 
-    def __init__(self, slide):
+    def __init__(self, slide: Any) -> None:  # an open openslide.OpenSlide (untyped)
         self.slide = slide
         self.width, self.height = slide.dimensions
         self.levels = [Level(w, h, self.width / w, STAGED_TILE, STAGED_TILE) for w, h in slide.level_dimensions]
@@ -126,7 +130,7 @@ def _staged_start(view: OpenSlideView, mpp: float, request: dict[str, Any]) -> t
     return first, reduction
 
 
-def _resolution(properties, override: float | None) -> tuple[float | None, str]:
+def _resolution(properties: Mapping[str, str], override: float | None) -> tuple[float | None, str]:
     if override is not None:
         return override, "the sidecar"
     try:
@@ -166,7 +170,7 @@ def _write_staged(
             )
 
 
-def _tiles(view: OpenSlideView, level: int):
+def _tiles(view: OpenSlideView, level: int) -> Iterator[NDArray[Any]]:
     """A level's tiles, row by row, cut from regions of one tile row by REGION_WIDTH pixels (8 MB of RGBA)."""
     size = view.levels[level]
     for y in range(0, size.height, STAGED_TILE):
@@ -177,7 +181,7 @@ def _tiles(view: OpenSlideView, level: int):
                 yield _padded(region[:, x : x + STAGED_TILE])
 
 
-def _tiles_near_tissue(view: OpenSlideView, level: int, reduction: int, reaches: TissueReach):
+def _tiles_near_tissue(view: OpenSlideView, level: int, reduction: int, reaches: TissueReach) -> Iterator[NDArray[Any]]:
     """The first staged level's tiles, row by row: each read (``reduction`` x that many level pixels, averaged by
     Pillow's reduce over blocks aligned to the level's origin) only if it comes near tissue; else white."""
     from PIL import Image
@@ -205,11 +209,12 @@ def _padded(part: NDArray[Any]) -> NDArray[Any]:
     return tile
 
 
-def _opaque(region) -> NDArray[Any]:
+def _opaque(region: PILImage.Image) -> NDArray[Any]:
     """OpenSlide's RGBA over white: areas a scanner did not image are transparent (MIRAX, sparse DICOM)."""
     from PIL import Image
 
-    if region.getextrema()[3][0] == 255:
+    extrema: Any = region.getextrema()  # one (low, high) per band: R, G, B, A
+    if extrema[3][0] == 255:
         return np.asarray(region.convert("RGB"))
     white = Image.new("RGBA", region.size, (255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(white, region).convert("RGB"))

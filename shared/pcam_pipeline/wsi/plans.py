@@ -15,6 +15,7 @@ from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import WholeSlideFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.lab_json import parse_lab_json
+from pcam_pipeline.core.ports import ByteFile
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
 from pcam_pipeline.wsi.archives import unpack_slide_archive
@@ -66,7 +67,12 @@ def missing_resolution(slide_id: str, why: str) -> MissingResolution:
 
 
 def plan_whole_slide(
-    f, size: int, slide_id: str, sidecar: dict | None, settings: ConversionSettings, staged: StagedSlide | None = None
+    f: ByteFile,
+    size: int,
+    slide_id: str,
+    sidecar: dict[str, Any] | None,
+    settings: ConversionSettings,
+    staged: StagedSlide | None = None,
 ) -> tuple[TilePlan, Image.Image]:
     """Read a slide's structure and tissue and plan its tiles at the sidecar's µm/px, else its own; the plan
     and the thumbnail. Refuses (InvalidInput) what ingestion refuses: an unreadable slide, no resolution, too
@@ -109,7 +115,7 @@ def plan_vendor_slide(
 
 
 def plan_dropped_slide(
-    f,
+    f: ByteFile,
     size: int,
     kind: WholeSlideFile,
     sidecar: dict[str, Any] | None,

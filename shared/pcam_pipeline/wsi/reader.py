@@ -65,7 +65,7 @@ class WholeSlide:
         except Exception as exc:  # tifffile reports a damaged structure with many exception types
             problem = "the TIFF structure cannot be read (damaged or truncated)"
             raise InvalidInput(problem, "a readable TIFF", f"{type(exc).__name__}: {exc}") from exc
-        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], NDArray[Any]] = OrderedDict()
         self._cached_bytes = 0
         self._file = fileobj
 
@@ -75,7 +75,7 @@ class WholeSlide:
     def __enter__(self) -> WholeSlide:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------ pixels

@@ -14,6 +14,7 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
+from shapely.geometry.base import BaseGeometry
 
 from pcam_pipeline.scoring.slide_results import colour_of, framed_png, labels_at
 from pcam_pipeline.wsi.tiling import TilePlan
@@ -29,13 +30,13 @@ def tile_boxes(plan: TilePlan) -> NDArray[Any]:
     return np.column_stack([corners, corners + plan.tile_edge])
 
 
-def tumour_regions(plan: TilePlan, probabilities: NDArray[Any], threshold: float):
+def tumour_regions(plan: TilePlan, probabilities: NDArray[Any], threshold: float) -> BaseGeometry:
     """The union of the tumour tiles: touching and overlapping tiles merge into one region."""
     boxes = tile_boxes(plan)[labels_at(probabilities, threshold).astype(bool)]
     return shapely.union_all(shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]))
 
 
-def area_mm2(geometry, plan: TilePlan) -> float:
+def area_mm2(geometry: BaseGeometry, plan: TilePlan) -> float:
     return float(geometry.area) * (plan.mpp / 1000) ** 2
 
 
@@ -60,11 +61,11 @@ def whole_slide_figures(plan: TilePlan, probabilities: NDArray[Any], threshold: 
     }
 
 
-def _ring(coordinates) -> list[Any]:
+def _ring(coordinates: Any) -> list[Any]:
     return [[round(x, 2), round(y, 2)] for x, y in coordinates]
 
 
-def _polygons(geometry) -> list[list]:
+def _polygons(geometry: BaseGeometry) -> list[list[Any]]:
     """GeoJSON Polygon coordinates (outer ring, then holes) of each part of a (Multi)Polygon."""
     parts = getattr(geometry, "geoms", [geometry])
     return [
@@ -107,7 +108,9 @@ def qupath_geojson(slide_id: str, plan: TilePlan, probabilities: NDArray[Any], t
     return {"type": "FeatureCollection", "features": features}
 
 
-def overlay_png(thumbnail: Image.Image, plan: TilePlan, probabilities: NDArray[Any], title: str, threshold: float):
+def overlay_png(
+    thumbnail: Image.Image, plan: TilePlan, probabilities: NDArray[Any], title: str, threshold: float
+) -> bytes:
     """The tumour probability of each kept tile laid over the slide's thumbnail, with the colour bar."""
     picture = thumbnail.convert("RGBA")
     layer = Image.new("RGBA", picture.size, (0, 0, 0, 0))

@@ -49,7 +49,7 @@ class TileFormat:
     extra_samples: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, page) -> TileFormat:
+    def of(cls, page: Any) -> TileFormat:  # a tifffile TiffPage
         """The format of a tifffile page's tiles."""
         extra = page.tags.get("ExtraSamples")
         return cls(
@@ -75,7 +75,7 @@ class TileFormat:
         return 4 * self.pixel_bytes + (64 << 10)
 
 
-def _values(value) -> tuple[Any, ...]:
+def _values(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, tuple | list) else (value,)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -115,7 +115,18 @@ def choose_mask_read(levels: list[Level], tile_edge: float) -> tuple[int, int]:
     return index, reduction
 
 
-def read_reduced(slide, level: int, reduction: int) -> NDArray[Any]:
+class LevelledSlide(Protocol):
+    """A slide as tiling reads it: its levels, and RGB reads of a level's own pixels (``WholeSlide``, or
+    OpenSlide's view of a slide it stages)."""
+
+    levels: list[Level]
+
+    def read_region(self, level: int, x: int, y: int, width: int, height: int) -> NDArray[Any]: ...
+
+    def read_level(self, level: int) -> NDArray[Any]: ...
+
+
+def read_reduced(slide: LevelledSlide, level: int, reduction: int) -> NDArray[Any]:
     """The level's pixels averaged over reduction x reduction blocks, read in bands of rows so that memory
     holds one band and the result, never the whole level."""
     if reduction == 1:
@@ -152,7 +163,8 @@ def tissue_fractions(
     y1 = np.clip(np.round((coords[:, 1] + edge) / dy).astype(int), 0, mask.shape[0])
     inside = summed[y1, x1] - summed[y0, x1] - summed[y1, x0] + summed[y0, x0]
     area = np.maximum((x1 - x0) * (y1 - y0), 1)
-    return inside / area
+    fractions: NDArray[Any] = inside / area
+    return fractions
 
 
 def thumbnail_of(rgb: NDArray[Any]) -> Image.Image:

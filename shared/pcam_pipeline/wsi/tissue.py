@@ -33,7 +33,8 @@ def pen_ink(rgb: NDArray[Any]) -> NDArray[Any]:
     blue_ink = (blue > red + 40) & (green >= red)
     green_ink = green > red + 20
     black_ink = rgb.max(axis=-1) < 60
-    return blue_ink | green_ink | black_ink
+    ink: NDArray[Any] = blue_ink | green_ink | black_ink
+    return ink
 
 
 def _filtered(mask: NDArray[Any], *filters: ImageFilter.Filter) -> NDArray[Any]:
@@ -51,4 +52,5 @@ def tissue_mask(rgb: NDArray[Any]) -> NDArray[Any]:
     tissue &= ~pen
     tissue = _filtered(tissue, ImageFilter.MaxFilter(5), ImageFilter.MinFilter(5))  # close
     tissue = _filtered(tissue, ImageFilter.MinFilter(3), ImageFilter.MaxFilter(3))  # open
-    return tissue & ~pen
+    kept: NDArray[Any] = tissue & ~pen
+    return kept

@@ -80,7 +80,7 @@ def _child_environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([*inherited, *filter(None, sys.path)])}
 
 
-def _answer(done: subprocess.CompletedProcess) -> StagedSlide:
+def _answer(done: subprocess.CompletedProcess[bytes]) -> StagedSlide:
     lines = done.stdout.decode(errors="replace").strip().splitlines()
     answer = None
     if done.returncode in (0, 3) and lines:
@@ -100,7 +100,7 @@ def _answer(done: subprocess.CompletedProcess) -> StagedSlide:
     return StagedSlide(**answer)
 
 
-def _how_it_ended(done: subprocess.CompletedProcess) -> str:
+def _how_it_ended(done: subprocess.CompletedProcess[bytes]) -> str:
     if done.returncode < 0:
         return f"the reader was stopped by signal {-done.returncode} (CPU or memory limit, or a crash)"
     last = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
