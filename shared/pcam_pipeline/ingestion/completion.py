@@ -11,7 +11,7 @@ from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import PatchOwner, SlideRecord, SplitRecord, present
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion import manifests
-from pcam_pipeline.state import StateStore
+from pcam_pipeline.state.ingestion_views import CompletionState
 
 
 def readiness_token(record: PatchOwner) -> str | None:
@@ -29,7 +29,7 @@ def readiness_token(record: PatchOwner) -> str | None:
 
 
 class Completer:
-    def __init__(self, blobs: BlobStore, state: StateStore, publisher: EventPublisher):
+    def __init__(self, blobs: BlobStore, state: CompletionState, publisher: EventPublisher):
         self._blobs, self._state, self._events = blobs, state, publisher
 
     def complete_if_ready(self, owner_pk: str, claimer: str) -> bool:

@@ -25,6 +25,7 @@ from pcam_pipeline.ingestion.patches import encode_jpeg
 from pcam_pipeline.ingestion.quarantine import quarantine
 from pcam_pipeline.ingestion.shard_planning import ShardTask
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.state.ingestion_views import ConversionState
 from pcam_pipeline.wsi.ingestion import cut_patches, load_plan
 from pcam_pipeline.wsi.reader import WholeSlide
 
@@ -42,9 +43,10 @@ class ShardConverter:
     ):
         self._settings = settings
         self._blobs = blobs or S3BlobStore(settings.bucket)
-        self._state = state or StateStore(settings.state_table)
+        store = state or StateStore(settings.state_table)
+        self._state: ConversionState = store
         self._events = publisher or EventPublisher(settings.event_bus)
-        self._completer = Completer(self._blobs, self._state, self._events)
+        self._completer = Completer(self._blobs, store, self._events)
 
     def convert(self, task: ShardTask) -> dict[str, Any]:
         logger.append_keys(file_key=task.file_key, run_id=task.run_id, shard=task.shard)

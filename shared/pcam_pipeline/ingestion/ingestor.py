@@ -23,6 +23,7 @@ from pcam_pipeline.ingestion.shard_planning import ShardPlanner
 from pcam_pipeline.ingestion.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
 from pcam_pipeline.ingestion.training_settings import parse_training_settings
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.state.ingestion_views import IngestorState
 from pcam_pipeline.wsi.ingestion import WholeSlideIngestion
 
 
@@ -38,18 +39,17 @@ class Ingestor:
         conversion = settings.conversion
         self._settings = settings
         self._blobs = blobs or S3BlobStore(conversion.bucket)
-        self._state = state or StateStore(conversion.state_table)
+        store = state or StateStore(conversion.state_table)
+        self._state: IngestorState = store
         # The edge of the JPEGs written (Split Ready tells training the image shape).
         image_edge = {"image_edge": image_shape(conversion.resize_to)[1]}
         queue = queue or SqsQueue(settings.convert_queue_url)
-        planner = ShardPlanner(self._state, queue, settings.patches_per_shard)
+        planner = ShardPlanner(store, queue, settings.patches_per_shard)
         limits = FileLimits(max_patches=conversion.max_patches_per_file)
         self._events = publisher or EventPublisher(conversion.event_bus)
-        completer = Completer(self._blobs, self._state, self._events)
-        self._patch_files = PatchFileIngestion(
-            conversion, self._blobs, self._state, planner, completer, image_edge, limits
-        )
-        self._whole_slides = WholeSlideIngestion(conversion, self._blobs, self._state, planner, image_edge)
+        completer = Completer(self._blobs, store, self._events)
+        self._patch_files = PatchFileIngestion(conversion, self._blobs, store, planner, completer, image_edge, limits)
+        self._whole_slides = WholeSlideIngestion(conversion, self._blobs, store, planner, image_edge)
 
     def ingest_attempt(
         self, dropped: DroppedFile, attempt: int, ingest: Callable[[], dict[str, Any]]

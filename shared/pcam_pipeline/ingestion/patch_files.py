@@ -23,7 +23,8 @@ from pcam_pipeline.ingestion.hdf5_input import (
 )
 from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from, kept_changing
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
-from pcam_pipeline.state import StateStore, slide_pk, split_pk
+from pcam_pipeline.state import slide_pk, split_pk
+from pcam_pipeline.state.ingestion_views import PatchFilesState
 
 
 def _replaces_announced_pair(current: PatchOwner, partner_count: int | None, count: int) -> bool:
@@ -40,7 +41,7 @@ class PatchFileIngestion:
         self,
         settings: ConversionSettings,
         blobs: BlobStore,
-        state: StateStore,
+        state: PatchFilesState,
         planner: ShardPlanner,
         completer: Completer,
         image_edge: dict[str, Any],

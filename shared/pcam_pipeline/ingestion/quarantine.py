@@ -12,11 +12,12 @@ from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.labs import lab_of_key
 from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.statuses import FileStatus
-from pcam_pipeline.state import StateStore, now_iso
+from pcam_pipeline.state import now_iso
+from pcam_pipeline.state.ingestion_views import FilesState
 
 
 def quarantine(
-    blobs: BlobStore, state: StateStore, publisher: EventPublisher, dropped: DroppedFile, problem: InvalidInput
+    blobs: BlobStore, state: FilesState, publisher: EventPublisher, dropped: DroppedFile, problem: InvalidInput
 ) -> dict[str, Any]:
     """Move the upload to quarantine/ with its reason beside it, record it, and announce "File Quarantined"."""
     target = keys.quarantine_key(dropped.key)

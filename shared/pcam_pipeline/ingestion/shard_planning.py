@@ -13,7 +13,7 @@ from pcam_pipeline.core.errors import RetryableError
 from pcam_pipeline.core.ports import MessageQueue
 from pcam_pipeline.core.records import PatchOwner
 from pcam_pipeline.core.statuses import FileStatus
-from pcam_pipeline.state import StateStore
+from pcam_pipeline.state.ingestion_views import PlanningState
 
 # Reads and decisions a delivery makes before it gives up on a split that other deliveries keep changing.
 DECISION_ATTEMPTS = 5
@@ -76,7 +76,7 @@ class PatchSource:
 
 
 class ShardPlanner:
-    def __init__(self, state: StateStore, queue: MessageQueue, patches_per_shard: int):
+    def __init__(self, state: PlanningState, queue: MessageQueue, patches_per_shard: int):
         self._state, self._queue, self._patches_per_shard = state, queue, patches_per_shard
 
     def plan(

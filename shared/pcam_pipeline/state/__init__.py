@@ -1,6 +1,7 @@
 """The state table, the data-access layer: typed records out, named writes in (see ``access`` for the keys).
 
-Nothing outside this package writes to the table.
+Nothing outside this package writes to the table. Each use case sees only its part of ``StateStore``: the
+Protocols of ``views`` (the model side) and ``ingestion_views`` (ingestion and conversion).
 """
 
 from pcam_pipeline.state.access import (

@@ -25,7 +25,8 @@ from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from, kept_changing
-from pcam_pipeline.state import StateStore, slide_pk
+from pcam_pipeline.state import slide_pk
+from pcam_pipeline.state.ingestion_views import WholeSlidesState
 from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, MissingResolution, parse_sidecar, plan_dropped_slide
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.tiling import TilePlan, read_patch
@@ -42,7 +43,7 @@ class WholeSlideIngestion:
         self,
         settings: ConversionSettings,
         blobs: BlobStore,
-        state: StateStore,
+        state: WholeSlidesState,
         planner: ShardPlanner,
         image_edge: dict[str, Any],
     ):
