@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from pcam_local.local_stack import LocalStack
-from pcam_ops.smoke import PRICE_PER_HOUR
-from pcam_synth.synth import synth_drop
+from pcam_ops.smoke_costs import PRICE_PER_HOUR
+from pcam_synth.drops import synth_drop
 
 SLIDES, ROWS, COLS = 100, 20, 20  # 400 patches each
 QUOTA = 2

@@ -62,7 +62,7 @@ def write_h5(tmp_path: Path):
 @pytest.fixture(scope="module")
 def slide_file(tmp_path_factory):
     """A small synthetic whole-slide image (12 x 16 patches, level 0 at 0.486 µm/px) and what it holds."""
-    from pcam_synth.synth import synth_wsi
+    from pcam_synth.whole_slides import synth_wsi
 
     path = tmp_path_factory.mktemp("wsi") / "s.tif"
     truth = synth_wsi(path, rows=12, cols=16, seed=11)

@@ -47,7 +47,7 @@ def _patches(rng: np.random.Generator, count: int) -> np.ndarray:
 def _whole_slide(**options) -> bytes:
     import tempfile
 
-    from pcam_synth.synth import synth_wsi
+    from pcam_synth.whole_slides import synth_wsi
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "slide.tif"

@@ -1,9 +1,11 @@
 """pcam_local: the embedded local stack, an emulator of the AWS the pipeline runs on: moto server
 (`moto_server`, `moto_launcher`, `moto_patches`, `s3_bodies`, `s3_writes`, `s3_clock`), template.yaml read
 (`template`) and deployed into it (`stack`), the local runtime that polls the queues and calls the handlers
-(`runtime`, `schedules`), the local SageMaker that really trains and scores (`local_sagemaker`,
-`local_trainer`, `job_failures`), the offline IAM check (`iam_check`), a clock tests move and the bucket's
-lifecycle rules applied as it moves (`clock`, `lifecycle`), all started together by `local_stack.LocalStack`.
+(`runtime`, `schedules`), the local SageMaker that really trains and scores (`local_sagemaker` answers its API,
+`local_job_runner` runs its jobs with `local_trainer`, `local_tuning`, `local_transform`, `local_processing`),
+the offline IAM check (`iam_check`, `iam_calls`, `iam_needs`, `iam_policies`), a clock tests move and the
+bucket's lifecycle rules applied as it moves (`clock`, `lifecycle`), all started together by
+`local_stack.LocalStack`.
 
 Cloud code (functions/, shared/) never imports this package; this package imports cloud code. The operator's
 tools are `pcam_ops`; synthetic data is `pcam_synth`.

@@ -97,12 +97,7 @@ class LocalStack:
 
     def iam_report(self) -> list[dict]:
         """Every call each role made so far, checked against its policies; written to iam-report.json."""
-        deployed = self.deployed
-        calls = iam_check.recorded_calls(self.work_dir / "calls")
-        reports = iam_check.check(deployed.template, deployed.physical_ids, deployed.parameters, calls)
-        found = [report.as_dict() for report in reports]
-        (self.work_dir / "iam-report.json").write_text(json.dumps(found, indent=2))
-        return found
+        return iam_check.write_report(self.deployed, self.work_dir)
 
     def __enter__(self) -> LocalStack:
         return self.start()

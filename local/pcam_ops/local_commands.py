@@ -12,7 +12,7 @@ from pcam_ops.rendering import console, errors, print_summary, wait_with_progres
 
 
 def synth(args) -> int:
-    from pcam_synth.synth import synth_drop
+    from pcam_synth.drops import synth_drop
 
     started = time.monotonic()
     written = synth_drop(

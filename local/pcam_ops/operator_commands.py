@@ -164,7 +164,8 @@ def lab(args) -> int:
 @_operator_command
 def smoke(args) -> int:
     from pcam_ops.operations import stack_parameters
-    from pcam_ops.smoke import PRICE_PER_HOUR, SmokeFailed, SmokeRun
+    from pcam_ops.smoke import SmokeFailed, SmokeRun
+    from pcam_ops.smoke_costs import PRICE_PER_HOUR
 
     run = SmokeRun(args.stack, args.instance_type, args.epochs, args.timeout, say=console.print)
     console.print(

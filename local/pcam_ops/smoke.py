@@ -26,22 +26,14 @@ from pathlib import Path
 import boto3
 
 from pcam_ops.operations import rescore, stack_outputs
+from pcam_ops.smoke_costs import job_costs
 from pcam_pipeline.core import dropped_files, keys
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.statuses import FileStatus, JobStatus, ModelStatus, OwnerStatus, ScoringStatus
 from pcam_pipeline.state import StateStore
-from pcam_synth.synth import synth_drop, synth_wsi
+from pcam_synth.drops import synth_drop
+from pcam_synth.whole_slides import synth_wsi
 
-# On-demand list prices in us-east-1, USD per instance-hour (AWS SageMaker pricing page, as of 2025;
-# other regions differ): an estimate for the operator, not a bill.
-PRICE_PER_HOUR = {
-    "ml.g4dn.xlarge": 0.736,
-    "ml.g5.xlarge": 1.408,
-    "ml.p3.2xlarge": 3.825,
-    "ml.m5.large": 0.115,
-    "ml.m5.xlarge": 0.23,
-    "ml.c5.xlarge": 0.204,
-}
 SIZES = {"train": 200, "valid": 50, "test": 100}
 POLL_SECONDS = 5
 
@@ -78,7 +70,7 @@ class SmokeRun:
         }
         self.s3.put_object(Bucket=self.bucket, Key=settings_key, Body=json.dumps(settings).encode())
         self._wait("training settings recorded", lambda: self._file_done(settings_key))
-        self._drop_data()
+        drop_smoke_data(self.s3, self.bucket, self.dataset, self.slide, self.whole_slide)
         for split in SIZES:
             self._wait(
                 f"{split} split converted", lambda split=split: self._owner_ready(self.state.split(self.dataset, split))
@@ -99,18 +91,6 @@ class SmokeRun:
             "model": model,
             "scoring": scored,
         }
-
-    def _drop_data(self) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            synth_drop(Path(folder), dataset=self.dataset, slides=1, slide_grid=(4, 4), seed=int(time.time()), **SIZES)
-            for path in sorted(Path(folder).rglob("*.h5")):
-                relative = path.relative_to(folder).as_posix()
-                if relative.startswith("slides/"):
-                    relative = f"slides/{self.slide}.h5"
-                self.s3.upload_file(str(path), self.bucket, keys.INCOMING + relative)
-            whole_slide = Path(folder) / "whole-slide.tif"
-            synth_wsi(whole_slide, rows=6, cols=8, seed=int(time.time()))
-            self.s3.upload_file(str(whole_slide), self.bucket, f"{keys.INCOMING}slides/{self.whole_slide}.tif")
 
     def _wait(self, step: str, check: Callable[[], str | None]) -> str:
         """Poll ``check`` until it says the step is done (its detail) or raises SmokeFailed."""
@@ -180,32 +160,7 @@ class SmokeRun:
     # ------------------------------------------------------------------ costs
     def job_costs(self, parameters: dict[str, str]) -> list[dict]:
         """Each SageMaker job this run started: how long it ran and what that costs at list price."""
-        transform = (parameters.get("TransformInstanceType"), int(parameters.get("TransformInstanceCount") or 1))
-        instance_of = {
-            "training": (self.instance_type, 1),
-            "test transform": transform,
-            "slide scoring": transform,
-            "evaluation": (parameters.get("EvaluationInstanceType"), 1),
-        }
-        found = []
-        for record in self._jobs():
-            if not (record.started_at and record.ended_at):
-                continue
-            instance, count = instance_of.get(record.kind, (None, 1))
-            seconds = (
-                datetime.fromisoformat(record.ended_at) - datetime.fromisoformat(record.started_at)
-            ).total_seconds()
-            price = PRICE_PER_HOUR.get(instance or "")
-            found.append(
-                {
-                    "job": record.name,
-                    "kind": str(record.kind),
-                    "instance": instance,
-                    "minutes": round(seconds / 60, 1),
-                    "estimated_usd": None if price is None else round(seconds / 3600 * price * count, 4),
-                }
-            )
-        return found
+        return job_costs(self._jobs(), self.instance_type, parameters)
 
     def _jobs(self) -> list[JobRecord]:
         """The jobs started for this run's dataset and slide (one scan of the state table, at the end)."""
@@ -217,23 +172,7 @@ class SmokeRun:
     # ------------------------------------------------------------------ clean
     def clean(self) -> int:
         """Delete what the smoke dropped and what the pipeline wrote for it; returns objects deleted."""
-        prefixes = [
-            f"{keys.INCOMING}datasets/{self.dataset}/",
-            f"{keys.INCOMING}slides/{self.slide}.h5",
-            f"{keys.IMAGES}datasets/{self.dataset}/",
-            f"{keys.IMAGES}slides/{self.slide}/",
-            f"{keys.MANIFESTS}{self.dataset}/",
-            f"{keys.MANIFESTS}slides/{self.slide}/",
-            f"{keys.PREDICTIONS}{self.slide}.",
-            f"{keys.SCORES}{self.slide}/",
-        ]
-        prefixes += [
-            f"{keys.INCOMING}slides/{self.whole_slide}.tif",
-            f"{keys.IMAGES}slides/{self.whole_slide}/",
-            f"{keys.MANIFESTS}slides/{self.whole_slide}/",
-            f"{keys.PREDICTIONS}{self.whole_slide}.",
-            f"{keys.TILING}{self.whole_slide}/",
-        ]
+        prefixes = dropped_and_written(self.dataset, self.slide, self.whole_slide)
         current = self.state.current_model()
         needed = {current.model_name, *current.replaced} if current else set()  # what serves, or a rollback needs
         mine = [m for m in self.state.models() if m.dataset == self.dataset and m.model_name not in needed]
@@ -250,3 +189,36 @@ class SmokeRun:
                     self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
                     deleted += len(objects)
         return deleted
+
+
+def dropped_and_written(dataset: str, slide: str, whole_slide: str) -> list[str]:
+    """The prefixes of what a smoke run dropped and what the pipeline wrote for it (models apart)."""
+    return [
+        f"{keys.INCOMING}datasets/{dataset}/",
+        f"{keys.INCOMING}slides/{slide}.h5",
+        f"{keys.IMAGES}datasets/{dataset}/",
+        f"{keys.IMAGES}slides/{slide}/",
+        f"{keys.MANIFESTS}{dataset}/",
+        f"{keys.MANIFESTS}slides/{slide}/",
+        f"{keys.PREDICTIONS}{slide}.",
+        f"{keys.SCORES}{slide}/",
+        f"{keys.INCOMING}slides/{whole_slide}.tif",
+        f"{keys.IMAGES}slides/{whole_slide}/",
+        f"{keys.MANIFESTS}slides/{whole_slide}/",
+        f"{keys.PREDICTIONS}{whole_slide}.",
+        f"{keys.TILING}{whole_slide}/",
+    ]
+
+
+def drop_smoke_data(s3, bucket: str, dataset: str, slide: str, whole_slide: str) -> None:
+    """A small dataset, an HDF5 slide and a whole-slide image, under the run's own names."""
+    with tempfile.TemporaryDirectory() as folder:
+        synth_drop(Path(folder), dataset=dataset, slides=1, slide_grid=(4, 4), seed=int(time.time()), **SIZES)
+        for path in sorted(Path(folder).rglob("*.h5")):
+            relative = path.relative_to(folder).as_posix()
+            if relative.startswith("slides/"):
+                relative = f"slides/{slide}.h5"
+            s3.upload_file(str(path), bucket, keys.INCOMING + relative)
+        picture = Path(folder) / "whole-slide.tif"
+        synth_wsi(picture, rows=6, cols=8, seed=int(time.time()))
+        s3.upload_file(str(picture), bucket, f"{keys.INCOMING}slides/{whole_slide}.tif")

@@ -128,9 +128,9 @@ TILE_MUTATORS: dict[str, Callable[[bytes, random.Random], bytes]] = {
 def _small_pyramid(tile_bytes: Callable[[int], bytes] | None = None, description: str | None = None) -> bytes:
     """A 512 x 512 JPEG pyramid (4 tiles, then 1) at 0.486 µm/px; ``tile_bytes(n)`` gives the n-th tile
     written, in order, instead of the encoder's."""
-    from pcam_synth.synth import _jpeg_codec_for_tifffile
+    from pcam_synth.whole_slides import jpeg_codec_for_tifffile
 
-    _jpeg_codec_for_tifffile(90)
+    jpeg_codec_for_tifffile(90)
     encode = tifffile.TIFF.COMPRESSORS._codecs[7]
     written = iter(range(10**6))
     if tile_bytes is not None:

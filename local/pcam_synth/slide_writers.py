@@ -2,7 +2,7 @@
 layouts scanners and converters use, and wsidicom (DICOM WSI, through wsidicomizer). Tests and the bench hold
 the pipeline's reader to OpenSlide on them.
 
-Each writer takes the same synthetic picture (`synth.synth_wsi_picture`), so every slide holds the same
+Each writer takes the same synthetic picture (`whole_slides.synth_wsi_picture`), so every slide holds the same
 tissue, tumour and pen stroke, whatever its layout, compression and predictor.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcam_synth.synth import SlideTruth, _jpeg_codec_for_tifffile, synth_wsi_picture
+from pcam_synth.whole_slides import SlideTruth, jpeg_codec_for_tifffile, synth_wsi_picture
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def _write_with_tifffile(
     import tifffile
     from PIL import Image
 
-    _jpeg_codec_for_tifffile(90)
+    jpeg_codec_for_tifffile(90)
     levels = _levels(level0)[:1] if single_level else _levels(level0)
     height, width = level0.shape[:2]
     with tifffile.TiffWriter(path, bigtiff=layout == "ome", ome=layout == "ome") as writer:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pcam_local.local_sagemaker import without_network
+from pcam_local.local_processing import without_network
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ import pytest
 import time_machine
 
 from pcam_ops.cli import main
-from pcam_synth.synth import synth_slide, synth_split, synth_wsi
+from pcam_synth.synth import synth_slide, synth_split
+from pcam_synth.whole_slides import synth_wsi
 from tests.integration.conftest import INTEGRATION
 from tests.lab import h5_bytes
 

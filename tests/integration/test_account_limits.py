@@ -46,8 +46,8 @@ def test_a_burst_on_a_new_account_waits_for_slots_and_capacity_and_nothing_is_de
     pipeline.settle()
 
     runtime = stack.runtime
-    assert runtime.throttled_invocations > 0, "more work than the account's concurrency: some invocations waited"
-    assert runtime.peak_account_concurrency <= ACCOUNT_CONCURRENCY
+    assert runtime.account.throttled > 0, "more work than the account's concurrency: some invocations waited"
+    assert runtime.account.peak <= ACCOUNT_CONCURRENCY
     assert stack.sagemaker.refuse_next == {"TrainingJob": 0, "TransformJob": 0, "ProcessingJob": 0}
     assert stack.state.get("models", "current")["dataset"] == "new-account", "trained, evaluated, promoted"
     for slide_id in slide_ids:

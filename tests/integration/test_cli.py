@@ -112,7 +112,7 @@ def test_local_run_fails_as_aws_would_for_a_network_that_does_not_exist_at_96_px
 def test_local_run_with_a_file_that_crashes_the_reader_ends_with_its_report(tmp_path, capsys, monkeypatch):
     """The HDF5 library "crashes" (SIGSEGV) on one slide: its worker dies on every delivery, the runtime
     replaces it, the last delivery quarantines the file, and everything else is converted."""
-    from pcam_local.runtime import CRASH_READING_VARIABLE
+    from pcam_local.execution_environment import CRASH_READING_VARIABLE
 
     drop, out = tmp_path / "drop", tmp_path / "out"
     main(["synth", str(drop), "--train", "8", "--valid", "0", "--test", "0", "--slides", "2", "--slide-rows", "2",

@@ -88,7 +88,7 @@ def test_on_a_new_deployment_smoke_scores_its_slides_with_its_own_model_and_clea
 
 
 def test_a_labs_dataset_gives_the_deployment_its_current_model(operator_env, tmp_path):
-    from pcam_synth.synth import synth_drop
+    from pcam_synth.drops import synth_drop
 
     for path in synth_drop(tmp_path, dataset="lab", train=300, valid=100, test=160, slides=0, seed=3):
         key = "incoming/" + path.relative_to(tmp_path).as_posix()

@@ -16,7 +16,8 @@ import shapely
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from pcam_synth.synth import synth_split, synth_wsi
+from pcam_synth.synth import synth_split
+from pcam_synth.whole_slides import synth_wsi
 from tests.event_contracts import contract_violations
 from tests.integration.conftest import INTEGRATION
 from tests.picture_text import text_positions
@@ -240,9 +241,9 @@ def _glass_only(tmp_path) -> bytes:
     """A pyramidal slide of bare glass (with its pen stroke): nothing to score."""
     import tifffile
 
-    from pcam_synth.synth import GLASS, _jpeg_codec_for_tifffile
+    from pcam_synth.whole_slides import GLASS, jpeg_codec_for_tifffile
 
-    _jpeg_codec_for_tifffile(85)
+    jpeg_codec_for_tifffile(85)
     path = tmp_path / "empty-glass.tif"
     rng = np.random.default_rng(7)
     with tifffile.TiffWriter(path) as writer:

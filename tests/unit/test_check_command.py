@@ -11,7 +11,7 @@ import pytest
 from pcam_ops.cli import main
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_synth.hostile_slides import HOSTILE_SLIDES
-from pcam_synth.synth import synth_wsi
+from pcam_synth.whole_slides import synth_wsi
 from tests.hostile_files import HOSTILE, hostile_file
 from tests.lab import h5_bytes
 

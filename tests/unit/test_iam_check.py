@@ -3,8 +3,8 @@ policies allow them or not."""
 
 import pytest
 
-from pcam_local import iam_check
-from pcam_local.iam_check import Need, allowing_statement, needs_of
+from pcam_local.iam_needs import Need, action_exists, needs_of
+from pcam_local.iam_policies import TemplateResolver, allowing_statement
 
 BUCKET = "arn:aws:s3:::data"
 ROLE_ARN = "arn:aws:iam::123456789012:role/sm"
@@ -83,7 +83,7 @@ def test_the_template_resolver_builds_arns_from_the_deployed_ids():
         },
     }
     physical = {"DataBucket": "data", "StateTable": "state", "Queue": "https://sqs.us-east-1.amazonaws.com/1/q"}
-    resolver = iam_check.TemplateResolver(template, physical, {})
+    resolver = TemplateResolver(template, physical, {})
     assert resolver.resolve({"Fn::Sub": "${DataBucket.Arn}/manifests/*"}) == f"{BUCKET}/manifests/*"
     table = {
         "Fn::Sub": [
@@ -96,5 +96,5 @@ def test_the_template_resolver_builds_arns_from_the_deployed_ids():
 
 
 def test_action_names_are_checked_against_the_service_authorization_reference():
-    assert iam_check.action_exists("s3:GetObjectVersion") and iam_check.action_exists("kms:GenerateDataKey*")
-    assert not iam_check.action_exists("s3:GetObjectVerison")
+    assert action_exists("s3:GetObjectVersion") and action_exists("kms:GenerateDataKey*")
+    assert not action_exists("s3:GetObjectVerison")

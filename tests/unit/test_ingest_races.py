@@ -112,7 +112,7 @@ def test_an_attempt_for_an_upload_that_is_not_there_leaves_no_record(lab):
 
 
 def _whole_slide(tmp_path, **options) -> bytes:
-    from pcam_synth.synth import synth_wsi
+    from pcam_synth.whole_slides import synth_wsi
 
     synth_wsi(tmp_path / "slide.tif", rows=6, cols=8, seed=2, **options)
     return (tmp_path / "slide.tif").read_bytes()

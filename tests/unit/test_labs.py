@@ -3,7 +3,8 @@ policy (``pcam lab add``) allows those and nothing else, as the offline IAM chec
 
 import pytest
 
-from pcam_local.iam_check import Need, allowing_statement
+from pcam_local.iam_needs import Need
+from pcam_local.iam_policies import allowing_statement
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DatasetFile, SlideSidecarFile, WholeSlideFile, classify_incoming_key
 from pcam_pipeline.core.errors import InvalidInput

@@ -87,7 +87,7 @@ def test_glass_far_from_tissue_is_never_decoded_and_every_kept_tile_is_openslide
     """A DICOM slide whose tissue fills one corner: of its first staged level only the tiles within a tile of
     tissue are read; the rest is white; the plan keeps the same tiles as on OpenSlide's whole level."""
     from pcam_synth.slide_writers import write_dicom_zip
-    from pcam_synth.synth import synth_wsi_picture
+    from pcam_synth.whole_slides import synth_wsi_picture
 
     picture, _ = synth_wsi_picture(12, 16, seed=3)
     level0 = np.full((4608, 6144, 3), 245, np.uint8)
@@ -128,7 +128,7 @@ def test_a_scanner_with_4x_levels_is_staged_averaged_to_near_the_models_resoluti
     import tifffile
     from PIL import Image
 
-    from pcam_synth.synth import synth_wsi_picture
+    from pcam_synth.whole_slides import synth_wsi_picture
 
     picture, _ = synth_wsi_picture(6, 8, seed=2)
     level0 = picture.repeat(4, 0).repeat(4, 1)[:1150, :1534]  # edges that 3 does not divide
@@ -185,7 +185,7 @@ def test_a_jpeg2000_svs_falls_back_from_the_pipelines_reader_to_openslide(slides
 def test_a_slide_that_does_not_say_its_resolution_waits_for_its_sidecar(tmp_path):
     import tifffile
 
-    from pcam_synth.synth import synth_wsi_picture
+    from pcam_synth.whole_slides import synth_wsi_picture
 
     picture, _ = synth_wsi_picture(6, 8, seed=1)
     path = tmp_path / "no-mpp.svs"

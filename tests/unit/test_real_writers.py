@@ -56,7 +56,7 @@ def test_every_level_is_read_pixel_for_pixel_as_openslide_reads_it(slides, recip
 
 @pytest.mark.parametrize("recipe", sorted(LOSSLESS))
 def test_lossless_slides_hold_exactly_the_picture_their_writer_was_given(slides, recipe):
-    from pcam_synth.synth import synth_wsi_picture
+    from pcam_synth.whole_slides import synth_wsi_picture
 
     path, truth = slides[recipe]
     picture, _ = synth_wsi_picture(12, 16, seed=0)

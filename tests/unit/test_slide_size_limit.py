@@ -7,7 +7,7 @@ import pytest
 
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
-from pcam_synth.synth import synth_wsi
+from pcam_synth.whole_slides import synth_wsi
 from tests.lab import make_lab
 
 

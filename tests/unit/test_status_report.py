@@ -1,6 +1,7 @@
 """What `pcam status` reports as problems (it exits 1 when there are any): from state records and DLQ counts."""
 
-from pcam_ops.report import progress, scoring_schedule, summarise
+from pcam_ops.report import progress, summarise
+from pcam_ops.scoring_schedule import scoring_schedule
 
 
 def records() -> list[dict]:

@@ -1,7 +1,8 @@
 """The unit tests are the domain's, on the fakes: none of them imports moto or the emulator, directly or through
 a helper. Tests that need moto are adapter or contract tests (tests/adapters, tests/emulator); tests that need the
 whole local stack are integration tests. Allowed from the local package: reading template.yaml
-(pcam_local.template) and the offline IAM policy evaluator (pcam_local.iam_check), which run no AWS stand-in."""
+(pcam_local.template) and the offline IAM check (pcam_local.iam_check, iam_calls, iam_needs, iam_policies), which
+run no AWS stand-in."""
 
 import ast
 import importlib.util
@@ -11,7 +12,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
 UNIT_TESTS = sorted((ROOT / "tests" / "unit").glob("test_*.py"))
-ALLOWED_LOCAL = {"pcam_local", "pcam_local.template", "pcam_local.iam_check"}
+ALLOWED_LOCAL = {
+    "pcam_local",
+    "pcam_local.template",
+    "pcam_local.iam_needs",
+    "pcam_local.iam_policies",
+    "pcam_local.iam_check",
+}
 
 
 def is_emulator(module: str) -> bool:

@@ -13,7 +13,7 @@ from PIL import Image
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.structure import DEFAULT_SLIDE_LIMITS, SlideLimits
 from pcam_pipeline.wsi.tile_decoding import TileFormat, decode_tile
-from pcam_synth.synth import synth_wsi
+from pcam_synth.whole_slides import synth_wsi
 from tests.wsi_files import open_slide, tiny_pyramid
 
 
@@ -80,9 +80,9 @@ def test_a_tile_that_decodes_to_another_size_or_inflates_too_far_is_refused():
 
 
 def test_a_pyramid_kept_in_subifds_is_read_like_one_in_the_main_chain(tmp_path):
-    from pcam_synth.synth import _jpeg_codec_for_tifffile
+    from pcam_synth.whole_slides import jpeg_codec_for_tifffile
 
-    _jpeg_codec_for_tifffile(85)
+    jpeg_codec_for_tifffile(85)
     picture = np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)
     with tifffile.TiffWriter(tmp_path / "ome.tif") as writer:  # as OME-TIFF writers and vips --subifd do
         options = {"tile": (256, 256), "compression": "jpeg", "photometric": "rgb"}
