@@ -96,7 +96,8 @@ $(MUTATION)/.installed: requirements/mutation.txt
 	$(MUTATION)/bin/pip install -q -r requirements/mutation.txt $(QUIET_PIP)
 	touch $@
 
-# Mutation testing of the pure domain modules with their unit tests (not part of `make test`: about 90 min, docs/testing.md).
+# Mutation testing of the pure domain modules with their tests, named by file (found in tests/unit, adapters or
+# emulator; not part of `make test`: about 90 min, docs/testing.md).
 # mutmut edits files in place, so it works on a copy of the tree in build/mutation; the copy's modules are
 # put first on the path. MODULES=keys runs one module; the score per module is in docs/testing.md.
 MUTATION_PLAN := core/keys:test_keys.py \
@@ -105,9 +106,9 @@ MUTATION_PLAN := core/keys:test_keys.py \
 	ingestion/manifests:test_conversion_core.py models/evaluation_report:test_evaluation.py ../pcam_evaluation_job/evaluate_model:test_evaluation.py \
 	models/promotion:test_promotion.py,test_sagemaker_flow.py scoring/slide_results:test_slide_results.py \
 	models/sagemaker_jobs:test_training_config.py,test_cloud_fidelity.py \
-	state/ingestion:test_state_table.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
-	state/model_side:test_state_table.py,test_sagemaker_flow.py,test_promotion.py,test_scoring_queue.py \
-	scoring/batches:test_scoring_queue.py state/conditions:test_state_table.py \
+	state/ingestion:test_state_table_contract.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
+	state/model_side:test_state_table_contract.py,test_sagemaker_flow.py,test_promotion.py,test_scoring_queue.py \
+	scoring/batches:test_scoring_queue.py state/conditions:test_state_table_contract.py \
 	wsi/tiling:test_wsi_tiling.py wsi/tissue:test_wsi_tiling.py wsi/results:test_wsi_results.py \
 	wsi/reader:test_wsi_reader.py,test_real_writers.py,test_hostile_slides.py \
 	wsi/structure:test_wsi_reader.py,test_hostile_slides.py,test_real_writers.py \
@@ -121,9 +122,9 @@ mutation: setup $(MUTATION)/.installed
 	  module=$${item%%:*}; tests=$${item#*:}; \
 	  case " $(MODULES) " in *" $$module "*) ;; *) continue ;; esac; \
 	  runner="sh scripts/mutation_tests.sh ../../$(VENV)/bin/python"; \
-	  for test in $${tests//,/ }; do runner="$$runner tests/unit/$$test"; done; \
+	  for test in $${tests//,/ }; do runner="$$runner $$(ls tests/{unit,adapters,emulator}/$$test)"; done; \
 	  ../../$(MUTATION)/bin/mutmut run --no-progress --paths-to-mutate shared/pcam_pipeline/$$module.py \
-	    --tests-dir tests/unit --runner "$$runner" || true; \
+	    --tests-dir tests --runner "$$runner" || true; \
 	done
 	$(VENV)/bin/python scripts/mutation_score.py build/mutation/.mutmut-cache
 

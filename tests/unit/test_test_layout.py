@@ -71,3 +71,15 @@ def test_the_check_sees_an_emulator_import(tmp_path):
     sample = tmp_path / "test_sample.py"
     sample.write_text("import numpy\nfrom moto import mock_aws\n\ndef test():\n    from pcam_local import runtime\n")
     assert sorted(filter(is_emulator, imported_names(sample))) == ["moto", "pcam_local.runtime"]
+
+
+def test_every_test_file_the_mutation_plan_names_exists_in_one_test_folder():
+    """`make mutation` runs each module's mutants against test files named in MUTATION_PLAN (found in tests/unit,
+    adapters or emulator): a file moved or renamed would leave its mutants untested, or every one "killed"."""
+    makefile = (ROOT / "Makefile").read_text()
+    plan = makefile.split("MUTATION_PLAN :=", 1)[1].split("\nMODULES", 1)[0].replace("\\\n", " ").split()
+    named = {test for item in plan for test in item.split(":", 1)[1].split(",")}
+    assert len(named) > 10
+    folders = [ROOT / "tests" / folder for folder in ("unit", "adapters", "emulator")]
+    found = {test: [f.name for f in folders if (f / test).is_file()] for test in named}
+    assert {test: where for test, where in found.items() if len(where) != 1} == {}
