@@ -103,12 +103,12 @@ $(MUTATION)/.installed: requirements/mutation.txt
 MUTATION_PLAN := core/keys:test_keys.py \
 	core/dropped_files:test_keys.py,test_name_properties.py,test_training_settings.py,test_notifications.py \
 	ingestion/hdf5_input:test_hdf5_input.py,test_damaged_files.py ingestion/hdf5_layout:test_hdf5_input.py,test_damaged_files.py \
-	ingestion/manifests:test_conversion_core.py models/evaluation_report:test_evaluation.py ../pcam_evaluation_job/evaluate_model:test_evaluation.py \
+	ingestion/manifests:test_conversion_core.py,test_scoring_queue.py models/evaluation_report:test_evaluation.py ../pcam_evaluation_job/evaluate_model:test_evaluation.py \
 	models/promotion:test_promotion.py,test_sagemaker_flow.py scoring/slide_results:test_slide_results.py \
 	models/sagemaker_jobs:test_training_config.py,test_cloud_fidelity.py \
 	state/ingestion:test_state_table_contract.py,test_handlers.py,test_ingest_races.py,test_damaged_files.py \
 	state/model_side:test_state_table_contract.py,test_sagemaker_flow.py,test_promotion.py,test_scoring_queue.py \
-	scoring/batches:test_scoring_queue.py state/conditions:test_state_table_contract.py \
+	scoring/batches:test_scoring_queue.py state/conditions:test_state_table_contract.py,test_state_conditions_contract.py \
 	wsi/tiling:test_wsi_tiling.py wsi/tissue:test_wsi_tiling.py wsi/results:test_wsi_results.py \
 	wsi/reader:test_wsi_reader.py,test_real_writers.py,test_hostile_slides.py \
 	wsi/structure:test_wsi_reader.py,test_hostile_slides.py,test_real_writers.py \
@@ -122,7 +122,8 @@ mutation: setup $(MUTATION)/.installed
 	  module=$${item%%:*}; tests=$${item#*:}; \
 	  case " $(MODULES) " in *" $$module "*) ;; *) continue ;; esac; \
 	  runner="sh scripts/mutation_tests.sh ../../$(VENV)/bin/python"; \
-	  for test in $${tests//,/ }; do runner="$$runner $$(ls tests/{unit,adapters,emulator}/$$test)"; done; \
+	  for test in $${tests//,/ }; do for folder in unit adapters emulator; do \
+	    if [ -f tests/$$folder/$$test ]; then runner="$$runner tests/$$folder/$$test"; fi; done; done; \
 	  ../../$(MUTATION)/bin/mutmut run --no-progress --paths-to-mutate shared/pcam_pipeline/$$module.py \
 	    --tests-dir tests --runner "$$runner" || true; \
 	done
