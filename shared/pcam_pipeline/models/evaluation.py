@@ -15,13 +15,14 @@ from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import CapacityRefused, JobFailed
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
-from pcam_pipeline.core.ports import BlobStore
+from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import present
+from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import ModelStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation_report import roc_png
-from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase
-from pcam_pipeline.models.promotion import metric_summary
+from pcam_pipeline.models.job_tracker import JobKindBase, JobTracker
+from pcam_pipeline.models.promotion import PromotedModels, metric_summary
 from pcam_pipeline.state.views import EvaluationState
 
 EVALUATION_SCRIPT = "evaluate_model.py"
@@ -31,10 +32,19 @@ class ModelEvaluation(JobKindBase):
     kinds: tuple[JobKind, ...] = (JobKind.TEST_TRANSFORM, JobKind.EVALUATION)
     failure_consequence = "No model is promoted."
 
-    def __init__(self, parts: FlowParts):
-        super().__init__(parts)
-        self._state: EvaluationState = parts.state
-        self._minimum_auc, self._threshold = parts.settings.minimum_auc, parts.settings.decision_threshold
+    def __init__(
+        self,
+        settings: ModelSettings,
+        state: EvaluationState,
+        blobs: BlobStore,
+        jobs: JobTracker,
+        registry: PromotedModels,
+        publisher: EventPublisher,
+    ):
+        super().__init__(publisher)
+        self._settings, self._state, self._blobs = settings.sagemaker, state, blobs
+        self._jobs, self._registry = jobs, registry
+        self._minimum_auc, self._threshold = settings.minimum_auc, settings.decision_threshold
 
     def evaluate_waiting_models(self, dataset: str) -> dict[str, Any]:
         """A test split arrived: evaluate the dataset's models that were waiting for one."""

@@ -28,7 +28,6 @@ from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.models.evaluation import ModelEvaluation
 from pcam_pipeline.models.job_tracker import (
-    FlowParts,
     IgnoredEvent,
     JobKindHandler,
     JobTracker,
@@ -37,6 +36,8 @@ from pcam_pipeline.models.job_tracker import (
 )
 from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.models.training import ModelTraining
+from pcam_pipeline.scoring.queue import ScoringQueue
+from pcam_pipeline.scoring.result_writing import SlideResultWriter
 from pcam_pipeline.scoring.slides import SlideScoring
 from pcam_pipeline.state import StateStore
 from pcam_pipeline.state.views import FlowState
@@ -59,10 +60,12 @@ class SageMakerFlow:
         self._state: FlowState = state
         self.jobs = JobTracker(state, launcher, alerter or Alerter(settings.alert_topic_arn))
         self.registry = PromotedModels(state, publisher)
-        parts = FlowParts(settings, state, blobs, launcher, publisher, self.jobs, self.registry)
-        self.evaluation = ModelEvaluation(parts)
-        self.training = ModelTraining(parts, self.evaluation)
-        self.slides = SlideScoring(parts)
+        jobs, registry = self.jobs, self.registry
+        self.evaluation = ModelEvaluation(settings, state, blobs, jobs, registry, publisher)
+        self.training = ModelTraining(settings.sagemaker, state, blobs, launcher, jobs, publisher, self.evaluation)
+        queue = ScoringQueue(settings, state, blobs, jobs, registry)
+        results = SlideResultWriter(settings.decision_threshold, state, blobs, registry, publisher)
+        self.slides = SlideScoring(settings, state, queue, results, registry, publisher)
         handlers: tuple[JobKindHandler, ...] = (self.training, self.evaluation, self.slides)
         self._kinds = {kind: handler for handler in handlers for kind in handler.kinds}
         if unhandled := set(JobKind) - set(self._kinds):

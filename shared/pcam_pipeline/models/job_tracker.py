@@ -12,11 +12,8 @@ from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core.job_kinds import RESOURCE_BY_EVENT, JobKind
 from pcam_pipeline.core.model_records import JobRecord
-from pcam_pipeline.core.ports import Alerter, BlobStore, EventPublisher, JobLauncher
-from pcam_pipeline.core.settings import ModelSettings
+from pcam_pipeline.core.ports import Alerter, EventPublisher, JobLauncher
 from pcam_pipeline.core.statuses import JobStatus
-from pcam_pipeline.models.promotion import PromotedModels
-from pcam_pipeline.state import StateStore
 from pcam_pipeline.state.views import JobsState
 
 
@@ -111,26 +108,12 @@ class JobTracker:
         )
 
 
-@dataclass(frozen=True)
-class FlowParts:
-    """What every kind of job works with: the settings and the ports to AWS, wired once."""
-
-    settings: ModelSettings
-    state: StateStore
-    blobs: BlobStore
-    launcher: JobLauncher
-    publisher: EventPublisher
-    jobs: JobTracker
-    registry: PromotedModels
-
-
 class JobKindBase:
-    """The wiring every job kind shares; a kind that records progress overrides ``on_progress``."""
+    """What every job kind shares: it may announce a failure; a kind that records progress overrides
+    ``on_progress``. Each kind takes the ports it uses, and its own view of the state, in its constructor."""
 
-    def __init__(self, parts: FlowParts):
-        self._settings = parts.settings.sagemaker
-        self._blobs, self._launcher = parts.blobs, parts.launcher  # each kind keeps its own view of the state
-        self._jobs, self._registry, self._events = parts.jobs, parts.registry, parts.publisher
+    def __init__(self, publisher: EventPublisher):
+        self._events = publisher
 
     def on_progress(self, job: JobRecord, status: JobStatus) -> None:
         pass  # most kinds change their records only when a job ends
@@ -150,7 +133,6 @@ def failed(job: JobRecord) -> JobRecord:
 
 __all__ = [
     "IgnoredEvent",
-    "FlowParts",
     "JobKindBase",
     "JobKindHandler",
     "JobTracker",

@@ -9,12 +9,13 @@ from typing import Any
 from pcam_pipeline.core.errors import CapacityRefused, InvalidJobRequest
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord, ModelRecord
+from pcam_pipeline.core.ports import BlobStore, EventPublisher, JobLauncher
 from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation import ModelEvaluation
-from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase, failed
-from pcam_pipeline.models.sagemaker_jobs import TrainingInputs
+from pcam_pipeline.models.job_tracker import JobKindBase, JobTracker, failed
+from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings, TrainingInputs
 from pcam_pipeline.state.views import TrainingState
 from pcam_training.config import TrainingConfigError
 
@@ -23,10 +24,19 @@ class ModelTraining(JobKindBase):
     kinds: tuple[JobKind, ...] = (JobKind.TRAINING, JobKind.TUNING)
     failure_consequence = "No model is promoted."
 
-    def __init__(self, parts: FlowParts, evaluation: ModelEvaluation):
-        super().__init__(parts)
-        self._state: TrainingState = parts.state
-        self._evaluation = evaluation
+    def __init__(
+        self,
+        settings: SageMakerSettings,
+        state: TrainingState,
+        blobs: BlobStore,
+        launcher: JobLauncher,
+        jobs: JobTracker,
+        publisher: EventPublisher,
+        evaluation: ModelEvaluation,
+    ):
+        super().__init__(publisher)
+        self._settings, self._state, self._blobs, self._launcher = settings, state, blobs, launcher
+        self._jobs, self._evaluation = jobs, evaluation
 
     def start_training(self, dataset: str) -> dict[str, Any]:
         """Start one training (or tuning) job for the dataset's current train and valid splits."""

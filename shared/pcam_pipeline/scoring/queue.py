@@ -21,11 +21,14 @@ from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import CapacityRefused
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
+from pcam_pipeline.core.ports import BlobStore
 from pcam_pipeline.core.records import ScoringQueueEntry, present
+from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import JobStatus, OwnerStatus
 from pcam_pipeline.ingestion import manifests
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
-from pcam_pipeline.models.job_tracker import FlowParts
+from pcam_pipeline.models.job_tracker import JobTracker
+from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
 from pcam_pipeline.scoring.batches import BatchPolicy, next_batch
 from pcam_pipeline.state.views import ScoringQueueState
@@ -37,14 +40,17 @@ DISPATCH_LEASE_SECONDS = 120
 
 
 class ScoringQueue:
-    def __init__(self, parts: FlowParts):
-        self._state: ScoringQueueState = parts.state
-        self._blobs, self._jobs = parts.blobs, parts.jobs
-        self._registry, self._sagemaker = parts.registry, parts.settings.sagemaker
-        self._slots = parts.settings.max_transform_jobs
-        self._policy = BatchPolicy(
-            parts.settings.scoring_batch_window_seconds, parts.settings.scoring_batch_max_patches
-        )
+    def __init__(
+        self,
+        settings: ModelSettings,
+        state: ScoringQueueState,
+        blobs: BlobStore,
+        jobs: JobTracker,
+        registry: PromotedModels,
+    ):
+        self._state, self._blobs, self._jobs, self._registry = state, blobs, jobs, registry
+        self._sagemaker, self._slots = settings.sagemaker, settings.max_transform_jobs
+        self._policy = BatchPolicy(settings.scoring_batch_window_seconds, settings.scoring_batch_max_patches)
 
     def add(self, slide_id: str, run_id: str, patch_count: int) -> bool:
         return self._state.queue_slide(slide_id, run_id, patch_count)

@@ -23,8 +23,9 @@ from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed, RetryableError
 from pcam_pipeline.core.labs import lab_of
 from pcam_pipeline.core.model_records import JobRecord
+from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import SlideRecord, present
-from pcam_pipeline.models.job_tracker import FlowParts
+from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.scoring import slide_results
 from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
 from pcam_pipeline.scoring.queue import queued_entry
@@ -36,10 +37,16 @@ from pcam_pipeline.wsi.tiling import TilePlan
 
 
 class SlideResultWriter:
-    def __init__(self, parts: FlowParts):
-        self._state: SlideResultsState = parts.state
-        self._blobs, self._events, self._registry = parts.blobs, parts.publisher, parts.registry
-        self._threshold = parts.settings.decision_threshold
+    def __init__(
+        self,
+        threshold: float,
+        state: SlideResultsState,
+        blobs: BlobStore,
+        registry: PromotedModels,
+        publisher: EventPublisher,
+    ):
+        self._threshold, self._state, self._blobs = threshold, state, blobs
+        self._registry, self._events = registry, publisher
 
     def write(self, job: JobRecord, member: dict[str, Any]) -> dict[str, Any]:
         """``_write_results``, where any failure but a retryable AWS one is this slide's alone (JobFailed)."""

@@ -21,9 +21,12 @@ from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
+from pcam_pipeline.core.ports import EventPublisher
 from pcam_pipeline.core.records import SlideRecord, present
+from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import OwnerStatus
-from pcam_pipeline.models.job_tracker import FlowParts, JobKindBase
+from pcam_pipeline.models.job_tracker import JobKindBase
+from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.scoring.queue import ScoringQueue
 from pcam_pipeline.scoring.result_writing import SlideResultWriter
 from pcam_pipeline.state.views import SlideScoringState
@@ -33,13 +36,18 @@ class SlideScoring(JobKindBase):
     kinds: tuple[JobKind, ...] = (JobKind.SLIDE_SCORING,)
     failure_consequence = "No result is written for the slide."
 
-    def __init__(self, parts: FlowParts):
-        super().__init__(parts)
-        self._state: SlideScoringState = parts.state
-        self._threshold = parts.settings.decision_threshold
-        self._rescore_on_promotion = parts.settings.rescore_on_promotion
-        self.queue = ScoringQueue(parts)
-        self._results = SlideResultWriter(parts)
+    def __init__(
+        self,
+        settings: ModelSettings,
+        state: SlideScoringState,
+        queue: ScoringQueue,
+        results: SlideResultWriter,
+        registry: PromotedModels,
+        publisher: EventPublisher,
+    ):
+        super().__init__(publisher)
+        self._state, self.queue, self._results, self._registry = state, queue, results, registry
+        self._threshold, self._rescore_on_promotion = settings.decision_threshold, settings.rescore_on_promotion
 
     # ------------------------------------------------------------ starting
     def on_slide_ready(self, detail: dict[str, Any]) -> dict[str, Any]:
