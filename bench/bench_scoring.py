@@ -51,7 +51,7 @@ def raw_get_rate(stack: LocalStack) -> float:
 
 def gather_rate(stack: LocalStack) -> float:
     started = time.monotonic()
-    probabilities = gather_tumour_probabilities(S3BlobStore(stack.bucket, stack.s3), PREFIX, OUTPUTS)
+    probabilities = gather_tumour_probabilities(S3BlobStore(stack.bucket, stack.s3), [PREFIX], "", OUTPUTS)
     elapsed = time.monotonic() - started
     assert probabilities.size == OUTPUTS
     return OUTPUTS / elapsed
