@@ -86,7 +86,7 @@ class ModelEvaluation(JobKindBase):
             present(job.predictions, "predictions prefix"),
             {"pcam:dataset": model.dataset, "pcam:model": model_name},
         )
-        if not self._start_or_wait(job, request, model_name=model_name):
+        if not start_or_wait(self._jobs, self._state, job, request, model_name=model_name):
             return {"evaluation": "waiting for SageMaker capacity", "transform_job": name}
         return {"evaluation": "scoring the test split", "transform_job": name}
 
@@ -126,18 +126,11 @@ class ModelEvaluation(JobKindBase):
             self._blobs.uri(prefix.rstrip("/")),
             {"pcam:dataset": model.dataset, "pcam:model": model_name},
         )
-        if not self._start_or_wait(job, request, model_name=model_name, transform_job=transform.name):
+        if not start_or_wait(
+            self._jobs, self._state, job, request, model_name=model_name, transform_job=transform.name
+        ):
             return {"evaluation": "waiting for SageMaker capacity", "evaluation_job": name}
         return {"evaluation": "computing metrics", "evaluation_job": name}
-
-    def _start_or_wait(self, job: JobRecord, request: dict[str, Any], **what: str) -> bool:
-        """Start the job; False when SageMaker has no capacity now (recorded: the scheduled tick tries again)."""
-        try:
-            self._jobs.start_once(job, request)
-        except CapacityRefused:
-            self._state.wait_for_capacity(job.name, str(job.kind), **what)
-            return False
-        return True
 
     def conclude_evaluation(self, model_name: str, delivery: str) -> dict[str, Any]:
         """Draw the ROC picture, record the metrics and let the promotion gate decide; announce it once.
@@ -181,6 +174,18 @@ class ModelEvaluation(JobKindBase):
             present(job.model_name, f"model of {job.name}"), f"{job.kind} {job.name}: {reason}"
         )
         self.announce_model_failure(job, reason)
+
+
+def start_or_wait(
+    jobs: JobTracker, state: EvaluationState, job: JobRecord, request: dict[str, Any], **what: str
+) -> bool:
+    """Start the job; False when SageMaker has no capacity now (recorded: the scheduled tick tries again)."""
+    try:
+        jobs.start_once(job, request)
+    except CapacityRefused:
+        state.wait_for_capacity(job.name, str(job.kind), **what)
+        return False
+    return True
 
 
 def evaluation_script_uri(blobs: BlobStore) -> str:
