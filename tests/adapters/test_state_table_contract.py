@@ -184,13 +184,20 @@ def test_each_model_side_write_leaves_the_fields_its_readers_use(state):
     assert (failed["status"], failed["reason"]) == ("Failed", "out of memory") and failed["ended_at"]
 
     state.record_training_status("d", JobStatus.STARTING, latest_job="pcam-j")
+    assert state.record_training_progress("d", "pcam-j", JobStatus.IN_PROGRESS)
+    assert not state.record_training_progress("d", "pcam-older", JobStatus.IN_PROGRESS)
     state.record_training_settings("d", {"epochs": 3}, "incoming/datasets/d/training.json", "v1")
     state.record_latest_model("d", "m1")
     dataset = state.get("dataset#d")
-    assert (dataset["dataset"], dataset["training_status"], dataset["latest_job"]) == ("d", "Starting", "pcam-j")
+    assert (dataset["dataset"], dataset["training_status"], dataset["latest_job"]) == ("d", "InProgress", "pcam-j")
     assert dataset["training_settings_from"] == "incoming/datasets/d/training.json#v1"
     assert (state.training_settings("d"), dataset["latest_model"]) == ({"epochs": 3}, "m1")
     assert state.training_settings("other") == {}
+    state.record_training_status("d", JobStatus.FAILED, failure_reason="out of memory")
+    assert not state.record_training_progress("d", "pcam-j", JobStatus.IN_PROGRESS), (
+        "a late InProgress hides no failure"
+    )
+    assert state.get("dataset#d")["training_status"] == "Failed"
 
     for name in ("m-late", "m-early"):  # named against the alphabet: the order must come from created_at
         state.create_model(ModelRecord(name, "d", "pcam-j", f"s3://b/{name}", "created"))

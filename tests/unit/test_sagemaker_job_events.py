@@ -67,6 +67,34 @@ def test_a_failed_job_records_its_reason(world):
     assert "Unable to read the manifest" in world.alerter.alerts[0][1]
 
 
+def test_an_in_progress_event_read_before_a_failure_landed_does_not_hide_the_failure(world):
+    """Two flow workers: one reads the job for "InProgress", the other records "Failed" meanwhile (as a CI run saw:
+    the dataset's status was left at InProgress). The failure stands, on the job and on the dataset."""
+    world.state.record_training_status("pcam", JobStatus.STARTING, latest_job=JOB)
+    real_job, pending = world.state.job, [training_event("Failed", FailureReason="AlgorithmError: out of memory")]
+
+    def read_then_let_the_failure_land(name):
+        record = real_job(name)
+        if pending:
+            world.flow.on_event(*pending.pop())
+        return record
+
+    world.state.job = read_then_let_the_failure_land
+    result = world.flow.on_event(*training_event("InProgress"))
+    assert result["status"] == "ignored" and "late InProgress" in result["reason"]
+    assert real_job(JOB).status is JobStatus.FAILED
+    assert world.state.get("dataset#pcam")["training_status"] == "Failed"
+
+
+def test_progress_of_a_training_reaches_its_dataset_only_while_it_is_the_latest_and_running(world):
+    world.state.record_training_status("pcam", JobStatus.STARTING, latest_job=JOB)
+    world.flow.on_event(*training_event("InProgress"))
+    assert world.state.get("dataset#pcam")["training_status"] == "InProgress"
+    world.state.record_training_status("pcam", JobStatus.STARTING, latest_job="pcam-pcam-train-newer")
+    assert not world.state.record_training_progress("pcam", JOB, JobStatus.IN_PROGRESS)
+    assert world.state.get("dataset#pcam")["training_status"] == "Starting"
+
+
 def test_other_events_are_ignored(world):
     assert world.flow.on_event("Slide Scored", {"slide_id": "s"})["status"] == "ignored"
     detail_type, detail = training_event("Completed")

@@ -90,7 +90,8 @@ class JobTracker:
             if status is not job.status:
                 return IgnoredEvent(name, f"late {status} event for a {job.status} job")
             return StateChange(name, status, job, reason, first_report=False)
-        self._state.record_job_status(name, status, reason)
+        if not self._state.record_job_status(name, status, reason):
+            return self.observe(detail_type, detail)  # it ended meanwhile (another delivery): decide on that
         return StateChange(name, status, replace(job, status=status, reason=reason), reason)
 
     def fail(self, job: JobRecord, kind: JobKindHandler, reason: str) -> None:

@@ -104,7 +104,7 @@ class ModelTraining(JobKindBase):
 
     # ------------------------------------------------------------ job kind
     def on_progress(self, job: JobRecord, status: JobStatus) -> None:
-        self._state.record_training_status(dataset_of(job), status)
+        self._state.record_training_progress(dataset_of(job), job.name, status)
 
     def on_completed(self, job: JobRecord, detail: dict[str, Any], delivery: str) -> dict[str, Any]:
         if job.kind is JobKind.TUNING:

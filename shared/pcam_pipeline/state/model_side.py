@@ -16,7 +16,7 @@ from pcam_pipeline.state.access import (
     job_pk,
     model_sk,
 )
-from pcam_pipeline.state.conditions import Equals, Missing, Not, OneOf
+from pcam_pipeline.state.conditions import Both, Equals, Missing, Not, OneOf
 from pcam_pipeline.state.table import now_iso
 
 
@@ -65,6 +65,12 @@ class ModelSideRecords(TableAccess):
     def record_training_status(self, dataset: str, status: JobStatus, **fields: Any) -> None:
         """The dataset's latest training: ``latest_job`` when starting, ``failure_reason`` when it failed."""
         self._set(dataset_pk(dataset), CURRENT, {"dataset": dataset, "training_status": status, **fields})
+
+    def record_training_progress(self, dataset: str, job_name: str, status: JobStatus) -> bool:
+        """A running status of the dataset's latest training; False (nothing written) once that training has
+        ended or a newer one started: a late "InProgress" never hides a failure."""
+        condition = Both(Equals("latest_job", job_name), Not(OneOf("training_status", TERMINAL_JOB_STATUSES)))
+        return self._set(dataset_pk(dataset), CURRENT, {"training_status": status}, condition) is not None
 
     def record_training_settings(self, dataset: str, settings: dict[str, Any], key: str, version: str) -> None:
         """A dataset's own training settings (its training.json); the latest upload wins."""
