@@ -18,6 +18,7 @@ JOB = "pcam-pcam-train-0123456789"
 def world():
     world = flow_on_fakes()
     world.state.create_job(JobRecord(JOB, JobKind.TRAINING, JobStatus.IN_PROGRESS, dataset="pcam"))
+    world.state.record_training_status("pcam", JobStatus.IN_PROGRESS, latest_job=JOB)  # the dataset's latest
     return world
 
 

@@ -18,7 +18,7 @@ from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import present
 from pcam_pipeline.core.settings import ModelSettings
-from pcam_pipeline.core.statuses import ModelStatus
+from pcam_pipeline.core.statuses import JobStatus, ModelStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation_report import roc_png
 from pcam_pipeline.models.job_tracker import JobKindBase, JobTracker
@@ -65,6 +65,9 @@ class ModelEvaluation(JobKindBase):
             self._state.mark_model_awaiting_test_split(model_name)
             return {"evaluation": "waiting for a test split; not promoted automatically until evaluated"}
         name = sagemaker_jobs.job_name(model.dataset, f"{model_name}|{test.ready_token}", kind="test")
+        earlier = model.test_transform_job if model.test_transform_job != name else None
+        if earlier and not never_started(self._state, earlier):
+            return {"evaluation": "already scored or scoring a test split", "transform_job": earlier}
         prefix = keys.evaluation_prefix(model_name)
         job = JobRecord(
             name=name,
@@ -77,15 +80,14 @@ class ModelEvaluation(JobKindBase):
             predictions=self._blobs.uri(prefix + "predictions/"),
         )
         self._jobs.record(job)
-        self._state.mark_model_evaluating(model_name, prefix, name, f"{model.dataset}/test {test.ready_token}")
-        request = inference_requests.transform_request(
-            self._settings,
-            name,
-            model_name,
-            present(job.test_images, "test images"),
-            present(job.predictions, "predictions prefix"),
-            {"pcam:dataset": model.dataset, "pcam:model": model_name},
-        )
+        test_split = f"{model.dataset}/test {test.ready_token}"
+        if not self._state.mark_model_evaluating(model_name, prefix, name, test_split, replacing=earlier):
+            return {"evaluation": "already evaluated", "transform_job": model.test_transform_job}
+        if earlier:  # the test split changed while that transform waited for capacity: this one replaces it
+            self._state.forget_unstarted_job(earlier)
+        tags = {"pcam:dataset": model.dataset, "pcam:model": model_name}
+        images, predictions = present(job.test_images, "test images"), present(job.predictions, "predictions")
+        request = inference_requests.transform_request(self._settings, name, model_name, images, predictions, tags)
         if not start_or_wait(self._jobs, self._state, job, request, model_name=model_name):
             return {"evaluation": "waiting for SageMaker capacity", "transform_job": name}
         return {"evaluation": "scoring the test split", "transform_job": name}
@@ -174,6 +176,12 @@ class ModelEvaluation(JobKindBase):
             present(job.model_name, f"model of {job.name}"), f"{job.kind} {job.name}: {reason}"
         )
         self.announce_model_failure(job, reason)
+
+
+def never_started(state: EvaluationState, job_name: str) -> bool:
+    """No SageMaker job of this name exists: its record is gone, or still waits to be started."""
+    recorded = state.job(job_name)
+    return recorded is None or recorded.status is JobStatus.STARTING
 
 
 def start_or_wait(

@@ -93,13 +93,18 @@ class SageMakerFlow:
         for wait in self._state.capacity_waits():
             name = wait["sk"]
             if wait["kind"] == "training":
-                outcome = self.training.start_training(wait["dataset"]).get("status", "")
+                result = self.training.start_training(wait["dataset"])
+                outcome, replacement = result.get("status", ""), result.get("job")
             elif wait["kind"] == str(JobKind.TEST_TRANSFORM):
-                outcome = self.evaluation.start_test_transform(wait["model_name"]).get("evaluation", "")
+                result = self.evaluation.start_test_transform(wait["model_name"])
+                outcome, replacement = result.get("evaluation", ""), result.get("transform_job")
             else:
                 transform = present(self._state.job(wait["transform_job"]), f"job {wait['transform_job']}")
-                outcome = self.evaluation.start_evaluation(wait["model_name"], transform).get("evaluation", "")
-            if "waiting for SageMaker capacity" not in outcome:
+                result = self.evaluation.start_evaluation(wait["model_name"], transform)
+                outcome, replacement = result.get("evaluation", ""), result.get("evaluation_job")
+            if replacement not in (None, name):  # newer inputs since it waited: that job replaces this one
+                self._state.forget_unstarted_job(name)
+            elif "waiting for SageMaker capacity" not in outcome:
                 self._state.forget_capacity_wait(name)
             outcomes[name] = outcome
         return outcomes

@@ -114,7 +114,7 @@ class ModelTraining(JobKindBase):
         return self.register_model(job.name, job, description)
 
     def on_failed(self, job: JobRecord, reason: str) -> None:
-        self._state.record_training_status(dataset_of(job), job.status, failure_reason=reason)
+        self._state.record_training_failure(dataset_of(job), job.name, job.status, reason)
         self.announce_model_failure(job, reason)
 
     # ------------------------------------------------------------ the model

@@ -30,11 +30,13 @@ class ModelSideRecords(TableAccess):
         return self._put_new(job_pk(job.name), CURRENT, job.to_item())
 
     def forget_unstarted_job(self, name: str) -> None:
-        """SageMaker refused to start it: no job of that name exists, so neither does its record. Called by
-        the scoring dispatcher, which holds the dispatch lease (no one else starts the job meanwhile)."""
+        """SageMaker refused to start it, or a job for newer inputs replaced it while it waited for capacity: no
+        job of that name exists, so neither does its record (nor its capacity wait). Called by the scoring
+        dispatcher, which holds the dispatch lease, and by the scheduled tick: no one else starts it meanwhile."""
         job = self.job(name)
         if job is not None and job.status is JobStatus.STARTING:
             self._delete(job_pk(name), CURRENT)
+        self.forget_capacity_wait(name)  # after the record: a retry still finds the wait to forget
 
     def mark_job_started(self, name: str, **fields: Any) -> bool:
         started = {**fields, "status": JobStatus.IN_PROGRESS, "started_at": now_iso()}
@@ -65,6 +67,12 @@ class ModelSideRecords(TableAccess):
     def record_training_status(self, dataset: str, status: JobStatus, **fields: Any) -> None:
         """The dataset's latest training: ``latest_job`` when starting, ``failure_reason`` when it failed."""
         self._set(dataset_pk(dataset), CURRENT, {"dataset": dataset, "training_status": status, **fields})
+
+    def record_training_failure(self, dataset: str, job_name: str, status: JobStatus, reason: str) -> bool:
+        """The dataset's latest training ended without a model; False (nothing written) if a newer training
+        started meanwhile: a superseded training's late failure never hides the newer one."""
+        fields = {"training_status": status, "failure_reason": reason}
+        return self._set(dataset_pk(dataset), CURRENT, fields, Equals("latest_job", job_name)) is not None
 
     def record_training_progress(self, dataset: str, job_name: str, status: JobStatus) -> bool:
         """A running status of the dataset's latest training; False (nothing written) once that training has
@@ -109,9 +117,11 @@ class ModelSideRecords(TableAccess):
         self._set(MODELS_PK, model_sk(name), fields, Equals("status", ModelStatus.CREATED))
 
     def mark_model_evaluating(
-        self, name: str, evaluation_prefix: str, test_transform_job: str, test_split: str
-    ) -> None:
-        """Only from created or awaiting a test split: a repeated event never undoes a later state."""
+        self, name: str, evaluation_prefix: str, test_transform_job: str, test_split: str, replacing: str | None = None
+    ) -> bool:
+        """Only from created or awaiting a test split, or evaluating with ``test_transform_job`` (a retry) or with
+        ``replacing`` (a transform that never started): a repeated event never undoes a later state. False if
+        nothing was written."""
         fields = {
             "status": ModelStatus.EVALUATING,
             "evaluation_prefix": evaluation_prefix,
@@ -119,7 +129,9 @@ class ModelSideRecords(TableAccess):
             "test_split": test_split,
         }
         waiting = OneOf("status", (ModelStatus.CREATED, ModelStatus.AWAITING_TEST_SPLIT))
-        self._set(MODELS_PK, model_sk(name), fields, waiting)
+        jobs = (test_transform_job,) if replacing is None else (test_transform_job, replacing)
+        this_evaluation = Equals("status", ModelStatus.EVALUATING) & OneOf("test_transform_job", jobs)
+        return self._set(MODELS_PK, model_sk(name), fields, waiting | this_evaluation) is not None
 
     def record_model_evaluated(self, name: str, metrics: dict[str, Any], evaluated_at: str | None) -> None:
         fields = {"status": ModelStatus.EVALUATED, "metrics": metrics, "evaluated_at": evaluated_at}
