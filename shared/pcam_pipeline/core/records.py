@@ -76,6 +76,7 @@ class PatchOwner(Record):
     status: OwnerStatus | None = None
     x_key: str | None = None
     x_version: str | None = None
+    x_version_id: str | None = None  # the upload's S3 version id (x_source_version may be a staged copy's)
     x_source_key: str | None = None
     x_source_version: str | None = None
     x_run: str | None = None

@@ -128,6 +128,8 @@ class PatchFileIngestion:
                     labels = read_labels(handle, self._limits)
                 labels_key = keys.labels_key(kind.dataset, kind.split, dropped.run_id)
                 self._blobs.put_array(labels_key, labels)
+            if newer := self._planner.superseded(dropped):
+                return newer
             images_are_stale = _replaces_announced_pair(current, current.x_count, int(labels.size))
             if current.x_count is not None and not images_are_stale and current.status is not OwnerStatus.FAILED:
                 check_counts_agree(current.x_count, int(labels.size), arrived="labels")

@@ -10,7 +10,7 @@ from typing import Any
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import RetryableError
-from pcam_pipeline.core.ports import MessageQueue
+from pcam_pipeline.core.ports import BlobStore, MessageQueue
 from pcam_pipeline.core.records import PatchOwner
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.state.ingestion_views import PlanningState
@@ -76,8 +76,21 @@ class PatchSource:
 
 
 class ShardPlanner:
-    def __init__(self, state: PlanningState, queue: MessageQueue, patches_per_shard: int):
-        self._state, self._queue, self._patches_per_shard = state, queue, patches_per_shard
+    def __init__(self, state: PlanningState, queue: MessageQueue, patches_per_shard: int, blobs: BlobStore):
+        self._state, self._queue, self._patches_per_shard, self._blobs = state, queue, patches_per_shard, blobs
+
+    def superseded(self, dropped: DroppedFile) -> dict[str, Any] | None:
+        """Newest wins, checked again before each write of a decision: a newer upload of the key that arrived
+        while this one was read (minutes, for a whole slide) is never replaced by it. None if still newest.
+
+        A key with no current version (this upload was quarantined, or deleted) has no newer upload to protect."""
+        latest = self._blobs.latest_version(dropped.key)
+        if latest is None or dropped.version_id is None or latest == dropped.version_id:
+            return None
+        reason = f"upload {latest} of this key replaced it while it was read"
+        self._state.record_file(dropped.key, dropped.version, FileStatus.SUPERSEDED, reason=reason)
+        logger.info("a newer upload of this key arrived meanwhile; not converted", extra={"latest_version": latest})
+        return {"status": "superseded", "latest_version": latest}
 
     def plan(
         self,
@@ -91,6 +104,8 @@ class ShardPlanner:
         """Make this upload the owner's current images and enqueue one message per shard.
 
         None (nothing planned) if the owner's inputs changed since ``as_read`` was read."""
+        if newer := self.superseded(dropped):
+            return newer
         shards = plan_shards(source.count, self._patches_per_shard)
         planned = self._state.start_patch_conversion(
             owner,
@@ -100,6 +115,7 @@ class ShardPlanner:
                 **fields,
                 "x_key": dropped.key,
                 "x_version": dropped.version,
+                "x_version_id": dropped.version_id,
                 "x_source_key": source.key,
                 "x_source_version": source.version,
                 "x_run": dropped.run_id,

@@ -95,7 +95,7 @@ class WholeSlideIngestion:
     def _with_sidecar(self, current: SlideRecord, sidecar_version: str) -> DroppedFile:
         """The slide's current upload, to be cut again at a sidecar's µm/px (its own run: outputs never mix)."""
         upload = present(current.x_key, f"upload of slide {current.slide_id}")
-        return DroppedFile(self._settings.bucket, upload, current.x_source_version, etag=current.x_version or "",
+        return DroppedFile(self._settings.bucket, upload, current.x_version_id, etag=current.x_version or "",
                            run_context=f"sidecar {sidecar_version}")  # fmt: skip
 
     def record_sidecar(self, dropped: DroppedFile, kind: SlideSidecarFile) -> dict[str, Any]:
