@@ -141,7 +141,7 @@ class RecordingPublisher:
         self.published: list[tuple[str, dict]] = []
 
     def publish(self, detail_type: str, detail: dict) -> None:
-        self.published.append((detail_type, json.loads(json.dumps(events.with_lab(detail), default=str))))
+        self.published.append((detail_type, json.loads(json.dumps(events.fitted_detail(detail), default=str))))
 
     def of_type(self, detail_type: str) -> list[dict]:
         return [detail for kind, detail in self.published if kind == detail_type]

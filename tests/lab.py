@@ -15,8 +15,10 @@ from pcam_pipeline.core.settings import ConversionSettings, IngestSettings
 from pcam_pipeline.ingestion.conversion import ShardConverter
 from pcam_pipeline.ingestion.ingestor import Ingestor
 from pcam_pipeline.ingestion.shard_planning import ShardTask
+from pcam_pipeline.state import StateStore
 from tests.fake_bucket import InMemoryBlobStore, InMemoryQueue
-from tests.fakes import RecordingPublisher, in_memory_state
+from tests.fakes import InMemoryTable, RecordingPublisher
+from tests.faults import Faults
 
 BUCKET = "data"
 
@@ -36,8 +38,12 @@ def lab() -> Lab:
 
 
 def make_lab(
-    patches_per_shard: int = 2, max_uncompressed_bytes: int = 16 << 30, max_patches_per_slide: int = 100_000
+    patches_per_shard: int = 2,
+    max_uncompressed_bytes: int = 16 << 30,
+    max_patches_per_slide: int = 100_000,
+    faults: Faults | None = None,
 ) -> Lab:
+    """``faults``: every port call of the use cases goes through it (tests/faults.py)."""
     settings = IngestSettings(
         conversion=ConversionSettings(
             BUCKET,
@@ -53,10 +59,13 @@ def make_lab(
         patches_per_shard=patches_per_shard,
         max_uncompressed_bytes=max_uncompressed_bytes,
     )
-    blobs, queue, state, publisher = InMemoryBlobStore(BUCKET), InMemoryQueue(), in_memory_state(), RecordingPublisher()
+    blobs, queue, table, publisher = InMemoryBlobStore(BUCKET), InMemoryQueue(), InMemoryTable(), RecordingPublisher()
+    faults = faults or Faults()
+    state = StateStore(table=faults.wrap(table, "table"))
+    ports = faults.wrap(blobs, "bucket"), faults.wrap(queue, "queue"), faults.wrap(publisher, "bus")
     # Typed arguments: mypy checks each fake against the port the use cases take.
-    ingestor = Ingestor(settings, blobs, state, publisher, queue)
-    converter = ShardConverter(settings.conversion, blobs, state, publisher)
+    ingestor = Ingestor(settings, ports[0], state, ports[2], ports[1])
+    converter = ShardConverter(settings.conversion, ports[0], state, ports[2])
     return Lab(blobs, queue, state, ingestor, converter, publisher)
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from pcam_pipeline.core.errors import bounded
+
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -56,7 +58,7 @@ def failure_recorded_on_last_attempt(
     except Exception as exc:
         logger.exception("failed; the queue will retry")
         if is_last_attempt(record.attributes.approximate_receive_count, max_receive_count):
-            record_failure(str(exc))
+            record_failure(bounded(str(exc)))
         raise
 
 

@@ -14,6 +14,17 @@
   the message is retried, then dead-lettered, with the missing field named.
 """
 
+# Each part of a refusal's reason (problem, expected, found) is cut to this many characters: a reason is stored
+# in the state table and published in events, whose items and entries have size limits (400 KB, 256 KB).
+MAX_REASON_PART = 2_000
+
+
+def bounded(text: str, limit: int = MAX_REASON_PART) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters not shown)"
+
 
 class PipelineError(Exception):
     """Base class of every error the pipeline raises on purpose."""
@@ -23,9 +34,7 @@ class InvalidInput(PipelineError):
     """A dropped file cannot be used. It is quarantined with this explanation; never retried."""
 
     def __init__(self, problem: str, expected: str = "", found: str = ""):
-        self.problem = problem
-        self.expected = expected
-        self.found = found
+        self.problem, self.expected, self.found = bounded(problem), bounded(expected), bounded(found)
         super().__init__(self.describe())
 
     def describe(self) -> str:

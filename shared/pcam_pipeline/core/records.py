@@ -65,6 +65,8 @@ class FileRecord(Record):
     received_at: str | None = None
     patch_count: int | None = None
     label_count: int | None = None
+    quarantine_key: str | None = None
+    unannounced_quarantine: dict[str, Any] | None = None  # "File Quarantined" to publish: a retry finishes it
 
 
 @dataclass(frozen=True)

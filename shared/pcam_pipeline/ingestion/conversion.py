@@ -22,7 +22,7 @@ from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion.completion import Completer
 from pcam_pipeline.ingestion.hdf5_input import open_hdf5
 from pcam_pipeline.ingestion.patches import encode_jpeg
-from pcam_pipeline.ingestion.quarantine import quarantine
+from pcam_pipeline.ingestion.quarantine import settle_quarantine
 from pcam_pipeline.ingestion.shard_planning import ShardTask
 from pcam_pipeline.state import StateStore
 from pcam_pipeline.state.ingestion_views import ConversionState
@@ -124,9 +124,9 @@ class ShardConverter:
     def _set_aside(self, task: ShardTask, problem: InvalidInput) -> dict[str, Any]:
         """Quarantine the upload at its first damaged patches: no retry, no manifest, and its owner says why."""
         logger.warning("the file is damaged", extra={"reason": problem.describe()})
-        if self._state.mark_damaged(task.owner, task.run_id, problem.describe()):
+        if self._state.mark_damaged(task.owner, task.run_id, task.shard, problem.describe()):
             dropped = DroppedFile(self._blobs.bucket, task.file_key, task.file_version_id, etag=task.file_version)
-            quarantine(self._blobs, self._state, self._events, dropped, problem)
+            settle_quarantine(self._blobs, self._state, self._events, dropped, problem)
         return {"status": "damaged", "reason": problem.describe()}
 
     def record_failure(self, task: ShardTask, reason: str) -> None:

@@ -18,7 +18,7 @@ from pcam_pipeline.ingestion.completion import Completer
 from pcam_pipeline.ingestion.hdf5_input import FileLimits
 from pcam_pipeline.ingestion.patch_files import PatchFileIngestion
 from pcam_pipeline.ingestion.patches import image_shape
-from pcam_pipeline.ingestion.quarantine import quarantine
+from pcam_pipeline.ingestion.quarantine import finish_quarantine, quarantine, unfinished_quarantine
 from pcam_pipeline.ingestion.shard_planning import ShardPlanner
 from pcam_pipeline.ingestion.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
 from pcam_pipeline.ingestion.training_settings import parse_training_settings
@@ -94,6 +94,8 @@ class Ingestor:
             return {"status": "gone"}
         dropped = located
         self._state.record_file_received(dropped.key, dropped.version)
+        if event := unfinished_quarantine(self._state, dropped):  # an earlier delivery failed part-way
+            return finish_quarantine(self._blobs, self._state, self._events, dropped, event)
         latest = self._blobs.latest_version(dropped.key)
         if latest != dropped.version:
             # A late or repeated event: handling this upload now would replace the newer one's results

@@ -31,6 +31,17 @@ class IngestionRecords(TableAccess):
     def record_file(self, key: str, version: str, status: FileStatus, **fields: Any) -> None:
         self._set(file_pk(key), f"v#{version}", {"key": key, "version": version, "status": status, **fields})
 
+    def record_quarantine(
+        self, key: str, version: str, reason: str, quarantine_key: str, event: dict[str, Any]
+    ) -> None:
+        """The upload is set aside for ``reason``; ``event`` stays recorded until it is published."""
+        fields = {"key": key, "version": version, "status": FileStatus.QUARANTINED, "reason": reason,
+                  "quarantine_key": quarantine_key, "unannounced_quarantine": event}  # fmt: skip
+        self._set(file_pk(key), f"v#{version}", fields)
+
+    def mark_quarantine_announced(self, key: str, version: str) -> None:
+        self._set(file_pk(key), f"v#{version}", {}, remove=("unannounced_quarantine",))
+
     def record_file_received(self, key: str, version: str) -> None:
         """First sight of an upload; a repeated event (a redrive, another notification) changes nothing."""
         fields = {"key": key, "version": version, "status": FileStatus.RECEIVED, "received_at": now_iso()}
@@ -130,10 +141,12 @@ class IngestionRecords(TableAccess):
             map_entry=("failed_shards", str(shard), reason),
         )
 
-    def mark_damaged(self, owner_pk: str, run_id: str, reason: str) -> bool:
-        """The upload's data cannot be read; True for the first shard to find out (it quarantines the file)."""
-        fields = {"status": OwnerStatus.FAILED, "failure": f"the file is damaged: {reason}", "damaged": True}
-        return self._set(owner_pk, CURRENT, fields, Equals("x_run", run_id) & Missing("damaged")) is not None
+    def mark_damaged(self, owner_pk: str, run_id: str, shard: int, reason: str) -> bool:
+        """The upload's data cannot be read; True for the first shard to find out (it quarantines the file), and
+        again for that shard's retries, which finish a quarantine it could not."""
+        fields = {"status": OwnerStatus.FAILED, "failure": f"the file is damaged: {reason}", "damaged": shard}
+        first_or_same = Missing("damaged") | Equals("damaged", shard)
+        return self._set(owner_pk, CURRENT, fields, Equals("x_run", run_id) & first_or_same) is not None
 
     def claim_ready(self, owner_pk: str, token: str, claimer: str) -> bool:
         """Let exactly one completer announce this combination of inputs (``token``).

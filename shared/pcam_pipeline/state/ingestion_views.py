@@ -8,14 +8,22 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from pcam_pipeline.core.records import PatchOwner, SlideRecord, SplitRecord
+from pcam_pipeline.core.records import FileRecord, PatchOwner, SlideRecord, SplitRecord
 from pcam_pipeline.core.statuses import FileStatus
 
 
 class FilesState(Protocol):
-    """What every part records of a dropped file (quarantine records only this)."""
+    """What every part records of a dropped file, and how it sets one aside (quarantine)."""
 
     def record_file(self, key: str, version: str, status: FileStatus, **fields: Any) -> None: ...
+
+    def file_version(self, key: str, version: str) -> FileRecord | None: ...
+
+    def record_quarantine(
+        self, key: str, version: str, reason: str, quarantine_key: str, event: dict[str, Any]
+    ) -> None: ...
+
+    def mark_quarantine_announced(self, key: str, version: str) -> None: ...
 
 
 class IngestorState(FilesState, Protocol):
@@ -91,4 +99,4 @@ class ConversionState(FilesState, Protocol):
 
     def record_shard_failed(self, owner_pk: str, run_id: str, shard: int, reason: str) -> None: ...
 
-    def mark_damaged(self, owner_pk: str, run_id: str, reason: str) -> bool: ...
+    def mark_damaged(self, owner_pk: str, run_id: str, shard: int, reason: str) -> bool: ...
