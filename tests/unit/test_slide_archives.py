@@ -57,6 +57,12 @@ def test_a_single_slide_file_may_be_zipped_too(tmp_path):
         ({"a.mrxs": b"x", "b.mrxs": b"x"}, "does not hold exactly one slide"),
         ({"readme.txt": b"x"}, "does not hold exactly one slide"),
         ({"one/a.dcm": b"x", "two/b.dcm": b"x"}, "DICOM files are in more than one folder"),
+        # Names a disk cannot hold as given (shared/repros/zips.py): each once ended in five retries.
+        ({"slide": b"x", "slide/Data0000.dat": b"y", "slide.mrxs": b"m"}, "a file and a folder of the same name"),
+        ({"slide/Data0000.dat": b"y", "slide": b"x", "slide.mrxs": b"m"}, "a file and a folder of the same name"),
+        ({".": b"x", "s.mrxs": b"m"}, "an entry without a file name"),
+        ({"a/b.dcm": b"x", "a//b.dcm": b"y"}, "the same file twice"),
+        ({"d" * 300 + ".dcm": b"x"}, "a file name too long for a disk"),
     ],
 )
 def test_unsafe_or_ambiguous_archives_are_refused(tmp_path, files, problem):
@@ -106,3 +112,22 @@ def test_a_file_that_is_not_a_zip_or_is_cut_short_is_refused(tmp_path):
     cut.write_bytes(whole.read_bytes()[:-200])
     with pytest.raises(InvalidInput, match="cannot be unpacked"):
         unpack(tmp_path, cut)
+
+
+def test_names_flagged_utf8_that_are_not_utf8_are_refused_with_a_reason(tmp_path):
+    path = zipped(tmp_path, {"sé.mrxs": b"m"})
+    path.write_bytes(path.read_bytes().replace("sé".encode(), b"s\xff\xff"))  # the flag says UTF-8; it is not
+    with pytest.raises(InvalidInput, match="file names are not readable text"):
+        unpack(tmp_path, path)
+
+
+def test_a_disk_that_cannot_take_the_files_is_a_reason_not_a_retry(tmp_path, monkeypatch):
+    import shutil
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", disk_full)
+    with pytest.raises(InvalidInput, match="cannot be written to the function's disk") as caught:
+        unpack(tmp_path, zipped(tmp_path, {"s.ndpi": b"II*\x00"}))
+    assert "No space left on device" in caught.value.found

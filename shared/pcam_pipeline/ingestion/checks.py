@@ -12,7 +12,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pcam_pipeline.core import dropped_files
 from pcam_pipeline.core.dropped_files import (
@@ -29,7 +29,7 @@ from pcam_pipeline.ingestion.hdf5_input import FileLimits, inspect_patches, open
 from pcam_pipeline.ingestion.training_settings import MAX_BYTES as MAX_SETTINGS_BYTES
 from pcam_pipeline.ingestion.training_settings import parse_training_settings
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
-from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, parse_sidecar, plan_dropped_slide
+from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, local_slide_path, parse_sidecar, plan_dropped_slide
 
 
 def check_upload(key: str, f: ByteFile, size: int, settings: IngestSettings) -> str:
@@ -43,7 +43,7 @@ def check_upload(key: str, f: ByteFile, size: int, settings: IngestSettings) -> 
         return f"the sidecar of slide {kind.slide_id}: {parse_sidecar(f.read(SIDECAR_MAX_BYTES + 1))} µm/px"
     if isinstance(kind, WholeSlideFile):
         with tempfile.TemporaryDirectory(prefix="pcam-check-") as work:
-            local = Path(work) / PurePosixPath(key).name
+            local = local_slide_path(Path(work), key)
             plan, _, staged = plan_dropped_slide(f, size, kind, None, settings.conversion, (local, _copier(f)))
         read_by = f", read by OpenSlide ({staged.vendor})" if staged else ""
         return (

@@ -18,6 +18,7 @@ ARCHIVE_LAYOUT = (
     "or a single slide file (.ndpi, .svs, .scn, .bif, .tif)"
 )
 # The file OpenSlide opens, by the kind of archive; a DICOM series is opened from any of its files.
+MAX_NAME_BYTES = 255  # of one file or folder name, on Lambda's ext4 and most file systems
 ENTRY_SUFFIXES = (".mrxs", ".vms", ".ndpi", ".svs", ".scn", ".bif", ".tif", ".tiff", ".svslide", ".czi")
 
 
@@ -36,6 +37,12 @@ def unpack_slide_archive(archive: Path, into: Path, limits: SlideLimits) -> Path
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise InvalidInput("the .zip cannot be unpacked (damaged, or an unsupported compression)",
                            "a .zip made with deflate or no compression", str(exc)[:300]) from exc  # fmt: skip
+    except UnicodeDecodeError as exc:  # the UTF-8 flag set on names that are not UTF-8
+        raise InvalidInput("the .zip's file names are not readable text", "names in UTF-8 (or with the UTF-8 flag "
+                           "unset)", str(exc)[:300]) from exc  # fmt: skip
+    except OSError as exc:  # what the checks cannot foresee of the local disk (it is full, …): a reason, no retry
+        raise InvalidInput("the .zip's files cannot be written to the function's disk", "a .zip that unpacks into "
+                           "ephemeral storage", f"{exc.strerror or exc}") from exc  # fmt: skip
     return _slide_file(into, [m.filename for m in members])
 
 
@@ -59,6 +66,27 @@ def _check_members(members: list[zipfile.ZipInfo], limits: SlideLimits) -> None:
         )
     for member in members:
         _check_member(member)
+    _check_paths([PurePosixPath(m.filename).parts for m in members])
+
+
+def _check_paths(paths: list[tuple[str, ...]]) -> None:
+    """Each entry is a distinct file the disk can hold: a name, not ``.``; no two entries the same file; no file
+    that is also a folder of another; no name longer than a file system's 255 bytes."""
+    files: set[tuple[str, ...]] = set()
+    for parts in paths:
+        name = "/".join(parts)
+        if not parts:
+            raise InvalidInput("the .zip holds an entry without a file name", "named files", "an entry named '.'")
+        if too_long := [part for part in parts if len(part.encode()) > MAX_NAME_BYTES]:
+            raise InvalidInput("the .zip holds a file name too long for a disk",
+                               f"names of at most {MAX_NAME_BYTES} bytes", repr(too_long[0][:100]) + "…")  # fmt: skip
+        if parts in files:
+            raise InvalidInput("the .zip holds the same file twice", "each file once", repr(name[:200]))
+        files.add(parts)
+    folders = {parts[:depth] for parts in files for depth in range(1, len(parts))}
+    if both := sorted(files & folders):
+        raise InvalidInput("the .zip holds a file and a folder of the same name", "distinct names",
+                           repr("/".join(both[0])[:200]))  # fmt: skip
 
 
 def _check_member(member: zipfile.ZipInfo) -> None:

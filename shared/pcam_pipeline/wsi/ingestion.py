@@ -12,7 +12,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from numpy.typing import NDArray
@@ -27,7 +27,13 @@ from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion.shard_planning import PatchSource, ShardPlanner, decided_from, kept_changing
 from pcam_pipeline.state import slide_pk
 from pcam_pipeline.state.ingestion_views import WholeSlidesState
-from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, MissingResolution, parse_sidecar, plan_dropped_slide
+from pcam_pipeline.wsi.plans import (
+    SIDECAR_MAX_BYTES,
+    MissingResolution,
+    local_slide_path,
+    parse_sidecar,
+    plan_dropped_slide,
+)
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.tiling import TilePlan, read_patch
 
@@ -142,7 +148,7 @@ class WholeSlideIngestion:
             tempfile.TemporaryDirectory(prefix="pcam-slide-") as work,
             self._blobs.open(dropped.key, dropped.version_id) as f,
         ):
-            local = Path(work) / PurePosixPath(dropped.key).name
+            local = local_slide_path(Path(work), dropped.key)
             download = partial(self._blobs.download, dropped.key, dropped.version_id)
             plan, thumbnail, staged = plan_dropped_slide(f, f.size, kind, sidecar, self._settings, (local, download))
             source = (dropped.key, dropped.version_id)

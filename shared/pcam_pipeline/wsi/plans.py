@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from PIL import Image
@@ -112,6 +112,13 @@ def plan_vendor_slide(
     with open(staged.path, "rb") as f:
         plan, thumbnail = plan_whole_slide(f, staged.staged_bytes, slide_id, sidecar, settings, staged)
     return plan, thumbnail, staged
+
+
+def local_slide_path(work: Path, key: str) -> Path:
+    """Where a slide is copied for OpenSlide: ``slide`` and the key's extension (OpenSlide tells some formats by
+    it). Never the key's own name: one near S3's 1,024-byte key limit, or in decomposed Unicode, is longer than
+    the 255 bytes a file name may have, and would fail only after the whole download."""
+    return work / f"slide{PurePosixPath(key).suffix.lower()}"
 
 
 def plan_dropped_slide(
