@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.reader import Level
+from pcam_pipeline.wsi.resolution import PLAUSIBLE_MPP
 from pcam_pipeline.wsi.tiling import PATCH_EDGE, choose_level, choose_mask_read, read_reduced
 from pcam_pipeline.wsi.tissue import tissue_mask
 from pcam_pipeline.wsi.vendor import OPENSLIDE_OR_CONVERT, STAGED_TILE, StagedSlide
@@ -139,6 +140,9 @@ def _resolution(properties: Mapping[str, str], override: float | None) -> tuple[
         return None, "OpenSlide finds no µm per pixel in the slide's metadata"
     if not (math.isfinite(mpp_x) and math.isfinite(mpp_y)) or abs(mpp_x - mpp_y) > 0.02 * mpp_x:
         return None, f"OpenSlide reads different µm per pixel across and down ({mpp_x:g}, {mpp_y:g})"
+    low, high = PLAUSIBLE_MPP  # as for slides the pipeline reads itself: a placeholder waits for a sidecar
+    if not low <= mpp_x <= high:
+        return None, f"OpenSlide reads {mpp_x:.4g} µm per pixel in the slide's metadata, a placeholder, not a scan"
     vendor = properties.get("openslide.vendor", "unknown")
     return mpp_x, f"the slide's metadata (OpenSlide's openslide.mpp-x, vendor {vendor})"
 
