@@ -23,25 +23,23 @@ def zstd_tiff(path, dots_per_inch: float):
     return path
 
 
-@pytest.mark.parametrize(("dots_per_inch", "said"), [(72, "352.8 µm"), (2_540_000, "0.01 µm")])
-def test_an_implausible_resolution_read_by_openslide_waits_for_a_sidecar(tmp_path, dots_per_inch, said):
-    slide = zstd_tiff(tmp_path / "s.tif", dots_per_inch)
+def plan(tmp_path, slide, sidecar=None):
     work = tmp_path / "work"
     work.mkdir()
-    with open(slide, "rb") as f, pytest.raises(MissingResolution) as waiting:
-        plan_dropped_slide(f, slide.stat().st_size, classify_incoming_key("incoming/slides/s.tif"), None,
-                           conversion_settings(), (work / "slide.tif", lambda to: to.write_bytes(slide.read_bytes())))  # fmt: skip
+    kind, copy = classify_incoming_key("incoming/slides/s.tif"), lambda to: to.write_bytes(slide.read_bytes())
+    with open(slide, "rb") as f:
+        return plan_dropped_slide(f, slide.stat().st_size, kind, sidecar, conversion_settings(), (work / "s.tif", copy))
+
+
+@pytest.mark.parametrize(("dots_per_inch", "said"), [(72, "352.8 µm"), (2_540_000, "0.01 µm")])
+def test_an_implausible_resolution_read_by_openslide_waits_for_a_sidecar(tmp_path, dots_per_inch, said):
+    with pytest.raises(MissingResolution) as waiting:
+        plan(tmp_path, zstd_tiff(tmp_path / "s.tif", dots_per_inch))
     assert said in waiting.value.found and "placeholder" in waiting.value.found
     assert "incoming/slides/s.json" in waiting.value.expected  # the sidecar to drop
 
 
 def test_a_sidecar_resolves_it(tmp_path):
-    slide = zstd_tiff(tmp_path / "s.tif", 72)
-    work = tmp_path / "work"
-    work.mkdir()
     sidecar = {"mpp": 0.5, "key": "incoming/slides/s.json", "version": "v1"}
-    with open(slide, "rb") as f:
-        plan, _, staged = plan_dropped_slide(f, slide.stat().st_size, classify_incoming_key("incoming/slides/s.tif"),
-                                             sidecar, conversion_settings(),
-                                             (work / "slide.tif", lambda to: to.write_bytes(slide.read_bytes())))  # fmt: skip
-    assert staged is not None and plan.mpp == 0.5
+    tile_plan, _, staged = plan(tmp_path, zstd_tiff(tmp_path / "s.tif", 72), sidecar)
+    assert staged is not None and tile_plan.mpp == 0.5
