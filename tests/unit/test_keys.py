@@ -229,3 +229,14 @@ def test_a_name_of_255_bytes_is_accepted_and_a_key_too_long_to_quarantine_as_is_
     assert quarantine_key(longest).startswith("quarantine/long-names/")
     assert quarantine_error_key(longest) == quarantine_key(longest) + ".error.json"
     assert quarantine_key("incoming/slides/short.h5") == "quarantine/incoming/slides/short.h5"
+
+
+def test_a_labs_long_key_is_quarantined_where_its_policy_lets_it_read():
+    from pcam_pipeline.core.labs import lab_policy
+
+    longest = "incoming/labs/north/slides/" + "c" * (1024 - len("incoming/labs/north/slides/.h5")) + ".h5"
+    target = quarantine_key(longest)
+    assert target.startswith("quarantine/incoming/labs/north/long-names/") and len(target.encode()) <= 1024
+    readable = lab_policy("arn:aws:s3:::b", "north")["Statement"][1]["Resource"]
+    assert any(f"arn:aws:s3:::b/{target}".startswith(allowed.rstrip("*")) for allowed in readable)
+    assert len(quarantine_error_key(longest).encode()) <= 1024

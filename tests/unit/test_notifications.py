@@ -42,3 +42,14 @@ def test_the_key_as_spelled_in_the_event_is_kept_for_keys_that_exist_only_so():
     (dropped,) = dropped_files_in(body)
     assert dropped.key == "incoming/slides/c   50%.h5"
     assert dropped.as_spelled_in_event().key == "incoming/slides/c++ 50%.h5"
+
+
+def test_folder_markers_and_hidden_or_file_manager_files_are_ignored_without_a_quarantine():
+    body = json.loads((EVENTS / "s3-object-created-eventbridge.json").read_text())
+    ignored = ["incoming/slides/", "incoming/labs/north/", "incoming/slides/.DS_Store", "incoming/slides/._s1.svs",
+               "incoming/datasets/pcam/Thumbs.db", "incoming/slides/desktop.ini"]  # fmt: skip
+    for key in ignored:
+        body["detail"]["object"]["key"] = key
+        assert dropped_files_in(body) == [], key
+    body["detail"]["object"]["key"] = "incoming/slides/s1.svs"
+    assert [dropped.key for dropped in dropped_files_in(body)] == ["incoming/slides/s1.svs"]

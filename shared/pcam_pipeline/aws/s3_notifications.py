@@ -10,19 +10,22 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_plus
 
-from pcam_pipeline.core.dropped_files import DroppedFile
+from pcam_pipeline.core.dropped_files import DroppedFile, is_a_labs_file
 
 
 def dropped_files_in(body: dict[str, Any]) -> list[DroppedFile]:
-    """Return the files a message announces; test events and other event kinds announce none."""
+    """Return the lab's files a message announces; test events, other event kinds, folder markers and hidden
+    files (``.DS_Store``) announce none."""
     if body.get("detail-type") == "Object Created" and body.get("source") == "aws.s3":
         detail = body["detail"]
-        return [_dropped(detail["bucket"]["name"], detail["object"], "version-id", "etag")]
-    return [
-        _dropped(record["s3"]["bucket"]["name"], record["s3"]["object"], "versionId", "eTag")
-        for record in body.get("Records", [])
-        if str(record.get("eventName", "")).startswith("ObjectCreated")
-    ]
+        announced = [_dropped(detail["bucket"]["name"], detail["object"], "version-id", "etag")]
+    else:
+        announced = [
+            _dropped(record["s3"]["bucket"]["name"], record["s3"]["object"], "versionId", "eTag")
+            for record in body.get("Records", [])
+            if str(record.get("eventName", "")).startswith("ObjectCreated")
+        ]
+    return [dropped for dropped in announced if is_a_labs_file(dropped.key)]
 
 
 def _dropped(bucket: str, obj: dict[str, Any], version_field: str, etag_field: str) -> DroppedFile:

@@ -145,6 +145,17 @@ def _slide_kind(name: str) -> SlideFile | WholeSlideFile | SlideSidecarFile:
 IncomingKind = DatasetFile | SlideFile | WholeSlideFile | SlideSidecarFile | DatasetSettingsFile
 
 
+# What file managers add beside a lab's files (Windows Explorer); hidden names (``.DS_Store``, ``._x``) too.
+_FILE_MANAGER_FILES = ("thumbs.db", "desktop.ini")
+
+
+def is_a_labs_file(key: str) -> bool:
+    """False for what is not a lab's data and is ignored without a word: a folder marker (the S3 console's
+    "Create folder" writes ``<folder>/``), a hidden file, or what a file manager adds."""
+    name = key.rsplit("/", 1)[-1]
+    return bool(name) and not name.startswith(".") and name.lower() not in _FILE_MANAGER_FILES
+
+
 def classify_incoming_key(key: str) -> IncomingKind:
     """Tell what a dropped key is from its location and name, or explain why it is not usable.
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 
+from pcam_pipeline.core.labs import LABS, lab_of_key
+
 INCOMING = "incoming/"
 IMAGES = "images/"
 MANIFESTS = "manifests/"
@@ -27,10 +29,12 @@ def staged_key(key: str) -> str:
 
 def _quarantined_name(key: str) -> str:
     """The key itself; for a key too long to take the prefix and suffix (S3 keys end at 1,024 bytes), its hash
-    (the error file names the key in full)."""
+    (the error file names the key in full), kept in the lab's folder: a lab reads only its own quarantine."""
     if len((QUARANTINE + key + ".error.json").encode()) <= 1024:
         return key
-    return "long-names/" + hashlib.sha256(key.encode()).hexdigest()
+    lab = lab_of_key(key)
+    folder = f"{INCOMING}{LABS}/{lab}/" if lab else ""
+    return f"{folder}long-names/{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def quarantine_key(key: str) -> str:
