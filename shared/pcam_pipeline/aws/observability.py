@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from pcam_pipeline.core.deadline import invocation
 from pcam_pipeline.core.errors import bounded
 
 if TYPE_CHECKING:
@@ -82,8 +83,10 @@ def sqs_batch_handler(
     def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         if idempotency is not None:
             idempotency.register_lambda_context(context)
-        return process_partial_response(
-            event=event, record_handler=traced_record_handler, processor=processor, context=context
-        )
+        remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else 900.0
+        with invocation(remaining):
+            return process_partial_response(
+                event=event, record_handler=traced_record_handler, processor=processor, context=context
+            )
 
     return handler

@@ -21,10 +21,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pcam_pipeline.core.deadline import seconds_left
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.wsi.structure import SlideLimits
 
 STAGED_TILE = 512
+UPLOAD_MARGIN_SECONDS = 120  # of an invocation, kept for uploading the staged copy and writing the plan
 OPENSLIDE_OR_CONVERT = (
     "a slide OpenSlide 4 opens (its formats: https://openslide.org/formats/), or a pyramidal TIFF: "
     "vips tiffsave slide slide.tif --tile --pyramid --compression jpeg --Q 90"
@@ -54,30 +56,45 @@ def stage_with_openslide(
 ) -> StagedSlide:
     """Read ``slide_path`` with OpenSlide in a child process and write the staged TIFF; ``mpp`` (a sidecar's)
     overrides the slide's own. InvalidInput when OpenSlide refuses, fails, or exceeds the limits."""
+    wall_seconds = child_time_limit(limits)
+    cpu_seconds = max(1, min(limits.openslide_cpu_seconds, int(wall_seconds)))
     request = {"slide": str(slide_path), "staged": str(staged_path), "model_mpp": model_mpp, "mpp": mpp,
-               "max_gigapixels": limits.max_gigapixels, "cpu_seconds": limits.openslide_cpu_seconds,
+               "max_gigapixels": limits.max_gigapixels, "cpu_seconds": cpu_seconds,
                "max_staging_gigapixels": limits.max_staging_gigapixels,
                "memory_bytes": limits.openslide_memory_bytes}  # fmt: skip
     try:
         done = subprocess.run(
             [sys.executable, "-m", "pcam_pipeline.wsi.openslide_staging", json.dumps(request)],
             capture_output=True,
-            timeout=limits.openslide_cpu_seconds * 2,  # CPU time is capped in the child; this catches a sleep
+            timeout=wall_seconds,  # CPU time is capped in the child; this catches a sleep, and Lambda's timeout
             check=False,
-            env=_child_environment(),
+            env=child_environment(),
         )
     except subprocess.TimeoutExpired as exc:
         raise InvalidInput(
-            "OpenSlide did not finish reading the slide", f"within {limits.openslide_cpu_seconds * 2} s", "a stall"
+            "OpenSlide did not finish reading the slide in the time it had",
+            f"within {wall_seconds:.0f} s (at most {limits.openslide_cpu_seconds * 2} s, and what the function had "
+            f"left less {UPLOAD_MARGIN_SECONDS} s to upload the staged copy)",
+            "a slide that takes longer to read, or a stall",
         ) from exc
     return _answer(done)
 
 
-def _child_environment() -> dict[str, str]:
-    """The parent's import path for the child: Lambda's PYTHONPATH names only the runtime's folder, and the layer's
-    /opt/python reaches sys.path through the runtime's bootstrap (Lambda DG, "Packaging your layer content")."""
+def child_time_limit(limits: SlideLimits) -> float:
+    """Seconds the child may run: its own limit, or less when the invocation ends sooner (the function's timeout,
+    900 s, is below the child's 1,200): then it is refused with a reason instead of killed with the function."""
+    own = limits.openslide_cpu_seconds * 2
+    left = seconds_left()
+    return own if left is None else max(0.1, min(own, left - UPLOAD_MARGIN_SECONDS))
+
+
+def child_environment() -> dict[str, str]:
+    """What the child needs to run, and no more: the parent's import path (Lambda's PYTHONPATH names only the
+    runtime's folder, and the layer's /opt/python reaches sys.path through the runtime's bootstrap: Lambda DG,
+    "Packaging your layer content"). Never the function's AWS credentials: the untrusted file's reader needs none."""
+    kept = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "_X_AMZN", "_HANDLER"))}
     inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([*inherited, *filter(None, sys.path)])}
+    return {**kept, "PYTHONPATH": os.pathsep.join([*inherited, *filter(None, sys.path)])}
 
 
 def _answer(done: subprocess.CompletedProcess[bytes]) -> StagedSlide:
