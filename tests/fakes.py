@@ -26,6 +26,7 @@ from pcam_pipeline.state.conditions import Change, Condition
 from pcam_pipeline.state.table import plain, storable
 from tests.fake_bucket import InMemoryBlobStore as InMemoryBlobStore  # the bucket's fakes, re-exported
 from tests.fake_bucket import InMemoryQueue as InMemoryQueue
+from tests.faults import Faults
 
 
 class InMemoryTable:
@@ -179,10 +180,18 @@ def model_settings(minimum_auc: float = 0.85, **sagemaker) -> ModelSettings:
     )
 
 
-def flow_on_fakes(settings: ModelSettings | None = None, alerter: RecordingAlerter | None = None) -> SimpleNamespace:
-    """The SageMaker side wired to fakes; the fakes are attributes to inspect."""
-    state, blobs, launcher = in_memory_state(), InMemoryBlobStore(), FakeLauncher()
+def flow_on_fakes(
+    settings: ModelSettings | None = None, alerter: RecordingAlerter | None = None, faults: Faults | None = None
+) -> SimpleNamespace:
+    """The SageMaker side wired to fakes; the fakes are attributes to inspect. ``faults``: every port call of the
+    flow goes through it (tests/faults.py)."""
+    table, blobs, launcher = InMemoryTable(), InMemoryBlobStore(), FakeLauncher()
     publisher, alerter = RecordingPublisher(), alerter or RecordingAlerter()
+    faults = faults or Faults()
+    state = StateStore(table=faults.wrap(table, "table"))
+    ports = (faults.wrap(port, name) for port, name in
+             ((blobs, "bucket"), (launcher, "sagemaker"), (publisher, "bus"), (alerter, "alerts")))  # fmt: skip
     # Typed arguments: mypy checks each fake against the port SageMakerFlow takes.
-    flow = SageMakerFlow(settings or model_settings(), state, blobs, launcher, publisher, alerter)
-    return SimpleNamespace(state=state, blobs=blobs, launcher=launcher, publisher=publisher, alerter=alerter, flow=flow)
+    flow = SageMakerFlow(settings or model_settings(), state, *ports)
+    return SimpleNamespace(state=state, blobs=blobs, launcher=launcher, publisher=publisher, alerter=alerter, flow=flow,
+                           table=table)  # fmt: skip

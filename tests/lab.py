@@ -66,13 +66,13 @@ def make_lab(
     # Typed arguments: mypy checks each fake against the port the use cases take.
     ingestor = Ingestor(settings, ports[0], state, ports[2], ports[1])
     converter = ShardConverter(settings.conversion, ports[0], state, ports[2])
-    return Lab(blobs, queue, state, ingestor, converter, publisher)
+    return Lab(blobs, queue, state, ingestor, converter, publisher, table)
 
 
 class Lab:
-    def __init__(self, blobs, queue, state, ingestor, converter, publisher):
+    def __init__(self, blobs, queue, state, ingestor, converter, publisher, table=None):
         self.blobs, self.queue, self.state, self.ingestor = blobs, queue, state, ingestor
-        self.converter, self.publisher = converter, publisher
+        self.converter, self.publisher, self.table = converter, publisher, table
 
     def drop(self, key: str, body: bytes | None = None, **datasets) -> DroppedFile:
         """A lab's upload, as its S3 event names it (key, version id, ETag)."""

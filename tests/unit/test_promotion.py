@@ -226,7 +226,11 @@ def test_the_gate_names_itself_keeps_twenty_replaced_models_and_says_when_a_mode
     with pytest.raises(RetryableError):  # promoted, but the decision could not be recorded
         registry.apply_gate("m22", MINIMUM_AUC)
     monkeypatch.setattr(registry._state, "record_promotion_decision", recording)
-    assert registry.apply_gate("m22", MINIMUM_AUC).reason == "already the current model"  # the redelivery
+    # The redelivery records (and announces) the gate's own reason, not what the failed attempt left behind.
+    assert registry.apply_gate("m22", MINIMUM_AUC).reason == "AUC 0.9900 is at least the current model's 0.9210"
+    add_model(registry, "m23", 0.995)
+    registry.promote("m23", by="operator")  # by hand, before the gate saw it
+    assert registry.apply_gate("m23", MINIMUM_AUC).reason == "already the current model"
 
 
 def test_the_gate_decides_again_when_the_current_model_changed_meanwhile_and_gives_up_after_five(registry, monkeypatch):

@@ -26,6 +26,9 @@ class JobRecord(Record):
     reason: str = ""
     started_at: str | None = None
     ended_at: str | None = None
+    # How far its failure's handling got: "to alert" (recorded and announced), "alerted" or "retried quietly";
+    # a retried event finishes it.
+    failure_handled: str | None = None
     # training and tuning
     train_manifest: str | None = None
     valid_manifest: str | None = None

@@ -84,6 +84,7 @@ class PatchOwner(Record):
     x_run: str | None = None
     x_count: int | None = None
     shards_total: int | None = None
+    shards_sent: str | None = None  # the run whose shard messages are on the queue
     shards_done: list[Any] = field(default_factory=list)
     failed_shards: dict[str, Any] = field(default_factory=dict)
     image_prefix: str | None = None
@@ -92,6 +93,7 @@ class PatchOwner(Record):
     has_coords: bool = False
     manifest_key: str | None = None
     ready_token: str | None = None
+    announced_token: str | None = None  # the inputs whose ready event is published
     failure: str = ""
 
     @property

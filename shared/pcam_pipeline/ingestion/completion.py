@@ -49,6 +49,8 @@ class Completer:
             )
             return False
         if not self._state.claim_ready(owner_pk, token, claimer):
+            if record.announced_token == token:  # announced: finish the bookkeeping a failed attempt left
+                self._record_converted(record)
             return False
         if isinstance(record, SplitRecord):
             detail = self._write_split_manifest(record, token)
@@ -60,11 +62,14 @@ class Completer:
         self._state.mark_ready(owner_pk, detail["manifest_key"])
         self._events.publish(detail_type, detail)
         self._state.mark_announced(owner_pk, token)
-        upload = present(record.x_key, f"upload of {owner_pk}")
-        self._state.record_file(upload, present(record.x_version, f"version of {upload}"), FileStatus.CONVERTED,
-                                patch_count=record.x_count)  # fmt: skip
+        self._record_converted(record)
         logger.info(f"{detail_type}", extra=detail)
         return True
+
+    def _record_converted(self, record: PatchOwner) -> None:
+        upload = present(record.x_key, f"upload of {record.kind}")
+        self._state.record_file(upload, present(record.x_version, f"version of {upload}"), FileStatus.CONVERTED,
+                                patch_count=record.x_count)  # fmt: skip
 
     def _write_split_manifest(self, record: SplitRecord, token: str) -> dict[str, Any]:
         labels = self._blobs.get_array(present(record.y_labels_key, f"labels of {record.dataset}/{record.split}"))

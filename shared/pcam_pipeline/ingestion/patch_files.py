@@ -79,7 +79,7 @@ class PatchFileIngestion:
         info = None
         for current in decided_from(lambda: self._state.split(kind.dataset, kind.split) or SplitRecord()):
             if current.x_run == dropped.run_id:
-                return {"status": "already planned", "owner": owner}
+                return self._planner.finish(dropped, owner, current)
             if info is None:
                 info = self._inspect_patches(source_key, source_version)
             labels_are_stale = _replaces_announced_pair(current, current.y_count, info.count)
@@ -101,7 +101,7 @@ class PatchFileIngestion:
         info = None
         for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
             if current.x_run == dropped.run_id:
-                return {"status": "already planned", "owner": owner}
+                return self._planner.finish(dropped, owner, current)
             if info is None:
                 info = self._inspect_patches(source_key, source_version)
                 check_slide_fits_one_job(info.count, self._settings.max_patches_per_slide)
@@ -149,10 +149,11 @@ class PatchFileIngestion:
                 },
             )
             if recorded:
-                self._state.record_file(
-                    dropped.key, dropped.version, status=FileStatus.LABELS_RECORDED, label_count=int(labels.size)
-                )
                 break
+        else:
+            raise kept_changing()
+        count = int(labels.size) if labels is not None else current.y_count  # by this or an earlier delivery
+        self._state.record_file(dropped.key, dropped.version, status=FileStatus.LABELS_RECORDED, label_count=count)
         # The same upload may finish what an earlier delivery of it started (retry or redrive).
         announced = self._completer.complete_if_ready(owner, f"labels {dropped.key}#{dropped.version}")
         return {"status": "labels recorded", "owner": owner, "announced": announced}

@@ -11,7 +11,7 @@ from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import RetryableError
 from pcam_pipeline.core.ports import BlobStore, MessageQueue
-from pcam_pipeline.core.records import PatchOwner
+from pcam_pipeline.core.records import PatchOwner, present
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.state.ingestion_views import PlanningState
 
@@ -74,6 +74,13 @@ class PatchSource:
     image_prefix: str
     tile_plan_key: str | None = None
 
+    @classmethod
+    def planned_for(cls, owner: PatchOwner) -> PatchSource:
+        """The source the owner's current upload was planned with."""
+        return cls(present(owner.x_source_key, "source"), owner.x_source_version, present(owner.x_count, "count"),
+                   owner.storage or "", present(owner.image_prefix, "image prefix"),
+                   getattr(owner, "tile_plan_key", None))  # fmt: skip
+
 
 class ShardPlanner:
     def __init__(self, state: PlanningState, queue: MessageQueue, patches_per_shard: int, blobs: BlobStore):
@@ -127,6 +134,17 @@ class ShardPlanner:
         )
         if not planned:
             return None
+        return self._send_shards(dropped, owner, source)
+
+    def finish(self, dropped: DroppedFile, owner: str, current: PatchOwner) -> dict[str, Any]:
+        """This upload was planned already: send its shards again unless they were sent (a retry after a failed
+        send would otherwise leave the upload planned and never converted). A shard sent twice converts once."""
+        if current.shards_sent == current.x_run:
+            return {"status": "already planned", "owner": owner}
+        return self._send_shards(dropped, owner, PatchSource.planned_for(current))
+
+    def _send_shards(self, dropped: DroppedFile, owner: str, source: PatchSource) -> dict[str, Any]:
+        shards = plan_shards(source.count, self._patches_per_shard)
         tasks = [
             ShardTask(
                 owner,
@@ -154,6 +172,7 @@ class ShardPlanner:
             shards=len(shards),
             owner=owner,
         )
+        self._state.mark_shards_sent(owner, dropped.run_id)  # last: a retry before it sends (and records) again
         metrics.add_metric(name="ShardsPlanned", unit="Count", value=len(shards))
         logger.info(
             "planned conversion",

@@ -81,10 +81,10 @@ class ModelEvaluation(JobKindBase):
         )
         self._jobs.record(job)
         test_split = f"{model.dataset}/test {test.ready_token}"
+        # ``earlier`` never started (its test split changed while it waited for capacity): this one replaces it,
+        # and the tick that started this one forgets it.
         if not self._state.mark_model_evaluating(model_name, prefix, name, test_split, replacing=earlier):
             return {"evaluation": "already evaluated", "transform_job": model.test_transform_job}
-        if earlier:  # the test split changed while that transform waited for capacity: this one replaces it
-            self._state.forget_unstarted_job(earlier)
         tags = {"pcam:dataset": model.dataset, "pcam:model": model_name}
         images, predictions = present(job.test_images, "test images"), present(job.predictions, "predictions")
         request = inference_requests.transform_request(self._settings, name, model_name, images, predictions, tags)

@@ -28,6 +28,7 @@ from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.models.evaluation import ModelEvaluation
 from pcam_pipeline.models.job_tracker import (
+    TO_ALERT,
     IgnoredEvent,
     JobKindHandler,
     JobTracker,
@@ -127,11 +128,10 @@ class SageMakerFlow:
 
     def _follow_up(self, change: StateChange, detail: dict[str, Any], event_id: str) -> dict[str, Any]:
         job, kind = change.job, self._kinds[change.job.kind]
-        if change.first_report:
-            kind.on_progress(job, change.status)
+        kind.on_progress(job, change.status)  # conditional: a repeat writes only what a failed attempt did not
         if change.status.unsuccessful:
-            if change.first_report:
-                self.jobs.fail(job, kind, change.reason or f"the job was {change.status.lower()}")
+            if change.first_report or job.failure_handled in (None, TO_ALERT):
+                self.jobs.fail(job, kind, change.reason or job.reason or f"the job was {change.status.lower()}")
             return {"status": "recorded", "job": job.name, "job_status": change.status}
         if change.status is not JobStatus.COMPLETED:
             return {"status": "recorded", "job": job.name, "job_status": change.status}

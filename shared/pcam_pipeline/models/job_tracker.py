@@ -95,18 +95,27 @@ class JobTracker:
         return StateChange(name, status, replace(job, status=status, reason=reason), reason)
 
     def fail(self, job: JobRecord, kind: JobKindHandler, reason: str) -> None:
-        """Record the job's failure where operators look for it, and alert them."""
-        self._state.record_job_failure(job.name, job.status, reason)
-        metrics.add_metric(name="SageMakerJobsFailed", unit="Count", value=1)
-        if kind.on_failed(job, reason):
+        """Record the job's failure where operators look for it, announce it, and alert them; a retry after a
+        failed attempt does only what is left (``job.failure_handled``: the step reached)."""
+        step = job.failure_handled
+        if step is None:
+            self._state.record_job_failure(job.name, job.status, reason)
+            metrics.add_metric(name="SageMakerJobsFailed", unit="Count", value=1)
+            step = RETRIED_QUIETLY if kind.on_failed(job, reason) else TO_ALERT
+            self._state.mark_failure_handled(job.name, step)
+        if step == RETRIED_QUIETLY:
             logger.info("SageMaker job failed; retried without an alert", extra={"job": job.name, "reason": reason})
-            return
-        ended = job.status.lower()
-        self._alerts.alert(
-            f"{job.kind} job {ended} for {job.subject}",
-            f"SageMaker {job.kind} job {job.name} ({job.status}) for {job.subject}.\n"
-            f"Reason: {reason}\n{kind.failure_consequence}",
-        )
+        elif step == TO_ALERT:
+            ended = job.status.lower()
+            self._alerts.alert(
+                f"{job.kind} job {ended} for {job.subject}",
+                f"SageMaker {job.kind} job {job.name} ({job.status}) for {job.subject}.\n"
+                f"Reason: {reason}\n{kind.failure_consequence}",
+            )
+            self._state.mark_failure_handled(job.name, ALERTED)
+
+
+TO_ALERT, ALERTED, RETRIED_QUIETLY = "to alert", "alerted", "retried quietly"
 
 
 class JobKindBase:
@@ -133,6 +142,9 @@ def failed(job: JobRecord) -> JobRecord:
 
 
 __all__ = [
+    "ALERTED",
+    "RETRIED_QUIETLY",
+    "TO_ALERT",
     "IgnoredEvent",
     "JobKindBase",
     "JobKindHandler",

@@ -61,7 +61,9 @@ class PromotedModels:
             current = self.current()
             if current and current.model_name == model_name:
                 self._finish_announcing(current)
-                decision = PromotionDecision(True, "already the current model")
+                # Made current by this gate (a retry of a decision whose record failed), or by an operator.
+                by_the_gate = current.promoted_by == PIPELINE and current.action == "promoted"
+                decision = PromotionDecision(True, current.reason if by_the_gate else "already the current model")
             else:
                 decision = promotion_decision(model, minimum_auc, current)
                 if decision.promote and not self._make_current(model, current, PIPELINE, decision.reason, "promoted"):

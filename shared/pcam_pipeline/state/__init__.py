@@ -16,6 +16,7 @@ from pcam_pipeline.state.access import (
     split_pk,
 )
 from pcam_pipeline.state.ingestion import IngestionRecords
+from pcam_pipeline.state.jobs import JobRecords
 from pcam_pipeline.state.model_side import ModelSideRecords
 from pcam_pipeline.state.scoring import ScoringQueueRecords
 from pcam_pipeline.state.slide_scoring import SlideScoringRecords
@@ -36,5 +37,5 @@ __all__ = [
 ]
 
 
-class StateStore(IngestionRecords, ModelSideRecords, ScoringQueueRecords, SlideScoringRecords):
+class StateStore(IngestionRecords, JobRecords, ModelSideRecords, ScoringQueueRecords, SlideScoringRecords):
     """Every record of one deployment's state table."""

@@ -100,7 +100,7 @@ class IngestionRecords(TableAccess):
             CURRENT,
             {**fields, "status": OwnerStatus.CONVERTING, "failed_shards": {}},
             condition=inputs_as_read(as_read),
-            remove=("shards_done", "ready_token", "ready_claimer", "failure", "damaged", *forget),
+            remove=("shards_done", "shards_sent", "ready_token", "ready_claimer", "failure", "damaged", *forget),
         )
         return written is not None
 
@@ -117,6 +117,10 @@ class IngestionRecords(TableAccess):
             remove=("ready_token", "ready_claimer", *forget),
         )
         return written is not None
+
+    def mark_shards_sent(self, owner_pk: str, run_id: str) -> None:
+        """The run's shard messages are on the queue (a retry of its planning need not send them again)."""
+        self._set(owner_pk, CURRENT, {"shards_sent": run_id}, condition=Equals("x_run", run_id))
 
     def record_shard_done(self, owner_pk: str, run_id: str, shard: int) -> dict[str, Any] | None:
         """Count a finished shard (a set, so repeats count once); None if the upload was superseded.

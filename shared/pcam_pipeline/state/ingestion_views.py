@@ -77,6 +77,8 @@ class PlanningState(FilesState, Protocol):
         self, owner_pk: str, fields: dict[str, Any], as_read: PatchOwner, forget: tuple[str, ...] = ()
     ) -> bool: ...
 
+    def mark_shards_sent(self, owner_pk: str, run_id: str) -> None: ...
+
 
 class CompletionState(FilesState, Protocol):
     """What the one announcement of a split or slide reads and writes."""

@@ -69,7 +69,7 @@ class WholeSlideIngestion:
         decided = None
         for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
             if current.x_run == dropped.run_id:
-                return {"status": "already planned", "owner": owner}
+                return self._planner.finish(dropped, owner, current)
             if decided is None:
                 decided = self._plan_or_wait_for_sidecar(dropped, kind)
             plan, plan_key, sidecar_version, (source_key, source_version) = decided
