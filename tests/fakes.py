@@ -36,6 +36,11 @@ class InMemoryTable:
         self._items: dict[tuple[str, str], dict] = {}
         self._lock = threading.Lock()
 
+    def __deepcopy__(self, memo: dict) -> InMemoryTable:
+        copied = InMemoryTable()
+        copied._items = copy.deepcopy(self._items, memo)
+        return copied
+
     def _copy(self, item: dict) -> dict:
         return plain(copy.deepcopy(item))
 
@@ -142,7 +147,12 @@ class RecordingPublisher:
         self.published: list[tuple[str, dict]] = []
 
     def publish(self, detail_type: str, detail: dict) -> None:
-        self.published.append((detail_type, json.loads(json.dumps(events.fitted_detail(detail), default=str))))
+        """Refuses what EventBridge refuses (an entry over 256 KB), as the bus would on every retry."""
+        fitted = events.fitted_detail(detail)
+        entry = {"Source": events.SOURCE, "DetailType": detail_type, "Detail": json.dumps(fitted, default=str)}
+        if problems := request_rules.violations("events", "PutEvents", {"Entries": [{**entry, "EventBusName": "b"}]}):
+            raise RetryableError(f"{detail_type!r} was refused by the bus: {problems}")
+        self.published.append((detail_type, json.loads(entry["Detail"])))
 
     def of_type(self, detail_type: str) -> list[dict]:
         return [detail for kind, detail in self.published if kind == detail_type]

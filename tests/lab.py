@@ -4,6 +4,7 @@ table, and the ingestion and conversion use cases wired to them. No emulator: th
 
 from __future__ import annotations
 
+import copy
 import io
 from typing import Any
 
@@ -42,8 +43,10 @@ def make_lab(
     max_uncompressed_bytes: int = 16 << 30,
     max_patches_per_slide: int = 100_000,
     faults: Faults | None = None,
+    fakes: tuple[InMemoryBlobStore, InMemoryQueue, InMemoryTable, RecordingPublisher] | None = None,
 ) -> Lab:
-    """``faults``: every port call of the use cases goes through it (tests/faults.py)."""
+    """``faults``: every port call of the use cases goes through it (tests/faults.py); ``fakes``: the bucket, queue,
+    table and bus to start from (a copy of another lab's, say)."""
     settings = IngestSettings(
         conversion=ConversionSettings(
             BUCKET,
@@ -59,7 +62,8 @@ def make_lab(
         patches_per_shard=patches_per_shard,
         max_uncompressed_bytes=max_uncompressed_bytes,
     )
-    blobs, queue, table, publisher = InMemoryBlobStore(BUCKET), InMemoryQueue(), InMemoryTable(), RecordingPublisher()
+    blobs, queue, table, publisher = fakes or (InMemoryBlobStore(BUCKET), InMemoryQueue(), InMemoryTable(),
+                                                RecordingPublisher())  # fmt: skip
     faults = faults or Faults()
     state = StateStore(table=faults.wrap(table, "table"))
     ports = faults.wrap(blobs, "bucket"), faults.wrap(queue, "queue"), faults.wrap(publisher, "bus")
@@ -78,6 +82,10 @@ class Lab:
         """A lab's upload, as its S3 event names it (key, version id, ETag)."""
         version = self.blobs.put_bytes(key, body if body is not None else h5_bytes(**datasets), "")
         return DroppedFile(BUCKET, key, version, self.blobs.versions(key)[-1].etag)
+
+    def fakes(self) -> tuple:
+        """A copy of this lab's bucket, queue, table and bus, to start another lab from (``make_lab(fakes=…)``)."""
+        return copy.deepcopy((self.blobs, self.queue, self.table, self.publisher))
 
     def shard_messages(self) -> list[dict]:
         return self.queue.take_all()

@@ -45,9 +45,9 @@ def test_older_labels_read_while_newer_ones_are_recorded_never_replace_them(lab)
     assert lab.state.split("ds", "train").y_tumour_count == 4
 
 
-def aperio_jpeg2000_svs() -> bytes:
+def aperio_jpeg2000_svs(rows: int = 6, cols: int = 8) -> bytes:
     """An Aperio SVS with JPEG 2000 tiles: the pipeline cannot decode them, so OpenSlide stages a copy."""
-    picture, _ = synth_wsi_picture(6, 8, seed=1)
+    picture, _ = synth_wsi_picture(rows, cols, seed=1)
     path = Path(tempfile.mkdtemp()) / "s.svs"
     tifffile.imwrite(path, picture.repeat(2, 0).repeat(2, 1), tile=(240, 240), compression=33005,
                      photometric="rgb", metadata=None,

@@ -124,7 +124,9 @@ class WholeSlideIngestion:
             self._state.forget_slide_awaiting_mpp(kind.slide_id)
             return {**result, "taken_out_of_quarantine": awaiting["key"], "cut": cut}
         current = self._state.slide(kind.slide_id)
-        if current and current.tile_plan_key and current.sidecar_version != dropped.version:
+        # Cut again at this µm/px, or finish a cut at it that an earlier attempt planned but did not send.
+        unsent = current is not None and current.shards_sent != current.x_run
+        if current and current.tile_plan_key and (current.sidecar_version != dropped.version or unsent):
             again = self._with_sidecar(current, dropped.version)
             self._check_still_kept(again)  # else the sidecar is quarantined with the reason; it stays recorded
             return {**result, "cut_again": self.ingest(again, whole_slide_file(again.key))}

@@ -1,14 +1,10 @@
-"""Every path, once per port call, with that call failing once: the retries end exactly as a run without faults
-(tests/fault_harness.py says what "exactly" means). Then two deliveries interleaved at every step, for the
-"newest wins" and late-event paths."""
+"""The SageMaker flow and slide scoring, once per port call with that call failing once (tests/fault_harness.py):
+each path ends as its run without faults. Then a superseded training's late failure interleaved with the newer
+training's start at every step."""
 
 from __future__ import annotations
 
-import gzip
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
-from io import BytesIO
 from typing import Any
 
 import numpy as np
@@ -19,92 +15,13 @@ from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.job_kinds import JobKind
-from pcam_pipeline.core.statuses import FileStatus, JobStatus
+from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.state import dataset_pk, split_pk
 from tests.fakes import flow_on_fakes, model_settings
-from tests.fault_harness import (
-    Run,
-    check_like_the_run_without_faults,
-    convert_all,
-    ingest_message,
-    outcome_of,
-    s3_event,
-)
+from tests.fault_harness import Run, check_like_the_run_without_faults, outcome_of
 from tests.faults import Faults
-from tests.lab import h5_bytes, make_lab
-from tests.unit.test_damaged_files import damaged_chunk
+from tests.unit.test_fault_injection_ingestion import interleaved
 from tests.unit.test_sagemaker_flow import make_ready, write_outputs
-
-PATCHES = np.random.default_rng(3).integers(0, 255, (5, 96, 96, 3), dtype=np.uint8)
-LABELS = np.array([0, 1, 0, 1, 1], np.uint8).reshape(5, 1, 1, 1)
-TRAIN_X = "incoming/datasets/ds/camelyonpatch_level_2_split_train_x.h5"
-TRAIN_Y = "incoming/datasets/ds/camelyonpatch_level_2_split_train_y.h5"
-
-
-def zip_with_a_dot_entry() -> bytes:
-    buffer = BytesIO()
-    with zipfile.ZipFile(buffer, "w") as bundle:
-        bundle.writestr(".", b"x")
-        bundle.writestr("s.mrxs", b"m")
-    return buffer.getvalue()
-
-
-# ------------------------------------------------------------------ ingestion and conversion
-@dataclass(frozen=True)
-class Drops:
-    """Uploads made before the run, then delivered as their S3 events, then every shard converted."""
-
-    uploads: tuple[tuple[str, Callable[[], bytes]], ...]
-    ignored: bool = False  # not a lab's file: no call, no record, no event
-
-    def world(self, faults: Faults) -> tuple[Any, Callable[[Run], None]]:
-        lab = make_lab(faults=faults)
-        dropped = [lab.drop(key, body()) for key, body in self.uploads]
-
-        def run(run: Run) -> None:
-            for upload in dropped:
-                ingest_message(run, lab, s3_event(upload.key, upload.version_id, upload.etag))
-            convert_all(run, lab)
-
-        return lab, run
-
-
-INGESTION = {
-    "an HDF5 slide": Drops((("incoming/slides/s1.h5", lambda: h5_bytes(x=PATCHES)),)),
-    "a gzipped HDF5 slide": Drops((("incoming/slides/s2.h5.gz", lambda: gzip.compress(h5_bytes(x=PATCHES))),)),
-    "a split's images and labels": Drops(((TRAIN_X, lambda: h5_bytes(x=PATCHES)),
-                                          (TRAIN_Y, lambda: h5_bytes(y=LABELS)))),
-    "a file that is not HDF5": Drops((("incoming/slides/bad.h5", lambda: b"not an hdf5 file"),)),
-    "a file damaged inside": Drops((("incoming/slides/s9.h5", lambda: damaged_chunk(1, count=3)),)),
-    "a zip with an entry named '.'": Drops((("incoming/slides/z.zip", zip_with_a_dot_entry),)),
-    "a folder marker and .DS_Store": Drops((("incoming/slides/", bytes), ("incoming/slides/.DS_Store", bytes)), True),
-}  # fmt: skip
-
-
-def lab_outcome(lab: Any, drops: int):
-    return outcome_of(lab.table, lab.blobs, lab.publisher.published, set(), drops)
-
-
-def ingestion_run(scenario: Drops, faults: Faults):
-    metrics.clear_metrics()  # one invocation's worth: Powertools flushes (and needs a namespace) at 100
-    lab, run = scenario.world(faults)
-    drops = lab.blobs._written  # version ids up to here are the lab's uploads
-    with faults.armed():
-        run(Run(lab, faults))
-    return lab_outcome(lab, drops)
-
-
-@pytest.mark.parametrize("name", INGESTION)
-def test_ingestion_and_conversion_end_the_same_whichever_call_fails_once(name):
-    scenario = INGESTION[name]
-    counting = Faults()
-    expected = ingestion_run(scenario, counting)
-    if scenario.ignored:
-        assert counting.calls == [] and not expected.events and expected.state == []
-    assert counting.calls or scenario.ignored, "the path made no port call"
-    for n in range(1, len(counting.calls) + 1):
-        faults = Faults(fail_at=n)
-        check_like_the_run_without_faults(expected, ingestion_run(scenario, faults), faults)
 
 
 # ------------------------------------------------------------------ the SageMaker flow and scoring
@@ -227,47 +144,6 @@ def test_the_sagemaker_flow_ends_the_same_whichever_call_fails_once(name):
 
 
 # ------------------------------------------------------------------ two deliveries, interleaved at every step
-def interleaved(first: Callable[[], Any], second: Callable[[], Any], faults: Faults, at: int) -> None:
-    """Run ``first``; at its ``at``-th port call, run ``second`` whole, then let ``first`` go on."""
-    pending = [second]
-
-    def before(call: str, real=faults.before) -> None:
-        real(call)
-        if pending and len(faults.calls) == at:
-            faults._armed = False
-            pending.pop()()
-            faults._armed = True
-
-    faults.before = before
-    with faults.armed():
-        first()
-
-
-def test_an_older_upload_never_wins_whatever_step_the_newer_one_arrives_at():
-    counting = Faults()
-    lab = make_lab(faults=counting)
-    older = lab.drop("incoming/slides/s.h5", h5_bytes(x=PATCHES[:2]))
-    with counting.armed():
-        lab.ingestor.ingest(older)
-    for at in range(1, len(counting.calls) + 1):
-        faults = Faults()
-        lab = make_lab(faults=faults)
-        older = lab.drop("incoming/slides/s.h5", h5_bytes(x=PATCHES[:2]))
-
-        def newer_arrives(lab=lab):
-            newer = lab.drop("incoming/slides/s.h5", h5_bytes(x=PATCHES))
-            lab.ingestor.ingest(newer)
-
-        interleaved(lambda lab=lab, older=older: lab.ingestor.ingest(older), newer_arrives, faults, at)
-        lab.convert_all()
-        slide = lab.state.slide("s")
-        assert slide.x_version == lab.blobs.latest_version("incoming/slides/s.h5") and slide.x_count == 5, at
-        (ready,) = lab.publisher.of_type("Slide Ready")
-        assert ready["input_version"] == slide.x_version and ready["patch_count"] == 5, at
-        # Refused at planning, or planned before the newer one and then replaced: never converted.
-        assert lab.state.file_version(older.key, older.version).status is not FileStatus.CONVERTED, at
-
-
 def test_a_late_failure_never_hides_the_newer_training_whatever_step_it_arrives_at():
     def world_with_two_trainings(faults):
         world = flow_on_fakes(model_settings(), faults=faults)
