@@ -20,7 +20,6 @@ from pcam_local.runtime import LocalRuntime
 from pcam_local.schedules import ScheduledRules
 from pcam_local.stack import DeployedStack, deploy
 from pcam_local.template import project_root
-from pcam_pipeline.core.dropped_files import is_a_labs_file
 from pcam_pipeline.state import StateStore
 
 RESULT_PREFIXES = ("manifests/", "quarantine/", "evaluations/", "predictions/")
@@ -121,7 +120,7 @@ class LocalStack:
     def drop_directory(self, directory: Path) -> list[str]:
         """Upload every file under ``directory`` to ``incoming/<relative path>``; hidden files (``.DS_Store``, the
         demo's own marker) are not a lab's data."""
-        files = sorted(p for p in Path(directory).rglob("*") if p.is_file() and is_a_labs_file(p.name))
+        files = sorted(p for p in Path(directory).rglob("*") if p.is_file() and not p.name.startswith("."))
         keys = ["incoming/" + p.relative_to(directory).as_posix() for p in files]
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(self.drop, files, keys))

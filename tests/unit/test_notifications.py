@@ -51,5 +51,6 @@ def test_folder_markers_and_hidden_or_file_manager_files_are_ignored_without_a_q
     for key in ignored:
         body["detail"]["object"]["key"] = key
         assert dropped_files_in(body) == [], key
-    body["detail"]["object"]["key"] = "incoming/slides/s1.svs"
-    assert [dropped.key for dropped in dropped_files_in(body)] == ["incoming/slides/s1.svs"]
+    for key in ("incoming/slides/s1.svs", "incoming/slides/..h5", "incoming/slides/.h5"):  # refused with a reason
+        body["detail"]["object"]["key"] = key
+        assert [dropped.key for dropped in dropped_files_in(body)] == [key]

@@ -145,15 +145,16 @@ def _slide_kind(name: str) -> SlideFile | WholeSlideFile | SlideSidecarFile:
 IncomingKind = DatasetFile | SlideFile | WholeSlideFile | SlideSidecarFile | DatasetSettingsFile
 
 
-# What file managers add beside a lab's files (Windows Explorer); hidden names (``.DS_Store``, ``._x``) too.
-_FILE_MANAGER_FILES = ("thumbs.db", "desktop.ini")
+# What operating systems and file managers add beside a lab's files when a folder is uploaded whole.
+_SYSTEM_FILES = (".ds_store", "thumbs.db", "desktop.ini", ".localized")
 
 
 def is_a_labs_file(key: str) -> bool:
     """False for what is not a lab's data and is ignored without a word: a folder marker (the S3 console's
-    "Create folder" writes ``<folder>/``), a hidden file, or what a file manager adds."""
+    "Create folder" writes ``<folder>/``), macOS's ``.DS_Store`` and ``._<name>`` files, Windows' ``Thumbs.db``
+    and ``desktop.ini``. Any other name is a drop, refused with a reason if it cannot be one."""
     name = key.rsplit("/", 1)[-1]
-    return bool(name) and not name.startswith(".") and name.lower() not in _FILE_MANAGER_FILES
+    return bool(name) and not name.startswith("._") and name.lower() not in _SYSTEM_FILES
 
 
 def classify_incoming_key(key: str) -> IncomingKind:
