@@ -63,3 +63,26 @@ def test_the_largest_quarantine_fits_its_event_and_its_state_item():
     item = lab.state.get(file_pk(key), f"v#{dropped.version}")
     assert request_rules.item_size(item) <= 400 * 1024
     assert item["status"] == FileStatus.QUARANTINED
+
+
+def test_the_largest_scoring_job_record_fits_dynamodbs_item_limit():
+    from datetime import UTC, datetime
+
+    from pcam_pipeline.core.model_records import JobRecord
+    from pcam_pipeline.core.records import ScoringQueueEntry
+    from pcam_pipeline.scoring.batches import MAX_SLIDES_PER_JOB, BatchPolicy, next_batch
+    from pcam_pipeline.scoring.queue import ScoringQueue
+    from tests.fakes import flow_on_fakes
+
+    # A thousand one-patch slides, each with the longest id a lab's slide can have: the batch stops at the cap.
+    longest = "labs/" + "l" * 32 + "/" + "\U0001f52c" * 63  # lab prefix + a 252-byte name
+    queued = [ScoringQueueEntry(f"{longest}{n:03d}", f"{n:012d}", 1, "2026-01-01T00:00:00+00:00",
+                                request="promotion 2026-12-07T00:00:00.000000+00:00", model="m" * 63)
+              for n in range(1000)]  # fmt: skip
+    batch = next_batch(queued, BatchPolicy(60, 100_000), datetime.now(UTC))
+    assert len(batch) == MAX_SLIDES_PER_JOB
+    world = flow_on_fakes()
+    job = ScoringQueue._scoring_job(world.flow.slides.queue, batch, "m" * 63)
+    assert isinstance(job, JobRecord)
+    item = {**job.to_item(), "pk": f"job#{job.name}", "sk": "current", "status": "InProgress", "reason": "r" * 1024}
+    assert request_rules.item_size(item) <= 400 * 1024

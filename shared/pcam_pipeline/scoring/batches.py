@@ -2,7 +2,8 @@
 
 Every transform job pays the instance's start-up, so slides that become ready close together share one
 job: the batch closes when its oldest slide has waited ``window_seconds``, or as soon as the queued slides
-reach ``max_patches`` (which also bounds the gathering of one job's predictions in one invocation). The same
+reach ``max_patches`` (which also bounds the gathering of one job's predictions in one invocation) or
+``max_slides`` (which bounds the job's record). The same
 number is the most patches one slide may have, checked at ingestion before any conversion
 (`check_slide_fits_one_job`): a larger slide could never be gathered. A slide whose batch failed is retried
 alone, at once.
@@ -19,10 +20,16 @@ from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.records import ScoringQueueEntry
 
 
+# A job's record lists its slides (up to ~1 KB each: ids and prefixes of up to 255-byte names); DynamoDB holds
+# an item of at most 400 KB, so a job takes at most this many slides, however few patches each has.
+MAX_SLIDES_PER_JOB = 100
+
+
 @dataclass(frozen=True)
 class BatchPolicy:
     window_seconds: float
     max_patches: int
+    max_slides: int = MAX_SLIDES_PER_JOB
 
 
 def next_batch(queued: Sequence[ScoringQueueEntry], policy: BatchPolicy, now: datetime) -> list[ScoringQueueEntry]:
@@ -36,12 +43,13 @@ def next_batch(queued: Sequence[ScoringQueueEntry], policy: BatchPolicy, now: da
     for entry in queued:
         if entry.alone or entry.model != queued[0].model:
             continue
-        if batch and patches + entry.patch_count > policy.max_patches:
+        if batch and (patches + entry.patch_count > policy.max_patches or len(batch) == policy.max_slides):
             return batch  # full: it goes now, whatever the window
         batch.append(entry)
         patches += entry.patch_count
     waited = (now - datetime.fromisoformat(batch[0].queued_at)).total_seconds()
-    return batch if patches >= policy.max_patches or waited >= policy.window_seconds else []
+    full = patches >= policy.max_patches or len(batch) == policy.max_slides
+    return batch if full or waited >= policy.window_seconds else []
 
 
 def check_slide_fits_one_job(patches: int, max_patches: int) -> None:
