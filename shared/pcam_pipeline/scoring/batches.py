@@ -19,7 +19,6 @@ from datetime import datetime
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.records import ScoringQueueEntry
 
-
 # A job's record lists its slides (up to ~1 KB each: ids and prefixes of up to 255-byte names); DynamoDB holds
 # an item of at most 400 KB, so a job takes at most this many slides, however few patches each has.
 MAX_SLIDES_PER_JOB = 100
