@@ -12,6 +12,9 @@ the models do not carry at all:
 - DynamoDB: an item of at most 400 KB, counted as attribute names plus values in UTF-8
   ("Service, account, and table quotas in Amazon DynamoDB").
 - S3: an object key of at most 1,024 bytes in UTF-8 ("Naming Amazon S3 objects").
+- SageMaker: no VolumeKmsKeyId on an instance type with local storage (ResourceConfig, TransformResources,
+  ProcessingClusterConfig: "You can't request a VolumeKmsKeyId when using an instance type with local
+  storage"; which types, as the SageMaker Python SDK decides: ``core.instance_types``).
 - SNS Publish: a Subject that is ASCII, starts with a letter, number or punctuation mark, has no line
   breaks or control characters and is under 100 characters; a Message of at most 256 KB (the Publish
   API reference).
@@ -32,6 +35,8 @@ import regex
 from botocore.exceptions import ClientError
 from botocore.model import OperationModel, ServiceModel, Shape
 from botocore.validate import ParamValidator
+
+from pcam_pipeline.core.instance_types import has_local_storage
 
 EVENT_ENTRY_LIMIT = 256 * 1024
 DYNAMODB_ITEM_LIMIT = 400 * 1024
@@ -161,11 +166,37 @@ def _documented_limits(service: str, operation: str, params: dict[str, Any]) -> 
                 problems.append(f"{operation}: item of {size} bytes, at most {DYNAMODB_ITEM_LIMIT} allowed")
     if service == "s3" and isinstance(params.get("Key"), str) and _utf8(params["Key"]) > S3_KEY_LIMIT:
         problems.append(f"{operation}.Key: {_utf8(params['Key'])} bytes, at most {S3_KEY_LIMIT} allowed")
+    if service == "sagemaker":
+        problems.extend(_volume_key_problems(operation, params))
     if service == "sns" and operation == "Publish":
         problems.extend(sns_subject_problems(params.get("Subject")))
         if _utf8(params.get("Message", "")) > SNS_MESSAGE_LIMIT:
             problems.append(f"Publish.Message: more than {SNS_MESSAGE_LIMIT} bytes")
     return problems
+
+
+# Where each SageMaker request names its instances (and may name a key for their volumes).
+_INSTANCE_RESOURCES = {
+    "CreateTrainingJob": ("ResourceConfig",),
+    "CreateHyperParameterTuningJob": ("TrainingJobDefinition", "ResourceConfig"),
+    "CreateTransformJob": ("TransformResources",),
+    "CreateProcessingJob": ("ProcessingResources", "ClusterConfig"),
+}
+
+
+def _volume_key_problems(operation: str, params: dict[str, Any]) -> list[str]:
+    """SageMaker refuses a VolumeKmsKeyId on an instance type with local storage (core.instance_types)."""
+    resources: Any = params
+    for member in _INSTANCE_RESOURCES.get(operation, ("-",)):
+        resources = resources.get(member) if isinstance(resources, dict) else None
+    if not isinstance(resources, dict) or not resources.get("VolumeKmsKeyId"):
+        return []
+    instance_type = str(resources.get("InstanceType", ""))
+    if not has_local_storage(instance_type):
+        return []
+    where = ".".join(_INSTANCE_RESOURCES[operation])
+    return [f"{operation}.{where}.VolumeKmsKeyId: not allowed with {instance_type}, an instance type with local "
+            "storage (SageMaker encrypts it itself)"]  # fmt: skip
 
 
 def sns_subject_problems(subject: str | None) -> list[str]:

@@ -60,11 +60,11 @@ def transform_request(
             "SplitType": "None",
             "CompressionType": "None",
         },
-        "TransformOutput": {"S3OutputPath": output_uri, "AssembleWith": "None", **settings.volume_and_output_keys[1]},
+        "TransformOutput": {"S3OutputPath": output_uri, "AssembleWith": "None", **settings.output_key},
         "TransformResources": {
             "InstanceType": settings.transform_instance_type,
             "InstanceCount": settings.transform_instance_count,
-            **settings.volume_and_output_keys[0],
+            **settings.volume_key(settings.transform_instance_type),
         },
         "Tags": tag_list(tags),
     }
@@ -104,7 +104,6 @@ def evaluation_request(
     /opt/ml/processing/input/<name>, and /opt/ml/processing/output is uploaded to ``output_uri``.
     """
     script = script_uri.rsplit("/", 1)[-1]
-    volume_key, output_key = settings.volume_and_output_keys
     request = {
         "ProcessingJobName": name,
         "ProcessingResources": {
@@ -112,7 +111,7 @@ def evaluation_request(
                 "InstanceCount": 1,
                 "InstanceType": settings.evaluation_instance_type,
                 "VolumeSizeInGB": 30,
-                **volume_key,
+                **settings.volume_key(settings.evaluation_instance_type),
             }
         },
         "NetworkConfig": {"EnableNetworkIsolation": True},  # the script reads its inputs from local files
@@ -137,7 +136,7 @@ def evaluation_request(
                     },
                 }
             ],
-            **output_key,
+            **settings.output_key,
         },
         "RoleArn": settings.evaluation_role_arn or settings.role_arn,
         "Tags": tag_list(tags),

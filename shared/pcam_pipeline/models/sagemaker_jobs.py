@@ -19,6 +19,7 @@ import regex
 from pcam_pipeline.aws import request_rules
 from pcam_pipeline.core.cost_limits import CostLimits
 from pcam_pipeline.core.errors import InvalidJobRequest
+from pcam_pipeline.core.instance_types import has_local_storage
 from pcam_training import config
 
 TRAINING_JOB_NAME_LIMIT = 63
@@ -51,12 +52,17 @@ class SageMakerSettings:
     evaluation_instance_type: str = "ml.m5.large"
     limits: CostLimits = CostLimits()  # what any request may ask for, whatever a dataset's settings say
 
+    def volume_key(self, instance_type: str) -> dict[str, str]:
+        """``VolumeKmsKeyId`` under SSE-KMS, except on an instance type with local storage, where SageMaker
+        refuses it (and encrypts the local NVMe volume itself): core.instance_types."""
+        if not self.data_key_arn or has_local_storage(instance_type):
+            return {}
+        return {"VolumeKmsKeyId": self.data_key_arn}
+
     @property
-    def volume_and_output_keys(self) -> tuple[dict[str, str], dict[str, str]]:
-        """``VolumeKmsKeyId`` and ``KmsKeyId`` entries, or nothing where the bucket is not SSE-KMS."""
-        if not self.data_key_arn:
-            return {}, {}
-        return {"VolumeKmsKeyId": self.data_key_arn}, {"KmsKeyId": self.data_key_arn}
+    def output_key(self) -> dict[str, str]:
+        """``KmsKeyId`` for the job's outputs under SSE-KMS."""
+        return {"KmsKeyId": self.data_key_arn} if self.data_key_arn else {}
 
     def for_dataset(self, settings: dict[str, Any]) -> SageMakerSettings:
         """These settings with a dataset's own training.json applied (``training_settings``)."""
@@ -103,7 +109,6 @@ def _training_definition(settings: SageMakerSettings, train_uri: str, valid_uri:
     """Locked down: the algorithm's container has no network (SageMaker streams the data and uploads the
     model), instances of a distributed training encrypt what they exchange, and with SSE-KMS the volume and
     the model are encrypted with the bucket's key."""
-    volume_key, output_key = settings.volume_and_output_keys
     return {
         "AlgorithmSpecification": {
             "TrainingImage": config.image_uri(settings.region),
@@ -111,12 +116,12 @@ def _training_definition(settings: SageMakerSettings, train_uri: str, valid_uri:
         },
         "RoleArn": settings.role_arn,
         "InputDataConfig": [_channel("train", train_uri), _channel("validation", valid_uri)],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{settings.bucket}/{settings.output_prefix}", **output_key},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{settings.bucket}/{settings.output_prefix}", **settings.output_key},
         "ResourceConfig": {
             "InstanceType": settings.instance_type,
             "InstanceCount": settings.instance_count,
             "VolumeSizeInGB": settings.volume_size_gb,
-            **volume_key,
+            **settings.volume_key(settings.instance_type),
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_seconds},
         "EnableNetworkIsolation": True,
