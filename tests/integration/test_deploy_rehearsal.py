@@ -71,7 +71,9 @@ def test_every_resource_of_the_translated_template_is_really_created(stack):
             assert properties["PolicyDocument"]["Statement"]
         elif kind == "AWS::CloudWatch::Alarm":
             assert all(action["Ref"] in expected for action in properties["AlarmActions"])
-            assert properties["MetricName"] and properties["Namespace"] and properties["Threshold"] is not None
+            watched = properties.get("Metrics") or [properties]  # a metric, or metric math over some
+            assert all(m.get("Expression") or m.get("MetricStat") or m.get("MetricName") for m in watched)
+            assert properties["Threshold"] is not None
     bus = stack._session.client("events", endpoint_url=stack.endpoint)
     assert bus.describe_event_bus(Name=stack.deployed.outputs["PipelineBusName"])["Arn"]
     failures = [

@@ -150,3 +150,29 @@ def test_the_alarm_contract_check_catches_a_dimension_no_function_emits():
     assert alarm_problems(TEMPLATE, emitted)  # what main had: the alarm could never fire
     fixed = {("PcamPipeline", "SageMakerJobsFailed", frozenset({("service", "sagemaker-flow")}))}
     assert alarm_problems(TEMPLATE, fixed) == []
+
+
+def test_every_dead_letter_queue_alerts_on_each_new_dead_letter_not_only_the_first():
+    """An alarm on "visible > 0" stays in ALARM while a queue holds a dead letter, and says nothing of the next
+    one; each queue's alarm watches the rise of the count (DIFF), so it fires again for every new arrival."""
+    resources = TEMPLATE["Resources"]
+    dead_letter_queues = {
+        r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for r in resources.values()
+        if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r["Properties"]
+    }
+    assert len(dead_letter_queues) == 3
+    watched = {}
+    for name, resource in resources.items():
+        metrics = resource["Properties"].get("Metrics", []) if resource["Type"] == "AWS::CloudWatch::Alarm" else []
+        stats = {m["Id"]: m["MetricStat"]["Metric"] for m in metrics if "MetricStat" in m}
+        for m in metrics:
+            if m.get("ReturnData") and m.get("Expression", "").startswith("DIFF("):
+                metric = stats[m["Expression"][len("DIFF(") : -1]]
+                assert metric["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                (dimension,) = metric["Dimensions"]
+                watched[dimension["Value"]["Fn::GetAtt"][0]] = resource["Properties"]
+    assert set(watched) == dead_letter_queues
+    for alarm in watched.values():
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        assert alarm["TreatMissingData"] == "notBreaching" and alarm["AlarmActions"]
