@@ -105,25 +105,13 @@ class JobRunner:
         finally:
             self._sagemaker.announced(job)
 
-    def _image_of(self, job: Job) -> str:
-        request = job.request
-        if job.kind == "TransformJob":
-            return self._sagemaker.model(request["ModelName"])["PrimaryContainer"]["Image"]
-        if job.kind == "ProcessingJob":
-            return request["AppSpecification"]["ImageUri"]
-        return request["AlgorithmSpecification"]["TrainingImage"]
-
     def _record_logs_and_metrics(self, job: Job) -> None:
         """What SageMaker does with the execution role while a job runs (CreateTrainingJob API: execution role
-        permissions): it pulls the job's image from ECR, writes its CloudWatch Logs stream and, for training,
-        its metrics. Recorded for the IAM check."""
+        permissions): it writes its CloudWatch Logs stream and, for training, its metrics. Recorded for the IAM
+        check. Not the image pull: SageMaker pulls its pre-built images with service-owned credentials
+        (Developer Guide, "Docker Registry Paths and Example Code"), and every image here is one of them."""
         if job.kind == "HyperParameterTuningJob":
-            return  # its trials pull, log and report as training jobs
-        registry, _, path = self._image_of(job).partition(".dkr.ecr.")
-        repository = path.split("/", 1)[1].split(":", 1)[0]
-        job.calls.write("ecr", "GetAuthorizationToken", {})
-        for operation in ("BatchCheckLayerAvailability", "BatchGetImage", "GetDownloadUrlForLayer"):
-            job.calls.write("ecr", operation, {"registryId": registry, "repositoryName": repository})
+            return  # its trials log and report as training jobs
         group = f"/aws/sagemaker/{job.kind}s"
         stream = f"{job.name}/algo-1-{int(job.created.timestamp())}"
         job.calls.write("logs", "CreateLogGroup", {"logGroupName": group})

@@ -163,7 +163,7 @@ def test_every_dead_letter_queue_alerts_on_each_new_dead_letter_not_only_the_fir
     }
     assert len(dead_letter_queues) == 3
     watched = {}
-    for name, resource in resources.items():
+    for resource in resources.values():
         metrics = resource["Properties"].get("Metrics", []) if resource["Type"] == "AWS::CloudWatch::Alarm" else []
         stats = {m["Id"]: m["MetricStat"]["Metric"] for m in metrics if "MetricStat" in m}
         for m in metrics:
