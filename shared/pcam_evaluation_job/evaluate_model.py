@@ -77,6 +77,19 @@ def tumour_probability(body, name: str) -> float:
         raise EvaluationInputError(f"{name} is not a prediction of two classes: {exc}") from exc
 
 
+def output_layout(predictions_dir: Path, first: str):
+    """Where the transform put its outputs, told by the first image's (``first``, relative to the input prefix):
+    under the same relative path, or flat under the output path by file name. SageMaker's docs name both
+    (an output "in the same relative path" for an S3Prefix input; flat for a ManifestFile's entries), and the
+    scoring's gathering accepts both too."""
+    by_path = lambda relative: relative  # noqa: E731
+    by_name = lambda relative: relative.rsplit("/", 1)[-1]  # noqa: E731
+    for layout in (by_path, by_name):
+        if (predictions_dir / (layout(first) + ".out")).is_file():
+            return layout
+    return by_path  # neither: the image is reported missing
+
+
 def read_test_set(base: Path, images_prefix: str) -> tuple[list[int], list[float]]:
     """Labels from the manifest and the matching prediction of every listed image, in manifest order."""
     manifests = sorted((base / "input" / "labels").rglob("*.manifest"))
@@ -84,12 +97,14 @@ def read_test_set(base: Path, images_prefix: str) -> tuple[list[int], list[float
         raise EvaluationInputError(f"expected one labels manifest, found {len(manifests)}")
     predictions_dir = base / "input" / "predictions"
     labels, scores, missing = [], [], []
+    layout = None
     for line in manifests[0].read_text().splitlines():
         if not line.strip():
             continue
         record = json.loads(line)
         relative = record["source-ref"][len(images_prefix) :]
-        prediction_file = predictions_dir / (relative + ".out")
+        layout = layout or output_layout(predictions_dir, relative)
+        prediction_file = predictions_dir / (layout(relative) + ".out")
         if not record["source-ref"].startswith(images_prefix) or not prediction_file.is_file():
             missing.append(relative)
             continue

@@ -298,3 +298,22 @@ def test_the_roc_picture_names_its_model_auc_axes_and_ticks():
         beside.append(left_of_y_axis[1])
     assert below == sorted(below) and beside == sorted(beside, reverse=True)  # 0 at the origin, 1 away from it
     assert shows_text(roc_png(evaluate(np.array([0, 0]), np.array([0.1, 0.2])), "m"), "m   AUC = n/a")
+
+
+@pytest.mark.parametrize("layout", ["by relative path", "flat by file name"])
+def test_the_evaluation_reads_either_output_layout_batch_transform_writes(tmp_path, layout):
+    """Images under sub-folders of the input prefix: the outputs are under the same relative path, or flat."""
+    (tmp_path / "input/labels").mkdir(parents=True)
+    (tmp_path / "input/context").mkdir(parents=True)
+    labels, scores = [1, 0, 1, 0], [0.9, 0.2, 0.7, 0.4]
+    lines = [
+        json.dumps({"source-ref": f"{PREFIX}part{i % 2}/{i:07d}.jpg", "class": str(c)}) for i, c in enumerate(labels)
+    ]
+    (tmp_path / "input/labels/abc.manifest").write_text("\n".join(lines) + "\n")
+    for i, p in enumerate(scores):
+        name = f"part{i % 2}/{i:07d}.jpg.out" if layout == "by relative path" else f"{i:07d}.jpg.out"
+        (tmp_path / "input/predictions" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "input/predictions" / name).write_text(_prediction(p))
+    (tmp_path / "input/context/context.json").write_text(json.dumps({"model_name": "m", "images_prefix": PREFIX}))
+    assert evaluate_model.main(["--base-dir", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "output/metrics.json").read_text())["auc"] == 1.0

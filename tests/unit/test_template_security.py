@@ -126,6 +126,7 @@ def test_the_data_bucket_is_versioned_encrypted_private_and_tls_only():
 )
 def test_every_work_queue_has_a_dead_letter_queue_with_an_alarm(queue):
     dead_letter = RESOURCES[queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+
     def watched(alarm: dict) -> list:  # a metric, or the metrics of its metric math
         metrics = [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m] or [alarm]
         return [d["Value"] for m in metrics for d in m.get("Dimensions", [])]
