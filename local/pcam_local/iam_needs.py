@@ -167,7 +167,9 @@ def _sagemaker_request_context(params: dict) -> tuple[tuple[str, Any], ...]:
     types = tuple(sorted({r["InstanceType"] for r in resources if r and r.get("InstanceType")}))
     if types:
         context["sagemaker:InstanceTypes"] = types
-    stopping = params.get("StoppingCondition") or definition.get("StoppingCondition") or {}
+    # A tuning job: which runtime the key reads is not documented; the job's limit (the larger) is assumed.
+    tuning_limits = (params.get("HyperParameterTuningJobConfig") or {}).get("ResourceLimits") or {}
+    stopping = params.get("StoppingCondition") or tuning_limits or definition.get("StoppingCondition") or {}
     if "MaxRuntimeInSeconds" in stopping:
         context["sagemaker:MaxRuntimeInSeconds"] = str(stopping["MaxRuntimeInSeconds"])
     isolation = params.get("EnableNetworkIsolation", definition.get("EnableNetworkIsolation"))

@@ -116,7 +116,12 @@ def test_tuning_request_maximises_validation_accuracy_and_keeps_tuned_values_out
     request = tuning_job_request(settings, TrainingInputs(job_name("pcam", "x", 32), TRAIN, VALID, 1000, 96))
     job_config = request["HyperParameterTuningJobConfig"]
     assert job_config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:accuracy"}
-    assert job_config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 2}
+    # 8 trials, 2 at a time: 4 rounds of at most a training's 4 h each
+    assert job_config["ResourceLimits"] == {
+        "MaxNumberOfTrainingJobs": 8,
+        "MaxParallelTrainingJobs": 2,
+        "MaxRuntimeInSeconds": 57_600,
+    }
     static = request["TrainingJobDefinition"]["StaticHyperParameters"]
     assert "learning_rate" not in static and static["num_training_samples"] == "1000"
     assert len(request["HyperParameterTuningJobName"]) <= 32

@@ -158,6 +158,15 @@ def training_job_request(settings: SageMakerSettings, inputs: TrainingInputs) ->
     return request
 
 
+TUNING_RUNTIME_LIMIT = 15_768_000  # seconds: ResourceLimits.MaxRuntimeInSeconds' maximum (SageMaker's model)
+
+
+def tuning_max_runtime_seconds(settings: SageMakerSettings) -> int:
+    """The whole tuning job's limit: its rounds of parallel trials, each at most a training's limit."""
+    rounds = -(-settings.tuning_max_jobs // settings.tuning_parallel_jobs)
+    return min(TUNING_RUNTIME_LIMIT, settings.max_runtime_seconds * max(1, rounds))
+
+
 def tuning_job_request(settings: SageMakerSettings, inputs: TrainingInputs) -> dict[str, Any]:
     static = inputs.hyperparameters(settings)
     ranges = config.tuning_ranges()
@@ -170,6 +179,7 @@ def tuning_job_request(settings: SageMakerSettings, inputs: TrainingInputs) -> d
             "ResourceLimits": {
                 "MaxNumberOfTrainingJobs": settings.tuning_max_jobs,
                 "MaxParallelTrainingJobs": settings.tuning_parallel_jobs,
+                "MaxRuntimeInSeconds": tuning_max_runtime_seconds(settings),
             },
             "ParameterRanges": ranges,
         },
