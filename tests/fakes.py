@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from pcam_pipeline.aws import events, request_rules
-from pcam_pipeline.core.errors import CapacityRefused, RetryableError
+from pcam_pipeline.core.errors import CapacityRefused, QuotaIsZero, RetryableError
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.settings import ConversionSettings, ModelSettings
 from pcam_pipeline.models.flow import SageMakerFlow
@@ -104,6 +104,7 @@ class FakeLauncher:
         self.best_of_tuning: dict[str, str] = {}
         self.refused: list[tuple[str, list[str]]] = []
         self.capacity_refusals = 0  # the next N starts are refused as SageMaker refuses over a quota
+        self.zero_quota = ""  # a training quota this account has at 0 (every training start is refused)
 
     def _check(self, operation: str, request: dict) -> None:
         problems = request_rules.violations("sagemaker", operation, request)
@@ -115,6 +116,8 @@ class FakeLauncher:
         self._check(kind.resource.create_operation, request)
         if name in self.started:
             return False
+        if self.zero_quota and kind in (JobKind.TRAINING, JobKind.TUNING):
+            raise QuotaIsZero(self.zero_quota, f"SageMaker refused {name}: ResourceLimitExceeded")
         if self.capacity_refusals:
             self.capacity_refusals -= 1
             raise CapacityRefused(f"SageMaker has no capacity for {name} now: ResourceLimitExceeded")

@@ -148,7 +148,8 @@ def test_the_alarm_contract_check_catches_a_dimension_no_function_emits():
 
     emitted = {("PcamPipeline", "SageMakerJobsFailed", frozenset({("service", "model-lifecycle")}))}
     assert alarm_problems(TEMPLATE, emitted)  # what main had: the alarm could never fire
-    fixed = {("PcamPipeline", "SageMakerJobsFailed", frozenset({("service", "sagemaker-flow")}))}
+    flow = frozenset({("service", "sagemaker-flow")})
+    fixed = {("PcamPipeline", "SageMakerJobsFailed", flow), ("PcamPipeline", "OldestCapacityWaitHours", flow)}
     assert alarm_problems(TEMPLATE, fixed) == []
 
 

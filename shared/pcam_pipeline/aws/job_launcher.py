@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import boto3
@@ -9,7 +10,7 @@ from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from pcam_pipeline.core.errors import CapacityRefused, RetryableError
+from pcam_pipeline.core.errors import CapacityRefused, QuotaIsZero, RetryableError
 from pcam_pipeline.core.job_kinds import JobKind
 
 _RETRYING = Config(retries={"mode": "standard", "max_attempts": 8})
@@ -18,6 +19,19 @@ _RETRYING = Config(retries={"mode": "standard", "max_attempts": 8})
 # CreateTransformJob (and every Create*Job) declares ResourceLimitExceeded in botocore's SageMaker model: the
 # account's quota of the instance type for that job kind is in use. Throttling is AWS's common error.
 CAPACITY_ERRORS = ("ResourceLimitExceeded", "ThrottlingException", "Throttling")
+
+
+# ResourceLimitExceeded's message names the quota: "The account-level service limit 'ml.g4dn.xlarge for
+# training job usage' is 0 Instances, with current utilization of 0 Instances and a request delta of 1
+# Instances. Please use AWS Service Quotas to request an increase for this quota." (the closing sentence has
+# changed over the years; the start has not).
+_ZERO_QUOTA = re.compile(r"service limit '([^']{1,200})' is 0 Instances")
+
+
+def zero_quota(message: str) -> str | None:
+    """The quota a ResourceLimitExceeded names when it is 0 (no wait ends it), else None."""
+    found = _ZERO_QUOTA.search(message)
+    return found.group(1) if found else None
 
 
 def _already_exists(exc: ClientError) -> bool:
@@ -39,6 +53,8 @@ class SageMakerLauncher:
             if _already_exists(exc):
                 return False
             if exc.response.get("Error", {}).get("Code") in CAPACITY_ERRORS:
+                if quota := zero_quota(str(exc.response.get("Error", {}).get("Message", ""))):
+                    raise QuotaIsZero(quota, f"SageMaker refused {what}: {exc}") from exc
                 raise CapacityRefused(f"SageMaker has no capacity for {what} now: {exc}") from exc
             raise RetryableError(f"SageMaker refused to create {what}: {exc}") from exc
         return True

@@ -5,6 +5,7 @@
   let the queue deliver the message again; after the last attempt it goes to the dead-letter queue.
 - ``CapacityRefused``: SageMaker has no room for the job now (a quota, throttling) → a retryable error;
   slide scoring catches it and keeps the slide queued until a job ends or the next scheduled tick.
+  ``QuotaIsZero``: the quota is 0, so no wait ends it → a training fails with how to raise it.
 - ``JobFailed``: a SageMaker job, or what it left behind, is unusable → record it, alert operators,
   and do not retry (the same job would fail the same way).
 - ``InvalidJobRequest``: a request SageMaker would refuse, from a deployment setting → record the job
@@ -55,6 +56,21 @@ class RetryableError(PipelineError):
 
 class CapacityRefused(RetryableError):
     """SageMaker refused to start a job for capacity (ResourceLimitExceeded, throttling): try again later."""
+
+
+class QuotaIsZero(CapacityRefused):
+    """SageMaker refused a job because the account's quota for its instance type is 0: no wait ends that, an
+    operator must raise the quota (new accounts often have 0 for GPU training instances)."""
+
+    def __init__(self, quota: str, message: str):
+        self.quota = quota
+        super().__init__(message)
+
+    def how_to_raise(self) -> str:
+        return (
+            f"this account's SageMaker quota '{self.quota}' is 0; ask for more in the Service Quotas console "
+            f"(Amazon SageMaker, '{self.quota}'), or choose an instance type this account has a quota for"
+        )
 
 
 class JobFailed(PipelineError):

@@ -13,13 +13,14 @@ the same name), records are created conditionally, and a repeated event repeats 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.alerts import Alerter
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.job_launcher import SageMakerLauncher
-from pcam_pipeline.aws.observability import logger
+from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import ports
 from pcam_pipeline.core.errors import JobFailed
 from pcam_pipeline.core.job_kinds import RESOURCE_BY_EVENT, JobKind
@@ -91,7 +92,10 @@ class SageMakerFlow:
     def start_waiting_jobs(self) -> dict[str, str]:
         """Start again each job SageMaker refused for capacity; a job still refused keeps waiting."""
         outcomes = {}
-        for wait in self._state.capacity_waits():
+        waits = self._state.capacity_waits()
+        # An alarm watches this (CapacityWaitAlarmHours): a quota of 0 nobody raised would otherwise wait for ever.
+        metrics.add_metric(name="OldestCapacityWaitHours", unit="NoUnit", value=oldest_wait_hours(waits))
+        for wait in waits:
             name = wait["sk"]
             if wait["kind"] == "training":
                 result = self.training.start_training(wait["dataset"])
@@ -143,3 +147,10 @@ class SageMakerFlow:
         except JobFailed as exc:
             self.jobs.fail(failed(job), kind, str(exc))
             return {"status": "failed", "job": job.name, "reason": str(exc)}
+
+
+def oldest_wait_hours(waits: list[dict[str, Any]], now: datetime | None = None) -> float:
+    """How long the oldest job waiting for SageMaker capacity has waited, in hours; 0 when none waits."""
+    now = now or datetime.now(UTC)
+    ages = [(now - datetime.fromisoformat(w["waiting_since"])).total_seconds() for w in waits if w.get("waiting_since")]
+    return round(max(ages, default=0.0) / 3600, 3)

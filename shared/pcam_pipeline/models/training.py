@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pcam_pipeline.core.errors import CapacityRefused, InvalidJobRequest
+from pcam_pipeline.core.errors import CapacityRefused, InvalidJobRequest, QuotaIsZero
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord, ModelRecord
 from pcam_pipeline.core.ports import BlobStore, EventPublisher, JobLauncher
@@ -97,6 +97,9 @@ class ModelTraining(JobKindBase):
             return {"status": "failed", "job": name, "reason": str(exc)}
         try:
             started = self._jobs.start_once(job, request, hyperparameters=inputs.hyperparameters(settings))
+        except QuotaIsZero as exc:  # no wait ends it: a failure that says how to raise the quota
+            self._jobs.fail(failed(job), self, exc.how_to_raise())
+            return {"status": "failed", "job": name, "reason": exc.how_to_raise()}
         except CapacityRefused as exc:  # a wait, not a failure: the scheduled tick starts it again
             self._state.wait_for_capacity(name, "training", dataset=dataset)
             return {"status": "waiting for SageMaker capacity", "job": name, "reason": str(exc)}
