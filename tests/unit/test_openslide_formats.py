@@ -273,3 +273,16 @@ def test_a_reader_that_ends_without_its_answer_line_is_a_refusal_not_a_crash(tmp
     with pytest.raises(InvalidInput, match="OpenSlide stopped while reading the slide") as caught:
         stage_with_openslide(tmp_path / "slide.ndpi", tmp_path / "staged.tif", 0.972, None, SlideLimits())
     assert "exit status 0: libtiff: odd tag" in caught.value.found
+
+
+def test_a_dicom_series_whose_files_have_no_dcm_suffix_is_read_by_their_content(slides, tmp_path):
+    """PACS and DICOMweb exports name files by their UIDs: the series is told by "DICM" at byte 128."""
+    import zipfile
+
+    path, _ = slides["dicom-wsidicom"]
+    renamed = tmp_path / "export.zip"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(renamed, "w") as target:
+        for index, member in enumerate(sorted(source.namelist())):
+            target.writestr(f"1.2.826.0.1.3680043/{index:04d}", source.read(member))  # no suffix at all
+    plan, _, staged = plan_local(renamed, tmp_path)
+    assert staged is not None and staged.vendor == "dicom" and plan.tiles_kept > 0

@@ -131,3 +131,21 @@ def test_a_disk_that_cannot_take_the_files_is_a_reason_not_a_retry(tmp_path, mon
     with pytest.raises(InvalidInput, match="cannot be written to the function's disk") as caught:
         unpack(tmp_path, zipped(tmp_path, {"s.ndpi": b"II*\x00"}))
     assert "No space left on device" in caught.value.found
+
+
+def test_the_archive_is_deleted_once_unpacked_to_leave_its_space_to_the_staged_copy(tmp_path):
+    path = zipped(tmp_path, {"case/slide.mrxs": b"[GENERAL]", "case/slide/Data0000.dat": b"x" * 1000})
+    assert unpack(tmp_path, path).name == "slide.mrxs"
+    assert not path.exists()
+
+
+def test_a_zip_that_would_not_fit_the_disk_is_refused_before_unpacking(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10_000, 9_500, 500))
+    path = zipped(tmp_path, {"s.ndpi": b"II*\x00" + bytes(2_000)})
+    with pytest.raises(InvalidInput, match="does not fit the function's ephemeral storage") as caught:
+        unpack(tmp_path, path)
+    assert caught.value.found == "2,004 bytes" and not (tmp_path / "unpacked" / "s.ndpi").exists()

@@ -14,7 +14,8 @@ from pcam_pipeline.wsi.structure import SlideLimits
 
 ARCHIVE_LAYOUT = (
     "one slide per .zip: MIRAX as slide.mrxs beside its folder slide/ (Slidedat.ini, Index.dat, Data*.dat); "
-    "DICOM as the .dcm files of one slide's series in one folder; Hamamatsu VMS as the .vms with its .jpg files; "
+    "DICOM as the files of one slide's series in one folder (.dcm, or any name: told by their content); "
+    "Hamamatsu VMS as the .vms with its .jpg files; "
     "or a single slide file (.ndpi, .svs, .scn, .bif, .tif)"
 )
 # The file OpenSlide opens, by the kind of archive; a DICOM series is opened from any of its files.
@@ -22,13 +23,25 @@ MAX_NAME_BYTES = 255  # of one file or folder name, on Lambda's ext4 and most fi
 ENTRY_SUFFIXES = (".mrxs", ".vms", ".ndpi", ".svs", ".scn", ".bif", ".tif", ".tiff", ".svslide", ".czi")
 
 
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """InvalidInput (a reason, not a retry that fails the same way) when ``folder``'s disk cannot take ``needed``
+    more bytes: Lambda's ephemeral storage is at most 10 GB, and the disk is checked before each copy."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise InvalidInput("the slide does not fit the function's ephemeral storage",
+                           f"at most {free:,} bytes free for {what}", f"{needed:,} bytes")  # fmt: skip
+
+
 def unpack_slide_archive(archive: Path, into: Path, limits: SlideLimits) -> Path:
-    """Unpack ``archive`` into ``into``; the path of the slide file in it. InvalidInput for anything unsafe."""
+    """Unpack ``archive`` into ``into``, then delete it (its space is the staged copy's); the path of the slide
+    file in it. InvalidInput for anything unsafe, or too large for the disk."""
     try:
         with zipfile.ZipFile(archive) as bundle:
             # macOS's "Compress" adds __MACOSX/ and ._ files: not the lab's
             members = [m for m in bundle.infolist() if not m.is_dir() and not _mac_extra(m.filename)]
             _check_members(members, limits)
+            into.mkdir(parents=True, exist_ok=True)
+            check_free_space(into, sum(m.file_size for m in members), "the .zip's files")
             for member in members:
                 target = into.joinpath(*PurePosixPath(member.filename).parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +56,7 @@ def unpack_slide_archive(archive: Path, into: Path, limits: SlideLimits) -> Path
     except OSError as exc:  # what the checks cannot foresee of the local disk (it is full, …): a reason, no retry
         raise InvalidInput("the .zip's files cannot be written to the function's disk", "a .zip that unpacks into "
                            "ephemeral storage", f"{exc.strerror or exc}") from exc  # fmt: skip
+    archive.unlink()
     return _slide_file(into, [m.filename for m in members])
 
 
@@ -100,12 +114,25 @@ def _check_member(member: zipfile.ZipInfo) -> None:
         raise InvalidInput("the .zip is encrypted", "a .zip without a password", repr(name[:200]))
 
 
+def is_dicom(path: Path) -> bool:
+    """A DICOM file by its content: "DICM" after the 128-byte preamble (DICOM PS3.10, 7.1). PACS and DICOMweb
+    exports often name their files without the .dcm suffix."""
+    with open(path, "rb") as f:
+        f.seek(128)
+        return f.read(4) == b"DICM"
+
+
 def _slide_file(root: Path, names: list[str]) -> Path:
     by_suffix: dict[str, list[str]] = {}
     for name in names:
         by_suffix.setdefault(PurePosixPath(name).suffix.lower(), []).append(name)
-    dicom = sorted(by_suffix.get(".dcm", []))
     entries = [name for suffix in ENTRY_SUFFIXES for name in by_suffix.get(suffix, [])]
+    dicom = sorted(
+        name
+        for name in names
+        if not entries
+        and (PurePosixPath(name).suffix.lower() == ".dcm" or is_dicom(root.joinpath(*PurePosixPath(name).parts)))
+    )
     if dicom and not entries:
         folders = {PurePosixPath(name).parent for name in dicom}
         if len(folders) > 1:

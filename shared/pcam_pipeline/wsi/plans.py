@@ -18,7 +18,7 @@ from pcam_pipeline.core.lab_json import parse_lab_json
 from pcam_pipeline.core.ports import ByteFile
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
-from pcam_pipeline.wsi.archives import unpack_slide_archive
+from pcam_pipeline.wsi.archives import check_free_space, unpack_slide_archive
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.resolution import check_mpp
 from pcam_pipeline.wsi.structure import NeedsOpenSlide
@@ -144,6 +144,7 @@ def plan_dropped_slide(
             problem = "the slide is too large to copy for OpenSlide (MaxVendorSlideGB)"
             raise InvalidInput(problem, limit, f"{size:,} bytes") from why
         local, copy = local_copy
+        check_free_space(local.parent, size, "the slide's copy")
         copy(local)
         try:
             return plan_vendor_slide(local, local.parent, kind.slide_id, sidecar, settings, kind.reader == "archive")
