@@ -286,3 +286,34 @@ def test_a_dicom_series_whose_files_have_no_dcm_suffix_is_read_by_their_content(
             target.writestr(f"1.2.826.0.1.3680043/{index:04d}", source.read(member))  # no suffix at all
     plan, _, staged = plan_local(renamed, tmp_path)
     assert staged is not None and staged.vendor == "dicom" and plan.tiles_kept > 0
+
+
+REAL_NDPI = Path(__file__).parents[3] / "shared" / "realtissue" / "hamamatsu-tritc-fluorescence.ndpi"
+
+
+@pytest.mark.skipif(not REAL_NDPI.exists(), reason="the team's shared/realtissue folder is not beside the repository")
+def test_a_real_hamamatsu_ndpi_is_staged_with_openslides_pixels_level_for_level(tmp_path):
+    """A slide a Hamamatsu scanner wrote (C9600-12; CC BY 4.0, M. Stritt; shared/realtissue/README.md): its staged
+    copy has OpenSlide's levels from the one nearest the model's resolution down, in the original frame, pixel
+    for pixel. (It is a fluorescence slide: no brightfield tissue is found, so the first staged level's tiles are
+    OpenSlide's where read and white glass elsewhere; telling the lab it is not H&E is issue 32's.)"""
+    staged = stage_with_openslide(REAL_NDPI, tmp_path / "staged.tif", 0.972, None, SlideLimits())
+    reference = openslide.OpenSlide(str(REAL_NDPI))
+    assert staged.vendor == "hamamatsu" and staged.base_size == reference.dimensions == (3968, 4864)
+    assert staged.mpp == pytest.approx(0.228175, rel=1e-5) and staged.first_level == 2 and staged.reduction == 1
+    with open(staged.path, "rb") as f, WholeSlide(f, staged.staged_bytes, base_size=staged.base_size) as slide:
+        assert len(slide.levels) == reference.level_count - staged.first_level == 5
+        for index, level in enumerate(slide.levels):
+            original = staged.first_level + index
+            assert (level.width, level.height) == reference.level_dimensions[original]
+            theirs = np.asarray(
+                reference.read_region((0, 0), original, reference.level_dimensions[original]).convert("RGB")
+            )
+            ours = slide.read_level(index)
+            if index:
+                assert np.array_equal(ours, theirs), f"level {original} whole"
+                continue
+            for y in range(0, ours.shape[0], 512):
+                for x in range(0, ours.shape[1], 512):
+                    tile = ours[y : y + 512, x : x + 512]
+                    assert np.array_equal(tile, theirs[y : y + 512, x : x + 512]) or (tile == 255).all(), (x, y)
