@@ -71,8 +71,8 @@ def test_the_largest_scoring_job_record_fits_dynamodbs_item_limit():
     from pcam_pipeline.core.model_records import JobRecord
     from pcam_pipeline.core.records import ScoringQueueEntry
     from pcam_pipeline.scoring.batches import MAX_SLIDES_PER_JOB, BatchPolicy, next_batch
-    from pcam_pipeline.scoring.queue import ScoringQueue
-    from tests.fakes import flow_on_fakes
+    from pcam_pipeline.scoring.queue import scoring_job
+    from tests.fake_bucket import InMemoryBlobStore
 
     # A thousand one-patch slides, each with the longest id a lab's slide can have: the batch stops at the cap.
     longest = "labs/" + "l" * 32 + "/" + "\U0001f52c" * 63  # lab prefix + a 252-byte name
@@ -81,8 +81,7 @@ def test_the_largest_scoring_job_record_fits_dynamodbs_item_limit():
               for n in range(1000)]  # fmt: skip
     batch = next_batch(queued, BatchPolicy(60, 100_000), datetime.now(UTC))
     assert len(batch) == MAX_SLIDES_PER_JOB
-    world = flow_on_fakes()
-    job = ScoringQueue._scoring_job(world.flow.slides.queue, batch, "m" * 63)
+    job = scoring_job(InMemoryBlobStore(), batch, "m" * 63)
     assert isinstance(job, JobRecord)
     item = {**job.to_item(), "pk": f"job#{job.name}", "sk": "current", "status": "InProgress", "reason": "r" * 1024}
     assert request_rules.item_size(item) <= 400 * 1024

@@ -4,6 +4,7 @@ training's start at every step."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from tests.fakes import flow_on_fakes, model_settings
 from tests.fault_harness import Run, check_like_the_run_without_faults, outcome_of
 from tests.faults import Faults
 from tests.unit.test_fault_injection_ingestion import interleaved
-from tests.unit.test_sagemaker_flow import make_ready, write_outputs
+from tests.unit.test_sagemaker_flow import make_ready, train_and_promote, write_outputs
 
 
 # ------------------------------------------------------------------ the SageMaker flow and scoring
@@ -39,8 +40,8 @@ class FlowScenario:
     """The model side on fakes: ``steps`` are the events delivered, each a function of the world (SageMaker's
     events name jobs the flow started); set-up between them (a job's outputs) is not counted."""
 
-    def __init__(self, faults: Faults):
-        self.world = flow_on_fakes(model_settings(minimum_auc=0.5), faults=faults)
+    def __init__(self, faults: Faults, **settings: Any):
+        self.world = flow_on_fakes(dataclasses.replace(model_settings(minimum_auc=0.5), **settings), faults=faults)
         self.faults = faults
         self.run = Run(self.world, faults)
 
@@ -118,16 +119,74 @@ def a_superseded_trainings_late_failure(s: FlowScenario) -> None:
     s.job_ended(JobKind.TRAINING)
 
 
+def a_promoted_model(s: FlowScenario) -> None:
+    """Set-up: a model trained, evaluated and promoted, without faults."""
+    with s.paused():
+        train_and_promote(s.world)
+
+
+def slide_ready(s: FlowScenario, slide_id: str, patches: int = 3) -> None:
+    with s.paused():
+        key = f"incoming/slides/{slide_id}.h5"
+        s.world.state.record_file_received(key, "v1")
+        fields = {"kind": "slide", "slide_id": slide_id, "x_key": key, "x_version": "v1"}
+        make_ready(s.world.state, f"slide#{slide_id}", fields, patches, f"{slide_id}-r")
+    s.event(events.SLIDE_READY, {"slide_id": slide_id, "run_id": f"{slide_id}-r"}, f"slide ready {slide_id}")
+
+
+def minutes_pass(s: FlowScenario) -> None:
+    """The next scheduled tick, once any dispatch lease a failed release left has expired (2 minutes): the
+    slides it kept waiting are dispatched then, not lost."""
+    with s.paused():
+        lease = s.world.table.get("transform-slots", "dispatcher")
+        if lease and lease.get("holder"):
+            s.world.table._items[("transform-slots", "dispatcher")]["until"] = "2000-01-01T00:00:00.000+00:00"
+    s.event(events.SCHEDULED_TICK, {}, f"tick {len(s.run.deliveries)}")
+
+
+def scored(s: FlowScenario, slide_id: str, status: str = "Completed") -> None:
+    minutes_pass(s)
+    with s.paused():
+        job = s.world.state.slide(slide_id).scoring_job
+        if status == "Completed":
+            for member in s.world.state.job(job).slides:
+                write_outputs(s.world, job, [0.2] * member["patch_count"], member["slide_id"])
+    s.job_ended(JobKind.SLIDE_SCORING, status, name=job)
+
+
+def a_failed_batch_of_two_slides_scored_again_alone(s: FlowScenario) -> None:
+    a_promoted_model(s)
+    for slide_id in ("x", "a", "b"):  # one slot: x runs while a and b queue, then share a job
+        slide_ready(s, slide_id)
+    scored(s, "x")
+    scored(s, "a", status="Failed")  # the batch of a and b: each is queued again, alone
+    scored(s, "a")
+    scored(s, "b")
+
+
+def an_evaluation_that_left_no_metrics(s: FlowScenario) -> None:
+    for split in ("train", "valid", "test"):
+        s.split_ready(split)
+    s.job_ended(JobKind.TRAINING)
+    s.job_ended(JobKind.TEST_TRANSFORM)
+    s.job_ended(JobKind.EVALUATION)  # no metrics.json: the model's evaluation fails, alerted once
+
+
 FLOWS = {
+    "a failed batch of two slides scored again alone": a_failed_batch_of_two_slides_scored_again_alone,
+    "an evaluation that left no metrics": an_evaluation_that_left_no_metrics,
     "a model trained, evaluated, promoted, and a slide scored": a_model_trained_evaluated_promoted_and_a_slide_scored,
     "a test split replaced while its transform waits for capacity": a_test_split_replaced_while_its_transform_waits_for_capacity,  # noqa: E501
     "a superseded training's late failure": a_superseded_trainings_late_failure,
 }
 
 
-def flow_run(path: Callable[[FlowScenario], None], faults: Faults):
+ONE_SLOT = {"a failed batch of two slides scored again alone": {"max_transform_jobs": 1}}
+
+
+def flow_run(path: Callable[[FlowScenario], None], faults: Faults, name: str = ""):
     metrics.clear_metrics()
-    scenario = FlowScenario(faults)
+    scenario = FlowScenario(faults, **ONE_SLOT.get(name, {}))
     with faults.armed():
         path(scenario)
     return scenario.outcome()
@@ -136,11 +195,11 @@ def flow_run(path: Callable[[FlowScenario], None], faults: Faults):
 @pytest.mark.parametrize("name", FLOWS)
 def test_the_sagemaker_flow_ends_the_same_whichever_call_fails_once(name):
     counting = Faults()
-    expected = flow_run(FLOWS[name], counting)
+    expected = flow_run(FLOWS[name], counting, name)
     assert counting.calls, "the path made no port call"
     for n in range(1, len(counting.calls) + 1):
         faults = Faults(fail_at=n)
-        check_like_the_run_without_faults(expected, flow_run(FLOWS[name], faults), faults)
+        check_like_the_run_without_faults(expected, flow_run(FLOWS[name], faults, name), faults)
 
 
 # ------------------------------------------------------------------ two deliveries, interleaved at every step

@@ -166,6 +166,7 @@ class ScoringQueueEntry(Record):
     alone: bool = False  # its batch failed: scored alone, so that one bad slide cannot block others
     request: str = ""  # a rescoring request ("" for the upload's first scoring)
     model: str = ""  # the model to score with ("" for the current model when its job starts)
+    job: str = ""  # the job it was put in, before that job's start (a retry finishes the entry's move to it)
 
     @property
     def sk(self) -> str:

@@ -18,7 +18,7 @@ from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import present
 from pcam_pipeline.core.settings import ModelSettings
-from pcam_pipeline.core.statuses import JobStatus, ModelStatus
+from pcam_pipeline.core.statuses import ModelStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation_report import roc_png
 from pcam_pipeline.models.job_tracker import JobKindBase, JobTracker
@@ -66,7 +66,7 @@ class ModelEvaluation(JobKindBase):
             return {"evaluation": "waiting for a test split; not promoted automatically until evaluated"}
         name = sagemaker_jobs.job_name(model.dataset, f"{model_name}|{test.ready_token}", kind="test")
         earlier = model.test_transform_job if model.test_transform_job != name else None
-        if earlier and not never_started(self._state, earlier):
+        if earlier and not self._jobs.never_started(earlier):
             return {"evaluation": "already scored or scoring a test split", "transform_job": earlier}
         prefix = keys.evaluation_prefix(model_name)
         job = JobRecord(
@@ -176,12 +176,6 @@ class ModelEvaluation(JobKindBase):
             present(job.model_name, f"model of {job.name}"), f"{job.kind} {job.name}: {reason}"
         )
         self.announce_model_failure(job, reason)
-
-
-def never_started(state: EvaluationState, job_name: str) -> bool:
-    """No SageMaker job of this name exists: its record is gone, or still waits to be started."""
-    recorded = state.job(job_name)
-    return recorded is None or recorded.status is JobStatus.STARTING
 
 
 def start_or_wait(

@@ -59,6 +59,11 @@ class JobTracker:
         """Record a job about to start; False if it was recorded before (a repeated event)."""
         return self._state.create_job(job)
 
+    def never_started(self, name: str) -> bool:
+        """No SageMaker job of this name exists: its record is gone, or still waits to be started."""
+        recorded = self._state.job(name)
+        return recorded is None or recorded.status is JobStatus.STARTING
+
     def start_once(self, job: JobRecord, request: dict[str, Any], **fields: Any) -> bool:
         """Start the recorded job unless its record says it was started already."""
         recorded = self._state.job(job.name)
@@ -88,6 +93,10 @@ class JobTracker:
         reason = "" if status is JobStatus.COMPLETED else detail.get("FailureReason") or detail.get("ExitMessage") or ""
         if job.status.terminal:
             if status is not job.status:
+                if job.status.unsuccessful and job.failure_handled in (None, TO_ALERT):
+                    # The pipeline failed it (its outputs were unusable) and the attempt that did so failed
+                    # part-way: this delivery finishes recording, announcing and alerting that failure.
+                    return StateChange(name, job.status, job, job.reason, first_report=False)
                 return IgnoredEvent(name, f"late {status} event for a {job.status} job")
             return StateChange(name, status, job, reason, first_report=False)
         if not self._state.record_job_status(name, status, reason):

@@ -107,7 +107,13 @@ class ScoringQueue:
         return {"status": "dispatched", "started": started, "still_queued": len(queued), "outcome": outcome}
 
     def _still_wanted(self, entry: ScoringQueueEntry) -> bool:
-        """Drop the entry of an upload the slide has moved on from (its new upload has an entry of its own)."""
+        """Drop the entry of an upload the slide has moved on from (its new upload has an entry of its own), and
+        one already in a job that started (a dispatch failed after the start): it finishes moving there."""
+        started = self._state.job(entry.job) if entry.job else None
+        if started is not None and started.status is not JobStatus.STARTING:
+            self._state.mark_slide_scoring(entry.slide_id, entry.run_id, started.name, started.model_name or "")
+            self._state.unqueue_slide(entry)
+            return False
         slide = self._state.slide(entry.slide_id)
         if slide and slide.x_run == entry.run_id and slide.status is OwnerStatus.READY:
             return True
@@ -118,7 +124,7 @@ class ScoringQueue:
         """Start the batch's job; the reason it cannot start yet, or "" once it runs."""
         logger.append_keys(slide_id=batch[0].slide_id, run_id=batch[0].run_id, job=None)
         model_name = batch[0].model
-        job = self._scoring_job(batch, model_name)
+        job = scoring_job(self._blobs, batch, model_name)
         recorded = self._state.job(job.name)
         if recorded is None or recorded.status is JobStatus.STARTING:
             # The slot first: a batch that waits for one leaves no job record behind (the next try may
@@ -131,6 +137,8 @@ class ScoringQueue:
             self._blobs.put_bytes(
                 manifest_key, manifests.scoring_manifest(self._blobs.bucket, members).encode(), "application/json"
             )
+            for entry in batch:
+                self._state.assign_queued_slide(entry, job.name)
             try:
                 output = self._blobs.uri(present(job.output_prefix, f"output of {job.name}"))
                 self._jobs.start_once(job, scoring_request(self._sagemaker, job, output))
@@ -157,31 +165,33 @@ class ScoringQueue:
             if job is None or job.status.terminal or abandoned:
                 self._state.free_transform_slot(name)
 
-    def _scoring_job(self, batch: list[ScoringQueueEntry], model_name: str) -> JobRecord:
-        members = [
-            {
-                "slide_id": entry.slide_id,
-                "run_id": entry.run_id,
-                "patch_count": entry.patch_count,
-                "image_prefix": keys.slide_image_prefix(entry.slide_id, entry.run_id),
-                "request": entry.request,
-            }
-            for entry in batch
-        ]
-        identity = "|".join([model_name, *(entry.sk for entry in batch)])
-        name = sagemaker_jobs.job_name(batch[0].slide_id, identity, kind="score")
-        alone = len(batch) == 1
-        return JobRecord(
-            name=name,
-            kind=JobKind.SLIDE_SCORING,
-            slide_id=batch[0].slide_id if alone else None,
-            run_id=batch[0].run_id if alone else None,
-            model_name=model_name,
-            manifest=self._blobs.uri(keys.scoring_manifest_key(name)),
-            output_prefix=f"{keys.SCORES}{name}/",
-            patch_count=sum(entry.patch_count for entry in batch),
-            slides=members,
-        )
+
+def scoring_job(blobs: BlobStore, batch: list[ScoringQueueEntry], model_name: str) -> JobRecord:
+    """The job record of one batch: its member slides, where their outputs go, and its name (from its inputs)."""
+    members = [
+        {
+            "slide_id": entry.slide_id,
+            "run_id": entry.run_id,
+            "patch_count": entry.patch_count,
+            "image_prefix": keys.slide_image_prefix(entry.slide_id, entry.run_id),
+            "request": entry.request,
+        }
+        for entry in batch
+    ]
+    identity = "|".join([model_name, *(entry.sk for entry in batch)])
+    name = sagemaker_jobs.job_name(batch[0].slide_id, identity, kind="score")
+    alone = len(batch) == 1
+    return JobRecord(
+        name=name,
+        kind=JobKind.SLIDE_SCORING,
+        slide_id=batch[0].slide_id if alone else None,
+        run_id=batch[0].run_id if alone else None,
+        model_name=model_name,
+        manifest=blobs.uri(keys.scoring_manifest_key(name)),
+        output_prefix=f"{keys.SCORES}{name}/",
+        patch_count=sum(entry.patch_count for entry in batch),
+        slides=members,
+    )
 
 
 def scoring_request(settings: SageMakerSettings, job: JobRecord, output_uri: str) -> dict[str, Any]:

@@ -48,6 +48,11 @@ class ScoringQueueRecords(TableAccess):
         entries = [ScoringQueueEntry.from_item(item) for item in self.query(SCORING_QUEUE_PK)]
         return sorted(entries, key=lambda entry: (entry.queued_at, entry.sk))
 
+    def assign_queued_slide(self, entry: ScoringQueueEntry, job_name: str) -> None:
+        """The entry goes into ``job_name``, about to start; written before the start, so that a dispatch that
+        fails after it moves the entry to that job instead of putting the slide in a second one."""
+        self._set(SCORING_QUEUE_PK, entry.sk, {"job": job_name}, Not(Missing("slide_id")))
+
     def unqueue_slide(self, entry: ScoringQueueEntry) -> None:
         self._delete(SCORING_QUEUE_PK, entry.sk)
 
