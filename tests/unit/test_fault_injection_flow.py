@@ -22,20 +22,10 @@ from tests.fakes import flow_on_fakes, model_settings
 from tests.fault_harness import Run, check_like_the_run_without_faults, outcome_of
 from tests.faults import Faults
 from tests.unit.test_fault_injection_ingestion import interleaved
-from tests.unit.test_sagemaker_flow import make_ready, train_and_promote, write_outputs
+from tests.unit.test_sagemaker_flow import make_ready, sagemaker_event, train_and_promote, write_outputs
 
 
 # ------------------------------------------------------------------ the SageMaker flow and scoring
-def sagemaker_event(kind: JobKind, name: str, status: str, **extra: Any) -> tuple[str, dict[str, Any]]:
-    resource, name_field, status_field = {
-        JobKind.TRAINING: ("Training", "TrainingJobName", "TrainingJobStatus"),
-        JobKind.TEST_TRANSFORM: ("Transform", "TransformJobName", "TransformJobStatus"),
-        JobKind.SLIDE_SCORING: ("Transform", "TransformJobName", "TransformJobStatus"),
-        JobKind.EVALUATION: ("Processing", "ProcessingJobName", "ProcessingJobStatus"),
-    }[kind]
-    return f"SageMaker {resource} Job State Change", {name_field: name, status_field: status, **extra}
-
-
 class FlowScenario:
     """The model side on fakes: ``steps`` are the events delivered, each a function of the world (SageMaker's
     events name jobs the flow started); set-up between them (a job's outputs) is not counted."""

@@ -44,16 +44,20 @@ def split_ready(world, split: str, count: int = 10, dataset: str = "ds") -> dict
     return world.flow.on_event(events.SPLIT_READY, {"dataset": dataset, "split": split})
 
 
-def job_event(world, kind: JobKind, status: str, name: str | None = None, **extra) -> dict:
-    name = name or world.launcher.names(kind)[-1]
-    detail_type, name_field, status_field = {
+def sagemaker_event(kind: JobKind, name: str, status: str, **extra) -> tuple[str, dict]:
+    """SageMaker's state-change event for a job of the pipeline: its detail-type and detail."""
+    resource, name_field, status_field = {
         JobKind.TRAINING: ("Training", "TrainingJobName", "TrainingJobStatus"),
         JobKind.TEST_TRANSFORM: ("Transform", "TransformJobName", "TransformJobStatus"),
         JobKind.SLIDE_SCORING: ("Transform", "TransformJobName", "TransformJobStatus"),
         JobKind.EVALUATION: ("Processing", "ProcessingJobName", "ProcessingJobStatus"),
     }[kind]
-    detail = {name_field: name, status_field: status, **extra}
-    return world.flow.on_event(f"SageMaker {detail_type} Job State Change", detail, str(uuid.uuid4()))
+    return f"SageMaker {resource} Job State Change", {name_field: name, status_field: status, **extra}
+
+
+def job_event(world, kind: JobKind, status: str, name: str | None = None, **extra) -> dict:
+    detail_type, detail = sagemaker_event(kind, name or world.launcher.names(kind)[-1], status, **extra)
+    return world.flow.on_event(detail_type, detail, str(uuid.uuid4()))
 
 
 def train_until_metrics(world) -> str:
