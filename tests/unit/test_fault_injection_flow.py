@@ -30,8 +30,9 @@ class FlowScenario:
     """The model side on fakes: ``steps`` are the events delivered, each a function of the world (SageMaker's
     events name jobs the flow started); set-up between them (a job's outputs) is not counted."""
 
-    def __init__(self, faults: Faults, **settings: Any):
-        self.world = flow_on_fakes(dataclasses.replace(model_settings(minimum_auc=0.5), **settings), faults=faults)
+    def __init__(self, faults: Faults, sagemaker: dict[str, Any] | None = None, **settings: Any):
+        chosen = dataclasses.replace(model_settings(0.5, **(sagemaker or {})), **settings)
+        self.world = flow_on_fakes(chosen, faults=faults)
         self.faults = faults
         self.run = Run(self.world, faults)
 
@@ -162,7 +163,33 @@ def an_evaluation_that_left_no_metrics(s: FlowScenario) -> None:
     s.job_ended(JobKind.EVALUATION)  # no metrics.json: the model's evaluation fails, alerted once
 
 
+def a_slide_waiting_for_a_model_scored_once_one_is_promoted(s: FlowScenario) -> None:
+    slide_ready(s, "w")  # no model yet: it waits
+    for split in ("train", "valid", "test"):
+        s.split_ready(split)
+    s.job_ended(JobKind.TRAINING)
+    s.job_ended(JobKind.TEST_TRANSFORM)
+    s.metrics_written()
+    s.job_ended(JobKind.EVALUATION)
+    with s.paused():
+        (promoted,) = s.world.publisher.of_type(events.MODEL_PROMOTED)[-1:]
+    s.event(events.MODEL_PROMOTED, promoted, "model promoted")  # the bus delivers it back to the flow
+    scored(s, "w")
+
+
+def a_tuning_job_whose_best_trial_becomes_the_model(s: FlowScenario) -> None:
+    s.split_ready("train")
+    s.split_ready("valid")
+    with s.paused():
+        (tuning,) = s.world.launcher.names(JobKind.TUNING)
+        s.world.launcher.best_of_tuning[tuning] = f"{tuning}-002-abc"
+    detail = {"HyperParameterTuningJobName": tuning, "HyperParameterTuningJobStatus": "Completed"}
+    s.event("SageMaker HyperParameter Tuning Job State Change", detail, f"{tuning} Completed")
+
+
 FLOWS = {
+    "a slide waiting for a model, scored once one is promoted": a_slide_waiting_for_a_model_scored_once_one_is_promoted,
+    "a tuning job whose best trial becomes the model": a_tuning_job_whose_best_trial_becomes_the_model,
     "a failed batch of two slides scored again alone": a_failed_batch_of_two_slides_scored_again_alone,
     "an evaluation that left no metrics": an_evaluation_that_left_no_metrics,
     "a model trained, evaluated, promoted, and a slide scored": a_model_trained_evaluated_promoted_and_a_slide_scored,
@@ -171,12 +198,15 @@ FLOWS = {
 }
 
 
-ONE_SLOT = {"a failed batch of two slides scored again alone": {"max_transform_jobs": 1}}
+SETTINGS = {
+    "a failed batch of two slides scored again alone": {"max_transform_jobs": 1},
+    "a tuning job whose best trial becomes the model": {"sagemaker": {"tuning_max_jobs": 3}},
+}
 
 
 def flow_run(path: Callable[[FlowScenario], None], faults: Faults, name: str = ""):
     metrics.clear_metrics()
-    scenario = FlowScenario(faults, **ONE_SLOT.get(name, {}))
+    scenario = FlowScenario(faults, **SETTINGS.get(name, {}))
     with faults.armed():
         path(scenario)
     return scenario.outcome()
