@@ -73,18 +73,18 @@ class FlowScenario:
         return outcome_of(w.table, w.blobs, w.publisher.published, set(w.launcher.started), 0)
 
 
-def a_model_trained_evaluated_promoted_and_a_slide_scored(s: FlowScenario) -> None:
+def trained_evaluated_and_promoted(s: FlowScenario) -> None:
     for split in ("train", "valid", "test"):
         s.split_ready(split)
     s.job_ended(JobKind.TRAINING)
     s.job_ended(JobKind.TEST_TRANSFORM)
     s.metrics_written()
     s.job_ended(JobKind.EVALUATION)
-    with s.paused():
-        s.world.state.record_file_received("incoming/slides/s1.h5", "v1")
-        fields = {"kind": "slide", "slide_id": "s1", "x_key": "incoming/slides/s1.h5", "x_version": "v1"}
-        make_ready(s.world.state, "slide#s1", fields, 3, "s1-r")
-    s.event(events.SLIDE_READY, {"slide_id": "s1", "run_id": "s1-r"}, "slide ready s1")
+
+
+def a_model_trained_evaluated_promoted_and_a_slide_scored(s: FlowScenario) -> None:
+    trained_evaluated_and_promoted(s)
+    slide_ready(s, "s1")
     with s.paused():
         write_outputs(s.world, s.world.launcher.names(JobKind.SLIDE_SCORING)[-1], [0.1, 0.9, 0.2])
     s.job_ended(JobKind.SLIDE_SCORING)
@@ -165,12 +165,7 @@ def an_evaluation_that_left_no_metrics(s: FlowScenario) -> None:
 
 def a_slide_waiting_for_a_model_scored_once_one_is_promoted(s: FlowScenario) -> None:
     slide_ready(s, "w")  # no model yet: it waits
-    for split in ("train", "valid", "test"):
-        s.split_ready(split)
-    s.job_ended(JobKind.TRAINING)
-    s.job_ended(JobKind.TEST_TRANSFORM)
-    s.metrics_written()
-    s.job_ended(JobKind.EVALUATION)
+    trained_evaluated_and_promoted(s)
     with s.paused():
         (promoted,) = s.world.publisher.of_type(events.MODEL_PROMOTED)[-1:]
     s.event(events.MODEL_PROMOTED, promoted, "model promoted")  # the bus delivers it back to the flow

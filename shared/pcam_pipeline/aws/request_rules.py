@@ -186,15 +186,16 @@ _INSTANCE_RESOURCES = {
 
 def _volume_key_problems(operation: str, params: dict[str, Any]) -> list[str]:
     """SageMaker refuses a VolumeKmsKeyId on an instance type with local storage (core.instance_types)."""
-    resources: Any = params
-    for member in _INSTANCE_RESOURCES.get(operation, ("-",)):
+    path = _INSTANCE_RESOURCES.get(operation, ())
+    resources: Any = params if path else None
+    for member in path:
         resources = resources.get(member) if isinstance(resources, dict) else None
     if not isinstance(resources, dict) or not resources.get("VolumeKmsKeyId"):
         return []
     instance_type = str(resources.get("InstanceType", ""))
     if not has_local_storage(instance_type):
         return []
-    where = ".".join(_INSTANCE_RESOURCES[operation])
+    where = ".".join(path)
     return [f"{operation}.{where}.VolumeKmsKeyId: not allowed with {instance_type}, an instance type with local "
             "storage (SageMaker encrypts it itself)"]  # fmt: skip
 

@@ -14,8 +14,8 @@ from pcam_pipeline.core.dropped_files import DroppedFile, is_a_labs_file
 
 
 def dropped_files_in(body: dict[str, Any]) -> list[DroppedFile]:
-    """Return the lab's files a message announces; test events, other event kinds, folder markers and hidden
-    files (``.DS_Store``) announce none."""
+    """Return the lab's files a message announces; test events, other event kinds, folder markers and what
+    operating systems add (``.DS_Store``: ``dropped_files.is_a_labs_file``) announce none."""
     if body.get("detail-type") == "Object Created" and body.get("source") == "aws.s3":
         detail = body["detail"]
         announced = [_dropped(detail["bucket"]["name"], detail["object"], "version-id", "etag")]

@@ -43,9 +43,9 @@ def settle_quarantine(
     blobs: BlobStore, state: FilesState, publisher: EventPublisher, dropped: DroppedFile, problem: InvalidInput
 ) -> dict[str, Any]:
     """Quarantine the upload unless an earlier delivery did: finish what that one left unfinished, if anything."""
-    if event := unfinished_quarantine(state, dropped):
-        return finish_quarantine(blobs, state, publisher, dropped, event)
     record = state.file_version(dropped.key, dropped.version)
+    if record and record.unannounced_quarantine:
+        return finish_quarantine(blobs, state, publisher, dropped, record.unannounced_quarantine)
     if record and record.status is FileStatus.QUARANTINED:
         return {"status": "quarantined", "reason": record.reason, "quarantine_key": record.quarantine_key}
     return quarantine(blobs, state, publisher, dropped, problem)
