@@ -13,7 +13,7 @@ MUTATION := .venv-mutation
 export SAM_CLI_TELEMETRY := 0
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup tools test unit integration lint template checkov demo bench fuzz mutation shuffled lock clean
+.PHONY: setup tools browser test unit integration lint template checkov demo bench fuzz mutation shuffled lock clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,13 @@ $(CHECKOV)/.installed: requirements/checkov.txt
 	$(CHECKOV)/bin/pip install -q -r requirements/checkov.txt $(QUIET_PIP)
 	touch $@
 
+# Headless Chromium renders the slide report in the tests: Debian's package, installed when missing (as root,
+# or with sudo). Not pinned: Debian's security updates replace the version, and an old one disappears.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
 # Security checks of the template; every skip is justified inline (Metadata: checkov: skip).
 checkov: $(CHECKOV)/.installed
 	$(CHECKOV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
@@ -51,7 +58,7 @@ template: setup tools
 	$(VENV)/bin/python scripts/check_bundle_sizes.py
 
 # Every run is in a new random order (pytest-randomly); SEED=… repeats one.
-test: lint template checkov
+test: lint template checkov browser
 	seed=$${SEED:-$$RANDOM}; echo "test order: --randomly-seed=$$seed (make test SEED=$$seed repeats it)"; \
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile --randomly-seed=$$seed
 
@@ -113,7 +120,8 @@ MUTATION_PLAN := core/keys:test_keys.py \
 	wsi/reader:test_wsi_reader.py,test_real_writers.py,test_hostile_slides.py \
 	wsi/structure:test_wsi_reader.py,test_hostile_slides.py,test_real_writers.py \
 	wsi/tile_decoding:test_hostile_slides.py,test_wsi_reader.py,test_real_writers.py \
-	wsi/resolution:test_wsi_reader.py,test_hostile_slides.py
+	wsi/resolution:test_wsi_reader.py,test_hostile_slides.py \
+	scoring/lesions:test_lesions.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed
 	rm -rf build/mutation && mkdir -p build/mutation

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
+from pcam_pipeline.aws import events
+
 SCHEMAS = Path(__file__).parents[1] / "schemas" / "events"
 PAGE = SCHEMAS.parents[1] / "docs" / "integrators.md"
 _FILE = re.compile(r"^(?P<event>[a-z0-9-]+)\.v(?P<version>[1-9][0-9]*)\.json$")
@@ -20,20 +22,25 @@ def schema_files() -> dict[Path, dict]:
 
 
 @cache
-def documented_schemas() -> dict[str, dict]:
-    """Detail type → the newest version of its schema."""
-    newest: dict[str, tuple[int, dict]] = {}
+def versioned_schemas() -> dict[tuple[str, int], dict]:
+    """(event, version) → its schema."""
+    found = {}
     for path, schema in schema_files().items():
         Draft202012Validator.check_schema(schema)
-        version = int(_FILE.match(path.name)["version"])
-        if version > newest.get(schema["title"], (0, {}))[0]:
-            newest[schema["title"]] = (version, schema)
-    return {title: schema for title, (_, schema) in newest.items()}
+        found[schema["title"], int(_FILE.match(path.name)["version"])] = schema
+    return found
+
+
+def documented_schemas() -> dict[str, dict]:
+    """Event → the newest version of its schema."""
+    return {event: versioned_schemas()[event, version] for event, version in sorted(versioned_schemas())}
 
 
 def contract_violations(detail_type: str, detail: dict) -> list[str]:
-    """Why ``detail`` breaks its documented schema (empty when it conforms)."""
-    schema = documented_schemas().get(detail_type)
+    """Why ``detail`` breaks the schema its detail-type names ("Slide Scored v2"; version 1 unnamed)."""
+    event = events.event_of(detail_type)
+    version = 1 if event == detail_type else int(detail_type.rsplit(" v", 1)[1])
+    schema = versioned_schemas().get((event, version))
     if schema is None:
         return [f"{detail_type!r} has no schema in {SCHEMAS}"]
     return [

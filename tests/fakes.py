@@ -147,15 +147,16 @@ class FakeLauncher:
 
 class RecordingPublisher:
     def __init__(self):
-        self.published: list[tuple[str, dict]] = []
+        self.published: list[tuple[str, dict]] = []  # (event, its newest version's detail)
+        self.entries: list[dict] = []  # every PutEvents entry, each version of each event
 
     def publish(self, detail_type: str, detail: dict) -> None:
         """Refuses what EventBridge refuses (an entry over 256 KB), as the bus would on every retry."""
-        fitted = events.fitted_detail(detail)
-        entry = {"Source": events.SOURCE, "DetailType": detail_type, "Detail": json.dumps(fitted, default=str)}
-        if problems := request_rules.violations("events", "PutEvents", {"Entries": [{**entry, "EventBusName": "b"}]}):
+        entries = events.put_events_entries("b", detail_type, detail)
+        if problems := request_rules.violations("events", "PutEvents", {"Entries": entries}):
             raise RetryableError(f"{detail_type!r} was refused by the bus: {problems}")
-        self.published.append((detail_type, json.loads(entry["Detail"])))
+        self.entries += entries
+        self.published.append((detail_type, json.loads(entries[0]["Detail"])))
 
     def of_type(self, detail_type: str) -> list[dict]:
         return [detail for kind, detail in self.published if kind == detail_type]

@@ -79,18 +79,19 @@ def print_summary(summary: dict, elapsed: float | None, out_dir: Path | None) ->
         console.print("no model is current yet (none trained, or none passed the promotion gate)")
     if summary["slides"]:
         slides = Table(title="Slides")
-        for column in ("slide", "patches", "tumour fraction", "status", "predictions"):
+        for column in ("slide", "patches", "tumour fraction", "verdict", "status", "predictions"):
             slides.add_column(column, overflow="fold")
         for item in summary["slides"]:
             fraction = "" if item["tumour_fraction"] is None else f"{item['tumour_fraction']:.1%}"
             where = item["predictions_key"] or item["reason"]
             if item["predictions_key"]:
                 place = out_dir / item["predictions_key"] if out_dir else item["predictions_key"]
-                where = f"{place} (+ .json, .png)"
+                report = Path(str(place)).with_suffix(".html")
+                where = f"report: {report} (+ .csv, .json, .png)"
                 if item.get("whole_slide"):
-                    picture = Path(str(place)).with_suffix(".png")
-                    where = f"{place} (+ .json, .geojson for QuPath); overlay picture: {picture}"
-            slides.add_row(item["slide_id"], str(item["patch_count"]), fraction, item["scoring_status"], where)
+                    where = f"report: {report} (+ .csv, .json, .png overlay, .geojson for QuPath)"
+            verdict = item.get("verdict") or ""
+            slides.add_row(item["slide_id"], str(item["patch_count"]), fraction, verdict, item["scoring_status"], where)
         console.print(slides)
     if summary.get("scoring_queue"):
         queue = Table(title="Scoring queue (running and queued slides)")
@@ -104,7 +105,7 @@ def print_summary(summary: dict, elapsed: float | None, out_dir: Path | None) ->
     if out_dir is None:
         return
     console.print(
-        f"results in {out_dir}/: predictions/ (CSV, JSON, heatmaps), evaluations/ (metrics, ROC), manifests/, "
+        f"results in {out_dir}/: predictions/ (reports, CSV, JSON, heatmaps), evaluations/ (metrics, ROC), manifests/, "
         "quarantine/, summary.json; logs in .local-stack/logs/"
     )
 

@@ -137,6 +137,7 @@ def summarise(
             "patch_count": r.get("x_count"),
             "scoring_status": r.get("scoring_status", "not ready"),
             "tumour_fraction": r.get("tumour_fraction"),
+            "verdict": r.get("verdict"),
             "predictions_key": r.get("predictions_key", ""),
             "whole_slide": bool(r.get("tile_plan_key")),
             "reason": r.get("scoring_failure", ""),

@@ -94,6 +94,33 @@ def test_a_slide_before_any_model_waits_and_is_scored_once_a_model_is_promoted(s
     assert event["source"] == "pcam.pipeline"
     assert event["detail"]["csv_uri"] == f"s3://{stack.bucket}/predictions/early.csv"
     assert event["detail"]["tumour_fraction"] == summary["tumour_fraction"]
+    assert "verdict" not in event["detail"], "version 1 stays as it was"
+    (newest,) = pipeline.events_for("Slide Scored v2", slide_id="early")
+    assert newest["detail"]["verdict"] == summary["verdict"] and newest["detail"]["schema_version"] == 2
+    assert contract_violations("Slide Scored v2", newest["detail"]) == []
+
+    # The coords are pixels at the model's resolution: positive patches that touch are one lesion.
+    verdict = summary["verdict"]
+    assert sum(lesion["tile_count"] for lesion in verdict["lesions"]) == summary["tumour_patch_count"]
+    assert verdict["category"] == (verdict["lesions"][0]["category"] if verdict["lesions"] else "negative")
+    assert verdict["measurement_resolution_mm"] == pytest.approx(0.0933, abs=1e-4)
+
+
+def test_the_slide_report_renders_in_a_browser_with_its_verdict_and_picture(stack, pipeline, tmp_path):
+    from pcam_pipeline.scoring.lesions import verdict_in_words
+    from tests.browser import render
+
+    summary = pipeline.json("predictions/early.json")
+    assert summary["report_uri"] == f"s3://{stack.bucket}/predictions/early.html"
+    page = tmp_path / "early.html"
+    page.write_bytes(stack.read("predictions/early.html"))
+    dom, screenshot = render(page)
+    assert verdict_in_words(summary["verdict"]) in dom
+    heatmap = np.asarray(Image.open(io.BytesIO(stack.read("predictions/early.png"))).convert("RGB"))
+    frame = heatmap[:20].reshape(-1, 3)  # the heatmap's white frame: look for its coloured cells instead
+    colours = {tuple(c) for c in heatmap.reshape(-1, 3)[::97]} - {tuple(c) for c in frame}
+    on_screen = {tuple(c) for c in screenshot.reshape(-1, 3)}
+    assert len(colours & on_screen) >= 0.5 * len(colours), "the heatmap is drawn on the page"
 
 
 def test_a_slide_after_the_model_is_scored_and_without_coords_gets_empty_coords_and_no_heatmap(stack, pipeline):

@@ -56,8 +56,10 @@ def assert_qupath_geojson(document: dict, rows: list[dict], width: int, height: 
     regions = [f for f in document["features"] if f["properties"]["objectType"] == "annotation"]
     assert len(tiles) == len(rows) and len(tiles) + len(regions) == len(document["features"])
     for feature in document["features"]:
-        assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Polygon"
-        for ring in feature["geometry"]["coordinates"]:
+        geometry = feature["geometry"]
+        assert feature["type"] == "Feature" and geometry["type"] in ("Polygon", "MultiPolygon")
+        polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+        for ring in (ring for polygon in polygons for ring in polygon):
             assert len(ring) >= 4 and ring[0] == ring[-1], "linear rings are closed"
         geometry = shapely.geometry.shape(feature["geometry"])
         assert geometry.is_valid and geometry.area > 0
@@ -126,6 +128,20 @@ def test_a_whole_slide_image_is_scored_on_tissue_at_the_models_resolution(stack,
     (event,) = pipeline.events_for("Slide Scored", slide_id="node-7")
     assert event["detail"]["geojson_uri"] == f"s3://{stack.bucket}/predictions/node-7.geojson"
     assert contract_violations("Slide Scored", event["detail"]) == [], "the documented contract (integrators.md)"
+    (newest,) = pipeline.events_for("Slide Scored v2", slide_id="node-7")
+    assert contract_violations("Slide Scored v2", newest["detail"]) == []
+
+    # The largest lesion is the tumour region. Tiles beside it hold tumour cells at their border (label 0, as in
+    # PCam), and the model may flag them: the measure may grow by up to a tile edge on each side.
+    verdict = summary["verdict"]
+    numbered = [f["properties"]["measurements"]["lesion_number"] for f in regions]
+    assert numbered == list(range(1, len(verdict["lesions"]) + 1))
+    largest = verdict["lesions"][0]
+    rows_cols = np.argwhere(truth.tumour) * truth.cell_edge
+    true_extent = max(np.hypot(*(a - b)) for a in rows_cols for b in rows_cols) * truth.mpp / 1000
+    tile_mm = verdict["measurement_resolution_mm"]
+    assert true_extent - tile_mm <= largest["greatest_dimension_mm"] <= true_extent + 2 * tile_mm
+    assert verdict["category"] == largest["category"] == "micrometastasis"
 
 
 def test_slides_from_other_writers_are_scored_from_the_same_pixels(stack, pipeline, tmp_path):

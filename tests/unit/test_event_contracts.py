@@ -10,7 +10,7 @@ from pcam_pipeline.core.records import SplitRecord
 from pcam_pipeline.ingestion.completion import Completer
 from pcam_pipeline.ingestion.quarantine import quarantine
 from pcam_pipeline.state import slide_pk, split_pk
-from tests.event_contracts import PAGE, contract_violations, documented_schemas, schema_files
+from tests.event_contracts import PAGE, contract_violations, documented_schemas, schema_files, versioned_schemas
 from tests.fakes import InMemoryBlobStore, RecordingPublisher, in_memory_state
 from tests.unit.test_sagemaker_flow import (
     JobKind,
@@ -99,15 +99,36 @@ def published():
 
 
 def test_the_events_the_code_publishes_match_their_documented_schemas(published):
-    assert {detail_type for detail_type, _ in published} == set(EVENT_TYPES)
-    for detail_type, detail in published:
-        assert contract_violations(detail_type, detail) == []
+    assert {event for event, _ in published} == set(EVENT_TYPES)
+    for event, detail in published:
+        for detail_type, body in events.versioned_entries(event, detail):
+            assert contract_violations(detail_type, body) == [], detail_type
+
+
+def test_each_event_is_published_as_its_newest_version_and_as_version_1_until_it_is_retired():
+    for event in EVENT_TYPES:
+        newest = max(version for (name, version) in versioned_schemas() if name == event)
+        assert events.SCHEMA_VERSIONS[event] == newest, f"{event}: the code publishes the newest schema"
+    detail = {"slide_id": "s", "verdict": {"category": "negative"}, "report_uri": "s3://d/r.html"}
+    (v2, body2), (v1, body1) = events.versioned_entries(events.SLIDE_SCORED, detail)
+    assert (v2, body2["schema_version"], body2["verdict"]) == ("Slide Scored v2", 2, {"category": "negative"})
+    assert (v1, "schema_version" in body1, "verdict" in body1, "report_uri" in body1) == (
+        "Slide Scored",
+        False,
+        False,
+        False,
+    )
+    assert [t for t, _ in events.versioned_entries(events.SLIDE_SCORED, detail, with_v1=False)] == ["Slide Scored v2"]
+    assert events.event_of("Slide Scored v2") == events.event_of("Slide Scored") == "Slide Scored"
 
 
 def test_a_drifting_event_is_caught(published):
-    detail_type, detail = next(event for event in published if event[0] == events.SLIDE_SCORED)
-    assert contract_violations(detail_type, {**detail, "undocumented": 1})
-    assert contract_violations(detail_type, {k: v for k, v in detail.items() if k != "csv_uri"})
+    detail = next(detail for event, detail in published if event == events.SLIDE_SCORED)
+    assert contract_violations("Slide Scored v2", detail) == []
+    assert contract_violations("Slide Scored v2", {**detail, "undocumented": 1})
+    assert contract_violations("Slide Scored v2", {k: v for k, v in detail.items() if k != "csv_uri"})
+    assert contract_violations("Slide Scored v2", {k: v for k, v in detail.items() if k != "schema_version"})
+    assert contract_violations("Slide Scored", detail), "version 1 has no verdict"
 
 
 def test_failures_are_announced_with_whose_they_are_and_why(published):

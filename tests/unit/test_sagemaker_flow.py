@@ -182,6 +182,10 @@ def test_a_slide_waits_for_a_model_and_is_scored_when_one_is_promoted(world):
     (scored,) = world.publisher.of_type(events.SLIDE_SCORED)
     assert scored["tumour_patch_count"] == 3 and scored["summary_uri"] == "s3://data/predictions/s1.json"
     assert scored["dropped_at"] is not None and scored["input_key"] == "incoming/slides/s1.h5"
+    # No coords: three tiles at or above the threshold, which cannot be grouped into lesions or measured.
+    assert scored["verdict"]["category"] == "indeterminate" and scored["verdict"]["lesion_count"] is None
+    assert scored["report_uri"] == "s3://data/predictions/s1.html"
+    assert b"Indeterminate: 3 tiles" in world.blobs.get_bytes("predictions/s1.html")
     assert world.state.slide("s1").scoring_status is ScoringStatus.SCORED
     assert job_event(world, JobKind.SLIDE_SCORING, "Completed")["status"] == "already scored"
     assert len(world.publisher.of_type(events.SLIDE_SCORED)) == 1

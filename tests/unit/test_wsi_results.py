@@ -12,9 +12,17 @@ import pytest
 import shapely
 from PIL import Image
 
-from pcam_pipeline.wsi.results import qupath_geojson, whole_slide_figures
+from pcam_pipeline.scoring.lesions import TileGrid, find_lesions
+from pcam_pipeline.wsi.results import qupath_geojson as geojson_with_lesions
+from pcam_pipeline.wsi.results import whole_slide_figures
 from tests.picture_text import text_positions
 from tests.wsi_files import plan_of
+
+
+def qupath_geojson(slide_id, plan, probabilities, threshold):
+    grid = TileGrid(np.asarray(plan.coords, float), plan.tile_edge, plan.stride, plan.mpp)
+    lesions = find_lesions(grid, probabilities, threshold)
+    return geojson_with_lesions(slide_id, plan, probabilities, threshold, lesions)
 
 
 def test_tumour_area_is_the_union_of_tumour_tiles_also_when_they_overlap():
@@ -25,7 +33,7 @@ def test_tumour_area_is_the_union_of_tumour_tiles_also_when_they_overlap():
     assert figures["tiles_kept"] == 4 and figures["tiles_dropped"] == 96
 
 
-def test_geojson_has_a_detection_per_tile_and_merged_tumour_regions_in_level0_pixels():
+def test_geojson_has_a_detection_per_tile_and_a_lesion_per_group_of_touching_tumour_tiles_in_level0_pixels():
     plan = plan_of([[0, 0], [100, 0], [400, 400], [0, 100]])
     probabilities = np.array([0.9, 0.8, 0.2, 0.6])
     document = json.loads(json.dumps(qupath_geojson('node, "7"', plan, probabilities, 0.5)))
@@ -40,7 +48,7 @@ def test_geojson_has_a_detection_per_tile_and_merged_tumour_regions_in_level0_pi
     assert region["properties"]["measurements"]["area_mm2"] == pytest.approx(3 * 100 * 100 * 0.25 / 1e6)
 
 
-def test_a_tumour_ring_around_a_normal_tile_is_one_region_with_a_hole():
+def test_a_tumour_ring_around_a_normal_tile_is_one_lesion_with_a_hole():
     ring = [[x, y] for y in (0, 100, 200) for x in (0, 100, 200)]
     probabilities = np.array([0.9] * 4 + [0.1] + [0.9] * 4)  # the centre tile is normal
     document = qupath_geojson("s", plan_of(ring), probabilities, 0.5)
@@ -104,17 +112,19 @@ def test_the_geojson_document_in_full():
             {"type": "Feature",
              "geometry": {"type": "Polygon", "coordinates": [[[200.12, 0.0], [200.12, 100.12], [100.0, 100.12],
                                                               [100.0, 0.0], [200.12, 0.0]]]},
-             "properties": {"objectType": "annotation", "name": "node 7 tumour region 1", "classification": tumour,
-                            "measurements": {"area_mm2": 0.002506}}},
+             "properties": {"objectType": "annotation", "name": "node 7 lesion 1 (itc)", "classification": tumour,
+                            "measurements": {"lesion_number": 1, "greatest_dimension_mm": 0.0501,
+                                             "area_mm2": 0.002506, "tile_count": 1, "max_probability": 0.875}}},
         ],
     }  # fmt: skip
 
 
-def test_two_separate_tumour_regions_are_numbered_and_each_keeps_its_area():
+def test_two_separate_lesions_are_numbered_and_each_keeps_its_area():
     plan = plan_of([[0, 0], [500, 500]])
-    document = qupath_geojson("s", plan, np.array([0.9, 0.9]), 0.5)
+    document = qupath_geojson("s", plan, np.array([0.8, 0.9]), 0.5)
     regions = [f["properties"] for f in document["features"] if f["properties"]["objectType"] == "annotation"]
-    assert [r["name"] for r in regions] == ["s tumour region 1", "s tumour region 2"]
+    assert [r["name"] for r in regions] == ["s lesion 1 (itc)", "s lesion 2 (itc)"]
+    assert [r["measurements"]["max_probability"] for r in regions] == [0.9, 0.8], "equal sizes: the surer first"
     assert [r["measurements"]["area_mm2"] for r in regions] == [0.0025, 0.0025]
     assert whole_slide_figures(plan, np.array([0.9, 0.9]), 0.5)["tumour_area_mm2"] == 0.005
 
@@ -127,3 +137,20 @@ def test_each_tile_is_coloured_exactly_over_its_own_thumbnail_pixels():
     coloured = (np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))[60:120, 20:80] != 240).any(axis=2)
     rows, columns = np.nonzero(coloured)
     assert (rows.min(), rows.max(), columns.min(), columns.max()) == (20, 29, 10, 19)
+
+
+def test_the_lesion_picture_outlines_each_lesion_where_it_lies_on_a_readable_thumbnail():
+    from pcam_pipeline.wsi.results import LESION_OUTLINE, LESION_PICTURE_EDGE, lesion_picture
+
+    plan = plan_of([[100, 100], [200, 100], [800, 800]])  # 10 level-0 px per thumbnail pixel
+    grid = TileGrid(np.asarray(plan.coords, float), plan.tile_edge, plan.stride, plan.mpp)
+    lesions = find_lesions(grid, np.array([0.9, 0.9, 0.1]), 0.5)
+    picture = lesion_picture(Image.new("RGB", (100, 50), "white"), plan, lesions)
+    assert picture.size == (LESION_PICTURE_EDGE, LESION_PICTURE_EDGE // 2)
+    pixels = np.asarray(picture)
+    zoom = LESION_PICTURE_EDGE / 100 / 10  # picture pixels per level-0 pixel
+    left, top, right, bottom = (round(v * zoom) for v in (100, 100, 300, 200))
+    assert (pixels[(top + bottom) // 2, left - 3] == LESION_OUTLINE).all(), "the box's left side"
+    assert (pixels[top - 3, (left + right) // 2] == LESION_OUTLINE).all(), "its top"
+    assert (pixels[(top + bottom) // 2, (left + right) // 2] == 255).all(), "inside stays the slide"
+    assert (pixels[top - 12 : top - 4, left - 3 : left + 10] < 128).any(), "its number above it"

@@ -25,6 +25,54 @@ MODEL_FAILED = "Model Failed"
 # What an EventBridge rule with a ScheduleExpression sends its targets (source aws.events, empty detail).
 SCHEDULED_TICK = "Scheduled Event"
 
+# The newest schema of each event (schemas/events/<event>.v<N>.json): its detail carries the version as
+# ``schema_version``, and its detail-type names it ("Slide Scored v2"), so that a rule written for one version
+# receives that version only. Version 1 keeps the plain name and has no ``schema_version``; it is published
+# beside the newest until V1_RETIRED_ON (docs/integrators.md), unless the operator turns it off earlier.
+SCHEMA_VERSIONS = {
+    SPLIT_READY: 2,
+    SLIDE_READY: 2,
+    MODEL_EVALUATED: 2,
+    MODEL_PROMOTED: 2,
+    SLIDE_SCORED: 2,
+    FILE_QUARANTINED: 2,
+    SLIDE_SCORING_FAILED: 2,
+    MODEL_FAILED: 2,
+}
+V1_RETIRED_ON = "2027-06-30"
+# What version 1 of "Slide Scored" did not have (its summary grew the verdict and the report in version 2).
+_NOT_IN_V1 = {SLIDE_SCORED: ("verdict", "report_uri")}
+_V1_MODEL_METRICS = ("auc", "accuracy", "recall", "precision", "f1", "count", "tumour_count", "threshold")
+
+
+def detail_type_of(event: str, version: int) -> str:
+    return event if version == 1 else f"{event} v{version}"
+
+
+def event_of(detail_type: str) -> str:
+    """The event a detail-type is a version of: "Slide Scored v2" → "Slide Scored"."""
+    name, _, version = detail_type.rpartition(" v")
+    return name if name and version.isdigit() else detail_type
+
+
+def version_1(event: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """The detail as version 1 of the event had it."""
+    dropped = ("schema_version", *_NOT_IN_V1.get(event, ()))
+    detail = {key: value for key, value in detail.items() if key not in dropped}
+    if event == SLIDE_SCORED and isinstance(detail.get("model_metrics"), dict):
+        metrics = detail["model_metrics"]
+        detail["model_metrics"] = {key: metrics[key] for key in _V1_MODEL_METRICS if key in metrics}
+    return detail
+
+
+def versioned_entries(event: str, detail: dict[str, Any], with_v1: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """(detail-type, detail) of each version published for one event: the newest, then version 1."""
+    version = SCHEMA_VERSIONS[event]
+    entries = [(detail_type_of(event, version), fitted_detail({**detail, "schema_version": version}))]
+    if with_v1 and version > 1:
+        entries.append((event, fitted_detail(version_1(event, detail))))
+    return entries
+
 
 def with_lab(detail: dict[str, Any]) -> dict[str, Any]:
     """Every event says which lab it belongs to (``lab``: None for the deployment's own folders)."""
@@ -78,21 +126,25 @@ def _replaced(detail: dict[str, Any], path: tuple[str, ...], text: str) -> dict[
     return {**detail, head: _replaced(detail[head], tuple(rest), text) if rest else text}
 
 
+def put_events_entries(bus: str, event: str, detail: dict[str, Any], with_v1: bool = True) -> list[dict[str, Any]]:
+    """The PutEvents entries of one event: one per version published."""
+    return [
+        {"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(body, default=str), "EventBusName": bus}
+        for detail_type, body in versioned_entries(event, detail, with_v1)
+    ]
+
+
 class EventPublisher:
-    def __init__(self, bus_name: str, client: AwsClient | None = None):
-        self._bus = bus_name
+    def __init__(self, bus_name: str, client: AwsClient | None = None, with_v1: bool = True):
+        self._bus, self._with_v1 = bus_name, with_v1
         self._client = client or boto3.client("events")
 
     def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
-        detail = fitted_detail(detail)
-        entry = {
-            "Source": SOURCE,
-            "DetailType": detail_type,
-            "Detail": json.dumps(detail, default=str),
-            "EventBusName": self._bus,
-        }
+        """Every version of the event in one call; a retry after a partial refusal sends them all again
+        (delivery is at least once, and each version's consumers deduplicate by the event's keys)."""
+        entries = put_events_entries(self._bus, detail_type, detail, self._with_v1)
         try:
-            response = self._client.put_events(Entries=[entry])
+            response = self._client.put_events(Entries=entries)
         except ClientError as exc:
             raise RetryableError(f"cannot publish {detail_type!r} on {self._bus}: {exc}") from exc
         if response.get("FailedEntryCount"):

@@ -153,6 +153,7 @@ class SlideRecord(PatchOwner):
     scored_at: str | None = None
     predictions_key: str | None = None
     tumour_fraction: float | None = None
+    verdict: str | None = None  # the slide-level category of its result (scoring/lesions.py)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ class ConversionSettings:
     max_patches_per_slide: int = 100_000  # ScoringBatchMaxPatches: one scoring job gathers one slide at most
     tiling: TilingSettings = TilingSettings()  # whole-slide images: resolution, tissue, overlap
     slide_limits: SlideLimits = SlideLimits()
+    publish_v1_events: bool = True  # PublishVersion1Events: each event also as its version 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ConversionSettings:
@@ -81,6 +82,7 @@ class ConversionSettings:
             max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 5, 1, 1000),
             max_patches_per_file=_int(env, "MAX_PATCHES_PER_FILE", 2_000_000, 1, 100_000_000),
             max_patches_per_slide=_int(env, "SCORING_BATCH_MAX_PATCHES", 100_000, 1, 1_000_000),
+            publish_v1_events=_flag(env, "PUBLISH_V1_EVENTS", True),
         )
 
 
@@ -162,10 +164,12 @@ class ModelSettings:
     minimum_auc: float
     decision_threshold: float
     sagemaker: SageMakerSettings
+    model_mpp: float = 0.972  # µm/px of the patches the model reads: an HDF5 slide's coordinates are in these pixels
     max_transform_jobs: int = 2  # slide-scoring transform jobs running at once (MaxConcurrentTransformJobs)
     scoring_batch_window_seconds: int = 60  # slides ready within this share a job (ScoringBatchWindowSeconds)
     scoring_batch_max_patches: int = 100_000  # …up to this many patches (ScoringBatchMaxPatches)
     rescore_on_promotion: bool = False  # a promoted model rescores every scored slide (RescoreOnPromotion)
+    publish_v1_events: bool = True  # PublishVersion1Events: each event also as its version 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ModelSettings:
@@ -180,6 +184,7 @@ class ModelSettings:
             alert_topic_arn=_required(env, "ALERT_TOPIC_ARN"),
             minimum_auc=_float(env, "MINIMUM_AUC", 0.90, 0.0, 1.0),
             decision_threshold=_float(env, "DECISION_THRESHOLD", 0.5, 0.0, 1.0),
+            model_mpp=_float(env, "MODEL_MICRONS_PER_PIXEL", cls.model_mpp, 0.05, 20),
             sagemaker=SageMakerSettings(
                 role_arn=_required(env, "SAGEMAKER_TRAINING_ROLE_ARN"),
                 model_role_arn=_required(env, "SAGEMAKER_TRANSFORM_ROLE_ARN"),
@@ -215,6 +220,7 @@ class ModelSettings:
                 env, "SCORING_BATCH_MAX_PATCHES", cls.scoring_batch_max_patches, 1, 1_000_000
             ),
             rescore_on_promotion=_flag(env, "RESCORE_ON_PROMOTION", cls.rescore_on_promotion),
+            publish_v1_events=_flag(env, "PUBLISH_V1_EVENTS", cls.publish_v1_events),
         )
 
 

@@ -45,7 +45,7 @@ class ShardConverter:
         self._blobs = blobs or S3BlobStore(settings.bucket)
         store = state or StateStore(settings.state_table)
         self._state: ConversionState = store
-        self._events = publisher or EventPublisher(settings.event_bus)
+        self._events = publisher or EventPublisher(settings.event_bus, with_v1=settings.publish_v1_events)
         self._completer = Completer(self._blobs, store, self._events)
 
     def convert(self, task: ShardTask) -> dict[str, Any]:

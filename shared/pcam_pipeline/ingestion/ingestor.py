@@ -46,7 +46,7 @@ class Ingestor:
         queue = queue or SqsQueue(settings.convert_queue_url)
         planner = ShardPlanner(store, queue, settings.patches_per_shard, self._blobs)
         limits = FileLimits(max_patches=conversion.max_patches_per_file)
-        self._events = publisher or EventPublisher(conversion.event_bus)
+        self._events = publisher or EventPublisher(conversion.event_bus, with_v1=conversion.publish_v1_events)
         completer = Completer(self._blobs, store, self._events)
         self._patch_files = PatchFileIngestion(conversion, self._blobs, store, planner, completer, image_edge, limits)
         self._whole_slides = WholeSlideIngestion(conversion, self._blobs, store, planner, image_edge)

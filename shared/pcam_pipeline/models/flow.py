@@ -58,7 +58,7 @@ class SageMakerFlow:
         state = state or StateStore(settings.state_table)
         blobs = blobs or S3BlobStore(settings.bucket)
         launcher = launcher or SageMakerLauncher()
-        publisher = publisher or events.EventPublisher(settings.event_bus)
+        publisher = publisher or events.EventPublisher(settings.event_bus, with_v1=settings.publish_v1_events)
         self._state: FlowState = state
         self.jobs = JobTracker(state, launcher, alerter or Alerter(settings.alert_topic_arn))
         self.registry = PromotedModels(state, publisher)
@@ -66,7 +66,7 @@ class SageMakerFlow:
         self.evaluation = ModelEvaluation(settings, state, blobs, jobs, registry, publisher)
         self.training = ModelTraining(settings.sagemaker, state, blobs, launcher, jobs, publisher, self.evaluation)
         queue = ScoringQueue(settings, state, blobs, jobs, registry)
-        results = SlideResultWriter(settings.decision_threshold, state, blobs, registry, publisher)
+        results = SlideResultWriter(settings.decision_threshold, settings.model_mpp, state, blobs, registry, publisher)
         self.slides = SlideScoring(settings, state, queue, results, registry, publisher)
         handlers: tuple[JobKindHandler, ...] = (self.training, self.evaluation, self.slides)
         self._kinds = {kind: handler for handler in handlers for kind in handler.kinds}
@@ -77,6 +77,7 @@ class SageMakerFlow:
         """One event from either bus: a split or slide became ready, a model was promoted, a job changed.
 
         ``event_id`` (EventBridge's) tells a retry of this event from another delivery of the same news."""
+        detail_type = events.event_of(detail_type)  # "Split Ready v2" is "Split Ready"
         if detail_type == events.SPLIT_READY:
             return self.on_split_ready(detail)
         if detail_type == events.SLIDE_READY:

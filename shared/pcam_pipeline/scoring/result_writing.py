@@ -7,15 +7,11 @@ for an older upload never overwrites a newer result and a retried job never anno
 
 from __future__ import annotations
 
-import io
-import json
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from numpy.typing import NDArray
-from PIL import Image
 
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger, metrics
@@ -26,26 +22,27 @@ from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.models.promotion import PromotedModels
-from pcam_pipeline.scoring import slide_results
+from pcam_pipeline.scoring import slide_answer, slide_results
 from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
 from pcam_pipeline.scoring.queue import queued_entry
+from pcam_pipeline.scoring.slide_answer import ScoredSlide
 from pcam_pipeline.state import now_iso
 from pcam_pipeline.state.views import SlideResultsState
 from pcam_pipeline.wsi.ingestion import load_plan, thumbnail_key
-from pcam_pipeline.wsi.results import overlay_png, qupath_geojson, whole_slide_figures
-from pcam_pipeline.wsi.tiling import TilePlan
+from pcam_pipeline.wsi.results import whole_slide_figures
 
 
 class SlideResultWriter:
     def __init__(
         self,
         threshold: float,
+        model_mpp: float,
         state: SlideResultsState,
         blobs: BlobStore,
         registry: PromotedModels,
         publisher: EventPublisher,
     ):
-        self._threshold, self._state, self._blobs = threshold, state, blobs
+        self._threshold, self._model_mpp, self._state, self._blobs = threshold, model_mpp, state, blobs
         self._registry, self._events = registry, publisher
 
     def write(self, job: JobRecord, member: dict[str, Any]) -> dict[str, Any]:
@@ -74,16 +71,18 @@ class SlideResultWriter:
         gathered_at = now_iso()
         where = (member["outputs"], member["job_outputs"])
         probabilities = gather_tumour_probabilities(self._blobs, where, member["image_prefix"], member["patch_count"])
-        plan = load_plan(self._blobs, slide.tile_plan_key) if slide.tile_plan_key else None
-        coords = np.asarray(plan.coords) if plan else self._coords(slide)
+        scored = self._scored_slide(slide, probabilities, model_name)
+        found = scored.found_lesions()
         figures = slide_results.summary_figures(probabilities, self._threshold)
-        if plan:
-            figures.update(whole_slide_figures(plan, probabilities, self._threshold))
-        files = self._result_files(slide, plan, coords, probabilities, model_name)
+        if scored.plan:
+            figures.update(whole_slide_figures(scored.plan, probabilities, self._threshold))
+        files = slide_answer.result_files(scored, found)
+        summary = self._summary(slide, job, figures, gathered_at, files)
+        summary["verdict"] = scored.verdict(found)
+        files = slide_answer.with_report(scored, found, files, summary)
         if not self._state.claim_slide_results(queued_entry(member, model_name), job.name):
             return {"status": "scored by another job", "slide_id": slide_id}
         csv_key, summary_key = keys.prediction_key(slide_id, "csv"), keys.prediction_key(slide_id, "json")
-        summary = self._summary(slide, job, figures, gathered_at, files)
         versions = {
             key: self._blobs.put_bytes(key, body, content_type)
             for key, (body, content_type) in files.items()
@@ -102,6 +101,7 @@ class SlideResultWriter:
             scored_model=model_name,
             predictions_key=csv_key,
             tumour_fraction=figures["tumour_fraction"],
+            verdict=summary["verdict"]["category"],
         )
         metrics.add_metric(name="SlidesScored", unit="Count", value=1)
         if summary["dropped_at"]:
@@ -110,31 +110,21 @@ class SlideResultWriter:
         logger.info("slide scored", extra={"slide_id": slide_id, **figures})
         return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
 
-    def _result_files(
-        self,
-        slide: SlideRecord,
-        plan: TilePlan | None,
-        coords: NDArray[Any] | None,
-        probabilities: NDArray[Any],
-        model: str,
-    ) -> dict[str, tuple[bytes, str]]:
-        """Key → (body, content type): the CSV, the heatmap (over the thumbnail for a whole-slide image) and
-        the QuPath GeoJSON, as the slide has them."""
-        slide_id = slide.slide_id
-        csv_body = slide_results.prediction_csv(slide_id, probabilities, coords, self._threshold)
-        files = {keys.prediction_key(slide_id, "csv"): (csv_body, "text/csv")}
-        if plan:
-            plan_key = present(slide.tile_plan_key, f"tile plan of slide {slide_id}")
-            thumbnail = Image.open(io.BytesIO(self._blobs.get_bytes(thumbnail_key(plan_key))))
-            title = f"{slide_id}  (model {model}, {plan.mpp_source})"
-            picture = overlay_png(thumbnail, plan, probabilities, title, self._threshold)
-            document = qupath_geojson(slide_id, plan, probabilities, self._threshold)
-            files[keys.prediction_key(slide_id, "geojson")] = (json.dumps(document).encode(), "application/geo+json")
-        elif coords is not None:
-            picture = slide_results.heatmap_png(coords, probabilities, f"{slide_id}  (model {model})", self._threshold)
-        if plan or coords is not None:
-            files[keys.prediction_key(slide_id, "png")] = (picture, "image/png")
-        return files
+    def _scored_slide(self, slide: SlideRecord, probabilities: NDArray[Any], model: str) -> ScoredSlide:
+        plan_key = slide.tile_plan_key
+        plan = load_plan(self._blobs, plan_key) if plan_key else None
+        return ScoredSlide(
+            slide_id=slide.slide_id,
+            probabilities=probabilities,
+            threshold=self._threshold,
+            model_name=model,
+            plan=plan,
+            thumbnail=self._blobs.get_bytes(thumbnail_key(slide.tile_plan_key))
+            if plan and slide.tile_plan_key
+            else None,
+            coords=None if plan else self._coords(slide),
+            model_mpp=self._model_mpp,
+        )
 
     def _summary(
         self, slide: SlideRecord, job: JobRecord, figures: dict[str, Any], gathered_at: str, files: dict[str, Any]
@@ -160,6 +150,7 @@ class SlideResultWriter:
             "scored_at": now_iso(),
             "csv_uri": uri(keys.prediction_key(slide.slide_id, "csv")),
             "heatmap_uri": uri(png) if png in files else None,
+            "report_uri": uri(keys.prediction_key(slide.slide_id, "html")),
         }
         if geojson in files:
             summary["geojson_uri"] = uri(geojson)

@@ -34,7 +34,7 @@ class SlideScoringRecords(TableAccess):
         self._set(slide_pk(slide_id), CURRENT, fields, condition)
 
     def record_slide_scored(self, slide_id: str, run_id: str, job_name: str, **result: Any) -> None:
-        """``result``: scored_at, scored_model, predictions_key, tumour_fraction."""
+        """``result``: scored_at, scored_model, predictions_key, tumour_fraction, verdict."""
         fields = {"scoring_status": ScoringStatus.SCORED, "scored_job": job_name, "scored_run": run_id, **result}
         self._set(slide_pk(slide_id), CURRENT, fields, remove=("scoring_failure",))
 

@@ -2,7 +2,7 @@
 
 GeoJSON follows QuPath's conventions (qupath-docs, "Exporting annotations"): coordinates in full-resolution
 (level-0) pixels with the origin at the top-left corner; each feature's ``properties`` carry ``objectType``
-("detection" for a tile, "annotation" for a merged tumour region), ``classification`` ({"name", "color"})
+("detection" for a tile, "annotation" for a lesion), ``classification`` ({"name", "color"})
 and ``measurements`` (a name → number map, as QuPath 0.4 and later write it).
 """
 
@@ -13,14 +13,17 @@ from typing import Any
 import numpy as np
 import shapely
 from numpy.typing import NDArray
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from shapely.geometry.base import BaseGeometry
 
+from pcam_pipeline.scoring.lesions import Lesion
 from pcam_pipeline.scoring.slide_results import colour_of, framed_png, labels_at
 from pcam_pipeline.wsi.tiling import TilePlan
 
 TUMOUR = {"name": "Tumor", "color": [200, 0, 0]}
 NORMAL = {"name": "Normal", "color": [0, 130, 60]}
+LESION_OUTLINE = (0, 0, 0)  # black: visible on the pink tissue and the white glass
+LESION_PICTURE_EDGE = 640
 OVERLAY_ALPHA = 110  # of 255: the tissue stays visible under the colours
 
 
@@ -75,12 +78,16 @@ def _polygons(geometry: BaseGeometry) -> list[list[Any]]:
     ]
 
 
-def qupath_geojson(slide_id: str, plan: TilePlan, probabilities: NDArray[Any], threshold: float) -> dict[str, Any]:
-    """A FeatureCollection QuPath imports: one detection per tile, then one annotation per tumour region."""
+def qupath_geojson(
+    slide_id: str, plan: TilePlan, probabilities: NDArray[Any], threshold: float, lesions: list[Lesion]
+) -> dict[str, Any]:
+    """A FeatureCollection QuPath imports: one detection per tile, then one annotation per lesion (numbered
+    as in the summary, largest first)."""
     labels = labels_at(probabilities, threshold)
+    boxes = tile_boxes(plan)
     features = []
     for index, ((x0, y0, x1, y1), probability, label) in enumerate(
-        zip(tile_boxes(plan).tolist(), probabilities.tolist(), labels.tolist(), strict=True)
+        zip(boxes.tolist(), probabilities.tolist(), labels.tolist(), strict=True)
     ):
         ring = _ring([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)])
         features.append({
@@ -93,19 +100,51 @@ def qupath_geojson(slide_id: str, plan: TilePlan, probabilities: NDArray[Any], t
                 "measurements": {"tumor_probability": round(probability, 6), "patch_index": index},
             },
         })  # fmt: skip
-    regions = tumour_regions(plan, probabilities, threshold)
-    for number, polygon in enumerate(_polygons(regions), start=1):
+    for number, lesion in enumerate(lesions, start=1):
+        lesion_boxes = boxes[list(lesion.tiles)]
+        region = shapely.union_all(
+            shapely.box(lesion_boxes[:, 0], lesion_boxes[:, 1], lesion_boxes[:, 2], lesion_boxes[:, 3])
+        )
+        polygons = _polygons(region)
+        geometry = (
+            {"type": "Polygon", "coordinates": polygons[0]}
+            if len(polygons) == 1
+            else {"type": "MultiPolygon", "coordinates": polygons}
+        )
         features.append({
             "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": polygon},
+            "geometry": geometry,
             "properties": {
                 "objectType": "annotation",
-                "name": f"{slide_id} tumour region {number}",
+                "name": f"{slide_id} lesion {number} ({lesion.category})",
                 "classification": TUMOUR,
-                "measurements": {"area_mm2": round(area_mm2(shapely.Polygon(polygon[0], polygon[1:]), plan), 6)},
+                "measurements": {
+                    "lesion_number": number,
+                    "greatest_dimension_mm": round(lesion.greatest_dimension_mm, 4),
+                    "area_mm2": round(lesion.area_mm2, 6),
+                    "tile_count": len(lesion.tiles),
+                    "max_probability": round(lesion.max_probability, 6),
+                },
             },
         })  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
+
+
+def lesion_picture(thumbnail: Image.Image, plan: TilePlan, lesions: list[Lesion]) -> Image.Image:
+    """The slide's thumbnail, at least LESION_PICTURE_EDGE pixels wide or high so that numbers can be read,
+    with each lesion's box outlined and numbered as in the summary."""
+    zoom = max(1.0, LESION_PICTURE_EDGE / max(thumbnail.size))
+    size = (round(thumbnail.width * zoom), round(thumbnail.height * zoom))
+    picture = thumbnail.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=16)
+    scale_x, scale_y = (downsample / zoom for downsample in plan.thumbnail_downsample)
+    for number, lesion in enumerate(lesions, start=1):
+        x0, y0, x1, y1 = lesion.bounding_box
+        box = [x0 / scale_x - 3, y0 / scale_y - 3, x1 / scale_x + 3, y1 / scale_y + 3]
+        draw.rectangle(box, outline=LESION_OUTLINE, width=2)
+        draw.text((box[0], max(0, box[1] - 19)), str(number), fill=LESION_OUTLINE, font=font)
+    return picture
 
 
 def overlay_png(

@@ -1,0 +1,106 @@
+"""Everything a scored slide's results hold, made in memory before any is written: the CSV, the pictures,
+the QuPath GeoJSON, the lesions and verdict, and the one-page report. Pure."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from pcam_pipeline.core import keys
+from pcam_pipeline.scoring import slide_results
+from pcam_pipeline.scoring.lesions import Lesion, TileGrid, find_lesions, slide_verdict
+from pcam_pipeline.scoring.slide_report import slide_report_html
+from pcam_pipeline.wsi.results import lesion_picture, overlay_png, qupath_geojson
+from pcam_pipeline.wsi.tiling import TilePlan
+
+
+@dataclass(frozen=True)
+class ScoredSlide:
+    """One slide's scores and where its tiles lie: a whole-slide image's tile plan and thumbnail, or an HDF5
+    slide's patch coordinates (pixels at the model's resolution, ``model_mpp``), or neither."""
+
+    slide_id: str
+    probabilities: NDArray[Any]
+    threshold: float
+    model_name: str
+    plan: TilePlan | None = None
+    thumbnail: bytes | None = None
+    coords: NDArray[Any] | None = None
+    model_mpp: float = 0.972
+
+    @property
+    def positions(self) -> NDArray[Any] | None:
+        """Each tile's (x, y) as the CSV gives it: level-0 corners for a whole-slide image, else the file's."""
+        return np.asarray(self.plan.coords).reshape(-1, 2) if self.plan else self.coords
+
+    @property
+    def grid(self) -> TileGrid | None:
+        if self.plan:
+            corners = np.asarray(self.plan.coords, dtype=np.float64).reshape(-1, 2)
+            return TileGrid(corners, self.plan.tile_edge, self.plan.stride, self.plan.mpp)
+        if self.coords is not None:
+            edge = slide_results.PATCH_EDGE
+            return TileGrid(self.coords, edge, edge, self.model_mpp)
+        return None
+
+    def found_lesions(self) -> list[Lesion] | None:
+        grid = self.grid
+        return find_lesions(grid, self.probabilities, self.threshold) if grid else None
+
+    def verdict(self, found: list[Lesion] | None) -> dict[str, Any]:
+        return slide_verdict(
+            found,
+            positive_tiles=int(slide_results.labels_at(self.probabilities, self.threshold).sum()),
+            tissue_area_mm2=self.plan.tissue_area_mm2 if self.plan else None,
+            grid=self.grid,
+            threshold=self.threshold,
+            model_name=self.model_name,
+        )
+
+
+def result_files(scored: ScoredSlide, found: list[Lesion] | None) -> dict[str, tuple[bytes, str]]:
+    """Key → (body, content type): the CSV, the heatmap (over the thumbnail for a whole-slide image) and the
+    QuPath GeoJSON, as the slide has them. The report is added once the summary is known (``with_report``)."""
+    slide_id, probabilities, threshold = scored.slide_id, scored.probabilities, scored.threshold
+    csv_body = slide_results.prediction_csv(slide_id, probabilities, scored.positions, threshold)
+    files = {keys.prediction_key(slide_id, "csv"): (csv_body, "text/csv")}
+    png_key = keys.prediction_key(slide_id, "png")
+    if scored.plan and scored.thumbnail is not None:
+        title = f"{slide_id}  (model {scored.model_name}, {scored.plan.mpp_source})"
+        picture = overlay_png(_image(scored.thumbnail), scored.plan, probabilities, title, threshold)
+        files[png_key] = (picture, "image/png")
+        document = qupath_geojson(slide_id, scored.plan, probabilities, threshold, found or [])
+        files[keys.prediction_key(slide_id, "geojson")] = (json.dumps(document).encode(), "application/geo+json")
+    elif scored.coords is not None:
+        title = f"{slide_id}  (model {scored.model_name})"
+        files[png_key] = (slide_results.heatmap_png(scored.coords, probabilities, title, threshold), "image/png")
+    return files
+
+
+def with_report(
+    scored: ScoredSlide,
+    found: list[Lesion] | None,
+    files: dict[str, tuple[bytes, str]],
+    summary: dict[str, Any],
+) -> dict[str, tuple[bytes, str]]:
+    """``files`` and the slide's one-page HTML report, whose picture is the thumbnail with the lesions outlined
+    (the heatmap for an HDF5 slide with coordinates; none without)."""
+    picture: bytes | None = None
+    if scored.plan and scored.thumbnail is not None:
+        out = io.BytesIO()
+        lesion_picture(_image(scored.thumbnail), scored.plan, found or []).save(out, format="PNG", optimize=True)
+        picture = out.getvalue()
+    elif scored.coords is not None:
+        picture = files[keys.prediction_key(scored.slide_id, "png")][0]
+    page = slide_report_html(summary, picture).encode()
+    return {**files, keys.prediction_key(scored.slide_id, "html"): (page, "text/html; charset=utf-8")}
+
+
+def _image(body: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(body))
