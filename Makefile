@@ -85,6 +85,7 @@ demo: setup
 bench: setup
 	$(VENV)/bin/python bench/bench_ingest.py
 	$(VENV)/bin/python bench/bench_local_model.py
+	$(VENV)/bin/python bench/bench_slide_verdicts.py
 	$(VENV)/bin/python bench/bench_scoring.py
 	$(VENV)/bin/python bench/bench_scoring_queue.py
 	$(VENV)/bin/python bench/bench_pcam_scale.py

@@ -144,6 +144,26 @@ def local_model(r: dict) -> Rows:
              f"{r['held_out_accuracy']:.3f} on {r['held_out_patches']:,} patches")]  # fmt: skip
 
 
+def slide_verdicts(r: dict) -> Rows:
+    rows = [
+        ("the model, as the evaluation makes it",
+         f"{r['calibration']} calibration, threshold {r['threshold']:.3f} for 95 % validation sensitivity; test "
+         f"sensitivity {r['test_sensitivity']:.3f}, specificity {r['test_specificity']:.3f} (false positives at most "
+         f"{r['false_positive_rate_upper']:.1%} of normal tiles)"),
+        (f"{r['negative_slides']} tumour-free slides called positive",
+         f"**{r['negative_called_positive_with_rule']}** with the evidence rule, "
+         f"{r['negative_called_positive_without']} without it ({r['negative_positive_tiles_mean']:.1%} of their tiles "
+         f"positive, {r['negative_groups_mean']:.0f} groups a slide)"),
+    ]  # fmt: skip
+    for slide in r["lesion_slides"]:
+        called = slide["with the rule"]
+        rows.append((f"one lesion of {slide['truth_mm'][0]} mm ({slide['tiles']:,} tiles)",
+                     f"{called['category']}, largest counted {called['largest_mm']} mm (lesions count from "
+                     f"{called['minimum_tiles']} tiles; the largest group of all measures "
+                     f"{slide['largest_group_mm']:.3f} mm)"))  # fmt: skip
+    return rows
+
+
 BENCHMARKS: dict[str, tuple[str, str, Callable[[dict], Rows]]] = {
     "ingest": ("Ingestion", "bench/bench_ingest.py", ingest),
     "pcam_scale": ("The official PCam files", "bench/bench_pcam_scale.py", pcam_scale),
@@ -152,6 +172,7 @@ BENCHMARKS: dict[str, tuple[str, str, Callable[[dict], Rows]]] = {
     "wsi_readers": ("Whole-slide readers", "bench/bench_wsi_readers.py", wsi_readers),
     "slide_formats": ("Slide formats and hostile slides", "bench/bench_slide_formats.py", slide_formats),
     "local_model": ("The local model", "bench/bench_local_model.py", local_model),
+    "slide_verdicts": ("Slide verdicts", "bench/bench_slide_verdicts.py", slide_verdicts),
 }
 
 

@@ -174,13 +174,15 @@ def conversion_settings(**overrides) -> ConversionSettings:
     return ConversionSettings("data", "state", "bus", jpeg_quality=90, resize_to=0, max_receive_count=5, **overrides)
 
 
-def model_settings(minimum_auc: float = 0.85, **sagemaker) -> ModelSettings:
+def model_settings(minimum_auc: float = 0.85, minimum_sensitivity: float = 0.0, **sagemaker) -> ModelSettings:
+    """The flow's settings for tests; the sensitivity rule of the gate is off (tests of the gate turn it on)."""
     return ModelSettings(
         bucket="data",
         state_table="state",
         event_bus="bus",
         alert_topic_arn="arn:aws:sns:us-east-1:123456789012:alerts",
         minimum_auc=minimum_auc,
+        minimum_sensitivity=minimum_sensitivity,
         decision_threshold=0.5,
         sagemaker=SageMakerSettings(
             role_arn="arn:aws:iam::123456789012:role/sm-training",

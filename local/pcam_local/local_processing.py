@@ -78,12 +78,13 @@ def _upload(s3, directory: Path, uri: str) -> None:
 # Run a Python entrypoint with every socket refused, as SageMaker runs a container in network isolation
 # (NetworkConfig.EnableNetworkIsolation: "no inbound or outbound network calls").
 _NO_NETWORK = """
-import runpy, socket, sys
+import os, runpy, socket, sys
 def refused(*args, **kwargs):
     raise OSError("network isolation: this job's container has no network")
 socket.socket.connect = socket.socket.connect_ex = refused
 socket.create_connection = socket.getaddrinfo = refused
 sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))  # as `python3 script.py` has it: modules beside it
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 

@@ -24,6 +24,7 @@ def job_costs(jobs: list[JobRecord], training_instance: str, parameters: dict[st
     instance_of = {
         "training": (training_instance, 1),
         "test transform": transform,
+        "validation transform": transform,
         "slide scoring": transform,
         "evaluation": (parameters.get("EvaluationInstanceType"), 1),
     }

@@ -24,6 +24,7 @@ class SlideTruth:
     tissue: np.ndarray  # (rows, cols) bool: a tissue patch
     tumour: np.ndarray  # (rows, cols) bool: a tumour patch (inside tissue)
     pen: tuple[int, int, int, int]  # level-0 box (x0, y0, x1, y1) around the pen stroke
+    lesions_mm: tuple[float, ...] = ()  # placed lesions' true diameters (``lesion_cells``), largest first
 
     @property
     def cell_edge(self) -> float:
@@ -69,22 +70,60 @@ def _slide_cells(rng: np.random.Generator, rows: int, cols: int) -> tuple[np.nda
     return tissue, tumour
 
 
+def lesion_cells(
+    rows: int, cols: int, lesions_mm: tuple[float, ...], cell_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tissue over most of the slide (the right sixth left as glass, for the pen mark) and round lesions of the
+    given diameters, the largest in the tissue's middle and the others spread along its diagonals.
+
+    A patch is tumour (label 1, as PCam labels) when a lesion reaches its centre 32 x 32 region; beside one
+    (the lesion reaches the patch but not its centre) it holds tumour cells at its border only. Returns
+    tissue, tumour and border (rows, cols) masks."""
+    grid_y, grid_x = np.mgrid[0:rows, 0:cols].astype(np.float32) + 0.5
+    tissue = np.hypot((grid_y - rows / 2) / (rows * 0.48), (grid_x - cols * 0.41) / (cols * 0.39)) <= 1
+    tumour, touched = np.zeros_like(tissue), np.zeros_like(tissue)
+    places = [(0.5, 0.41), (0.3, 0.25), (0.7, 0.57), (0.3, 0.57), (0.7, 0.25)]
+    for diameter, (fy, fx) in zip(sorted(lesions_mm, reverse=True), places, strict=False):
+        radius = diameter / 2 / cell_mm  # in patches
+        cy, cx = round(rows * fy) + 0.5, round(cols * fx) + 0.5  # on a patch's centre
+        # Distance from the lesion's centre to a patch's centre square (half side 1/6 patch) and to the patch.
+        dy, dx = np.abs(grid_y - cy), np.abs(grid_x - cx)
+        to_centre = np.hypot(np.maximum(dy - 1 / 6, 0), np.maximum(dx - 1 / 6, 0))
+        to_patch = np.hypot(np.maximum(dy - 0.5, 0), np.maximum(dx - 0.5, 0))
+        tumour |= tissue & (to_centre <= radius)
+        touched |= tissue & (to_patch <= radius)
+    return tissue, tumour, touched & ~tumour
+
+
 def synth_wsi_picture(
-    rows: int = 24, cols: int = 32, mpp: float = 0.486, cell_mpp: float = 0.972, seed: int = 0
+    rows: int = 24,
+    cols: int = 32,
+    mpp: float = 0.486,
+    cell_mpp: float = 0.972,
+    seed: int = 0,
+    lesions_mm: tuple[float, ...] | None = None,
 ) -> tuple[np.ndarray, SlideTruth]:
     """H&E-like tissue on glass, a tumour region and a blue pen stroke, at the patches' resolution ``cell_mpp``
-    (level 0 is this picture upsampled ``cell_mpp / mpp`` times, a whole number), with what it really holds."""
+    (level 0 is this picture upsampled ``cell_mpp / mpp`` times, a whole number), with what it really holds.
+    ``lesions_mm`` places round lesions of those diameters instead (none: a tumour-free slide)."""
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
-    tissue, tumour = _slide_cells(rng, rows, cols)
+    if lesions_mm is None:
+        tissue, tumour = _slide_cells(rng, rows, cols)
+        touched = None
+    else:
+        tissue, tumour, touched = lesion_cells(rows, cols, lesions_mm, EDGE * cell_mpp / 1000)
     picture = (GLASS + rng.normal(0, 2, size=(rows * EDGE, cols * EDGE, 3))).clip(0, 255).astype(np.uint8)
     # Tumour cells at a normal patch's border occur only beside the tumour region, as on a real slide.
     beside_tumour = np.zeros_like(tumour)
     for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
         beside_tumour |= np.roll(tumour, (dy, dx), axis=(0, 1))
     for row, col in zip(*np.nonzero(tissue), strict=True):
-        border = None if beside_tumour[row, col] else False
+        if touched is not None:
+            border: bool | None = bool(touched[row, col])
+        else:
+            border = None if beside_tumour[row, col] else False
         patch = synth_patch(rng, bool(tumour[row, col]), border)
         picture[row * EDGE : (row + 1) * EDGE, col * EDGE : (col + 1) * EDGE] = patch
     # A pen stroke on the glass beside the tissue, as pathologists circle or mark slides.
@@ -95,7 +134,9 @@ def synth_wsi_picture(
     canvas = Image.fromarray(picture)
     ImageDraw.Draw(canvas).arc(pen_box, 100, 260, fill=BLUE_INK, width=EDGE)  # ~0.1 mm: a fine marker
     box = tuple(round(v * scale) for v in pen_box)
-    return np.asarray(canvas), SlideTruth(mpp=mpp, cell_mpp=cell_mpp, tissue=tissue, tumour=tumour, pen=box)
+    placed = tuple(sorted(lesions_mm or (), reverse=True))
+    truth = SlideTruth(mpp=mpp, cell_mpp=cell_mpp, tissue=tissue, tumour=tumour, pen=box, lesions_mm=placed)
+    return np.asarray(canvas), truth
 
 
 def synth_wsi(
@@ -108,6 +149,7 @@ def synth_wsi(
     aperio: bool = False,
     quality: int = 85,
     says_mpp: bool = True,
+    lesions_mm: tuple[float, ...] | None = None,
 ) -> SlideTruth:
     """Write a pyramidal, JPEG-tiled TIFF of `synth_wsi_picture` with tifffile.
 
@@ -117,7 +159,7 @@ def synth_wsi(
     import tifffile
     from PIL import Image
 
-    picture, truth = synth_wsi_picture(rows, cols, mpp, cell_mpp, seed)
+    picture, truth = synth_wsi_picture(rows, cols, mpp, cell_mpp, seed, lesions_mm)
     scale = round(cell_mpp / mpp)
     jpeg_codec_for_tifffile(quality)
     width, height = round(cols * EDGE * scale), round(rows * EDGE * scale)

@@ -5,8 +5,12 @@ beside the domain layer within Lambda's 250 MB, so the metrics are computed wher
 is. The model-events function uploads this file as the job's code; the local stand-in runs the same file.
 
 Inputs under ``<base>/input/``: ``labels/`` (the test split's augmented manifest), ``predictions/``
-(the Batch Transform's ``<name>.jpg.out`` files) and ``context/context.json`` (model, dataset, threshold,
-images prefix, lineage). Output: ``<base>/output/metrics.json`` and ``roc.csv``.
+(the Batch Transform's ``<name>.jpg.out`` files), the same for the validation split (``valid_labels/``,
+``valid_predictions/``) and ``context/context.json`` (model, dataset, target sensitivity, any threshold
+override, images prefixes, lineage). Output: ``<base>/output/metrics.json`` and ``roc.csv``.
+
+From the validation outputs only: the calibration map and the operating threshold (``calibration.py``).
+On the test split: AUC, the figures at that threshold on calibrated scores, and calibration error.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+if __package__:
+    from pcam_evaluation_job import calibration
+else:  # run as the processing job's script, beside calibration.py
+    import calibration  # type: ignore[no-redef]
 
 
 class EvaluationInputError(Exception):
@@ -90,12 +99,14 @@ def output_layout(predictions_dir: Path, first: str):
     return by_path  # neither: the image is reported missing
 
 
-def read_test_set(base: Path, images_prefix: str) -> tuple[list[int], list[float]]:
+def read_test_set(
+    base: Path, images_prefix: str, labels_input: str = "labels", predictions_input: str = "predictions"
+) -> tuple[list[int], list[float]]:
     """Labels from the manifest and the matching prediction of every listed image, in manifest order."""
-    manifests = sorted((base / "input" / "labels").rglob("*.manifest"))
+    manifests = sorted((base / "input" / labels_input).rglob("*.manifest"))
     if len(manifests) != 1:
-        raise EvaluationInputError(f"expected one labels manifest, found {len(manifests)}")
-    predictions_dir = base / "input" / "predictions"
+        raise EvaluationInputError(f"expected one {labels_input} manifest, found {len(manifests)}")
+    predictions_dir = base / "input" / predictions_input
     labels, scores, missing = [], [], []
     layout = None
     for line in manifests[0].read_text().splitlines():
@@ -117,12 +128,51 @@ def read_test_set(base: Path, images_prefix: str) -> tuple[list[int], list[float
     return labels, scores
 
 
+def calibrated_operating_point(base: Path, context: dict, labels, scores) -> tuple[dict, dict, np.ndarray]:
+    """The calibration map and operating point from the validation split, and the calibrated test scores.
+
+    Without validation outputs (a model evaluated before they were scored) the scores stay as they are and
+    the threshold is the override or 0.5."""
+    override = context.get("threshold_override")
+    target = float(context.get("target_sensitivity", 0.95))
+    point: dict = {"target_sensitivity": target}
+    if context.get("valid_images_prefix") and (base / "input" / "valid_labels").is_dir():
+        valid_labels, valid_scores = read_test_set(
+            base, context["valid_images_prefix"], "valid_labels", "valid_predictions"
+        )
+        fitted = calibration.fit_calibration(valid_labels, valid_scores)
+        valid_calibrated = calibration.apply_calibration(fitted, valid_scores)
+        chosen = calibration.operating_threshold(valid_labels, valid_calibrated, target) if 1 in valid_labels else 0.5
+        point["threshold"] = float(override) if override is not None else chosen
+        point["threshold_source"] = "DecisionThreshold override" if override is not None else "validation split"
+        at_valid = calibration.rates_at(valid_labels, valid_calibrated, point["threshold"])
+        point["validation_sensitivity"], point["validation_specificity"] = (
+            at_valid["sensitivity"],
+            at_valid["specificity"],
+        )
+        point["validation_count"] = len(valid_labels)
+    else:
+        fitted = {"method": "none", "reason": "no validation outputs"}
+        point["threshold"] = float(override) if override is not None else 0.5
+        point["threshold_source"] = "DecisionThreshold override" if override is not None else "default 0.5"
+    calibrated = calibration.apply_calibration(fitted, scores)
+    point.update(
+        {f"test_{name}": value for name, value in calibration.rates_at(labels, calibrated, point["threshold"]).items()}
+    )
+    return fitted, point, calibrated
+
+
 def run(base: Path) -> dict:
     context = json.loads((base / "input" / "context" / "context.json").read_text())
     labels, scores = read_test_set(base, context["images_prefix"])
-    figures = evaluate(labels, scores, float(context.get("threshold", 0.5)))
+    fitted, point, calibrated = calibrated_operating_point(base, context, labels, scores)
+    figures = evaluate(labels, calibrated, point["threshold"])
+    raw_auc = evaluate(labels, scores)["auc"]
+    figures["auc_calibrated"], figures["auc"] = figures["auc"], raw_auc  # ranking: the model's own scores
     document = dict(context)
     document.update(figures)
+    document["calibration"] = {**fitted, "test": calibration.calibration_figures(labels, scores, calibrated)}
+    document["operating_point"] = point
     document["evaluated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     output = base / "output"
     output.mkdir(parents=True, exist_ok=True)

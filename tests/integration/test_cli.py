@@ -30,7 +30,8 @@ def test_local_run_converts_a_drop_folder_and_reports_a_bad_file(tmp_path, capsy
     summary = json.loads((out / "summary.json").read_text())
     assert {r["name"] for r in summary["ready"]} == {"synthetic/train", "synthetic/valid", "slide-001"}
     announced = sorted(event["detail-type"] for event in summary["events"])
-    assert announced == ["File Quarantined", "Slide Ready", "Split Ready", "Split Ready"]
+    newest = ["File Quarantined v2", "Slide Ready v2", "Split Ready v2", "Split Ready v2"]
+    assert announced == sorted(newest + [name.removesuffix(" v2") for name in newest]), "each also as version 1"
 
 
 def test_local_run_exits_zero_when_every_input_is_usable(tmp_path):
@@ -103,7 +104,9 @@ def test_local_run_fails_as_aws_would_for_a_network_that_does_not_exist_at_96_px
     reason, and `pcam local run` reports it and exits 1, as the first real deployment would have."""
     drop, out = tmp_path / "drop", tmp_path / "out"
     main(["synth", str(drop), "--train", "64", "--valid", "16", "--test", "0", "--slides", "0"])
-    (drop / "datasets/synthetic/training.json").write_text(json.dumps({"hyperparameters": {"num_layers": 20}}))
+    (drop / "datasets/synthetic/training.json").write_text(
+        json.dumps({"hyperparameters": {"num_layers": 20, "use_pretrained_model": 0}})
+    )
     assert main(["local", "run", str(drop), "--out", str(out), "--timeout", "300"]) == 1
     printed = capsys.readouterr().out
     assert "num_layers 20 does not exist for 96x96 images" in " ".join(printed.split())

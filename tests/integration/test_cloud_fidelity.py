@@ -42,7 +42,7 @@ def test_awkward_dataset_and_slide_names_go_end_to_end(stack, pipeline):
 
     assert stack.dead_letters() == {name: [] for name in stack.dead_letters()}
     jobs = [r for r in stack.records() if r["pk"].startswith("job#")]
-    assert {j["status"] for j in jobs} == {"Completed"} and len(jobs) == 4  # train, test, metrics, score
+    assert {j["status"] for j in jobs} == {"Completed"} and len(jobs) == 5  # train, test, valid, metrics, score
     assert {j.get("dataset") or j["slide_id"] for j in jobs} == {DATASET, SLIDE}  # full names in the state
     for job in stack.sagemaker._jobs.values():  # what SageMaker was sent carries valid tags
         for tag in job.request.get("Tags", []):
@@ -68,7 +68,13 @@ def test_resnet_20_at_96_px_fails_the_job_as_sagemaker_would(stack):
     sagemaker = stack._session.client("sagemaker", endpoint_url=stack.sagemaker.url)
     (trained,) = [job for job in stack.sagemaker._jobs.values() if job.kind == "TrainingJob"]
     request = {k: v for k, v in trained.request.items() if k != "TrainingJobName"}
-    request["HyperParameters"] = {**request["HyperParameters"], "num_layers": "20"}
+    from_scratch = {k: v for k, v in request["HyperParameters"].items() if k != "resize"}
+    request["HyperParameters"] = {
+        **from_scratch,
+        "num_layers": "20",
+        "use_pretrained_model": "0",
+        "image_shape": "3,96,96",
+    }
     sagemaker.create_training_job(TrainingJobName="pcam-resnet-20-at-96", **request)
     started = time.monotonic()
     while time.monotonic() - started < 60:

@@ -17,7 +17,7 @@ from tests.lab import h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 
-HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label"]
+HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label", "raw_score"]
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +71,13 @@ def test_a_slide_before_any_model_waits_and_is_scored_once_a_model_is_promoted(s
     rows = read_csv(stack, "early")
     assert [int(r["patch_index"]) for r in rows] == list(range(len(patches))), "one row per patch, in order"
     assert [(int(r["coord_x"]), int(r["coord_y"])) for r in rows] == [tuple(c) for c in coords.tolist()]
+    summary = pipeline.json("predictions/early.json")
+    model = stack.state.get("models", f"model#{current['model_name']}")
+    assert summary["threshold"] == pytest.approx(float(model["operating_threshold"])), "the model's own threshold"
+    assert summary["calibration"] == model["calibration"]["method"] != "none"
     for row in rows:
         probability = float(row["tumor_probability"])
-        assert 0 <= probability <= 1 and int(row["label"]) == int(probability >= 0.5)
+        assert 0 <= probability <= 1 and int(row["label"]) == int(probability >= summary["threshold"])
     # Against the truth: each row's prediction is for its own patch (a shift by one would fall towards 0.5).
     from sklearn.metrics import roc_auc_score
 
@@ -83,11 +87,10 @@ def test_a_slide_before_any_model_waits_and_is_scored_once_a_model_is_promoted(s
     assert roc_auc_score(truth, predicted) > 0.8
     assert roc_auc_score(truth[1:], predicted[:-1]) < roc_auc_score(truth, predicted)
 
-    summary = pipeline.json("predictions/early.json")
     assert summary["patch_count"] == len(patches) and summary["model_name"] == current["model_name"]
     assert summary["tumour_patch_count"] == sum(int(r["label"]) for r in rows)
     assert summary["input_key"] == "incoming/slides/early.h5" and summary["input_version"]
-    assert summary["model_metrics"]["auc"] > 0.9 and summary["threshold"] == 0.5
+    assert summary["model_metrics"]["auc"] > 0.9 and summary["model_metrics"]["sensitivity_ci95"]
     assert Image.open(io.BytesIO(stack.read("predictions/early.png"))).format == "PNG"
 
     (event,) = pipeline.events_for("Slide Scored", slide_id="early")
@@ -102,7 +105,10 @@ def test_a_slide_before_any_model_waits_and_is_scored_once_a_model_is_promoted(s
     # The coords are pixels at the model's resolution: positive patches that touch are one lesion.
     verdict = summary["verdict"]
     assert sum(lesion["tile_count"] for lesion in verdict["lesions"]) == summary["tumour_patch_count"]
-    assert verdict["category"] == (verdict["lesions"][0]["category"] if verdict["lesions"] else "negative")
+    counted = [lesion for lesion in verdict["lesions"] if lesion["counted"]]
+    assert verdict["category"] == (counted[0]["category"] if counted else "negative")
+    minimum = verdict["evidence"]["minimum_lesion_tiles"]
+    assert all(lesion["counted"] == (lesion["tile_count"] >= minimum) for lesion in verdict["lesions"])
     assert verdict["measurement_resolution_mm"] == pytest.approx(0.0933, abs=1e-4)
 
 

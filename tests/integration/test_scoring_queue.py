@@ -147,7 +147,7 @@ def test_batched_slides_are_scored_when_sagemaker_names_outputs_by_base_name(sta
             assert len(outputs) == 12, "each slide's outputs lie flat in the job's folder, none overwritten"
             written = [json.loads(stack.read(key))["prediction"][1] for key in outputs]
             rows = stack.read(f"predictions/{slide_id}.csv").decode().splitlines()[1:]
-            assert [float(row.split(",")[4]) for row in rows] == pytest.approx(written, abs=1e-6)
+            assert [float(row.split(",")[6]) for row in rows] == pytest.approx(written, abs=1e-6), "raw_score"
 
 
 def test_one_bad_slide_fails_alone_and_the_rest_of_its_batch_is_scored(stack, pipeline, alerts):

@@ -29,11 +29,13 @@ def test_every_sagemaker_request_for_awkward_names_is_one_sagemaker_accepts(name
         split_ready(world, split, dataset=name)
     job_event(world, JobKind.TRAINING, "Completed")
     job_event(world, JobKind.TEST_TRANSFORM, "Completed")
+    job_event(world, JobKind.VALIDATION_TRANSFORM, "Completed")
     assert world.launcher.refused == []
     assert sorted(kind for kind, _ in world.launcher.started.values()) == [
         JobKind.EVALUATION,
         JobKind.TEST_TRANSFORM,
         JobKind.TRAINING,
+        JobKind.VALIDATION_TRANSFORM,
     ]
     assert world.state.get(f"dataset#{name}")["dataset"] == name  # the full name stays in the state table
 
@@ -62,12 +64,14 @@ def test_the_strict_checker_refuses_what_sagemaker_refuses():
 def test_the_default_network_exists_at_96_px():
     """MXNet's reference ResNet symbol, which the algorithm follows: images taller than 28 px build only
     18, 34, 50, 101, 152 or 200 layers; 6n+2 depths exist only for images of 28 px or less."""
+    scratch = {"use_pretrained_model": 0}
     assert config.training_hyperparameters(1000, 96)["num_layers"] in {"18", "34", "50", "101", "152", "200"}
+    assert config.training_hyperparameters(1000, 96, scratch)["num_layers"] == "18"
     with pytest.raises(config.TrainingConfigError, match="num_layers"):
-        config.training_hyperparameters(1000, 96, {"num_layers": 20})
-    assert config.training_hyperparameters(1000, 28, {"num_layers": 20})["num_layers"] == "20"
+        config.training_hyperparameters(1000, 96, {**scratch, "num_layers": 20})
+    assert config.training_hyperparameters(1000, 28, {**scratch, "num_layers": 20})["num_layers"] == "20"
     with pytest.raises(config.TrainingConfigError, match="num_layers"):
-        config.training_hyperparameters(1000, 28, {"num_layers": 18})
+        config.training_hyperparameters(1000, 28, {**scratch, "num_layers": 18})
 
 
 def resource(name: str) -> dict:

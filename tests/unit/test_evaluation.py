@@ -216,14 +216,15 @@ def test_roc_thresholds_stay_probabilities_and_the_csv_has_one_row_per_point():
     )
 
 
-def test_the_job_uses_the_threshold_of_its_context_and_one_half_without_one(tmp_path):
-    _job_inputs(tmp_path / "a", [1, 0], {0: _prediction(0.6), 1: _prediction(0.4)}, {"threshold": 0.7})
-    assert evaluate_model.run(tmp_path / "a")["confusion_matrix"]["true_positive"] == 0
+def test_without_validation_outputs_the_job_uses_the_operators_threshold_or_one_half(tmp_path):
+    _job_inputs(tmp_path / "a", [1, 0], {0: _prediction(0.6), 1: _prediction(0.4)}, {"threshold_override": 0.7})
+    overridden = evaluate_model.run(tmp_path / "a")
+    assert overridden["confusion_matrix"]["true_positive"] == 0 and overridden["threshold"] == 0.7
+    assert overridden["operating_point"]["threshold_source"] == "DecisionThreshold override"
     _job_inputs(tmp_path / "b", [1, 0], {0: _prediction(0.6), 1: _prediction(0.4)})
-    context = json.loads((tmp_path / "b/input/context/context.json").read_text())
-    del context["threshold"]
-    (tmp_path / "b/input/context/context.json").write_text(json.dumps(context))
-    assert evaluate_model.run(tmp_path / "b")["threshold"] == 0.5
+    plain = evaluate_model.run(tmp_path / "b")
+    assert plain["threshold"] == 0.5 and plain["operating_point"]["threshold_source"] == "default 0.5"
+    assert plain["calibration"]["method"] == "none"
 
 
 def test_the_job_writes_into_the_output_folder_sagemaker_already_made(tmp_path):

@@ -78,6 +78,7 @@ def trained_evaluated_and_promoted(s: FlowScenario) -> None:
         s.split_ready(split)
     s.job_ended(JobKind.TRAINING)
     s.job_ended(JobKind.TEST_TRANSFORM)
+    s.job_ended(JobKind.VALIDATION_TRANSFORM)
     s.metrics_written()
     s.job_ended(JobKind.EVALUATION)
 
@@ -99,6 +100,22 @@ def a_test_split_replaced_while_its_transform_waits_for_capacity(s: FlowScenario
     s.world.launcher.capacity_refusals = 0
     s.event(events.SCHEDULED_TICK, {}, "tick")
     s.job_ended(JobKind.TEST_TRANSFORM)
+
+
+def a_validation_transform_and_an_evaluation_that_wait_for_capacity(s: FlowScenario) -> None:
+    for split in ("train", "valid", "test"):
+        s.split_ready(split)
+    s.job_ended(JobKind.TRAINING)
+    s.world.launcher.capacity_refusals = 1_000  # the validation transform waits for the tick
+    s.job_ended(JobKind.TEST_TRANSFORM)
+    s.world.launcher.capacity_refusals = 0
+    s.event(events.SCHEDULED_TICK, {}, "tick 1")
+    s.world.launcher.capacity_refusals = 1_000  # then the evaluation waits
+    s.job_ended(JobKind.VALIDATION_TRANSFORM)
+    s.world.launcher.capacity_refusals = 0
+    s.event(events.SCHEDULED_TICK, {}, "tick 2")
+    s.metrics_written()
+    s.job_ended(JobKind.EVALUATION)
 
 
 def a_superseded_trainings_late_failure(s: FlowScenario) -> None:
@@ -160,6 +177,7 @@ def an_evaluation_that_left_no_metrics(s: FlowScenario) -> None:
         s.split_ready(split)
     s.job_ended(JobKind.TRAINING)
     s.job_ended(JobKind.TEST_TRANSFORM)
+    s.job_ended(JobKind.VALIDATION_TRANSFORM)
     s.job_ended(JobKind.EVALUATION)  # no metrics.json: the model's evaluation fails, alerted once
 
 
@@ -190,6 +208,9 @@ FLOWS = {
     "a model trained, evaluated, promoted, and a slide scored": a_model_trained_evaluated_promoted_and_a_slide_scored,
     "a test split replaced while its transform waits for capacity": a_test_split_replaced_while_its_transform_waits_for_capacity,  # noqa: E501
     "a superseded training's late failure": a_superseded_trainings_late_failure,
+    "a validation transform and an evaluation that wait for capacity": (
+        a_validation_transform_and_an_evaluation_that_wait_for_capacity
+    ),
 }
 
 

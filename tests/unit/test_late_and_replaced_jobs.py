@@ -47,6 +47,7 @@ def test_a_model_evaluated_on_a_replaced_test_split_is_not_promoted_over_one_eva
     replace_split(world, "test", 20, "ds-test-NEW")
     world.flow.on_event(events.SCHEDULED_TICK, {})
     job_event(world, JobKind.TEST_TRANSFORM, "Completed", name=world.launcher.names(JobKind.TEST_TRANSFORM)[-1])
+    job_event(world, JobKind.VALIDATION_TRANSFORM, "Completed")
     second = next(m.model_name for m in world.state.models() if m.model_name != first)
     perfect = evaluate(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
     world.blobs.put_json(keys.evaluation_prefix(second) + "metrics.json", {**perfect, "dataset": "ds"})

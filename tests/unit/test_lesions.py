@@ -14,6 +14,7 @@ from pcam_pipeline.scoring.lesions import (
     TileGrid,
     category_of,
     connected_groups,
+    core_of,
     find_lesions,
     greatest_distance,
     measurement_note,
@@ -126,8 +127,10 @@ def test_the_lesion_record_rounds_its_measures_for_reading():
 def test_the_lesion_record_has_every_measure_rounded_for_reading():
     (lesion,) = lesions_of([(0, 0), (1, 1)], positive=[0, 1])
     record = lesion.to_json(3)
+    assert lesion.to_json(3, counted=False)["counted"] is False
     assert record == {
         "number": 3,
+        "counted": True,
         "category": "itc",
         "greatest_dimension_mm": round(math.sqrt(2) * EDGE_MM, 3),
         "area_mm2": round(2 * EDGE_MM**2, 4),
@@ -203,5 +206,20 @@ def test_the_verdict_in_words():
 
 
 def test_the_measurement_note_states_the_tile_edge():
-    assert "within one tile edge (93 µm)" in measurement_note(grid_of([]))
+    assert "within about one tile edge (93 µm)" in measurement_note(grid_of([]))
     assert "at most one tile edge" in measurement_note(grid_of([]))
+
+
+def test_a_spur_hanging_on_by_a_corner_or_a_side_does_not_lengthen_the_measure():
+    block = [(x, y) for x in range(5) for y in range(5)]  # 5 x 5 tiles
+    spurred = [*block, (5, 5), (6, 6), (5, 2)]  # a diagonal chain off one corner, a bump on one side
+    (plain,) = lesions_of(block, positive=list(range(len(block))))
+    (with_spurs,) = lesions_of(spurred, positive=list(range(len(spurred))))
+    assert with_spurs.greatest_dimension_mm == pytest.approx(plain.greatest_dimension_mm)  # 4 √2 edges
+    assert len(with_spurs.tiles) == 28 and with_spurs.area_mm2 == pytest.approx(28 * EDGE_MM**2), "kept, not measured"
+    assert core_of(spurred) == list(range(25))
+    line = [(x, 0) for x in range(6)]
+    assert core_of(line) == list(range(6)), "a line has no core: measured whole"
+    assert core_of([(0, 0), (1, 0), (0, 1), (1, 1), (2, 2)]) == [0, 1, 2, 3, 4], "no inside: whole"
+    plus = [(1, 0), (0, 1), (1, 1), (2, 1), (1, 2), (3, 3)]  # a cross with a diagonal spur off its arm
+    assert core_of(plus) == [0, 1, 2, 3, 4, 5] and core_of(block + [(9, 9)])[-1] == 24

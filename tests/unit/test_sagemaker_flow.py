@@ -1,12 +1,16 @@
 """The SageMaker side end to end on in-memory fakes: dataset → training → model → evaluation → promotion,
 and slides scored with the current model. Behaviour, not SageMaker: the fakes accept each job once."""
 
+import dataclasses
+import io
 import json
 import uuid
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from pcam_evaluation_job.calibration import calibration_figures
 from pcam_evaluation_job.evaluate_model import evaluate
 from pcam_pipeline.aws import events
 from pcam_pipeline.core import keys
@@ -49,6 +53,7 @@ def sagemaker_event(kind: JobKind, name: str, status: str, **extra) -> tuple[str
     resource, name_field, status_field = {
         JobKind.TRAINING: ("Training", "TrainingJobName", "TrainingJobStatus"),
         JobKind.TEST_TRANSFORM: ("Transform", "TransformJobName", "TransformJobStatus"),
+        JobKind.VALIDATION_TRANSFORM: ("Transform", "TransformJobName", "TransformJobStatus"),
         JobKind.SLIDE_SCORING: ("Transform", "TransformJobName", "TransformJobStatus"),
         JobKind.EVALUATION: ("Processing", "ProcessingJobName", "ProcessingJobStatus"),
     }[kind]
@@ -61,12 +66,14 @@ def job_event(world, kind: JobKind, status: str, name: str | None = None, **extr
 
 
 def train_until_metrics(world) -> str:
-    """A dataset trained and its test split scored; the evaluation job has written metrics.json (AUC 8/9)."""
+    """A dataset trained, its test and validation splits scored; the evaluation job has written metrics.json
+    (AUC 8/9)."""
     split_ready(world, "train")
     split_ready(world, "valid")
     split_ready(world, "test")
     job_event(world, JobKind.TRAINING, "Completed")
     job_event(world, JobKind.TEST_TRANSFORM, "Completed")
+    job_event(world, JobKind.VALIDATION_TRANSFORM, "Completed")
     (model_name,) = [m.model_name for m in world.state.models()]
     labels, scores = np.array([0, 0, 1, 1, 0, 1]), np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
     metrics = {**evaluate(labels, scores), "dataset": "ds"}  # what the evaluation job writes
@@ -134,6 +141,7 @@ def test_an_evaluation_without_metrics_fails_the_model_and_alerts(world):
     split_ready(world, "test")
     job_event(world, JobKind.TRAINING, "Completed")
     job_event(world, JobKind.TEST_TRANSFORM, "Completed")
+    assert job_event(world, JobKind.VALIDATION_TRANSFORM, "Completed")["evaluation"] == "computing metrics"
     result = job_event(world, JobKind.EVALUATION, "Completed")
     assert result["status"] == "failed" and "no readable metrics.json" in result["reason"]
     (model,) = world.state.models()
@@ -295,5 +303,75 @@ def test_sagemaker_refusing_training_or_evaluation_for_capacity_is_a_wait_the_ti
     world.launcher.capacity_refusals = 1
     assert job_event(world, JobKind.TEST_TRANSFORM, "Completed")["evaluation"] == "waiting for SageMaker capacity"
     world.flow.on_event(events.SCHEDULED_TICK, {})
+    assert world.launcher.names(JobKind.VALIDATION_TRANSFORM), "the validation transform started at the next tick"
+    world.launcher.capacity_refusals = 1
+    assert job_event(world, JobKind.VALIDATION_TRANSFORM, "Completed")["evaluation"] == "waiting for SageMaker capacity"
+    world.flow.on_event(events.SCHEDULED_TICK, {})
     assert world.launcher.names(JobKind.EVALUATION) and world.state.capacity_waits() == []
+    (evaluation,) = world.launcher.names(JobKind.EVALUATION)
+    inputs = {i["InputName"] for i in world.launcher.started[evaluation][1]["ProcessingInputs"]}
+    assert {"valid_labels", "valid_predictions"} <= inputs, "the waiting evaluation kept its validation outputs"
     assert world.alerter.alerts == [], "waits are never failures"
+
+
+def test_a_model_is_calibrated_on_the_validation_split_it_was_trained_with_and_scores_slides_calibrated(world):
+    for split in ("train", "valid", "test"):
+        split_ready(world, split)
+    job_event(world, JobKind.TRAINING, "Completed")
+    assert job_event(world, JobKind.TEST_TRANSFORM, "Completed")["evaluation"] == "scoring the validation split"
+    (validation,) = world.launcher.names(JobKind.VALIDATION_TRANSFORM)
+    source = world.launcher.started[validation][1]["TransformInput"]["DataSource"]["S3DataSource"]
+    assert source == {"S3DataType": "S3Prefix", "S3Uri": "s3://data/images/ds-valid/"}
+    job_event(world, JobKind.VALIDATION_TRANSFORM, "Completed")
+    (evaluation,) = world.launcher.names(JobKind.EVALUATION)
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in world.launcher.started[evaluation][1]["ProcessingInputs"]}
+    (model_name,) = [m.model_name for m in world.state.models()]
+    assert inputs["valid_labels"] == "s3://data/manifests/ds-valid.manifest"
+    assert inputs["valid_predictions"] == f"s3://data/evaluations/{model_name}/validation-predictions/"
+    assert inputs["code"].endswith("/") and world.blobs.exists(inputs["code"][len("s3://data/") :] + "calibration.py")
+    context = json.loads(world.blobs.get_bytes(keys.evaluation_prefix(model_name) + "context.json"))
+    assert context["valid_images_prefix"] == "s3://data/images/ds-valid/" and context["target_sensitivity"] == 0.95
+    assert context["threshold_override"] == 0.5  # the tests' settings override every model's threshold
+
+    sigmoid = {"method": "sigmoid", "slope": 2.0, "intercept": 0.0}
+    metrics = {
+        **evaluate(np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.9, 0.3])),
+        "dataset": "ds",
+        "calibration": {
+            **sigmoid,
+            "cv_log_loss": {"sigmoid": 0.3, "isotonic": 0.4},
+            "test": calibration_figures([0, 1, 1, 0], [0.1, 0.8, 0.9, 0.3], [0.0, 0.9, 1.0, 0.1]),
+        },
+        "operating_point": {"threshold": 0.7, "test_sensitivity": 1.0, "test_sensitivity_ci95": [0.34, 1.0]},
+    }
+    world.blobs.put_json(keys.evaluation_prefix(model_name) + "metrics.json", metrics)  # fmt: skip
+    assert job_event(world, JobKind.EVALUATION, "Completed")["promoted"]
+    model = world.state.model(model_name)
+    assert model.calibration == {**sigmoid, "cv_log_loss": {"sigmoid": 0.3, "isotonic": 0.4}}
+    assert model.operating_threshold == 0.7 and model.metrics["sensitivity_ci95"] == [0.34, 1.0]
+    assert model.metrics["calibration"] == "sigmoid" and model.metrics["ece"] is not None
+    assert Image.open(io.BytesIO(world.blobs.get_bytes(keys.evaluation_prefix(model_name) + "reliability.png")))
+
+    slide_ready(world, count=2)
+    write_outputs(world, world.launcher.names(JobKind.SLIDE_SCORING)[-1], [0.5, 0.9])
+    job_event(world, JobKind.SLIDE_SCORING, "Completed")
+    rows = world.blobs.get_bytes("predictions/s1.csv").decode().splitlines()
+    calibrated = 1 / (1 + np.exp(-2 * np.log(9)))  # the sigmoid of 0.9's log-odds, doubled
+    assert rows[1:] == ["s1,0,,,0.500000,1,0.500000", f"s1,1,,,{calibrated:.6f},1,0.900000"]
+    summary = json.loads(world.blobs.get_bytes("predictions/s1.json"))
+    assert (summary["calibration"], summary["threshold"]) == ("sigmoid", 0.5), "the operator's override"
+
+
+def test_without_an_override_each_model_labels_at_its_own_operating_threshold():
+    world = flow_on_fakes(dataclasses.replace(model_settings(), decision_threshold=None))
+    model_name = train_until_metrics(world)
+    metrics = {**json.loads(world.blobs.get_bytes(keys.evaluation_prefix(model_name) + "metrics.json")),
+               "operating_point": {"threshold": 0.85}}  # fmt: skip
+    world.blobs.put_json(keys.evaluation_prefix(model_name) + "metrics.json", metrics)
+    job_event(world, JobKind.EVALUATION, "Completed")
+    slide_ready(world, count=2)
+    write_outputs(world, world.launcher.names(JobKind.SLIDE_SCORING)[-1], [0.8, 0.9])
+    job_event(world, JobKind.SLIDE_SCORING, "Completed")
+    rows = world.blobs.get_bytes("predictions/s1.csv").decode().splitlines()
+    assert [row.split(",")[5] for row in rows[1:]] == ["0", "1"]
+    assert json.loads(world.blobs.get_bytes("predictions/s1.json"))["verdict"]["operating_threshold"] == 0.85

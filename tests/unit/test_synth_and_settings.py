@@ -74,7 +74,10 @@ MODEL_ENV = {
 
 def test_model_settings_come_from_the_template_environment():
     settings = ModelSettings.from_env(MODEL_ENV)
-    assert settings.minimum_auc == 0.93 and settings.decision_threshold == 0.5
+    assert settings.minimum_auc == 0.93 and settings.decision_threshold is None, "each model's own threshold"
+    assert (settings.target_sensitivity, settings.minimum_sensitivity) == (0.95, 0.85)
+    overridden = ModelSettings.from_env({**MODEL_ENV, "DECISION_THRESHOLD": "0.3", "TARGET_SENSITIVITY": "0.9"})
+    assert (overridden.decision_threshold, overridden.target_sensitivity) == (0.3, 0.9)
     assert settings.sagemaker.hyperparameter_overrides == {"epochs": 12}
     assert settings.sagemaker.tuning_max_jobs == 4 and settings.sagemaker.region == "eu-west-1"
 

@@ -69,7 +69,9 @@ def writes_of(role: str) -> set[str]:
 
 def test_each_sagemaker_job_role_writes_only_its_own_prefix_and_only_evaluation_writes_metrics():
     assert writes_of("SageMakerTrainingRole") == {"models/*"}
-    assert writes_of("SageMakerTransformRole") == {"scores/*", "evaluations/*/predictions/*"}
+    assert writes_of("SageMakerTransformRole") == {
+        "scores/*", "evaluations/*/predictions/*", "evaluations/*/validation-predictions/*",
+    }  # fmt: skip
     assert writes_of("SageMakerEvaluationRole") == {"evaluations/*/metrics.json", "evaluations/*/roc.csv"}
 
 

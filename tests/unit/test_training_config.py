@@ -48,7 +48,7 @@ def test_unknown_region_is_refused():
 def test_hyperparameters_carry_the_real_sample_count_and_image_shape_as_strings():
     hyperparameters = config.training_hyperparameters(262_144, 96, {"epochs": 12, "early_stopping": False})
     assert hyperparameters["num_training_samples"] == "262144"
-    assert hyperparameters["image_shape"] == "3,96,96"
+    assert hyperparameters["image_shape"] == "3,224,224" and hyperparameters["resize"] == "256"
     assert hyperparameters["num_classes"] == "2"
     assert hyperparameters["epochs"] == "12" and hyperparameters["early_stopping"] == "False"
     assert all(isinstance(v, str) for v in hyperparameters.values())
@@ -58,14 +58,15 @@ def test_hyperparameters_carry_the_real_sample_count_and_image_shape_as_strings(
     ("overrides", "edge", "problem"),
     [
         ({"num_training_samples": 5}, 96, "derived from the dataset"),
-        ({"num_layers": 20}, 96, "num_layers 20 does not exist for 96x96 images"),
-        ({"num_layers": 18}, 28, "num_layers 18 does not exist for 28x28 images"),
+        ({"num_layers": 20, "use_pretrained_model": 0}, 96, "num_layers 20 does not exist for 96x96 images"),
+        ({"num_layers": 18, "use_pretrained_model": 0}, 28, "num_layers 18 does not exist for 28x28 images"),
+        ({"num_layers": 20}, 96, "num_layers 20 does not exist for 224x224 images with pretrained weights"),
+        ({"resize": 200}, 96, r"resize must be larger than image_shape's height and width \(224x224\)"),
         ({"num_layers": 19}, 96, "num_layers must be a documented ResNet depth"),
         ({"optimizer": "adagrad"}, 96, "optimizer must be sgd, adam, rmsprop or nag"),
         ({"learning_rate": 2}, 96, r"learning_rate must be a number in \[0, 1\]"),
         ({"early_stopping": "yes"}, 96, "early_stopping must be True or False"),
         ({"dropout": 0.5}, 96, "'dropout' is not a hyperparameter of the algorithm"),
-        ({"use_pretrained_model": 1, "num_layers": 50}, 96, "pretrained weights need 224x224"),
     ],
 )
 def test_overrides_the_algorithm_cannot_use_are_refused(overrides, edge, problem):
@@ -76,9 +77,66 @@ def test_overrides_the_algorithm_cannot_use_are_refused(overrides, edge, problem
         assert algorithm_rules.hyperparameter_problems(hyperparameters)
 
 
-def test_pretrained_resnet_is_allowed_on_224_pixel_patches():
-    hyperparameters = config.training_hyperparameters(1000, 224, {"use_pretrained_model": 1, "num_layers": 50})
-    assert hyperparameters["image_shape"] == "3,224,224"
+def test_the_default_recipe_fine_tunes_pretrained_weights_on_patches_resized_for_them():
+    hyperparameters = config.training_hyperparameters(1000, 96)
+    assert hyperparameters["use_pretrained_model"] == "1" and hyperparameters["num_layers"] == "18"
+    assert (hyperparameters["image_shape"], hyperparameters["resize"]) == ("3,224,224", "256")
+    assert (
+        hyperparameters["augmentation_type"] == "crop_color_transform" and hyperparameters["early_stopping"] == "True"
+    )
+    big = config.training_hyperparameters(1000, 300, {"num_layers": 50})
+    assert (big["image_shape"], big["resize"]) == ("3,224,224", "301"), "resize stays above the patch and 224"
+
+
+def test_an_operator_can_still_train_from_scratch_at_the_patches_own_size():
+    hyperparameters = config.training_hyperparameters(1000, 96, {"use_pretrained_model": 0})
+    assert hyperparameters["image_shape"] == "3,96,96" and "resize" not in hyperparameters
+
+
+def test_the_rules_accept_what_the_documentation_allows_and_refuse_what_it_forbids():
+    base = {"num_classes": "2", "num_training_samples": "10"}
+    problems = algorithm_rules.hyperparameter_problems
+    assert problems({**base, "eps": "0"}) == [], "eps: Range in [0, 1]"
+    assert problems({**base, "epochs": "²"}) == ["epochs must be a positive integer, not '²'"]
+    assert problems({**base, "use_pretrained_model": "1", "num_layers": "18"}) == [], "image_shape's default 224"
+    wide = {**base, "use_pretrained_model": "1", "num_layers": "18", "image_shape": "3,224,96"}
+    assert problems(wide) == ["pretrained weights need 224x224 images, not 224x96"]
+    assert problems({**base, "image_shape": "3,96,96", "num_layers": "18", "resize": "96"}) == [
+        "resize must be larger than image_shape's height and width (96x96)"
+    ]
+
+
+def manifest_channel(name: str, **changes) -> dict:
+    source = {"S3DataType": "AugmentedManifestFile", "S3Uri": "s3://b/m", "AttributeNames": ["source-ref", "class"],
+              "S3DataDistributionType": "FullyReplicated"}  # fmt: skip
+    channel = {"ChannelName": name, "DataSource": {"S3DataSource": source}, "ContentType": "application/x-recordio",
+               "RecordWrapperType": "RecordIO", "InputMode": "Pipe"}  # fmt: skip
+    for key, value in changes.items():
+        (source if key in source or key == "AttributeNames" else channel)[key] = value
+    return channel
+
+
+def test_the_channel_rules_follow_the_documented_input_interface():
+    check = algorithm_rules.channel_problems
+    assert check([manifest_channel("train"), manifest_channel("validation")], "Pipe") == []
+    model = {"ChannelName": "model", "ContentType": "application/x-sagemaker-model",
+             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/model/"}}}  # fmt: skip
+    assert check([manifest_channel("train"), manifest_channel("validation"), model], "Pipe") == []
+    assert check([manifest_channel("train"), manifest_channel("validation"), {**model, "ContentType": "x"}], "Pipe")
+    multi = manifest_channel("train", ContentType="application/x-recordio; label-format=multi-hot")
+    named = manifest_channel("validation", AttributeNames=["image-ref", "labels"])
+    assert check([multi, named], "Pipe") == []
+    sharded = manifest_channel("train", S3DataDistributionType="ShardedByS3Key")
+    assert check([sharded, manifest_channel("validation")], "Pipe") == [
+        "train: RecordIO in Pipe mode needs S3DataDistributionType FullyReplicated"
+    ]
+    one_name = manifest_channel("validation", AttributeNames=["source-ref"])
+    assert check([manifest_channel("train"), one_name], "Pipe") == [
+        "validation: AttributeNames must name the image, then the label"
+    ]
+    assert check([manifest_channel("train")], "Pipe") == [
+        "channels must be train and validation (and model), got ['train']"
+    ]
 
 
 def test_job_names_are_valid_traceable_and_stable():

@@ -56,7 +56,7 @@ def test_a_datasets_settings_apply_to_its_training_and_no_other():
     smoke = next(r for n, r in requests.items() if "smoke" in n)
     other = next(r for n, r in requests.items() if "other" in n)
     assert smoke["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge" and smoke["HyperParameters"]["epochs"] == "1"
-    assert other["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge" and other["HyperParameters"]["epochs"] == "30"
+    assert other["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge" and other["HyperParameters"]["epochs"] == "15"
 
 
 def test_settings_the_algorithm_refuses_fail_that_training_with_the_reason():
@@ -64,7 +64,7 @@ def test_settings_the_algorithm_refuses_fail_that_training_with_the_reason():
     world.state.record_training_settings("bad", {"hyperparameters": {"num_layers": 20}}, "k", "v")
     split_ready(world, "train", dataset="bad")
     result = split_ready(world, "valid", dataset="bad")
-    assert result["status"] == "failed" and "num_layers 20 does not exist for 96x96" in result["reason"]
+    assert result["status"] == "failed" and "num_layers 20 does not exist for 224x224" in result["reason"]
     assert world.state.job(result["job"]).status is JobStatus.FAILED
 
 

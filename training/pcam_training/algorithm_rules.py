@@ -5,15 +5,21 @@ job with ``ClientError: …``. These rules let the pipeline refuse such a reques
 (``config.training_hyperparameters``) and let the local SageMaker fail a job as SageMaker would.
 
 Sources (see training/README.md):
-- "Image Classification Hyperparameters" (IC-Hyperparameter) and "Tune an Image Classification
-  Model" (IC-tuning) in the SageMaker developer guide: names, types, ranges, enums, tunable ones.
+- "Image Classification Hyperparameters" (docs.aws.amazon.com/sagemaker/latest/dg/IC-Hyperparameter.html) and
+  "Tune an Image Classification Model" (IC-tuning.html) in the SageMaker developer guide: names, types,
+  ranges, enums, tunable ones. Quoted there: ``eps`` "Range in [0, 1]"; ``image_shape`` "Pretrained models can
+  use only a fixed 224 x 224 image size" (default '3,224,224'); ``resize`` "should be larger than both the
+  width and height components of image_shape to prevent training failure".
 - The network is built as MXNet's reference ResNet symbol (example/image-classification/symbols/
   resnet.py, ``get_symbol``): for images of at most 28 px only 6n+2 depths (20, 32, 44, 56, 110 of the
   documented set) exist; taller images build only 18, 34, 50, 101, 152 or 200 (269 is not documented),
   and any other depth raises "no experiments done on num_layers".
-- "Image Classification Algorithm", input/output interface: augmented manifests need Pipe mode,
-  RecordIO wrapping, content type application/x-recordio and AttributeNames [source-ref, class];
-  inference takes image/png, image/jpeg or application/x-image.
+- "Image Classification Algorithm" (image-classification.html), input/output interface: augmented manifests
+  need Pipe mode, RecordIO wrapping, content type application/x-recordio (or with "; label-format=multi-hot"
+  or "; label-format=class-id") and two AttributeNames, "with image first, followed by label"; RecordIO in
+  Pipe mode needs S3DataDistributionType FullyReplicated; incremental training adds a ``model`` channel
+  (application/x-sagemaker-model); inference takes image/png, image/jpeg or application/x-image.
+- Not documented, and refused as the safe side: a hyperparameter name the page does not list.
 - CreateTransformJob API reference: MaxPayloadInMB × MaxConcurrentTransforms must not exceed 100.
 """
 
@@ -25,6 +31,10 @@ SMALL_IMAGE_MAX_EDGE = 28
 SMALL_IMAGE_DEPTHS = (20, 32, 44, 56, 110)
 LARGE_IMAGE_DEPTHS = (18, 34, 50, 101, 152, 200)
 PRETRAINED_EDGE = 224
+DEFAULT_IMAGE_SHAPE = "3,224,224"  # the page's default, when a request sets none
+RECORDIO_TYPES = {"application/x-recordio", "application/x-recordio; label-format=multi-hot",
+                  "application/x-recordio; label-format=class-id"}  # fmt: skip
+MODEL_CHANNEL_TYPE = "application/x-sagemaker-model"
 TUNABLE = {
     "beta_1",
     "beta_2",
@@ -41,16 +51,16 @@ TRANSFORM_PAYLOAD_LIMIT_MB = 100
 
 
 def _positive_int(value: str) -> bool:
-    return value.isdigit() and int(value) > 0
+    return value.isascii() and value.isdigit() and int(value) > 0  # "²".isdigit() is True
 
 
-def _float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], bool]:
+def _float_in(low: float, high: float) -> Callable[[str], bool]:
     def check(value: str) -> bool:
         try:
             number = float(value)
         except ValueError:
             return False
-        return (low < number if low_open else low <= number) and number <= high
+        return low <= number <= high
 
     return check
 
@@ -84,7 +94,7 @@ HYPERPARAMETERS: dict[str, tuple[Callable[[str], bool], str]] = {
     "early_stopping_patience": (_positive_int, "a positive integer"),
     "early_stopping_tolerance": (UNIT, "a number in [0, 1]"),
     "epochs": (_positive_int, "a positive integer"),
-    "eps": (_float_in(0.0, 1.0, low_open=True), "a number in (0, 1]"),
+    "eps": (UNIT, "a number in [0, 1]"),
     "gamma": (UNIT, "a number in [0, 1]"),
     "image_shape": (_image_shape, "num_channels,height,width"),
     "kv_store": (_one_of("dist_sync", "dist_async"), "dist_sync or dist_async"),
@@ -98,7 +108,7 @@ HYPERPARAMETERS: dict[str, tuple[Callable[[str], bool], str]] = {
     "optimizer": (_one_of("sgd", "adam", "rmsprop", "nag"), "sgd, adam, rmsprop or nag"),
     "precision_dtype": (_one_of("float32", "float16"), "float32 or float16"),
     "resize": (_positive_int, "a positive integer"),
-    "top_k": (lambda v: v.isdigit() and int(v) > 1, "an integer greater than 1"),
+    "top_k": (lambda v: _positive_int(v) and int(v) > 1, "an integer greater than 1"),
     "use_pretrained_model": (_one_of("0", "1"), "0 or 1"),
     "use_weighted_loss": (_one_of("0", "1"), "0 or 1"),
     "weight_decay": (UNIT, "a number in [0, 1]"),
@@ -120,12 +130,15 @@ def hyperparameter_problems(hyperparameters: dict[str, str]) -> list[str]:
         valid, expected = HYPERPARAMETERS[name]
         if not valid(str(value)):
             problems.append(f"{name} must be {expected}, not {value!r}")
-    if problems or "image_shape" not in hyperparameters:
+    if problems:
         return problems
-    edge = int(hyperparameters["image_shape"].split(",")[1])
+    _, height, width = (int(part) for part in hyperparameters.get("image_shape", DEFAULT_IMAGE_SHAPE).split(","))
+    edge = height  # MXNet's resnet.py chooses the layout by the image's height
     pretrained = hyperparameters.get("use_pretrained_model") == "1"
-    if pretrained and edge != PRETRAINED_EDGE:
-        problems.append(f"pretrained weights need {PRETRAINED_EDGE}x{PRETRAINED_EDGE} images, not {edge}x{edge}")
+    if pretrained and (height, width) != (PRETRAINED_EDGE, PRETRAINED_EDGE):
+        problems.append(f"pretrained weights need {PRETRAINED_EDGE}x{PRETRAINED_EDGE} images, not {height}x{width}")
+    if "resize" in hyperparameters and int(hyperparameters["resize"]) <= max(height, width):
+        problems.append(f"resize must be larger than image_shape's height and width ({height}x{width})")
     layers = int(hyperparameters.get("num_layers", "152"))  # the algorithm's default depth
     if layers not in depths_for(edge, pretrained):
         problems.append(
@@ -139,22 +152,29 @@ def hyperparameter_problems(hyperparameters: dict[str, str]) -> list[str]:
 
 
 def channel_problems(channels: list[dict], input_mode: str) -> list[str]:
-    """Augmented manifests: Pipe mode, RecordIO, application/x-recordio, AttributeNames [source-ref, class]."""
+    """train and validation (and a ``model`` channel for incremental training); augmented manifests in Pipe
+    mode, RecordIO-wrapped, fully replicated, with a RecordIO content type and two AttributeNames."""
     problems = []
-    names = sorted(channel["ChannelName"] for channel in channels)
-    if names != ["train", "validation"]:
-        problems.append(f"channels must be train and validation, got {names}")
+    names = {channel["ChannelName"] for channel in channels}
+    if not {"train", "validation"} <= names <= {"train", "validation", "model"}:
+        problems.append(f"channels must be train and validation (and model), got {sorted(names)}")
     for channel in channels:
         source = channel["DataSource"]["S3DataSource"]
+        name = channel["ChannelName"]
+        if name == "model" and channel.get("ContentType") != MODEL_CHANNEL_TYPE:
+            problems.append(f"model: an incremental training's model channel needs content type {MODEL_CHANNEL_TYPE}")
         if source["S3DataType"] != "AugmentedManifestFile":
             continue
         mode = channel.get("InputMode", input_mode)
         if mode != "Pipe" or channel.get("RecordWrapperType") != "RecordIO":
-            problems.append(f"{channel['ChannelName']}: augmented manifests need Pipe mode and RecordIO wrapping")
-        if channel.get("ContentType") != "application/x-recordio":
-            problems.append(f"{channel['ChannelName']}: augmented manifests need content type application/x-recordio")
-        if source.get("AttributeNames") != ["source-ref", "class"]:
-            problems.append(f"{channel['ChannelName']}: AttributeNames must be [source-ref, class]")
+            problems.append(f"{name}: augmented manifests need Pipe mode and RecordIO wrapping")
+        if channel.get("ContentType") not in RECORDIO_TYPES:
+            problems.append(f"{name}: augmented manifests need content type application/x-recordio")
+        if source.get("S3DataDistributionType", "FullyReplicated") != "FullyReplicated":
+            problems.append(f"{name}: RecordIO in Pipe mode needs S3DataDistributionType FullyReplicated")
+        attributes = source.get("AttributeNames") or []
+        if len(attributes) != 2:
+            problems.append(f"{name}: AttributeNames must name the image, then the label")
     return problems
 
 

@@ -37,17 +37,29 @@ def _as_sagemaker_string(value: Any) -> str:
     return str(value)  # booleans as True/False, as the algorithm's documentation spells them
 
 
+PRETRAINED_RESIZE = 256  # the patch's shorter side before a 224 crop: "resize should be larger than image_shape"
+
+
 def training_hyperparameters(
     num_training_samples: int, image_edge: int, overrides: dict[str, Any] | None = None
 ) -> dict[str, str]:
-    """The HyperParameters map of a training job: defaults, then overrides, then the dataset's facts."""
+    """The HyperParameters map of a training job: defaults, then overrides, then the dataset's facts.
+
+    With pretrained weights (the default) the image shape is the only one they take, 224 x 224, and the
+    patches are resized to PRETRAINED_RESIZE first (unless ``resize`` is overridden); from scratch
+    (``use_pretrained_model`` 0) the network reads the patches at their own size."""
     if num_training_samples <= 0:
         raise TrainingConfigError("num_training_samples must be the real, positive count of training patches")
     merged = {**default_hyperparameters(), **(overrides or {})}
     for fixed in ("num_training_samples", "image_shape"):
         if fixed in (overrides or {}):
             raise TrainingConfigError(f"{fixed} is derived from the dataset and cannot be overridden")
-    merged.update(num_training_samples=num_training_samples, image_shape=f"3,{image_edge},{image_edge}")
+    if str(merged.get("use_pretrained_model", 0)) == "1":
+        edge = algorithm_rules.PRETRAINED_EDGE
+        merged.setdefault("resize", max(PRETRAINED_RESIZE, image_edge + 1))
+    else:
+        edge = image_edge
+    merged.update(num_training_samples=num_training_samples, image_shape=f"3,{edge},{edge}")
     hyperparameters = {key: _as_sagemaker_string(value) for key, value in merged.items()}
     problems = algorithm_rules.hyperparameter_problems(hyperparameters)
     if problems:

@@ -27,12 +27,12 @@ class LocalImageClassifier:
     def from_hyperparameters(cls, hyperparameters: dict[str, str]) -> LocalImageClassifier:
         """Let the ResNet's hyperparameters steer the stand-in, so tuning trials differ as real ones do:
         the learning rate scales boosting's, weight decay becomes L2 regularisation, and the mini-batch
-        size the tree size. The defaults (0.05, 0.0001, 128) give the stand-in's own defaults."""
-        learning_rate = float(hyperparameters.get("learning_rate", 0.05))
+        size the tree size. The defaults (0.01, 0.0001, 128) give the stand-in's own defaults."""
+        learning_rate = float(hyperparameters.get("learning_rate", 0.01))
         weight_decay = float(hyperparameters.get("weight_decay", 0.0))
         batch = int(float(hyperparameters.get("mini_batch_size", 128)))
         return cls(
-            learning_rate=min(0.5, max(0.005, learning_rate * 2)),
+            learning_rate=min(0.5, max(0.005, learning_rate * 10)),
             l2_regularization=weight_decay * 1000,
             max_leaf_nodes=min(63, max(7, batch // 4 - 1)),
         )

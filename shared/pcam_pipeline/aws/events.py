@@ -40,9 +40,11 @@ SCHEMA_VERSIONS = {
     MODEL_FAILED: 2,
 }
 V1_RETIRED_ON = "2027-06-30"
-# What version 1 of "Slide Scored" did not have (its summary grew the verdict and the report in version 2).
-_NOT_IN_V1 = {SLIDE_SCORED: ("verdict", "report_uri")}
+# What version 1 of "Slide Scored" did not have (its summary grew the verdict, the report and the calibration).
+_NOT_IN_V1 = {SLIDE_SCORED: ("verdict", "report_uri", "calibration")}
+# The model's figures version 1 had (version 2 adds sensitivity, specificity and calibration to them).
 _V1_MODEL_METRICS = ("auc", "accuracy", "recall", "precision", "f1", "count", "tumour_count", "threshold")
+_METRICS_FIELD = {SLIDE_SCORED: "model_metrics", MODEL_EVALUATED: "metrics", MODEL_PROMOTED: "metrics"}
 
 
 def detail_type_of(event: str, version: int) -> str:
@@ -59,9 +61,9 @@ def version_1(event: str, detail: dict[str, Any]) -> dict[str, Any]:
     """The detail as version 1 of the event had it."""
     dropped = ("schema_version", *_NOT_IN_V1.get(event, ()))
     detail = {key: value for key, value in detail.items() if key not in dropped}
-    if event == SLIDE_SCORED and isinstance(detail.get("model_metrics"), dict):
-        metrics = detail["model_metrics"]
-        detail["model_metrics"] = {key: metrics[key] for key in _V1_MODEL_METRICS if key in metrics}
+    field = _METRICS_FIELD.get(event)
+    if field and isinstance(detail.get(field), dict):
+        detail[field] = {key: detail[field][key] for key in _V1_MODEL_METRICS if key in detail[field]}
     return detail
 
 

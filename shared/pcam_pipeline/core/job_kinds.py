@@ -14,6 +14,7 @@ class JobKind(StrEnum):
     TRAINING = "training"
     TUNING = "tuning"
     TEST_TRANSFORM = "test transform"
+    VALIDATION_TRANSFORM = "validation transform"  # the validation split, for calibration and the threshold
     EVALUATION = "evaluation"
     SLIDE_SCORING = "slide scoring"
 
@@ -55,6 +56,7 @@ RESOURCES: dict[JobKind, SageMakerResource] = {
     JobKind.TRAINING: TRAINING_JOB,
     JobKind.TUNING: TUNING_JOB,
     JobKind.TEST_TRANSFORM: TRANSFORM_JOB,
+    JobKind.VALIDATION_TRANSFORM: TRANSFORM_JOB,
     JobKind.EVALUATION: PROCESSING_JOB,
     JobKind.SLIDE_SCORING: TRANSFORM_JOB,
 }

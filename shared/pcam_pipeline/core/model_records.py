@@ -32,6 +32,7 @@ class JobRecord(Record):
     # training and tuning
     train_manifest: str | None = None
     valid_manifest: str | None = None
+    valid_images: str | None = None  # the validation split's images, scored to calibrate the model
     train_count: int | None = None
     valid_count: int | None = None
     hyperparameters: dict[str, Any] | None = None
@@ -41,6 +42,7 @@ class JobRecord(Record):
     test_images: str | None = None
     test_count: int | None = None
     predictions: str | None = None
+    test_transform: str | None = None  # a validation transform: the test transform it follows
     # slide scoring: one job scores the slides in ``slides`` (slide_id, run_id, patch_count, image_prefix)
     manifest: str | None = None
     output_prefix: str | None = None
@@ -75,8 +77,12 @@ class ModelRecord(Record):
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     train_manifest: str | None = None
     valid_manifest: str | None = None
+    valid_images: str | None = None
     train_count: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Fitted on the validation split by the evaluation (pcam_evaluation_job/calibration.py): what scoring applies.
+    calibration: dict[str, Any] = field(default_factory=dict)
+    operating_threshold: float | None = None
     decision: dict[str, Any] | None = None
     evaluation_prefix: str | None = None
     test_transform_job: str | None = None

@@ -162,8 +162,10 @@ class ModelSettings:
     event_bus: str
     alert_topic_arn: str
     minimum_auc: float
-    decision_threshold: float
+    decision_threshold: float | None  # an operator's override of each model's operating threshold
     sagemaker: SageMakerSettings
+    target_sensitivity: float = 0.95  # TargetSensitivity: chooses each model's threshold on its validation split
+    minimum_sensitivity: float = 0.85  # PromotionMinimumSensitivity: of the test sensitivity's lower 95 % bound
     model_mpp: float = 0.972  # µm/px of the patches the model reads: an HDF5 slide's coordinates are in these pixels
     max_transform_jobs: int = 2  # slide-scoring transform jobs running at once (MaxConcurrentTransformJobs)
     scoring_batch_window_seconds: int = 60  # slides ready within this share a job (ScoringBatchWindowSeconds)
@@ -183,7 +185,11 @@ class ModelSettings:
             event_bus=_required(env, "EVENT_BUS"),
             alert_topic_arn=_required(env, "ALERT_TOPIC_ARN"),
             minimum_auc=_float(env, "MINIMUM_AUC", 0.90, 0.0, 1.0),
-            decision_threshold=_float(env, "DECISION_THRESHOLD", 0.5, 0.0, 1.0),
+            decision_threshold=(
+                _float(env, "DECISION_THRESHOLD", 0.5, 0.0, 1.0) if env.get("DECISION_THRESHOLD", "").strip() else None
+            ),
+            target_sensitivity=_float(env, "TARGET_SENSITIVITY", cls.target_sensitivity, 0.5, 1.0),
+            minimum_sensitivity=_float(env, "MINIMUM_SENSITIVITY", cls.minimum_sensitivity, 0.0, 1.0),
             model_mpp=_float(env, "MODEL_MICRONS_PER_PIXEL", cls.model_mpp, 0.05, 20),
             sagemaker=SageMakerSettings(
                 role_arn=_required(env, "SAGEMAKER_TRAINING_ROLE_ARN"),

@@ -104,9 +104,14 @@ class SageMakerFlow:
             elif wait["kind"] == str(JobKind.TEST_TRANSFORM):
                 result = self.evaluation.start_test_transform(wait["model_name"])
                 outcome, replacement = result.get("evaluation", ""), result.get("transform_job")
+            elif wait["kind"] == str(JobKind.VALIDATION_TRANSFORM):
+                transform = present(self._state.job(wait["transform_job"]), f"job {wait['transform_job']}")
+                result = self.evaluation.start_validation_transform(wait["model_name"], transform)
+                outcome, replacement = result.get("evaluation", ""), result.get("transform_job")
             else:
                 transform = present(self._state.job(wait["transform_job"]), f"job {wait['transform_job']}")
-                result = self.evaluation.start_evaluation(wait["model_name"], transform)
+                validation = self._state.job(wait["validation_job"]) if wait.get("validation_job") else None
+                result = self.evaluation.start_evaluation(wait["model_name"], transform, validation)
                 outcome, replacement = result.get("evaluation", ""), result.get("evaluation_job")
             if replacement not in (None, name):  # newer inputs since it waited: that job replaces this one
                 self._state.forget_unstarted_job(name)

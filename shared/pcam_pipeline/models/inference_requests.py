@@ -122,7 +122,7 @@ def evaluation_request(
             "ContainerArguments": ["--base-dir", PROCESSING_ROOT],
         },
         "ProcessingInputs": [
-            _processing_input("code", script_uri),
+            _processing_input("code", script_uri.rsplit("/", 1)[0] + "/"),  # the script and its modules
             *(_processing_input(input_name, uri) for input_name, uri in inputs.items()),
         ],
         "ProcessingOutputConfig": {

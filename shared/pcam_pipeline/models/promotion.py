@@ -29,8 +29,24 @@ class PromotionError(PipelineError):
 
 
 def metric_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """What the model's record, each slide's summary and "Model Evaluated" keep of an evaluation: the test
+    figures at the operating threshold, and how well calibrated the model is."""
     keep = ("auc", "accuracy", "recall", "precision", "f1", "count", "tumour_count", "threshold")
-    return {key: evaluation[key] for key in keep if key in evaluation}
+    summary = {key: evaluation[key] for key in keep if key in evaluation}
+    point = evaluation.get("operating_point", {})
+    for name in ("sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95"):
+        if f"test_{name}" in point:
+            summary[name] = point[f"test_{name}"]
+    for name in ("target_sensitivity", "threshold_source", "validation_sensitivity"):
+        if name in point:
+            summary[name] = point[name]
+    calibration = evaluation.get("calibration", {})
+    if calibration:
+        summary["calibration"] = calibration.get("method", "none")
+        for name in ("ece_raw", "ece_calibrated", "brier_raw", "brier_calibrated"):
+            summary[name] = calibration.get("test", {}).get(name)
+        summary["ece"], summary["brier"] = summary["ece_calibrated"], summary["brier_calibrated"]
+    return summary
 
 
 class PromotedModels:
@@ -52,8 +68,9 @@ class PromotedModels:
         return self._state.promotion_history()
 
     # -------------------------------------------------------------- automatic
-    def apply_gate(self, model_name: str, minimum_auc: float) -> PromotionDecision:
-        """Promote an evaluated model if it meets the minimum AUC and is not worse than the current model."""
+    def apply_gate(self, model_name: str, minimum_auc: float, minimum_sensitivity: float = 0.0) -> PromotionDecision:
+        """Promote an evaluated model if it meets the minimum AUC and test sensitivity and is not worse than the
+        current model."""
         for _ in range(_CHANGE_ATTEMPTS):
             model = self._require(model_name)
             if model.decision is not None:
@@ -65,7 +82,7 @@ class PromotedModels:
                 by_the_gate = current.promoted_by == PIPELINE and current.action == "promoted"
                 decision = PromotionDecision(True, current.reason if by_the_gate else "already the current model")
             else:
-                decision = promotion_decision(model, minimum_auc, current)
+                decision = promotion_decision(model, minimum_auc, current, minimum_sensitivity)
                 if decision.promote and not self._make_current(model, current, PIPELINE, decision.reason, "promoted"):
                     continue  # the current model changed meanwhile: decide again against the new one
             self._state.record_promotion_decision(model_name, decision.promote, decision.reason)

@@ -59,6 +59,7 @@ class ModelTraining(JobKindBase):
             dataset=dataset,
             train_manifest=train_uri,
             valid_manifest=valid_uri,
+            valid_images=self._blobs.uri(valid.image_prefix) if valid.image_prefix else None,
             train_count=train.x_count,
             valid_count=valid.x_count,
             experiment=bool(own_settings.get("experiment")),
@@ -139,6 +140,7 @@ class ModelTraining(JobKindBase):
                 hyperparameters=description.get("HyperParameters", {}),
                 train_manifest=job.train_manifest,
                 valid_manifest=job.valid_manifest,
+                valid_images=job.valid_images,
                 train_count=job.train_count,
                 experiment=job.experiment,
             )

@@ -39,6 +39,10 @@ class TileGrid:
     def edge_mm(self) -> float:
         return self.edge * self.mpp / 1000
 
+    def cells(self, tiles: Any = slice(None)) -> list[tuple[int, int]]:
+        """The grid cells (column, row) of ``tiles`` (all by default)."""
+        return [(round(x / self.stride), round(y / self.stride)) for x, y in self.corners[tiles].astype(float).tolist()]
+
 
 @dataclass(frozen=True)
 class Lesion:
@@ -54,9 +58,10 @@ class Lesion:
     def category(self) -> str:
         return category_of(self.greatest_dimension_mm)
 
-    def to_json(self, number: int) -> dict[str, Any]:
+    def to_json(self, number: int, counted: bool = True) -> dict[str, Any]:
         return {
             "number": number,
+            "counted": counted,  # large enough not to be the model's own false positives (lesion_evidence)
             "category": self.category,
             "greatest_dimension_mm": round(self.greatest_dimension_mm, 3),
             "area_mm2": round(self.area_mm2, 4),
@@ -106,9 +111,24 @@ def greatest_distance(points: NDArray[Any]) -> float:
     return float(np.sqrt((gaps**2).sum(axis=2)).max())
 
 
+SIDES = ((1, 0), (-1, 0), (0, 1), (0, -1))
+MIN_CORE_TILES = 4
+
+
+def core_of(cells: Sequence[tuple[int, int]]) -> list[int]:
+    """The lesion without its spurs: the tiles with at least two of their sides on the lesion's own tiles. A
+    false positive hanging on by a corner or one side would otherwise lengthen the measure by a tile or two.
+    Only a lesion with an inside (a tile surrounded on four sides) has a core; a thin one (a line, a band two
+    tiles wide) or a small clump is measured whole."""
+    present = set(cells)
+    sides = [sum((x + dx, y + dy) in present for dx, dy in SIDES) for x, y in cells]
+    core = [i for i, count in enumerate(sides) if count >= 2]
+    return core if 4 in sides and len(core) >= MIN_CORE_TILES else list(range(len(cells)))
+
+
 def measure(grid: TileGrid, tiles: list[int], probabilities: NDArray[Any]) -> Lesion:
     corners = grid.corners[tiles].astype(np.float64)
-    centres = corners + grid.edge / 2
+    centres = corners[core_of(grid.cells(tiles))] + grid.edge / 2
     extent_px = max(greatest_distance(centres), grid.edge)
     boxes = shapely.box(corners[:, 0], corners[:, 1], corners[:, 0] + grid.edge, corners[:, 1] + grid.edge)
     region = shapely.union_all(boxes)
@@ -129,8 +149,8 @@ def find_lesions(grid: TileGrid, probabilities: NDArray[Any], threshold: float) 
     """The lesions of the tiles at or above ``threshold``, largest first (ties: the larger area, then the most
     probable first)."""
     positive = np.flatnonzero(probabilities >= threshold)
-    cells = [(round(x / grid.stride), round(y / grid.stride)) for x, y in grid.corners[positive].astype(float).tolist()]
-    lesions = [measure(grid, positive[group].tolist(), probabilities) for group in connected_groups(cells)]
+    groups = connected_groups(grid.cells(positive))
+    lesions = [measure(grid, positive[group].tolist(), probabilities) for group in groups]
     return sorted(
         lesions,
         key=lambda lesion: (-lesion.greatest_dimension_mm, -lesion.area_mm2, -lesion.max_probability, lesion.tiles),
@@ -145,14 +165,18 @@ def slide_verdict(
     grid: TileGrid | None,
     threshold: float,
     model_name: str,
+    minimum_tiles: int = 1,
+    evidence: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The slide-level call: the category of the largest lesion, or why none can be given. A negative call
-    needs enough tissue; a lesion found on a small fragment still counts.
+    """The slide-level call: the category of the largest lesion of at least ``minimum_tiles`` tiles (the
+    evidence rule, ``lesion_evidence``), or why none can be given. A negative call needs enough tissue; a
+    lesion found on a small fragment still counts. Smaller groups are listed, not counted.
 
     ``lesions`` is None when the slide has no tile positions (an HDF5 file without ``coords``): positive tiles
     then cannot be grouped or measured, and only a slide without any is called negative."""
+    counted = [lesion for lesion in lesions or [] if len(lesion.tiles) >= minimum_tiles]
     reasons = []
-    if not lesions and tissue_area_mm2 is not None and tissue_area_mm2 < MIN_TISSUE_MM2:
+    if not counted and tissue_area_mm2 is not None and tissue_area_mm2 < MIN_TISSUE_MM2:
         reasons.append(
             f"too little tissue: {tissue_area_mm2:.2f} mm² was scored, at least {MIN_TISSUE_MM2} mm² is needed"
         )
@@ -161,13 +185,15 @@ def slide_verdict(
             f"{positive_tiles} tiles are at or above the threshold, but the file gives no tile positions "
             "(no 'coords'): lesions cannot be grouped or measured"
         )
-    largest = lesions[0] if lesions else None
+    largest = counted[0] if counted else None
     category = "indeterminate" if reasons else (largest.category if largest else "negative")
+    listed = [lesion.to_json(n, len(lesion.tiles) >= minimum_tiles) for n, lesion in enumerate(lesions or [], 1)]
     return {
         "category": category,
         "largest_lesion_mm": round(largest.greatest_dimension_mm, 3) if largest else None,
-        "lesion_count": len(lesions) if lesions is not None else None,
-        "lesions": [lesion.to_json(number) for number, lesion in enumerate(lesions or [], start=1)],
+        "lesion_count": len(counted) if lesions is not None else None,
+        "lesions": listed,
+        "evidence": {**(evidence or {}), "groups_below_minimum": len(lesions or []) - len(counted)},
         "measurement_resolution_mm": round(grid.edge_mm, 4) if grid else None,
         "measurement_note": measurement_note(grid),
         "operating_threshold": threshold,
@@ -179,9 +205,12 @@ def slide_verdict(
 def verdict_in_words(verdict: dict[str, Any]) -> str:
     """One sentence a pathologist reads first."""
     category, largest = verdict["category"], verdict["largest_lesion_mm"]
-    count = verdict["lesion_count"]
+    count, below = verdict["lesion_count"], verdict["evidence"]["groups_below_minimum"]
     if category == "indeterminate":
         return "Indeterminate: " + "; ".join(verdict["reasons"]) + "."
+    if category == "negative" and below:
+        smaller = f"{below} small group{'s' if below != 1 else ''} of positive tiles"
+        return f"Negative: {smaller}, no larger than the model's own false positives make (not counted)."
     if category == "negative":
         return "Negative: no tile reached the operating threshold."
     name = {"itc": "Isolated tumour cells", "micrometastasis": "Micrometastasis", "macrometastasis": "Macrometastasis"}
@@ -193,6 +222,7 @@ def measurement_note(grid: TileGrid | None) -> str:
     if grid is None:
         return "no tile positions: tile counts only, no lesions"
     return (
-        f"lesions are measured on the tile grid: sizes are within one tile edge ({grid.edge_mm * 1000:.0f} µm) "
+        f"lesions are measured on the tile grid, between tile centres: sizes are within about one tile edge "
+        f"({grid.edge_mm * 1000:.0f} µm) "
         "of the truth, and a lesion of one tile is at most one tile edge"
     )

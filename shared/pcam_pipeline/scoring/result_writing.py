@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from numpy.typing import NDArray
 
+from pcam_evaluation_job.calibration import apply_calibration
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
@@ -24,6 +25,7 @@ from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.scoring import slide_answer, slide_results
 from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
+from pcam_pipeline.scoring.lesion_evidence import false_positive_rate
 from pcam_pipeline.scoring.queue import queued_entry
 from pcam_pipeline.scoring.slide_answer import ScoredSlide
 from pcam_pipeline.state import now_iso
@@ -35,14 +37,14 @@ from pcam_pipeline.wsi.results import whole_slide_figures
 class SlideResultWriter:
     def __init__(
         self,
-        threshold: float,
+        threshold_override: float | None,
         model_mpp: float,
         state: SlideResultsState,
         blobs: BlobStore,
         registry: PromotedModels,
         publisher: EventPublisher,
     ):
-        self._threshold, self._model_mpp, self._state, self._blobs = threshold, model_mpp, state, blobs
+        self._override, self._model_mpp, self._state, self._blobs = threshold_override, model_mpp, state, blobs
         self._registry, self._events = registry, publisher
 
     def write(self, job: JobRecord, member: dict[str, Any]) -> dict[str, Any]:
@@ -70,12 +72,13 @@ class SlideResultWriter:
             return {"status": "already scored", "slide_id": slide_id}
         gathered_at = now_iso()
         where = (member["outputs"], member["job_outputs"])
-        probabilities = gather_tumour_probabilities(self._blobs, where, member["image_prefix"], member["patch_count"])
-        scored = self._scored_slide(slide, probabilities, model_name)
+        raw = gather_tumour_probabilities(self._blobs, where, member["image_prefix"], member["patch_count"])
+        scored = self._scored_slide(slide, raw, model_name)
         found = scored.found_lesions()
-        figures = slide_results.summary_figures(probabilities, self._threshold)
+        figures = slide_results.summary_figures(scored.probabilities, scored.threshold)
+        figures["calibration"] = scored.calibration
         if scored.plan:
-            figures.update(whole_slide_figures(scored.plan, probabilities, self._threshold))
+            figures.update(whole_slide_figures(scored.plan, scored.probabilities, scored.threshold))
         files = slide_answer.result_files(scored, found)
         summary = self._summary(slide, job, figures, gathered_at, files)
         summary["verdict"] = scored.verdict(found)
@@ -110,14 +113,21 @@ class SlideResultWriter:
         logger.info("slide scored", extra={"slide_id": slide_id, **figures})
         return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
 
-    def _scored_slide(self, slide: SlideRecord, probabilities: NDArray[Any], model: str) -> ScoredSlide:
+    def _scored_slide(self, slide: SlideRecord, raw: NDArray[Any], model_name: str) -> ScoredSlide:
+        """The slide's calibrated scores at its model's operating threshold (or the operator's override)."""
+        model = self._registry.model(model_name)
+        calibration = model.calibration if model else {}
+        threshold = model.operating_threshold if model and model.operating_threshold is not None else 0.5
         plan_key = slide.tile_plan_key
         plan = load_plan(self._blobs, plan_key) if plan_key else None
         return ScoredSlide(
             slide_id=slide.slide_id,
-            probabilities=probabilities,
-            threshold=self._threshold,
-            model_name=model,
+            probabilities=apply_calibration(calibration, raw),
+            raw_scores=raw,
+            calibration=calibration.get("method", "none"),
+            false_positive_rate=false_positive_rate(model.metrics) if model else None,
+            threshold=self._override if self._override is not None else threshold,
+            model_name=model_name,
             plan=plan,
             thumbnail=self._blobs.get_bytes(thumbnail_key(slide.tile_plan_key))
             if plan and slide.tile_plan_key

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from pcam_pipeline.core import keys
 from pcam_pipeline.scoring import slide_results
+from pcam_pipeline.scoring.lesion_evidence import EvidenceRule, evidence_rule
 from pcam_pipeline.scoring.lesions import Lesion, TileGrid, find_lesions, slide_verdict
 from pcam_pipeline.scoring.slide_report import slide_report_html
 from pcam_pipeline.wsi.results import lesion_picture, overlay_png, qupath_geojson
@@ -26,13 +28,16 @@ class ScoredSlide:
     slide's patch coordinates (pixels at the model's resolution, ``model_mpp``), or neither."""
 
     slide_id: str
-    probabilities: NDArray[Any]
+    probabilities: NDArray[Any]  # calibrated
     threshold: float
     model_name: str
     plan: TilePlan | None = None
     thumbnail: bytes | None = None
     coords: NDArray[Any] | None = None
     model_mpp: float = 0.972
+    raw_scores: NDArray[Any] | None = None  # the model's own outputs, before calibration
+    calibration: str = "none"  # the calibration method that made ``probabilities`` from them
+    false_positive_rate: float | None = None  # the model's, per tile, measured on its test split
 
     @property
     def positions(self) -> NDArray[Any] | None:
@@ -49,6 +54,12 @@ class ScoredSlide:
             return TileGrid(self.coords, edge, edge, self.model_mpp)
         return None
 
+    @cached_property
+    def evidence(self) -> EvidenceRule:
+        """How large a lesion must be to count on this slide (``lesion_evidence``); every one without tiles."""
+        grid = self.grid
+        return evidence_rule(grid.cells(), self.false_positive_rate) if grid else EvidenceRule(None, 1)
+
     def found_lesions(self) -> list[Lesion] | None:
         grid = self.grid
         return find_lesions(grid, self.probabilities, self.threshold) if grid else None
@@ -61,6 +72,8 @@ class ScoredSlide:
             grid=self.grid,
             threshold=self.threshold,
             model_name=self.model_name,
+            minimum_tiles=self.evidence.minimum_tiles,
+            evidence=self.evidence.to_json(),
         )
 
 
@@ -68,14 +81,14 @@ def result_files(scored: ScoredSlide, found: list[Lesion] | None) -> dict[str, t
     """Key → (body, content type): the CSV, the heatmap (over the thumbnail for a whole-slide image) and the
     QuPath GeoJSON, as the slide has them. The report is added once the summary is known (``with_report``)."""
     slide_id, probabilities, threshold = scored.slide_id, scored.probabilities, scored.threshold
-    csv_body = slide_results.prediction_csv(slide_id, probabilities, scored.positions, threshold)
+    csv_body = slide_results.prediction_csv(slide_id, probabilities, scored.positions, threshold, scored.raw_scores)
     files = {keys.prediction_key(slide_id, "csv"): (csv_body, "text/csv")}
     png_key = keys.prediction_key(slide_id, "png")
     if scored.plan and scored.thumbnail is not None:
         title = f"{slide_id}  (model {scored.model_name}, {scored.plan.mpp_source})"
         picture = overlay_png(_image(scored.thumbnail), scored.plan, probabilities, title, threshold)
         files[png_key] = (picture, "image/png")
-        document = qupath_geojson(slide_id, scored.plan, probabilities, threshold, found or [])
+        document = qupath_geojson(slide_id, scored.plan, probabilities, threshold, found or [], scored.evidence)
         files[keys.prediction_key(slide_id, "geojson")] = (json.dumps(document).encode(), "application/geo+json")
     elif scored.coords is not None:
         title = f"{slide_id}  (model {scored.model_name})"

@@ -41,7 +41,7 @@ def _lesion_table(verdict: dict[str, Any]) -> str:
     rows = [
         [
             f'<th scope="row">{lesion["number"]}</th>',
-            f"<td>{escape(_CATEGORY_WORDS[lesion['category']])}</td>",
+            f"<td>{escape(_CATEGORY_WORDS[lesion['category']])}{'' if lesion['counted'] else ' (not counted)'}</td>",
             f'<td class="n">{lesion["greatest_dimension_mm"]:.2f}</td>',
             f'<td class="n">{lesion["area_mm2"]:.3f}</td>',
             f'<td class="n">{lesion["tile_count"]}</td>',
@@ -52,8 +52,10 @@ def _lesion_table(verdict: dict[str, Any]) -> str:
     ]
     header = "".join(f'<th scope="col">{escape(name)}</th>' for name in head)
     note = escape(verdict["measurement_note"])
-    return f"<table><caption>Lesions, largest first ({note})</caption><thead><tr>{header}</tr></thead>" + (
-        f"<tbody>{_rows(rows)}</tbody></table>"
+    evidence = verdict["evidence"].get("note")
+    return (
+        f"<table><caption>Lesions, largest first ({note})</caption><thead><tr>{header}</tr></thead>"
+        f"<tbody>{_rows(rows)}</tbody></table>" + (f"<p>{escape(evidence)}.</p>" if evidence else "")
     )
 
 

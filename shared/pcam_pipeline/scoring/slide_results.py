@@ -10,7 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
-CSV_COLUMNS = ("slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label")
+# tumor_probability is calibrated (the model's calibration map); raw_score is the model's own output.
+CSV_COLUMNS = ("slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label", "raw_score")
 CSV_HEADER = ",".join(CSV_COLUMNS)
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV Injection"); one starting
 # with the quote is escaped too, so that removing one leading quote always gives back the id.
@@ -33,19 +34,28 @@ def spreadsheet_text(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def prediction_csv(slide_id: str, probabilities: NDArray[Any], coords: NDArray[Any] | None, threshold: float) -> bytes:
-    """One row per patch in patch order; coords empty when the slide has none.
+def prediction_csv(
+    slide_id: str,
+    probabilities: NDArray[Any],
+    coords: NDArray[Any] | None,
+    threshold: float,
+    raw_scores: NDArray[Any] | None = None,
+) -> bytes:
+    """One row per patch in patch order; coords empty when the slide has none; ``raw_scores`` (the model's
+    output before calibration) are the probabilities themselves when not given.
 
     RFC 4180 (the csv module): a slide id with commas, quotes or line breaks is quoted, so every row
-    keeps six fields for any CSV reader. The id is the only text cell; numbers never start with a sign."""
+    keeps seven fields for any CSV reader. The id is the only text cell; numbers never start with a sign."""
     slide_id = spreadsheet_text(slide_id)
     labels = labels_at(probabilities, threshold)
+    raw = (probabilities if raw_scores is None else raw_scores).tolist()
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for index, (probability, label) in enumerate(zip(probabilities.tolist(), labels.tolist(), strict=True)):
+    rows = zip(probabilities.tolist(), labels.tolist(), raw, strict=True)
+    for index, (probability, label, score) in enumerate(rows):
         x, y = ("", "") if coords is None else (int(coords[index, 0]), int(coords[index, 1]))
-        writer.writerow((slide_id, index, x, y, f"{probability:.6f}", label))
+        writer.writerow((slide_id, index, x, y, f"{probability:.6f}", label, f"{score:.6f}"))
     return text.getvalue().encode()
 
 

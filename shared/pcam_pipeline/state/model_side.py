@@ -93,8 +93,11 @@ class ModelSideRecords(TableAccess):
         this_evaluation = Equals("status", ModelStatus.EVALUATING) & OneOf("test_transform_job", jobs)
         return self._set(MODELS_PK, model_sk(name), fields, waiting | this_evaluation) is not None
 
-    def record_model_evaluated(self, name: str, metrics: dict[str, Any], evaluated_at: str | None) -> None:
-        fields = {"status": ModelStatus.EVALUATED, "metrics": metrics, "evaluated_at": evaluated_at}
+    def record_model_evaluated(
+        self, name: str, metrics: dict[str, Any], evaluated_at: str | None, **fitted: Any
+    ) -> None:
+        """``fitted``: the calibration map and operating threshold scoring applies."""
+        fields = {"status": ModelStatus.EVALUATED, "metrics": metrics, "evaluated_at": evaluated_at, **fitted}
         self._set(MODELS_PK, model_sk(name), fields)
 
     def record_model_evaluation_failed(self, name: str, reason: str) -> None:

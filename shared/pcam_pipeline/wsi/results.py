@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 from shapely.geometry.base import BaseGeometry
 
+from pcam_pipeline.scoring.lesion_evidence import EvidenceRule
 from pcam_pipeline.scoring.lesions import Lesion
 from pcam_pipeline.scoring.slide_results import colour_of, framed_png, labels_at
 from pcam_pipeline.wsi.tiling import TilePlan
@@ -79,10 +80,16 @@ def _polygons(geometry: BaseGeometry) -> list[list[Any]]:
 
 
 def qupath_geojson(
-    slide_id: str, plan: TilePlan, probabilities: NDArray[Any], threshold: float, lesions: list[Lesion]
+    slide_id: str,
+    plan: TilePlan,
+    probabilities: NDArray[Any],
+    threshold: float,
+    lesions: list[Lesion],
+    evidence: EvidenceRule | None = None,
 ) -> dict[str, Any]:
     """A FeatureCollection QuPath imports: one detection per tile, then one annotation per lesion (numbered
-    as in the summary, largest first)."""
+    as in the summary, largest first; a group below the evidence rule is named "not counted")."""
+    minimum = evidence.minimum_tiles if evidence else 1
     labels = labels_at(probabilities, threshold)
     boxes = tile_boxes(plan)
     features = []
@@ -116,7 +123,8 @@ def qupath_geojson(
             "geometry": geometry,
             "properties": {
                 "objectType": "annotation",
-                "name": f"{slide_id} lesion {number} ({lesion.category})",
+                "name": f"{slide_id} lesion {number} ({lesion.category})"
+                + ("" if len(lesion.tiles) >= minimum else ", not counted"),
                 "classification": TUMOUR,
                 "measurements": {
                     "lesion_number": number,
