@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write N (default 1) pyramidal JPEG-tiled TIFF whole-slide images with µm/px, tissue, "
         "a tumour region and a pen mark, as slides/wsi-<n>.tif",
     )  # fmt: skip
+    synth.add_argument(
+        "--lesion-mm", type=float, action="append", metavar="MM",
+        help="also write a whole-slide image with one round lesion MM mm across (slides/lesion-<MM>mm.tif; "
+        "0: a tumour-free slides/no-lesion.tif); repeat for more slides",
+    )  # fmt: skip
     synth.set_defaults(run=local_commands.synth)
 
     local = commands.add_parser("local", help="the embedded local stack").add_subparsers(dest="local", required=True)

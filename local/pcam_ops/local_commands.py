@@ -14,6 +14,9 @@ from pcam_ops.rendering import console, errors, print_summary, wait_with_progres
 def synth(args) -> int:
     from pcam_synth.drops import synth_drop
 
+    if any(mm < 0 for mm in args.lesion_mm or ()):
+        errors.print("[red]--lesion-mm takes a diameter in mm: 0 (no lesion) or more[/red]")
+        return USAGE
     started = time.monotonic()
     written = synth_drop(
         Path(args.dir),
@@ -25,6 +28,7 @@ def synth(args) -> int:
         slide_grid=(args.slide_rows, args.slide_cols),
         seed=args.seed,
         whole_slides=args.wsi,
+        lesions_mm=tuple(args.lesion_mm or ()),
     )
     console.print(f"wrote {len(written)} files under {args.dir} in {time.monotonic() - started:.1f} s")
     return 0
@@ -70,6 +74,9 @@ def local_run(args) -> int:
 DEMO_MARK = ".made-by-pcam-demo"
 
 
+DEMO_LESIONS_MM = (0, 0.1, 1, 4)  # one slide of each category: negative, isolated tumour cells, micro, macro
+
+
 def demo(args) -> int:
     import shutil
 
@@ -84,8 +91,9 @@ def demo(args) -> int:
         (folder / DEMO_MARK).write_text("pcam demo empties this folder at its next run\n")
     from pcam_ops.cli import build_parser  # here: the parser names this module's commands
 
-    with console.status("synthesising a dataset, two slides and a whole-slide image…"):
-        synth(build_parser().parse_args(["synth", str(drop_dir), "--wsi"]))  # synth's defaults are the demo's
+    lesions = [part for mm in DEMO_LESIONS_MM for part in ("--lesion-mm", str(mm))]
+    with console.status("synthesising a dataset, two slides and whole-slide images…"):
+        synth(build_parser().parse_args(["synth", str(drop_dir), "--wsi", *lesions]))  # else synth's defaults
     code = _run_pipeline(drop_dir, Path(args.out), args.port, args.timeout, args.transform_job_quota)
     console.print(f"demo finished in {time.monotonic() - started:.0f} s")
     return code

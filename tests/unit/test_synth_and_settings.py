@@ -35,6 +35,30 @@ def test_synthetic_slides_have_coords_on_a_grid_and_a_tumour_region():
     assert 0 < truth.sum() < 20
 
 
+@pytest.mark.parametrize("diameter", [0.1, 1.0, 4.0])
+def test_a_lesion_of_a_given_diameter_labels_the_patches_whose_centre_it_reaches(diameter):
+    from pcam_synth.whole_slides import lesion_cells
+
+    cell_mm = 96 * 0.972 / 1000
+    rows = max(30, int(diameter / cell_mm / 0.9) + 7)
+    tissue, tumour, border = lesion_cells(rows, round(rows * 1.2), (diameter,), cell_mm)
+    centres = np.argwhere(tumour) * cell_mm
+    span = max(cell_mm, *(np.hypot(*(a - b)) for a in centres for b in centres))  # as lesions are measured
+    assert abs(span - diameter) <= cell_mm, "the tumour patches' centres span the diameter, within one patch"
+    assert tumour.sum() >= 1 and not (tumour & border).any() and not ((tumour | border) & ~tissue).any()
+    assert border.sum() > 0 and not tissue[:, -rows // 6 :].any(), "a ring of border patches; glass for the pen"
+
+
+def test_pcam_synth_writes_lesion_slides_and_refuses_a_negative_diameter(tmp_path, capsys):
+    from pcam_ops.cli import main
+
+    assert main(["synth", str(tmp_path), "--train", "0", "--valid", "0", "--test", "0", "--slides", "0",
+                 "--lesion-mm", "0", "--lesion-mm", "0.5"]) == 0  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "slides").iterdir()) == ["lesion-0.5mm.tif", "no-lesion.tif"]
+    assert main(["synth", str(tmp_path / "x"), "--lesion-mm", "-1"]) == 2
+    assert "--lesion-mm takes a diameter in mm" in capsys.readouterr().err
+
+
 def test_settings_are_parsed_once_and_bad_values_are_named():
     settings = IngestSettings.from_env(
         {
