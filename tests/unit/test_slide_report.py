@@ -126,3 +126,19 @@ def test_a_file_without_positions_has_no_picture_and_says_why():
     assert page.all("img") == [] and "No picture: the file gives no tile positions." in page.words
     assert "Indeterminate: 1 tiles are at or above the threshold" in page.words
     assert "no tile positions: tile counts only, no lesions." in page.words
+
+
+def test_groups_below_the_evidence_rule_are_summed_up_not_tabled():
+    grid = TileGrid(np.asarray([(c, 0) for c in range(12)] + [(30, 30), (40, 40)], float) * 96, 96.0, 96.0, 0.972)
+    probabilities = np.array([0.9] * 12 + [0.7, 0.8])
+    lesions = find_lesions(grid, probabilities, 0.5)
+    evidence = {"note": "a group of fewer than 3 tiles is within what the model's false positives make"}
+    verdict = slide_verdict(lesions, positive_tiles=14, tissue_area_mm2=3.2, grid=grid, threshold=0.5,
+                            model_name="m", minimum_tiles=3, evidence=evidence)  # fmt: skip
+    summary = {**summary_of([0.1], [(0, 0)]), "verdict": verdict}
+    page = Page(slide_report_html(summary, png()))
+    assert "Micrometastasis: the largest lesion measures 1.03 mm (1 lesion found)." in page.words
+    assert "1 micrometastasis 1.03" in page.words and "isolated tumour cells 0.09" not in page.words
+    assert "2 smaller groups of positive tiles (at most 1 tiles) are not counted: a group of fewer than 3" in (
+        page.words
+    )

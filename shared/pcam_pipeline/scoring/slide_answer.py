@@ -61,8 +61,15 @@ class ScoredSlide:
         return evidence_rule(grid.cells(), self.false_positive_rate) if grid else EvidenceRule(None, 1)
 
     def found_lesions(self) -> list[Lesion] | None:
+        """The slide's lesions, those that count first, each part largest first: numbered so everywhere."""
         grid = self.grid
-        return find_lesions(grid, self.probabilities, self.threshold) if grid else None
+        if grid is None:
+            return None
+        found = find_lesions(grid, self.probabilities, self.threshold)
+        counts = [len(lesion.tiles) >= self.evidence.minimum_tiles for lesion in found]
+        return [lesion for lesion, c in zip(found, counts, strict=True) if c] + [
+            lesion for lesion, c in zip(found, counts, strict=True) if not c
+        ]
 
     def verdict(self, found: list[Lesion] | None) -> dict[str, Any]:
         return slide_verdict(
@@ -107,7 +114,8 @@ def with_report(
     picture: bytes | None = None
     if scored.plan and scored.thumbnail is not None:
         out = io.BytesIO()
-        lesion_picture(_image(scored.thumbnail), scored.plan, found or []).save(out, format="PNG", optimize=True)
+        counted = [lesion for lesion in found or [] if len(lesion.tiles) >= scored.evidence.minimum_tiles]
+        lesion_picture(_image(scored.thumbnail), scored.plan, counted).save(out, format="PNG", optimize=True)
         picture = out.getvalue()
     elif scored.coords is not None:
         picture = files[keys.prediction_key(scored.slide_id, "png")][0]

@@ -35,27 +35,37 @@ def _rows(cells: list[list[str]]) -> str:
 def _lesion_table(verdict: dict[str, Any]) -> str:
     if verdict["lesion_count"] is None:
         return f"<p>{escape(verdict['measurement_note'])}.</p>"
-    if not verdict["lesions"]:
-        return "<p>No lesion was found.</p>"
+    counted = [lesion for lesion in verdict["lesions"] if lesion["counted"]]
+    below = len(verdict["lesions"]) - len(counted)
+    evidence = verdict["evidence"].get("note")
+    smaller = (
+        f"<p>{below} smaller group{'s' if below != 1 else ''} of positive tiles (at most "
+        f"{max(lesion['tile_count'] for lesion in verdict['lesions'] if not lesion['counted'])} tiles) "
+        f"{'are' if below != 1 else 'is'} not counted: {escape(evidence or '')}. They are in the summary and the "
+        "GeoJSON.</p>"
+        if below
+        else ""
+    )
+    if not counted:
+        return "<p>No lesion was found.</p>" + smaller
     head = ["#", "category", "greatest dimension (mm)", "area (mm²)", "tiles", "max probability", "centre x, y (px)"]
     rows = [
         [
             f'<th scope="row">{lesion["number"]}</th>',
-            f"<td>{escape(_CATEGORY_WORDS[lesion['category']])}{'' if lesion['counted'] else ' (not counted)'}</td>",
+            f"<td>{escape(_CATEGORY_WORDS[lesion['category']])}</td>",
             f'<td class="n">{lesion["greatest_dimension_mm"]:.2f}</td>',
             f'<td class="n">{lesion["area_mm2"]:.3f}</td>',
             f'<td class="n">{lesion["tile_count"]}</td>',
             f'<td class="n">{lesion["max_probability"]:.3f}</td>',
             f'<td class="n">{lesion["centroid"][0]}, {lesion["centroid"][1]}</td>',
         ]
-        for lesion in verdict["lesions"]
+        for lesion in counted
     ]
     header = "".join(f'<th scope="col">{escape(name)}</th>' for name in head)
     note = escape(verdict["measurement_note"])
-    evidence = verdict["evidence"].get("note")
     return (
         f"<table><caption>Lesions, largest first ({note})</caption><thead><tr>{header}</tr></thead>"
-        f"<tbody>{_rows(rows)}</tbody></table>" + (f"<p>{escape(evidence)}.</p>" if evidence else "")
+        f"<tbody>{_rows(rows)}</tbody></table>" + smaller
     )
 
 
