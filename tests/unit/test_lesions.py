@@ -118,10 +118,10 @@ def test_the_categories_follow_the_ajcc_boundaries():
 
 def test_the_lesion_record_rounds_its_measures_for_reading():
     grid = grid_of([(0, 0), (1, 0)], mpp=0.9731)
-    (lesion,) = find_lesions(grid, np.array([0.61234567, 0.98765432]), 0.5)
+    (lesion,) = find_lesions(grid, np.array([0.61234567, 0.63456789]), 0.5)
     record = lesion.to_json(1)
     assert record["greatest_dimension_mm"] == 0.093 and record["area_mm2"] == 0.0175
-    assert (record["mean_probability"], record["max_probability"]) == (0.8, 0.987654)
+    assert (record["mean_probability"], record["max_probability"]) == (0.623457, 0.634568)
 
 
 def test_the_lesion_record_has_every_measure_rounded_for_reading():
@@ -223,3 +223,13 @@ def test_a_spur_hanging_on_by_a_corner_or_a_side_does_not_lengthen_the_measure()
     assert core_of([(0, 0), (1, 0), (0, 1), (1, 1), (2, 2)]) == [0, 1, 2, 3, 4], "no inside: whole"
     plus = [(1, 0), (0, 1), (1, 1), (2, 1), (1, 2), (3, 3)]  # a cross with a diagonal spur off its arm
     assert core_of(plus) == [0, 1, 2, 3, 4, 5] and core_of(block + [(9, 9)])[-1] == 24
+
+
+def test_a_lesion_and_its_grid_cannot_be_changed_once_measured():
+    import dataclasses
+
+    (lesion,) = lesions_of([(0, 0)], positive=[0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lesion.greatest_dimension_mm = 9.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        grid_of([]).mpp = 1.0  # type: ignore[misc]
