@@ -157,8 +157,9 @@ def slide_verdicts(r: dict) -> Rows:
     ]  # fmt: skip
     for slide in r["lesion_slides"]:
         called = slide["with the rule"]
+        largest = "none" if called["largest_mm"] is None else f"{called['largest_mm']} mm"
         rows.append((f"one lesion of {slide['truth_mm'][0]} mm ({slide['tiles']:,} tiles)",
-                     f"{called['category']}, largest counted {called['largest_mm']} mm (lesions count from "
+                     f"{called['category']}, largest counted lesion {largest} (lesions count from "
                      f"{called['minimum_tiles']} tiles; the largest group of all measures "
                      f"{slide['largest_group_mm']:.3f} mm)"))  # fmt: skip
     return rows
