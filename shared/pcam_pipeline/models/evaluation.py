@@ -10,34 +10,26 @@ from typing import Any
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
-from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import present
-from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import ModelStatus
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation_metrics import EvaluationMetrics, start_or_wait
-from pcam_pipeline.models.job_tracker import JobKindBase, JobTracker
-from pcam_pipeline.models.promotion import PromotedModels
-from pcam_pipeline.state.views import EvaluationState
+from pcam_pipeline.models.job_tracker import JobKindBase
 
 
 class ModelEvaluation(JobKindBase):
     kinds: tuple[JobKind, ...] = (JobKind.TEST_TRANSFORM, JobKind.VALIDATION_TRANSFORM, JobKind.EVALUATION)
     failure_consequence = "No model is promoted."
 
-    def __init__(
-        self,
-        settings: ModelSettings,
-        state: EvaluationState,
-        blobs: BlobStore,
-        jobs: JobTracker,
-        registry: PromotedModels,
-        publisher: EventPublisher,
-    ):
-        super().__init__(publisher)
-        self._settings, self._state, self._blobs = settings.sagemaker, state, blobs
-        self._jobs, self._registry = jobs, registry
-        self.metrics = EvaluationMetrics(settings, state, blobs, jobs, registry, publisher)
+    def __init__(self, metrics: EvaluationMetrics):
+        super().__init__(metrics.publisher)
+        self._settings, self._state, self._blobs, self._jobs = (
+            metrics.settings,
+            metrics.state,
+            metrics.blobs,
+            metrics.jobs,
+        )
+        self.metrics = metrics
 
     def evaluate_waiting_models(self, dataset: str) -> dict[str, Any]:
         """A test split arrived: evaluate the dataset's models that were waiting for one."""

@@ -29,6 +29,8 @@ EVALUATION_CODE = (EVALUATION_SCRIPT, "calibration.py")  # the script and the mo
 
 
 class EvaluationMetrics:
+    """The metrics job and the conclusion drawn from it."""
+
     def __init__(
         self,
         settings: ModelSettings,
@@ -38,15 +40,16 @@ class EvaluationMetrics:
         registry: PromotedModels,
         publisher: EventPublisher,
     ):
-        self._settings, self._state, self._blobs = settings.sagemaker, state, blobs
-        self._jobs, self._registry, self._events = jobs, registry, publisher
+        # The ports the evaluation's other steps share (``ModelEvaluation``).
+        self.settings, self.state, self.blobs = settings.sagemaker, state, blobs
+        self.jobs, self.registry, self.publisher = jobs, registry, publisher
         self._minimum_auc, self._minimum_sensitivity = settings.minimum_auc, settings.minimum_sensitivity
         self._threshold_override, self._target = settings.decision_threshold, settings.target_sensitivity
 
     def start(self, model_name: str, transform: JobRecord, validation: JobRecord | None = None) -> dict[str, Any]:
         """Calibrate the model on its validation outputs and measure it on its test outputs, in a scikit-learn
         processing job (uncalibrated without validation outputs)."""
-        model = present(self._state.model(model_name), f"model {model_name}")
+        model = present(self.state.model(model_name), f"model {model_name}")
         prefix = keys.evaluation_prefix(model_name)
         context = {
             "model_name": model_name,
@@ -68,30 +71,30 @@ class EvaluationMetrics:
             "transform_started_at": transform.started_at,
             "transform_ended_at": transform.ended_at,
         }
-        self._blobs.put_json(prefix + "context.json", context)
+        self.blobs.put_json(prefix + "context.json", context)
         name = sagemaker_jobs.job_name(model.dataset, f"{model_name}|{transform.name}", kind="metrics")
         job = JobRecord(name=name, kind=JobKind.EVALUATION, dataset=model.dataset, model_name=model_name)
-        self._jobs.record(job)
+        self.jobs.record(job)
         inputs = {
             "labels": present(transform.test_manifest, f"test manifest of {transform.name}"),
             "predictions": present(transform.predictions, f"predictions of {transform.name}"),
-            "context": self._blobs.uri(prefix + "context.json"),
+            "context": self.blobs.uri(prefix + "context.json"),
         }
         if validation:
             inputs["valid_labels"] = present(validation.valid_manifest, f"validation manifest of {validation.name}")
             inputs["valid_predictions"] = present(validation.predictions, f"predictions of {validation.name}")
         request = inference_requests.evaluation_request(
-            self._settings,
+            self.settings,
             name,
-            evaluation_script_uri(self._blobs),
+            evaluation_script_uri(self.blobs),
             inputs,
-            self._blobs.uri(prefix.rstrip("/")),
+            self.blobs.uri(prefix.rstrip("/")),
             {"pcam:dataset": model.dataset, "pcam:model": model_name},
         )
         waiting = {"model_name": model_name, "transform_job": transform.name}
         if validation:
             waiting["validation_job"] = validation.name
-        if not start_or_wait(self._jobs, self._state, job, request, **waiting):
+        if not start_or_wait(self.jobs, self.state, job, request, **waiting):
             return {"evaluation": "waiting for SageMaker capacity", "evaluation_job": name}
         return {"evaluation": "computing metrics", "evaluation_job": name}
 
@@ -102,29 +105,29 @@ class EvaluationMetrics:
         delivery of the same job's completion may not."""
         prefix = keys.evaluation_prefix(model_name)
         try:
-            evaluation = json.loads(self._blobs.get_bytes(prefix + "metrics.json"))
+            evaluation = json.loads(self.blobs.get_bytes(prefix + "metrics.json"))
         except (MissingObject, ValueError) as exc:
             raise JobFailed(f"the evaluation of {model_name} left no readable metrics.json: {exc}") from exc
-        self._blobs.put_bytes(prefix + "roc.png", roc_png(evaluation, model_name), "image/png")
+        self.blobs.put_bytes(prefix + "roc.png", roc_png(evaluation, model_name), "image/png")
         if "calibration" in evaluation:
-            self._blobs.put_bytes(prefix + "reliability.png", reliability_png(evaluation, model_name), "image/png")
+            self.blobs.put_bytes(prefix + "reliability.png", reliability_png(evaluation, model_name), "image/png")
         summary = metric_summary(evaluation)
         fitted = {
             "calibration": {k: v for k, v in evaluation.get("calibration", {}).items() if k != "test"},
             "operating_threshold": evaluation.get("operating_point", {}).get("threshold"),
         }
-        self._state.record_model_evaluated(model_name, summary, evaluation.get("evaluated_at"), **fitted)
-        decision = self._registry.apply_gate(model_name, self._minimum_auc, self._minimum_sensitivity)
+        self.state.record_model_evaluated(model_name, summary, evaluation.get("evaluated_at"), **fitted)
+        decision = self.registry.apply_gate(model_name, self._minimum_auc, self._minimum_sensitivity)
         result = {"promoted": decision.promote, "reason": decision.reason, "auc": summary.get("auc")}
-        if not self._state.claim_evaluation_announcement(model_name, delivery):
+        if not self.state.claim_evaluation_announcement(model_name, delivery):
             return {**result, "announced": "already"}
-        self._events.publish(
+        self.publisher.publish(
             events.MODEL_EVALUATED,
             {
                 "model_name": model_name,
                 "dataset": evaluation.get("dataset"),
                 "metrics": summary,
-                "metrics_uri": self._blobs.uri(prefix + "metrics.json"),
+                "metrics_uri": self.blobs.uri(prefix + "metrics.json"),
                 "promoted": decision.promote,
                 "reason": decision.reason,
             },

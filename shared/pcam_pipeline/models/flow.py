@@ -28,6 +28,7 @@ from pcam_pipeline.core.records import present
 from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.models.evaluation import ModelEvaluation
+from pcam_pipeline.models.evaluation_metrics import EvaluationMetrics
 from pcam_pipeline.models.job_tracker import (
     TO_ALERT,
     IgnoredEvent,
@@ -63,7 +64,7 @@ class SageMakerFlow:
         self.jobs = JobTracker(state, launcher, alerter or Alerter(settings.alert_topic_arn))
         self.registry = PromotedModels(state, publisher)
         jobs, registry = self.jobs, self.registry
-        self.evaluation = ModelEvaluation(settings, state, blobs, jobs, registry, publisher)
+        self.evaluation = ModelEvaluation(EvaluationMetrics(settings, state, blobs, jobs, registry, publisher))
         self.training = ModelTraining(settings.sagemaker, state, blobs, launcher, jobs, publisher, self.evaluation)
         queue = ScoringQueue(settings, state, blobs, jobs, registry)
         results = SlideResultWriter(settings.decision_threshold, settings.model_mpp, state, blobs, registry, publisher)
