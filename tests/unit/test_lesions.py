@@ -233,3 +233,22 @@ def test_a_lesion_and_its_grid_cannot_be_changed_once_measured():
         lesion.greatest_dimension_mm = 9.0  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         grid_of([]).mpp = 1.0  # type: ignore[misc]
+
+
+def test_groups_below_the_evidence_minimum_are_listed_and_said_but_not_counted():
+    lesions = lesions_of([(0, 0), (1, 0), (2, 0), (9, 9), (20, 20)], positive=[0, 1, 2, 3, 4])
+    call = slide_verdict(lesions, positive_tiles=5, tissue_area_mm2=5.0, grid=grid_of([]), threshold=0.5,
+                         model_name="m", minimum_tiles=3, evidence={"note": "n"})  # fmt: skip
+    assert call["category"] == "itc" and call["lesion_count"] == 1  # 3 tiles in a row: 0.19 mm
+    assert [entry["counted"] for entry in call["lesions"]] == [True, False, False]
+    assert call["evidence"] == {"note": "n", "groups_below_minimum": 2}
+    assert call["largest_lesion_mm"] == round(2 * EDGE_MM, 3)
+    alone = slide_verdict(lesions[1:2], positive_tiles=1, tissue_area_mm2=5.0, grid=grid_of([]), threshold=0.5,
+                          model_name="m", minimum_tiles=3)  # fmt: skip
+    assert verdict_in_words(alone) == (
+        "Negative: 1 small group of positive tiles, no larger than the model's own false positives make (not counted)."
+    )
+    indeterminate = slide_verdict(lesions[1:2], positive_tiles=1, tissue_area_mm2=0.1, grid=grid_of([]),
+                                  threshold=0.5, model_name="m", minimum_tiles=3)  # fmt: skip
+    assert verdict_in_words(indeterminate).startswith("Indeterminate: too little tissue")
+    assert verdict_in_words(indeterminate).endswith("is needed.")
