@@ -73,12 +73,17 @@ class FlowScenario:
         return outcome_of(w.table, w.blobs, w.publisher.published, set(w.launcher.started), 0)
 
 
-def trained_evaluated_and_promoted(s: FlowScenario) -> None:
+def trained_and_scored_for_evaluation(s: FlowScenario) -> None:
+    """Three splits ready, a model trained, its test and validation splits scored."""
     for split in ("train", "valid", "test"):
         s.split_ready(split)
     s.job_ended(JobKind.TRAINING)
     s.job_ended(JobKind.TEST_TRANSFORM)
     s.job_ended(JobKind.VALIDATION_TRANSFORM)
+
+
+def trained_evaluated_and_promoted(s: FlowScenario) -> None:
+    trained_and_scored_for_evaluation(s)
     s.metrics_written()
     s.job_ended(JobKind.EVALUATION)
 
@@ -173,11 +178,7 @@ def a_failed_batch_of_two_slides_scored_again_alone(s: FlowScenario) -> None:
 
 
 def an_evaluation_that_left_no_metrics(s: FlowScenario) -> None:
-    for split in ("train", "valid", "test"):
-        s.split_ready(split)
-    s.job_ended(JobKind.TRAINING)
-    s.job_ended(JobKind.TEST_TRANSFORM)
-    s.job_ended(JobKind.VALIDATION_TRANSFORM)
+    trained_and_scored_for_evaluation(s)
     s.job_ended(JobKind.EVALUATION)  # no metrics.json: the model's evaluation fails, alerted once
 
 

@@ -142,12 +142,13 @@ class EventPublisher:
         self._client = client or boto3.client("events")
 
     def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
-        """Every version of the event in one call; a retry after a partial refusal sends them all again
-        (delivery is at least once, and each version's consumers deduplicate by the event's keys)."""
-        entries = put_events_entries(self._bus, detail_type, detail, self._with_v1)
-        try:
-            response = self._client.put_events(Entries=entries)
-        except ClientError as exc:
-            raise RetryableError(f"cannot publish {detail_type!r} on {self._bus}: {exc}") from exc
-        if response.get("FailedEntryCount"):
-            raise RetryableError(f"{detail_type!r} was refused by {self._bus}: {response['Entries']}")
+        """Each version of the event in a request of its own: AWS's size rule reads as "the total entry size must
+        be less than 256KB" for a batch, and each version alone may come near it. A retry after a failure sends
+        them all again (delivery is at least once; each version's consumers deduplicate by the event's keys)."""
+        for entry in put_events_entries(self._bus, detail_type, detail, self._with_v1):
+            try:
+                response = self._client.put_events(Entries=[entry])
+            except ClientError as exc:
+                raise RetryableError(f"cannot publish {detail_type!r} on {self._bus}: {exc}") from exc
+            if response.get("FailedEntryCount"):
+                raise RetryableError(f"{detail_type!r} was refused by {self._bus}: {response['Entries']}")

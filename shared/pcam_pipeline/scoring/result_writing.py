@@ -19,7 +19,7 @@ from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed, RetryableError
 from pcam_pipeline.core.labs import lab_of
-from pcam_pipeline.core.model_records import JobRecord
+from pcam_pipeline.core.model_records import JobRecord, ModelRecord
 from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.models.promotion import PromotedModels
@@ -73,14 +73,15 @@ class SlideResultWriter:
         gathered_at = now_iso()
         where = (member["outputs"], member["job_outputs"])
         raw = gather_tumour_probabilities(self._blobs, where, member["image_prefix"], member["patch_count"])
-        scored = self._scored_slide(slide, raw, model_name)
+        model = self._registry.model(model_name)  # one read: its calibration, threshold and figures
+        scored = self._scored_slide(slide, raw, model_name, model)
         found = scored.found_lesions()
         figures = slide_results.summary_figures(scored.probabilities, scored.threshold)
         figures["calibration"] = scored.calibration
         if scored.plan:
             figures.update(whole_slide_figures(scored.plan, scored.probabilities, scored.threshold))
         files = slide_answer.result_files(scored, found)
-        summary = self._summary(slide, job, figures, gathered_at, files)
+        summary = self._summary(slide, job, figures, gathered_at, files, model)
         summary["verdict"] = scored.verdict(found)
         files = slide_answer.with_report(scored, found, files, summary)
         if not self._state.claim_slide_results(queued_entry(member, model_name), job.name):
@@ -113,9 +114,10 @@ class SlideResultWriter:
         logger.info("slide scored", extra={"slide_id": slide_id, **figures})
         return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
 
-    def _scored_slide(self, slide: SlideRecord, raw: NDArray[Any], model_name: str) -> ScoredSlide:
+    def _scored_slide(
+        self, slide: SlideRecord, raw: NDArray[Any], model_name: str, model: ModelRecord | None
+    ) -> ScoredSlide:
         """The slide's calibrated scores at its model's operating threshold (or the operator's override)."""
-        model = self._registry.model(model_name)
         calibration = model.calibration if model else {}
         threshold = model.operating_threshold if model and model.operating_threshold is not None else 0.5
         plan_key = slide.tile_plan_key
@@ -137,12 +139,17 @@ class SlideResultWriter:
         )
 
     def _summary(
-        self, slide: SlideRecord, job: JobRecord, figures: dict[str, Any], gathered_at: str, files: dict[str, Any]
+        self,
+        slide: SlideRecord,
+        job: JobRecord,
+        figures: dict[str, Any],
+        gathered_at: str,
+        files: dict[str, Any],
+        model: ModelRecord | None,
     ) -> dict[str, Any]:
         uri = self._blobs.uri
         png, geojson = (keys.prediction_key(slide.slide_id, ext) for ext in ("png", "geojson"))
         dropped = self._state.file_version(slide.x_key, slide.x_version) if slide.x_key and slide.x_version else None
-        model = self._registry.model(job.model_name) if job.model_name else None
         summary = {
             "slide_id": slide.slide_id,
             "lab": lab_of(slide.slide_id),
