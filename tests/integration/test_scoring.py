@@ -17,7 +17,7 @@ from tests.lab import h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 
-HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label", "raw_score"]
+HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label", "raw_score", "qc"]
 
 
 @pytest.fixture(scope="module")

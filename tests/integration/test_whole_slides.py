@@ -24,7 +24,7 @@ from tests.picture_text import text_positions
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 
-HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label", "raw_score"]
+HEADER = ["slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label", "raw_score", "qc"]
 
 
 @pytest.fixture(scope="module")

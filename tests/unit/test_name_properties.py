@@ -79,7 +79,7 @@ def test_a_dropped_slide_or_dataset_file_keeps_its_full_name_in_nfc(name):
 def test_prediction_csvs_read_back_unchanged_and_no_cell_starts_a_formula(name):
     body = prediction_csv(name, np.array([0.125, 0.875]), np.array([[0, 96], [96, 0]]), 0.5)
     rows = list(csv.reader(io.StringIO(body.decode())))
-    assert all(len(row) == 7 for row in rows)
+    assert all(len(row) == 8 for row in rows)
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)
     # integrators.md: a slide_id cell starting with a quote had one quote added
     assert [row[0].removeprefix("'") if row[0].startswith("'") else row[0] for row in rows[1:]] == [name, name]

@@ -19,6 +19,7 @@ from pcam_pipeline.wsi.plans import MissingResolution, plan_dropped_slide
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.structure import SlideLimits
 from pcam_pipeline.wsi.vendor import stage_with_openslide
+from pcam_synth.real_tissue import REALTISSUE
 from pcam_synth.slide_writers import OPENSLIDE_RECIPES, write_slide
 from tests.fakes import conversion_settings
 
@@ -288,15 +289,13 @@ def test_a_dicom_series_whose_files_have_no_dcm_suffix_is_read_by_their_content(
     assert staged is not None and staged.vendor == "dicom" and plan.tiles_kept > 0
 
 
-REAL_NDPI = Path(__file__).parents[3] / "shared" / "realtissue" / "hamamatsu-tritc-fluorescence.ndpi"
+REAL_NDPI = REALTISSUE / "hamamatsu-tritc-fluorescence.ndpi"
 
 
-@pytest.mark.skipif(not REAL_NDPI.exists(), reason="the team's shared/realtissue folder is not beside the repository")
 def test_a_real_hamamatsu_ndpi_is_staged_with_openslides_pixels_level_for_level(tmp_path):
-    """A slide a Hamamatsu scanner wrote (C9600-12; CC BY 4.0, M. Stritt; shared/realtissue/README.md): its staged
-    copy has OpenSlide's levels from the one nearest the model's resolution down, in the original frame, pixel
-    for pixel. (It is a fluorescence slide: no brightfield tissue is found, so the first staged level's tiles are
-    OpenSlide's where read and white glass elsewhere; telling the lab it is not H&E is issue 32's.)"""
+    """A slide a Hamamatsu scanner wrote (C9600-12; CC BY 4.0, M. Stritt; tests/data/realtissue/README.md): its
+    staged copy has OpenSlide's levels from the one nearest the model's resolution down, in the original frame,
+    pixel for pixel. (It is a fluorescence slide: ingestion then refuses it as not brightfield, test_brightfield.)"""
     staged = stage_with_openslide(REAL_NDPI, tmp_path / "staged.tif", 0.972, None, SlideLimits())
     reference = openslide.OpenSlide(str(REAL_NDPI))
     assert staged.vendor == "hamamatsu" and staged.base_size == reference.dimensions == (3968, 4864)

@@ -357,7 +357,7 @@ def test_a_model_is_calibrated_on_the_validation_split_it_was_trained_with_and_s
     job_event(world, JobKind.SLIDE_SCORING, "Completed")
     rows = world.blobs.get_bytes("predictions/s1.csv").decode().splitlines()
     calibrated = 1 / (1 + np.exp(-2 * np.log(9)))  # the sigmoid of 0.9's log-odds, doubled
-    assert rows[1:] == ["s1,0,,,0.500000,1,0.500000", f"s1,1,,,{calibrated:.6f},1,0.900000"]
+    assert rows[1:] == ["s1,0,,,0.500000,1,0.500000,unchecked", f"s1,1,,,{calibrated:.6f},1,0.900000,unchecked"]
     summary = json.loads(world.blobs.get_bytes("predictions/s1.json"))
     assert (summary["calibration"], summary["threshold"]) == ("sigmoid", 0.5), "the operator's override"
 

@@ -21,20 +21,21 @@ COORDS = np.array([[0, 0], [96, 0], [0, 96], [96, 96]])
 
 def test_csv_has_the_contract_header_one_row_per_patch_in_order_and_labels_at_the_threshold():
     raw = np.array([0.3, 0.8, 0.79, 0.999])
-    rows = list(csv.reader(io.StringIO(prediction_csv("s1", PROBABILITIES, COORDS, 0.5, raw).decode())))
+    qc = ["ok", "blur", "ok", "fold"]
+    rows = list(csv.reader(io.StringIO(prediction_csv("s1", PROBABILITIES, COORDS, 0.5, raw, qc).decode())))
     assert ",".join(rows[0]) == CSV_HEADER
-    assert CSV_HEADER == "slide_id,patch_index,coord_x,coord_y,tumor_probability,label,raw_score"
+    assert CSV_HEADER == "slide_id,patch_index,coord_x,coord_y,tumor_probability,label,raw_score,qc"
     assert rows[1:] == [
-        ["s1", "0", "0", "0", "0.100000", "0", "0.300000"],
-        ["s1", "1", "96", "0", "0.500000", "1", "0.800000"],
-        ["s1", "2", "0", "96", "0.490000", "0", "0.790000"],
-        ["s1", "3", "96", "96", "0.970000", "1", "0.999000"],
+        ["s1", "0", "0", "0", "0.100000", "0", "0.300000", "ok"],
+        ["s1", "1", "96", "0", "0.500000", "1", "0.800000", "blur"],
+        ["s1", "2", "0", "96", "0.490000", "0", "0.790000", "ok"],
+        ["s1", "3", "96", "96", "0.970000", "1", "0.999000", "fold"],
     ]
 
 
 def test_csv_leaves_coords_empty_when_the_slide_has_none_and_raw_scores_are_the_probabilities_without_a_map():
     rows = prediction_csv("s1", PROBABILITIES[:2], None, 0.5).decode().splitlines()
-    assert rows[1:] == ["s1,0,,,0.100000,0,0.100000", "s1,1,,,0.500000,1,0.500000"]
+    assert rows[1:] == ["s1,0,,,0.100000,0,0.100000,unchecked", "s1,1,,,0.500000,1,0.500000,unchecked"]
 
 
 def test_summary_figures():
@@ -114,13 +115,13 @@ def test_an_unreadable_output_is_named():
 
 
 @pytest.mark.parametrize("slide_id", ["Lab (A), B&C #1 o'Brien", 'say "cheese"', "line\nbreak", "Übersicht 病理"])
-def test_slide_ids_with_commas_quotes_and_line_breaks_keep_seven_fields_per_row(slide_id):
+def test_slide_ids_with_commas_quotes_and_line_breaks_keep_eight_fields_per_row(slide_id):
     body = prediction_csv(slide_id, np.array([0.25, 0.75]), np.array([[0, 0], [96, 0]]), 0.5)
     rows = list(csv.reader(io.StringIO(body.decode())))
     assert rows[0] == CSV_HEADER.split(",")
     assert rows[1:] == [
-        [slide_id, "0", "0", "0", "0.250000", "0", "0.250000"],
-        [slide_id, "1", "96", "0", "0.750000", "1", "0.750000"],
+        [slide_id, "0", "0", "0", "0.250000", "0", "0.250000", "unchecked"],
+        [slide_id, "1", "96", "0", "0.750000", "1", "0.750000", "unchecked"],
     ]
 
 

@@ -96,6 +96,11 @@ def tiling_key(slide_id: str, run_id: str, name: str) -> str:
     return f"{TILING}{slide_id}/{run_id}/{name}"
 
 
+def tile_qc_key(slide_id: str, run_id: str, shard: int) -> str:
+    """A conversion shard's measures of its tiles' quality (``wsi/tile_qc.py``), one row per tile."""
+    return tiling_key(slide_id, run_id, f"qc/{shard:05d}.npy")
+
+
 def staged_slide_key(slide_id: str, run_id: str) -> str:
     """A slide only OpenSlide reads, staged at ingestion as a pyramidal TIFF that conversion shards read."""
     return f"{STAGING}slides/{slide_id}/{run_id}/slide.tif"

@@ -61,6 +61,7 @@ class ConversionSettings:
     tiling: TilingSettings = TilingSettings()  # whole-slide images: resolution, tissue, overlap
     slide_limits: SlideLimits = SlideLimits()
     publish_v1_events: bool = True  # PublishVersion1Events: each event also as its version 1
+    max_qc_fail_fraction: float = 0.25  # MaxQcFailFraction: more of a slide's tissue failing QC: indeterminate
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ConversionSettings:
@@ -172,6 +173,7 @@ class ModelSettings:
     scoring_batch_max_patches: int = 100_000  # …up to this many patches (ScoringBatchMaxPatches)
     rescore_on_promotion: bool = False  # a promoted model rescores every scored slide (RescoreOnPromotion)
     publish_v1_events: bool = True  # PublishVersion1Events: each event also as its version 1
+    max_qc_fail_fraction: float = 0.25  # MaxQcFailFraction: more of a slide's tissue failing QC: indeterminate
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ModelSettings:
@@ -227,6 +229,7 @@ class ModelSettings:
             ),
             rescore_on_promotion=_flag(env, "RESCORE_ON_PROMOTION", cls.rescore_on_promotion),
             publish_v1_events=_flag(env, "PUBLISH_V1_EVENTS", cls.publish_v1_events),
+            max_qc_fail_fraction=_float(env, "MAX_QC_FAIL_FRACTION", cls.max_qc_fail_fraction, 0.0, 1.0),
         )
 
 

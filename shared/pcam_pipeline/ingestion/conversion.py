@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.events import EventPublisher
 from pcam_pipeline.aws.observability import logger, metrics
-from pcam_pipeline.core import ports
+from pcam_pipeline.core import keys, ports
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.errors import InvalidInput
 from pcam_pipeline.core.keys import patch_file_name
@@ -24,10 +25,11 @@ from pcam_pipeline.ingestion.hdf5_input import open_hdf5
 from pcam_pipeline.ingestion.patches import encode_jpeg
 from pcam_pipeline.ingestion.quarantine import settle_quarantine
 from pcam_pipeline.ingestion.shard_planning import ShardTask
-from pcam_pipeline.state import StateStore
+from pcam_pipeline.state import StateStore, slide_id_of
 from pcam_pipeline.state.ingestion_views import ConversionState
 from pcam_pipeline.wsi.ingestion import cut_patches, load_plan
 from pcam_pipeline.wsi.reader import WholeSlide
+from pcam_pipeline.wsi.tile_qc import measure_tile
 
 # Patches read from HDF5 at once: 512 x 27 KB = 14 MB, whatever the shard or file size.
 READ_BATCH = 512
@@ -69,13 +71,19 @@ class ShardConverter:
         }
 
     def write_patches(self, task: ShardTask) -> int:
-        """Encode and upload the shard's patches as they are read."""
+        """Encode and upload the shard's patches as they are read; a slide's tiles are measured for QC."""
         quality, resize_to = self._settings.jpeg_quality, self._settings.resize_to
         source = self._whole_slide_patches if task.tile_plan_key else self._hdf5_patches
+        slide_id = slide_id_of(task.owner)
+        measures = []
         with self._blobs.uploader() as uploader, source(task) as patches:
             for index, patch in patches:
                 key = task.image_prefix + patch_file_name(index, task.image_prefix)
                 uploader.put(key, encode_jpeg(patch, quality, resize_to), "image/jpeg")
+                if slide_id is not None:
+                    measures.append(measure_tile(patch))
+        if slide_id is not None:
+            self._blobs.put_array(keys.tile_qc_key(slide_id, task.run_id, task.shard), np.array(measures))
         return task.stop - task.start
 
     @contextlib.contextmanager

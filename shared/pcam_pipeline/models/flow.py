@@ -67,7 +67,7 @@ class SageMakerFlow:
         self.evaluation = ModelEvaluation(EvaluationMetrics(settings, state, blobs, jobs, registry, publisher))
         self.training = ModelTraining(settings.sagemaker, state, blobs, launcher, jobs, publisher, self.evaluation)
         queue = ScoringQueue(settings, state, blobs, jobs, registry)
-        results = SlideResultWriter(settings.decision_threshold, settings.model_mpp, state, blobs, registry, publisher)
+        results = SlideResultWriter(settings, state, blobs, registry, publisher)
         self.slides = SlideScoring(settings, state, queue, results, registry, publisher)
         handlers: tuple[JobKindHandler, ...] = (self.training, self.evaluation, self.slides)
         self._kinds = {kind: handler for handler in handlers for kind in handler.kinds}

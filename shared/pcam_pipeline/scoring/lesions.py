@@ -167,6 +167,7 @@ def slide_verdict(
     model_name: str,
     minimum_tiles: int = 1,
     evidence: dict[str, Any] | None = None,
+    quality_reasons: list[str] | None = None,
 ) -> dict[str, Any]:
     """The slide-level call: the category of the largest lesion of at least ``minimum_tiles`` tiles (the
     evidence rule, ``lesion_evidence``), or why none can be given. A negative call needs enough tissue; a
@@ -175,7 +176,7 @@ def slide_verdict(
     ``lesions`` is None when the slide has no tile positions (an HDF5 file without ``coords``): positive tiles
     then cannot be grouped or measured, and only a slide without any is called negative."""
     counted = [lesion for lesion in lesions or [] if len(lesion.tiles) >= minimum_tiles]
-    reasons = []
+    reasons = list(quality_reasons or [])  # too much of the slide failed quality control
     if not counted and tissue_area_mm2 is not None and tissue_area_mm2 < MIN_TISSUE_MM2:
         reasons.append(
             f"too little tissue: {tissue_area_mm2:.2f} mm² was scored, at least {MIN_TISSUE_MM2} mm² is needed"

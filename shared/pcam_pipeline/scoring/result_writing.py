@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from numpy.typing import NDArray
 
 from pcam_evaluation_job.calibration import apply_calibration
 from pcam_pipeline.aws import events
+from pcam_pipeline.aws.blob_store import MissingObject
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed, RetryableError
@@ -22,6 +24,7 @@ from pcam_pipeline.core.labs import lab_of
 from pcam_pipeline.core.model_records import JobRecord, ModelRecord
 from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import SlideRecord, present
+from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.scoring import slide_answer, slide_results
 from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
@@ -32,19 +35,20 @@ from pcam_pipeline.state import now_iso
 from pcam_pipeline.state.views import SlideResultsState
 from pcam_pipeline.wsi.ingestion import load_plan, thumbnail_key
 from pcam_pipeline.wsi.results import whole_slide_figures
+from pcam_pipeline.wsi.tile_qc import MEASURES, classify_tiles
 
 
 class SlideResultWriter:
     def __init__(
         self,
-        threshold_override: float | None,
-        model_mpp: float,
+        settings: ModelSettings,
         state: SlideResultsState,
         blobs: BlobStore,
         registry: PromotedModels,
         publisher: EventPublisher,
     ):
-        self._override, self._model_mpp, self._state, self._blobs = threshold_override, model_mpp, state, blobs
+        self._override, self._model_mpp = settings.decision_threshold, settings.model_mpp
+        self._max_qc_fail, self._state, self._blobs = settings.max_qc_fail_fraction, state, blobs
         self._registry, self._events = registry, publisher
 
     def write(self, job: JobRecord, member: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +86,7 @@ class SlideResultWriter:
             figures.update(whole_slide_figures(scored.plan, scored.probabilities, scored.threshold))
         files = slide_answer.result_files(scored, found)
         summary = self._summary(slide, job, figures, gathered_at, files, model)
+        summary["qc"] = scored.qc_summary()
         summary["verdict"] = scored.verdict(found)
         files = slide_answer.with_report(scored, found, files, summary)
         if not self._state.claim_slide_results(queued_entry(member, model_name), job.name):
@@ -136,6 +141,8 @@ class SlideResultWriter:
             else None,
             coords=None if plan else self._coords(slide),
             model_mpp=self._model_mpp,
+            qc=tile_qc_classes(self._blobs, slide, raw.size),
+            max_qc_fail_fraction=self._max_qc_fail,
         )
 
     def _summary(
@@ -178,3 +185,17 @@ class SlideResultWriter:
         if slide.has_coords and not slide.coords_key:
             raise ValueError("the slide was ingested by a version that kept no copy of its coordinates: drop it again")
         return self._blobs.get_array(slide.coords_key) if slide.coords_key else None
+
+
+def tile_qc_classes(blobs: BlobStore, slide: SlideRecord, count: int) -> NDArray[Any] | None:
+    """Each tile's QC class from its conversion shards' measures; None for an upload converted before tiles
+    were measured."""
+    run = present(slide.x_run, f"upload of slide {slide.slide_id}")
+    try:
+        parts = [
+            blobs.get_array(keys.tile_qc_key(slide.slide_id, run, shard)) for shard in range(slide.shards_total or 0)
+        ]
+    except MissingObject:
+        return None
+    measures = np.concatenate(parts) if parts else np.empty((0, len(MEASURES)))
+    return classify_tiles(measures) if len(measures) == count else None

@@ -19,6 +19,7 @@ from pcam_pipeline.scoring.lesion_evidence import EvidenceRule, evidence_rule
 from pcam_pipeline.scoring.lesions import Lesion, TileGrid, find_lesions, slide_verdict
 from pcam_pipeline.scoring.slide_report import slide_report_html
 from pcam_pipeline.wsi.results import lesion_picture, overlay_png, qupath_geojson
+from pcam_pipeline.wsi.tile_qc import qc_in_words, qc_names, qc_summary
 from pcam_pipeline.wsi.tiling import TilePlan
 
 
@@ -38,6 +39,16 @@ class ScoredSlide:
     raw_scores: NDArray[Any] | None = None  # the model's own outputs, before calibration
     calibration: str = "none"  # the calibration method that made ``probabilities`` from them
     false_positive_rate: float | None = None  # the model's, per tile, measured on its test split
+    qc: NDArray[Any] | None = None  # each tile's QC class (``tile_qc.QC_CLASSES``); None: not checked
+    max_qc_fail_fraction: float = 0.25  # MaxQcFailFraction
+
+    @property
+    def judged(self) -> NDArray[Any]:
+        """The probabilities lesions and the verdict see: a tile that failed QC is never positive."""
+        return self.probabilities if self.qc is None else np.where(self.qc > 0, 0.0, self.probabilities)
+
+    def qc_summary(self) -> dict[str, Any]:
+        return qc_summary(self.qc, self.max_qc_fail_fraction)
 
     @property
     def positions(self) -> NDArray[Any] | None:
@@ -65,22 +76,29 @@ class ScoredSlide:
         grid = self.grid
         if grid is None:
             return None
-        found = find_lesions(grid, self.probabilities, self.threshold)
+        found = find_lesions(grid, self.judged, self.threshold)
         counts = [len(lesion.tiles) >= self.evidence.minimum_tiles for lesion in found]
         return [lesion for lesion, c in zip(found, counts, strict=True) if c] + [
             lesion for lesion, c in zip(found, counts, strict=True) if not c
         ]
 
     def verdict(self, found: list[Lesion] | None) -> dict[str, Any]:
+        qc = self.qc_summary()
+        failing = (
+            [f"{qc['failing_fraction']:.0%} of the tissue failed quality control (MaxQcFailFraction "
+             f"{self.max_qc_fail_fraction:.0%}): {qc_in_words(qc)}"]
+            if qc["status"] == "fail" else []
+        )  # fmt: skip
         return slide_verdict(
             found,
-            positive_tiles=int(slide_results.labels_at(self.probabilities, self.threshold).sum()),
+            positive_tiles=int(slide_results.labels_at(self.judged, self.threshold).sum()),
             tissue_area_mm2=self.plan.tissue_area_mm2 if self.plan else None,
             grid=self.grid,
             threshold=self.threshold,
             model_name=self.model_name,
             minimum_tiles=self.evidence.minimum_tiles,
             evidence=self.evidence.to_json(),
+            quality_reasons=failing,
         )
 
 
@@ -88,14 +106,15 @@ def result_files(scored: ScoredSlide, found: list[Lesion] | None) -> dict[str, t
     """Key → (body, content type): the CSV, the heatmap (over the thumbnail for a whole-slide image) and the
     QuPath GeoJSON, as the slide has them. The report is added once the summary is known (``with_report``)."""
     slide_id, probabilities, threshold = scored.slide_id, scored.probabilities, scored.threshold
-    csv_body = slide_results.prediction_csv(slide_id, probabilities, scored.positions, threshold, scored.raw_scores)
+    qc = qc_names(scored.qc, probabilities.size)
+    csv_body = slide_results.prediction_csv(slide_id, probabilities, scored.positions, threshold, scored.raw_scores, qc)
     files = {keys.prediction_key(slide_id, "csv"): (csv_body, "text/csv")}
     png_key = keys.prediction_key(slide_id, "png")
     if scored.plan and scored.thumbnail is not None:
         title = f"{slide_id}  (model {scored.model_name}, {scored.plan.mpp_source})"
-        picture = overlay_png(_image(scored.thumbnail), scored.plan, probabilities, title, threshold)
+        picture = overlay_png(_image(scored.thumbnail), scored.plan, probabilities, title, threshold, qc)
         files[png_key] = (picture, "image/png")
-        document = qupath_geojson(slide_id, scored.plan, probabilities, threshold, found or [], scored.evidence)
+        document = qupath_geojson(slide_id, scored.plan, probabilities, threshold, found or [], scored.evidence, qc)
         files[keys.prediction_key(slide_id, "geojson")] = (json.dumps(document).encode(), "application/geo+json")
     elif scored.coords is not None:
         title = f"{slide_id}  (model {scored.model_name})"

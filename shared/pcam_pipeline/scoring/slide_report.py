@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from pcam_pipeline.scoring.lesions import verdict_in_words
+from pcam_pipeline.wsi.tile_qc import qc_in_words
 
 DISCLAIMER = "For research use; not a diagnosis."
 _STYLE = """
@@ -117,6 +118,10 @@ def slide_report_html(summary: dict[str, Any], picture_png: bytes | None) -> str
         tissue.insert(0, ["tissue area (mm²)", f"{summary['tissue_area_mm2']:.2f}"])
         tissue.append(["tiles kept / cut", f"{summary['tiles_kept']} / {summary['tiles_total']}"])
     tissue.append(["tiles at or above the threshold", str(summary["tumour_patch_count"])])
+    qc = summary.get("qc") or {}
+    if qc.get("status") in ("pass", "warn", "fail"):
+        failing = f"{qc['failing_fraction']:.1%} of tiles ({qc_in_words(qc)}); not judged"
+        tissue.append(["quality control", f"{escape(qc['status'])}: {escape(failing)}"])
     source = [
         ["file", escape(str(summary.get("input_key")))],
         ["version", escape(str(summary.get("input_version")))],

@@ -10,8 +10,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
-# tumor_probability is calibrated (the model's calibration map); raw_score is the model's own output.
-CSV_COLUMNS = ("slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label", "raw_score")
+# tumor_probability is calibrated (the model's calibration map); raw_score is the model's own output; qc is the
+# tile's quality check (wsi/tile_qc.py): "ok" or the first check it failed.
+CSV_COLUMNS = ("slide_id", "patch_index", "coord_x", "coord_y", "tumor_probability", "label", "raw_score", "qc")
 CSV_HEADER = ",".join(CSV_COLUMNS)
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV Injection"); one starting
 # with the quote is escaped too, so that removing one leading quote always gives back the id.
@@ -40,22 +41,24 @@ def prediction_csv(
     coords: NDArray[Any] | None,
     threshold: float,
     raw_scores: NDArray[Any] | None = None,
+    qc: list[str] | None = None,
 ) -> bytes:
     """One row per patch in patch order; coords empty when the slide has none; ``raw_scores`` (the model's
-    output before calibration) are the probabilities themselves when not given.
+    output before calibration) are the probabilities themselves when not given; ``qc`` is "unchecked" then.
 
     RFC 4180 (the csv module): a slide id with commas, quotes or line breaks is quoted, so every row
-    keeps seven fields for any CSV reader. The id is the only text cell; numbers never start with a sign."""
+    keeps eight fields for any CSV reader. The id is the only text cell; numbers never start with a sign."""
     slide_id = spreadsheet_text(slide_id)
     labels = labels_at(probabilities, threshold)
     raw = (probabilities if raw_scores is None else raw_scores).tolist()
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    rows = zip(probabilities.tolist(), labels.tolist(), raw, strict=True)
-    for index, (probability, label, score) in enumerate(rows):
+    checks = qc if qc is not None else ["unchecked"] * probabilities.size
+    rows = zip(probabilities.tolist(), labels.tolist(), raw, checks, strict=True)
+    for index, (probability, label, score, check) in enumerate(rows):
         x, y = ("", "") if coords is None else (int(coords[index, 0]), int(coords[index, 1]))
-        writer.writerow((slide_id, index, x, y, f"{probability:.6f}", label, f"{score:.6f}"))
+        writer.writerow((slide_id, index, x, y, f"{probability:.6f}", label, f"{score:.6f}", check))
     return text.getvalue().encode()
 
 

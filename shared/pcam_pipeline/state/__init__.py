@@ -12,6 +12,7 @@ from pcam_pipeline.state.access import (
     file_pk,
     job_pk,
     model_sk,
+    slide_id_of,
     slide_pk,
     split_pk,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "job_pk",
     "model_sk",
     "now_iso",
+    "slide_id_of",
     "slide_pk",
     "split_pk",
 ]

@@ -51,6 +51,11 @@ def slide_pk(slide_id: str) -> str:
     return f"slide#{slide_id}"
 
 
+def slide_id_of(owner: str) -> str | None:
+    """The slide a record key names, or None for a dataset's split."""
+    return owner.removeprefix("slide#") if owner.startswith("slide#") else None
+
+
 def sidecar_pk(slide_id: str) -> str:
     return f"sidecar#{slide_id}"
 

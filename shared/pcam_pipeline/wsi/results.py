@@ -26,6 +26,12 @@ NORMAL = {"name": "Normal", "color": [0, 130, 60]}
 LESION_OUTLINE = (0, 0, 0)  # black: visible on the pink tissue and the white glass
 LESION_PICTURE_EDGE = 640
 OVERLAY_ALPHA = 110  # of 255: the tissue stays visible under the colours
+QC_FAILED = (128, 128, 128)  # grey, crossed: a tile that failed quality control is not judged
+
+
+def qc_class(check: str) -> dict[str, Any]:
+    """QuPath's class of a tile that failed a check: "QC: blur" and so on, grey."""
+    return {"name": f"QC: {check}", "color": list(QC_FAILED)}
 
 
 def tile_boxes(plan: TilePlan) -> NDArray[Any]:
@@ -86,16 +92,20 @@ def qupath_geojson(
     threshold: float,
     lesions: list[Lesion],
     evidence: EvidenceRule | None = None,
+    qc: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A FeatureCollection QuPath imports: one detection per tile, then one annotation per lesion (numbered
-    as in the summary, largest first; a group below the evidence rule is named "not counted")."""
+    """A FeatureCollection QuPath imports: one detection per tile (classed "QC: <check>" if it failed quality
+    control), then one annotation per lesion (numbered as in the summary, largest first; a group below the
+    evidence rule is named "not counted")."""
     minimum = evidence.minimum_tiles if evidence else 1
     labels = labels_at(probabilities, threshold)
     boxes = tile_boxes(plan)
+    checks = qc or ["ok"] * len(boxes)
     features = []
-    for index, ((x0, y0, x1, y1), probability, label) in enumerate(
-        zip(boxes.tolist(), probabilities.tolist(), labels.tolist(), strict=True)
+    for index, ((x0, y0, x1, y1), probability, label, check) in enumerate(
+        zip(boxes.tolist(), probabilities.tolist(), labels.tolist(), checks, strict=True)
     ):
+        judged = check in ("ok", "unchecked")
         ring = _ring([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)])
         features.append({
             "type": "Feature",
@@ -103,7 +113,7 @@ def qupath_geojson(
             "properties": {
                 "objectType": "detection",
                 "name": f"{slide_id} tile {index}",
-                "classification": TUMOUR if label else NORMAL,
+                "classification": (TUMOUR if label else NORMAL) if judged else qc_class(check),
                 "measurements": {"tumor_probability": round(probability, 6), "patch_index": index},
             },
         })  # fmt: skip
@@ -156,15 +166,27 @@ def lesion_picture(thumbnail: Image.Image, plan: TilePlan, lesions: list[Lesion]
 
 
 def overlay_png(
-    thumbnail: Image.Image, plan: TilePlan, probabilities: NDArray[Any], title: str, threshold: float
+    thumbnail: Image.Image,
+    plan: TilePlan,
+    probabilities: NDArray[Any],
+    title: str,
+    threshold: float,
+    qc: list[str] | None = None,
 ) -> bytes:
-    """The tumour probability of each kept tile laid over the slide's thumbnail, with the colour bar."""
+    """The tumour probability of each kept tile laid over the slide's thumbnail, with the colour bar; a tile
+    that failed quality control is grey and crossed."""
     picture = thumbnail.convert("RGBA")
     layer = Image.new("RGBA", picture.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     scale_x, scale_y = plan.thumbnail_downsample
-    for (x0, y0, x1, y1), colour in zip(tile_boxes(plan).tolist(), colour_of(probabilities).tolist(), strict=True):
+    checks = qc or ["ok"] * len(probabilities)
+    tiles = zip(tile_boxes(plan).tolist(), colour_of(probabilities).tolist(), checks, strict=True)
+    for (x0, y0, x1, y1), colour, check in tiles:
         box = [x0 / scale_x, y0 / scale_y, max(x0 / scale_x, x1 / scale_x - 1), max(y0 / scale_y, y1 / scale_y - 1)]
-        draw.rectangle(box, fill=(*colour, OVERLAY_ALPHA))
+        failed = check not in ("ok", "unchecked")
+        draw.rectangle(box, fill=(*(QC_FAILED if failed else colour), OVERLAY_ALPHA))
+        if failed:
+            draw.line(box, fill=(*QC_FAILED, 255))
+            draw.line([box[0], box[3], box[2], box[1]], fill=(*QC_FAILED, 255))
     merged = Image.alpha_composite(picture, layer).convert("RGB")
     return framed_png(merged, probabilities, title, threshold)

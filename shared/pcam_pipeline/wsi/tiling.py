@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from pcam_pipeline.core.errors import InvalidInput
+from pcam_pipeline.wsi.brightfield import check_brightfield_he
 from pcam_pipeline.wsi.reader import Level, WholeSlide
 from pcam_pipeline.wsi.tissue import tissue_mask
 
@@ -59,6 +60,7 @@ class TilePlan:
     # from there).
     vendor: str = ""
     first_level: int = 0
+    brightfield: dict[str, float] = field(default_factory=dict)  # what the H&E check measured (``brightfield``)
 
     @property
     def tiles_kept(self) -> int:
@@ -183,6 +185,7 @@ def plan_tiles(
     stride = edge * (1 - settings.overlap)
     mask_index, reduction = choose_mask_read(levels, edge)
     low = read_reduced(slide, mask_index, reduction)
+    brightfield = check_brightfield_he(low)  # before tissue: a fluorescence slide is "not brightfield"
     mask = tissue_mask(low)
     downsample = (slide.width / low.shape[1], slide.height / low.shape[0])
     coords = tile_grid(slide.width, slide.height, edge, stride)
@@ -206,6 +209,7 @@ def plan_tiles(
         mask_level=mask_index,
         thumbnail_downsample=(slide.width / thumbnail.width, slide.height / thumbnail.height),
         coords=kept.tolist(),
+        brightfield=brightfield.to_json(),
     )
     if not plan.coords:
         raise InvalidInput(
