@@ -65,7 +65,8 @@ def test_a_fold_doubles_the_optical_density_and_is_flagged_fold(real_at_model):
     under, over = rgb[:192], np.flipud(rgb[192:384])  # the second band of tissue folded back over the first
     folded = np.concatenate([(under.astype(float) * over / 255).astype(np.uint8), rgb[192:]])
     measures = np.array([measure_tile(tile) for tile in _tiles(folded)])
-    two_layers = np.array([min(_stained(a), _stained(b)) >= 0.6 for a, b in zip(_tiles(under), _tiles(over))])
+    layers = zip(_tiles(under), _tiles(over), strict=True)
+    two_layers = np.array([min(_stained(a), _stained(b)) >= 0.6 for a, b in layers])
     classes = classify_tiles(measures)
     band = classes[: len(two_layers)][two_layers]
     assert len(band) >= 10 and (band == QC_CLASSES.index("fold")).mean() >= 0.8
