@@ -225,11 +225,21 @@ def test_every_event_the_stack_published_matches_its_documented_schema(stack):
         assert contract_violations(event["detail-type"], event["detail"]) == []
 
 
-def test_every_alarm_on_the_pipelines_metrics_watches_a_metric_the_functions_emitted(stack):
-    """Failed transforms above made the SageMaker flow emit SageMakerJobsFailed (embedded metric format)."""
+def test_every_alarm_and_dashboard_widget_on_the_pipelines_metrics_watches_what_the_functions_emitted(stack, pipeline):
+    """Failed transforms above made the SageMaker flow emit SageMakerJobsFailed, and scored slides their lab's
+    drift metrics (embedded metric format); here a file is quarantined and a slide waits for capacity once. The
+    alarms and the dashboard query exactly the names and dimensions the functions emit."""
     from pcam_local.template import load_template
-    from tests.observability_contract import ROOT, alarm_problems, emitted_metrics
+    from tests.observability_contract import ROOT, alarm_problems, dashboard_problems, emitted_metrics
 
+    pipeline.drop("incoming/slides/not-hdf5.h5", b"not an HDF5 file")
+    stack.sagemaker.refuse_next = {"TransformJob": 1}
+    drop_slide(pipeline, "waits-for-capacity")
+    pipeline.settle()
+    assert stack.state.get("slide#waits-for-capacity")["scoring_status"] == "scored"
     emitted = emitted_metrics(stack.work_dir / "logs")
     assert any(metric == "SageMakerJobsFailed" for _, metric, _ in emitted)
-    assert alarm_problems(load_template(ROOT / "template.yaml"), emitted) == []
+    assert any(metric == "QcFailFraction" and ("Lab", "-") in dims for _, metric, dims in emitted)
+    template = load_template(ROOT / "template.yaml")
+    assert alarm_problems(template, emitted) == []
+    assert dashboard_problems(template, emitted) == []

@@ -156,6 +156,7 @@ def test_the_alarm_contract_check_catches_a_dimension_no_function_emits():
     assert alarm_problems(TEMPLATE, emitted)  # what main had: the alarm could never fire
     flow = frozenset({("service", "sagemaker-flow")})
     fixed = {("PcamPipeline", "SageMakerJobsFailed", flow), ("PcamPipeline", "OldestCapacityWaitHours", flow)}
+    fixed.add(("PcamPipeline", "QcFailFraction", frozenset({("Lab", "lab-a"), *flow})))
     assert alarm_problems(TEMPLATE, fixed) == []
 
 
@@ -185,3 +186,36 @@ def test_every_dead_letter_queue_alerts_on_each_new_dead_letter_not_only_the_fir
     for alarm in watched.values():
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
         assert alarm["TreatMissingData"] == "notBreaching" and alarm["AlarmActions"]
+
+
+def test_the_dashboard_and_qc_alarm_check_catches_a_dimension_no_function_emits():
+    from tests.observability_contract import alarm_problems, dashboard_problems
+
+    flow = frozenset({("service", "sagemaker-flow")})
+    by_lab = frozenset({("Lab", "lab-a"), ("service", "sagemaker-flow")})
+    emitted = {("PcamPipeline", "SageMakerJobsFailed", flow), ("PcamPipeline", "OldestCapacityWaitHours", flow)}
+    assert any("QcFailFraction" in problem for problem in alarm_problems(TEMPLATE, emitted))
+    emitted.add(("PcamPipeline", "QcFailFraction", by_lab))
+    assert alarm_problems(TEMPLATE, emitted) == []
+    without_lab = {("PcamPipeline", "QcFailFraction", flow)}  # emitted without its lab: the query finds nothing
+    assert any("QcFailFraction" in problem for problem in dashboard_problems(TEMPLATE, without_lab))
+
+
+def test_each_scored_slide_tells_cloudwatch_its_labs_drift_figures():
+    from pcam_pipeline.scoring.lab_metrics import lab_metric_values
+
+    summary = {"lab": "lab-a", "mean_probability": 0.2, "verdict": {"category": "negative"},
+               "qc": {"status": "warn", "failing_fraction": 0.07}, "stain": {"distance_degrees": 3.5}}  # fmt: skip
+    assert lab_metric_values(summary) == [
+        ("MeanTumourProbability", "NoUnit", 0.2, {"Lab": "lab-a"}),
+        ("SlidesByVerdict", "Count", 1.0, {"Lab": "lab-a", "Verdict": "negative"}),
+        ("QcFailFraction", "NoUnit", 0.07, {"Lab": "lab-a"}),
+        ("StainDistanceDegrees", "NoUnit", 3.5, {"Lab": "lab-a"}),
+    ]
+    own = {
+        "lab": None,
+        "mean_probability": 0.0,
+        "verdict": {"category": "indeterminate"},
+        "qc": {"status": "unchecked"},
+    }
+    assert [dims for *_, dims in lab_metric_values(own)] == [{"Lab": "-"}, {"Lab": "-", "Verdict": "indeterminate"}]

@@ -28,6 +28,7 @@ from pcam_pipeline.core.settings import ModelSettings
 from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.scoring import slide_answer, slide_results
 from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
+from pcam_pipeline.scoring.lab_metrics import emit_lab_metrics
 from pcam_pipeline.scoring.lesion_evidence import false_positive_rate
 from pcam_pipeline.scoring.queue import queued_entry
 from pcam_pipeline.scoring.slide_answer import ScoredSlide
@@ -113,6 +114,7 @@ class SlideResultWriter:
             verdict=summary["verdict"]["category"],
         )
         metrics.add_metric(name="SlidesScored", unit="Count", value=1)
+        emit_lab_metrics(summary)
         if summary["dropped_at"]:
             latency = datetime.fromisoformat(summary["scored_at"]) - datetime.fromisoformat(summary["dropped_at"])
             metrics.add_metric(name="SlideDropToResultSeconds", unit="Seconds", value=latency.total_seconds())
