@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import single_metric
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 # The metrics, their units, and what the dashboard and the alarm query them by (the service dimension is
 # Powertools' own).
@@ -19,19 +19,19 @@ SLIDES_BY_VERDICT = "SlidesByVerdict"
 LAB_METRICS = (QC_FAIL_FRACTION, MEAN_TUMOUR_PROBABILITY, STAIN_DISTANCE, SLIDES_BY_VERDICT)
 
 
-def lab_metric_values(summary: dict[str, Any]) -> list[tuple[str, str, float, dict[str, str]]]:
+def lab_metric_values(summary: dict[str, Any]) -> list[tuple[str, MetricUnit, float, dict[str, str]]]:
     """(metric, unit, value, dimensions) for one scored slide's summary. Pure."""
     lab = {LAB: summary.get("lab") or OWN_SLIDES}
     values = [
-        (MEAN_TUMOUR_PROBABILITY, "NoUnit", float(summary["mean_probability"]), lab),
-        (SLIDES_BY_VERDICT, "Count", 1.0, {**lab, VERDICT: summary["verdict"]["category"]}),
+        (MEAN_TUMOUR_PROBABILITY, MetricUnit.NoUnit, float(summary["mean_probability"]), lab),
+        (SLIDES_BY_VERDICT, MetricUnit.Count, 1.0, {**lab, VERDICT: summary["verdict"]["category"]}),
     ]
     qc = summary.get("qc") or {}
     if "failing_fraction" in qc:
-        values.append((QC_FAIL_FRACTION, "NoUnit", float(qc["failing_fraction"]), lab))
+        values.append((QC_FAIL_FRACTION, MetricUnit.NoUnit, float(qc["failing_fraction"]), lab))
     stain = summary.get("stain") or {}
     if stain.get("distance_degrees") is not None:
-        values.append((STAIN_DISTANCE, "NoUnit", float(stain["distance_degrees"]), lab))
+        values.append((STAIN_DISTANCE, MetricUnit.NoUnit, float(stain["distance_degrees"]), lab))
     return values
 
 

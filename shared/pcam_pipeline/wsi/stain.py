@@ -1,0 +1,122 @@
+"""H&E stain vectors and Macenko normalisation. Pure numpy.
+
+Macenko et al., "A method for normalizing histology slides for quantitative analysis", ISBI 2009:
+
+1. optical density (OD) per channel, Beer-Lambert (``brightfield.optical_density``, log10);
+2. drop pixels whose mean OD over the channels is below β = 0.15 (glass and faint background);
+3. the plane of the two largest eigenvectors of the OD covariance holds both stains;
+4. the stains are the directions at the α = 1st and 99th percentiles of the angle in that plane
+   (haematoxylin is the one with more red OD);
+5. each pixel's concentrations solve OD = C · vectors (least squares); the 99th percentile of each is the
+   stain's maximum.
+
+Normalising maps a patch's concentrations onto a reference's vectors and maxima: the image of the same tissue as
+the reference's stain would show it. torchstain's numpy backend does the same; it is not packaged for the
+Lambda layer, so this is written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pcam_pipeline.wsi.brightfield import optical_density
+
+BETA = 0.15  # mean OD below this: glass
+ALPHA = 1.0  # percentile of the angle that makes each stain direction robust to outliers
+MIN_STAINED_PIXELS = 500  # fewer: no estimate (a slide or shard almost without tissue)
+MAX_PIXELS = 200_000  # a fixed, spread sample: the estimate's cost does not grow with the slide
+
+
+@dataclass(frozen=True)
+class Stain:
+    """Unit OD vectors of haematoxylin and eosin (R, G, B) and the 99th percentile of each concentration."""
+
+    haematoxylin: tuple[float, float, float]
+    eosin: tuple[float, float, float]
+    max_concentrations: tuple[float, float]
+
+    @property
+    def matrix(self) -> NDArray[Any]:
+        return np.array([self.haematoxylin, self.eosin], dtype=np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "haematoxylin": [round(v, 5) for v in self.haematoxylin],
+            "eosin": [round(v, 5) for v in self.eosin],
+            "max_concentrations": [round(v, 5) for v in self.max_concentrations],
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Stain:
+        return cls(tuple(body["haematoxylin"]), tuple(body["eosin"]), tuple(body["max_concentrations"]))  # type: ignore[arg-type]
+
+
+# The reference patches are normalised to: Macenko's reference as the HEnorm implementation (schaugf/HEnorm_python,
+# MIT) gives it, its maxima converted from natural-log OD to this module's log10 OD (÷ ln 10).
+REFERENCE = Stain((0.5626, 0.7201, 0.4062), (0.2159, 0.8012, 0.5581), (1.9705 / np.log(10), 1.0308 / np.log(10)))
+
+
+def _unit(vector: NDArray[Any]) -> NDArray[Any]:
+    unit: NDArray[Any] = vector / np.linalg.norm(vector)
+    return unit if unit.sum() >= 0 else -unit
+
+
+def stained_od(rgb: NDArray[Any]) -> NDArray[Any]:
+    """The OD (n, 3) of the stained pixels of an image or a stack of them, at most MAX_PIXELS, evenly spread."""
+    od = optical_density(rgb).reshape(-1, 3)
+    od = od[od.mean(axis=1) >= BETA]
+    step = max(1, len(od) // MAX_PIXELS)
+    sampled: NDArray[Any] = od[::step].astype(np.float64)
+    return sampled
+
+
+def estimate_stain(od: NDArray[Any]) -> Stain | None:
+    """The H&E stain of stained pixels' OD (``stained_od``); None with fewer than MIN_STAINED_PIXELS."""
+    if len(od) < MIN_STAINED_PIXELS:
+        return None
+    _, vectors = np.linalg.eigh(np.cov(od.T))
+    plane = vectors[:, [2, 1]]  # the two largest
+    plane *= np.where(plane.sum(axis=0) < 0, -1, 1)  # point into positive OD
+    projected = od @ plane
+    angles = np.arctan2(projected[:, 1], projected[:, 0])
+    low, high = np.percentile(angles, [ALPHA, 100 - ALPHA])
+    first = _unit(plane @ np.array([np.cos(low), np.sin(low)]))
+    second = _unit(plane @ np.array([np.cos(high), np.sin(high)]))
+    haematoxylin, eosin = (first, second) if first[0] > second[0] else (second, first)
+    matrix = np.array([haematoxylin, eosin])
+    concentrations = np.linalg.lstsq(matrix.T, od.T, rcond=None)[0]
+    maxima = np.percentile(concentrations, 99, axis=1)
+    return Stain(
+        tuple(float(v) for v in haematoxylin),  # type: ignore[arg-type]
+        tuple(float(v) for v in eosin),  # type: ignore[arg-type]
+        (float(maxima[0]), float(maxima[1])),
+    )
+
+
+def angles_degrees(stain: Stain, reference: Stain) -> tuple[float, float]:
+    """The angle of each stain vector from the reference's: haematoxylin, eosin."""
+    cosines = np.clip((stain.matrix * reference.matrix).sum(axis=1), -1, 1)
+    h, e = np.degrees(np.arccos(cosines))
+    return float(h), float(e)
+
+
+def concentrations(rgb: NDArray[Any], stain: Stain) -> NDArray[Any]:
+    """Each pixel's (haematoxylin, eosin) concentration under ``stain``: shape (height, width, 2)."""
+    od = optical_density(rgb).reshape(-1, 3).astype(np.float64)
+    solved = np.linalg.lstsq(stain.matrix.T, od.T, rcond=None)[0].T
+    shaped: NDArray[Any] = solved.reshape(*rgb.shape[:-1], 2)
+    return shaped
+
+
+def normalise(rgb: NDArray[Any], source: Stain, reference: Stain = REFERENCE) -> NDArray[Any]:
+    """The image as ``reference``'s stain would show it: concentrations under ``source`` scaled to the reference's
+    maxima, recomposed with its vectors. Glass stays glass."""
+    scaled = concentrations(rgb, source) * (np.array(reference.max_concentrations) / source.max_concentrations)
+    od = np.clip(scaled, 0, None) @ reference.matrix
+    pixels = 256 * np.power(10.0, -od) - 1  # inverse of optical_density
+    out: NDArray[Any] = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    return out
