@@ -52,7 +52,7 @@ class Stain:
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Stain:
-        return cls(tuple(body["haematoxylin"]), tuple(body["eosin"]), tuple(body["max_concentrations"]))  # type: ignore[arg-type]
+        return cls(tuple(body["haematoxylin"]), tuple(body["eosin"]), tuple(body["max_concentrations"]))
 
 
 # The reference patches are normalised to: Macenko's reference as the HEnorm implementation (schaugf/HEnorm_python,
