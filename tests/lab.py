@@ -44,6 +44,7 @@ def make_lab(
     max_patches_per_slide: int = 100_000,
     faults: Faults | None = None,
     fakes: tuple[InMemoryBlobStore, InMemoryQueue, InMemoryTable, RecordingPublisher] | None = None,
+    stain_normalisation: str = "none",
 ) -> Lab:
     """``faults``: every port call of the use cases goes through it (tests/faults.py); ``fakes``: the bucket, queue,
     table and bus to start from (a copy of another lab's, say)."""
@@ -56,6 +57,7 @@ def make_lab(
             resize_to=0,
             max_receive_count=3,
             max_patches_per_slide=max_patches_per_slide,
+            stain_normalisation=stain_normalisation,
         ),
         idempotency_table="idempotency",
         convert_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/convert",

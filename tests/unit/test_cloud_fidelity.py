@@ -206,7 +206,7 @@ def test_each_scored_slide_tells_cloudwatch_its_labs_drift_figures():
 
     summary = {"lab": "lab-a", "mean_probability": 0.2, "verdict": {"category": "negative"},
                "qc": {"status": "warn", "failing_fraction": 0.07}, "stain": {"distance_degrees": 3.5}}  # fmt: skip
-    assert [(name, unit.value, value, dims) for name, unit, value, dims in lab_metric_values(summary)] == [
+    assert [(name, unit.name, value, dims) for name, unit, value, dims in lab_metric_values(summary)] == [
         ("MeanTumourProbability", "NoUnit", 0.2, {"Lab": "lab-a"}),
         ("SlidesByVerdict", "Count", 1.0, {"Lab": "lab-a", "Verdict": "negative"}),
         ("QcFailFraction", "NoUnit", 0.07, {"Lab": "lab-a"}),

@@ -73,3 +73,50 @@ def test_a_stain_survives_its_json_form():
     found = estimated(real_image("tiatoolbox-target.png"))
     again = stain.Stain.from_json(found.to_json())
     assert max(stain.angles_degrees(again, found)) < 0.01
+
+
+def patches_of(rgb: np.ndarray, edge: int = 96) -> list[np.ndarray]:
+    rows, columns = rgb.shape[0] // edge, rgb.shape[1] // edge
+    return [rgb[r * edge : (r + 1) * edge, c * edge : (c + 1) * edge] for r in range(rows) for c in range(columns)]
+
+
+def shard_samples_of(name: str, shards: int = 2) -> list[np.ndarray]:
+    """What conversion keeps of a real image cut into 96-pixel patches, as ``shards`` shards."""
+    samples = [stain.patch_sample(patch) for patch in patches_of(real_image(name))]
+    return [stain.shard_sample(list(part)) for part in np.array_split(np.array(samples, dtype=object), shards)]
+
+
+def test_a_shard_keeps_a_bounded_float16_sample_of_its_patches_stain():
+    patch = real_image("torchstain-source.png")[:96, :96]
+    assert stain.patch_sample(patch).shape == (stain.SAMPLE_PER_PATCH, 3)
+    kept = stain.shard_sample([stain.patch_sample(patch)] * 2000)
+    assert kept.dtype == np.float16 and len(kept) <= stain.SHARD_SAMPLE_PIXELS
+
+
+def test_a_slide_from_another_lab_lies_outside_the_training_stain_and_one_from_the_same_lab_within():
+    training = stain.training_reference(shard_samples_of("tiatoolbox-TCGA-HE-7130.png"), "none")
+    assert training["range_degrees"] >= stain.TOLERANCE_DEGREES
+    same = stain.slide_stain(shard_samples_of("tiatoolbox-TCGA-HE-7130.png", 3), training, "none")
+    other = stain.slide_stain(shard_samples_of("torchstain-source.png"), training, "none")
+    assert same["estimated"] and same["outside_training_range"] is False and same["mismatch"] is None
+    assert other["outside_training_range"] is True and other["distance_degrees"] > training["range_degrees"]
+
+
+def test_a_slide_converted_otherwise_than_its_models_training_patches_says_so():
+    training = stain.training_reference(shard_samples_of("tiatoolbox-kather1.tif"), "macenko")
+    found = stain.slide_stain(shard_samples_of("tiatoolbox-kather1.tif"), training, "none")
+    assert "StainNormalisation none" in found["mismatch"] and "macenko" in found["mismatch"]
+    assert training["stain"] is None  # four patches: too little for an estimate; its normalisation still counts
+    unknown = stain.slide_stain([], None, "none")
+    assert unknown["estimated"] is False and unknown["reason"] and unknown["distance_degrees"] is None
+
+
+def test_normalisation_is_one_function_that_leaves_patches_alone_unless_asked():
+    patch = real_image("torchstain-source.png")[:96, :96]
+    assert stain.as_normalised(patch, "none") is patch
+    glass = np.full((96, 96, 3), 245, np.uint8)
+    assert stain.as_normalised(glass, "macenko") is glass  # too little stain for an estimate
+    normalised = [stain.as_normalised(p, "macenko") for p in patches_of(real_image("torchstain-source.png"))]
+    before = estimated(real_image("torchstain-source.png"))
+    after = estimated(np.concatenate(normalised, axis=0))
+    assert max(stain.angles_degrees(after, stain.REFERENCE)) < max(stain.angles_degrees(before, stain.REFERENCE)) / 2

@@ -101,6 +101,12 @@ def tile_qc_key(slide_id: str, run_id: str, shard: int) -> str:
     return tiling_key(slide_id, run_id, f"qc/{shard:05d}.npy")
 
 
+def stain_sample_key(image_prefix: str, shard: int) -> str:
+    """A conversion shard's sample of its patches' stained optical density (``wsi/stain.py``), beside nothing
+    SageMaker reads: a split's or a slide's, under ``tiling/stain/`` + the image prefix without ``images/``."""
+    return f"{TILING}stain/{image_prefix.removeprefix(IMAGES)}{shard:05d}.npy"
+
+
 def staged_slide_key(slide_id: str, run_id: str) -> str:
     """A slide only OpenSlide reads, staged at ingestion as a pyramidal TIFF that conversion shards read."""
     return f"{STAGING}slides/{slide_id}/{run_id}/slide.tif"

@@ -37,6 +37,7 @@ class JobRecord(Record):
     valid_count: int | None = None
     hyperparameters: dict[str, Any] | None = None
     experiment: bool = False  # the dataset's training.json says "experiment": its models never score slides
+    training_stain: dict[str, Any] | None = None  # the train split's stain and range (wsi/stain.training_reference)
     # test transform
     test_manifest: str | None = None
     test_images: str | None = None
@@ -88,6 +89,8 @@ class ModelRecord(Record):
     test_transform_job: str | None = None
     test_split: str | None = None  # lineage: "<dataset>/test <upload>" it was evaluated on; AUCs compare within one
     experiment: bool = False  # trained as an experiment (pcam smoke): never becomes current
+    # The train split's stain, the range its shards span and its normalisation: what slides are compared with.
+    training_stain: dict[str, Any] | None = None
     failure_reason: str = ""
     created_at: str | None = None
     evaluated_at: str | None = None

@@ -83,6 +83,7 @@ class PatchOwner(Record):
     x_source_version: str | None = None
     x_run: str | None = None
     x_count: int | None = None
+    x_stain_normalisation: str = "none"  # how its patches were converted (StainNormalisation, wsi/stain.py)
     shards_total: int | None = None
     shards_sent: str | None = None  # the run whose shard messages are on the queue
     shards_done: list[Any] = field(default_factory=list)

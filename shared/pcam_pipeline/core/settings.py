@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pcam_pipeline.core.cost_limits import CostLimits
 from pcam_pipeline.core.errors import SettingsError
+from pcam_pipeline.wsi.stain import NORMALISATIONS
 from pcam_pipeline.wsi.structure import SlideLimits
 from pcam_pipeline.wsi.tiling import TilingSettings
 
@@ -61,7 +62,7 @@ class ConversionSettings:
     tiling: TilingSettings = TilingSettings()  # whole-slide images: resolution, tissue, overlap
     slide_limits: SlideLimits = SlideLimits()
     publish_v1_events: bool = True  # PublishVersion1Events: each event also as its version 1
-    max_qc_fail_fraction: float = 0.25  # MaxQcFailFraction: more of a slide's tissue failing QC: indeterminate
+    stain_normalisation: str = "none"  # StainNormalisation: how patches are converted, training and scoring alike
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ConversionSettings:
@@ -84,6 +85,7 @@ class ConversionSettings:
             max_patches_per_file=_int(env, "MAX_PATCHES_PER_FILE", 2_000_000, 1, 100_000_000),
             max_patches_per_slide=_int(env, "SCORING_BATCH_MAX_PATCHES", 100_000, 1, 1_000_000),
             publish_v1_events=_flag(env, "PUBLISH_V1_EVENTS", True),
+            stain_normalisation=_choice(env, "STAIN_NORMALISATION", NORMALISATIONS),
         )
 
 
@@ -141,6 +143,14 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("", "true", "false"):
         return default if raw == "" else raw == "true"
     raise SettingsError(f"{name} must be true or false, not {env[name]!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    """One of ``allowed``; the first when unset."""
+    raw = env.get(name, "").strip() or allowed[0]
+    if raw not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+    return raw
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pcam_pipeline.ingestion.quarantine import settle_quarantine
 from pcam_pipeline.ingestion.shard_planning import ShardTask
 from pcam_pipeline.state import StateStore, slide_id_of
 from pcam_pipeline.state.ingestion_views import ConversionState
+from pcam_pipeline.wsi import stain
 from pcam_pipeline.wsi.ingestion import cut_patches, load_plan
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.tile_qc import measure_tile
@@ -71,17 +72,21 @@ class ShardConverter:
         }
 
     def write_patches(self, task: ShardTask) -> int:
-        """Encode and upload the shard's patches as they are read; a slide's tiles are measured for QC."""
+        """Encode and upload the shard's patches as they are read (stain-normalised as planned); each patch's
+        stain is sampled, and a slide's tiles are measured for QC."""
         quality, resize_to = self._settings.jpeg_quality, self._settings.resize_to
         source = self._whole_slide_patches if task.tile_plan_key else self._hdf5_patches
         slide_id = slide_id_of(task.owner)
-        measures = []
+        measures, stain_samples = [], []
         with self._blobs.uploader() as uploader, source(task) as patches:
             for index, patch in patches:
-                key = task.image_prefix + patch_file_name(index, task.image_prefix)
-                uploader.put(key, encode_jpeg(patch, quality, resize_to), "image/jpeg")
+                stain_samples.append(stain.patch_sample(patch))  # as dropped: the stain the lab's slides have
                 if slide_id is not None:
                     measures.append(measure_tile(patch))
+                key = task.image_prefix + patch_file_name(index, task.image_prefix)
+                normalised = stain.as_normalised(patch, task.stain_normalisation)
+                uploader.put(key, encode_jpeg(normalised, quality, resize_to), "image/jpeg")
+        self._blobs.put_array(keys.stain_sample_key(task.image_prefix, task.shard), stain.shard_sample(stain_samples))
         if slide_id is not None:
             self._blobs.put_array(keys.tile_qc_key(slide_id, task.run_id, task.shard), np.array(measures))
         return task.stop - task.start

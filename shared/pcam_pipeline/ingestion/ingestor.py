@@ -44,7 +44,7 @@ class Ingestor:
         # The edge of the JPEGs written (Split Ready tells training the image shape).
         image_edge = {"image_edge": image_shape(conversion.resize_to)[1]}
         queue = queue or SqsQueue(settings.convert_queue_url)
-        planner = ShardPlanner(store, queue, settings.patches_per_shard, self._blobs)
+        planner = ShardPlanner(store, queue, settings.patches_per_shard, self._blobs, conversion.stain_normalisation)
         limits = FileLimits(max_patches=conversion.max_patches_per_file)
         self._events = publisher or EventPublisher(conversion.event_bus, with_v1=conversion.publish_v1_events)
         completer = Completer(self._blobs, store, self._events)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pcam_pipeline.aws.observability import logger, metrics
@@ -51,10 +51,11 @@ class ShardTask:
     file_version: str
     file_version_id: str | None = None  # the S3 version to quarantine if the file turns out damaged
     tile_plan_key: str | None = None  # a whole-slide image: the tiles to cut (patch indices are its tiles)
+    stain_normalisation: str = "none"  # StainNormalisation when the upload was planned: every shard alike
 
     @classmethod
     def from_message(cls, body: dict[str, Any]) -> ShardTask:
-        return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        return cls(**{name: body[name] for name in cls.__dataclass_fields__ if name in body})
 
     @property
     def claimer(self) -> str:
@@ -73,18 +74,27 @@ class PatchSource:
     storage: str
     image_prefix: str
     tile_plan_key: str | None = None
+    stain_normalisation: str = "none"
 
     @classmethod
     def planned_for(cls, owner: PatchOwner) -> PatchSource:
         """The source the owner's current upload was planned with."""
         return cls(present(owner.x_source_key, "source"), owner.x_source_version, present(owner.x_count, "count"),
                    owner.storage or "", present(owner.image_prefix, "image prefix"),
-                   getattr(owner, "tile_plan_key", None))  # fmt: skip
+                   getattr(owner, "tile_plan_key", None), owner.x_stain_normalisation)  # fmt: skip
 
 
 class ShardPlanner:
-    def __init__(self, state: PlanningState, queue: MessageQueue, patches_per_shard: int, blobs: BlobStore):
+    def __init__(
+        self,
+        state: PlanningState,
+        queue: MessageQueue,
+        patches_per_shard: int,
+        blobs: BlobStore,
+        stain_normalisation: str = "none",
+    ):
         self._state, self._queue, self._patches_per_shard, self._blobs = state, queue, patches_per_shard, blobs
+        self._stain_normalisation = stain_normalisation
 
     def superseded(self, dropped: DroppedFile) -> dict[str, Any] | None:
         """Newest wins, checked again before each write of a decision: a newer upload of the key that arrived
@@ -113,6 +123,7 @@ class ShardPlanner:
         None (nothing planned) if the owner's inputs changed since ``as_read`` was read."""
         if newer := self.superseded(dropped):
             return newer
+        source = replace(source, stain_normalisation=self._stain_normalisation)
         shards = plan_shards(source.count, self._patches_per_shard)
         planned = self._state.start_patch_conversion(
             owner,
@@ -130,6 +141,7 @@ class ShardPlanner:
                 "shards_total": len(shards),
                 "image_prefix": source.image_prefix,
                 "storage": source.storage,
+                "x_stain_normalisation": source.stain_normalisation,
             },
         )
         if not planned:
@@ -159,6 +171,7 @@ class ShardPlanner:
                 dropped.version,
                 dropped.version_id,
                 source.tile_plan_key,
+                source.stain_normalisation,
             )  # fmt: skip
             for index, (start, stop) in enumerate(shards)
         ]

@@ -12,11 +12,13 @@ from pcam_pipeline.core.model_records import JobRecord, ModelRecord
 from pcam_pipeline.core.ports import BlobStore, EventPublisher, JobLauncher
 from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import JobStatus
+from pcam_pipeline.ingestion.shard_outputs import stain_samples
 from pcam_pipeline.models import inference_requests, sagemaker_jobs
 from pcam_pipeline.models.evaluation import ModelEvaluation
 from pcam_pipeline.models.job_tracker import JobKindBase, JobTracker, failed
 from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings, TrainingInputs
 from pcam_pipeline.state.views import TrainingState
+from pcam_pipeline.wsi import stain
 from pcam_training.config import TrainingConfigError
 
 
@@ -63,6 +65,7 @@ class ModelTraining(JobKindBase):
             train_count=train.x_count,
             valid_count=valid.x_count,
             experiment=bool(own_settings.get("experiment")),
+            training_stain=stain.training_reference(stain_samples(self._blobs, train), train.x_stain_normalisation),
         )
         if (
             not self._jobs.record(job)
@@ -143,6 +146,7 @@ class ModelTraining(JobKindBase):
                 valid_images=job.valid_images,
                 train_count=job.train_count,
                 experiment=job.experiment,
+                training_stain=job.training_stain,
             )
         )
         self._state.record_latest_model(dataset, training_job)

@@ -7,8 +7,11 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from pcam_pipeline.aws.observability import metrics
+
 # The metrics, their units, and what the dashboard and the alarm query them by (the service dimension is
 # Powertools' own).
+NAMESPACE = "PcamPipeline"  # the template's POWERTOOLS_METRICS_NAMESPACE, for runs outside a function's environment
 LAB = "Lab"
 VERDICT = "Verdict"
 OWN_SLIDES = "-"  # the Lab of a slide dropped outside labs/ (lab names are lower-case letters, digits, hyphens)
@@ -38,6 +41,6 @@ def lab_metric_values(summary: dict[str, Any]) -> list[tuple[str, MetricUnit, fl
 def emit_lab_metrics(summary: dict[str, Any]) -> None:
     """One embedded-metric-format record per value: each carries its own dimensions (Powertools single_metric)."""
     for name, unit, value, dimensions in lab_metric_values(summary):
-        with single_metric(name=name, unit=unit, value=value) as metric:
+        with single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace or NAMESPACE) as metric:
             for dimension, dimension_value in dimensions.items():
                 metric.add_dimension(name=dimension, value=dimension_value)

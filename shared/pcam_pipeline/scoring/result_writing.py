@@ -10,13 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from numpy.typing import NDArray
 
 from pcam_evaluation_job.calibration import apply_calibration
 from pcam_pipeline.aws import events
-from pcam_pipeline.aws.blob_store import MissingObject
 from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.errors import JobFailed, RetryableError
@@ -25,6 +23,7 @@ from pcam_pipeline.core.model_records import JobRecord, ModelRecord
 from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.core.settings import ModelSettings
+from pcam_pipeline.ingestion.shard_outputs import stain_samples, tile_qc_measures
 from pcam_pipeline.models.promotion import PromotedModels
 from pcam_pipeline.scoring import slide_answer, slide_results
 from pcam_pipeline.scoring.gathering import gather_tumour_probabilities
@@ -34,9 +33,10 @@ from pcam_pipeline.scoring.queue import queued_entry
 from pcam_pipeline.scoring.slide_answer import ScoredSlide
 from pcam_pipeline.state import now_iso
 from pcam_pipeline.state.views import SlideResultsState
+from pcam_pipeline.wsi import stain
 from pcam_pipeline.wsi.ingestion import load_plan, thumbnail_key
 from pcam_pipeline.wsi.results import whole_slide_figures
-from pcam_pipeline.wsi.tile_qc import MEASURES, classify_tiles
+from pcam_pipeline.wsi.tile_qc import classify_tiles
 
 
 class SlideResultWriter:
@@ -87,7 +87,7 @@ class SlideResultWriter:
             figures.update(whole_slide_figures(scored.plan, scored.probabilities, scored.threshold))
         files = slide_answer.result_files(scored, found)
         summary = self._summary(slide, job, figures, gathered_at, files, model)
-        summary["qc"] = scored.qc_summary()
+        summary["qc"], summary["stain"] = scored.qc_summary(), scored.stain
         summary["verdict"] = scored.verdict(found)
         files = slide_answer.with_report(scored, found, files, summary)
         if not self._state.claim_slide_results(queued_entry(member, model_name), job.name):
@@ -145,6 +145,7 @@ class SlideResultWriter:
             model_mpp=self._model_mpp,
             qc=tile_qc_classes(self._blobs, slide, raw.size),
             max_qc_fail_fraction=self._max_qc_fail,
+            stain=slide_stain(self._blobs, slide, model),
         )
 
     def _summary(
@@ -192,12 +193,11 @@ class SlideResultWriter:
 def tile_qc_classes(blobs: BlobStore, slide: SlideRecord, count: int) -> NDArray[Any] | None:
     """Each tile's QC class from its conversion shards' measures; None for an upload converted before tiles
     were measured."""
-    run = present(slide.x_run, f"upload of slide {slide.slide_id}")
-    try:
-        parts = [
-            blobs.get_array(keys.tile_qc_key(slide.slide_id, run, shard)) for shard in range(slide.shards_total or 0)
-        ]
-    except MissingObject:
-        return None
-    measures = np.concatenate(parts) if parts else np.empty((0, len(MEASURES)))
-    return classify_tiles(measures) if len(measures) == count else None
+    measures = tile_qc_measures(blobs, slide)
+    return classify_tiles(measures) if measures is not None and len(measures) == count else None
+
+
+def slide_stain(blobs: BlobStore, slide: SlideRecord, model: ModelRecord | None) -> dict[str, Any]:
+    """The slide's stain from its conversion shards' samples, against its model's training stain."""
+    training = model.training_stain if model else None
+    return stain.slide_stain(stain_samples(blobs, slide), training, slide.x_stain_normalisation)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -41,6 +41,7 @@ class ScoredSlide:
     false_positive_rate: float | None = None  # the model's, per tile, measured on its test split
     qc: NDArray[Any] | None = None  # each tile's QC class (``tile_qc.QC_CLASSES``); None: not checked
     max_qc_fail_fraction: float = 0.25  # MaxQcFailFraction
+    stain: dict[str, Any] = field(default_factory=dict)  # the slide's stain against its model's (stain.slide_stain)
 
     @property
     def judged(self) -> NDArray[Any]:
@@ -98,7 +99,7 @@ class ScoredSlide:
             model_name=self.model_name,
             minimum_tiles=self.evidence.minimum_tiles,
             evidence=self.evidence.to_json(),
-            quality_reasons=failing,
+            quality_reasons=failing + ([self.stain["mismatch"]] if self.stain.get("mismatch") else []),
         )
 
 

@@ -103,6 +103,19 @@ def _model(summary: dict[str, Any]) -> str:
     return _facts_table("The model", facts)
 
 
+def stain_in_words(stain: dict[str, Any]) -> str:
+    """The slide's stain against the model's training stain, in a sentence."""
+    if stain.get("mismatch"):
+        return str(stain["mismatch"])
+    if not stain.get("estimated"):
+        return f"not estimated: {stain.get('reason', 'unknown')}"
+    if stain.get("distance_degrees") is None:
+        return "estimated; the model recorded no training stain to compare it with"
+    where = "outside" if stain["outside_training_range"] else "within"
+    return (f"{stain['distance_degrees']:.1f}° from the model's training stain, {where} the "
+            f"{stain['training_range_degrees']:.1f}° its training data spans")  # fmt: skip
+
+
 def _facts_table(caption: str, facts: list[list[str]]) -> str:
     rows = [[f'<th scope="row">{escape(name)}</th>', f"<td>{value}</td>"] for name, value in facts]
     return f"<table><caption>{escape(caption)}</caption><tbody>{_rows(rows)}</tbody></table>"
@@ -122,6 +135,8 @@ def slide_report_html(summary: dict[str, Any], picture_png: bytes | None) -> str
     if qc.get("status") in ("pass", "warn", "fail"):
         failing = f"{qc['failing_fraction']:.1%} of tiles ({qc_in_words(qc)}); not judged"
         tissue.append(["quality control", f"{escape(qc['status'])}: {escape(failing)}"])
+    if stain := summary.get("stain"):
+        tissue.append(["stain", escape(stain_in_words(stain))])
     source = [
         ["file", escape(str(summary.get("input_key")))],
         ["version", escape(str(summary.get("input_version")))],

@@ -120,3 +120,94 @@ def normalise(rgb: NDArray[Any], source: Stain, reference: Stain = REFERENCE) ->
     pixels = 256 * np.power(10.0, -od) - 1  # inverse of optical_density
     out: NDArray[Any] = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
     return out
+
+
+# ---------------------------------------------------------------- at conversion, for training and scoring alike
+NORMALISATIONS = ("none", "macenko")  # StainNormalisation
+SAMPLE_PER_PATCH = 64  # stained pixels each patch gives its file's stain estimate
+SHARD_SAMPLE_PIXELS = 50_000  # what a shard keeps of them, evenly spread: 300 KB as float16, whatever its size
+TOLERANCE_DEGREES = 5.0  # the least range a training stain is given: angles within it are the same stain
+
+
+def patch_sample(patch: NDArray[Any]) -> NDArray[Any]:
+    """Up to SAMPLE_PER_PATCH stained pixels' OD of one patch, evenly spread, before any normalisation."""
+    od = stained_od(patch)
+    step = max(1, len(od) // SAMPLE_PER_PATCH)
+    sample: NDArray[Any] = od[::step][:SAMPLE_PER_PATCH].astype(np.float32)
+    return sample
+
+
+def shard_sample(patch_samples: list[NDArray[Any]]) -> NDArray[Any]:
+    """A conversion shard's patches' samples as it stores them: at most SHARD_SAMPLE_PIXELS, float16."""
+    od = np.concatenate(patch_samples) if patch_samples else np.empty((0, 3))
+    step = max(1, -(-len(od) // SHARD_SAMPLE_PIXELS))
+    kept: NDArray[Any] = od[::step].astype(np.float16)
+    return kept
+
+
+def as_normalised(patch: NDArray[Any], method: str) -> NDArray[Any]:
+    """The one function training and scoring patches go through (StainNormalisation). ``macenko``: the patch's
+    own stain (as torchstain estimates each image's) mapped onto REFERENCE; a patch with too little stain for an
+    estimate is left as it is."""
+    if method == "none":
+        return patch
+    own = estimate_stain(stained_od(patch))
+    return patch if own is None else normalise(patch, own)
+
+
+# ---------------------------------------------------------------- the training range and a slide against it
+def _combined(samples: list[NDArray[Any]]) -> NDArray[Any]:
+    od = np.concatenate(samples) if samples else np.empty((0, 3))
+    step = max(1, len(od) // MAX_PIXELS)
+    combined: NDArray[Any] = od[::step].astype(np.float64)
+    return combined
+
+
+def training_reference(shard_samples: list[NDArray[Any]], normalisation: str) -> dict[str, Any]:
+    """A train split's stain and the range it spans: the widest angle of any conversion shard's own estimate
+    from the split's, at least TOLERANCE_DEGREES; and how its patches were converted. No stain (None) if the
+    split had too little stained tissue, or was converted before stain was sampled."""
+    overall = estimate_stain(_combined(shard_samples))
+    if overall is None:
+        return {"stain": None, "range_degrees": None, "normalisation": normalisation}
+    shards = [found for sample in shard_samples if (found := estimate_stain(sample.astype(np.float64)))]
+    spread = max((max(angles_degrees(found, overall)) for found in shards), default=0.0)
+    return {
+        "stain": overall.to_json(),
+        "range_degrees": round(max(spread, TOLERANCE_DEGREES), 2),
+        "normalisation": normalisation,
+    }
+
+
+def slide_stain(
+    shard_samples: list[NDArray[Any]], training: dict[str, Any] | None, normalisation: str
+) -> dict[str, Any]:
+    """A slide's stain, its angles to its model's training stain, whether it lies outside that range, and a
+    ``mismatch`` if its patches were converted otherwise than the model's training patches. Pure: the summary's
+    ``stain`` object (docs/labs.md, "Stain")."""
+    model_normalisation = training.get("normalisation", "none") if training else None
+    body: dict[str, Any] = {"estimated": False, "normalisation": normalisation,
+                            "model_normalisation": model_normalisation, "training_angles_degrees": None,
+                            "distance_degrees": None, "training_range_degrees": None, "outside_training_range": None,
+                            "mismatch": None}  # fmt: skip
+    if model_normalisation not in (None, normalisation):
+        body["mismatch"] = (
+            f"the slide's patches were converted with StainNormalisation {normalisation}, its model was trained "
+            f"on {model_normalisation} patches: drop the slide again or retrain"
+        )
+    found = estimate_stain(_combined(shard_samples))
+    if found is None:
+        return body | {
+            "reason": "too little stained tissue to estimate the stain, or converted before stain was sampled"
+        }
+    body |= {"estimated": True, **found.to_json()}
+    if training and training["stain"]:
+        angles = angles_degrees(found, Stain.from_json(training["stain"]))
+        distance = max(angles)
+        body |= {
+            "training_angles_degrees": [round(angle, 2) for angle in angles],
+            "distance_degrees": round(distance, 2),
+            "training_range_degrees": training["range_degrees"],
+            "outside_training_range": distance > training["range_degrees"],
+        }
+    return body
