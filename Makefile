@@ -91,6 +91,7 @@ bench: setup
 	$(VENV)/bin/python bench/bench_pcam_scale.py
 	$(VENV)/bin/python bench/bench_wsi_readers.py
 	$(VENV)/bin/python bench/bench_slide_formats.py
+	$(VENV)/bin/python bench/bench_tile_checks.py
 	$(VENV)/bin/python bench/figures_page.py
 
 # Fuzzing the ingestion with N mutated and hostile files (a seeded 200 run is part of make test).

@@ -41,6 +41,13 @@ def assert_quality_control_keeps_blurred_tissue_out_of_the_verdict(stack, pipeli
     verdict = summary["verdict"]
     assert verdict["category"] == "indeterminate"
     assert any("failed quality control (MaxQcFailFraction 25%): blur" in reason for reason in verdict["reasons"])
+    # Real H&E from other labs against a model trained on synthetic patches: its stain is flagged, and said.
+    stain = summary["stain"]
+    assert stain["estimated"] and stain["normalisation"] == stain["model_normalisation"] == "none"
+    assert stain["outside_training_range"] and stain["distance_degrees"] > stain["training_range_degrees"] >= 5
+    assert (
+        "from the model&#x27;s training stain, outside the" in stack.read("predictions/real-half-blurred.html").decode()
+    )
     geojson = json.loads(stack.read("predictions/real-half-blurred.geojson"))
     assert_qupath_geojson(geojson, rows, summary["slide_width"], summary["slide_height"])
     lesions = [
@@ -136,6 +143,7 @@ def test_a_whole_slide_image_is_scored_on_tissue_at_the_models_resolution(stack,
     assert summary["tissue_area_mm2"] == pytest.approx(truth.area_mm2(truth.tissue), rel=0.1)
     assert summary["tumour_area_mm2"] == pytest.approx(truth.area_mm2(truth.tumour), rel=0.1)
     assert summary["qc"]["status"] == "pass" and summary["qc"]["failing_fraction"] == 0
+    assert summary["stain"]["estimated"] and summary["stain"]["training_range_degrees"] >= 5
 
     geojson = json.loads(stack.read("predictions/node-7.geojson"))
     assert_qupath_geojson(geojson, rows, summary["slide_width"], summary["slide_height"])

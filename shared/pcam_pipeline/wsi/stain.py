@@ -88,13 +88,19 @@ def estimate_stain(od: NDArray[Any]) -> Stain | None:
     second = _unit(plane @ np.array([np.cos(high), np.sin(high)]))
     haematoxylin, eosin = (first, second) if first[0] > second[0] else (second, first)
     matrix = np.array([haematoxylin, eosin])
-    concentrations = np.linalg.lstsq(matrix.T, od.T, rcond=None)[0]
-    maxima = np.percentile(concentrations, 99, axis=1)
+    maxima = np.percentile(_least_squares(od, matrix), 99, axis=0)
     return Stain(
         tuple(float(v) for v in haematoxylin),  # type: ignore[arg-type]
         tuple(float(v) for v in eosin),  # type: ignore[arg-type]
         (float(maxima[0]), float(maxima[1])),
     )
+
+
+def _least_squares(od: NDArray[Any], matrix: NDArray[Any]) -> NDArray[Any]:
+    """Each row's concentrations c minimising |od - c · matrix|: one product with the 3 x 2 pseudo-inverse (the
+    same solution as lstsq per pixel, 10x faster on a patch)."""
+    solved: NDArray[Any] = od @ np.linalg.pinv(matrix)
+    return solved
 
 
 def angles_degrees(stain: Stain, reference: Stain) -> tuple[float, float]:
@@ -107,7 +113,7 @@ def angles_degrees(stain: Stain, reference: Stain) -> tuple[float, float]:
 def concentrations(rgb: NDArray[Any], stain: Stain) -> NDArray[Any]:
     """Each pixel's (haematoxylin, eosin) concentration under ``stain``: shape (height, width, 2)."""
     od = optical_density(rgb).reshape(-1, 3).astype(np.float64)
-    solved = np.linalg.lstsq(stain.matrix.T, od.T, rcond=None)[0].T
+    solved = _least_squares(od, stain.matrix)
     shaped: NDArray[Any] = solved.reshape(*rgb.shape[:-1], 2)
     return shaped
 
@@ -126,6 +132,7 @@ def normalise(rgb: NDArray[Any], source: Stain, reference: Stain = REFERENCE) ->
 NORMALISATIONS = ("none", "macenko")  # StainNormalisation
 SAMPLE_PER_PATCH = 64  # stained pixels each patch gives its file's stain estimate
 SHARD_SAMPLE_PIXELS = 50_000  # what a shard keeps of them, evenly spread: 300 KB as float16, whatever its size
+RANGE_PART_PIXELS = 20_000  # stained pixels of each part a training range is measured on: some 300 patches
 TOLERANCE_DEGREES = 5.0  # the least range a training stain is given: angles within it are the same stain
 
 
@@ -163,19 +170,36 @@ def _combined(samples: list[NDArray[Any]]) -> NDArray[Any]:
     return combined
 
 
+def _parts(shard_samples: list[NDArray[Any]]) -> list[NDArray[Any]]:
+    """Consecutive shards pooled until each part holds RANGE_PART_PIXELS: a part's estimate varies with its
+    tissue, not with how small PatchesPerShard makes a shard."""
+    parts, pending = [], []
+    for sample in shard_samples:
+        pending.append(sample)
+        if sum(len(s) for s in pending) >= RANGE_PART_PIXELS:
+            parts.append(_combined(pending))
+            pending = []
+    return parts or ([_combined(pending)] if pending else [])
+
+
 def training_reference(shard_samples: list[NDArray[Any]], normalisation: str) -> dict[str, Any]:
-    """A train split's stain and the range it spans: the widest angle of any conversion shard's own estimate
-    from the split's, at least TOLERANCE_DEGREES; and how its patches were converted. No stain (None) if the
-    split had too little stained tissue, or was converted before stain was sampled."""
+    """A train split's stain and the range it spans: the widest angle of any part's own estimate from the
+    split's (``_parts``), at least TOLERANCE_DEGREES; and how its patches were converted (with the reference
+    stain they were normalised to). No stain (None) if the split had too little stained tissue, or was converted
+    before stain was sampled."""
+    converted = {
+        "normalisation": normalisation,
+        "normalised_to": REFERENCE.to_json() if normalisation != "none" else None,
+    }
     overall = estimate_stain(_combined(shard_samples))
     if overall is None:
-        return {"stain": None, "range_degrees": None, "normalisation": normalisation}
-    shards = [found for sample in shard_samples if (found := estimate_stain(sample.astype(np.float64)))]
-    spread = max((max(angles_degrees(found, overall)) for found in shards), default=0.0)
+        return {"stain": None, "range_degrees": None, **converted}
+    parts = [found for part in _parts(shard_samples) if (found := estimate_stain(part))]
+    spread = max((max(angles_degrees(found, overall)) for found in parts), default=0.0)
     return {
         "stain": overall.to_json(),
         "range_degrees": round(max(spread, TOLERANCE_DEGREES), 2),
-        "normalisation": normalisation,
+        **converted,
     }
 
 
