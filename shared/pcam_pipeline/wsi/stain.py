@@ -11,8 +11,10 @@ Macenko et al., "A method for normalizing histology slides for quantitative anal
    stain's maximum.
 
 Normalising maps a patch's concentrations onto a reference's vectors and maxima: the image of the same tissue as
-the reference's stain would show it. torchstain's numpy backend does the same; it is not packaged for the
-Lambda layer, so this is written here.
+the reference's stain would show it. torchstain's numpy backend (EIDOSLAB/torchstain) needs only numpy, but its
+estimate is private (name-mangled) and takes one image: the pipeline estimates from OD samples pooled over a
+file's shards and compares vectors, so the method is written here; it also solves concentrations with the 3 x 2
+pseudo-inverse, not a least-squares call per image (bench/bench_tile_checks.py).
 """
 
 from __future__ import annotations
