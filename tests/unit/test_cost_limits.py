@@ -146,3 +146,13 @@ def test_a_repeated_event_for_a_started_training_takes_no_second_start_of_the_da
     for _ in range(LIMITS.max_training_starts_per_day + 1):
         assert world.flow.on_event("Split Ready", {"dataset": "ds", "split": "valid"})["status"] == "already started"
     assert train_once(world, 1)["status"] == "started"
+
+
+def test_the_epochs_assumed_when_none_are_given_are_the_default_recipes():
+    import json
+    from pathlib import Path
+
+    from pcam_pipeline.core.cost_limits import DEFAULT_EPOCHS
+
+    recipe = Path(__file__).resolve().parents[2] / "training" / "pcam_training" / "hyperparameters.json"
+    assert int(json.loads(recipe.read_text())["epochs"]) == DEFAULT_EPOCHS

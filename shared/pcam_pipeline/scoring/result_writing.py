@@ -165,6 +165,7 @@ class SlideResultWriter:
             "lab": lab_of(slide.slide_id),
             "input_key": slide.x_key,
             "input_version": slide.x_version,
+            "run_id": slide.x_run,  # joins a "Slide Scoring Failed" of this upload to this success
             "dropped_at": dropped.received_at if dropped else None,
             **figures,
             "model_name": job.model_name,
