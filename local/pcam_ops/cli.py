@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--timeout", type=float, default=3600, help="seconds to wait for each step")
     smoke.add_argument("--clean", action="store_true", help="remove what the smoke test dropped and caused")
     smoke.set_defaults(run=operator_commands.smoke)
-    lab = commands.add_parser("lab", help="give a lab its own folders, and an IAM policy confined to them")
+    lab = commands.add_parser("lab", help="labs' own folders, and their IAM policies confined to them")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
     commands, outer = lab_commands, commands  # operator_command adds to the lab's subcommands here
     add = operator_command(
@@ -198,8 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     show = operator_command(
         "policy", "print the lab's IAM policy (to manage it elsewhere)", "pcam lab policy lab-a --config-env prod"
     )
+    update = operator_command(
+        "update", "make the lab's policy this deployment's (after a change such as a switch to SSE-KMS)",
+        "pcam lab update lab-a --config-env prod",
+    )  # fmt: skip
+    remove = operator_command(
+        "remove", "delete the lab's policy and role (its files and results stay)", "pcam lab remove lab-a"
+    )
+    listed = operator_command("list", "every lab, and whether its policy is current", "pcam lab list --json")
+    listed.add_argument("--json", action="store_true", help="print JSON for scripts")
+    listed.set_defaults(run=operator_commands.lab)
     commands = outer
-    for command in (add, show):
+    for command in (add, show, update, remove):
         command.add_argument("lab", help="the lab's name: lower-case letters, digits and '-', at most 32")
         command.set_defaults(run=operator_commands.lab)
     replay = operator_command(

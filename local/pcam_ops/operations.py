@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import time
 
@@ -131,35 +130,6 @@ def rescore(
         return [slide_id for slide_id in targets if (slide := state.slide(slide_id)) and slide.ready]
     request = f"by {by} at {now_iso()}"
     return [slide_id for slide_id in targets if state.queue_rescore(slide_id, request, model or "")]
-
-
-def add_lab(stack_name: str, lab: str, principal: str | None = None) -> dict[str, str]:
-    """Give a lab its own folders: an IAM policy confined to them (``core/labs.lab_policy``) and, for a
-    ``principal`` (an AWS account or role of the lab), a role it may assume with that policy. Repeating it
-    changes nothing."""
-    import json
-
-    from pcam_pipeline.core.labs import in_lab, lab_policy
-
-    outputs = stack_outputs(stack_name)
-    bucket_arn = f"arn:aws:s3:::{outputs['DataBucketName']}"
-    document = json.dumps(lab_policy(bucket_arn, lab, outputs.get("DataKeyArn", "")))
-    iam, name = boto3.client("iam"), f"{stack_name}-lab-{lab}"
-    account = boto3.client("sts").get_caller_identity()["Account"]
-    policy_arn = f"arn:aws:iam::{account}:policy/{name}"
-    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
-        iam.create_policy(PolicyName=name, PolicyDocument=document, Description=f"pcam lab {lab}: its folders only")
-    found = {"lab": lab, "policy_arn": policy_arn, "drop_under": f"incoming/{in_lab(lab, '')}",
-             "results_under": f"predictions/{in_lab(lab, '')}"}  # fmt: skip
-    if principal:
-        trust = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}]}  # fmt: skip
-        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
-            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
-                            Description=f"pcam lab {lab}: assumed by {principal}")  # fmt: skip
-        iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
-        found["role_arn"] = iam.get_role(RoleName=name)["Role"]["Arn"]
-    return found
 
 
 def concurrency_headroom(stack_name: str) -> tuple[int, int] | None:

@@ -92,6 +92,7 @@ def rescore(args) -> int:
 
 @_operator_command
 def status(args) -> int:
+    from pcam_ops.lab_admin import stale_labs
     from pcam_ops.operations import DeployedStackView, concurrency_headroom, stack_parameters
     from pcam_ops.report import records_about, summarise
 
@@ -111,6 +112,10 @@ def status(args) -> int:
             "for each other; ask AWS for a higher Lambda concurrency quota, or lower IngestMaxConcurrency, "
             "ConvertMaxConcurrency and SageMakerFlowMaxConcurrency"
         )
+    if not (args.file or args.slide):
+        stale = stale_labs(args.stack)
+        summary["problems"] += [f"lab {lab}'s IAM policy is not this deployment's (after a change of "
+                                f"BucketEncryption?): run `pcam lab update {lab}`" for lab in stale]  # fmt: skip
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -147,17 +152,29 @@ def replay(args) -> int:
 
 @_operator_command
 def lab(args) -> int:
-    from pcam_ops.operations import add_lab, stack_outputs
-    from pcam_pipeline.core.labs import lab_policy
+    from pcam_ops.lab_admin import LabAdmin
 
+    admin = LabAdmin(args.stack)
     if args.lab_command == "policy":
-        outputs = stack_outputs(args.stack)
-        bucket_arn = f"arn:aws:s3:::{outputs['DataBucketName']}"
-        print(json.dumps(lab_policy(bucket_arn, args.lab, outputs.get("DataKeyArn", "")), indent=2))
-        return 0
-    added = add_lab(args.stack, args.lab, args.principal)
-    for field, value in added.items():
-        console.print(f"{field:>14}: {value}")
+        print(json.dumps(admin.document(args.lab), indent=2))
+    elif args.lab_command == "list":
+        labs = [access.to_json() for access in admin.list()]
+        if args.json:
+            print(json.dumps(labs, indent=2))
+        for access in [] if args.json else labs:
+            console.print(f"{access['lab']}: policy {access['policy']}; role {access['role_arn'] or 'none'}")
+    elif args.lab_command == "update":
+        changed = admin.update(args.lab)
+        console.print(
+            f"{args.lab}: " + ("policy updated to this deployment's" if changed else "policy already current")
+        )
+    elif args.lab_command == "remove":
+        removed = admin.remove(args.lab)
+        console.print(f"{args.lab}: policy {removed['policy_arn']} and role {removed['role'] or '(none)'} deleted; "
+                      "its files and results stay in the bucket")  # fmt: skip
+    else:
+        for field, value in admin.add(args.lab, args.principal).items():
+            console.print(f"{field:>14}: {value}")
     return 0
 
 
