@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         target = command.add_argument_group("which deployment (flags win over --config-env)")
         target.add_argument(
-            "--stack", default=None, help=f"the stack's name (pcam-local for `pcam local up`; default: "
-            f"--config-env's stack_name, else {DEFAULT_STACK})"
+            "--stack", "--stack-name", dest="stack", default=None,
+            help=f"the stack's name (pcam-local for `pcam local up`; default: --config-env's stack_name, else "
+            f"{DEFAULT_STACK})",
         )  # fmt: skip
         target.add_argument("--region", default=None, help="AWS region (default: --config-env's, else boto3's)")
         target.add_argument("--profile", default=None, help="AWS profile (default: --config-env's, else boto3's)")
@@ -135,12 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
             "--config-env ENV` does (default, staging, prod)",
         )  # fmt: skip
         target.add_argument("--config-file", default=DEFAULT_CONFIG_FILE, help="the SAM config file")
+        command.add_argument("--debug", action="store_true", help="log every AWS request and response (botocore)")
         return command
+
+    def json_output(command: argparse.ArgumentParser) -> None:
+        """`--json`, or `--output json` as the AWS CLI says it."""
+        command.add_argument("--json", action="store_true", help="print JSON for scripts")
+        command.add_argument("--output", choices=("text", "json"), default="text", help="json: as --json")
 
     models = operator_command(
         "models", "list models with their test-set metrics and which is current", "pcam models --config-env prod"
     )
-    models.add_argument("--json", action="store_true", help="print JSON for scripts")
+    json_output(models)
     models.set_defaults(run=operator_commands.models)
     promote = operator_command(
         "promote", "make MODEL the current model by hand (recorded)",
@@ -169,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status", "every file, dataset, job, model and slide with its state, and the problems",
         "pcam status --slide labs/lab-a/s7 --json --config-env prod | jq .problems",
     )  # fmt: skip
-    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    json_output(status)
     about = status.add_mutually_exclusive_group()
     about.add_argument("--file", default=None, metavar="KEY", help="only this dropped file (its S3 key)")
     about.add_argument("--slide", default=None, metavar="ID", help="only this slide: its files, jobs and results")
@@ -206,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         "remove", "delete the lab's policy and role (its files and results stay)", "pcam lab remove lab-a"
     )
     listed = operator_command("list", "every lab, and whether its policy is current", "pcam lab list --json")
-    listed.add_argument("--json", action="store_true", help="print JSON for scripts")
+    json_output(listed)
     listed.set_defaults(run=operator_commands.lab)
     commands = outer
     for command in (add, show, update, remove):
@@ -235,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "output", "text") == "json":
+        args.json = True
+    if getattr(args, "debug", False):
+        import logging
+
+        import boto3
+
+        boto3.set_stream_logger("botocore", logging.DEBUG)
     return args.run(args)
 
 

@@ -50,3 +50,24 @@ def test_every_command_says_its_defaults_and_shows_an_example():
         assert (parser.epilog or "").startswith("example: pcam "), f"pcam {name} --help shows no example"
         if name == "status":
             assert "(default: samconfig.toml)" in parser.format_help()
+
+
+def test_operator_commands_take_the_aws_clis_spelling_of_their_flags(tmp_path):
+    """`--stack-name`, `--output json` and `--debug`, as `sam` and `aws` users type them."""
+    from pcam_ops.cli import build_parser
+
+    args = build_parser().parse_args(["status", "--stack-name", "pcam-prod", "--output", "json", "--debug"])
+    assert (args.stack, args.output, args.debug) == ("pcam-prod", "json", True)
+    assert build_parser().parse_args(["lab", "list", "--stack", "s", "--json"]).json
+
+
+def test_pcam_version_is_the_packages_version(capsys):
+    import tomllib
+    from pathlib import Path
+
+    from pcam_ops.cli import main
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"pcam {project['version']}"
