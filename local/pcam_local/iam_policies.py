@@ -31,6 +31,22 @@ MANAGED_POLICIES = {
             "Resource": "*",
         }
     ],
+    # AWS managed policy reference, "AWSLambdaDynamoDBExecutionRole" (v1): SAM adds it for a DynamoDB event.
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            ],
+            "Resource": "*",
+        }
+    ],
     "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole": [
         {
             "Effect": "Allow",

@@ -10,6 +10,8 @@ The patches, and why:
 - ``archives_and_replays_as_eventbridge_keeps_them``: moto's CloudFormation Archive takes no pattern object,
   and its replays ignore the time window and FilterArns.
 - ``models_are_not_tracked``: moto keeps every model object ever made for its reset API.
+- ``table_streams_are_read_by_the_local_runtime``: moto runs a stream's Lambda mappings itself, in Docker, on
+  every write, and then forgets the records; the local runtime polls the stream as Lambda does.
 - ``s3_writes.install``: multipart uploads completed on disk; one event per write, as S3 sends.
 - ``s3_bodies.install``: small object bodies kept on disk, not in memory.
 - ``s3_clock.install``: S3's times follow a clock tests can move (lifecycle rules).
@@ -110,12 +112,27 @@ def models_are_not_tracked() -> None:
     BaseModel.__new__ = staticmethod(lambda cls, *args, **kwargs: object.__new__(cls))
 
 
+def table_streams_are_read_by_the_local_runtime() -> None:
+    """A table write adds its stream record and nothing else; the records stay for GetRecords."""
+    from moto.dynamodb.models.table import StreamRecord, StreamShard
+
+    def add(self, old, new) -> None:
+        event_name = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+        view = self.table.stream_specification["StreamViewType"]
+        self.items.append(
+            StreamRecord(self.table, view, event_name, old, new, len(self.items) + self.starting_sequence_number)
+        )
+
+    StreamShard.add = add
+
+
 def install_all() -> None:
     check_moto_version()
     gc_threshold()
     scheduled_rules_match_no_events()
     archives_and_replays_as_eventbridge_keeps_them()
     models_are_not_tracked()
+    table_streams_are_read_by_the_local_runtime()
     s3_writes.install()
     s3_bodies.install()
     s3_clock.install()

@@ -30,6 +30,7 @@ from pcam_local.execution_environment import (
 from pcam_local.moto_server import client_environment
 from pcam_local.sqs_batches import RETRY_DELAY_SECONDS, failed_message_ids, messages_in, settle_batch, sqs_event
 from pcam_local.stack import DeployedStack, QueueMapping
+from pcam_local.stream_poller import StreamPoller, start_stream_pollers
 
 # An idle poller waits longer after each empty receive, up to the longest: a dozen pollers asking 5 times
 # a second took a tenth of the local server's time away from the data path.
@@ -59,6 +60,7 @@ class LocalRuntime:
         self._lock = threading.Lock()
         self.environments: list[ExecutionEnvironment] = []
         self._threads: list[threading.Thread] = []
+        self.stream_pollers: list[StreamPoller] = []
         self._sqs = boto3.client(
             "sqs",
             endpoint_url=self.endpoint,
@@ -83,6 +85,7 @@ class LocalRuntime:
                 thread = threading.Thread(target=self._poll, args=(mapping, worker), daemon=True)
                 thread.start()
                 self._threads.append(thread)
+        start_stream_pollers(self)
         return self
 
     def stop(self) -> None:
@@ -174,7 +177,8 @@ class LocalRuntime:
         while time.monotonic() < deadline:
             with self._lock:
                 busy = self._busy
-            if busy == 0 and not self.also_busy() and not any(self.queue_depths().values()):
+            streams_read = all(poller.caught_up for poller in self.stream_pollers)
+            if busy == 0 and streams_read and not self.also_busy() and not any(self.queue_depths().values()):
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since >= settle:
                     return True

@@ -9,6 +9,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -49,6 +50,7 @@ class DeployedStack:
     outputs: dict[str, str]
     functions: dict[str, FunctionSpec]
     mappings: list[QueueMapping]
+    streams: list[Any] = field(default_factory=list)  # stream_poller.StreamMapping
     dead_letter_queues: dict[str, str] = field(default_factory=dict)
     events_tap_url: str = ""
     # For the IAM sufficiency check: the translated template, its parameters and each resource's physical id.
@@ -125,6 +127,9 @@ def deploy(root: Path, endpoint: str, parameters: dict[str, str] | None = None) 
     )
     functions = _functions(clients["lambda"], resources, code_dirs)
     mappings = _mappings(clients["lambda"], clients["sqs"], functions)
+    from pcam_local.stream_poller import stream_mappings  # it runs functions: imported where it is used
+
+    streams = stream_mappings(clients["lambda"], functions)
     dead_letters = {
         logical: r["PhysicalResourceId"]
         for logical, r in resources.items()
@@ -134,6 +139,7 @@ def deploy(root: Path, endpoint: str, parameters: dict[str, str] | None = None) 
         outputs=outputs,
         functions=functions,
         mappings=mappings,
+        streams=streams,
         dead_letter_queues=dead_letters,
         template=cfn_template,
         parameters=dict(parameters),
@@ -210,6 +216,8 @@ def _functions(lambda_client, resources: dict, code_dirs: dict[str, Path]) -> di
 def _mappings(lambda_client, sqs, functions: dict[str, FunctionSpec]) -> list[QueueMapping]:
     mappings = []
     for mapping in lambda_client.list_event_source_mappings()["EventSourceMappings"]:
+        if ":sqs:" not in mapping["EventSourceArn"]:
+            continue
         # The local runtime is the poller. moto's own would receive the messages and try to run
         # the function in Docker, using up their deliveries.
         lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)

@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     json_output(status)
     about = status.add_mutually_exclusive_group()
+    status.add_argument("--lab", default=None, help="what this lab sees, with the lab's own credentials")
+    status.add_argument("--bucket", default=None, help="for --lab: the data bucket (then no stack is read)")
     about.add_argument("--file", default=None, metavar="KEY", help="only this dropped file (its S3 key)")
     about.add_argument("--slide", default=None, metavar="ID", help="only this slide: its files, jobs and results")
     status.add_argument(
@@ -197,28 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     lab = commands.add_parser("lab", help="labs' own folders, and their IAM policies confined to them")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
     commands, outer = lab_commands, commands  # operator_command adds to the lab's subcommands here
-    add = operator_command(
-        "add", "create the lab's IAM policy (and, with --principal, a role)",
-        "pcam lab add lab-a --principal arn:aws:iam::210987654321:root --config-env prod",
-    )  # fmt: skip
-    add.add_argument("--principal", default=None, help="an AWS account or role ARN of the lab, to assume a role")
-    show = operator_command(
-        "policy", "print the lab's IAM policy (to manage it elsewhere)", "pcam lab policy lab-a --config-env prod"
-    )
-    update = operator_command(
-        "update", "make the lab's policy this deployment's (after a change such as a switch to SSE-KMS)",
-        "pcam lab update lab-a --config-env prod",
-    )  # fmt: skip
-    remove = operator_command(
-        "remove", "delete the lab's policy and role (its files and results stay)", "pcam lab remove lab-a"
-    )
-    listed = operator_command("list", "every lab, and whether its policy is current", "pcam lab list --json")
-    json_output(listed)
-    listed.set_defaults(run=operator_commands.lab)
-    commands = outer
-    for command in (add, show, update, remove):
-        command.add_argument("lab", help="the lab's name: lower-case letters, digits and '-', at most 32")
+    from pcam_ops.lab_admin import LAB_COMMANDS
+
+    for name, (help_text, example) in LAB_COMMANDS.items():
+        command = operator_command(name, help_text, example)
+        if name == "list":
+            json_output(command)
+        else:
+            command.add_argument("lab", help="the lab's name: lower-case letters, digits and '-', at most 32")
+        if name == "add":
+            command.add_argument("--principal", default=None, help="an AWS account or role ARN of the lab")
         command.set_defaults(run=operator_commands.lab)
+    commands = outer
     replay = operator_command(
         "replay", "send the pipeline's archived events of a time window again to the consumers' rules on its bus",
         "pcam replay --since 2026-12-01T00:00Z --until 2026-12-02T00:00Z --rule lims-slide-scored --config-env prod",

@@ -15,6 +15,16 @@ from pcam_ops.operations import stack_outputs
 from pcam_pipeline.core.labs import check_lab_name, in_lab, lab_policy
 
 MAX_POLICY_VERSIONS = 5  # IAM keeps at most five versions of a managed policy
+# `pcam lab …`: each command's help and example.
+LAB_COMMANDS = {
+    "add": ("create the lab's IAM policy (and, with --principal, a role it may assume)",
+            "pcam lab add lab-a --principal arn:aws:iam::210987654321:root --config-env prod"),
+    "policy": ("print the lab's IAM policy (to manage it elsewhere)", "pcam lab policy lab-a --config-env prod"),
+    "update": ("make the lab's policy this deployment's (after a change such as a switch to SSE-KMS)",
+               "pcam lab update lab-a --config-env prod"),
+    "remove": ("delete the lab's policy and role (its files and results stay)", "pcam lab remove lab-a"),
+    "list": ("every lab, and whether its policy is current", "pcam lab list --json"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

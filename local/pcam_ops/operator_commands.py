@@ -92,6 +92,8 @@ def rescore(args) -> int:
 
 @_operator_command
 def status(args) -> int:
+    if args.lab:
+        return lab_status_command(args)
     from pcam_ops.lab_admin import stale_labs
     from pcam_ops.operations import DeployedStackView, concurrency_headroom, stack_parameters
     from pcam_ops.report import records_about, summarise
@@ -121,6 +123,20 @@ def status(args) -> int:
     else:
         print_summary(summary, None, None)
     return 1 if summary["problems"] else 0
+
+
+def lab_status_command(args) -> int:
+    from pcam_ops.lab_view import lab_status, lab_status_lines
+    from pcam_ops.operations import stack_outputs
+
+    bucket = args.bucket or stack_outputs(args.stack)["DataBucketName"]
+    found = lab_status(bucket, args.lab, args.file or args.slide)
+    if args.json:
+        print(json.dumps(found, indent=2, default=str))
+    else:
+        print("\n".join(lab_status_lines(found)))
+    problems = [d for d in found["items"].values() if d.get("stage") in ("quarantined", "failed", "scoring failed")]
+    return 1 if problems else 0
 
 
 @_operator_command

@@ -170,6 +170,45 @@ def test_two_labs_dropping_the_same_slide_name_get_separate_results_that_say_who
     assert pipeline.json("predictions/plain.json")["lab"] is None
 
 
+def test_a_lab_follows_its_files_with_its_own_credentials_only_and_sees_no_other_labs(stack, pipeline, monkeypatch):
+    """`pcam status --lab` reads the lab's status objects; every call it makes is allowed by the lab's own policy
+    (the offline IAM check), and the same policy is denied lab B's status objects."""
+    import json
+
+    import boto3
+
+    from pcam_local.iam_calls import CallRecorder, recorded_calls
+    from pcam_local.iam_needs import Need, needs_of
+    from pcam_local.iam_policies import allowing_statement
+    from pcam_ops.lab_view import lab_status
+    from pcam_pipeline.core.labs import lab_policy
+
+    pipeline.drop("incoming/labs/lab-a/slides/broken.h5", b"not an HDF5 file")
+    pipeline.settle()
+    for name, value in stack.environment().items():
+        monkeypatch.setenv(name, value)
+    session = boto3.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    calls = stack.work_dir / "lab-a-calls"
+    session.events.register_last("before-parameter-build", CallRecorder("lab-a", calls / "calls.jsonl"))
+
+    seen = lab_status(stack.bucket, "lab-a")
+    shared, broken = seen["items"]["slides/shared"], seen["items"]["files/slides/broken.h5"]
+    assert shared["stage"] == "scored" and shared["waiting_for"] is None and shared["verdict"]
+    assert shared["results"]["csv"] == "predictions/labs/lab-a/shared.csv"
+    assert broken["stage"] == "quarantined" and "not an HDF5 file" in broken["reason"]
+    assert json.loads(stack.read(broken["quarantine"]["reason_key"]))["problem"] == "the file is not an HDF5 file"
+    assert seen["items"]["files/slides/shared.h5"]["stage"] == "converted"
+    assert not any("lab-b" in json.dumps(item) for item in seen["items"].values()), "nothing of lab B"
+
+    bucket_arn = f"arn:aws:s3:::{stack.bucket}"
+    statements = lab_policy(bucket_arn, "lab-a")["Statement"]
+    needs = [need for call in recorded_calls(calls) for need in needs_of(call, {})]
+    assert needs and all(allowing_statement(statements, need) for need in needs), "the lab's policy is enough"
+    other = Need("s3:GetObject", f"{bucket_arn}/predictions/labs/lab-b/status/index.json")
+    assert stack.read("predictions/labs/lab-b/status/index.json") and allowing_statement(statements, other) is None
+
+
 def test_a_slide_dropped_again_is_scored_again_and_the_new_result_replaces_the_old(stack, pipeline):
     drop_slide(pipeline, "again", rows=3, cols=4, seed=3)
     first = pipeline.json("predictions/again.json")

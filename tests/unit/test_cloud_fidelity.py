@@ -169,7 +169,15 @@ def test_every_dead_letter_queue_alerts_on_each_new_dead_letter_not_only_the_fir
         for r in resources.values()
         if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r["Properties"]
     }
-    assert len(dead_letter_queues) == 3
+    # and the on-failure destinations of stream event sources (batches discarded after their retries)
+    dead_letter_queues |= {
+        event["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+        for r in resources.values()
+        if r["Type"] == "AWS::Serverless::Function"
+        for event in r["Properties"].get("Events", {}).values()
+        if "OnFailure" in event["Properties"].get("DestinationConfig", {})
+    }
+    assert len(dead_letter_queues) == 4
     watched = {}
     for resource in resources.values():
         metrics = resource["Properties"].get("Metrics", []) if resource["Type"] == "AWS::CloudWatch::Alarm" else []

@@ -72,9 +72,16 @@ def sqs_batch_handler(
     response) so only they are retried. ``idempotency`` (a Powertools IdempotencyConfig) learns the
     remaining time of each invocation.
     """
+    return batch_handler(record_handler, "SQS", idempotency)
+
+
+def batch_handler(
+    record_handler: Callable[[Any], None], source: str, idempotency: IdempotencyConfig | None = None
+) -> Callable[[dict[str, Any], Any], PartialItemFailureResponse]:
+    """``sqs_batch_handler`` for any Powertools batch source (``EventType``'s name: SQS, DynamoDBStreams)."""
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-    processor = BatchProcessor(event_type=EventType.SQS)
+    processor = BatchProcessor(event_type=EventType[source])
     traced_record_handler = tracer.capture_method(record_handler)
 
     @logger.inject_lambda_context(clear_state=True)
