@@ -10,6 +10,8 @@ The patches, and why:
 - ``archives_and_replays_as_eventbridge_keeps_them``: moto's CloudFormation Archive takes no pattern object,
   and its replays ignore the time window and FilterArns.
 - ``models_are_not_tracked``: moto keeps every model object ever made for its reset API.
+- ``rules_publish_to_sns_topics``: moto's EventBridge refuses a rule's SNS target (the whole PutEvents fails);
+  EventBridge publishes the event to the topic (a lab's notices, ``pcam lab add --notify``).
 - ``table_streams_are_read_by_the_local_runtime``: moto runs a stream's Lambda mappings itself, in Docker, on
   every write, and then forgets the records; the local runtime polls the stream as Lambda does.
 - ``s3_writes.install``: multipart uploads completed on disk; one event per write, as S3 sends.
@@ -21,6 +23,7 @@ The ranged GET, GetAccountSettings and the serialised control plane are WSGI rou
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import uuid
@@ -112,6 +115,26 @@ def models_are_not_tracked() -> None:
     BaseModel.__new__ = staticmethod(lambda cls, *args, **kwargs: object.__new__(cls))
 
 
+def rules_publish_to_sns_topics() -> None:
+    """A rule's SNS targets get the event as the message, as EventBridge sends it; the other targets as moto does."""
+    from moto.events.models import Rule
+    from moto.sns.models import sns_backends
+
+    send_to_targets = Rule.send_to_targets
+
+    def send_with_topics(self, original_event, transform_input=True):
+        topics = [t for t in self.targets if t["Arn"].split(":")[2] == "sns"]
+        if topics and self.event_pattern.matches_event(original_event):
+            for target in topics:
+                account, region = target["Arn"].split(":")[4], target["Arn"].split(":")[3]
+                sns_backends[account][region].publish(json.dumps(original_event, default=str), arn=target["Arn"])
+        rest = copy.copy(self)  # not the rule itself: another request may be reading its targets
+        rest.targets = [t for t in self.targets if t not in topics]
+        return send_to_targets(rest, original_event, transform_input)
+
+    Rule.send_to_targets = send_with_topics
+
+
 def table_streams_are_read_by_the_local_runtime() -> None:
     """A table write adds its stream record and nothing else; the records stay for GetRecords."""
     from moto.dynamodb.models.table import StreamRecord, StreamShard
@@ -130,6 +153,7 @@ def install_all() -> None:
     check_moto_version()
     gc_threshold()
     scheduled_rules_match_no_events()
+    rules_publish_to_sns_topics()
     archives_and_replays_as_eventbridge_keeps_them()
     models_are_not_tracked()
     table_streams_are_read_by_the_local_runtime()

@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("lab", help="the lab's name: lower-case letters, digits and '-', at most 32")
         if name == "add":
             command.add_argument("--principal", default=None, help="an AWS account or role ARN of the lab")
+            command.add_argument("--notify", default=None, metavar="EMAIL", help="mail the lab's own events here")
         command.set_defaults(run=operator_commands.lab)
     commands = outer
     replay = operator_command(

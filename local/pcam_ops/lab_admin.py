@@ -11,13 +11,15 @@ from typing import Any
 
 import boto3
 
+from pcam_ops.lab_notices import LabNotices
 from pcam_ops.operations import stack_outputs
 from pcam_pipeline.core.labs import check_lab_name, in_lab, lab_policy
 
 MAX_POLICY_VERSIONS = 5  # IAM keeps at most five versions of a managed policy
 # `pcam lab …`: each command's help and example.
 LAB_COMMANDS = {
-    "add": ("create the lab's IAM policy (and, with --principal, a role it may assume)",
+    "add": ("create the lab's IAM policy (and, with --principal, a role it may assume; with --notify, its "
+            "results, quarantines and failures mailed)",
             "pcam lab add lab-a --principal arn:aws:iam::210987654321:root --config-env prod"),
     "policy": ("print the lab's IAM policy (to manage it elsewhere)", "pcam lab policy lab-a --config-env prod"),
     "update": ("make the lab's policy this deployment's (after a change such as a switch to SSE-KMS)",
@@ -46,7 +48,7 @@ class LabAdmin:
         self._stack = stack_name
         outputs = stack_outputs(stack_name)
         self._bucket_arn = f"arn:aws:s3:::{outputs['DataBucketName']}"
-        self._data_key = outputs.get("DataKeyArn", "")
+        self._data_key, self._bus = outputs.get("DataKeyArn", ""), outputs["PipelineBusName"]
         self._iam = boto3.client("iam")
         self._account = boto3.client("sts").get_caller_identity()["Account"]
 
@@ -60,9 +62,10 @@ class LabAdmin:
         """The lab's policy as this deployment makes it today."""
         return lab_policy(self._bucket_arn, lab, self._data_key)
 
-    def add(self, lab: str, principal: str | None = None) -> dict[str, str]:
-        """The lab's policy (and, for a ``principal``, a role it may assume with it). Again for an existing lab:
-        its policy is made current, and the role's trust is set to ``principal``."""
+    def add(self, lab: str, principal: str | None = None, notify: str | None = None) -> dict[str, str]:
+        """The lab's policy (and, for a ``principal``, a role it may assume with it; for ``notify``, its events
+        mailed there). Again for an existing lab: its policy is made current, the role's trust set to
+        ``principal``, and ``notify`` subscribed too."""
         name, arn = self._name(lab), self._policy_arn(lab)
         try:
             self._iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(self.document(lab)),
@@ -81,6 +84,9 @@ class LabAdmin:
                 self._iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust)
             self._iam.attach_role_policy(RoleName=name, PolicyArn=arn)
             found["role_arn"] = self._iam.get_role(RoleName=name)["Role"]["Arn"]
+        if notify:
+            topic = LabNotices(self._stack, self._bus, lab).subscribe(notify)
+            found["notices"] = f"{topic}: {notify} must confirm the subscription SNS mailed"
         return found
 
     def list(self) -> list[LabAccess]:
@@ -129,6 +135,7 @@ class LabAdmin:
             if not version["IsDefaultVersion"]:
                 self._iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
         self._iam.delete_policy(PolicyArn=arn)
+        LabNotices(self._stack, self._bus, lab).remove()
         return removed
 
     def _role_arn(self, lab: str) -> str | None:

@@ -149,7 +149,14 @@ def concurrency_headroom(stack_name: str) -> tuple[int, int] | None:
         limit = lambda_client.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
     except (ClientError, BotoCoreError):
         return None
-    caps = sum(int((m.get("ScalingConfig") or {}).get("MaximumConcurrency", 1000)) for m in mappings)
+    # An SQS source runs up to its MaximumConcurrency; a DynamoDB stream one invocation per shard at a time
+    # (ParallelizationFactor, default 1): counted as one shard, the state table's usual.
+    caps = sum(
+        int((m.get("ScalingConfig") or {}).get("MaximumConcurrency", 1000))
+        if ":sqs:" in m["EventSourceArn"]
+        else int(m.get("ParallelizationFactor") or 1)
+        for m in mappings
+    )
     return caps, int(limit)
 
 

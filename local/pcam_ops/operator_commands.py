@@ -109,7 +109,8 @@ def status(args) -> int:
     headroom = None if args.file or args.slide else concurrency_headroom(args.stack)
     if headroom and headroom[0] > headroom[1]:
         summary["problems"].append(
-            f"the queues' MaximumConcurrency settings add up to {headroom[0]}, more than the account's "
+            f"the event sources' concurrency (queues' MaximumConcurrency, one per stream shard) adds up to "
+            f"{headroom[0]}, more than the account's "
             f"{headroom[1]} unreserved Lambda concurrent executions: under load functions are throttled and wait "
             "for each other; ask AWS for a higher Lambda concurrency quota, or lower IngestMaxConcurrency, "
             "ConvertMaxConcurrency and SageMakerFlowMaxConcurrency"
@@ -189,7 +190,7 @@ def lab(args) -> int:
         console.print(f"{args.lab}: policy {removed['policy_arn']} and role {removed['role'] or '(none)'} deleted; "
                       "its files and results stay in the bucket")  # fmt: skip
     else:
-        for field, value in admin.add(args.lab, args.principal).items():
+        for field, value in admin.add(args.lab, args.principal, args.notify).items():
             console.print(f"{field:>14}: {value}")
     return 0
 

@@ -60,4 +60,4 @@ def test_status_warns_that_the_queues_may_ask_for_more_than_the_account_has(stac
         monkeypatch.setenv(name, value)
     assert main(["status", "--stack", "pcam-local", "--json"]) == 1
     (warning,) = [p for p in json.loads(capsys.readouterr().out)["problems"] if "MaximumConcurrency" in p]
-    assert "add up to 18, more than the account's 10 unreserved" in warning, "this stack's caps: 5 + 8 + 5"
+    assert "adds up to 19, more than the account's 10 unreserved" in warning, "caps 5 + 8 + 5, the stream's 1"

@@ -30,6 +30,8 @@ def stack(private_stack):
 def test_the_stack_runs_each_function_at_its_deployed_concurrency(stack):
     deployed = {m.function.logical_id: m.maximum_concurrency for m in stack.deployed.mappings}
     assert deployed == {"IngestFunction": 5, "ConvertShardFunction": 2, "SageMakerFlowFunction": 5}
+    deployed |= {m.function.logical_id: 1 for m in stack.deployed.streams}  # one shard, one invocation at a time
+    assert deployed["LabStatusFunction"] == 1
     workers = Counter(worker.function.logical_id for worker in stack.runtime.environments)
     assert workers == deployed
 

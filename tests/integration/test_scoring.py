@@ -209,6 +209,52 @@ def test_a_lab_follows_its_files_with_its_own_credentials_only_and_sees_no_other
     assert stack.read("predictions/labs/lab-b/status/index.json") and allowing_statement(statements, other) is None
 
 
+def test_a_lab_asks_for_its_own_events_by_email_and_gets_no_other_labs(stack, pipeline, monkeypatch, capsys):
+    """`pcam lab add --notify`: a rule that matches lab A's results, quarantines and failures only, publishing to a
+    topic only that rule may publish to. A queue subscribed beside the lab's address sees what is mailed."""
+    import json
+
+    import boto3
+
+    from pcam_ops.cli import main
+
+    for name, value in stack.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    assert main(["lab", "add", "lab-a", "--notify", "pathology@lab-a.example", "--stack", "pcam-local"]) == 0
+    assert "must confirm the subscription" in capsys.readouterr().out
+    bus = stack.deployed.outputs["PipelineBusName"]
+    eventbridge, sns = boto3.client("events"), boto3.client("sns")
+    (topic,) = [t["TopicArn"] for t in sns.list_topics()["Topics"] if t["TopicArn"].endswith("lab-lab-a-notices")]
+    (subscription,) = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "pathology@lab-a.example")
+    policy = json.loads(sns.get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])
+    assert policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"].endswith("lab-lab-a-notices")
+
+    # What the lab is mailed, seen by a queue subscribed beside the address: the pipeline's own events, sent again.
+    sqs = stack.sqs
+    url = sqs.create_queue(QueueName="lab-a-notices-seen")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    sent = [
+        *pipeline.events_for("Slide Scored v2", slide_id="labs/lab-a/shared"),
+        *pipeline.events_for("Slide Scored v2", slide_id="labs/lab-b/shared"),
+        *pipeline.events_for("File Quarantined v2", key="incoming/labs/lab-a/slides/broken.h5"),
+        *pipeline.events_for("Slide Ready v2", slide_id="labs/lab-a/shared"),
+        *pipeline.events_for("Slide Scored", slide_id="labs/lab-a/shared"),
+    ]
+    entries = [{"Source": e["source"], "DetailType": e["detail-type"], "Detail": json.dumps(e["detail"]),
+                "EventBusName": bus} for e in sent]  # fmt: skip
+    eventbridge.put_events(Entries=entries)
+    seen = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    assert sorted((e["detail-type"], e["detail"].get("slide_id") or e["detail"]["key"]) for e in seen) == [
+        ("File Quarantined v2", "incoming/labs/lab-a/slides/broken.h5"),
+        ("Slide Scored v2", "labs/lab-a/shared"),
+    ], "lab A's results and quarantines, newest version only: not lab B's, not steps"
+    assert main(["lab", "remove", "lab-a", "--stack", "pcam-local"]) == 0
+    assert not [t for t in sns.list_topics()["Topics"] if t["TopicArn"].endswith("lab-lab-a-notices")]
+
+
 def test_a_slide_dropped_again_is_scored_again_and_the_new_result_replaces_the_old(stack, pipeline):
     drop_slide(pipeline, "again", rows=3, cols=4, seed=3)
     first = pipeline.json("predictions/again.json")
