@@ -84,3 +84,24 @@ def test_the_s3_seams_the_patches_replace_still_exist():
         s3.put_object(Bucket="seams", Key="k", Body=b"small")
         key = models.s3_backends["123456789012"]["global"].get_object("seams", "k")
         assert isinstance(key, FakeKey) and hasattr(key, "_value_buffer"), "s3_bodies replaces FakeKey._value_buffer"
+
+
+@mock_aws
+def test_rules_publish_to_sns_topics_upstream_refuses_a_rules_sns_target():
+    events, sns = boto3.client("events", REGION), boto3.client("sns", REGION)
+    topic = sns.create_topic(Name="notices")["TopicArn"]
+    events.put_rule(Name="notices", EventPattern=json.dumps({"source": ["lab"]}))
+    events.put_targets(Rule="notices", Targets=[{"Id": "t", "Arn": topic}])
+    with pytest.raises(NotImplementedError):  # the server answers 500: moto learned SNS targets? drop the patch
+        events.put_events(Entries=[{"Source": "lab", "DetailType": "anything", "Detail": "{}"}])
+
+
+def test_table_streams_upstream_run_a_streams_lambda_mappings_on_every_write():
+    import inspect
+
+    from moto.dynamodb.models.table import StreamShard
+
+    source = inspect.getsource(StreamShard.add)
+    assert "lambda_event_source_mappings" in source and "send_dynamodb_items" in source, (
+        "moto no longer invokes a stream's mappings itself: table_streams_are_read_by_the_local_runtime may go"
+    )
