@@ -39,7 +39,9 @@ class LabNotices:
             "Sid": "OnlyTheLabsRule", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
             "Action": "sns:Publish", "Resource": topic, "Condition": only_the_rule}]}  # fmt: skip
         self._sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(policy))
-        self._events.put_targets(Rule=self._name, EventBusName=self._bus, Targets=[{"Id": "lab", "Arn": topic}])
+        added = self._events.put_targets(Rule=self._name, EventBusName=self._bus, Targets=[{"Id": "lab", "Arn": topic}])
+        if added.get("FailedEntryCount"):  # PutTargets reports a target it could not add, it does not raise
+            raise RuntimeError(f"EventBridge did not add the topic to the lab's rule: {added['FailedEntries']}")
         self._sns.subscribe(TopicArn=topic, Protocol="email", Endpoint=email)
         return str(topic)
 
@@ -48,6 +50,7 @@ class LabNotices:
         with contextlib.suppress(self._events.exceptions.ResourceNotFoundException):
             self._events.remove_targets(Rule=self._name, EventBusName=self._bus, Ids=["lab"])
             self._events.delete_rule(Name=self._name, EventBusName=self._bus)
-        for topic in self._sns.list_topics()["Topics"]:
-            if topic["TopicArn"].rsplit(":", 1)[-1] == self._name:
-                self._sns.delete_topic(TopicArn=topic["TopicArn"])
+        for page in self._sns.get_paginator("list_topics").paginate():
+            for topic in page["Topics"]:
+                if topic["TopicArn"].rsplit(":", 1)[-1] == self._name:
+                    self._sns.delete_topic(TopicArn=topic["TopicArn"])
