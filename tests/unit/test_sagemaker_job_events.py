@@ -108,3 +108,24 @@ def test_a_status_the_pipeline_does_not_follow_is_ignored_not_retried_into_a_dea
     assert result["status"] == "ignored" and status in result["reason"]
     assert world.state.job(JOB).status is JobStatus.IN_PROGRESS
     assert world.flow.on_event(*training_event("Completed"))["model"] == JOB, "later events still count"
+
+
+def test_one_failure_reported_twice_at_once_is_announced_and_alerted_once(world):
+    """SageMaker may report one failure in two events (two ids) that two workers handle at the same moment: the
+    first delivery to claim the failure handles it; the other, arriving mid-way, leaves it alone. A retry of
+    the first (its own id) may still finish it."""
+    failed = training_event("Failed", FailureReason="ClientError: out of memory")
+    record_failure, pending = world.state.record_job_failure, [True]
+
+    def while_recording(*args, **kwargs):
+        record_failure(*args, **kwargs)
+        if pending:  # the other delivery runs between this one's first write and its announcement
+            pending.pop()
+            world.flow.on_event(*failed, "event-2")
+
+    world.state.record_job_failure = while_recording
+    world.flow.on_event(*failed, "event-1")
+    assert len(world.alerter.alerts) == 1
+    assert len([e for e in world.publisher.published if e[0] == "Model Failed"]) == 1
+    world.flow.on_event(*failed, "event-1")  # the first delivery again: nothing is left to do
+    assert len(world.alerter.alerts) == 1

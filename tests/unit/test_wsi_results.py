@@ -85,7 +85,8 @@ def test_whole_slide_figures_say_how_the_slide_was_read():
         "mpp": 0.5, "mpp_source": "test", "model_mpp": 0.972, "level": 0, "level_mpp": 0.5,
         "tile_edge_level0": 100.0, "tile_overlap": 0.0,
         "min_tissue_fraction": 0.5, "slide_width": 1000,
-        "slide_height": 1000, "tiles_total": 100, "tiles_kept": 1, "tiles_dropped": 99, "tissue_area_mm2": 0.1,
+        "slide_height": 1000, "openslide_origin": [0, 0], "tiles_total": 100, "tiles_kept": 1,
+        "tiles_dropped": 99, "tissue_area_mm2": 0.1,
         "tumour_area_mm2": 0.0,
     }  # fmt: skip
     staged = whole_slide_figures(replace(plan, vendor="dicom", first_level=2, level=1), np.array([0.2]), 0.5)

@@ -41,7 +41,7 @@ SCHEMA_VERSIONS = {
 }
 V1_RETIRED_ON = "2027-06-30"
 # What version 1 of "Slide Scored" did not have (its summary grew the verdict, the report, the calibration and QC).
-_NOT_IN_V1 = {SLIDE_SCORED: ("verdict", "report_uri", "calibration", "qc", "stain", "run_id")}
+_NOT_IN_V1 = {SLIDE_SCORED: ("verdict", "report_uri", "calibration", "qc", "stain", "run_id", "openslide_origin")}
 # The model's figures version 1 had (version 2 adds sensitivity, specificity and calibration to them).
 _V1_MODEL_METRICS = ("auc", "accuracy", "recall", "precision", "f1", "count", "tumour_count", "threshold")
 _METRICS_FIELD = {SLIDE_SCORED: "model_metrics", MODEL_EVALUATED: "metrics", MODEL_PROMOTED: "metrics"}

@@ -142,7 +142,8 @@ class SageMakerFlow:
         kind.on_progress(job, change.status)  # conditional: a repeat writes only what a failed attempt did not
         if change.status.unsuccessful:
             if change.first_report or job.failure_handled in (None, TO_ALERT):
-                self.jobs.fail(job, kind, change.reason or job.reason or f"the job was {change.status.lower()}")
+                reason = change.reason or job.reason or f"the job was {change.status.lower()}"
+                self.jobs.fail(job, kind, reason, delivery=event_id or f"{job.name} {change.status}")
             return {"status": "recorded", "job": job.name, "job_status": change.status}
         if change.status is not JobStatus.COMPLETED:
             return {"status": "recorded", "job": job.name, "job_status": change.status}
@@ -152,7 +153,7 @@ class SageMakerFlow:
             delivery = event_id or f"{job.name} {change.status}"
             return {"status": "completed", "job": job.name, **kind.on_completed(job, detail, delivery)}
         except JobFailed as exc:
-            self.jobs.fail(failed(job), kind, str(exc))
+            self.jobs.fail(failed(job), kind, str(exc), delivery=delivery)
             return {"status": "failed", "job": job.name, "reason": str(exc)}
 
 

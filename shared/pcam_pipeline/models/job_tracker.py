@@ -103,10 +103,15 @@ class JobTracker:
             return self.observe(detail_type, detail)  # it ended meanwhile (another delivery): decide on that
         return StateChange(name, status, replace(job, status=status, reason=reason), reason)
 
-    def fail(self, job: JobRecord, kind: JobKindHandler, reason: str) -> None:
+    def fail(self, job: JobRecord, kind: JobKindHandler, reason: str, delivery: str = "") -> None:
         """Record the job's failure where operators look for it, announce it, and alert them; a retry after a
-        failed attempt does only what is left (``job.failure_handled``: the step reached)."""
+        failed attempt does only what is left (``job.failure_handled``: the step reached). One ``delivery`` (an
+        event id; the same on a retry or redrive of that event) does it: another report of the same failure,
+        handled at the same moment, leaves it to the first."""
         step = job.failure_handled
+        if step in (None, TO_ALERT) and not self._state.claim_failure_handling(job.name, delivery):
+            logger.info("another delivery handles this failure", extra={"job": job.name})
+            return
         if step is None:
             self._state.record_job_failure(job.name, job.status, reason)
             metrics.add_metric(name="SageMakerJobsFailed", unit="Count", value=1)

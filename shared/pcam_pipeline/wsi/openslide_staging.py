@@ -22,14 +22,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.wsi.reader import Level
+from pcam_pipeline.wsi.openslide_view import OpenSlideView
 from pcam_pipeline.wsi.resolution import PLAUSIBLE_MPP
 from pcam_pipeline.wsi.tiling import PATCH_EDGE, choose_level, choose_mask_read, read_reduced
 from pcam_pipeline.wsi.tissue import tissue_mask
 from pcam_pipeline.wsi.vendor import OPENSLIDE_OR_CONVERT, STAGED_TILE, StagedSlide
 
 if TYPE_CHECKING:
-    from PIL import Image as PILImage
+    pass
 
 REGION_WIDTH = 4096  # staged pixels of a coarser level read at once: a multiple of STAGED_TILE
 
@@ -68,26 +68,10 @@ def _stage(request: dict[str, Any]) -> dict[str, Any]:
         reaches = TissueReach(view, mpp, request["model_mpp"])
         _write_staged(view, plan, request["staged"], vendor, reaches)
     size = Path(request["staged"]).stat().st_size
-    staged = StagedSlide(request["staged"], (width, height), mpp, mpp_source, vendor, len(plan), first, size,
-                         reduction=reduction, tiles_read=reaches.near, tiles_total=reaches.asked)  # fmt: skip
+    staged = StagedSlide(request["staged"], (view.width, view.height), mpp, mpp_source, vendor, len(plan), first,
+                         size, reduction=reduction, tiles_read=reaches.near, tiles_total=reaches.asked,
+                         origin=view.origin)  # fmt: skip
     return asdict(staged)
-
-
-class OpenSlideView:
-    """An open OpenSlide slide as tiling's code reads a slide: its levels, and RGB region reads in a level's own
-    pixels, transparent areas over white."""
-
-    def __init__(self, slide: Any) -> None:  # an open openslide.OpenSlide (untyped)
-        self.slide = slide
-        self.width, self.height = slide.dimensions
-        self.levels = [Level(w, h, self.width / w, STAGED_TILE, STAGED_TILE) for w, h in slide.level_dimensions]
-
-    def read_region(self, level: int, x: int, y: int, width: int, height: int) -> NDArray[Any]:
-        downsample = self.slide.level_downsamples[level]
-        return _opaque(self.slide.read_region((round(x * downsample), round(y * downsample)), level, (width, height)))
-
-    def read_level(self, level: int) -> NDArray[Any]:
-        return self.read_region(level, 0, 0, self.levels[level].width, self.levels[level].height)
 
 
 class TissueReach:
@@ -211,17 +195,6 @@ def _padded(part: NDArray[Any]) -> NDArray[Any]:
     tile = np.full((STAGED_TILE, STAGED_TILE, 3), 255, np.uint8)
     tile[: part.shape[0], : part.shape[1]] = part
     return tile
-
-
-def _opaque(region: PILImage.Image) -> NDArray[Any]:
-    """OpenSlide's RGBA over white: areas a scanner did not image are transparent (MIRAX, sparse DICOM)."""
-    from PIL import Image
-
-    extrema: Any = region.getextrema()  # one (low, high) per band: R, G, B, A
-    if extrema[3][0] == 255:
-        return np.asarray(region.convert("RGB"))
-    white = Image.new("RGBA", region.size, (255, 255, 255, 255))
-    return np.asarray(Image.alpha_composite(white, region).convert("RGB"))
 
 
 def _peak_memory_mb() -> float:

@@ -88,7 +88,7 @@ def plan_whole_slide(
             raise missing_resolution(slide_id, own[1])
         plan, thumbnail = plan_tiles(slide, mpp, source, settings.tiling)
     if staged:
-        plan = replace(plan, vendor=staged.vendor, first_level=staged.first_level)
+        plan = replace(plan, vendor=staged.vendor, first_level=staged.first_level, openslide_origin=staged.origin)
     check_slide_fits_one_job(plan.tiles_kept, settings.max_patches_per_slide)
     return plan, thumbnail
 

@@ -63,6 +63,7 @@ def whole_slide_figures(plan: TilePlan, probabilities: NDArray[Any], threshold: 
         "min_tissue_fraction": plan.min_tissue_fraction,
         "slide_width": plan.width,
         "slide_height": plan.height,
+        "openslide_origin": list(plan.openslide_origin),
         "tiles_total": plan.tiles_total,
         "tiles_kept": plan.tiles_kept,
         "tiles_dropped": plan.tiles_total - plan.tiles_kept,

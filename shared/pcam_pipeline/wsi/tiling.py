@@ -60,6 +60,8 @@ class TilePlan:
     # from there).
     vendor: str = ""
     first_level: int = 0
+    # Where the plan's (0, 0) lies in OpenSlide's level 0: the slide's bounds (MIRAX, SCN), as QuPath crops it.
+    openslide_origin: tuple[int, int] = (0, 0)
     brightfield: dict[str, float] = field(default_factory=dict)  # what the H&E check measured (``brightfield``)
 
     @property
@@ -78,6 +80,7 @@ class TilePlan:
     def from_json(cls, body: dict[str, Any]) -> TilePlan:
         values = {name: body[name] for name in cls.__dataclass_fields__ if name in body}
         values["thumbnail_downsample"] = tuple(values["thumbnail_downsample"])
+        values["openslide_origin"] = tuple(values.get("openslide_origin", (0, 0)))
         return cls(**values)
 
 

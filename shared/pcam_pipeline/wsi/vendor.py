@@ -49,6 +49,7 @@ class StagedSlide:
     reduction: int = 1  # the first level's pixels averaged over reduction x reduction blocks
     tiles_read: int = 0  # of the first staged level, near tissue (the others are white glass, never decoded)
     tiles_total: int = 0
+    origin: tuple[int, int] = (0, 0)  # the staged (0, 0) in OpenSlide's level 0: the slide's bounds (openslide_view)
 
 
 def stage_with_openslide(
@@ -114,6 +115,7 @@ def _answer(done: subprocess.CompletedProcess[bytes]) -> StagedSlide:
     if "refused" in answer:
         raise InvalidInput(*answer["refused"])
     answer["base_size"] = tuple(answer["base_size"])
+    answer["origin"] = tuple(answer.get("origin", (0, 0)))
     return StagedSlide(**answer)
 
 
