@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 
 from pcam_pipeline.aws import events
+from pcam_pipeline.core.keys import short_id
 
 NOTICES = (events.SLIDE_SCORED, events.FILE_QUARANTINED, events.SLIDE_SCORING_FAILED)
 
@@ -22,9 +23,16 @@ def notice_pattern(lab: str) -> dict[str, Any]:
     return {"source": [events.SOURCE], "detail-type": detail_types, "detail": {"lab": [lab]}}
 
 
+def notices_name(stack: str, lab: str) -> str:
+    """The lab's rule and topic name: ``<stack>-lab-<lab>-notices``, shortened with a hash where it would pass
+    EventBridge's 64 characters for a rule name (a stack name may have 128)."""
+    name = f"{stack}-lab-{lab}-notices"
+    return name if len(name) <= 64 else f"{stack[:32]}-{short_id(name)}-notices"
+
+
 class LabNotices:
     def __init__(self, stack: str, bus: str, lab: str):
-        self._name, self._bus = f"{stack}-lab-{lab}-notices", bus
+        self._name, self._bus = notices_name(stack, lab), bus
         self._lab = lab
         self._sns, self._events = boto3.client("sns"), boto3.client("events")
 

@@ -71,3 +71,12 @@ def test_pcam_version_is_the_packages_version(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"pcam {project['version']}"
+
+
+def test_a_labs_notice_rule_name_fits_eventbridges_64_characters_for_any_stack_and_lab():
+    from pcam_ops.lab_notices import notices_name
+
+    assert notices_name("pcam-local", "lab-a") == "pcam-local-lab-lab-a-notices"
+    long_stack, long_lab = "pcam-pipeline-staging-" + "x" * 100, "l" * 32
+    name = notices_name(long_stack, long_lab)
+    assert len(name) <= 64 and name != notices_name(long_stack, "l" * 31), "still one name per lab"

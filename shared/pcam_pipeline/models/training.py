@@ -55,6 +55,13 @@ class ModelTraining(JobKindBase):
             name = sagemaker_jobs.job_name(dataset, identity, kind="train")
         train_uri = self._blobs.uri(present(train.manifest_key, f"{dataset}/train's manifest"))
         valid_uri = self._blobs.uri(present(valid.manifest_key, f"{dataset}/valid's manifest"))
+        # The name derives from the uploads: a recorded job of it (a redelivery, a capacity retry) has this stain.
+        recorded = self._state.job(name)
+        training_stain = (
+            recorded.training_stain
+            if recorded
+            else stain.training_reference(stain_samples(self._blobs, train), train.x_stain_normalisation)
+        )
         job = JobRecord(
             name=name,
             kind=JobKind.TUNING if tuning else JobKind.TRAINING,
@@ -65,7 +72,7 @@ class ModelTraining(JobKindBase):
             train_count=train.x_count,
             valid_count=valid.x_count,
             experiment=bool(own_settings.get("experiment")),
-            training_stain=stain.training_reference(stain_samples(self._blobs, train), train.x_stain_normalisation),
+            training_stain=training_stain,
         )
         if (
             not self._jobs.record(job)
