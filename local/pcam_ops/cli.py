@@ -117,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--as", dest="key", default=None, metavar="KEY", help="the exact key one file would have")
     check.set_defaults(run=local_commands.check)
 
-    def operator_command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    def operator_command(name: str, help_text: str, example: str, parent=None) -> argparse.ArgumentParser:
         """A command against a deployed stack (AWS, or `pcam local up`): which one, where, as whom."""
-        command = commands.add_parser(
+        command = (parent or commands).add_parser(
             name, help=help_text, description=help_text, epilog=f"example: {example}", formatter_class=DEFAULTS
         )
         target = command.add_argument_group("which deployment (flags win over --config-env)")
@@ -196,22 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--timeout", type=float, default=3600, help="seconds to wait for each step")
     smoke.add_argument("--clean", action="store_true", help="remove what the smoke test dropped and caused")
     smoke.set_defaults(run=operator_commands.smoke)
-    lab = commands.add_parser("lab", help="labs' own folders, and their IAM policies confined to them")
-    lab_commands = lab.add_subparsers(dest="lab_command", required=True)
-    commands, outer = lab_commands, commands  # operator_command adds to the lab's subcommands here
-    from pcam_ops.lab_admin import LAB_COMMANDS
+    from pcam_ops.admin_cli import add_admin_groups
 
-    for name, (help_text, example) in LAB_COMMANDS.items():
-        command = operator_command(name, help_text, example)
-        if name == "list":
-            json_output(command)
-        else:
-            command.add_argument("lab", help="the lab's name: lower-case letters, digits and '-', at most 32")
-        if name == "add":
-            command.add_argument("--principal", default=None, help="an AWS account or role ARN of the lab")
-            command.add_argument("--notify", default=None, metavar="EMAIL", help="mail the lab's own events here")
-        command.set_defaults(run=operator_commands.lab)
-    commands = outer
+    add_admin_groups(commands, operator_command, json_output)
     replay = operator_command(
         "replay", "send the pipeline's archived events of a time window again to the consumers' rules on its bus",
         "pcam replay --since 2026-12-01T00:00Z --until 2026-12-02T00:00Z --rule lims-slide-scored --config-env prod",

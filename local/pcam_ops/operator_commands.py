@@ -196,6 +196,27 @@ def lab(args) -> int:
 
 
 @_operator_command
+def subscriber(args) -> int:
+    from pcam_ops.subscribers import SubscriberAdmin
+
+    admin = SubscriberAdmin(args.stack)
+    if args.subscriber_command == "list":
+        found = [subscriber.to_json() for subscriber in admin.list()]
+        if args.json:
+            print(json.dumps(found, indent=2))
+        for each in [] if args.json else found:
+            console.print(f"{each['account']}: labs {', '.join(each['labs'])}; reads {each['read_as']}; "
+                          f"events to {each['bus'] or '(none)'}")  # fmt: skip
+    elif args.subscriber_command == "remove":
+        admin.remove(args.account)
+        console.print(f"{args.account}: access point, key grant and event rule removed; its copies stay its own")
+    else:
+        for field, value in admin.add(args.account, args.labs.split(","), args.bus).items():
+            console.print(f"{field:>16}: {', '.join(value) if isinstance(value, list) else value}")
+    return 0
+
+
+@_operator_command
 def smoke(args) -> int:
     from pcam_ops.operations import stack_parameters
     from pcam_ops.smoke import SmokeFailed, SmokeRun

@@ -1,8 +1,8 @@
 """The unit tests are the domain's, on the fakes: none of them imports moto or the emulator, directly or through
 a helper. Tests that need moto are adapter or contract tests (tests/adapters, tests/emulator); tests that need the
 whole local stack are integration tests. Allowed from the local package: reading template.yaml
-(pcam_local.template) and the offline IAM check (pcam_local.iam_check, iam_calls, iam_needs, iam_policies), which
-run no AWS stand-in."""
+(pcam_local.template) and the offline IAM checks (pcam_local.iam_check, iam_calls, iam_needs, iam_policies,
+cross_account), which run no AWS stand-in."""
 
 import ast
 import importlib.util
@@ -18,6 +18,7 @@ ALLOWED_LOCAL = {
     "pcam_local.iam_needs",
     "pcam_local.iam_policies",
     "pcam_local.iam_check",
+    "pcam_local.cross_account",
 }
 
 
