@@ -45,42 +45,82 @@ def _names(statement: dict, principal: str) -> bool:
     return any(p in ("*", account, f"arn:{PARTITION}:iam::{account}:root", principal) for p in listed(named["AWS"]))
 
 
+# The operators _condition_holds evaluates; a Deny with any other is taken to apply (cautious: it reports a denial
+# a person then reads, never an access AWS would refuse).
+_EVALUATED = {"StringEquals", "StringLike", "ArnEquals", "ArnLike", "Bool", "NumericLessThanEquals", "Null"}
+# Condition keys that, with fixed values, keep a statement for Principal "*" from being public (S3 User Guide,
+# "Blocking public access to your Amazon S3 storage": "The meaning of 'public'").
+_NON_PUBLIC_KEYS = {"aws:sourcearn", "aws:sourcevpc", "aws:sourcevpce", "aws:sourceaccount", "aws:sourceowner",
+                    "aws:userid", "aws:principalorgid", "aws:principalaccount", "aws:principalarn",
+                    "s3:dataaccesspointarn", "s3:dataaccesspointaccount", "aws:sourceip"}  # fmt: skip
+
+
+def _evaluable(statement: dict) -> bool:
+    operators = {op.rpartition(":")[2].removesuffix("IfExists") for op in statement.get("Condition", {})}
+    return operators <= _EVALUATED and not {"NotPrincipal", "NotAction", "NotResource"} & statement.keys()
+
+
 def resource_policy_allows(policy: dict, principal: str, need: Need) -> bool:
     """An Allow for this principal and no Deny that applies (statements without Principal do not count)."""
-    statements = [s for s in policy.get("Statement", []) if _names(s, principal)]
+    statements = policy.get("Statement", [])
+    allows = [s for s in statements if s.get("Effect") == "Allow" and _names(s, principal)]
     denies = [{**s, "Effect": "Allow"} for s in statements if s.get("Effect") == "Deny"]
-    return allowing_statement(statements, need) is not None and allowing_statement(denies, need) is None
+    if any(not _evaluable(s) for s in denies):
+        return False
+    applying = [s for s in denies if _names(s, principal)]
+    return allowing_statement(allows, need) is not None and allowing_statement(applying, need) is None
+
+
+def is_public(policy: dict) -> bool:
+    """A statement allows anyone, with no condition key that pins who or where: RestrictPublicBuckets then refuses
+    every other account, even those a non-public statement names."""
+    for statement in policy.get("Statement", []):
+        if statement.get("Effect") == "Allow" and statement.get("Principal") in ("*", {"AWS": "*"}):
+            keys = {key.lower() for tests in statement.get("Condition", {}).values() for key in tests}
+            if not keys & _NON_PUBLIC_KEYS:
+                return True
+    return False
 
 
 def grant_allows(grants, principal: str, operation: str, context: dict[str, str]) -> bool:
     account_root = f"arn:{PARTITION}:iam::{_account(principal)}:root"
+    context = {key.lower(): value for key, value in context.items()}  # KMS: constraint keys are case-insensitive
     for grant in grants:
         if grant.get("GranteePrincipal") not in (principal, account_root) or operation not in grant["Operations"]:
             continue
         constraints = grant.get("Constraints", {})
         subset, equals = constraints.get("EncryptionContextSubset"), constraints.get("EncryptionContextEquals")
-        if subset is not None and any(context.get(k) != v for k, v in subset.items()):
+        if subset is not None and any(context.get(k.lower()) != v for k, v in subset.items()):
             continue
-        if equals is not None and equals != context:
+        if equals is not None and {k.lower(): v for k, v in equals.items()} != context:
             continue
         return True
     return False
 
 
+def _denials(path: ReadPath, principal: str, need_through: Need, need_on_bucket: Need) -> list[str]:
+    action = need_through.action
+    reasons = []
+    if not resource_policy_allows(path.access_point_policy, principal, need_through):
+        reasons.append(f"the access point's policy does not allow {action} on it")
+    if not resource_policy_allows(path.bucket_policy, principal, need_on_bucket):
+        reasons.append(f"the bucket's policy does not allow {action} on it")
+    if is_public(path.bucket_policy):
+        reasons.append("the bucket's policy is public: RestrictPublicBuckets refuses every other account")
+    return reasons
+
+
+def _context(path: ReadPath, principal: str, *extra: tuple[str, str]) -> tuple:
+    return (("aws:SecureTransport", "true"), ("aws:PrincipalAccount", _account(principal)),
+            ("aws:PrincipalArn", principal), ("s3:DataAccessPointAccount", path.access_point_arn.split(":")[4]),
+            ("s3:DataAccessPointArn", path.access_point_arn), *extra)  # fmt: skip
+
+
 def read_denials(path: ReadPath, principal: str, key: str) -> list[str]:
     """Why ``principal`` may not GET ``key`` through the access point: empty when it may."""
-    point_account = path.access_point_arn.split(":")[4]
-    context = (("aws:SecureTransport", "true"), ("aws:PrincipalAccount", _account(principal)),
-               ("aws:PrincipalArn", principal), ("s3:DataAccessPointAccount", point_account),
-               ("s3:DataAccessPointArn", path.access_point_arn))  # fmt: skip
-    reasons = []
-    if not resource_policy_allows(path.access_point_policy, principal,
-                                  Need("s3:GetObject", f"{path.access_point_arn}/object/{key}", context)):  # fmt: skip
-        reasons.append("the access point's policy does not allow s3:GetObject on it")
-    if not resource_policy_allows(
-        path.bucket_policy, principal, Need("s3:GetObject", f"arn:{PARTITION}:s3:::{path.bucket}/{key}", context)
-    ):
-        reasons.append("the bucket's policy does not allow s3:GetObject on it")
+    context = _context(path, principal)
+    reasons = _denials(path, principal, Need("s3:GetObject", f"{path.access_point_arn}/object/{key}", context),
+                       Need("s3:GetObject", f"arn:{PARTITION}:s3:::{path.bucket}/{key}", context))  # fmt: skip
     bucket_context = {"aws:s3:arn": f"arn:{PARTITION}:s3:::{path.bucket}"}  # S3 Bucket Keys: the bucket's ARN
     if path.data_key_arn and not grant_allows(path.grants, principal, "Decrypt", bucket_context):
         reasons.append("no grant on the data key lets its account decrypt")
@@ -89,13 +129,6 @@ def read_denials(path: ReadPath, principal: str, key: str) -> list[str]:
 
 def list_denials(path: ReadPath, principal: str, prefix: str) -> list[str]:
     """Why ``principal`` may not list ``prefix`` through the access point: empty when it may."""
-    context = (("aws:SecureTransport", "true"), ("s3:prefix", prefix),
-               ("s3:DataAccessPointAccount", path.access_point_arn.split(":")[4]))  # fmt: skip
-    reasons = []
-    if not resource_policy_allows(path.access_point_policy, principal, Need("s3:ListBucket", path.access_point_arn,
-                                                                            context)):  # fmt: skip
-        reasons.append("the access point's policy does not allow s3:ListBucket of it")
-    if not resource_policy_allows(path.bucket_policy, principal,
-                                  Need("s3:ListBucket", f"arn:{PARTITION}:s3:::{path.bucket}", context)):  # fmt: skip
-        reasons.append("the bucket's policy does not allow s3:ListBucket")
-    return reasons
+    context = _context(path, principal, ("s3:prefix", prefix))
+    return _denials(path, principal, Need("s3:ListBucket", path.access_point_arn, context),
+                    Need("s3:ListBucket", f"arn:{PARTITION}:s3:::{path.bucket}", context))  # fmt: skip

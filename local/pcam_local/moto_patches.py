@@ -7,6 +7,8 @@ The patches, and why:
 - ``gc_threshold``: Python 3.13 collects reference cycles less often; moto's response objects keep each
   request's body in cycles, so a large multipart upload's parts piled up (+300 MB for 512 MB).
 - ``scheduled_rules_match_no_events``: moto matches a rule without an EventPattern to every event.
+- ``s3_sequencers_increase``: moto gives every S3 event the same ``sequencer``; S3's grows with each PUT and
+  DELETE of a key, and integrators order uploads by it.
 - ``archives_and_replays_as_eventbridge_keeps_them``: moto's CloudFormation Archive takes no pattern object,
   and its replays ignore the time window and FilterArns.
 - ``models_are_not_tracked``: moto keeps every model object ever made for its reset API.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import copy
 import gc
 import json
+import time
 import uuid
 from importlib.metadata import version
 
@@ -67,6 +70,26 @@ def scheduled_rules_match_no_events() -> None:
         return send_to_targets(self, original_event, transform_input)
 
     Rule.send_to_targets = send_unless_scheduled
+
+
+MOTO_S3_SEQUENCER = "617f08299329d189"  # the constant moto writes into every S3 event
+
+
+def s3_sequencers_increase() -> None:
+    """Each S3 event gets a sequencer greater than the last one's (hex, of the clock in ns), as S3's grows per
+    key. moto hands one event to every rule of the bus in turn: the first rule gives it its sequencer."""
+    from moto.events.models import Rule
+
+    send_to_targets, last = Rule.send_to_targets, [0]
+
+    def send_with_sequencer(self, event, transform_input=True):
+        found = event.get("detail", {}).get("object", {}) if event.get("source") == "aws.s3" else {}
+        if found.get("sequencer") == MOTO_S3_SEQUENCER:
+            last[0] = max(last[0] + 1, time.time_ns())
+            found["sequencer"] = f"{last[0]:X}"
+        return send_to_targets(self, event, transform_input)
+
+    Rule.send_to_targets = send_with_sequencer
 
 
 def archives_and_replays_as_eventbridge_keeps_them() -> None:
@@ -153,6 +176,7 @@ def install_all() -> None:
     check_moto_version()
     gc_threshold()
     scheduled_rules_match_no_events()
+    s3_sequencers_increase()
     rules_publish_to_sns_topics()
     archives_and_replays_as_eventbridge_keeps_them()
     models_are_not_tracked()

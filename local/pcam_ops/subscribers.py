@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,14 +27,23 @@ import boto3
 from botocore.exceptions import ClientError
 
 from pcam_ops.operations import stack_outputs, stack_parameters
-from pcam_pipeline.aws.events import SOURCE
+from pcam_ops.subscriber_documents import (
+    ACCOUNT_ID,
+    FORWARDING_POLICY,
+    access_point_policy,
+    check_account,
+    check_bus,
+    forwarding_pattern,
+    forwarding_permissions,
+    forwarding_role_name,
+    forwarding_trust,
+    labs_in,
+    subscriber_name,
+)
 from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.core.keys import PREDICTIONS, short_id
+from pcam_pipeline.core.keys import PREDICTIONS
 from pcam_pipeline.core.labs import LABS, check_lab_name
 
-ACCOUNT_ID = re.compile(r"\d{12}")
-_BUS_ARN = re.compile(r"arn:aws[a-z-]*:events:[a-z0-9-]+:(\d{12}):event-bus/[A-Za-z0-9._\-/]+")
-_LAB_OBJECTS = re.compile(rf"/object/{PREDICTIONS}{LABS}/([a-z0-9-]+)/\*$")
 SUBSCRIBER_COMMANDS = {
     "add": ("let an AWS account read its labs' results (and, with --bus, get their events on its own bus); "
             "again: its labs and bus are replaced", "pcam subscriber add 210987654321 --labs lab-a,lab-b "
@@ -43,43 +51,6 @@ SUBSCRIBER_COMMANDS = {
     "list": ("every subscriber account, its labs, access point and event bus", "pcam subscriber list --json"),
     "remove": ("take back an account's access point, key grant and event rule", "pcam subscriber remove 210987654321"),
 }  # fmt: skip
-
-
-def check_account(account: str) -> str:
-    if not ACCOUNT_ID.fullmatch(account):
-        raise InvalidInput("the subscriber is not an AWS account id", "12 digits", repr(account))
-    return account
-
-
-def subscriber_name(stack: str, account: str) -> str:
-    """The subscriber's access point, rule and role name: ``<stack>-sub-<account>`` in lower case, shortened with a
-    hash where it would pass an access point's 50 characters (a stack name may have 128)."""
-    name = f"{stack.lower()}-sub-{account}"
-    return name if len(name) <= 50 else f"{stack.lower()[:16].rstrip('-')}-{short_id(stack)}-sub-{account}"
-
-
-def access_point_policy(access_point_arn: str, account: str, labs: list[str]) -> dict[str, Any]:
-    """Through this access point, ``account`` may get and list its labs' results and nothing else."""
-    folders = [f"{PREDICTIONS}{LABS}/{check_lab_name(lab)}/" for lab in labs]
-    principal = {"AWS": f"arn:aws:iam::{check_account(account)}:root"}
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "ReadItsLabsResults", "Effect": "Allow", "Principal": principal,
-         "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-         "Resource": [f"{access_point_arn}/object/{folder}*" for folder in folders]},
-        {"Sid": "ListItsLabsResults", "Effect": "Allow", "Principal": principal, "Action": "s3:ListBucket",
-         "Resource": access_point_arn, "Condition": {"StringLike": {"s3:prefix": [f"{f}*" for f in folders]}}},
-    ]}  # fmt: skip
-
-
-def labs_in(policy: dict[str, Any]) -> list[str]:
-    """The labs an access point policy of ours lets its subscriber read."""
-    resources = [r for s in policy.get("Statement", []) if s.get("Sid") == "ReadItsLabsResults" for r in s["Resource"]]
-    return sorted(m.group(1) for r in resources if (m := _LAB_OBJECTS.search(r)))
-
-
-def forwarding_pattern(labs: list[str]) -> dict[str, Any]:
-    """Every event (each version) of these labs; another lab's, or the deployment's own, never match."""
-    return {"source": [SOURCE], "detail": {"lab": sorted(labs)}}
 
 
 def s3_control():
@@ -102,13 +73,14 @@ class Subscriber:
     labs: list[str]
     access_point_arn: str
     alias: str
+    key_arn: str | None  # under SSE-KMS: the subscriber's own policy must allow kms:Decrypt on it
     key_grant: str | None
     bus: str | None
 
     def to_json(self) -> dict[str, Any]:
         return {"account": self.account, "labs": self.labs, "access_point_arn": self.access_point_arn,
-                "read_as": f"s3://{self.alias}/{PREDICTIONS}{LABS}/<lab>/", "key_grant": self.key_grant,
-                "bus": self.bus}  # fmt: skip
+                "read_as": f"s3://{self.alias}/{PREDICTIONS}{LABS}/<lab>/", "key_arn": self.key_arn,
+                "key_grant": self.key_grant, "bus": self.bus}  # fmt: skip
 
 
 class SubscriberAdmin:
@@ -121,6 +93,7 @@ class SubscriberAdmin:
         self._account = boto3.client("sts").get_caller_identity()["Account"]
         self._s3control, self._kms = s3_control(), boto3.client("kms")
         self._events, self._iam = boto3.client("events"), boto3.client("iam")
+        self._region = self._events.meta.region_name
 
     def add(self, account: str, labs: list[str], bus: str | None = None) -> dict[str, Any]:
         """The account's access point to its labs' results, its key grant (SSE-KMS) and, for ``bus``, the rule
@@ -128,33 +101,36 @@ class SubscriberAdmin:
         name, labs = subscriber_name(self._stack, check_account(account)), sorted(set(map(check_lab_name, labs)))
         if not labs:
             raise InvalidInput("a subscriber needs labs", "--labs LAB[,LAB…]", "none")
-        if bus and not ((found := _BUS_ARN.fullmatch(bus)) and found.group(1) == account):
-            raise InvalidInput("--bus is not an event bus of the subscriber's account", f"arn:aws:events:<region>:"
-                               f"{account}:event-bus/<name>", repr(bus))  # fmt: skip
+        if bus:
+            check_bus(bus, account)
         point = self._access_point(name)
         self._s3control.put_access_point_policy(
             AccountId=self._account, Name=name, Policy=json.dumps(access_point_policy(point, account, labs))
         )
-        if self._key and not self._grant(name):
+        if self._key and not self._grant(name):  # a new grant may take up to 5 minutes to work (KMS: CreateGrant)
             self._kms.create_grant(KeyId=self._key, Name=name, GranteePrincipal=f"arn:aws:iam::{account}:root",
                                    Operations=["Decrypt"], Constraints={"EncryptionContextSubset": {
                                        "aws:s3:arn": f"arn:aws:s3:::{self._bucket}"}})  # fmt: skip
-        self._forward(name, labs, bus) if bus else self._stop_forwarding(name)
+        self._forward(name, account, labs, bus) if bus else self._stop_forwarding(name, account)
         found = self._subscriber(name, account, labs).to_json()
+        if bus:
+            found["bus_policy"] = f"{bus} must allow events:PutEvents by account {self._account}"
         if account in self._self_managed:
             found["note"] = ("this account is also in SubscriberAccountIds: rules of its own on the pipeline's bus "
                              "see every lab's events")  # fmt: skip
         return found
 
     def list(self) -> list[Subscriber]:
-        found = []
-        pages = self._s3control.list_access_points(AccountId=self._account, Bucket=self._bucket)
-        for point in pages.get("AccessPointList", []):
-            account = point["Name"].rsplit("-", 1)[-1]
-            if ACCOUNT_ID.fullmatch(account) and point["Name"] == subscriber_name(self._stack, account):
-                policy = self._s3control.get_access_point_policy(AccountId=self._account, Name=point["Name"])
-                found.append(self._subscriber(point["Name"], account, labs_in(json.loads(policy["Policy"]))))
-        return sorted(found, key=lambda subscriber: subscriber.account)
+        found, token = [], None
+        while True:  # ListAccessPoints has no paginator in botocore
+            page = self._s3control.list_access_points(AccountId=self._account, Bucket=self._bucket,
+                                                      **({"NextToken": token} if token else {}))  # fmt: skip
+            for point in page.get("AccessPointList", []):
+                account = point["Name"].rsplit("-", 1)[-1]
+                if ACCOUNT_ID.fullmatch(account) and point["Name"] == subscriber_name(self._stack, account):
+                    found.append(self._subscriber(point["Name"], account, self._labs(point["Name"])))
+            if not (token := page.get("NextToken")):
+                return sorted(found, key=lambda subscriber: subscriber.account)
 
     def remove(self, account: str) -> None:
         """The account's access point, key grant, rule and role deleted (whichever it had)."""
@@ -166,55 +142,59 @@ class SubscriberAdmin:
                 raise
         if self._key and (grant := self._grant(name)):
             self._kms.revoke_grant(KeyId=self._key, GrantId=grant)
-        self._stop_forwarding(name)
+        self._stop_forwarding(name, account)
 
     def _access_point(self, name: str) -> str:
         try:
-            return str(self._s3control.create_access_point(AccountId=self._account, Name=name,
-                                                           Bucket=self._bucket)["AccessPointArn"])  # fmt: skip
+            created = self._s3control.create_access_point(AccountId=self._account, Name=name, Bucket=self._bucket)
+            return str(created["AccessPointArn"])
         except ClientError as exc:
             if "AlreadyOwnedByYou" not in exc.response["Error"]["Code"]:
                 raise
-            return str(self._s3control.get_access_point(AccountId=self._account, Name=name)["AccessPointArn"])
+        point = self._s3control.get_access_point(AccountId=self._account, Name=name)
+        if point["Bucket"] != self._bucket:
+            raise InvalidInput("the subscriber's access point name is taken", f"one on {self._bucket}",
+                               f"{name} on {point['Bucket']}")  # fmt: skip
+        return str(point["AccessPointArn"])
+
+    def _labs(self, name: str) -> list[str]:
+        try:
+            policy = self._s3control.get_access_point_policy(AccountId=self._account, Name=name)["Policy"]
+        except ClientError:  # NoSuchAccessPointPolicy: an add that stopped half-way; add again
+            return []
+        return labs_in(json.loads(policy))
 
     def _grant(self, name: str) -> str | None:
         pages = self._kms.get_paginator("list_grants").paginate(KeyId=self._key)
         return next((g["GrantId"] for page in pages for g in page["Grants"] if g.get("Name") == name), None)
 
-    def _forward(self, name: str, labs: list[str], bus: str) -> None:
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                 "Principal": {"Service": "events.amazonaws.com"},
-                 "Condition": {"StringEquals": {"aws:SourceAccount": self._account}}}]}  # fmt: skip
+    def _forward(self, name: str, account: str, labs: list[str], bus: str) -> None:
+        pattern = json.dumps(forwarding_pattern(labs))
+        what = f"pcam subscriber {account}: labs {', '.join(labs)}"
+        rule = self._events.put_rule(Name=name, EventBusName=self._bus, EventPattern=pattern, Description=what)
+        role_name = forwarding_role_name(self._stack, account, self._region)
+        trust = json.dumps(forwarding_trust(self._account, rule["RuleArn"]))
         try:
-            role = self._iam.create_role(
-                RoleName=name,
-                AssumeRolePolicyDocument=json.dumps(trust),
-                Description="pcam subscriber: sends its labs' events to its bus",
-            )["Role"]
+            role = self._iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=trust, Description=what)["Role"]
         except self._iam.exceptions.EntityAlreadyExistsException:
-            role = self._iam.get_role(RoleName=name)["Role"]
-        put = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": bus}],
-        }
-        self._iam.put_role_policy(
-            RoleName=name, PolicyName="PutEventsOnTheSubscribersBus", PolicyDocument=json.dumps(put)
-        )
-        self._events.put_rule(Name=name, EventBusName=self._bus, EventPattern=json.dumps(forwarding_pattern(labs)),
-                              Description=f"pcam subscriber: labs {', '.join(labs)}")  # fmt: skip
-        added = self._events.put_targets(
-            Rule=name, EventBusName=self._bus, Targets=[{"Id": "subscriber", "Arn": bus, "RoleArn": role["Arn"]}]
-        )
+            self._iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=trust)
+            role = self._iam.get_role(RoleName=role_name)["Role"]
+        permissions = json.dumps(forwarding_permissions(bus))
+        self._iam.put_role_policy(RoleName=role_name, PolicyName=FORWARDING_POLICY, PolicyDocument=permissions)
+        target = {"Id": "subscriber", "Arn": bus, "RoleArn": role["Arn"]}
+        added = self._events.put_targets(Rule=name, EventBusName=self._bus, Targets=[target])
         if added.get("FailedEntryCount"):  # PutTargets reports a target it could not add, it does not raise
             raise RuntimeError(f"EventBridge did not add the subscriber's bus to its rule: {added['FailedEntries']}")
 
-    def _stop_forwarding(self, name: str) -> None:
+    def _stop_forwarding(self, name: str, account: str) -> None:
         with contextlib.suppress(self._events.exceptions.ResourceNotFoundException):
             self._events.remove_targets(Rule=name, EventBusName=self._bus, Ids=["subscriber"])
             self._events.delete_rule(Name=name, EventBusName=self._bus)
+        role_name = forwarding_role_name(self._stack, account, self._region)
         with contextlib.suppress(self._iam.exceptions.NoSuchEntityException):
-            self._iam.delete_role_policy(RoleName=name, PolicyName="PutEventsOnTheSubscribersBus")
-            self._iam.delete_role(RoleName=name)
+            self._iam.delete_role_policy(RoleName=role_name, PolicyName=FORWARDING_POLICY)
+        with contextlib.suppress(self._iam.exceptions.NoSuchEntityException):
+            self._iam.delete_role(RoleName=role_name)
 
     def _subscriber(self, name: str, account: str, labs: list[str]) -> Subscriber:
         point = self._s3control.get_access_point(AccountId=self._account, Name=name)
@@ -223,5 +203,5 @@ class SubscriberAdmin:
         except self._events.exceptions.ResourceNotFoundException:
             targets = []
         grant = self._grant(name) if self._key else None
-        return Subscriber(account, labs, point["AccessPointArn"], point["Alias"], grant,
+        return Subscriber(account, labs, point["AccessPointArn"], point["Alias"], self._key or None, grant,
                           targets[0]["Arn"] if targets else None)  # fmt: skip

@@ -4,6 +4,7 @@ a scenario failing somewhere in the local stack. The patches' own effects are te
 (tests/integration/test_local_s3.py, test_a_year.py, test_operations.py …)."""
 
 import gc
+import inspect
 import json
 import sys
 
@@ -37,6 +38,17 @@ def test_scheduled_rules_match_no_events_upstream_sends_every_event_to_a_schedul
     events.put_events(Entries=[{"Source": "lab", "DetailType": "anything", "Detail": "{}"}])
     received = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages", [])
     assert received, "moto no longer matches a scheduled rule to events: drop scheduled_rules_match_no_events"
+
+
+@mock_aws
+def test_s3_sequencers_increase_upstream_gives_every_s3_event_one_sequencer():
+    from moto.s3 import notifications
+
+    from pcam_local.moto_patches import MOTO_S3_SEQUENCER
+
+    assert MOTO_S3_SEQUENCER in inspect.getsource(notifications._send_event_bridge_message), (
+        "moto's S3 events no longer share one sequencer: revisit s3_sequencers_increase"
+    )
 
 
 @mock_aws

@@ -18,7 +18,8 @@ from pcam_local.stack import STACK_NAME, deploy
 from pcam_local.template import project_root
 from pcam_ops.cli import main
 from pcam_ops.exit_codes import USAGE
-from pcam_ops.subscribers import s3_control, subscriber_name
+from pcam_ops.subscriber_documents import subscriber_name
+from pcam_ops.subscribers import s3_control
 from pcam_pipeline.aws.events import SOURCE
 from pcam_pipeline.core.keys import prediction_key
 from pcam_pipeline.core.labs import in_lab, lab_policy
@@ -100,6 +101,7 @@ def test_a_subscriber_account_reads_its_labs_results_and_gets_their_events_and_n
     assert code == 0, out
     (listed,) = json.loads(pcam(capsys, "subscriber", "list", "--json")[1])
     assert listed["account"] == subscriber and listed["labs"] == ["lab-a"] and listed["bus"] == bus
+    assert listed["key_arn"] == deployed.outputs["DataKeyArn"], "its own policy must allow kms:Decrypt on it"
     assert listed["key_grant"] and listed["read_as"].endswith("-s3alias/predictions/labs/<lab>/")
 
     # As S3 and KMS decide a GET by a role of the subscriber's account through its access point.

@@ -264,6 +264,17 @@ def test_a_slide_dropped_again_is_scored_again_and_the_new_result_replaces_the_o
     assert second["input_version"] != first["input_version"]
     assert len(read_csv(stack, "again")) == 20
     assert len(pipeline.events_for("Slide Scored", slide_id="again")) == 2
+    # Integrators order the two uploads by S3's sequencer (padded to one length), as integrators.md says.
+    scored = [e["detail"] for e in pipeline.events_for("Slide Scored v2", slide_id="again")]
+    ready = [e["detail"] for e in pipeline.events_for("Slide Ready v2", slide_id="again")]
+    width = max(len(d["input_sequencer"]) for d in scored)
+    newest = max(scored, key=lambda d: d["input_sequencer"].zfill(width))
+    assert (
+        newest["input_version"]
+        == second["input_version"]
+        == max(ready, key=lambda d: d["input_sequencer"].zfill(width))["input_version"]
+    )
+    assert second["input_sequencer"] == newest["input_sequencer"], "the summary carries it too"
 
 
 def test_duplicate_slide_ready_events_start_no_second_transform(stack, pipeline):

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from pcam_local.cross_account import ReadPath, grant_allows, list_denials, read_denials
-from pcam_ops.subscribers import access_point_policy, forwarding_pattern, labs_in, subscriber_name
+from pcam_ops.subscriber_documents import (
+    access_point_policy,
+    forwarding_pattern,
+    forwarding_role_name,
+    labs_in,
+    subscriber_name,
+)
 from pcam_pipeline.core.errors import InvalidInput
 
 POINT = "arn:aws:s3:us-east-1:123456789012:accesspoint/pcam-sub-210987654321"
@@ -81,3 +87,26 @@ def test_a_subscribers_name_is_a_valid_access_point_rule_and_role_name(stack):
     name = subscriber_name(stack, "210987654321")
     assert 3 <= len(name) <= 50 and name == name.lower() and name.endswith("-sub-210987654321")
     assert subscriber_name(stack, "210987654321") != subscriber_name(stack + "x", "210987654321")
+
+
+def test_a_deny_the_check_cannot_evaluate_counts_as_applying_and_a_public_bucket_policy_refuses_all():
+    outside_org = {"StringNotEquals": {"aws:PrincipalOrgID": "o-1"}}
+    org_only = {"Statement": [*DELEGATION["Statement"], {"Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                "Resource": "arn:aws:s3:::data/*", "Condition": outside_org}]}  # fmt: skip
+    assert read_denials(path(bucket_policy=org_only), READER, "predictions/labs/lab-a/s1.csv") == [
+        "the bucket's policy does not allow s3:GetObject on it"
+    ], "StringNotEquals is not evaluated here: the Deny is taken to apply"
+    public = {"Statement": [*DELEGATION["Statement"], {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+              "Resource": "arn:aws:s3:::data/public/*"}]}  # fmt: skip
+    assert read_denials(path(bucket_policy=public), READER, "predictions/labs/lab-a/s1.csv") == [
+        "the bucket's policy is public: RestrictPublicBuckets refuses every other account"
+    ]
+
+
+def test_the_forwarding_role_is_named_per_region_within_iams_64_characters():
+    names = {forwarding_role_name(stack, "210987654321", region) for stack in ("pcam-pipeline", "p" * 128)
+             for region in ("us-east-1", "ap-southeast-3")}  # fmt: skip
+    assert len(names) == 4 and all(len(name) <= 64 for name in names)
+    assert (
+        forwarding_role_name("pcam-pipeline", "210987654321", "us-east-1") == "pcam-pipeline-sub-210987654321-us-east-1"
+    )

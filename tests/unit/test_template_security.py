@@ -119,8 +119,12 @@ def test_the_data_bucket_is_versioned_encrypted_private_and_tls_only():
     assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
-    (deny,) = RESOURCES["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    deny, delegation = RESOURCES["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+    # Reads only, and only through this account's access points (each with its own policy: pcam subscriber).
+    assert delegation["Effect"] == "Allow" and sorted(delegation["Action"]) == [
+        "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"]  # fmt: skip
+    assert delegation["Condition"] == {"StringEquals": {"s3:DataAccessPointAccount": {"Ref": "AWS::AccountId"}}}
 
 
 @pytest.mark.parametrize(

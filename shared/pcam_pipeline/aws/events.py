@@ -40,8 +40,15 @@ SCHEMA_VERSIONS = {
     MODEL_FAILED: 2,
 }
 V1_RETIRED_ON = "2027-06-30"
-# What version 1 of "Slide Scored" did not have (its summary grew the verdict, the report, the calibration and QC).
-_NOT_IN_V1 = {SLIDE_SCORED: ("verdict", "report_uri", "calibration", "qc", "stain", "run_id", "openslide_origin")}
+# What version 1 did not have: "Slide Scored"'s summary grew the verdict, the report, the calibration and QC; and
+# S3's sequencers of the uploads (an order integrators can compare) came with version 2.
+_NOT_IN_V1 = {
+    SLIDE_SCORED: ("verdict", "report_uri", "calibration", "qc", "stain", "run_id", "openslide_origin",
+                   "input_sequencer"),
+    SLIDE_READY: ("input_sequencer",),
+    SPLIT_READY: ("x_sequencer", "y_sequencer"),
+    FILE_QUARANTINED: ("sequencer",),
+}  # fmt: skip
 # The model's figures version 1 had (version 2 adds sensitivity, specificity and calibration to them).
 _V1_MODEL_METRICS = ("auc", "accuracy", "recall", "precision", "f1", "count", "tumour_count", "threshold")
 _METRICS_FIELD = {SLIDE_SCORED: "model_metrics", MODEL_EVALUATED: "metrics", MODEL_PROMOTED: "metrics"}

@@ -35,6 +35,7 @@ def _dropped(bucket: str, obj: dict[str, Any], version_field: str, etag_field: s
         event_key=obj["key"],
         version_id=_version_id(obj.get(version_field)),
         etag=obj.get(etag_field, ""),
+        sequencer=obj.get("sequencer", ""),
     )
 
 

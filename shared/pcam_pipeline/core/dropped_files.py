@@ -56,6 +56,8 @@ class DroppedFile:
     etag: str = ""
     event_key: str = ""  # the key as the event spelled it, before URL-decoding
     run_context: str = ""  # what else the run's outputs depend on (a whole-slide image's sidecar)
+    # S3's order of the key's PUTs and DELETEs (hex; pad to equal length, then compare), for integrators
+    sequencer: str = ""
 
     def as_spelled_in_event(self) -> DroppedFile:
         return replace(self, key=self.event_key or self.key)

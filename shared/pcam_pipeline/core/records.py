@@ -79,6 +79,7 @@ class PatchOwner(Record):
     x_key: str | None = None
     x_version: str | None = None
     x_version_id: str | None = None  # the upload's S3 version id (x_source_version may be a staged copy's)
+    x_sequencer: str | None = None  # S3's sequencer of the upload (DroppedFile.sequencer)
     x_source_key: str | None = None
     x_source_version: str | None = None
     x_run: str | None = None
@@ -125,6 +126,7 @@ class SplitRecord(PatchOwner):
     split: str = ""
     y_key: str | None = None
     y_version: str | None = None
+    y_sequencer: str | None = None
     y_labels_key: str | None = None  # the labels as read at ingestion (keys.labels_key)
     y_count: int | None = None
     y_tumour_count: int | None = None

@@ -87,8 +87,10 @@ class Completer:
             "image_edge": record.image_edge,
             "x_key": record.x_key,
             "x_version": record.x_version,
+            "x_sequencer": record.x_sequencer,
             "y_key": record.y_key,
             "y_version": record.y_version,
+            "y_sequencer": record.y_sequencer,
             "run_id": record.x_run,
         }
 
@@ -106,6 +108,7 @@ class Completer:
             "image_prefix": record.image_prefix,
             "input_key": record.x_key,
             "input_version": record.x_version,
+            "input_sequencer": record.x_sequencer,
             "source_key": record.x_source_key,
             "source_version": record.x_source_version,
             "run_id": record.x_run,

@@ -143,6 +143,7 @@ class PatchFileIngestion:
                     "split": kind.split,
                     "y_key": dropped.key,
                     "y_version": dropped.version,
+                    "y_sequencer": dropped.sequencer or None,
                     "y_labels_key": labels_key,
                     "y_count": int(labels.size),
                     "y_tumour_count": int(labels.sum()),

@@ -30,7 +30,8 @@ def quarantine(
     error = {"key": dropped.key, "version": dropped.version, "error": problem.describe(), **problem.as_dict(),
              "quarantined_at": quarantined_at, "quarantined_as": target}  # fmt: skip
     event = events.fitted_detail(  # recorded as it will be published
-        {"key": dropped.key, "version": dropped.version, "lab": lab_of_key(dropped.key), "quarantine_key": target,
+        {"key": dropped.key, "version": dropped.version, "sequencer": dropped.sequencer or None,
+         "lab": lab_of_key(dropped.key), "quarantine_key": target,
          "error_uri": blobs.uri(error_key), **problem.as_dict(), "quarantined_at": quarantined_at}
     )  # fmt: skip
     blobs.put_json(error_key, error)

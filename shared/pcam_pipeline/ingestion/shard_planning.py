@@ -134,6 +134,7 @@ class ShardPlanner:
                 "x_key": dropped.key,
                 "x_version": dropped.version,
                 "x_version_id": dropped.version_id,
+                "x_sequencer": dropped.sequencer or None,
                 "x_source_key": source.key,
                 "x_source_version": source.version,
                 "x_run": dropped.run_id,

@@ -163,8 +163,7 @@ class SlideResultWriter:
         summary = {
             "slide_id": slide.slide_id,
             "lab": lab_of(slide.slide_id),
-            "input_key": slide.x_key,
-            "input_version": slide.x_version,
+            "input_key": slide.x_key, "input_version": slide.x_version, "input_sequencer": slide.x_sequencer,
             "run_id": slide.x_run,  # joins a "Slide Scoring Failed" of this upload to this success
             "dropped_at": dropped.received_at if dropped else None,
             **figures,
@@ -179,7 +178,7 @@ class SlideResultWriter:
             "csv_uri": uri(keys.prediction_key(slide.slide_id, "csv")),
             "heatmap_uri": uri(png) if png in files else None,
             "report_uri": uri(keys.prediction_key(slide.slide_id, "html")),
-        }
+        }  # fmt: skip
         if geojson in files:
             summary["geojson_uri"] = uri(geojson)
         return summary
