@@ -218,9 +218,11 @@ def subscriber(args) -> int:
 
 @_operator_command
 def smoke(args) -> int:
+    import boto3
+
     from pcam_ops.operations import stack_parameters
     from pcam_ops.smoke import SmokeFailed, SmokeRun
-    from pcam_ops.smoke_costs import PRICE_PER_HOUR
+    from pcam_ops.smoke_costs import price_note
 
     run = SmokeRun(args.stack, args.instance_type, args.epochs, args.timeout, say=console.print)
     console.print(
@@ -235,7 +237,7 @@ def smoke(args) -> int:
     costs = run.job_costs(stack_parameters(args.stack))
     console.print(smoke_costs_table(costs))
     known = [job["estimated_usd"] for job in costs if job["estimated_usd"] is not None]
-    console.print(f"estimated total: ${sum(known):.4f} (prices known for {', '.join(sorted(PRICE_PER_HOUR))})")
+    console.print(f"estimated total: ${sum(known):.4f} ({price_note(boto3.client('sts').meta.region_name)})")
     if args.clean:
         console.print(f"removed {run.clean()} objects the smoke test dropped or caused")
     return code

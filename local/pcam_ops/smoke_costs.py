@@ -8,6 +8,7 @@ from pcam_pipeline.core.model_records import JobRecord
 
 # On-demand list prices in us-east-1, USD per instance-hour (AWS SageMaker pricing page, as of 2025;
 # other regions differ): an estimate for the operator, not a bill.
+PRICE_REGION = "us-east-1"
 PRICE_PER_HOUR = {
     "ml.g4dn.xlarge": 0.736,
     "ml.g5.xlarge": 1.408,
@@ -16,6 +17,12 @@ PRICE_PER_HOUR = {
     "ml.m5.xlarge": 0.23,
     "ml.c5.xlarge": 0.204,
 }
+
+
+def price_note(region: str | None) -> str:
+    """Which region's prices the estimate uses, and whether it is the deployment's."""
+    note = f"{PRICE_REGION} on-demand list prices, known for {', '.join(sorted(PRICE_PER_HOUR))}"
+    return note if region == PRICE_REGION else f"{note}; this deployment is in {region}, where prices differ"
 
 
 def job_costs(jobs: list[JobRecord], training_instance: str, parameters: dict[str, str]) -> list[dict]:

@@ -68,6 +68,7 @@ def smoke(capsys) -> tuple[str, str]:
                  "training job", "model evaluated", "slide scored", "whole-slide image scored"):  # fmt: skip
         assert f"✓ {step}" in printed
     assert "ml.g4dn.xlarge" in printed and "estimated total: $" in printed
+    assert "us-east-1 on-demand list prices" in printed, "says which region's prices it used"
     assert "not current (trained as an experiment" in printed, "a smoke model never becomes current"
     return printed, re.search(r"(smoke-\d{8}-\d{6})", printed).group(1)
 
