@@ -110,3 +110,9 @@ def test_the_forwarding_role_is_named_per_region_within_iams_64_characters():
     assert (
         forwarding_role_name("pcam-pipeline", "210987654321", "us-east-1") == "pcam-pipeline-sub-210987654321-us-east-1"
     )
+
+
+def test_under_sse_s3_no_grant_is_needed():
+    plain = ReadPath("data", DELEGATION, POINT, access_point_policy(POINT, "210987654321", ["lab-a"]))
+    assert read_denials(plain, READER, "predictions/labs/lab-a/s1.csv") == []
+    assert read_denials(plain, READER, "predictions/labs/lab-b/s1.csv")
