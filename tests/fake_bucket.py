@@ -134,9 +134,12 @@ class InMemoryBlobStore:
             plain = io.BufferedReader(GunzipStream(compressed, max_bytes=max_bytes)).read()
         return self.put_bytes(target_key, plain, "application/octet-stream")
 
-    def move(self, key: str, version: str | None, target_key: str) -> None:
+    def copy(self, key: str, version: str | None, target_key: str) -> None:
         with self.open(key, version) as source:
             self.put_bytes(target_key, source.read(), "application/octet-stream")
+
+    def move(self, key: str, version: str | None, target_key: str) -> None:
+        self.copy(key, version, target_key)
         if version is None or self.latest_version(key) == version:
             self._add(key, None)
 

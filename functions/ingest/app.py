@@ -10,6 +10,7 @@ from pcam_pipeline.aws.s3_notifications import dropped_files_in
 from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.settings import IngestSettings
 from pcam_pipeline.ingestion.ingestor import Ingestor
+from pcam_pipeline.wsi.staging_jobs import SLIDE_STAGED, STAGING_SOURCE
 
 settings = IngestSettings.from_env()
 ingestor = Ingestor(settings)
@@ -23,8 +24,12 @@ def ingest_once(dropped: dict) -> dict:
 
 
 def record_handler(record: SQSRecord) -> None:
+    body = record.json_body
+    if body.get("source") == STAGING_SOURCE and body.get("detail-type") == SLIDE_STAGED:  # from the SageMaker flow
+        logger.info("staging job ended", extra=ingestor.continue_staged(body["detail"]))
+        return
     attempt = int(record.attributes.approximate_receive_count)  # an attempt that died leaves a trace: see ingest
-    for dropped in dropped_files_in(record.json_body):
+    for dropped in dropped_files_in(body):
         record_failure = partial(ingestor.record_failure, dropped)
         with failure_recorded_on_last_attempt(record, settings.conversion.max_receive_count, record_failure):
             result = ingestor.ingest_attempt(dropped, attempt, partial(ingest_once, dropped=asdict(dropped)))

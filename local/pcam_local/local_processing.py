@@ -4,6 +4,7 @@ outputs uploaded."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,10 @@ def run_processing(job: Job, work_dir: Path) -> None:
         timeout = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400)
         if request.get("NetworkConfig", {}).get("EnableNetworkIsolation"):
             command = without_network(command)
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        environment = {**os.environ, **request.get("Environment", {})}  # the container's, as SageMaker sets it
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False, env=environment
+        )
         if completed.returncode != 0:
             last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
             raise ProcessingFailed(f"AlgorithmError: {last}, exit code: {completed.returncode}")

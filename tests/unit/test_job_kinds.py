@@ -32,7 +32,8 @@ def test_the_template_routes_exactly_the_events_of_the_kinds_the_pipeline_starts
 
 def test_every_kind_has_exactly_one_handler_in_the_flow():
     flow = flow_on_fakes().flow
-    handled = [kind for handler in (flow.training, flow.evaluation, flow.slides) for kind in handler.kinds]
+    handlers = (flow.training, flow.evaluation, flow.slides, flow.staging)
+    handled = [kind for handler in handlers for kind in handler.kinds]
     assert sorted(handled) == sorted(JobKind)
 
 

@@ -34,7 +34,7 @@ def test_no_statement_grants_every_action_or_a_service_wildcard():
             assert action != "*" and not action.endswith(":*"), f"{owner}: {action}"
 
 
-JOB_ROLES = ["SageMakerTrainingRole", "SageMakerTransformRole", "SageMakerEvaluationRole"]
+JOB_ROLES = ["SageMakerTrainingRole", "SageMakerTransformRole", "SageMakerEvaluationRole", "SageMakerStagingRole"]
 
 
 def test_only_actions_without_resource_level_permissions_have_an_unscoped_resource():

@@ -40,6 +40,15 @@ def test_evaluation_image_registry_equals_the_sagemaker_sdks_scikit_learn_images
         assert config.evaluation_image_uri(region) == expected
 
 
+def test_staging_image_is_the_sdks_python_312_scikit_learn_image():
+    from sagemaker.core import image_uris
+
+    sdk = image_uris.config_for_framework("sklearn")["training"]["versions"]["1.4-2-py312"]["registries"]
+    for region in sdk:
+        expected = image_uris.retrieve("sklearn", region=region, version="1.4-2-py312", instance_type="ml.m5.xlarge")
+        assert config.staging_image_uri(region) == expected
+
+
 def test_unknown_region_is_refused():
     with pytest.raises(config.TrainingConfigError, match="image is not listed for region 'mars-1'"):
         config.image_uri("mars-1")

@@ -71,11 +71,11 @@ def tuning_ranges() -> dict[str, list]:
     return dict(_data("tuning.json"))
 
 
-def _image_uri(repository: str, region: str) -> str:
+def _image_uri(repository: str, region: str, tag: str = "tag") -> str:
     registry = _data("image_uris.json")[repository]
     if region not in registry["accounts"]:
         raise TrainingConfigError(f"the {repository} image is not listed for region {region!r}")
-    return f"{registry['accounts'][region]}.dkr.ecr.{region}.{_dns_suffix(region)}/{repository}:{registry['tag']}"
+    return f"{registry['accounts'][region]}.dkr.ecr.{region}.{_dns_suffix(region)}/{repository}:{registry[tag]}"
 
 
 def image_uri(region: str) -> str:
@@ -86,6 +86,12 @@ def image_uri(region: str) -> str:
 def evaluation_image_uri(region: str) -> str:
     """ECR image of SageMaker's scikit-learn container, which runs the test-set evaluation script."""
     return _image_uri(EVALUATION_REPOSITORY, region)
+
+
+def staging_image_uri(region: str) -> str:
+    """ECR image of SageMaker's scikit-learn container built on Python 3.12 (Ubuntu 24.04), which runs the slide
+    staging job with the wheels staged for it (pcam_staging_job)."""
+    return _image_uri(EVALUATION_REPOSITORY, region, "staging_tag")
 
 
 @cache

@@ -74,6 +74,9 @@ class S3BlobStore:
         storage.decompress_to(self._s3, self.bucket, key, version, target_key, max_bytes)
         return storage.version_of(self._s3, self.bucket, target_key)
 
+    def copy(self, key: str, version: str | None, target_key: str) -> None:
+        storage.copy_object(self._s3, self.bucket, key, version, target_key)
+
     def move(self, key: str, version: str | None, target_key: str) -> None:
         storage.move_object(self._s3, self.bucket, key, version, target_key)
 

@@ -178,14 +178,23 @@ def decompress_to(
         raise RetryableError(f"cannot decompress s3://{bucket}/{key}: {exc}") from exc
 
 
+def copy_object(client: AwsClient, bucket: str, key: str, version: str | None, target_key: str) -> None:
+    """Copy one object version to ``target_key``, server-side (boto3's managed copy: UploadPartCopy in parts
+    above 8 MB, so past CopyObject's 5 GB)."""
+    source = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+    try:
+        client.copy(source, bucket, target_key)
+    except ClientError as exc:
+        raise RetryableError(f"cannot copy s3://{bucket}/{key} to {target_key}: {exc}") from exc
+
+
 def move_object(client: AwsClient, bucket: str, key: str, version: str | None, target_key: str) -> None:
     """Copy one object version to ``target_key`` (multipart for large files), then delete the original.
 
     With versioning on, the delete only adds a delete marker: the original version stays recoverable.
     """
-    source = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+    copy_object(client, bucket, key, version, target_key)
     try:
-        client.copy(source, bucket, target_key)
         if version is None or latest_version(client, bucket, key) == version:  # never a newer upload of the key
             client.delete_object(Bucket=bucket, Key=key)
     except ClientError as exc:

@@ -17,6 +17,7 @@ class JobKind(StrEnum):
     VALIDATION_TRANSFORM = "validation transform"  # the validation split, for calibration and the threshold
     EVALUATION = "evaluation"
     SLIDE_SCORING = "slide scoring"
+    SLIDE_STAGING = "slide staging"  # a slide too large for the ingest function, staged by a Processing job
 
     @property
     def trains(self) -> bool:
@@ -59,6 +60,7 @@ RESOURCES: dict[JobKind, SageMakerResource] = {
     JobKind.VALIDATION_TRANSFORM: TRANSFORM_JOB,
     JobKind.EVALUATION: PROCESSING_JOB,
     JobKind.SLIDE_SCORING: TRANSFORM_JOB,
+    JobKind.SLIDE_STAGING: PROCESSING_JOB,
 }
 # detail-type → the resource whose state changed (one event type can carry several kinds: a transform job
 # scores a test split or slides; the job's record says which).

@@ -112,6 +112,12 @@ def staged_slide_key(slide_id: str, run_id: str) -> str:
     return f"{STAGING}slides/{slide_id}/{run_id}/slide.tif"
 
 
+def staging_job_prefix(slide_id: str, run_id: str) -> str:
+    """A slide too large for the ingest function, staged by a SageMaker Processing job: ``wanted.json`` (what to
+    stage), ``source/`` (the exact upload, copied) and ``job/`` (the job's output: the staged copy and its answer)."""
+    return f"{STAGING}slides/{slide_id}/{run_id}/"
+
+
 def coords_key(slide_id: str, run_id: str) -> str:
     """An HDF5 slide's patch coordinates, copied at ingestion: scoring, weeks later, never reads the drop."""
     return tiling_key(slide_id, run_id, "coords.npy")

@@ -66,6 +66,10 @@ class BlobStore(Protocol):
         """A gzip object's plain bytes written to ``target_key``; the new object's version id. Past ``max_bytes``
         of output: InvalidInput, and no object or partial upload is left behind."""
 
+    def copy(self, key: str, version: str | None, target_key: str) -> None:
+        """One object version copied to ``target_key`` in the same bucket (server-side)."""
+        ...
+
     def move(self, key: str, version: str | None, target_key: str) -> None:
         """Copy one object version to ``target_key``, then delete the key unless a newer upload replaced it.
         With versioning on, the delete only adds a delete marker: the original stays recoverable."""

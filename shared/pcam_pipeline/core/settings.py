@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pcam_pipeline.core.cost_limits import CostLimits
+from pcam_pipeline.core.env_values import decimal, integer, required
 from pcam_pipeline.core.errors import SettingsError
 from pcam_pipeline.wsi.stain import NORMALISATIONS
 from pcam_pipeline.wsi.structure import SlideLimits
@@ -16,35 +17,6 @@ from pcam_pipeline.wsi.tiling import TilingSettings
 
 if TYPE_CHECKING:  # the conversion functions carry no training configuration layer
     from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise SettingsError(f"the environment variable {name} is not set")
-    return value
-
-
-def _number[N: (int, float)](
-    env: Mapping[str, str], name: str, default: N, low: N, high: N, parse: Callable[[str], N]
-) -> N:
-    raw = str(env.get(name, default)).strip()
-    try:
-        value = parse(raw)
-    except ValueError as exc:
-        kind = "a whole number" if parse is int else "a number"
-        raise SettingsError(f"{name} must be {kind}, not {raw!r}") from exc
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    return _number(env, name, default, low, high, int)
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    return _number(env, name, default, low, high, float)
 
 
 @dataclass(frozen=True)
@@ -68,22 +40,23 @@ class ConversionSettings:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ConversionSettings:
         return cls(
             tiling=TilingSettings(
-                model_mpp=_float(env, "MODEL_MICRONS_PER_PIXEL", 0.972, 0.05, 20),
-                min_tissue_fraction=_float(env, "MIN_TISSUE_FRACTION", 0.5, 0.01, 1),
-                overlap=_float(env, "TILE_OVERLAP", 0.0, 0, 0.75),
+                model_mpp=decimal(env, "MODEL_MICRONS_PER_PIXEL", 0.972, 0.05, 20),
+                min_tissue_fraction=decimal(env, "MIN_TISSUE_FRACTION", 0.5, 0.01, 1),
+                overlap=decimal(env, "TILE_OVERLAP", 0.0, 0, 0.75),
             ),
             slide_limits=SlideLimits(
-                max_gigapixels=_float(env, "MAX_SLIDE_GIGAPIXELS", 25, 0.001, 1000),
-                max_vendor_bytes=int(_float(env, "MAX_VENDOR_SLIDE_GB", 4, 0.01, 4) * 2**30),
+                max_gigapixels=decimal(env, "MAX_SLIDE_GIGAPIXELS", 25, 0.001, 1000),
+                max_vendor_bytes=int(decimal(env, "MAX_VENDOR_SLIDE_GB", 20, 0.01, 1000) * 2**30),
+                lambda_vendor_bytes=int(decimal(env, "VENDOR_SLIDE_LAMBDA_MAX_GB", 3, 0, 4) * 2**30),
             ),
-            bucket=_required(env, "DATA_BUCKET"),
-            state_table=_required(env, "STATE_TABLE"),
-            event_bus=_required(env, "EVENT_BUS"),
-            jpeg_quality=_int(env, "JPEG_QUALITY", 90, 1, 100),
-            resize_to=_int(env, "RESIZE_TO", 0, 0, 1024),
-            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 5, 1, 1000),
-            max_patches_per_file=_int(env, "MAX_PATCHES_PER_FILE", 2_000_000, 1, 100_000_000),
-            max_patches_per_slide=_int(env, "SCORING_BATCH_MAX_PATCHES", 100_000, 1, 1_000_000),
+            bucket=required(env, "DATA_BUCKET"),
+            state_table=required(env, "STATE_TABLE"),
+            event_bus=required(env, "EVENT_BUS"),
+            jpeg_quality=integer(env, "JPEG_QUALITY", 90, 1, 100),
+            resize_to=integer(env, "RESIZE_TO", 0, 0, 1024),
+            max_receive_count=integer(env, "MAX_RECEIVE_COUNT", 5, 1, 1000),
+            max_patches_per_file=integer(env, "MAX_PATCHES_PER_FILE", 2_000_000, 1, 100_000_000),
+            max_patches_per_slide=integer(env, "SCORING_BATCH_MAX_PATCHES", 100_000, 1, 1_000_000),
             publish_v1_events=_flag(env, "PUBLISH_V1_EVENTS", True),
             stain_normalisation=_choice(env, "STAIN_NORMALISATION", NORMALISATIONS),
         )
@@ -109,9 +82,9 @@ def cost_limits(env: Mapping[str, str] = os.environ) -> CostLimits:
         processing_instance_types=_instance_types(
             env, "ALLOWED_PROCESSING_INSTANCE_TYPES", default.processing_instance_types
         ),
-        max_instance_count=_int(env, "MAX_INSTANCE_COUNT", default.max_instance_count, 1, 100),
-        max_epochs=_int(env, "MAX_TRAINING_EPOCHS", default.max_epochs, 1, 100_000),
-        max_training_starts_per_day=_int(
+        max_instance_count=integer(env, "MAX_INSTANCE_COUNT", default.max_instance_count, 1, 100),
+        max_epochs=integer(env, "MAX_TRAINING_EPOCHS", default.max_epochs, 1, 100_000),
+        max_training_starts_per_day=integer(
             env, "MAX_TRAINING_STARTS_PER_DAY", default.max_training_starts_per_day, 1, 1000
         ),
     )
@@ -125,16 +98,18 @@ class IngestSettings:
     patches_per_shard: int
     max_uncompressed_bytes: int = 16 << 30  # MaxUncompressedGB: a .gz inflating past it is refused
     cost_limits: CostLimits = CostLimits()  # what a lab's training.json may ask for
+    flow_queue_url: str = ""  # where a slide too large for this function is handed to a staging job
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestSettings:
         return cls(
             conversion=ConversionSettings.from_env(env),
-            idempotency_table=_required(env, "IDEMPOTENCY_TABLE"),
-            convert_queue_url=_required(env, "CONVERT_QUEUE_URL"),
-            patches_per_shard=_int(env, "PATCHES_PER_SHARD", 16384, 1, 10_000_000),
-            max_uncompressed_bytes=int(_float(env, "MAX_UNCOMPRESSED_GB", 16, 0.01, 5000) * (1 << 30)),
+            idempotency_table=required(env, "IDEMPOTENCY_TABLE"),
+            convert_queue_url=required(env, "CONVERT_QUEUE_URL"),
+            patches_per_shard=integer(env, "PATCHES_PER_SHARD", 16384, 1, 10_000_000),
+            max_uncompressed_bytes=int(decimal(env, "MAX_UNCOMPRESSED_GB", 16, 0.01, 5000) * (1 << 30)),
             cost_limits=cost_limits(env),
+            flow_queue_url=env.get("FLOW_QUEUE_URL", "").strip(),
         )
 
 
@@ -184,64 +159,71 @@ class ModelSettings:
     rescore_on_promotion: bool = False  # a promoted model rescores every scored slide (RescoreOnPromotion)
     publish_v1_events: bool = True  # PublishVersion1Events: each event also as its version 1
     max_qc_fail_fraction: float = 0.25  # MaxQcFailFraction: more of a slide's tissue failing QC: indeterminate
+    ingest_queue_url: str = ""  # where a slide staging job's outcome goes back to ingestion
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ModelSettings:
         from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings
 
-        default = SageMakerSettings(role_arn="", region="", bucket="")  # the defaults live there
-        bucket = _required(env, "DATA_BUCKET")
+        base = SageMakerSettings(role_arn="", region="", bucket="")  # the defaults live there
+        bucket = required(env, "DATA_BUCKET")
         return cls(
             bucket=bucket,
-            state_table=_required(env, "STATE_TABLE"),
-            event_bus=_required(env, "EVENT_BUS"),
-            alert_topic_arn=_required(env, "ALERT_TOPIC_ARN"),
-            minimum_auc=_float(env, "MINIMUM_AUC", 0.90, 0.0, 1.0),
+            state_table=required(env, "STATE_TABLE"),
+            event_bus=required(env, "EVENT_BUS"),
+            alert_topic_arn=required(env, "ALERT_TOPIC_ARN"),
+            minimum_auc=decimal(env, "MINIMUM_AUC", 0.90, 0.0, 1.0),
             decision_threshold=(
-                _float(env, "DECISION_THRESHOLD", 0.5, 0.0, 1.0) if env.get("DECISION_THRESHOLD", "").strip() else None
+                decimal(env, "DECISION_THRESHOLD", 0.5, 0.0, 1.0) if env.get("DECISION_THRESHOLD", "").strip() else None
             ),
-            target_sensitivity=_float(env, "TARGET_SENSITIVITY", cls.target_sensitivity, 0.5, 1.0),
-            minimum_sensitivity=_float(env, "MINIMUM_SENSITIVITY", cls.minimum_sensitivity, 0.0, 1.0),
-            model_mpp=_float(env, "MODEL_MICRONS_PER_PIXEL", cls.model_mpp, 0.05, 20),
+            target_sensitivity=decimal(env, "TARGET_SENSITIVITY", cls.target_sensitivity, 0.5, 1.0),
+            minimum_sensitivity=decimal(env, "MINIMUM_SENSITIVITY", cls.minimum_sensitivity, 0.0, 1.0),
+            model_mpp=decimal(env, "MODEL_MICRONS_PER_PIXEL", cls.model_mpp, 0.05, 20),
             sagemaker=SageMakerSettings(
-                role_arn=_required(env, "SAGEMAKER_TRAINING_ROLE_ARN"),
-                model_role_arn=_required(env, "SAGEMAKER_TRANSFORM_ROLE_ARN"),
-                evaluation_role_arn=_required(env, "SAGEMAKER_EVALUATION_ROLE_ARN"),
+                role_arn=required(env, "SAGEMAKER_TRAINING_ROLE_ARN"),
+                model_role_arn=required(env, "SAGEMAKER_TRANSFORM_ROLE_ARN"),
+                evaluation_role_arn=required(env, "SAGEMAKER_EVALUATION_ROLE_ARN"),
                 data_key_arn=env.get("DATA_KEY_ARN", "").strip(),
-                region=env.get("AWS_REGION") or _required(env, "AWS_DEFAULT_REGION"),
+                region=env.get("AWS_REGION") or required(env, "AWS_DEFAULT_REGION"),
                 bucket=bucket,
-                instance_type=_required(env, "TRAINING_INSTANCE_TYPE"),
-                instance_count=_int(env, "TRAINING_INSTANCE_COUNT", default.instance_count, 1, 100),
-                volume_size_gb=_int(env, "TRAINING_VOLUME_GB", default.volume_size_gb, 1, 16384),
-                max_runtime_seconds=_int(
-                    env, "TRAINING_MAX_RUNTIME_SECONDS", default.max_runtime_seconds, 60, 28 * 24 * 3600
+                instance_type=required(env, "TRAINING_INSTANCE_TYPE"),
+                instance_count=integer(env, "TRAINING_INSTANCE_COUNT", base.instance_count, 1, 100),
+                volume_size_gb=integer(env, "TRAINING_VOLUME_GB", base.volume_size_gb, 1, 16384),
+                max_runtime_seconds=integer(
+                    env, "TRAINING_MAX_RUNTIME_SECONDS", base.max_runtime_seconds, 60, 28 * 24 * 3600
                 ),
                 hyperparameter_overrides=_json_object(env, "HYPERPARAMETER_OVERRIDES"),
-                tuning_max_jobs=_int(env, "TUNING_MAX_JOBS", default.tuning_max_jobs, 0, 500),
-                tuning_parallel_jobs=_int(env, "TUNING_PARALLEL_JOBS", default.tuning_parallel_jobs, 1, 100),
-                transform_instance_type=_required(env, "TRANSFORM_INSTANCE_TYPE"),
-                transform_instance_count=_int(
-                    env, "TRANSFORM_INSTANCE_COUNT", default.transform_instance_count, 1, 100
+                tuning_max_jobs=integer(env, "TUNING_MAX_JOBS", base.tuning_max_jobs, 0, 500),
+                tuning_parallel_jobs=integer(env, "TUNING_PARALLEL_JOBS", base.tuning_parallel_jobs, 1, 100),
+                transform_instance_type=required(env, "TRANSFORM_INSTANCE_TYPE"),
+                transform_instance_count=integer(
+                    env, "TRANSFORM_INSTANCE_COUNT", base.transform_instance_count, 1, 100
                 ),
-                max_concurrent_transforms=_int(
-                    env, "MAX_CONCURRENT_TRANSFORMS", default.max_concurrent_transforms, 0, 100
+                max_concurrent_transforms=integer(
+                    env, "MAX_CONCURRENT_TRANSFORMS", base.max_concurrent_transforms, 0, 100
                 ),
-                max_payload_mb=_int(env, "MAX_PAYLOAD_MB", default.max_payload_mb, 1, 100),
-                evaluation_instance_type=_required(env, "EVALUATION_INSTANCE_TYPE"),
+                max_payload_mb=integer(env, "MAX_PAYLOAD_MB", base.max_payload_mb, 1, 100),
+                evaluation_instance_type=required(env, "EVALUATION_INSTANCE_TYPE"),
+                staging_role_arn=env.get("SAGEMAKER_STAGING_ROLE_ARN", "").strip(),
+                staging_instance_type=env.get("STAGING_INSTANCE_TYPE", "").strip() or base.staging_instance_type,
+                staging_max_runtime_seconds=integer(
+                    env, "STAGING_MAX_RUNTIME_SECONDS", base.staging_max_runtime_seconds, 600, 5 * 24 * 3600
+                ),
                 limits=cost_limits(env),
             ),
-            max_transform_jobs=_int(env, "MAX_CONCURRENT_TRANSFORM_JOBS", cls.max_transform_jobs, 1, 100),
-            scoring_batch_window_seconds=_int(
+            max_transform_jobs=integer(env, "MAX_CONCURRENT_TRANSFORM_JOBS", cls.max_transform_jobs, 1, 100),
+            scoring_batch_window_seconds=integer(
                 env, "SCORING_BATCH_WINDOW_SECONDS", cls.scoring_batch_window_seconds, 0, 3600
             ),
-            scoring_batch_max_patches=_int(
+            scoring_batch_max_patches=integer(
                 env, "SCORING_BATCH_MAX_PATCHES", cls.scoring_batch_max_patches, 1, 1_000_000
             ),
             rescore_on_promotion=_flag(env, "RESCORE_ON_PROMOTION", cls.rescore_on_promotion),
             publish_v1_events=_flag(env, "PUBLISH_V1_EVENTS", cls.publish_v1_events),
-            max_qc_fail_fraction=_float(env, "MAX_QC_FAIL_FRACTION", cls.max_qc_fail_fraction, 0.0, 1.0),
+            max_qc_fail_fraction=decimal(env, "MAX_QC_FAIL_FRACTION", cls.max_qc_fail_fraction, 0.0, 1.0),
+            ingest_queue_url=env.get("INGEST_QUEUE_URL", "").strip(),
         )
 
 
 def idempotency_table(env: Mapping[str, str] = os.environ) -> str:
-    return _required(env, "IDEMPOTENCY_TABLE")
+    return required(env, "IDEMPOTENCY_TABLE")

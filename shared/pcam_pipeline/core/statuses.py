@@ -9,6 +9,7 @@ from enum import StrEnum
 class FileStatus(StrEnum):
     RECEIVED = "received"
     STAGED = "staged"
+    STAGING_BY_JOB = "staging by a SageMaker Processing job"  # too large for the ingest function
     LABELS_RECORDED = "labels recorded"
     SETTINGS_RECORDED = "training settings recorded"
     SIDECAR_RECORDED = "sidecar recorded"

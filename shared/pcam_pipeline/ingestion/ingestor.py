@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pcam_pipeline.aws.blob_store import S3BlobStore
@@ -35,6 +36,7 @@ class Ingestor:
         state: StateStore | None = None,
         publisher: ports.EventPublisher | None = None,
         queue: ports.MessageQueue | None = None,
+        flow_queue: ports.MessageQueue | None = None,
     ):
         conversion = settings.conversion
         self._settings = settings
@@ -49,7 +51,9 @@ class Ingestor:
         self._events = publisher or EventPublisher(conversion.event_bus, with_v1=conversion.publish_v1_events)
         completer = Completer(self._blobs, store, self._events)
         self._patch_files = PatchFileIngestion(conversion, self._blobs, store, planner, completer, image_edge, limits)
-        self._whole_slides = WholeSlideIngestion(conversion, self._blobs, store, planner, image_edge)
+        if flow_queue is None and settings.flow_queue_url:
+            flow_queue = SqsQueue(settings.flow_queue_url)
+        self._whole_slides = WholeSlideIngestion(conversion, self._blobs, store, planner, image_edge, flow_queue)
 
     def ingest_attempt(
         self, dropped: DroppedFile, attempt: int, ingest: Callable[[], dict[str, Any]]
@@ -107,6 +111,21 @@ class Ingestor:
             return {"status": "superseded", "latest_version": latest}
         try:
             return self._ingest_upload(dropped)
+        except InvalidInput as problem:
+            return quarantine(self._blobs, self._state, self._events, dropped, problem)
+
+    def continue_staged(self, ended: dict[str, Any]) -> dict[str, Any]:
+        """A slide staging job ended ("Slide Staged"): plan the slide on its staged copy, or quarantine it with the
+        job's reason. A newer upload meanwhile makes this one superseded, as at ingestion."""
+        wanted = self._whole_slides.staging.wanted(ended["prefix"])
+        dropped = replace(wanted.dropped, bucket=self._blobs.bucket)
+        logger.append_keys(file_key=dropped.key, file_version=dropped.version, staging_job=ended["job"])
+        if (latest := self._blobs.latest_version(dropped.key)) != dropped.version_id:
+            reason = f"upload {latest} of this key replaced it" if latest else "the key was deleted after this upload"
+            self._state.record_file_superseded(dropped.key, dropped.version, reason)
+            return {"status": "superseded", "latest_version": latest}
+        try:
+            return self._whole_slides.continue_staged(dropped, wanted, ended)
         except InvalidInput as problem:
             return quarantine(self._blobs, self._state, self._events, dropped, problem)
 

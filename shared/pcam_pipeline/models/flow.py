@@ -21,6 +21,7 @@ from pcam_pipeline.aws.alerts import Alerter
 from pcam_pipeline.aws.blob_store import S3BlobStore
 from pcam_pipeline.aws.job_launcher import SageMakerLauncher
 from pcam_pipeline.aws.observability import logger, metrics
+from pcam_pipeline.aws.queues import SqsQueue
 from pcam_pipeline.core import ports
 from pcam_pipeline.core.errors import JobFailed
 from pcam_pipeline.core.job_kinds import RESOURCE_BY_EVENT, JobKind
@@ -38,12 +39,14 @@ from pcam_pipeline.models.job_tracker import (
     failed,
 )
 from pcam_pipeline.models.promotion import PromotedModels
+from pcam_pipeline.models.slide_staging import SlideStagingJobs
 from pcam_pipeline.models.training import ModelTraining
 from pcam_pipeline.scoring.queue import ScoringQueue
 from pcam_pipeline.scoring.result_writing import SlideResultWriter
 from pcam_pipeline.scoring.slides import SlideScoring
 from pcam_pipeline.state import StateStore
 from pcam_pipeline.state.views import FlowState
+from pcam_pipeline.wsi.staging_jobs import STAGING_WANTED
 
 
 class SageMakerFlow:
@@ -55,6 +58,7 @@ class SageMakerFlow:
         launcher: ports.JobLauncher | None = None,
         publisher: ports.EventPublisher | None = None,
         alerter: ports.Alerter | None = None,
+        ingest_queue: ports.MessageQueue | None = None,
     ):
         state = state or StateStore(settings.state_table)
         blobs = blobs or S3BlobStore(settings.bucket)
@@ -69,7 +73,10 @@ class SageMakerFlow:
         queue = ScoringQueue(settings, state, blobs, jobs, registry)
         results = SlideResultWriter(settings, state, blobs, registry, publisher)
         self.slides = SlideScoring(settings, state, queue, results, registry, publisher)
-        handlers: tuple[JobKindHandler, ...] = (self.training, self.evaluation, self.slides)
+        if ingest_queue is None and settings.ingest_queue_url:
+            ingest_queue = SqsQueue(settings.ingest_queue_url)
+        self.staging = SlideStagingJobs(settings.sagemaker, state, blobs, jobs, ingest_queue, publisher)
+        handlers: tuple[JobKindHandler, ...] = (self.training, self.evaluation, self.slides, self.staging)
         self._kinds = {kind: handler for handler in handlers for kind in handler.kinds}
         if unhandled := set(JobKind) - set(self._kinds):
             raise TypeError(f"no handler follows up jobs of kind {', '.join(sorted(unhandled))}")
@@ -85,6 +92,8 @@ class SageMakerFlow:
             return self.slides.on_slide_ready(detail)
         if detail_type == events.MODEL_PROMOTED:
             return self.slides.on_model_promoted(detail)
+        if detail_type == STAGING_WANTED:  # from ingestion: a slide too large for it
+            return self.staging.start(detail["prefix"])
         if detail_type == events.SCHEDULED_TICK:
             return {"capacity_waits": self.start_waiting_jobs(), **self.slides.queue.dispatch()}
         if detail_type in RESOURCE_BY_EVENT:
@@ -105,6 +114,9 @@ class SageMakerFlow:
             elif wait["kind"] == str(JobKind.TEST_TRANSFORM):
                 result = self.evaluation.start_test_transform(wait["model_name"])
                 outcome, replacement = result.get("evaluation", ""), result.get("transform_job")
+            elif wait["kind"] == str(JobKind.SLIDE_STAGING):
+                result = self.staging.start(wait["prefix"])
+                outcome, replacement = result["staging"], result["job"]
             elif wait["kind"] == str(JobKind.VALIDATION_TRANSFORM):
                 transform = present(self._state.job(wait["transform_job"]), f"job {wait['transform_job']}")
                 result = self.evaluation.start_validation_transform(wait["model_name"], transform)

@@ -77,7 +77,7 @@ def transform_request(
 PROCESSING_ROOT = "/opt/ml/processing"
 
 
-def _processing_input(name: str, uri: str) -> dict[str, Any]:
+def processing_input(name: str, uri: str) -> dict[str, Any]:
     return {
         "InputName": name,
         "S3Input": {
@@ -122,8 +122,8 @@ def evaluation_request(
             "ContainerArguments": ["--base-dir", PROCESSING_ROOT],
         },
         "ProcessingInputs": [
-            _processing_input("code", script_uri.rsplit("/", 1)[0] + "/"),  # the script and its modules
-            *(_processing_input(input_name, uri) for input_name, uri in inputs.items()),
+            processing_input("code", script_uri.rsplit("/", 1)[0] + "/"),  # the script and its modules
+            *(processing_input(input_name, uri) for input_name, uri in inputs.items()),
         ],
         "ProcessingOutputConfig": {
             "Outputs": [

@@ -50,6 +50,9 @@ class SageMakerSettings:
     max_concurrent_transforms: int = 0
     max_payload_mb: int = 1
     evaluation_instance_type: str = "ml.m5.large"
+    staging_role_arn: str = ""  # the slide staging job's: reads its slide's copy, writes its staged copy only
+    staging_instance_type: str = "ml.m5.xlarge"  # StagingInstanceType
+    staging_max_runtime_seconds: int = 4 * 3600  # StagingMaxRuntimeSeconds
     limits: CostLimits = CostLimits()  # what any request may ask for, whatever a dataset's settings say
 
     def volume_key(self, instance_type: str) -> dict[str, str]:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from numpy.typing import NDArray
+from PIL import Image
 
 from pcam_pipeline.core import keys
 from pcam_pipeline.core.dropped_files import DroppedFile, SlideSidecarFile, WholeSlideFile, classify_incoming_key
 from pcam_pipeline.core.errors import InvalidInput
-from pcam_pipeline.core.ports import BlobStore
+from pcam_pipeline.core.ports import BlobStore, MessageQueue
 from pcam_pipeline.core.records import SlideRecord, present
 from pcam_pipeline.core.settings import ConversionSettings
 from pcam_pipeline.core.statuses import FileStatus
@@ -31,47 +32,58 @@ from pcam_pipeline.wsi.plans import (
     SIDECAR_MAX_BYTES,
     MissingResolution,
     local_slide_path,
+    missing_resolution,
     parse_sidecar,
     plan_dropped_slide,
+    plan_whole_slide,
 )
 from pcam_pipeline.wsi.reader import WholeSlide
+from pcam_pipeline.wsi.staging_ingestion import SlideStagingRequests
+from pcam_pipeline.wsi.staging_jobs import NeedsStagingJob, StagingWanted
 from pcam_pipeline.wsi.tiling import TilePlan, read_patch
+from pcam_pipeline.wsi.vendor import StagedSlide
 
 # A slide's plan, its key, the sidecar version it used (None: the slide's own metadata) and the object its
 # shards read (key, version).
 type PlannedSlide = tuple[TilePlan, str, str | None, tuple[str, str | None]]
+type PlanSlide = Callable[[DroppedFile, WholeSlideFile], PlannedSlide]
 
 
 class WholeSlideIngestion:
     """A dropped whole-slide image becomes a tile plan and conversion shards; a sidecar gives its µm/px."""
 
-    def __init__(
-        self,
-        settings: ConversionSettings,
-        blobs: BlobStore,
-        state: WholeSlidesState,
-        planner: ShardPlanner,
-        image_edge: dict[str, Any],
-    ):
+    def __init__(self, settings: ConversionSettings, blobs: BlobStore, state: WholeSlidesState, planner: ShardPlanner,
+                 image_edge: dict[str, Any], flow_queue: MessageQueue | None = None):  # fmt: skip
         self._settings, self._blobs, self._state = settings, blobs, state
         self._planner, self._image_edge = planner, image_edge
+        self.staging = SlideStagingRequests(settings, blobs, state, flow_queue)
 
-    def ingest(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict[str, Any]:
-        planned = self._plan_conversion(dropped, kind)
+    def ingest(self, dropped: DroppedFile, kind: WholeSlideFile, read_slide: PlanSlide | None = None) -> dict[str, Any]:
+        """Plan the slide and its shards (``read_slide``: how; the function's own reading by default). A slide too
+        large to stage here is handed to a staging job, and comes back through ``continue_staged``."""
+        try:
+            planned = self._plan_conversion(dropped, kind, read_slide or self._plan)
+        except NeedsStagingJob as large:
+            return self.staging.ask(dropped, kind.slide_id, large.size)
         # A sidecar recorded while this upload was being read found no cut slide to redo: redo it here.
         sidecar, current = self._state.slide_sidecar(kind.slide_id), self._state.slide(kind.slide_id)
         if sidecar and current and current.x_run == dropped.run_id and current.sidecar_version != sidecar["version"]:
             return self.ingest(self._with_sidecar(current, sidecar["version"]), kind)
         return planned
 
-    def _plan_conversion(self, dropped: DroppedFile, kind: WholeSlideFile) -> dict[str, Any]:
+    def continue_staged(self, dropped: DroppedFile, wanted: StagingWanted, ended: dict[str, Any]) -> dict[str, Any]:
+        """A staging job ended: plan the slide on its staged copy (InvalidInput: the job's reason it did not)."""
+        staged = self.staging.answer(wanted, ended)
+        return self.ingest(dropped, whole_slide_file(dropped.key), partial(self._plan_staged, staged))
+
+    def _plan_conversion(self, dropped: DroppedFile, kind: WholeSlideFile, read_slide: PlanSlide) -> dict[str, Any]:
         owner = slide_pk(kind.slide_id)
         decided = None
         for current in decided_from(lambda: self._state.slide(kind.slide_id) or SlideRecord()):
             if current.x_run == dropped.run_id:
                 return self._planner.finish(dropped, owner, current)
             if decided is None:
-                decided = self._plan_or_wait_for_sidecar(dropped, kind)
+                decided = self._plan_or_wait_for_sidecar(dropped, kind, read_slide)
             plan, plan_key, sidecar_version, (source_key, source_version) = decided
             prefix = keys.slide_image_prefix(kind.slide_id, dropped.run_id)
             read_at = f"whole-slide image, level {plan.slide_level} ({plan.level_mpp:.3f} µm/px)"
@@ -85,16 +97,19 @@ class WholeSlideIngestion:
                 return {**planned, "tiles_total": plan.tiles_total, "mpp": plan.mpp, "mpp_source": plan.mpp_source}
         raise kept_changing()
 
-    def _plan_or_wait_for_sidecar(self, dropped: DroppedFile, kind: WholeSlideFile) -> PlannedSlide:
+    def _plan_or_wait_for_sidecar(
+        self, dropped: DroppedFile, kind: WholeSlideFile, read_slide: PlanSlide
+    ) -> PlannedSlide:
         slide_id = kind.slide_id
         try:
-            return self._plan(dropped, kind)
+            return read_slide(dropped, kind)
         except MissingResolution:  # quarantined; its sidecar will have this upload read again
             awaiting = (slide_id, dropped.key, dropped.version_id, keys.quarantine_key(dropped.key))
             self._state.record_slide_awaiting_mpp(*awaiting)
             if self._state.slide_sidecar(slide_id) is None:
                 raise
-            # The sidecar was recorded meanwhile, and may not have seen this upload waiting for it.
+            # The sidecar was recorded meanwhile, and may not have seen this upload waiting for it: read again
+            # at its µm/px (a staging job's copy was made without it: another job).
             self._state.forget_slide_awaiting_mpp(slide_id)
             return self._plan(dropped, kind)
 
@@ -157,6 +172,20 @@ class WholeSlideIngestion:
             if staged is not None:
                 staged_key = keys.staged_slide_key(kind.slide_id, dropped.run_id)
                 source = (staged_key, self._blobs.upload(staged_key, Path(staged.path), "image/tiff"))
+        return self._write_plan(dropped, kind, plan, thumbnail, sidecar, source)
+
+    def _plan_staged(self, staged: StagedSlide, dropped: DroppedFile, kind: WholeSlideFile) -> PlannedSlide:
+        """As ``_plan``, on the copy a staging job wrote (``staged.path`` is its key)."""
+        sidecar = self._state.slide_sidecar(kind.slide_id)
+        if staged.mpp is None:
+            raise missing_resolution(kind.slide_id, staged.mpp_source)
+        with self._blobs.open(staged.path) as f:
+            plan, thumbnail = plan_whole_slide(f, staged.staged_bytes, kind.slide_id, sidecar, self._settings, staged)
+        source = (staged.path, self._blobs.latest_version(staged.path))
+        return self._write_plan(dropped, kind, plan, thumbnail, sidecar, source)
+
+    def _write_plan(self, dropped: DroppedFile, kind: WholeSlideFile, plan: TilePlan, thumbnail: Image.Image,
+                    sidecar: dict[str, Any] | None, source: tuple[str, str | None]) -> PlannedSlide:  # fmt: skip
         plan_key = keys.tiling_key(kind.slide_id, dropped.run_id, "plan.json")
         picture = io.BytesIO()
         thumbnail.save(picture, format="JPEG", quality=85)

@@ -21,6 +21,7 @@ from pcam_pipeline.scoring.batches import check_slide_fits_one_job
 from pcam_pipeline.wsi.archives import check_free_space, unpack_slide_archive
 from pcam_pipeline.wsi.reader import WholeSlide
 from pcam_pipeline.wsi.resolution import check_mpp
+from pcam_pipeline.wsi.staging_jobs import NeedsStagingJob, needs_staging_job
 from pcam_pipeline.wsi.structure import NeedsOpenSlide
 from pcam_pipeline.wsi.tiling import TilePlan, plan_tiles
 from pcam_pipeline.wsi.vendor import StagedSlide, stage_with_openslide
@@ -143,6 +144,8 @@ def plan_dropped_slide(
             limit = f"at most {limits.max_vendor_bytes / 2**30:g} GiB"
             problem = "the slide is too large to copy for OpenSlide (MaxVendorSlideGB)"
             raise InvalidInput(problem, limit, f"{size:,} bytes") from why
+        if needs_staging_job(size, limits):
+            raise NeedsStagingJob(size) from why
         local, copy = local_copy
         check_free_space(local.parent, size, "the slide's copy")
         copy(local)

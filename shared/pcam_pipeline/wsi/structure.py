@@ -35,7 +35,9 @@ class SlideLimits:
     max_tile_bytes: int = 16 << 20
     cache_bytes: int = 192 << 20  # decoded tiles kept while a shard reads neighbouring patches
     # Slides OpenSlide reads (wsi.vendor) are copied to ephemeral storage: the file, or a .zip and what it holds.
-    max_vendor_bytes: int = 4 << 30  # MaxVendorSlideGB
+    max_vendor_bytes: int = 20 << 30  # MaxVendorSlideGB
+    # Larger vendor slides are staged by a SageMaker Processing job, not in the function (VendorSlideLambdaMaxGB).
+    lambda_vendor_bytes: int = 3 << 30
     max_archive_files: int = 10_000
     openslide_cpu_seconds: int = 600
     # Pixels OpenSlide may decode to stage one slide (the level nearest the model's resolution): see
