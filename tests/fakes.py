@@ -209,6 +209,7 @@ def flow_on_fakes(
     ports = (faults.wrap(port, name) for port, name in
              ((blobs, "bucket"), (launcher, "sagemaker"), (publisher, "bus"), (alerter, "alerts")))  # fmt: skip
     # Typed arguments: mypy checks each fake against the port SageMakerFlow takes.
-    flow = SageMakerFlow(settings or model_settings(), state, *ports)
+    ingest_queue = InMemoryQueue()  # where slide staging jobs' ends go back to ingestion
+    flow = SageMakerFlow(settings or model_settings(), state, *ports, ingest_queue=ingest_queue)
     return SimpleNamespace(state=state, blobs=blobs, launcher=launcher, publisher=publisher, alerter=alerter, flow=flow,
-                           table=table)  # fmt: skip
+                           table=table, ingest_queue=ingest_queue)  # fmt: skip
