@@ -210,6 +210,7 @@ def flow_on_fakes(
              ((blobs, "bucket"), (launcher, "sagemaker"), (publisher, "bus"), (alerter, "alerts")))  # fmt: skip
     # Typed arguments: mypy checks each fake against the port SageMakerFlow takes.
     ingest_queue = InMemoryQueue()  # where slide staging jobs' ends go back to ingestion
-    flow = SageMakerFlow(settings or model_settings(), state, *ports, ingest_queue=ingest_queue)
+    bucket, sagemaker, bus, alerts = ports
+    flow = SageMakerFlow(settings or model_settings(), state, bucket, sagemaker, bus, alerts, ingest_queue)
     return SimpleNamespace(state=state, blobs=blobs, launcher=launcher, publisher=publisher, alerter=alerter, flow=flow,
                            table=table, ingest_queue=ingest_queue)  # fmt: skip

@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from pcam_pipeline.core import dropped_files
@@ -30,6 +31,7 @@ from pcam_pipeline.ingestion.training_settings import MAX_BYTES as MAX_SETTINGS_
 from pcam_pipeline.ingestion.training_settings import parse_training_settings
 from pcam_pipeline.scoring.batches import check_slide_fits_one_job
 from pcam_pipeline.wsi.plans import SIDECAR_MAX_BYTES, local_slide_path, parse_sidecar, plan_dropped_slide
+from pcam_pipeline.wsi.staging_jobs import needs_staging_job
 
 
 def check_upload(key: str, f: ByteFile, size: int, settings: IngestSettings) -> str:
@@ -42,10 +44,15 @@ def check_upload(key: str, f: ByteFile, size: int, settings: IngestSettings) -> 
     if isinstance(kind, SlideSidecarFile):
         return f"the sidecar of slide {kind.slide_id}: {parse_sidecar(f.read(SIDECAR_MAX_BYTES + 1))} µm/px"
     if isinstance(kind, WholeSlideFile):
+        # Read here whatever its size: the deployment stages one above VendorSlideLambdaMaxGB in a job, alike.
+        limits = settings.conversion.slide_limits
+        here = replace(settings.conversion, slide_limits=replace(limits, lambda_vendor_bytes=limits.max_vendor_bytes))
         with tempfile.TemporaryDirectory(prefix="pcam-check-") as work:
             local = local_slide_path(Path(work), key)
-            plan, _, staged = plan_dropped_slide(f, size, kind, None, settings.conversion, (local, _copier(f)))
+            plan, _, staged = plan_dropped_slide(f, size, kind, None, here, (local, _copier(f)))
         read_by = f", read by OpenSlide ({staged.vendor})" if staged else ""
+        if staged and needs_staging_job(size, limits):
+            read_by += " in a SageMaker Processing job once dropped (larger than VendorSlideLambdaMaxGB)"
         return (
             f"whole-slide image {kind.slide_id}: {plan.tiles_kept:,} tiles on tissue of {plan.tiles_total:,}, "
             f"at {plan.mpp} µm/px ({plan.mpp_source}){read_by}"
