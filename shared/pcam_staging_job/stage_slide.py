@@ -34,10 +34,25 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(code / "pcam_pipeline.zip"))
     from pcam_pipeline.wsi.staging_run import stage_in_job
 
-    answer = stage_in_job(base / "input" / "slide", base / "output", base / "work" / "unpacked", request)
+    answer = stage_in_job(base / "input" / "slide", base / "output", request)
     print(json.dumps({key: answer[key] for key in ("refused", "vendor", "mpp", "staged_bytes") if key in answer}))
     return 0
 
 
+def failing_loudly(argv: list[str]) -> int:
+    """A crash (not a refusal, which is an answer) says why in the job's ExitMessage: SageMaker reads it from
+    /opt/ml/output/message (Developer Guide, "Save and Access Metadata Information About Your Processing Job")."""
+    try:
+        return main(argv)
+    except Exception as exc:
+        message = Path(argv[argv.index("--base-dir") + 1]).parent / "output" / "message"  # /opt/ml/output/message
+        try:
+            message.parent.mkdir(parents=True, exist_ok=True)
+            message.write_text(f"{type(exc).__name__}: {exc}"[:1000])
+        except OSError:
+            pass
+        raise
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(failing_loudly(sys.argv))

@@ -1,4 +1,6 @@
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -33,16 +35,22 @@ def stack(tmp_path_factory):
         assert_every_call_was_allowed(running)
 
 
+@contextmanager
+def stack_of_its_own(tmp_path_factory, name: str, **parameters: str) -> Iterator[LocalStack]:
+    """A stack for one module, with these template parameters over the tests' own; its calls are IAM-checked."""
+    with LocalStack(parameters={**TEST_PARAMETERS, **parameters}, work_dir=tmp_path_factory.mktemp(name)) as running:
+        yield running
+        assert_every_call_was_allowed(running)
+
+
 @pytest.fixture(scope="module")
 def private_stack(tmp_path_factory, request):
     """A stack for one module only, for tests that need to know which model is current.
 
     Use it by overriding ``stack`` in the module: ``def stack(private_stack): return private_stack``.
     """
-    name = request.module.__name__.rsplit(".", 1)[-1]
-    with LocalStack(parameters=TEST_PARAMETERS, work_dir=tmp_path_factory.mktemp(name)) as running:
+    with stack_of_its_own(tmp_path_factory, request.module.__name__.rsplit(".", 1)[-1]) as running:
         yield running
-        assert_every_call_was_allowed(running)
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from pcam_local.local_stack import LocalStack
 from pcam_pipeline.aws import request_rules
 from pcam_synth.synth import synth_slide, synth_split
-from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed
+from tests.integration.conftest import INTEGRATION, stack_of_its_own
 from tests.lab import h5_bytes
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # the later checks look at what the end-to-end run made
@@ -25,10 +24,8 @@ SLIDE = ("Slide (7), B&C #2 o'Brien Gewebe ümlaut " + "s" * 200)[:200]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    parameters = {**TEST_PARAMETERS, "PromotionMinimumAuc": "0.5"}
-    with LocalStack(parameters=parameters, work_dir=tmp_path_factory.mktemp("fidelity")) as running:
+    with stack_of_its_own(tmp_path_factory, "fidelity", PromotionMinimumAuc="0.5") as running:
         yield running
-        assert_every_call_was_allowed(running)
 
 
 def test_awkward_dataset_and_slide_names_go_end_to_end(stack, pipeline):

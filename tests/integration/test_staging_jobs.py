@@ -13,21 +13,18 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pcam_local.local_stack import LocalStack
 from pcam_synth.real_tissue import REAL_NDPI, REALTISSUE
 from pcam_synth.slide_writers import OPENSLIDE_RECIPES, write_slide
 from pcam_synth.synth import synth_split
-from tests.integration.conftest import INTEGRATION, TEST_PARAMETERS, assert_every_call_was_allowed
+from tests.integration.conftest import INTEGRATION, stack_of_its_own
 
 pytestmark = [*INTEGRATION, pytest.mark.scenario]  # steps of one story, in order
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    parameters = {**TEST_PARAMETERS, "VendorSlideLambdaMaxGB": "0"}
-    with LocalStack(parameters=parameters, work_dir=tmp_path_factory.mktemp("staging")) as running:
+    with stack_of_its_own(tmp_path_factory, "staging", VendorSlideLambdaMaxGB="0") as running:
         yield running
-        assert_every_call_was_allowed(running)
 
 
 def staging_job(stack, pipeline, key: str) -> dict:

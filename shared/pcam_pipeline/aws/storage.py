@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -178,12 +179,16 @@ def decompress_to(
         raise RetryableError(f"cannot decompress s3://{bucket}/{key}: {exc}") from exc
 
 
+# Server-side copies in parts of 256 MiB, 32 at once: a 20 GiB slide is 80 UploadPartCopy calls, not 2,560.
+COPY_TRANSFER = TransferConfig(multipart_threshold=256 << 20, multipart_chunksize=256 << 20, max_concurrency=32)
+
+
 def copy_object(client: AwsClient, bucket: str, key: str, version: str | None, target_key: str) -> None:
     """Copy one object version to ``target_key``, server-side (boto3's managed copy: UploadPartCopy in parts
-    above 8 MB, so past CopyObject's 5 GB)."""
+    past 256 MiB, so past CopyObject's 5 GB)."""
     source = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
     try:
-        client.copy(source, bucket, target_key)
+        client.copy(source, bucket, target_key, Config=COPY_TRANSFER)
     except ClientError as exc:
         raise RetryableError(f"cannot copy s3://{bucket}/{key} to {target_key}: {exc}") from exc
 

@@ -46,7 +46,7 @@ class ConversionSettings:
             ),
             slide_limits=SlideLimits(
                 max_gigapixels=decimal(env, "MAX_SLIDE_GIGAPIXELS", 25, 0.001, 1000),
-                max_vendor_bytes=int(decimal(env, "MAX_VENDOR_SLIDE_GB", 20, 0.01, 1000) * 2**30),
+                max_vendor_bytes=int(decimal(env, "MAX_VENDOR_SLIDE_GB", 20, 0.01, 100) * 2**30),
                 lambda_vendor_bytes=int(decimal(env, "VENDOR_SLIDE_LAMBDA_MAX_GB", 3, 0, 4) * 2**30),
             ),
             bucket=required(env, "DATA_BUCKET"),

@@ -90,7 +90,9 @@ class JobTracker:
         # Correlation: the job, and the dataset or slide (and its upload) and model it belongs to.
         correlation = {"dataset": job.dataset, "slide_id": job.slide_id, "run_id": job.run_id}
         logger.append_keys(job=name, model_name=job.model_name, **{k: v for k, v in correlation.items() if v})
-        reason = "" if status is JobStatus.COMPLETED else detail.get("FailureReason") or detail.get("ExitMessage") or ""
+        # SageMaker's own reason, then the container's (what it wrote to /opt/ml/output/message), when it gave one.
+        said = dict.fromkeys(filter(None, (detail.get("FailureReason"), detail.get("ExitMessage"))))
+        reason = "" if status is JobStatus.COMPLETED else ": ".join(said)
         if job.status.terminal:
             if status is not job.status:
                 if job.status.unsuccessful and job.failure_handled in (None, TO_ALERT):

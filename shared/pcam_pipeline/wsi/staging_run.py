@@ -6,6 +6,7 @@ the job cannot read is a reason for the lab, not a failed job."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,12 @@ def job_limits(request: dict[str, Any]) -> SlideLimits:
     )
 
 
-def stage_in_job(slide_dir: Path, output_dir: Path, work_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
-    """Stage the one file under ``slide_dir`` (a .zip is unpacked into ``work_dir`` first); the answer written."""
+def stage_in_job(slide_dir: Path, output_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """Stage the one file under ``slide_dir``; the answer written. A .zip is unpacked inside the output folder (the
+    volume sized for it: only the declared paths are documented to be on it) and removed before the job ends, so
+    SageMaker's upload never sees it."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = output_dir / ".unpacked"
     try:
         files = sorted(p for p in slide_dir.rglob("*") if p.is_file())
         if len(files) != 1:
@@ -45,5 +49,7 @@ def stage_in_job(slide_dir: Path, output_dir: Path, work_dir: Path, request: dic
     except InvalidInput as problem:
         (output_dir / STAGED_SLIDE).unlink(missing_ok=True)
         answer, name = {"refused": [problem.problem, problem.expected, problem.found]}, REFUSED_FILE
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
     (output_dir / name).write_text(json.dumps(answer))
     return answer
