@@ -1,7 +1,8 @@
 """What a lab sees of its items (core/lab_status.py): each state record of a lab's file, slide, split or model
 becomes a status object under the lab's results folder; the deployment's own items and other records none."""
 
-from pcam_pipeline.core.lab_status import index_with, status_entry
+from pcam_pipeline.core.lab_status import FILE_STAGES, OWNER_STAGES, index_with, status_entry
+from pcam_pipeline.core.statuses import FileStatus, OwnerStatus
 
 
 def test_a_lab_slide_says_its_stage_what_it_waits_for_and_where_its_results_are():
@@ -47,3 +48,8 @@ def test_the_index_keeps_every_item_sorted_and_replaces_one_in_place():
     assert list(index["items"]) == ["slides/s1", "slides/s2"] and index["updated_at"] == "t2"
     done = status_entry({"pk": "slide#labs/a/s2", "slide_id": "labs/a/s2", "scoring_status": "scored"})
     assert index_with(index, done, "t3")["items"]["slides/s2"]["stage"] == "scored"
+
+
+def test_every_status_a_file_or_a_split_can_have_is_said_in_the_labs_words():
+    assert set(FILE_STAGES) == {str(status) for status in FileStatus}
+    assert set(OWNER_STAGES) == {str(status) for status in OwnerStatus}

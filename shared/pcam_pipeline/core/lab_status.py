@@ -20,6 +20,7 @@ INDEX_NAME = "index.json"
 FILE_STAGES = {
     "received": ("received", "ingestion"),
     "staged": ("received", "ingestion (the file is being unpacked)"),
+    "staging by a SageMaker Processing job": ("being read", "a staging job (a large slide: minutes to start)"),
     "labels recorded": ("labels recorded", "the split's images file"),
     "training settings recorded": ("training settings recorded", None),
     "sidecar recorded": ("sidecar recorded", None),
