@@ -211,6 +211,7 @@ def flow_on_fakes(
     # Typed arguments: mypy checks each fake against the port SageMakerFlow takes.
     ingest_queue = InMemoryQueue()  # where slide staging jobs' ends go back to ingestion
     bucket, sagemaker, bus, alerts = ports
-    flow = SageMakerFlow(settings or model_settings(), state, bucket, sagemaker, bus, alerts, ingest_queue)
+    flow = SageMakerFlow(settings or model_settings(), state, bucket, sagemaker, bus, alerts,
+                         faults.wrap(ingest_queue, "ingest queue"))  # fmt: skip
     return SimpleNamespace(state=state, blobs=blobs, launcher=launcher, publisher=publisher, alerter=alerter, flow=flow,
                            table=table, ingest_queue=ingest_queue)  # fmt: skip

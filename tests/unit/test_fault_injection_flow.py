@@ -5,6 +5,7 @@ training's start at every step."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +16,12 @@ from pcam_evaluation_job.evaluate_model import evaluate
 from pcam_pipeline.aws import events
 from pcam_pipeline.aws.observability import metrics
 from pcam_pipeline.core import keys
+from pcam_pipeline.core.dropped_files import DroppedFile
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.state import dataset_pk, split_pk
+from pcam_pipeline.wsi.staging_jobs import STAGING_WANTED, WANTED_FILE, StagingWanted
+from pcam_pipeline.wsi.structure import SlideLimits
 from tests.fakes import flow_on_fakes, model_settings
 from tests.fault_harness import Run, check_like_the_run_without_faults, outcome_of
 from tests.faults import Faults
@@ -70,7 +74,10 @@ class FlowScenario:
 
     def outcome(self):
         w = self.world
-        return outcome_of(w.table, w.blobs, w.publisher.published, set(w.launcher.started), 0)
+        # What went back to ingestion (a slide staging job's end), once each: ingestion takes a repeat as the same.
+        handed_back = sorted({body for body in w.ingest_queue.bodies})
+        told = [("to ingestion", json.loads(body)["detail"]) for body in handed_back]
+        return outcome_of(w.table, w.blobs, w.publisher.published + told, set(w.launcher.started), 0)
 
 
 def trained_and_scored_for_evaluation(s: FlowScenario) -> None:
@@ -201,7 +208,19 @@ def a_tuning_job_whose_best_trial_becomes_the_model(s: FlowScenario) -> None:
     s.event("SageMaker HyperParameter Tuning Job State Change", detail, f"{tuning} Completed")
 
 
+def a_large_slide_staged_by_a_job_that_waits_for_capacity(s: FlowScenario) -> None:
+    upload = DroppedFile("data", "incoming/slides/big.ndpi", "v1", "e1")
+    asked = StagingWanted.of(upload, "big", 20 << 30, None, 0.972, SlideLimits())
+    with s.paused():
+        s.world.blobs.put_json(asked.prefix + WANTED_FILE, asked.to_json())
+        s.world.launcher.capacity_refusals = 1
+    s.event(STAGING_WANTED, {"prefix": asked.prefix, "slide_id": "big"}, "staging wanted")
+    s.event(events.SCHEDULED_TICK, {}, "tick")
+    s.job_ended(JobKind.SLIDE_STAGING)
+
+
 FLOWS = {
+    "a large slide staged by a job that waits for capacity": a_large_slide_staged_by_a_job_that_waits_for_capacity,
     "a slide waiting for a model, scored once one is promoted": a_slide_waiting_for_a_model_scored_once_one_is_promoted,
     "a tuning job whose best trial becomes the model": a_tuning_job_whose_best_trial_becomes_the_model,
     "a failed batch of two slides scored again alone": a_failed_batch_of_two_slides_scored_again_alone,

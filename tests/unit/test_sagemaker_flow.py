@@ -56,6 +56,7 @@ def sagemaker_event(kind: JobKind, name: str, status: str, **extra) -> tuple[str
         JobKind.VALIDATION_TRANSFORM: ("Transform", "TransformJobName", "TransformJobStatus"),
         JobKind.SLIDE_SCORING: ("Transform", "TransformJobName", "TransformJobStatus"),
         JobKind.EVALUATION: ("Processing", "ProcessingJobName", "ProcessingJobStatus"),
+        JobKind.SLIDE_STAGING: ("Processing", "ProcessingJobName", "ProcessingJobStatus"),
     }[kind]
     return f"SageMaker {resource} Job State Change", {name_field: name, status_field: status, **extra}
 

@@ -125,7 +125,7 @@ def test_the_flow_starts_one_job_waits_for_capacity_and_hands_its_end_back_to_in
 
     code = world.blobs.stored_keys("code/stage_slide-")
     assert {k.rsplit("/", 1)[-1] for k in code} == {"stage_slide.py", "pcam_pipeline.zip"}, "no wheels here"
-    world.flow.on_event(*sagemaker_event(JobKind.EVALUATION, asked.job_name, "Completed"), "done-1")
+    world.flow.on_event(*sagemaker_event(JobKind.SLIDE_STAGING, asked.job_name, "Completed"), "done-1")
     (ended,) = world.ingest_queue.take_all()
     assert ended["detail-type"] == SLIDE_STAGED
     assert ended["detail"] == {"prefix": asked.prefix, "job": asked.job_name, "status": "Completed", "reason": ""}
@@ -137,7 +137,7 @@ def test_a_failed_job_is_handed_back_with_its_reason_and_operators_are_alerted()
     world.blobs.put_json(asked.prefix + WANTED_FILE, asked.to_json())
     world.flow.on_event(STAGING_WANTED, {"prefix": asked.prefix, "slide_id": asked.slide_id}, "id-1")
     failure = {"FailureReason": "ClientError: the volume is full"}
-    world.flow.on_event(*sagemaker_event(JobKind.EVALUATION, asked.job_name, "Failed", **failure), "failed-1")
+    world.flow.on_event(*sagemaker_event(JobKind.SLIDE_STAGING, asked.job_name, "Failed", **failure), "failed-1")
     (ended,) = world.ingest_queue.take_all()
     assert ended["detail"]["status"] == "Failed" and ended["detail"]["reason"] == "ClientError: the volume is full"
     (alert,) = world.alerter.alerts
