@@ -17,6 +17,7 @@ from pcam_pipeline.ingestion.conversion import ShardConverter
 from pcam_pipeline.ingestion.ingestor import Ingestor
 from pcam_pipeline.ingestion.shard_planning import ShardTask
 from pcam_pipeline.state import StateStore
+from pcam_pipeline.wsi.structure import DEFAULT_SLIDE_LIMITS, SlideLimits
 from tests.fake_bucket import InMemoryBlobStore, InMemoryQueue
 from tests.fakes import InMemoryTable, RecordingPublisher
 from tests.faults import Faults
@@ -45,6 +46,8 @@ def make_lab(
     faults: Faults | None = None,
     fakes: tuple[InMemoryBlobStore, InMemoryQueue, InMemoryTable, RecordingPublisher] | None = None,
     stain_normalisation: str = "none",
+    flow_queue: InMemoryQueue | None = None,
+    slide_limits: SlideLimits = DEFAULT_SLIDE_LIMITS,
 ) -> Lab:
     """``faults``: every port call of the use cases goes through it (tests/faults.py); ``fakes``: the bucket, queue,
     table and bus to start from (a copy of another lab's, say)."""
@@ -58,6 +61,7 @@ def make_lab(
             max_receive_count=3,
             max_patches_per_slide=max_patches_per_slide,
             stain_normalisation=stain_normalisation,
+            slide_limits=slide_limits,
         ),
         idempotency_table="idempotency",
         convert_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/convert",
@@ -70,7 +74,8 @@ def make_lab(
     state = StateStore(table=faults.wrap(table, "table"))
     ports = faults.wrap(blobs, "bucket"), faults.wrap(queue, "queue"), faults.wrap(publisher, "bus")
     # Typed arguments: mypy checks each fake against the port the use cases take.
-    ingestor = Ingestor(settings, ports[0], state, ports[2], ports[1])
+    flow = faults.wrap(flow_queue, "flow queue") if flow_queue is not None else None
+    ingestor = Ingestor(settings, ports[0], state, ports[2], ports[1], flow)
     converter = ShardConverter(settings.conversion, ports[0], state, ports[2])
     return Lab(blobs, queue, state, ingestor, converter, publisher, table)
 

@@ -25,7 +25,9 @@ from pcam_pipeline.aws.observability import metrics
 from pcam_pipeline.core.deadline import invocation
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.state.access import awaiting_mpp_pk
+from pcam_pipeline.wsi.structure import SlideLimits
 from pcam_pipeline.wsi.vendor import UPLOAD_MARGIN_SECONDS
+from tests.fake_bucket import InMemoryQueue
 from tests.fault_harness import (
     Run,
     check_like_the_run_without_faults,
@@ -252,3 +254,55 @@ def test_an_older_upload_never_wins_whatever_step_the_newer_one_arrives_at():
         assert ready["input_version"] == slide.x_version and ready["patch_count"] == 5, at
         # Refused at planning, or planned before the newer one and then replaced: never converted.
         assert lab.state.file_version(older.key, older.version).status is not FileStatus.CONVERTED, at
+
+
+# ------------------------------------------------------------------ a slide too large for the function
+def staged_by_the_job(lab: Any, prefix: str) -> None:
+    """What the staging job does (its own code, not a call of the pipeline's): stage the copy, write the answer."""
+    import tempfile
+    from pathlib import Path
+
+    from pcam_pipeline.wsi.staging_jobs import WANTED_FILE, StagingWanted
+    from pcam_pipeline.wsi.staging_run import stage_in_job
+
+    wanted = StagingWanted.from_json(json.loads(lab.blobs.get_bytes(prefix + WANTED_FILE)))
+    with tempfile.TemporaryDirectory() as work:
+        slide = Path(work, "input", Path(wanted.source_key).name)
+        slide.parent.mkdir(parents=True)
+        slide.write_bytes(lab.blobs.get_bytes(wanted.source_key))
+        limits = {"cpu_seconds": 60, "memory_bytes": 1 << 30, "max_staging_gigapixels": 4.0}
+        stage_in_job(slide.parent, Path(work, "output"), {**wanted.to_json(), **limits})
+        for path in Path(work, "output").iterdir():
+            lab.blobs.put_bytes(wanted.output_prefix + path.name, path.read_bytes(), "application/octet-stream")
+
+
+def staging_run(faults: Faults):
+    from pcam_pipeline.wsi.staging_jobs import SLIDE_STAGED, STAGING_WANTED
+
+    metrics.clear_metrics()
+    flow_queue = InMemoryQueue()
+    lab = make_lab(faults=faults, flow_queue=flow_queue, slide_limits=SlideLimits(lambda_vendor_bytes=0))
+    upload = lab.drop("incoming/slides/big.svs", small_svs())
+    run = Run(lab, faults)
+    with faults.armed():
+        ingest_message(run, lab, s3_event(upload.key, upload.version_id, upload.etag))
+    asked = {
+        json.dumps(m["detail"], sort_keys=True) for m in flow_queue.take_all() if m["detail-type"] == STAGING_WANTED
+    }
+    (prefix,) = {json.loads(detail)["prefix"] for detail in asked}  # asked again on a retry: the same job
+    staged_by_the_job(lab, prefix)
+    ended = {"prefix": prefix, "job": "pcam-stage-x", "status": "Completed", "reason": ""}
+    with faults.armed():
+        run.deliver(SLIDE_STAGED, lambda _: lab.ingestor.continue_staged(ended))
+        convert_all(run, lab)
+    slide_ready(lab)
+    return outcome_of(lab.table, lab.blobs, lab.publisher.published, set(), 1)
+
+
+def test_a_slide_staged_by_a_job_ends_the_same_whichever_ingestion_call_fails_once():
+    counting = Faults()
+    expected = staging_run(counting)
+    assert any("flow queue" in call for call in counting.calls), "the function asked for a job"
+    for n in range(1, len(counting.calls) + 1):
+        faults = Faults(fail_at=n)
+        check_like_the_run_without_faults(expected, staging_run(faults), faults)
