@@ -28,7 +28,7 @@ from pcam_pipeline.wsi.staging_jobs import (
     staging_volume_gb,
 )
 from pcam_pipeline.wsi.structure import SlideLimits
-from tests.fakes import conversion_settings, flow_on_fakes
+from tests.fakes import conversion_settings, flow_on_fakes, model_settings
 from tests.unit.test_sagemaker_flow import sagemaker_event
 
 GIB = 2**30
@@ -150,3 +150,14 @@ def test_the_library_zip_is_the_same_bytes_every_time_and_imports_from_the_zip()
     names = zipfile.ZipFile(io.BytesIO(first)).namelist()
     assert "pcam_pipeline/wsi/openslide_staging.py" in names and "pcam_pipeline/__init__.py" in names
     assert all(name.endswith(".py") for name in names)
+
+
+def test_a_staging_instance_type_outside_the_limits_quarantines_the_slide_with_the_reason_not_a_dead_letter():
+    world = flow_on_fakes(model_settings(staging_instance_type="ml.p5.48xlarge"))
+    asked = wanted()
+    world.blobs.put_json(asked.prefix + WANTED_FILE, asked.to_json())
+    outcome = world.flow.on_event(STAGING_WANTED, {"prefix": asked.prefix, "slide_id": asked.slide_id}, "id-1")
+    assert outcome["staging"] == "failed" and "ml.p5.48xlarge" in outcome["reason"]
+    (ended,) = world.ingest_queue.take_all()
+    assert ended["detail"]["status"] == "Failed" and "the job request is invalid" in ended["detail"]["reason"]
+    assert world.alerter.alerts, "operators must fix the setting"

@@ -119,12 +119,18 @@ def test_the_data_bucket_is_versioned_encrypted_private_and_tls_only():
     assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
-    deny, delegation = RESOURCES["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    deny, reads, lists = RESOURCES["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
-    # Reads only, and only through this account's access points (each with its own policy: pcam subscriber).
-    assert delegation["Effect"] == "Allow" and sorted(delegation["Action"]) == [
-        "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"]  # fmt: skip
-    assert delegation["Condition"] == {"StringEquals": {"s3:DataAccessPointAccount": {"Ref": "AWS::AccountId"}}}
+    # Reads of labs' results only, and only through this account's access points (each with its own policy:
+    # pcam subscriber), so an access point made by anyone else here exposes nothing more.
+    through_ours = {"s3:DataAccessPointAccount": {"Ref": "AWS::AccountId"}}
+    assert (
+        reads["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+        and reads["Condition"]["StringEquals"] == through_ours
+    )
+    assert reads["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/predictions/labs/*"}
+    assert lists["Action"] == "s3:ListBucket" and lists["Condition"] == {
+        "StringEquals": through_ours, "StringLike": {"s3:prefix": "predictions/labs/*"}}  # fmt: skip
 
 
 @pytest.mark.parametrize(

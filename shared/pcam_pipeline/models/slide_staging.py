@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from pcam_pipeline.core import keys
+from pcam_pipeline.core.errors import CapacityRefused, InvalidJobRequest, QuotaIsZero
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.ports import BlobStore, EventPublisher, MessageQueue
-from pcam_pipeline.models.evaluation_metrics import start_or_wait
 from pcam_pipeline.models.inference_requests import PROCESSING_ROOT, processing_input
-from pcam_pipeline.models.job_tracker import JobKindBase, JobTracker
+from pcam_pipeline.models.job_tracker import JobKindBase, JobTracker, failed
 from pcam_pipeline.models.sagemaker_jobs import SageMakerSettings, tag_list, validate
 from pcam_pipeline.state.views import EvaluationState
 from pcam_pipeline.wsi.staging_jobs import WANTED_FILE, StagingWanted, slide_staged_message
@@ -117,8 +117,15 @@ class SlideStagingJobs(JobKindBase):
         job = JobRecord(name=wanted.job_name, kind=JobKind.SLIDE_STAGING, slide_id=wanted.slide_id,
                         run_id=wanted.dropped.run_id, output_prefix=prefix)  # fmt: skip
         self._jobs.record(job)
-        request = staging_request(self._settings, wanted, staging_code_uri(self._blobs), self._blobs.uri(""))
-        if not start_or_wait(self._jobs, self._state, job, request, prefix=prefix):
+        try:
+            request = staging_request(self._settings, wanted, staging_code_uri(self._blobs), self._blobs.uri(""))
+            self._jobs.start_once(job, request)
+        except (InvalidJobRequest, QuotaIsZero) as exc:  # no retry or wait helps: the slide is quarantined, and said
+            reason = exc.how_to_raise() if isinstance(exc, QuotaIsZero) else f"the job request is invalid: {exc}"
+            self._jobs.fail(failed(job), self, reason)
+            return {"staging": "failed", "job": job.name, "reason": reason}
+        except CapacityRefused:  # a wait, not a failure: the scheduled tick starts it again
+            self._state.wait_for_capacity(job.name, str(job.kind), prefix=prefix)
             return {"staging": "waiting for SageMaker capacity", "job": job.name}
         return {"staging": "started", "job": job.name, "volume_gb": wanted.volume_gb}
 
