@@ -207,7 +207,7 @@ class ModelSettings:
                 staging_role_arn=env.get("SAGEMAKER_STAGING_ROLE_ARN", "").strip(),
                 staging_instance_type=env.get("STAGING_INSTANCE_TYPE", "").strip() or base.staging_instance_type,
                 staging_max_runtime_seconds=integer(
-                    env, "STAGING_MAX_RUNTIME_SECONDS", base.staging_max_runtime_seconds, 600, 5 * 24 * 3600
+                    env, "STAGING_MAX_RUNTIME_SECONDS", base.staging_max_runtime_seconds, 3600, 5 * 24 * 3600
                 ),
                 limits=cost_limits(env),
             ),
