@@ -14,6 +14,7 @@ import io
 import json
 import sys
 import zipfile
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,7 @@ def staging_code_uri(blobs: BlobStore) -> str:
     return blobs.uri(folder)
 
 
+@cache  # the layer's files do not change within a process: zip them once
 def library_zip() -> bytes:
     """``pcam_pipeline``'s Python files, zipped the same way every time (sorted, one date): zipimport reads it."""
     import pcam_pipeline

@@ -41,8 +41,9 @@ class SlideStagingRequests:
         if not self._blobs.exists(wanted.prefix + WANTED_FILE):  # written last: the copy is whole
             self._blobs.copy(dropped.key, dropped.version_id, wanted.source_key)
             self._blobs.put_json(wanted.prefix + WANTED_FILE, wanted.to_json())
-        self._queue.send([staging_wanted_message(wanted)])
+        # Recorded before asking: the job's end can only come after the ask, and a failed ask is retried.
         self._state.record_file(dropped.key, dropped.version, FileStatus.STAGING_BY_JOB, staging_job=wanted.job_name)
+        self._queue.send([staging_wanted_message(wanted)])
         return {"status": str(FileStatus.STAGING_BY_JOB), "job": wanted.job_name, "bytes": size}
 
     def wanted(self, prefix: str) -> StagingWanted:
