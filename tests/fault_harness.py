@@ -29,8 +29,10 @@ from tests.faults import Faults
 MAX_RECEIVE_COUNT = 5  # the template's default maxReceiveCount
 # Values that differ between two runs without faults (times, attempt notes), and the dispatch lease's expiry: a
 # dispatcher whose release failed leaves it to expire, which delays the next dispatch and loses nothing; and
-# the id of the event delivery that announced an evaluation.
-VOLATILE = re.compile(r"(_at|_since|^updated|^created|^open_attempts$|^until$|^holder$|announced_by$)")
+# the id of the event delivery that announced an evaluation or handled a job's failure (a copy may come first).
+VOLATILE = re.compile(
+    r"(_at|_since|^updated|^created|^open_attempts$|^until$|^holder$|announced_by$|^failure_claimer$)"
+)
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.\d]*\+00:00")
 
 
@@ -45,16 +47,46 @@ class Run:
     world: Any
     faults: Faults
     deliveries: list[str] = field(default_factory=list)
+    # Just before this port call (numbered as in the run without it), the message being handled is delivered
+    # again, whole: a second copy on another worker (S3, SQS and EventBridge all deliver at least once).
+    duplicate_before: int | None = None
+    copying: bool = False  # the copy is being handled (an event published again has another id)
+    _handling: list[tuple[str, Callable[[int], Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.duplicate_before is not None:
+            count = self.faults.before
+
+            def before(call: str) -> None:
+                count(call)
+                if (
+                    self.faults.duplicated is None
+                    and self._handling
+                    and len(self.faults.calls) == self.duplicate_before
+                ):
+                    what, handle = self._handling[-1]
+                    self.faults.duplicated = f"{what} (a copy, before call {len(self.faults.calls)}: {call})"
+                    self.faults._armed, self.copying = False, True  # the copy's calls are not numbered
+                    try:
+                        self.deliver(self.faults.duplicated, handle)
+                    finally:
+                        self.faults._armed, self.copying = True, False
+
+            self.faults.before = before  # type: ignore[method-assign]
 
     def deliver(self, what: str, handle: Callable[[int], Any]) -> Any:
         """One message, delivered again after each failure, as SQS does; ``handle`` takes the receive count."""
-        for attempt in range(1, MAX_RECEIVE_COUNT + 1):
-            self.deliveries.append(what)
-            try:
-                return handle(attempt)
-            except Exception as failure:  # noqa: BLE001 (SQS retries whatever the handler raised)
-                last = failure
-        raise LeftForTheDeadLetterQueue(f"{what}: failed {MAX_RECEIVE_COUNT} times; last: {last!r}")
+        self._handling.append((what, handle))
+        try:
+            for attempt in range(1, MAX_RECEIVE_COUNT + 1):
+                self.deliveries.append(what)
+                try:
+                    return handle(attempt)
+                except Exception as failure:  # noqa: BLE001 (SQS retries whatever the handler raised)
+                    last = failure
+            raise LeftForTheDeadLetterQueue(f"{what}: failed {MAX_RECEIVE_COUNT} times; last: {last!r}")
+        finally:
+            self._handling.pop()
 
 
 def s3_event(key: str, version_id: str | None, etag: str = "") -> dict[str, Any]:
@@ -118,8 +150,8 @@ def outcome_of(table: Any, blobs: Any, published: list[tuple[str, dict]], starte
     return Outcome(events, state, blobs.stored_keys(), orphans, unexplained)
 
 
-def check_like_the_run_without_faults(expected: Outcome, got: Outcome, faults: Faults) -> None:
-    where = f"with call {faults.fail_at} ({faults.failed}) failing once"
+def check_like_the_run_without_faults(expected: Outcome, got: Outcome, faults: Faults, where: str = "") -> None:
+    where = where or f"with call {faults.fail_at} ({faults.failed}) failing once"
     assert got.unexplained == [], f"{where}: refused without a reason: {got.unexplained}"
     assert got.orphans == [], f"{where}: job records left Starting: {got.orphans}"
     assert got.keys == expected.keys, f"{where}: the bucket differs: {set(got.keys) ^ set(expected.keys)}"

@@ -24,6 +24,7 @@ class Faults:
         self.only = only  # which calls ("port.method") count
         self.calls: list[str] = []
         self.failed: str | None = None
+        self.duplicated: str | None = None  # the message the harness delivered twice at once, and where
         self._armed = False
 
     @contextmanager

@@ -8,6 +8,7 @@ import pytest
 from moto import mock_aws
 
 from pcam_pipeline.aws import request_rules
+from pcam_pipeline.core.deadline import invocation
 from pcam_pipeline.core.job_kinds import JobKind
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.records import SplitRecord
@@ -68,16 +69,31 @@ def test_shards_count_once_and_only_for_the_current_upload(state):
     assert state.owner(OWNER).shards_complete
 
 
-def test_exactly_one_claimer_announces_but_the_same_claimer_may_claim_again(state):
+def test_one_attempt_at_a_time_announces_and_a_retry_finishes_what_a_failed_one_left(state):
     state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"}, SplitRecord())
-    assert state.claim_ready(OWNER, "token", "first")
-    assert not state.claim_ready(OWNER, "token", "second")
-    assert state.claim_ready(OWNER, "token", "first")
+    first = state.claim_ready(OWNER, "token", "shard 1")
+    assert first is not None
+    assert state.claim_ready(OWNER, "token", "shard 2") is None
+    assert state.claim_ready(OWNER, "token", "shard 1") is None, "a copy of the same message, handled meanwhile"
+    state.release_ready(OWNER, first)  # the first attempt failed
+    retry = state.claim_ready(OWNER, "token", "shard 1")
+    assert retry is not None
     state.mark_ready(OWNER, "manifests/m")  # ready before the event, so that its consumers find it so
-    assert state.claim_ready(OWNER, "token", "first"), "ready but not yet announced: a retry announces"
+    state.release_ready(OWNER, first)  # a late release of an older attempt takes nothing from this one
+    assert state.claim_ready(OWNER, "token", "shard 2") is None
     state.mark_announced(OWNER, "token")
-    assert not state.claim_ready(OWNER, "token", "first")  # announced: a duplicate delivery claims nothing
-    assert state.claim_ready(OWNER, "new token", "second")
+    assert state.claim_ready(OWNER, "token", "shard 1") is None  # announced: a duplicate delivery claims nothing
+    assert state.claim_ready(OWNER, "new token", "shard 2") is not None
+
+
+def test_a_claim_whose_invocation_has_ended_lapses(state):
+    """An attempt that died (Lambda ended it at its timeout) gave nothing back: its claim lapses."""
+    state.start_patch_conversion(OWNER, {"kind": "split", "x_run": "r1"}, SplitRecord())
+    with invocation(-5):  # its deadline passed
+        assert state.claim_ready(OWNER, "token", "shard 1") is not None
+    with invocation(60):
+        assert state.claim_ready(OWNER, "token", "shard 1") is not None
+        assert state.claim_ready(OWNER, "token", "shard 2") is None
 
 
 def test_a_failed_shard_is_kept_in_a_map_and_fails_its_owner(state):
@@ -132,6 +148,49 @@ def test_only_the_change_announced_is_marked_announced(state):
     state.record_promotion_history(first, action="promoted")
     state.record_promotion_history(first, action="promoted")  # a retry writes the same entry
     assert len(state.promotion_history()) == 1
+
+
+def test_a_change_of_the_current_model_is_announced_by_one_attempt_at_a_time(state):
+    from pcam_pipeline.core.model_records import CurrentModel
+
+    first = CurrentModel("m1", "2026-01-01T00:00:00.000001+00:00", "ops", "why", announced=False)
+    assert state.replace_current_model(first, expected=None)
+    holder = state.claim_current_model_announcement(first)
+    assert holder is not None and state.claim_current_model_announcement(first) is None
+    later = CurrentModel("m2", "2026-01-02T00:00:00.000001+00:00", "ops", "again", announced=False)
+    assert state.replace_current_model(later, expected="m1")  # replaced while m1's announcement runs
+    assert state.claim_current_model_announcement(first) is None, "not the current change any more"
+    newer = state.claim_current_model_announcement(later)
+    assert newer is not None, "the claim on the change it replaced does not hold this one"
+    state.release_current_model_announcement(holder)  # the older attempt's late release
+    assert state.claim_current_model_announcement(later) is None
+    state.mark_current_model_announced(later)
+    state.release_current_model_announcement(newer)
+    assert state.claim_current_model_announcement(later) is None, "announced"
+
+
+def test_a_quarantine_is_decided_once_and_announced_by_one_attempt_at_a_time(state):
+    assert state.record_quarantine("k", "v1", "not HDF5", "quarantine/k", {"key": "k"})
+    assert not state.record_quarantine("k", "v1", "a copy's reason", "quarantine/k", {"key": "k", "copy": 1})
+    assert state.file_version("k", "v1").reason == "not HDF5"
+    holder = state.claim_quarantine_announcement("k", "v1")
+    assert holder is not None and state.claim_quarantine_announcement("k", "v1") is None
+    state.release_quarantine_announcement("k", "v1", holder)  # its move failed: the retry finishes
+    retry = state.claim_quarantine_announcement("k", "v1")
+    assert retry is not None
+    state.mark_quarantine_announced("k", "v1")
+    assert (
+        state.claim_quarantine_announcement("k", "v1") is None
+        and state.file_version("k", "v1").unannounced_quarantine is None
+    )
+
+
+def test_two_attempts_for_one_training_take_one_of_the_days_starts(state):
+    assert state.claim_training_start("ds", "2026-12-07", "job-a", 2)
+    assert state.claim_training_start("ds", "2026-12-07", "job-a", 2), "a copy or a retry: the same start"
+    assert state.claim_training_start("ds", "2026-12-07", "job-b", 2)
+    assert not state.claim_training_start("ds", "2026-12-07", "job-c", 2), "the day's starts are taken"
+    assert state.claim_training_start("ds", "2026-12-08", "job-c", 2)
 
 
 def test_each_ingestion_write_leaves_the_fields_its_readers_use(state):

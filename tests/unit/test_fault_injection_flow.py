@@ -34,14 +34,24 @@ class FlowScenario:
     """The model side on fakes: ``steps`` are the events delivered, each a function of the world (SageMaker's
     events name jobs the flow started); set-up between them (a job's outputs) is not counted."""
 
-    def __init__(self, faults: Faults, sagemaker: dict[str, Any] | None = None, **settings: Any):
+    def __init__(
+        self,
+        faults: Faults,
+        sagemaker: dict[str, Any] | None = None,
+        duplicate_before: int | None = None,
+        **settings: Any,
+    ):
         chosen = dataclasses.replace(model_settings(0.5, **(sagemaker or {})), **settings)
         self.world = flow_on_fakes(chosen, faults=faults)
         self.faults = faults
-        self.run = Run(self.world, faults)
+        self.run = Run(self.world, faults, duplicate_before=duplicate_before)
 
     def event(self, detail_type: str, detail: dict[str, Any], delivery: str) -> None:
-        self.run.deliver(delivery, lambda _: self.world.flow.on_event(detail_type, detail, delivery))
+        # A copy handled at once has another id: one with the same id waits for the first (the idempotency layer).
+        def handle(_: int) -> Any:
+            return self.world.flow.on_event(detail_type, detail, f"{delivery} (copy)" if self.run.copying else delivery)
+
+        self.run.deliver(delivery, handle)
 
     def split_ready(self, split: str, token: str = "") -> None:
         fields = {"kind": "split", "dataset": "ds", "split": split}
@@ -240,9 +250,9 @@ SETTINGS = {
 }
 
 
-def flow_run(path: Callable[[FlowScenario], None], faults: Faults, name: str = ""):
+def flow_run(path: Callable[[FlowScenario], None], faults: Faults, name: str = "", duplicate_before: int | None = None):
     metrics.clear_metrics()
-    scenario = FlowScenario(faults, **SETTINGS.get(name, {}))
+    scenario = FlowScenario(faults, duplicate_before=duplicate_before, **SETTINGS.get(name, {}))
     with faults.armed():
         path(scenario)
     return scenario.outcome()
@@ -256,6 +266,18 @@ def test_the_sagemaker_flow_ends_the_same_whichever_call_fails_once(name):
     for n in range(1, len(counting.calls) + 1):
         faults = Faults(fail_at=n)
         check_like_the_run_without_faults(expected, flow_run(FLOWS[name], faults, name), faults)
+
+
+@pytest.mark.parametrize("name", FLOWS)
+def test_the_sagemaker_flow_ends_the_same_when_an_event_is_delivered_again_at_any_step(name):
+    """Each event handled up to a port call, then a copy of it (published again: another id) handled whole,
+    then the first goes on: every event the flow publishes still once, and the same end as one delivery."""
+    counting = Faults()
+    expected = flow_run(FLOWS[name], counting, name)
+    for n in range(1, len(counting.calls) + 1):
+        faults = Faults()
+        got = flow_run(FLOWS[name], faults, name, duplicate_before=n)
+        check_like_the_run_without_faults(expected, got, faults, f"with {faults.duplicated}")
 
 
 # ------------------------------------------------------------------ two deliveries, interleaved at every step

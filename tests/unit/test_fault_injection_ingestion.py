@@ -187,13 +187,15 @@ INGESTION = {
 }  # fmt: skip
 
 
-def ingestion_run(scenario: Drops, faults: Faults, converting: Checkpoint | None = None):
+def ingestion_run(
+    scenario: Drops, faults: Faults, converting: Checkpoint | None = None, duplicate_before: int | None = None
+):
     metrics.clear_metrics()  # one invocation's worth: Powertools flushes (and needs a namespace) at 100
     lab, run = scenario.world(faults, converting)
     drops = lab.blobs._written if converting is None else converting.uploads  # the lab's uploads' version ids
     time_left = invocation(scenario.seconds_left) if scenario.seconds_left else nullcontext()
     with faults.armed(), time_left:
-        run(Run(lab, faults))
+        run(Run(lab, faults, duplicate_before=duplicate_before))
     scenario.expect(lab)
     return outcome_of(lab.table, lab.blobs, lab.publisher.published, set(), drops)
 
@@ -306,3 +308,18 @@ def test_a_slide_staged_by_a_job_ends_the_same_whichever_ingestion_call_fails_on
     for n in range(1, len(counting.calls) + 1):
         faults = Faults(fail_at=n)
         check_like_the_run_without_faults(expected, staging_run(faults), faults)
+
+
+# ------------------------------------------------------------------ a message delivered twice at once
+@pytest.mark.parametrize("name", INGESTION)
+def test_ingestion_and_conversion_end_the_same_when_a_message_is_delivered_again_at_any_step(name):
+    """Each message (an S3 event or a shard) handled up to a port call, then a copy of it handled whole on
+    another worker, then the first one goes on: every event still once, and the same end as one delivery."""
+    scenario = INGESTION[name]
+    counting = Faults()
+    expected = ingestion_run(scenario, counting)
+    scenario.checkpoints.pop(counting, None)
+    for n in range(1, len(counting.calls) + 1):
+        faults = Faults()
+        got = ingestion_run(scenario, faults, duplicate_before=n)
+        check_like_the_run_without_faults(expected, got, faults, f"with {faults.duplicated}")

@@ -48,10 +48,21 @@ class Completer:
                 owner_pk, "the labels were recorded by a version that kept no copy: drop them again"
             )
             return False
-        if not self._state.claim_ready(owner_pk, token, claimer):
+        lease = self._state.claim_ready(owner_pk, token, claimer)
+        if lease is None:  # announced, or being announced by a copy of this message or another shard
             if record.announced_token == token:  # announced: finish the bookkeeping a failed attempt left
                 self._record_converted(record)
             return False
+        try:
+            detail_type, detail = self._announce(owner_pk, record, token)
+        except Exception:
+            self._state.release_ready(owner_pk, lease)
+            raise
+        self._record_converted(record)
+        logger.info(f"{detail_type}", extra=detail)
+        return True
+
+    def _announce(self, owner_pk: str, record: SplitRecord | SlideRecord, token: str) -> tuple[str, dict[str, Any]]:
         if isinstance(record, SplitRecord):
             detail = self._write_split_manifest(record, token)
             detail_type = events.SPLIT_READY
@@ -62,9 +73,7 @@ class Completer:
         self._state.mark_ready(owner_pk, detail["manifest_key"])
         self._events.publish(detail_type, detail)
         self._state.mark_announced(owner_pk, token)
-        self._record_converted(record)
-        logger.info(f"{detail_type}", extra=detail)
-        return True
+        return detail_type, detail
 
     def _record_converted(self, record: PatchOwner) -> None:
         upload = present(record.x_key, f"upload of {record.kind}")

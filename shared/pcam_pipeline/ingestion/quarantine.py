@@ -1,8 +1,9 @@
 """Setting an unusable upload aside: moved to quarantine/ with a plain explanation beside it; nothing is lost.
 
 Retry-safe: the decision and its "File Quarantined" event are recorded before anything moves, and a retry of
-a delivery that failed part-way (the move, the bus, the last write) finishes it; the event is published once
-per quarantine, however often the delivery is tried."""
+a delivery that failed part-way (the reason's file, the move, the bus, the last write) finishes it. The event
+is published once per quarantine, however often the delivery is tried, and however many copies of it are
+handled at once: the first to record the decision makes it, and one attempt at a time publishes it."""
 
 from __future__ import annotations
 
@@ -23,19 +24,15 @@ from pcam_pipeline.state.ingestion_views import FilesState
 def quarantine(
     blobs: BlobStore, state: FilesState, publisher: EventPublisher, dropped: DroppedFile, problem: InvalidInput
 ) -> dict[str, Any]:
-    """Move the upload to quarantine/ with its reason beside it, record it, and announce "File Quarantined"."""
-    target = keys.quarantine_key(dropped.key)
-    error_key = keys.quarantine_error_key(dropped.key)
-    quarantined_at = now_iso()
-    error = {"key": dropped.key, "version": dropped.version, "error": problem.describe(), **problem.as_dict(),
-             "quarantined_at": quarantined_at, "quarantined_as": target}  # fmt: skip
+    """Record the decision and its "File Quarantined" event, then set the upload aside and announce it."""
     event = events.fitted_detail(  # recorded as it will be published
         {"key": dropped.key, "version": dropped.version, "sequencer": dropped.sequencer or None,
-         "lab": lab_of_key(dropped.key), "quarantine_key": target,
-         "error_uri": blobs.uri(error_key), **problem.as_dict(), "quarantined_at": quarantined_at}
+         "lab": lab_of_key(dropped.key), "quarantine_key": keys.quarantine_key(dropped.key),
+         "error_uri": blobs.uri(keys.quarantine_error_key(dropped.key)), **problem.as_dict(),
+         "quarantined_at": now_iso()}
     )  # fmt: skip
-    blobs.put_json(error_key, error)
-    state.record_quarantine(dropped.key, dropped.version, problem.describe(), target, event)
+    if not state.record_quarantine(dropped.key, dropped.version, problem.describe(), event["quarantine_key"], event):
+        return settle_quarantine(blobs, state, publisher, dropped, problem)  # a copy of this delivery came first
     logger.warning("quarantined", extra={"reason": problem.describe()})
     return finish_quarantine(blobs, state, publisher, dropped, event)
 
@@ -61,10 +58,26 @@ def unfinished_quarantine(state: FilesState, dropped: DroppedFile) -> dict[str, 
 def finish_quarantine(
     blobs: BlobStore, state: FilesState, publisher: EventPublisher, dropped: DroppedFile, event: dict[str, Any]
 ) -> dict[str, Any]:
-    """Move the upload (again: a move is idempotent) and publish its recorded event; then forget the event."""
-    blobs.move(dropped.key, dropped.version_id, event["quarantine_key"])
-    publisher.publish(events.FILE_QUARANTINED, event)
-    state.mark_quarantine_announced(dropped.key, dropped.version)
+    """Write the reason beside the quarantined file, move the upload and publish its recorded event (each again
+    on a retry: they are idempotent); then forget the event. One attempt at a time does it."""
+    problem = InvalidInput(event["problem"], event["expected"], event["found"])
+    done = {"status": "quarantined", "reason": problem.describe(), "quarantine_key": event["quarantine_key"]}
+    lease = state.claim_quarantine_announcement(dropped.key, dropped.version)
+    if lease is None:
+        return done  # announced, or a copy of this delivery is announcing it now
+    try:
+        blobs.put_json(keys.quarantine_error_key(dropped.key), error_report(event, problem))
+        blobs.move(dropped.key, dropped.version_id, event["quarantine_key"])
+        publisher.publish(events.FILE_QUARANTINED, event)
+        state.mark_quarantine_announced(dropped.key, dropped.version)
+    except Exception:
+        state.release_quarantine_announcement(dropped.key, dropped.version, lease)
+        raise
     metrics.add_metric(name="FilesQuarantined", unit="Count", value=1)
-    reason = InvalidInput(event["problem"], event["expected"], event["found"]).describe()
-    return {"status": "quarantined", "reason": reason, "quarantine_key": event["quarantine_key"]}
+    return done
+
+
+def error_report(event: dict[str, Any], problem: InvalidInput) -> dict[str, Any]:
+    """The .error.json beside a quarantined file: the recorded event's reason, in the lab's words."""
+    return {"key": event["key"], "version": event["version"], "error": problem.describe(), **problem.as_dict(),
+            "quarantined_at": event["quarantined_at"], "quarantined_as": event["quarantine_key"]}  # fmt: skip

@@ -163,14 +163,21 @@ class PromotedModels:
         """History entry, then Model Promoted, then the mark; a retry after a failure repeats what is missing."""
         if current.announced:
             return current
+        lease = self._state.claim_current_model_announcement(current)
+        if lease is None:  # announced or replaced since it was read, or a copy of this event is announcing it
+            return present(self.current(), "current model")
         change = {"previous_model": current.previous_model, "action": current.action, "by": current.promoted_by,
                   "reason": current.reason}  # fmt: skip
-        self._state.record_promotion_history(current, **change)
-        self._events.publish(
-            events.MODEL_PROMOTED,
-            {"model_name": current.model_name, **change, "metrics": current.metrics, "dataset": current.dataset},
-        )
-        self._state.mark_current_model_announced(current)
+        try:
+            self._state.record_promotion_history(current, **change)
+            self._events.publish(
+                events.MODEL_PROMOTED,
+                {"model_name": current.model_name, **change, "metrics": current.metrics, "dataset": current.dataset},
+            )
+            self._state.mark_current_model_announced(current)
+        except Exception:
+            self._state.release_current_model_announcement(lease)
+            raise
         logger.info(
             "current model changed", extra={"model_name": current.model_name, "previous": change["previous_model"]}
         )

@@ -7,6 +7,7 @@ for an older upload never overwrites a newer result and a retried job never anno
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -86,13 +87,33 @@ class SlideResultWriter:
         if scored.plan:
             figures.update(whole_slide_figures(scored.plan, scored.probabilities, scored.threshold))
         files = slide_answer.result_files(scored, found)
-        summary = self._summary(slide, job, figures, gathered_at, files, model)
+        dropped = self._state.file_version(slide.x_key, slide.x_version) if slide.x_key and slide.x_version else None
+        times = (dropped.received_at if dropped else None, gathered_at)
+        summary = slide_summary(self._blobs.uri, slide, job, figures, times, files, model)
         summary["qc"], summary["stain"] = scored.qc_summary(), scored.stain
         summary["verdict"] = scored.verdict(found)
         files = slide_answer.with_report(scored, found, files, summary)
-        if not self._state.claim_slide_results(queued_entry(member, model_name), job.name):
-            return {"status": "scored by another job", "slide_id": slide_id}
-        csv_key, summary_key = keys.prediction_key(slide_id, "csv"), keys.prediction_key(slide_id, "json")
+        lease = self._state.claim_slide_results(queued_entry(member, model_name), job.name)
+        if lease is None:
+            return {"status": "scored by another job, or being written", "slide_id": slide_id}
+        try:
+            csv_key = self._publish(slide, job, model_name, files, summary)
+        except Exception:
+            self._state.release_slide_results(slide_id, lease)
+            raise
+        metrics.add_metric(name="SlidesScored", unit="Count", value=1)
+        emit_lab_metrics(summary)
+        if summary["dropped_at"]:
+            latency = datetime.fromisoformat(summary["scored_at"]) - datetime.fromisoformat(summary["dropped_at"])
+            metrics.add_metric(name="SlideDropToResultSeconds", unit="Seconds", value=latency.total_seconds())
+        logger.info("slide scored", extra={"slide_id": slide_id, **figures})
+        return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
+
+    def _publish(
+        self, slide: SlideRecord, job: JobRecord, model_name: str, files: dict[str, Any], summary: dict[str, Any]
+    ) -> str:
+        """Write the files, announce "Slide Scored" and record it (the claim's holder alone); the CSV's key."""
+        csv_key, summary_key = keys.prediction_key(slide.slide_id, "csv"), keys.prediction_key(slide.slide_id, "json")
         versions = {
             key: self._blobs.put_bytes(key, body, content_type)
             for key, (body, content_type) in files.items()
@@ -104,22 +125,16 @@ class SlideResultWriter:
         announced = {**summary, "summary_uri": self._blobs.uri(summary_key), "file_versions": versions}
         self._events.publish(events.SLIDE_SCORED, announced)
         self._state.record_slide_scored(
-            slide_id,
-            run_id,
+            slide.slide_id,
+            present(slide.x_run, f"upload of slide {slide.slide_id}"),
             job.name,
             scored_at=summary["scored_at"],
             scored_model=model_name,
             predictions_key=csv_key,
-            tumour_fraction=figures["tumour_fraction"],
+            tumour_fraction=summary["tumour_fraction"],
             verdict=summary["verdict"]["category"],
         )
-        metrics.add_metric(name="SlidesScored", unit="Count", value=1)
-        emit_lab_metrics(summary)
-        if summary["dropped_at"]:
-            latency = datetime.fromisoformat(summary["scored_at"]) - datetime.fromisoformat(summary["dropped_at"])
-            metrics.add_metric(name="SlideDropToResultSeconds", unit="Seconds", value=latency.total_seconds())
-        logger.info("slide scored", extra={"slide_id": slide_id, **figures})
-        return {"status": "scored", "slide_id": slide_id, "csv": csv_key}
+        return csv_key
 
     def _scored_slide(
         self, slide: SlideRecord, raw: NDArray[Any], model_name: str, model: ModelRecord | None
@@ -148,41 +163,6 @@ class SlideResultWriter:
             stain=slide_stain(self._blobs, slide, model),
         )
 
-    def _summary(
-        self,
-        slide: SlideRecord,
-        job: JobRecord,
-        figures: dict[str, Any],
-        gathered_at: str,
-        files: dict[str, Any],
-        model: ModelRecord | None,
-    ) -> dict[str, Any]:
-        uri = self._blobs.uri
-        png, geojson = (keys.prediction_key(slide.slide_id, ext) for ext in ("png", "geojson"))
-        dropped = self._state.file_version(slide.x_key, slide.x_version) if slide.x_key and slide.x_version else None
-        summary = {
-            "slide_id": slide.slide_id,
-            "lab": lab_of(slide.slide_id),
-            "input_key": slide.x_key, "input_version": slide.x_version, "input_sequencer": slide.x_sequencer,
-            "run_id": slide.x_run,  # joins a "Slide Scoring Failed" of this upload to this success
-            "dropped_at": dropped.received_at if dropped else None,
-            **figures,
-            "model_name": job.model_name,
-            "previous_model": slide.scored_model,  # of the result this one replaces, if any
-            "model_metrics": model.metrics if model else {},
-            "transform_job": job.name,
-            "transform_started_at": job.started_at,
-            "transform_ended_at": job.ended_at,
-            "gathered_at": gathered_at,
-            "scored_at": now_iso(),
-            "csv_uri": uri(keys.prediction_key(slide.slide_id, "csv")),
-            "heatmap_uri": uri(png) if png in files else None,
-            "report_uri": uri(keys.prediction_key(slide.slide_id, "html")),
-        }  # fmt: skip
-        if geojson in files:
-            summary["geojson_uri"] = uri(geojson)
-        return summary
-
     def _coords(self, slide: SlideRecord) -> NDArray[Any] | None:
         """An HDF5 slide's coordinates as ingestion copied them (never the drop: its staged copy expires)."""
         if slide.has_coords and not slide.coords_key:
@@ -201,3 +181,39 @@ def slide_stain(blobs: BlobStore, slide: SlideRecord, model: ModelRecord | None)
     """The slide's stain from its conversion shards' samples, against its model's training stain."""
     training = model.training_stain if model else None
     return stain.slide_stain(stain_samples(blobs, slide), training, slide.x_stain_normalisation)
+
+
+def slide_summary(
+    uri: Callable[[str], str],
+    slide: SlideRecord,
+    job: JobRecord,
+    figures: dict[str, Any],
+    times: tuple[str | None, str],
+    files: dict[str, Any],
+    model: ModelRecord | None,
+) -> dict[str, Any]:
+    """The summary JSON of one scored slide (and the body of "Slide Scored"); ``times``: dropped, gathered."""
+    dropped_at, gathered_at = times
+    png, geojson = (keys.prediction_key(slide.slide_id, ext) for ext in ("png", "geojson"))
+    summary = {
+        "slide_id": slide.slide_id,
+        "lab": lab_of(slide.slide_id),
+        "input_key": slide.x_key, "input_version": slide.x_version, "input_sequencer": slide.x_sequencer,
+        "run_id": slide.x_run,  # joins a "Slide Scoring Failed" of this upload to this success
+        "dropped_at": dropped_at,
+        **figures,
+        "model_name": job.model_name,
+        "previous_model": slide.scored_model,  # of the result this one replaces, if any
+        "model_metrics": model.metrics if model else {},
+        "transform_job": job.name,
+        "transform_started_at": job.started_at,
+        "transform_ended_at": job.ended_at,
+        "gathered_at": gathered_at,
+        "scored_at": now_iso(),
+        "csv_uri": uri(keys.prediction_key(slide.slide_id, "csv")),
+        "heatmap_uri": uri(png) if png in files else None,
+        "report_uri": uri(keys.prediction_key(slide.slide_id, "html")),
+    }  # fmt: skip
+    if geojson in files:
+        summary["geojson_uri"] = uri(geojson)
+    return summary

@@ -16,6 +16,7 @@ from pcam_pipeline.state.access import (
     slide_pk,
     split_pk,
 )
+from pcam_pipeline.state.announcements import AnnouncementRecords
 from pcam_pipeline.state.ingestion import IngestionRecords
 from pcam_pipeline.state.jobs import JobRecords
 from pcam_pipeline.state.model_side import ModelSideRecords
@@ -39,5 +40,7 @@ __all__ = [
 ]
 
 
-class StateStore(IngestionRecords, JobRecords, ModelSideRecords, ScoringQueueRecords, SlideScoringRecords):
+class StateStore(
+    AnnouncementRecords, IngestionRecords, JobRecords, ModelSideRecords, ScoringQueueRecords, SlideScoringRecords
+):
     """Every record of one deployment's state table."""

@@ -33,14 +33,13 @@ class IngestionRecords(TableAccess):
 
     def record_quarantine(
         self, key: str, version: str, reason: str, quarantine_key: str, event: dict[str, Any]
-    ) -> None:
-        """The upload is set aside for ``reason``; ``event`` stays recorded until it is published."""
+    ) -> bool:
+        """The upload is set aside for ``reason``; ``event`` stays recorded until it is published. False if a
+        copy of this delivery quarantined it first: its decision stands."""
         fields = {"key": key, "version": version, "status": FileStatus.QUARANTINED, "reason": reason,
                   "quarantine_key": quarantine_key, "unannounced_quarantine": event}  # fmt: skip
-        self._set(file_pk(key), f"v#{version}", fields)
-
-    def mark_quarantine_announced(self, key: str, version: str) -> None:
-        self._set(file_pk(key), f"v#{version}", {}, remove=("unannounced_quarantine",))
+        first = Not(Equals("status", FileStatus.QUARANTINED))
+        return self._set(file_pk(key), f"v#{version}", fields, first) is not None
 
     def record_file_received(self, key: str, version: str) -> None:
         """First sight of an upload; a repeated event (a redrive, another notification) changes nothing."""
@@ -151,25 +150,6 @@ class IngestionRecords(TableAccess):
         fields = {"status": OwnerStatus.FAILED, "failure": f"the file is damaged: {reason}", "damaged": shard}
         first_or_same = Missing("damaged") | Equals("damaged", shard)
         return self._set(owner_pk, CURRENT, fields, Equals("x_run", run_id) & first_or_same) is not None
-
-    def claim_ready(self, owner_pk: str, token: str, claimer: str) -> bool:
-        """Let exactly one completer announce this combination of inputs (``token``).
-
-        The same claimer may claim again while the announcement is unfinished, so a retried or redriven
-        message finishes what it started; once announced, a duplicate delivery claims nothing.
-        """
-        unclaimed = Missing("ready_token") | Not(Equals("ready_token", token))
-        unfinished_by_me = Equals("ready_claimer", claimer) & Not(Equals("announced_token", token))
-        fields = {"ready_token": token, "ready_claimer": claimer}
-        return self._set(owner_pk, CURRENT, fields, unclaimed | unfinished_by_me) is not None
-
-    def mark_ready(self, owner_pk: str, manifest_key: str) -> None:
-        fields = {"manifest_key": manifest_key, "status": OwnerStatus.READY, "ready_at": now_iso()}
-        self._set(owner_pk, CURRENT, fields, remove=("failure",))
-
-    def mark_announced(self, owner_pk: str, token: str) -> None:
-        """The ready event for these inputs is on the bus: a duplicate delivery claims nothing after this."""
-        self._set(owner_pk, CURRENT, {"announced_token": token})
 
     def mark_failed(self, owner_pk: str, reason: str) -> None:
         self._set(owner_pk, CURRENT, {"status": OwnerStatus.FAILED, "failure": reason})

@@ -14,8 +14,8 @@ from pcam_pipeline.state.access import (
     dataset_pk,
     model_sk,
 )
-from pcam_pipeline.state.conditions import Both, Equals, Missing, Not, OneOf
-from pcam_pipeline.state.table import now_iso
+from pcam_pipeline.state.conditions import Both, Condition, Equals, Missing, Not, OneOf
+from pcam_pipeline.state.leases import Lease, lapsed, lease_fields
 
 
 class ModelSideRecords(TableAccess):
@@ -47,12 +47,16 @@ class ModelSideRecords(TableAccess):
 
     def claim_training_start(self, dataset: str, day: str, job_name: str, per_day: int) -> bool:
         """One of the dataset's ``per_day`` training starts of ``day`` (UTC), for this job; True again for the
-        same job (a retried event), False when the day's starts are all taken."""
+        same job (a retried event), False when the day's starts are all taken.
+
+        Each attempt takes the first slot that is free or already this job's: two copies of one event handled
+        at once walk the slots in the same order, so they stop at the same slot and the job holds one."""
         prefix = f"training-start#{day}#"
-        if any(item.get("job") == job_name for item in self.query(dataset_pk(dataset), prefix)):
-            return True
-        claim = {"dataset": dataset, "job": job_name, "claimed_at": now_iso()}
-        return any(self._put_new(dataset_pk(dataset), f"{prefix}{n:03d}", claim) for n in range(per_day))
+        claim = {"dataset": dataset, "job": job_name}
+        free_or_mine = Missing("job") | Equals("job", job_name)
+        return any(
+            self._set(dataset_pk(dataset), f"{prefix}{n:03d}", claim, free_or_mine) is not None for n in range(per_day)
+        )
 
     def training_settings(self, dataset: str) -> dict[str, Any]:
         settings: dict[str, Any] = (self.get(dataset_pk(dataset)) or {}).get("training_settings", {})
@@ -119,7 +123,19 @@ class ModelSideRecords(TableAccess):
     def replace_current_model(self, current: CurrentModel, expected: str | None) -> bool:
         """Make ``current`` the current model if ``expected`` (None: no model) still is; False if not."""
         condition = Missing("model_name") if expected is None else Equals("model_name", expected)
-        return self._set(MODELS_PK, CURRENT, current.all_fields(), condition) is not None
+        replaced = self._set(MODELS_PK, CURRENT, current.all_fields(), condition, remove=lease_fields("announcing"))
+        return replaced is not None
+
+    def claim_current_model_announcement(self, current: CurrentModel) -> Lease | None:
+        """Let one attempt at a time announce this change (model and time; state/leases.py); None if it is
+        announced, replaced, or another attempt is announcing it."""
+        lease = Lease.for_this_invocation()
+        unannounced = Not(Equals("announced", True)) & lapsed("announcing")
+        claimed = self._set(MODELS_PK, CURRENT, lease.fields("announcing"), _this_change(current) & unannounced)
+        return lease if claimed is not None else None
+
+    def release_current_model_announcement(self, lease: Lease) -> None:
+        self._set(MODELS_PK, CURRENT, {}, lease.held("announcing"), remove=lease_fields("announcing"))
 
     def record_promotion_history(self, current: CurrentModel, **fields: Any) -> None:
         """One history entry per change of the current model: written again by a retry, it stays one."""
@@ -128,8 +144,11 @@ class ModelSideRecords(TableAccess):
 
     def mark_current_model_announced(self, current: CurrentModel) -> None:
         """Only this change (model and time): a later change must still be announced."""
-        condition = Equals("model_name", current.model_name) & Equals("promoted_at", current.promoted_at)
-        self._set(MODELS_PK, CURRENT, {"announced": True}, condition)
+        self._set(MODELS_PK, CURRENT, {"announced": True}, _this_change(current), remove=lease_fields("announcing"))
 
     def promotion_history(self) -> list[dict[str, Any]]:
         return self.query(MODELS_PK, "history#")
+
+
+def _this_change(current: CurrentModel) -> Condition:
+    return Equals("model_name", current.model_name) & Equals("promoted_at", current.promoted_at)

@@ -16,6 +16,7 @@ from pcam_pipeline.core.records import ScoringQueueEntry, present
 from pcam_pipeline.core.statuses import OwnerStatus, ScoringStatus
 from pcam_pipeline.state.access import CURRENT, SCORING_QUEUE_PK, TRANSFORM_SLOTS_PK, TableAccess, slide_pk
 from pcam_pipeline.state.conditions import Before, Equals, Missing, Not
+from pcam_pipeline.state.leases import Lease, lapsed, lease_fields
 from pcam_pipeline.state.table import now_iso
 
 
@@ -82,12 +83,19 @@ class ScoringQueueRecords(TableAccess):
         self._put_new(SCORING_QUEUE_PK, entry.sk, entry.to_item())
         return True
 
-    def claim_slide_results(self, member: ScoringQueueEntry, job_name: str) -> bool:
-        """Let one job write the results of a slide's upload (per request); the same job may claim again (a
-        retry). A second job that scored the same upload (two dispatches that overlapped) writes nothing."""
-        mine = Not(Equals("results_for", member.results_for)) | Equals("results_job", job_name)
-        claim = {"results_for": member.results_for, "results_job": job_name}
-        return self._set(slide_pk(member.slide_id), CURRENT, claim, Equals("x_run", member.run_id) & mine) is not None
+    def claim_slide_results(self, member: ScoringQueueEntry, job_name: str) -> Lease | None:
+        """Let one job write the results of a slide's upload (per request), one attempt at a time: the same job
+        may claim again once the attempt that held it ended or gave it back (a retry; state/leases.py), not a
+        copy of its event handled meanwhile. A second job that scored the same upload writes nothing."""
+        lease = Lease.for_this_invocation()
+        retry = Equals("results_job", job_name) & Not(Equals("scored_job", job_name)) & lapsed("results")
+        mine = Not(Equals("results_for", member.results_for)) | retry
+        claim = {"results_for": member.results_for, "results_job": job_name, **lease.fields("results")}
+        claimed = self._set(slide_pk(member.slide_id), CURRENT, claim, Equals("x_run", member.run_id) & mine)
+        return lease if claimed is not None else None
+
+    def release_slide_results(self, slide_id: str, lease: Lease) -> None:
+        self._set(slide_pk(slide_id), CURRENT, {}, lease.held("results"), remove=lease_fields("results"))
 
     # ------------------------------------------------------------------ dispatcher lease
     def take_dispatch_lease(self, holder: str, seconds: float) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from pcam_pipeline.core.model_records import CurrentModel, JobRecord, ModelRecord
 from pcam_pipeline.core.records import FileRecord, ScoringQueueEntry, SlideRecord, SplitRecord
 from pcam_pipeline.core.statuses import JobStatus
+from pcam_pipeline.state.leases import Lease
 
 
 class JobsState(Protocol):
@@ -101,6 +102,10 @@ class PromotionState(Protocol):
 
     def mark_current_model_announced(self, current: CurrentModel) -> None: ...
 
+    def claim_current_model_announcement(self, current: CurrentModel) -> Lease | None: ...
+
+    def release_current_model_announcement(self, lease: Lease) -> None: ...
+
     def model(self, name: str) -> ModelRecord | None: ...
 
     def models(self) -> list[ModelRecord]: ...
@@ -169,7 +174,9 @@ class SlideScoringState(Protocol):
 class SlideResultsState(Protocol):
     """What a slide's results reads and writes."""
 
-    def claim_slide_results(self, member: ScoringQueueEntry, job_name: str) -> bool: ...
+    def claim_slide_results(self, member: ScoringQueueEntry, job_name: str) -> Lease | None: ...
+
+    def release_slide_results(self, slide_id: str, lease: Lease) -> None: ...
 
     def file_version(self, key: str, version: str) -> FileRecord | None: ...
 
