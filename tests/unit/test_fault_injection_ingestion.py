@@ -278,14 +278,14 @@ def staged_by_the_job(lab: Any, prefix: str) -> None:
             lab.blobs.put_bytes(wanted.output_prefix + path.name, path.read_bytes(), "application/octet-stream")
 
 
-def staging_run(faults: Faults):
+def staging_run(faults: Faults, duplicate_before: int | None = None):
     from pcam_pipeline.wsi.staging_jobs import SLIDE_STAGED, STAGING_WANTED
 
     metrics.clear_metrics()
     flow_queue = InMemoryQueue()
     lab = make_lab(faults=faults, flow_queue=flow_queue, slide_limits=SlideLimits(lambda_vendor_bytes=0))
     upload = lab.drop("incoming/slides/big.svs", small_svs())
-    run = Run(lab, faults)
+    run = Run(lab, faults, duplicate_before=duplicate_before)
     with faults.armed():
         ingest_message(run, lab, s3_event(upload.key, upload.version_id, upload.etag))
     asked = {
@@ -323,3 +323,11 @@ def test_ingestion_and_conversion_end_the_same_when_a_message_is_delivered_again
         faults = Faults()
         got = ingestion_run(scenario, faults, duplicate_before=n)
         check_like_the_run_without_faults(expected, got, faults, f"with {faults.duplicated}")
+
+
+def test_a_slide_staged_by_a_job_ends_the_same_when_a_message_is_delivered_again_at_any_step():
+    counting = Faults()
+    expected = staging_run(counting)
+    for n in range(1, len(counting.calls) + 1):
+        faults = Faults()
+        check_like_the_run_without_faults(expected, staging_run(faults, n), faults, f"with {faults.duplicated}")
