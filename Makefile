@@ -123,7 +123,7 @@ MUTATION_PLAN := core/keys:test_keys.py \
 	wsi/structure:test_wsi_reader.py,test_hostile_slides.py,test_real_writers.py \
 	wsi/tile_decoding:test_hostile_slides.py,test_wsi_reader.py,test_real_writers.py \
 	wsi/resolution:test_wsi_reader.py,test_hostile_slides.py \
-	scoring/lesions:test_lesions.py scoring/lesion_evidence:test_lesion_evidence.py
+	scoring/lesions:test_lesions.py scoring/lesion_extent:test_lesions.py scoring/lesion_evidence:test_lesion_evidence.py
 MODULES ?= $(foreach item,$(MUTATION_PLAN),$(firstword $(subst :, ,$(item))))
 mutation: setup $(MUTATION)/.installed
 	rm -rf build/mutation && mkdir -p build/mutation

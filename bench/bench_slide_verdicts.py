@@ -24,6 +24,7 @@ from pcam_training.local_model import LocalImageClassifier
 MPP = 0.972
 NEGATIVE_SLIDES = 20
 LESION_SLIDES = ((0.1,), (1.0,), (4.0,))
+MEASURED_MM, PLACEMENTS = (0.5, 1.0, 2.0, 4.0), 6
 
 
 def trained_model():
@@ -38,9 +39,11 @@ def trained_model():
     return model, fitted, threshold, rates
 
 
-def verdicts(model, fitted, threshold: float, rate: float, lesions_mm: tuple[float, ...], seed: int) -> dict:
+def verdicts(
+    model, fitted, threshold: float, rate: float, lesions_mm: tuple[float, ...], seed: int, offset=(0.0, 0.0)
+) -> dict:
     rows, cols = (52, 64) if max(lesions_mm, default=0) > 2 else (30, 36)
-    picture, truth = synth_wsi_picture(rows, cols, MPP, MPP, seed=seed, lesions_mm=lesions_mm)
+    picture, truth = synth_wsi_picture(rows, cols, MPP, MPP, seed=seed, lesions_mm=lesions_mm, lesion_offset=offset)
     cells = np.argwhere(truth.tissue)  # (row, col) of each tissue patch
     patches = np.stack([picture[r * EDGE : (r + 1) * EDGE, c * EDGE : (c + 1) * EDGE] for r, c in cells])
     probabilities = calibration.apply_calibration(fitted, model.predict_proba(patches)[:, 1])
@@ -61,6 +64,19 @@ def verdicts(model, fitted, threshold: float, rate: float, lesions_mm: tuple[flo
             "truth_mm": list(lesions_mm), **called}  # fmt: skip
 
 
+def measurement_errors(model, fitted, threshold: float, rate: float) -> dict[str, list[float]]:
+    """Each lesion size at PLACEMENTS random places on the tile grid: the largest group's measure less the
+    truth, in tile edges (the measure's resolution)."""
+    offsets = np.random.default_rng(200).uniform(-0.5, 0.5, (PLACEMENTS, 2))
+    edge_mm = EDGE * MPP / 1000
+    errors: dict[str, list[float]] = {}
+    for diameter in MEASURED_MM:
+        for seed, offset in enumerate(offsets):
+            slide = verdicts(model, fitted, threshold, rate, (diameter,), 50 + seed, tuple(offset))
+            errors.setdefault(str(diameter), []).append(round((slide["largest_group_mm"] - diameter) / edge_mm, 2))
+    return errors
+
+
 def main() -> int:
     started = time.monotonic()
     model, fitted, threshold, rates = trained_model()
@@ -79,6 +95,7 @@ def main() -> int:
         "negative_positive_tiles_mean": float(np.mean([n["positive_tiles"] / n["tiles"] for n in negatives])),
         "negative_groups_mean": float(np.mean([n["groups"] for n in negatives])),
         "lesion_slides": with_lesions,
+        "measurement_error_edges": measurement_errors(model, fitted, threshold, rate),
         "seconds": time.monotonic() - started,
     }
     print(
@@ -88,6 +105,11 @@ def main() -> int:
             f"{s['truth_mm']} mm → {s['with the rule']['category']} {s['with the rule']['largest_mm']}"
             for s in with_lesions
         )  # fmt: skip
+    )
+    print(
+        "lesion measure less the truth, in tile edges, over "
+        f"{PLACEMENTS} places on the grid: "
+        + "; ".join(f"{d} mm [{min(e):+.2f}, {max(e):+.2f}]" for d, e in result["measurement_error_edges"].items())
     )
     Path("bench-output").mkdir(exist_ok=True)
     Path("bench-output/slide_verdicts.json").write_text(json.dumps(result, indent=2))

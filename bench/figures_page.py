@@ -162,6 +162,9 @@ def slide_verdicts(r: dict) -> Rows:
                      f"{called['category']}, largest counted lesion {largest} (lesions count from "
                      f"{called['minimum_tiles']} tiles; the largest group of all measures "
                      f"{slide['largest_group_mm']:.3f} mm)"))  # fmt: skip
+    for diameter, errors in r.get("measurement_error_edges", {}).items():
+        rows.append((f"a {diameter} mm lesion's measure less the truth, {len(errors)} places on the tile grid",
+                     f"{min(errors):+.2f} to {max(errors):+.2f} tile edges"))  # fmt: skip
     return rows
 
 

@@ -71,10 +71,11 @@ def _slide_cells(rng: np.random.Generator, rows: int, cols: int) -> tuple[np.nda
 
 
 def lesion_cells(
-    rows: int, cols: int, lesions_mm: tuple[float, ...], cell_mm: float
+    rows: int, cols: int, lesions_mm: tuple[float, ...], cell_mm: float, offset: tuple[float, float] = (0.0, 0.0)
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tissue over most of the slide (the right sixth left as glass, for the pen mark) and round lesions of the
-    given diameters, the largest in the tissue's middle and the others spread along its diagonals.
+    given diameters, the largest in the tissue's middle and the others spread along its diagonals: each on a
+    patch's centre, moved by ``offset`` (rows, columns; in patches).
 
     A patch is tumour (label 1, as PCam labels) when a lesion reaches its centre 32 x 32 region; beside one
     (the lesion reaches the patch but not its centre) it holds tumour cells at its border only. Returns
@@ -85,7 +86,7 @@ def lesion_cells(
     places = [(0.5, 0.41), (0.3, 0.25), (0.7, 0.57), (0.3, 0.57), (0.7, 0.25)]
     for diameter, (fy, fx) in zip(sorted(lesions_mm, reverse=True), places, strict=False):
         radius = diameter / 2 / cell_mm  # in patches
-        cy, cx = round(rows * fy) + 0.5, round(cols * fx) + 0.5  # on a patch's centre
+        cy, cx = round(rows * fy) + 0.5 + offset[0], round(cols * fx) + 0.5 + offset[1]  # a patch's centre (+ offset)
         # Distance from the lesion's centre to a patch's centre square (half side 1/6 patch) and to the patch.
         dy, dx = np.abs(grid_y - cy), np.abs(grid_x - cx)
         to_centre = np.hypot(np.maximum(dy - 1 / 6, 0), np.maximum(dx - 1 / 6, 0))
@@ -102,6 +103,7 @@ def synth_wsi_picture(
     cell_mpp: float = 0.972,
     seed: int = 0,
     lesions_mm: tuple[float, ...] | None = None,
+    lesion_offset: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[np.ndarray, SlideTruth]:
     """H&E-like tissue on glass, a tumour region and a blue pen stroke, at the patches' resolution ``cell_mpp``
     (level 0 is this picture upsampled ``cell_mpp / mpp`` times, a whole number), with what it really holds.
@@ -113,7 +115,7 @@ def synth_wsi_picture(
         tissue, tumour = _slide_cells(rng, rows, cols)
         touched = None
     else:
-        tissue, tumour, touched = lesion_cells(rows, cols, lesions_mm, EDGE * cell_mpp / 1000)
+        tissue, tumour, touched = lesion_cells(rows, cols, lesions_mm, EDGE * cell_mpp / 1000, lesion_offset)
     picture = (GLASS + rng.normal(0, 2, size=(rows * EDGE, cols * EDGE, 3))).clip(0, 255).astype(np.uint8)
     # Tumour cells at a normal patch's border occur only beside the tumour region, as on a real slide.
     beside_tumour = np.zeros_like(tumour)

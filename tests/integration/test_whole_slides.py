@@ -203,7 +203,7 @@ def test_slides_with_lesions_of_known_size_get_the_verdict_their_largest_lesion_
     assert verdicts["node-macro"]["category"] == "macrometastasis"
     for name in ("node-micro", "node-macro"):
         (truth,) = truths[name].lesions_mm
-        assert abs(verdicts[name]["largest_lesion_mm"] - truth) <= 1.1 * edge, (name, verdicts[name]["lesions"][0])
+        assert abs(verdicts[name]["largest_lesion_mm"] - truth) < edge, (name, verdicts[name]["lesions"][0])
     # A 0.1 mm deposit flags a tile or a few (or none: the model misses 5 % and more of tumour tiles), no more
     # than this model's false positives group on a slide of this size: whatever is found there is listed, not
     # counted, and the slide is called negative (docs/figures.md, "Slide verdicts").

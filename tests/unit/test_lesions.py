@@ -9,14 +9,13 @@ import math
 import numpy as np
 import pytest
 
+from pcam_pipeline.scoring.lesion_extent import MIN_OPENED_EXTENT_EDGES, core_of, greatest_distance, opened
 from pcam_pipeline.scoring.lesions import (
     MIN_TISSUE_MM2,
     TileGrid,
     category_of,
     connected_groups,
-    core_of,
     find_lesions,
-    greatest_distance,
     measurement_note,
     slide_verdict,
     verdict_in_words,
@@ -223,6 +222,63 @@ def test_a_spur_hanging_on_by_a_corner_or_a_side_does_not_lengthen_the_measure()
     assert core_of([(0, 0), (1, 0), (0, 1), (1, 1), (2, 2)]) == [0, 1, 2, 3, 4], "no inside: whole"
     plus = [(1, 0), (0, 1), (1, 1), (2, 1), (1, 2), (3, 3)]  # a cross with a diagonal spur off its arm
     assert core_of(plus) == [0, 1, 2, 3, 4, 5] and core_of(block + [(9, 9)])[-1] == 24
+
+
+def disc_tiles(diameter_mm: float, offset: tuple[float, float], reach: float) -> list[tuple[int, int]]:
+    """The tiles a round lesion makes positive: those whose centre lies within the lesion's radius plus
+    ``reach`` (in tile edges: 1/6 when the model needs tumour at the tile's centre, as PCam's labels do; 1/2
+    when tumour anywhere in the tile will do)."""
+    radius = diameter_mm / 2 / EDGE_MM
+    span = int(radius) + 3
+    cx, cy = offset
+    return [
+        (x, y)
+        for x in range(-span, span + 1)
+        for y in range(-span, span + 1)
+        if math.hypot(max(abs(x - cx) - reach, 0), max(abs(y - cy) - reach, 0)) <= radius
+    ]
+
+
+@pytest.mark.parametrize("diameter_mm", [1.0, 2.0, 4.0])
+@pytest.mark.parametrize("reach", [1 / 6, 1 / 2])
+def test_a_lesion_of_1_to_4_mm_measures_within_one_tile_edge_wherever_it_lies_on_the_grid(diameter_mm, reach):
+    errors = []
+    for offset in np.random.default_rng(1).uniform(-0.5, 0.5, (12, 2)):
+        cells = disc_tiles(diameter_mm, tuple(offset), reach)
+        (lesion,) = lesions_of(cells, positive=list(range(len(cells))))
+        errors.append((lesion.greatest_dimension_mm - diameter_mm) / EDGE_MM)
+    assert max(abs(e) for e in errors) < 1, errors
+
+
+def test_false_positives_beside_a_large_lesion_do_not_lengthen_it():
+    cells = disc_tiles(2.0, (0.2, -0.3), 1 / 2)
+    (alone,) = lesions_of(cells, positive=list(range(len(cells))))
+    far_x = max(x for x, _ in cells)
+    beside = [(far_x + 1, 0), (far_x + 2, 1), (far_x + 2, 0), (far_x + 3, 0)]  # a clump hanging on by a side
+    with_beside = cells + beside
+    (lesion,) = lesions_of(with_beside, positive=list(range(len(with_beside))))
+    assert lesion.greatest_dimension_mm == pytest.approx(alone.greatest_dimension_mm)
+    assert len(lesion.tiles) == len(cells) + 4, "kept in the lesion, not measured"
+
+
+def test_an_opening_keeps_what_a_3_by_3_block_covers():
+    block = [(x, y) for x in range(4) for y in range(4)]
+    bridge = [(4, 1), (5, 1), (6, 1)]  # a bridge one tile wide
+    assert opened(block + bridge) == list(range(16))
+    assert opened(block + [(4, 4)]) == list(range(16)), "a tile on a corner"
+    assert opened([(x, y) for x in range(3) for y in range(3)]) == list(range(9)), "exactly one block"
+    band = [(x, y) for x in range(10) for y in range(2)]
+    assert opened(band) == [], "two tiles wide: nothing is covered"
+
+
+def test_only_a_lesion_wide_enough_is_measured_on_its_opening_less_half_a_tile():
+    wide = [(x, y) for x in range(MIN_OPENED_EXTENT_EDGES + 1) for y in range(3)]  # centres 8 edges apart
+    (lesion,) = lesions_of(wide, positive=list(range(len(wide))))
+    across = math.hypot(MIN_OPENED_EXTENT_EDGES, 2)
+    assert lesion.greatest_dimension_mm == pytest.approx((across - 0.5) * EDGE_MM)
+    narrow = [(x, y) for x in range(MIN_OPENED_EXTENT_EDGES) for y in range(3)]  # 7 edges: measured as it is
+    (small,) = lesions_of(narrow, positive=list(range(len(narrow))))
+    assert small.greatest_dimension_mm == pytest.approx(math.hypot(MIN_OPENED_EXTENT_EDGES - 1, 2) * EDGE_MM)
 
 
 def test_a_lesion_and_its_grid_cannot_be_changed_once_measured():

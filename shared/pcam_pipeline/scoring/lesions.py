@@ -18,6 +18,8 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
+from pcam_pipeline.scoring.lesion_extent import extent_px
+
 ITC_MAX_MM = 0.2
 MICROMETASTASIS_MAX_MM = 2.0
 # Below this much tissue a negative call would rest on too little of the node to mean anything.
@@ -104,39 +106,15 @@ def connected_groups(cells: Sequence[tuple[int, int]]) -> list[list[int]]:
     return groups
 
 
-def greatest_distance(points: NDArray[Any]) -> float:
-    """The greatest distance between any two of ``points`` (N, 2): between vertices of their convex hull."""
-    hull = shapely.get_coordinates(shapely.MultiPoint(points).convex_hull)
-    gaps = hull[:, None, :] - hull[None, :, :]
-    return float(np.sqrt((gaps**2).sum(axis=2)).max())
-
-
-SIDES = ((1, 0), (-1, 0), (0, 1), (0, -1))
-MIN_CORE_TILES = 4
-
-
-def core_of(cells: Sequence[tuple[int, int]]) -> list[int]:
-    """The lesion without its spurs: the tiles with at least two of their sides on the lesion's own tiles. A
-    false positive hanging on by a corner or one side would otherwise lengthen the measure by a tile or two.
-    Only a lesion with an inside (a tile surrounded on four sides) has a core; a thin one (a line, a band two
-    tiles wide) or a small clump is measured whole."""
-    present = set(cells)
-    sides = [sum((x + dx, y + dy) in present for dx, dy in SIDES) for x, y in cells]
-    core = [i for i, count in enumerate(sides) if count >= 2]
-    return core if 4 in sides and len(core) >= MIN_CORE_TILES else list(range(len(cells)))
-
-
 def measure(grid: TileGrid, tiles: list[int], probabilities: NDArray[Any]) -> Lesion:
     corners = grid.corners[tiles].astype(np.float64)
-    centres = corners[core_of(grid.cells(tiles))] + grid.edge / 2
-    extent_px = max(greatest_distance(centres), grid.edge)
     boxes = shapely.box(corners[:, 0], corners[:, 1], corners[:, 0] + grid.edge, corners[:, 1] + grid.edge)
     region = shapely.union_all(boxes)
     x0, y0, x1, y1 = region.bounds
     scores = probabilities[tiles]
     return Lesion(
         tiles=tuple(tiles),
-        greatest_dimension_mm=extent_px * grid.mpp / 1000,
+        greatest_dimension_mm=extent_px(grid.cells(tiles), corners + grid.edge / 2, grid.edge) * grid.mpp / 1000,
         area_mm2=float(region.area) * (grid.mpp / 1000) ** 2,
         mean_probability=float(scores.mean()),
         max_probability=float(scores.max()),
