@@ -27,11 +27,11 @@ from pcam_pipeline.core.statuses import FileStatus, JobStatus
 from tests.faults import Faults
 
 MAX_RECEIVE_COUNT = 5  # the template's default maxReceiveCount
-# Values that differ between two runs without faults (times, attempt notes), and the dispatch lease's expiry: a
-# dispatcher whose release failed leaves it to expire, which delays the next dispatch and loses nothing; and
-# the id of the event delivery that announced an evaluation or handled a job's failure (a copy may come first).
+# Values that differ between two runs without faults (times, attempt notes), and the leases (state/leases.py):
+# one whose release failed lapses, which delays nothing that is not finished; and who claimed an announcement
+# or a job's failure (a copy may come first).
 VOLATILE = re.compile(
-    r"(_at|_since|^updated|^created|^open_attempts$|^until$|^holder$|announced_by$|^failure_claimer$)"
+    r"(_at|_since|^updated|^created|^open_attempts$|until$|_attempt$|^holder$|announced_by$|claimer$)"
 )
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.\d]*\+00:00")
 

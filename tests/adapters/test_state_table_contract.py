@@ -78,12 +78,32 @@ def test_one_attempt_at_a_time_announces_and_a_retry_finishes_what_a_failed_one_
     state.release_ready(OWNER, first)  # the first attempt failed
     retry = state.claim_ready(OWNER, "token", "shard 1")
     assert retry is not None
-    state.mark_ready(OWNER, "manifests/m")  # ready before the event, so that its consumers find it so
+    assert not state.mark_ready(OWNER, "manifests/m", first), "only the claim's holder marks it ready"
+    assert state.mark_ready(OWNER, "manifests/m", retry)  # ready before the event: its consumers find it so
     state.release_ready(OWNER, first)  # a late release of an older attempt takes nothing from this one
     assert state.claim_ready(OWNER, "token", "shard 2") is None
     state.mark_announced(OWNER, "token")
+    state.release_ready(OWNER, retry)
     assert state.claim_ready(OWNER, "token", "shard 1") is None  # announced: a duplicate delivery claims nothing
-    assert state.claim_ready(OWNER, "new token", "shard 2") is not None
+    newer = state.claim_ready(OWNER, "new token", "shard 2")
+    assert newer is not None
+    state.mark_announced(OWNER, "token")  # the older inputs' announcement ends late: the newer claim stays
+    assert state.claim_ready(OWNER, "new token", "shard 2") is None
+
+
+def test_a_job_failure_is_handled_by_one_attempt_at_a_time_until_it_is_finished(state):
+    state.create_job(JobRecord(name="j", kind=JobKind.TRAINING, dataset="ds"))
+    finished = ("alerted", "retried quietly")
+    first = state.claim_failure_handling("j", "event 1", finished)
+    assert first is not None and state.claim_failure_handling("j", "event 2", finished) is None
+    assert state.claim_failure_handling("j", "event 1", finished) is None, "a copy of the same event"
+    state.mark_failure_handled("j", "to alert")
+    state.release_failure_handling("j", first)  # the alert failed: the next delivery sends it
+    second = state.claim_failure_handling("j", "event 2", finished)
+    assert second is not None
+    state.mark_failure_handled("j", "alerted")
+    state.release_failure_handling("j", second)
+    assert state.claim_failure_handling("j", "event 3", finished) is None, "handled"
 
 
 def test_a_claim_whose_invocation_has_ended_lapses(state):
@@ -223,7 +243,7 @@ def test_each_ingestion_write_leaves_the_fields_its_readers_use(state):
 
     state.mark_failed(OWNER, "counts disagree")
     assert (state.get(OWNER)["status"], state.get(OWNER)["failure"]) == ("failed", "counts disagree")
-    state.mark_ready(OWNER, "manifests/m")
+    assert state.mark_ready(OWNER, "manifests/m", state.claim_ready(OWNER, "t", "shard 0"))
     ready = state.get(OWNER)
     assert (ready["status"], ready["manifest_key"]) == ("ready", "manifests/m") and ready["ready_at"]
     assert "failure" not in ready

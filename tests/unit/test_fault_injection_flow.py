@@ -280,6 +280,19 @@ def test_the_sagemaker_flow_ends_the_same_when_an_event_is_delivered_again_at_an
         check_like_the_run_without_faults(expected, got, faults, f"with {faults.duplicated}")
 
 
+def test_a_copy_handled_meanwhile_never_leaves_a_failed_announcement_unfinished():
+    """A copy of an event handled while the first delivery holds an announcement, then a call of the first one
+    fails within the next few: the first's retry still finishes what it holds (a promotion, a slide's results)."""
+    name = "a model trained, evaluated, promoted, and a slide scored"
+    counting = Faults()
+    expected = flow_run(FLOWS[name], counting, name)
+    for n in range(1, len(counting.calls) + 1):
+        for m in range(n, min(n + 6, len(counting.calls) + 1)):
+            faults = Faults(fail_at=m)
+            got = flow_run(FLOWS[name], faults, name, duplicate_before=n)
+            check_like_the_run_without_faults(expected, got, faults, f"with {faults.duplicated}, call {m} failing")
+
+
 # ------------------------------------------------------------------ two deliveries, interleaved at every step
 def test_a_late_failure_never_hides_the_newer_training_whatever_step_it_arrives_at():
     def world_with_two_trainings(faults):

@@ -154,6 +154,18 @@ def test_an_operator_repeating_a_promote_whose_announcement_failed_finishes_it(f
         flaky_registry.promote("m2", by="ops")
 
 
+def test_a_promote_repeated_while_another_attempt_announces_the_change_says_so(flaky_registry):
+    add_model(flaky_registry, "m2", 0.91)
+    with pytest.raises(RetryableError):
+        flaky_registry.promote("m2", by="ops")
+    holder = flaky_registry._state.claim_current_model_announcement(flaky_registry.current())  # e.g. the pipeline
+    with pytest.raises(PromotionError, match="another attempt is announcing the change to m2: run the command again"):
+        flaky_registry.promote("m2", by="ops")
+    assert flaky_registry.announced() == []
+    flaky_registry._state.release_current_model_announcement(holder)  # that attempt failed in turn
+    assert flaky_registry.promote("m2", by="ops").announced and len(flaky_registry.announced()) == 1
+
+
 def test_a_rollback_whose_announcement_failed_is_finished_not_repeated(flaky_registry):
     flaky_registry._events.refused = True  # the bus works for the two promotions
     for name in ("m1", "m2"):

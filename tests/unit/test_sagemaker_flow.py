@@ -38,8 +38,8 @@ def make_ready(state, owner: str, fields: dict, count: int, token: str) -> None:
         as_read=state.owner(owner) or SplitRecord(),
     )
     state.record_shard_done(owner, token, 0)
-    state.claim_ready(owner, token, "claimer")
-    state.mark_ready(owner, f"manifests/{token}.manifest")
+    lease = state.claim_ready(owner, token, "claimer")
+    state.mark_ready(owner, f"manifests/{token}.manifest", lease)
 
 
 def split_ready(world, split: str, count: int = 10, dataset: str = "ds") -> dict:

@@ -12,6 +12,7 @@ from pcam_pipeline.core.records import PatchOwner, SlideRecord, SplitRecord, pre
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion import manifests
 from pcam_pipeline.state.ingestion_views import CompletionState
+from pcam_pipeline.state.leases import Lease
 
 
 def readiness_token(record: PatchOwner) -> str | None:
@@ -54,15 +55,16 @@ class Completer:
                 self._record_converted(record)
             return False
         try:
-            detail_type, detail = self._announce(owner_pk, record, token)
-        except Exception:
+            announced = self._announce(owner_pk, record, token, lease)
+        except BaseException:
             self._state.release_ready(owner_pk, lease)
             raise
-        self._record_converted(record)
-        logger.info(f"{detail_type}", extra=detail)
-        return True
+        self._state.release_ready(owner_pk, lease)
+        if announced:
+            self._record_converted(record)
+        return announced
 
-    def _announce(self, owner_pk: str, record: SplitRecord | SlideRecord, token: str) -> tuple[str, dict[str, Any]]:
+    def _announce(self, owner_pk: str, record: SplitRecord | SlideRecord, token: str, lease: Lease) -> bool:
         if isinstance(record, SplitRecord):
             detail = self._write_split_manifest(record, token)
             detail_type = events.SPLIT_READY
@@ -70,10 +72,13 @@ class Completer:
             detail = self._write_slide_manifest(record)
             detail_type = events.SLIDE_READY
         # Ready before the event: its consumers read the owner's record and must find it ready.
-        self._state.mark_ready(owner_pk, detail["manifest_key"])
+        if not self._state.mark_ready(owner_pk, detail["manifest_key"], lease):
+            logger.info("newer inputs are being announced; these are not", extra=detail)
+            return False
         self._events.publish(detail_type, detail)
         self._state.mark_announced(owner_pk, token)
-        return detail_type, detail
+        logger.info(f"{detail_type}", extra=detail)
+        return True
 
     def _record_converted(self, record: PatchOwner) -> None:
         upload = present(record.x_key, f"upload of {record.kind}")

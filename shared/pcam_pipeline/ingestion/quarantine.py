@@ -70,7 +70,7 @@ def finish_quarantine(
         blobs.move(dropped.key, dropped.version_id, event["quarantine_key"])
         publisher.publish(events.FILE_QUARANTINED, event)
         state.mark_quarantine_announced(dropped.key, dropped.version)
-    except Exception:
+    except BaseException:
         state.release_quarantine_announcement(dropped.key, dropped.version, lease)
         raise
     metrics.add_metric(name="FilesQuarantined", unit="Count", value=1)

@@ -13,6 +13,7 @@ from pcam_pipeline.aws.observability import logger, metrics
 from pcam_pipeline.core.job_kinds import RESOURCE_BY_EVENT, JobKind
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.ports import Alerter, EventPublisher, JobLauncher
+from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import JobStatus
 from pcam_pipeline.state.views import JobsState
 
@@ -110,10 +111,22 @@ class JobTracker:
         failed attempt does only what is left (``job.failure_handled``: the step reached). One ``delivery`` (an
         event id; the same on a retry or redrive of that event) does it: another report of the same failure,
         handled at the same moment, leaves it to the first."""
-        step = job.failure_handled
-        if step in (None, TO_ALERT) and not self._state.claim_failure_handling(job.name, delivery):
+        if job.failure_handled not in (None, TO_ALERT):
+            return
+        lease = self._state.claim_failure_handling(job.name, delivery, (ALERTED, RETRIED_QUIETLY))
+        if lease is None:
             logger.info("another delivery handles this failure", extra={"job": job.name})
             return
+        try:
+            # Read again under the claim: a copy of this news may have moved the handling on since ``job`` was read.
+            self._handle_failure(job, kind, reason, present(self._state.job(job.name), f"job {job.name}"))
+        except BaseException:
+            self._state.release_failure_handling(job.name, lease)
+            raise
+        self._state.release_failure_handling(job.name, lease)
+
+    def _handle_failure(self, job: JobRecord, kind: JobKindHandler, reason: str, now: JobRecord) -> None:
+        step = now.failure_handled
         if step is None:
             self._state.record_job_failure(job.name, job.status, reason)
             metrics.add_metric(name="SageMakerJobsFailed", unit="Count", value=1)

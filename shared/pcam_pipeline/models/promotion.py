@@ -73,9 +73,11 @@ class PromotedModels:
         current model."""
         for _ in range(_CHANGE_ATTEMPTS):
             model = self._require(model_name)
-            if model.decision is not None:
-                return PromotionDecision(**model.decision)
             current = self.current()
+            if model.decision is not None:
+                if current and current.model_name == model_name:
+                    self._finish_announcing(current)  # a copy recorded the decision while this one announced
+                return PromotionDecision(**model.decision)
             if current and current.model_name == model_name:
                 self._finish_announcing(current)
                 # Made current by this gate (a retry of a decision whose record failed), or by an operator.
@@ -100,7 +102,7 @@ class PromotedModels:
         current = self.current()
         if current and current.model_name == model_name:
             if not current.announced:  # the operator repeats a promote whose announcement failed
-                return self._finish_announcing(current)
+                return announced(self._finish_announcing(current))
             raise PromotionError(f"{model_name} is already the current model")
         if not self._make_current(model, current, by, reason or "promoted by hand", "promoted by hand"):
             raise PromotionError("the current model changed while promoting; look again and retry")
@@ -109,7 +111,7 @@ class PromotedModels:
     def rollback(self, by: str, reason: str = "") -> CurrentModel:
         current = self.current()
         if current and not current.announced:  # a repeated rollback whose announcement failed: finish it
-            return self._finish_announcing(current)
+            return announced(self._finish_announcing(current))
         if not current or not current.replaced:
             raise PromotionError("there is no earlier model to roll back to")
         *older, previous = current.replaced
@@ -175,10 +177,19 @@ class PromotedModels:
                 {"model_name": current.model_name, **change, "metrics": current.metrics, "dataset": current.dataset},
             )
             self._state.mark_current_model_announced(current)
-        except Exception:
+        except BaseException:
             self._state.release_current_model_announcement(lease)
             raise
         logger.info(
             "current model changed", extra={"model_name": current.model_name, "previous": change["previous_model"]}
         )
         return present(self.current(), "current model")
+
+
+def announced(current: CurrentModel) -> CurrentModel:
+    """``current``, once "Model Promoted" is published; another attempt still announcing it is said."""
+    if not current.announced:
+        raise PromotionError(
+            f"another attempt is announcing the change to {current.model_name}: run the command again in 15 minutes"
+        )
+    return current

@@ -98,9 +98,10 @@ class SlideResultWriter:
             return {"status": "scored by another job, or being written", "slide_id": slide_id}
         try:
             csv_key = self._publish(slide, job, model_name, files, summary)
-        except Exception:
-            self._state.release_slide_results(slide_id, lease)
+        except BaseException:
+            self._state.release_slide_results(slide_id, lease, written=False)
             raise
+        self._state.release_slide_results(slide_id, lease, written=True)
         metrics.add_metric(name="SlidesScored", unit="Count", value=1)
         emit_lab_metrics(summary)
         if summary["dropped_at"]:

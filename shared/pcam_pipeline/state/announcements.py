@@ -29,13 +29,15 @@ class AnnouncementRecords(TableAccess):
         """An attempt that failed gives its claim back, so its retry need not wait for the claim to lapse."""
         self._set(owner_pk, CURRENT, {}, lease.held("ready"), remove=lease_fields("ready"))
 
-    def mark_ready(self, owner_pk: str, manifest_key: str) -> None:
+    def mark_ready(self, owner_pk: str, manifest_key: str, lease: Lease) -> bool:
+        """Ready, with this manifest, while ``lease`` still holds the claim; False when newer inputs' announcement
+        took it over (this one is then out of date, and is not published)."""
         fields = {"manifest_key": manifest_key, "status": OwnerStatus.READY, "ready_at": now_iso()}
-        self._set(owner_pk, CURRENT, fields, remove=("failure",))
+        return self._set(owner_pk, CURRENT, fields, lease.held("ready"), remove=("failure",)) is not None
 
     def mark_announced(self, owner_pk: str, token: str) -> None:
         """The ready event for these inputs is on the bus: a duplicate delivery claims nothing after this."""
-        self._set(owner_pk, CURRENT, {"announced_token": token}, remove=lease_fields("ready"))
+        self._set(owner_pk, CURRENT, {"announced_token": token})
 
     # ------------------------------------------------------------------ a file is quarantined
     def claim_quarantine_announcement(self, key: str, version: str) -> Lease | None:

@@ -8,7 +8,8 @@ from typing import Any
 from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.statuses import TERMINAL_JOB_STATUSES, JobStatus
 from pcam_pipeline.state.access import CAPACITY_WAITS_PK, CURRENT, TableAccess, job_pk
-from pcam_pipeline.state.conditions import Either, Equals, Missing, Not, OneOf
+from pcam_pipeline.state.conditions import Equals, Not, OneOf
+from pcam_pipeline.state.leases import Lease, lapsed, lease_fields
 from pcam_pipeline.state.table import now_iso
 
 
@@ -47,16 +48,16 @@ class JobRecords(TableAccess):
     def mark_failure_handled(self, name: str, step: str) -> None:
         self._set(job_pk(name), CURRENT, {"failure_handled": step})
 
-    def claim_failure_handling(self, name: str, claimer: str) -> bool:
-        """Whether ``claimer`` (one delivery of the news, or its retry) handles the job's failure: the first to ask,
-        and only it. SageMaker may report one failure twice, at once, under two event ids."""
-        claim = {"failure_claimer": claimer}
-        return (
-            self._set(
-                job_pk(name), CURRENT, claim, Either(Missing("failure_claimer"), Equals("failure_claimer", claimer))
-            )
-            is not None
-        )
+    def claim_failure_handling(self, name: str, claimer: str, finished: tuple[str, ...]) -> Lease | None:
+        """Let one attempt at a time handle the job's failure (state/leases.py), until it reaches a ``finished``
+        step. SageMaker may report one failure twice, at once, under two event ids; None for the second."""
+        lease = Lease.for_this_invocation()
+        unfinished = Not(OneOf("failure_handled", finished)) & lapsed("failure")
+        claimed = self._set(job_pk(name), CURRENT, {"failure_claimer": claimer, **lease.fields("failure")}, unfinished)
+        return lease if claimed is not None else None
+
+    def release_failure_handling(self, name: str, lease: Lease) -> None:
+        self._set(job_pk(name), CURRENT, {}, lease.held("failure"), remove=lease_fields("failure"))
 
     # ---------------------------------------------------------- capacity waits
     def wait_for_capacity(self, job_name: str, kind: str, **what: str) -> None:

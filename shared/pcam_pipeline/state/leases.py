@@ -6,6 +6,9 @@ the invocation that took it can run: Lambda ends an invocation at its timeout. A
 refused, and the holder finishes. The retry of an attempt that died comes after the queue's visibility
 timeout, which is longer than the function's timeout, so it finds the claim lapsed. An attempt that fails
 normally gives its claim back at once, so its retry need not wait.
+
+The local runtime retries a failed message after a second: there, a worker that dies holding a claim leaves
+its step until the claim lapses (the invocation's timeout).
 """
 
 from __future__ import annotations

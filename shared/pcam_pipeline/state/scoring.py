@@ -94,8 +94,11 @@ class ScoringQueueRecords(TableAccess):
         claimed = self._set(slide_pk(member.slide_id), CURRENT, claim, Equals("x_run", member.run_id) & mine)
         return lease if claimed is not None else None
 
-    def release_slide_results(self, slide_id: str, lease: Lease) -> None:
-        self._set(slide_pk(slide_id), CURRENT, {}, lease.held("results"), remove=lease_fields("results"))
+    def release_slide_results(self, slide_id: str, lease: Lease, written: bool) -> None:
+        """The attempt ends: once the results are ``written`` its job keeps the claim (another job of the same
+        upload writes nothing); after a failure the claim is given back whole (a retry, or another job, may)."""
+        claim = () if written else ("results_for", "results_job")
+        self._set(slide_pk(slide_id), CURRENT, {}, lease.held("results"), remove=(*claim, *lease_fields("results")))
 
     # ------------------------------------------------------------------ dispatcher lease
     def take_dispatch_lease(self, holder: str, seconds: float) -> bool:

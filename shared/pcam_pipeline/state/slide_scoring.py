@@ -9,7 +9,6 @@ from pcam_pipeline.core.records import SlideRecord
 from pcam_pipeline.core.statuses import ScoringStatus
 from pcam_pipeline.state.access import CURRENT, WAITING_SLIDES_PK, TableAccess, slide_pk
 from pcam_pipeline.state.conditions import Equals
-from pcam_pipeline.state.leases import lease_fields
 
 
 class SlideScoringRecords(TableAccess):
@@ -37,7 +36,7 @@ class SlideScoringRecords(TableAccess):
     def record_slide_scored(self, slide_id: str, run_id: str, job_name: str, **result: Any) -> None:
         """``result``: scored_at, scored_model, predictions_key, tumour_fraction, verdict."""
         fields = {"scoring_status": ScoringStatus.SCORED, "scored_job": job_name, "scored_run": run_id, **result}
-        self._set(slide_pk(slide_id), CURRENT, fields, remove=("scoring_failure", *lease_fields("results")))
+        self._set(slide_pk(slide_id), CURRENT, fields, remove=("scoring_failure",))
 
     def record_slide_scoring_failed(self, slide_id: str, run_id: str, reason: str) -> None:
         fields = {"scoring_status": ScoringStatus.FAILED, "scoring_failure": reason}
