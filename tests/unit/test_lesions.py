@@ -222,6 +222,8 @@ def test_a_spur_hanging_on_by_a_corner_or_a_side_does_not_lengthen_the_measure()
     assert core_of([(0, 0), (1, 0), (0, 1), (1, 1), (2, 2)]) == [0, 1, 2, 3, 4], "no inside: whole"
     plus = [(1, 0), (0, 1), (1, 1), (2, 1), (1, 2), (3, 3)]  # a cross with a diagonal spur off its arm
     assert core_of(plus) == [0, 1, 2, 3, 4, 5] and core_of(block + [(9, 9)])[-1] == 24
+    filled = [(1, 0), (0, 1), (1, 1), (2, 1), (1, 2), (0, 0)]  # a cross with its corner filled: 4 core tiles
+    assert core_of(filled) == [0, 1, 2, 5], "a core of exactly four tiles is measured"
 
 
 def disc_tiles(diameter_mm: float, offset: tuple[float, float], reach: float) -> list[tuple[int, int]]:

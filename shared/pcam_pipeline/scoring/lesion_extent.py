@@ -55,8 +55,8 @@ def extent_px(cells: Sequence[tuple[int, int]], centres: NDArray[Any], edge: flo
     between the centres of its opened tiles, less half a tile edge for that overhang (measured: within
     -0.5 to +0.9 tile edges of the truth from 1 to 4 mm; bench_slide_verdicts). A smaller lesion, which an
     opening would cut, is measured between the centres of its core, and at least one tile edge."""
-    kept = opened(cells)
-    if len(kept) > 1:
+    kept = opened(cells)  # none, or at least a 3 x 3 block
+    if kept:
         across = greatest_distance(centres[kept])
         if across >= MIN_OPENED_EXTENT_EDGES * edge:
             return across - edge / 2
