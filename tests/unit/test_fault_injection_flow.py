@@ -277,6 +277,7 @@ def test_the_sagemaker_flow_ends_the_same_when_an_event_is_delivered_again_at_an
     for n in range(1, len(counting.calls) + 1):
         faults = Faults()
         got = flow_run(FLOWS[name], faults, name, duplicate_before=n)
+        assert faults.duplicated, f"no event was being handled at call {n}"
         check_like_the_run_without_faults(expected, got, faults, f"with {faults.duplicated}")
 
 
@@ -287,9 +288,10 @@ def test_a_copy_handled_meanwhile_never_leaves_a_failed_announcement_unfinished(
     counting = Faults()
     expected = flow_run(FLOWS[name], counting, name)
     for n in range(1, len(counting.calls) + 1):
-        for m in range(n, min(n + 6, len(counting.calls) + 1)):
+        for m in range(n + 1, min(n + 7, len(counting.calls) + 1)):  # at n the fault precedes the copy
             faults = Faults(fail_at=m)
             got = flow_run(FLOWS[name], faults, name, duplicate_before=n)
+            assert faults.duplicated, f"no event was being handled at call {n}"
             check_like_the_run_without_faults(expected, got, faults, f"with {faults.duplicated}, call {m} failing")
 
 

@@ -322,6 +322,7 @@ def test_ingestion_and_conversion_end_the_same_when_a_message_is_delivered_again
     for n in range(1, len(counting.calls) + 1):
         faults = Faults()
         got = ingestion_run(scenario, faults, duplicate_before=n)
+        assert faults.duplicated, f"no message was being handled at call {n}"
         check_like_the_run_without_faults(expected, got, faults, f"with {faults.duplicated}")
 
 
@@ -330,4 +331,6 @@ def test_a_slide_staged_by_a_job_ends_the_same_when_a_message_is_delivered_again
     expected = staging_run(counting)
     for n in range(1, len(counting.calls) + 1):
         faults = Faults()
-        check_like_the_run_without_faults(expected, staging_run(faults, n), faults, f"with {faults.duplicated}")
+        got = staging_run(faults, n)
+        assert faults.duplicated, f"no message was being handled at call {n}"
+        check_like_the_run_without_faults(expected, got, faults, f"with {faults.duplicated}")

@@ -12,7 +12,7 @@ from pcam_pipeline.core.records import PatchOwner, SlideRecord, SplitRecord, pre
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.ingestion import manifests
 from pcam_pipeline.state.ingestion_views import CompletionState
-from pcam_pipeline.state.leases import Lease
+from pcam_pipeline.state.leases import Lease, given_back_on_failure
 
 
 def readiness_token(record: PatchOwner) -> str | None:
@@ -54,11 +54,8 @@ class Completer:
             if record.announced_token == token:  # announced: finish the bookkeeping a failed attempt left
                 self._record_converted(record)
             return False
-        try:
+        with given_back_on_failure(lambda: self._state.release_ready(owner_pk, lease)):
             announced = self._announce(owner_pk, record, token, lease)
-        except BaseException:
-            self._state.release_ready(owner_pk, lease)
-            raise
         self._state.release_ready(owner_pk, lease)
         if announced:
             self._record_converted(record)

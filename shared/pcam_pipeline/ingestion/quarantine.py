@@ -19,6 +19,7 @@ from pcam_pipeline.core.ports import BlobStore, EventPublisher
 from pcam_pipeline.core.statuses import FileStatus
 from pcam_pipeline.state import now_iso
 from pcam_pipeline.state.ingestion_views import FilesState
+from pcam_pipeline.state.leases import given_back_on_failure
 
 
 def quarantine(
@@ -65,14 +66,11 @@ def finish_quarantine(
     lease = state.claim_quarantine_announcement(dropped.key, dropped.version)
     if lease is None:
         return done  # announced, or a copy of this delivery is announcing it now
-    try:
+    with given_back_on_failure(lambda: state.release_quarantine_announcement(dropped.key, dropped.version, lease)):
         blobs.put_json(keys.quarantine_error_key(dropped.key), error_report(event, problem))
         blobs.move(dropped.key, dropped.version_id, event["quarantine_key"])
         publisher.publish(events.FILE_QUARANTINED, event)
         state.mark_quarantine_announced(dropped.key, dropped.version)
-    except BaseException:
-        state.release_quarantine_announcement(dropped.key, dropped.version, lease)
-        raise
     metrics.add_metric(name="FilesQuarantined", unit="Count", value=1)
     return done
 

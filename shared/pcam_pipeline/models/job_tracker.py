@@ -15,6 +15,7 @@ from pcam_pipeline.core.model_records import JobRecord
 from pcam_pipeline.core.ports import Alerter, EventPublisher, JobLauncher
 from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import JobStatus
+from pcam_pipeline.state.leases import given_back_on_failure
 from pcam_pipeline.state.views import JobsState
 
 
@@ -117,12 +118,9 @@ class JobTracker:
         if lease is None:
             logger.info("another delivery handles this failure", extra={"job": job.name})
             return
-        try:
+        with given_back_on_failure(lambda: self._state.release_failure_handling(job.name, lease)):
             # Read again under the claim: a copy of this news may have moved the handling on since ``job`` was read.
             self._handle_failure(job, kind, reason, present(self._state.job(job.name), f"job {job.name}"))
-        except BaseException:
-            self._state.release_failure_handling(job.name, lease)
-            raise
         self._state.release_failure_handling(job.name, lease)
 
     def _handle_failure(self, job: JobRecord, kind: JobKindHandler, reason: str, now: JobRecord) -> None:

@@ -17,6 +17,7 @@ from pcam_pipeline.core.records import present
 from pcam_pipeline.core.statuses import SERVABLE_MODEL_STATUSES
 from pcam_pipeline.models.evaluation_report import EXPERIMENT, PromotionDecision, promotion_decision
 from pcam_pipeline.state import now_iso
+from pcam_pipeline.state.leases import given_back_on_failure
 from pcam_pipeline.state.views import PromotionState
 
 PIPELINE = "pipeline (automatic promotion gate)"
@@ -170,16 +171,13 @@ class PromotedModels:
             return present(self.current(), "current model")
         change = {"previous_model": current.previous_model, "action": current.action, "by": current.promoted_by,
                   "reason": current.reason}  # fmt: skip
-        try:
+        with given_back_on_failure(lambda: self._state.release_current_model_announcement(lease)):
             self._state.record_promotion_history(current, **change)
             self._events.publish(
                 events.MODEL_PROMOTED,
                 {"model_name": current.model_name, **change, "metrics": current.metrics, "dataset": current.dataset},
             )
             self._state.mark_current_model_announced(current)
-        except BaseException:
-            self._state.release_current_model_announcement(lease)
-            raise
         logger.info(
             "current model changed", extra={"model_name": current.model_name, "previous": change["previous_model"]}
         )

@@ -33,6 +33,7 @@ from pcam_pipeline.scoring.lesion_evidence import false_positive_rate
 from pcam_pipeline.scoring.queue import queued_entry
 from pcam_pipeline.scoring.slide_answer import ScoredSlide
 from pcam_pipeline.state import now_iso
+from pcam_pipeline.state.leases import given_back_on_failure
 from pcam_pipeline.state.views import SlideResultsState
 from pcam_pipeline.wsi import stain
 from pcam_pipeline.wsi.ingestion import load_plan, thumbnail_key
@@ -96,11 +97,8 @@ class SlideResultWriter:
         lease = self._state.claim_slide_results(queued_entry(member, model_name), job.name)
         if lease is None:
             return {"status": "scored by another job, or being written", "slide_id": slide_id}
-        try:
+        with given_back_on_failure(lambda: self._state.release_slide_results(slide_id, lease, written=False)):
             csv_key = self._publish(slide, job, model_name, files, summary)
-        except BaseException:
-            self._state.release_slide_results(slide_id, lease, written=False)
-            raise
         self._state.release_slide_results(slide_id, lease, written=True)
         metrics.add_metric(name="SlidesScored", unit="Count", value=1)
         emit_lab_metrics(summary)

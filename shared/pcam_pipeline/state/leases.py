@@ -14,6 +14,8 @@ its step until the claim lapses (the invocation's timeout).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -57,3 +59,13 @@ def lapsed(prefix: str) -> Condition:
 def lease_fields(prefix: str) -> tuple[str, str]:
     """The attributes a lease is kept in, to remove when its work is done or given back."""
     return f"{prefix}_attempt", f"{prefix}_until"
+
+
+@contextmanager
+def given_back_on_failure(give_back: Callable[[], None]) -> Iterator[None]:
+    """The claimed work; if it ends in any exception, the claim is given back before the exception goes on."""
+    try:
+        yield
+    except BaseException:
+        give_back()
+        raise
